@@ -1,0 +1,93 @@
+//! Dispatch from parsed arguments to commands; every command returns an `ExitStatus`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use crate::cli::{AuthCommand, Cli, Command, ConfigArgs};
+use crate::config::env::EnvSnapshot;
+use crate::config::{ResolvedConfig, Terminal, dotenv, resolve};
+use crate::error::Error;
+use crate::exit::ExitStatus;
+use crate::output::diag;
+use crate::{run, status};
+
+/// Facts about the process captured once in `main`.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub env: EnvSnapshot,
+    pub terminal: Terminal,
+    pub cwd: PathBuf,
+}
+
+impl Context {
+    pub fn from_process() -> Self {
+        use std::io::IsTerminal;
+        Self {
+            env: EnvSnapshot::from_process(),
+            terminal: Terminal {
+                stdin: std::io::stdin().is_terminal(),
+                stdout: std::io::stdout().is_terminal(),
+                stderr: std::io::stderr().is_terminal(),
+            },
+            cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+        }
+    }
+}
+
+/// Find the `.env` file and resolve the configuration with provenance.
+pub fn load_config(args: &ConfigArgs, ctx: &Context) -> Result<ResolvedConfig, Error> {
+    let search = dotenv::discover(&ctx.cwd, ctx.env.home().as_deref())?;
+    let config = resolve::resolve(&args.flags(), &ctx.env, search, ctx.terminal)?;
+    if config.debug.is_some() {
+        debug_config(&config);
+    }
+    Ok(config)
+}
+
+fn debug_config(config: &ResolvedConfig) {
+    diag::debug(&format!(
+        "auth-type={} ({})",
+        config.auth_type.value.as_str(),
+        config.auth_type.source
+    ));
+    if let Some(key) = &config.api_key {
+        diag::debug(&format!("api key from {}", key.source));
+    }
+    diag::debug(&format!(
+        "base-url={} ({})",
+        config.base_url.value, config.base_url.source
+    ));
+    diag::debug(&format!(
+        "model={} ({})",
+        config.model.value, config.model.source
+    ));
+    match &config.dotenv.found {
+        Some(f) => diag::debug(&format!(".env used: {}", f.path.display())),
+        None => diag::debug(".env used: none"),
+    }
+    diag::debug(&format!("interactive={}", config.interactive));
+}
+
+/// Run the parsed command line.
+pub fn run(cli: Cli, ctx: &Context) -> ExitStatus {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            diag::error(&Error::Io(format!("cannot start the async runtime: {e}")));
+            return ExitStatus::Failure;
+        }
+    };
+    let status = match cli.command {
+        Some(Command::Auth(auth)) => match auth.command {
+            AuthCommand::Status { config, json } => status::auth_status(&config, json, ctx),
+        },
+        None => run::single(&cli.run, ctx, &runtime, Instant::now()),
+    };
+    // A reader thread may still wait on a silent stdin: do not wait for it.
+    runtime.shutdown_background();
+    status
+}

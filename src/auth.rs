@@ -1,0 +1,154 @@
+//! Decides whether a run can authenticate, and refuses what would leak a key or wait on a person.
+
+use std::fmt::Write as _;
+
+use reqwest::Url;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::config::resolve::is_loopback;
+use crate::config::{AuthType, ResolvedConfig, Source};
+use crate::error::Error;
+
+/// What a request needs: the key (still secret) and where it may be sent.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub api_key: SecretString,
+    pub base_url: Url,
+}
+
+const KEY_ADVICE: &str = "set OPENAI_API_KEY (and optionally OPENAI_BASE_URL, OPENAI_MODEL) in the environment or in `.qwen/.env`, or pass --openai-api-key";
+
+/// Check that the resolved configuration can authenticate a request, without any network traffic.
+pub fn credentials(config: &ResolvedConfig) -> Result<Credentials, Error> {
+    if config.auth_type.value == AuthType::QwenOauth {
+        return Err(oauth_refusal(config));
+    }
+    let Some(key) = &config.api_key else {
+        return Err(missing_key(config));
+    };
+    check_base_url_trust(config, &key.source)?;
+    Ok(Credentials {
+        api_key: key.value.clone(),
+        base_url: config.base_url.value.clone(),
+    })
+}
+
+fn oauth_refusal(config: &ResolvedConfig) -> Error {
+    if config.interactive {
+        Error::auth(
+            "Qwen OAuth login is not available in this build yet",
+            format!("use the API-key method: {KEY_ADVICE}"),
+        )
+    } else {
+        Error::auth(
+            "Qwen OAuth needs a browser login, which cannot be completed in a non-interactive session",
+            KEY_ADVICE,
+        )
+    }
+}
+
+fn missing_key(config: &ResolvedConfig) -> Error {
+    let mut message = String::from("no API key: OPENAI_API_KEY is not set");
+    for source in &config.empty_key_sources {
+        let _ = write!(message, "; {source} is set but empty");
+    }
+    message.push_str("\n  searched for a .env file at:");
+    for path in &config.dotenv.probed {
+        let _ = write!(message, "\n    {}", path.display());
+    }
+    if let Some(file) = &config.dotenv.found {
+        let _ = write!(
+            message,
+            "\n  used {} (it has no OPENAI_API_KEY)",
+            file.path.display()
+        );
+    }
+    let hint = if config.interactive {
+        format!("{KEY_ADVICE}; an interactive login is not available yet")
+    } else {
+        KEY_ADVICE.to_owned()
+    };
+    Error::auth(message, hint)
+}
+
+/// A repository's `.env` must not be able to send a key from elsewhere to the repository's own server.
+fn check_base_url_trust(config: &ResolvedConfig, key_source: &Source) -> Result<(), Error> {
+    let base = &config.base_url;
+    if !base.source.is_project_dotenv()
+        || key_source == &base.source
+        || config.trust_project_env
+        || is_loopback(&base.value)
+    {
+        return Ok(());
+    }
+    Err(Error::config(
+        format!(
+            "refusing to send the API key from {key_source} to `{}`, a base URL that comes from the project file {}",
+            base.value,
+            match &base.source {
+                Source::DotEnv { path, .. } => path.display().to_string(),
+                other => other.to_string(),
+            }
+        ),
+        "a repository must not redirect your key; pass --openai-base-url (or set OPENAI_BASE_URL) yourself, or set QWEN_TRUST_PROJECT_ENV=1 if you trust this project",
+    ))
+}
+
+/// A warning to print before a key goes over plain http to a host that is not loopback.
+pub fn plaintext_warning(base_url: &Url) -> Option<String> {
+    (base_url.scheme() == "http" && !is_loopback(base_url)).then(|| {
+        format!(
+            "warning: the API key will be sent over plain http to `{}`; use https",
+            base_url.host_str().unwrap_or_default()
+        )
+    })
+}
+
+/// A few characters at each end at most; short keys are hidden entirely.
+pub fn redact(secret: &SecretString) -> String {
+    let s = secret.expose_secret();
+    let chars: Vec<char> = s.chars().collect();
+    if chars.len() < 12 {
+        return "****".to_owned();
+    }
+    let head: String = chars[..3].iter().collect();
+    let tail: String = chars[chars.len() - 2..].iter().collect();
+    format!("{head}…{tail}")
+}
+
+/// Remove every occurrence of the key from a text that came from elsewhere (a server's error body).
+pub fn scrub(text: &str, secret: &SecretString) -> String {
+    let key = secret.expose_secret();
+    if key.len() < 4 {
+        return text.to_owned();
+    }
+    text.replace(key, "[REDACTED]")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_shows_little() {
+        assert_eq!(redact(&SecretString::from("short")), "****");
+        let r = redact(&SecretString::from("sk-abcdefghijklmnopXY"));
+        assert_eq!(r, "sk-…XY");
+    }
+
+    #[test]
+    fn scrub_removes_the_key() {
+        let key = SecretString::from("sk-secret-123");
+        assert_eq!(scrub("bad key sk-secret-123!", &key), "bad key [REDACTED]!");
+    }
+
+    #[test]
+    fn plaintext_warning_only_for_remote_http() {
+        let w = |u: &str| plaintext_warning(&Url::parse(u).unwrap()).is_some();
+        assert!(w("http://example.com/v1"));
+        assert!(!w("http://127.0.0.1:9/v1"));
+        assert!(!w("http://localhost:9/v1"));
+        assert!(!w("http://[::1]:9/v1"));
+        assert!(!w("https://example.com/v1"));
+    }
+}

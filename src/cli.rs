@@ -1,0 +1,243 @@
+//! Command-line types only (clap derive); no behaviour lives here.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{AuthType, ConfigFlags};
+
+const EXAMPLES: &str = "\
+Examples:
+  echo \"Summarize this\" | qwen --json                 one prompt from stdin, JSON result
+  git diff | qwen \"Review this change\" -o stream-json  stdin + prompt, JSON lines as they happen
+  qwen -m gpt-4o-mini \"Write a haiku about CI\"         plain text answer on stdout
+  qwen auth status                                     which key, URL and model would be used, and why
+
+Configuration (first found wins): flags, then OPENAI_API_KEY / OPENAI_BASE_URL / OPENAI_MODEL,
+then the first .qwen/.env or .env walking up from the current directory (then ~/.qwen/.env, ~/.env).
+
+Exit codes: 0 ok, 1 failed, 2 usage, 41 auth, 42 input, 52 config, 55 wall time, 75 temporary (retry later),
+130/143 interrupted.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "qwen",
+    version,
+    about = "Send prompts to any OpenAI-compatible chat API and write honest, structured results",
+    after_help = EXAMPLES,
+    args_conflicts_with_subcommands = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show or manage how requests authenticate.
+    Auth(AuthArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuthArgs {
+    #[command(subcommand)]
+    pub command: AuthCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Print the resolved auth method, key (redacted), base URL and model, and where each came from.
+    Status {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Flags that decide where requests go and with which key.
+#[derive(Debug, Clone, Args, Default)]
+pub struct ConfigArgs {
+    /// API key (overrides `OPENAI_API_KEY`). Prefer the environment: flags show up in process lists.
+    #[arg(long, value_name = "KEY")]
+    pub openai_api_key: Option<String>,
+
+    /// Base URL of the OpenAI-compatible API (overrides `OPENAI_BASE_URL`) [default: <https://api.openai.com/v1>]
+    #[arg(long, value_name = "URL")]
+    pub openai_base_url: Option<String>,
+
+    /// Model name (overrides `OPENAI_MODEL`) [default: gpt-4o]
+    #[arg(short = 'm', long, value_name = "MODEL")]
+    pub model: Option<String>,
+
+    /// Authentication method.
+    #[arg(long, value_enum, value_name = "METHOD")]
+    pub auth_type: Option<AuthType>,
+
+    /// Debug lines on stderr (also DEBUG=1 or `DEBUG_MODE=1`). Keys are never printed.
+    #[arg(long)]
+    pub debug: bool,
+}
+
+impl ConfigArgs {
+    pub fn flags(&self) -> ConfigFlags {
+        ConfigFlags {
+            api_key: self.openai_api_key.clone(),
+            base_url: self.openai_base_url.clone(),
+            model: self.model.clone(),
+            auth_type: self.auth_type,
+            debug: self.debug,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// The answer as plain text, streamed.
+    Text,
+    /// One JSON array (system, assistant, result messages), like Qwen Code's `-o json`.
+    Json,
+    /// The same messages as JSON lines, written as they happen.
+    StreamJson,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The prompt (several words are joined with spaces). Standard input, when piped, comes first.
+    #[arg(value_name = "PROMPT", conflicts_with = "prompt")]
+    pub prompt_words: Vec<String>,
+
+    /// The prompt, as one argument.
+    #[arg(short = 'p', long, value_name = "TEXT")]
+    pub prompt: Option<String>,
+
+    #[command(flatten)]
+    pub config: ConfigArgs,
+
+    /// A system message sent before the prompt.
+    #[arg(long, value_name = "TEXT")]
+    pub system_prompt: Option<String>,
+
+    /// Sampling temperature.
+    #[arg(long, value_name = "T")]
+    pub temperature: Option<f64>,
+
+    /// Maximum number of tokens in the answer.
+    #[arg(long, value_name = "N")]
+    pub max_tokens: Option<u32>,
+
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text, value_name = "FORMAT")]
+    pub output_format: OutputFormat,
+
+    /// Same as `-o json`.
+    #[arg(long)]
+    pub json: bool,
+
+    /// With `-o stream-json`: also write `stream_event` lines carrying the text deltas.
+    #[arg(long)]
+    pub include_partial_messages: bool,
+
+    /// With a prompt argument and piped stdin: how long to wait for stdin's first byte before going on without it.
+    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = parse_duration)]
+    pub stdin_timeout: Duration,
+
+    /// Refuse input larger than this many bytes (exit 42).
+    #[arg(long, value_name = "BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub max_input_bytes: u64,
+
+    /// Retries after the first attempt, for 408/429/5xx, network errors and timeouts.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub retries: u32,
+
+    /// The first retry backoff (doubled each retry, with jitter).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub retry_base_delay: Duration,
+
+    /// The longest wait a server may ask for with Retry-After; a longer demand fails at once (exit 75).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub max_retry_wait: Duration,
+
+    /// Give up on a response when no byte arrives for this long.
+    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Give up connecting after this long.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+}
+
+impl RunArgs {
+    pub fn format(&self) -> OutputFormat {
+        if self.json {
+            OutputFormat::Json
+        } else {
+            self.output_format
+        }
+    }
+
+    /// The prompt given as an argument, if any.
+    pub fn prompt_arg(&self) -> Option<String> {
+        self.prompt
+            .clone()
+            .or_else(|| (!self.prompt_words.is_empty()).then(|| self.prompt_words.join(" ")))
+    }
+}
+
+/// `500ms`, `2s`, `1.5s`, `5m`, `1h`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (try 500ms, 30s, 5m, 1h)"))?;
+    let seconds = match unit.trim() {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{text}` (use ms, s, m or h)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let ok = [
+            ("500ms", Duration::from_millis(500)),
+            ("2s", Duration::from_secs(2)),
+            ("1.5", Duration::from_millis(1500)),
+            ("5m", Duration::from_secs(300)),
+            ("1h", Duration::from_secs(3600)),
+            ("0", Duration::ZERO),
+        ];
+        for (text, want) in ok {
+            assert_eq!(parse_duration(text), Ok(want), "{text}");
+        }
+        for bad in ["", "abc", "5x", "-1s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn clap_definition_is_valid() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

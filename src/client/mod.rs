@@ -1,0 +1,607 @@
+//! The HTTP side: one streaming chat request with retries. Knows nothing about jobs or output formats.
+
+pub mod retry;
+pub mod sse;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use reqwest::{StatusCode, Url};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::auth::scrub;
+use crate::exit::ExitStatus;
+use crate::output::diag;
+pub use retry::RetryPolicy;
+use sse::SseParser;
+
+/// Token counts as the result schema names them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub total_tokens: u64,
+}
+
+impl Usage {
+    fn from_openai(v: &Value) -> Option<Self> {
+        let n = |k: &str| v.get(k).and_then(Value::as_u64);
+        let input = n("prompt_tokens")?;
+        let output = n("completion_tokens").unwrap_or(0);
+        Some(Self {
+            input_tokens: input,
+            output_tokens: output,
+            total_tokens: n("total_tokens").unwrap_or(input + output),
+        })
+    }
+}
+
+/// A finished answer.
+#[derive(Debug, Clone, Default)]
+pub struct Completion {
+    pub text: String,
+    /// `None` when the server sent no usage.
+    pub usage: Option<Usage>,
+    pub finish_reason: Option<String>,
+    pub response_id: Option<String>,
+    pub request_id: Option<String>,
+    pub server_model: Option<String>,
+    pub created: Option<u64>,
+    pub attempts: u32,
+    pub api_duration: Duration,
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    #[error("API error: HTTP {status}: {message}")]
+    Http {
+        status: u16,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    #[error("network error: {0}")]
+    Network(String),
+    #[error("timed out: {0}")]
+    Timeout(String),
+    #[error("the response stream was cut before it completed")]
+    StreamCut,
+    #[error("the server reported an error in the stream: {0}")]
+    StreamError(String),
+    #[error("unusable response: {0}")]
+    InvalidResponse(String),
+    #[error(
+        "HTTP {status}: the server asked to wait {}s before retrying, more than --max-retry-wait ({}s)",
+        wait.as_secs(), max.as_secs()
+    )]
+    RetryAfterTooLong {
+        status: u16,
+        wait: Duration,
+        max: Duration,
+    },
+    #[error("standard output was closed")]
+    OutputClosed,
+}
+
+impl ApiError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Http { status, .. } => retry::is_retryable_status(*status),
+            Self::Network(_) | Self::Timeout(_) | Self::StreamCut => true,
+            _ => false,
+        }
+    }
+
+    /// The HTTP status the server answered with, when there was one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Http { status, .. } | Self::RetryAfterTooLong { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    pub fn exit_status(&self) -> ExitStatus {
+        match self {
+            Self::Http {
+                status: 401 | 403, ..
+            } => ExitStatus::Auth,
+            Self::RetryAfterTooLong { .. } => ExitStatus::TempFail,
+            Self::OutputClosed => ExitStatus::Success,
+            e if e.is_retryable() => ExitStatus::TempFail,
+            _ => ExitStatus::Failure,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Http {
+                status: 401 | 403, ..
+            } => "authentication_error",
+            Self::Http { status: 429, .. } | Self::RetryAfterTooLong { .. } => "rate_limit_error",
+            Self::Http { status, .. } if *status >= 500 => "server_error",
+            Self::Http { .. } => "api_error",
+            Self::Network(_) => "network_error",
+            Self::Timeout(_) => "timeout",
+            Self::StreamCut => "stream_cut",
+            Self::StreamError(_) => "stream_error",
+            Self::InvalidResponse(_) => "invalid_response",
+            Self::OutputClosed => "output_closed",
+        }
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        let hint = match self {
+            Self::Http {
+                status: 401 | 403, ..
+            } => {
+                "check OPENAI_API_KEY and that it belongs to the provider at OPENAI_BASE_URL (`qwen auth status` shows what is used)"
+            }
+            Self::Http { status: 404, .. } => {
+                "check OPENAI_BASE_URL (it usually ends in /v1) and the model name"
+            }
+            Self::RetryAfterTooLong { .. } => {
+                "raise --max-retry-wait, or retry the step later (exit 75 means temporary)"
+            }
+            e if e.is_retryable() => "the failure looks temporary: retry later (exit 75)",
+            _ => return None,
+        };
+        Some(hint.to_owned())
+    }
+}
+
+/// An `ApiError` after the retry policy gave up, with what was spent on it.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub error: ApiError,
+    pub attempts: u32,
+    pub api_duration: Duration,
+}
+
+/// Spaces requests out to at most `per_minute`, shared by all clones of a client.
+#[derive(Debug)]
+pub struct RateLimiter {
+    interval: Duration,
+    next: tokio::sync::Mutex<tokio::time::Instant>,
+}
+
+impl RateLimiter {
+    pub fn per_minute(per_minute: u32) -> Self {
+        Self {
+            interval: Duration::from_secs(60) / per_minute.max(1),
+            next: tokio::sync::Mutex::new(tokio::time::Instant::now()),
+        }
+    }
+
+    pub async fn acquire(&self) {
+        let slot = {
+            let mut next = self.next.lock().await;
+            let now = tokio::time::Instant::now();
+            let slot = (*next).max(now);
+            *next = slot + self.interval;
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
+    }
+}
+
+/// Settings of the HTTP client.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    pub connect_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub retry: RetryPolicy,
+    pub debug: bool,
+    pub max_connections: usize,
+}
+
+/// A chat-completions client for one endpoint and key; cheap to clone.
+#[derive(Clone)]
+pub struct ChatClient {
+    http: reqwest::Client,
+    url: Url,
+    auth: HeaderValue,
+    key: SecretString,
+    settings: ClientSettings,
+    limiter: Option<Arc<RateLimiter>>,
+}
+
+/// Install the TLS crypto provider once per process (reqwest is built without a default one).
+fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl ChatClient {
+    pub fn new(
+        base_url: &Url,
+        key: SecretString,
+        settings: ClientSettings,
+    ) -> Result<Self, ApiError> {
+        install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .connect_timeout(settings.connect_timeout)
+            .read_timeout(settings.idle_timeout)
+            .pool_max_idle_per_host(settings.max_connections)
+            .user_agent(concat!("qwen-headless/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ApiError::Network(format!("cannot build the HTTP client: {e}")))?;
+        let mut auth =
+            HeaderValue::from_str(&format!("Bearer {}", key.expose_secret())).map_err(|_| {
+                ApiError::InvalidResponse(
+                    "the API key contains characters not allowed in an HTTP header".into(),
+                )
+            })?;
+        auth.set_sensitive(true);
+        Ok(Self {
+            http,
+            url: crate::config::resolve::endpoint(base_url, "chat/completions"),
+            auth,
+            key,
+            settings,
+            limiter: None,
+        })
+    }
+
+    #[must_use]
+    pub fn with_rate_limit(mut self, limiter: Option<Arc<RateLimiter>>) -> Self {
+        self.limiter = limiter;
+        self
+    }
+
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// Send one chat request (`body` is the full JSON body; streaming fields are set here),
+    /// retrying per the policy. `on_delta` gets each piece of text as it arrives; when
+    /// `deltas_are_final` is set, text handed to it counts as shown to the user, so a stream
+    /// cut after that is not retried.
+    pub async fn send(
+        &self,
+        body: &Value,
+        on_delta: &mut (dyn FnMut(&str) -> std::io::Result<()> + Send),
+        deltas_are_final: bool,
+    ) -> Result<Completion, Failure> {
+        let start = Instant::now();
+        let body = streaming_body(body);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut emitted = false;
+            let result = {
+                let mut tracked = |text: &str| {
+                    emitted = true;
+                    on_delta(text)
+                };
+                self.attempt(&body, &mut tracked, attempt).await
+            };
+            let error = match result {
+                Ok(mut completion) => {
+                    completion.attempts = attempt;
+                    completion.api_duration = start.elapsed();
+                    return Ok(completion);
+                }
+                Err(e) => e,
+            };
+            let fail = |error| Failure {
+                error,
+                attempts: attempt,
+                api_duration: start.elapsed(),
+            };
+            let retry = error.is_retryable() && !(deltas_are_final && emitted);
+            if !retry || attempt > self.settings.retry.retries {
+                return Err(fail(error));
+            }
+            let server_wait = match &error {
+                ApiError::Http { retry_after, .. } => *retry_after,
+                _ => None,
+            };
+            let wait = match server_wait {
+                Some(wait) if wait > self.settings.retry.max_retry_wait => {
+                    return Err(fail(ApiError::RetryAfterTooLong {
+                        status: error.status().unwrap_or_default(),
+                        wait,
+                        max: self.settings.retry.max_retry_wait,
+                    }));
+                }
+                Some(wait) => wait,
+                None => self.settings.retry.backoff(attempt),
+            };
+            if self.settings.debug {
+                diag::debug(&format!(
+                    "attempt {attempt} failed ({error}); retrying in {} ms",
+                    wait.as_millis()
+                ));
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn attempt(
+        &self,
+        body: &Value,
+        on_delta: &mut (dyn FnMut(&str) -> std::io::Result<()> + Send),
+        attempt: u32,
+    ) -> Result<Completion, ApiError> {
+        if let Some(limiter) = &self.limiter {
+            limiter.acquire().await;
+        }
+        if self.settings.debug {
+            diag::debug(&format!(
+                "POST {} model={} attempt={attempt}",
+                self.url,
+                body.get("model").and_then(Value::as_str).unwrap_or("?")
+            ));
+        }
+        let response = self
+            .http
+            .post(self.url.clone())
+            .header(AUTHORIZATION, self.auth.clone())
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .body(serde_json::to_vec(body).unwrap_or_default())
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&e))?;
+        let status = response.status();
+        let request_id = ["x-request-id", "request-id", "x-dashscope-request-id"]
+            .iter()
+            .find_map(|h| response.headers().get(*h)?.to_str().ok().map(str::to_owned));
+        if self.settings.debug {
+            diag::debug(&format!(
+                "HTTP {} request-id={}",
+                status.as_u16(),
+                request_id.as_deref().unwrap_or("-")
+            ));
+        }
+        if !status.is_success() {
+            return Err(self.http_error(status, response).await);
+        }
+        let is_sse = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/event-stream"));
+        let mut completion = if is_sse {
+            self.read_stream(response, on_delta).await?
+        } else {
+            self.read_whole(response, on_delta).await?
+        };
+        completion.request_id = request_id;
+        Ok(completion)
+    }
+
+    async fn read_stream(
+        &self,
+        mut response: reqwest::Response,
+        on_delta: &mut (dyn FnMut(&str) -> std::io::Result<()> + Send),
+    ) -> Result<Completion, ApiError> {
+        let mut parser = SseParser::default();
+        let mut events = Vec::new();
+        let mut completion = Completion::default();
+        let mut saw_done = false;
+        let mut eof = false;
+        while !saw_done && !eof {
+            if let Some(bytes) = response
+                .chunk()
+                .await
+                .map_err(|e| self.transport_error(&e))?
+            {
+                parser.feed(&bytes, &mut events)
+            } else {
+                parser.finish(&mut events);
+                eof = true;
+            }
+            for event in events.drain(..) {
+                if event.data.trim() == "[DONE]" {
+                    saw_done = true;
+                    break;
+                }
+                if event.event.as_deref() == Some("error") {
+                    return Err(ApiError::StreamError(
+                        self.scrubbed(&error_message(&event.data)),
+                    ));
+                }
+                let chunk: Value = serde_json::from_str(&event.data).map_err(|e| {
+                    ApiError::InvalidResponse(format!("a stream event is not JSON ({e})"))
+                })?;
+                if chunk.get("error").is_some() {
+                    return Err(ApiError::StreamError(
+                        self.scrubbed(&error_message(&event.data)),
+                    ));
+                }
+                apply_chunk(&chunk, &mut completion, on_delta)?;
+            }
+        }
+        if completion.finish_reason.is_none() && !saw_done {
+            return Err(ApiError::StreamCut);
+        }
+        Ok(completion)
+    }
+
+    /// A server that ignored `stream: true` and answered with one JSON body.
+    async fn read_whole(
+        &self,
+        response: reqwest::Response,
+        on_delta: &mut (dyn FnMut(&str) -> std::io::Result<()> + Send),
+    ) -> Result<Completion, ApiError> {
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(&e))?;
+        let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::InvalidResponse(format!(
+                "the response is neither an event stream nor JSON ({e})"
+            ))
+        })?;
+        if value.get("error").is_some() {
+            return Err(ApiError::StreamError(
+                self.scrubbed(&error_message(&String::from_utf8_lossy(&bytes))),
+            ));
+        }
+        let choice = value
+            .pointer("/choices/0")
+            .ok_or_else(|| ApiError::InvalidResponse("the response has no choices".into()))?;
+        let text = choice
+            .pointer("/message/content")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if !text.is_empty() {
+            on_delta(&text).map_err(|_| ApiError::OutputClosed)?;
+        }
+        Ok(Completion {
+            text,
+            usage: value.get("usage").and_then(Usage::from_openai),
+            finish_reason: choice
+                .get("finish_reason")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .or_else(|| Some("stop".into())),
+            response_id: value.get("id").and_then(Value::as_str).map(str::to_owned),
+            server_model: value
+                .get("model")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            created: value.get("created").and_then(Value::as_u64),
+            ..Completion::default()
+        })
+    }
+
+    async fn http_error(&self, status: StatusCode, response: reqwest::Response) -> ApiError {
+        let retry_after = retry::retry_after(response.headers(), SystemTime::now());
+        let body = response.text().await.unwrap_or_default();
+        let mut message = error_message(&body);
+        if message.is_empty() {
+            status
+                .canonical_reason()
+                .unwrap_or("error")
+                .clone_into(&mut message);
+        }
+        ApiError::Http {
+            status: status.as_u16(),
+            message: self.scrubbed(&message),
+            retry_after,
+        }
+    }
+
+    fn transport_error(&self, e: &reqwest::Error) -> ApiError {
+        let mut detail = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            detail.push_str(": ");
+            detail.push_str(&s.to_string());
+            source = s.source();
+        }
+        let detail = self.scrubbed(&detail);
+        if e.is_timeout() {
+            ApiError::Timeout(detail)
+        } else {
+            ApiError::Network(detail)
+        }
+    }
+
+    fn scrubbed(&self, text: &str) -> String {
+        scrub(text, &self.key)
+    }
+}
+
+fn apply_chunk(
+    chunk: &Value,
+    completion: &mut Completion,
+    on_delta: &mut (dyn FnMut(&str) -> std::io::Result<()> + Send),
+) -> Result<(), ApiError> {
+    if completion.response_id.is_none() {
+        completion.response_id = chunk.get("id").and_then(Value::as_str).map(str::to_owned);
+        completion.server_model = chunk
+            .get("model")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        completion.created = chunk.get("created").and_then(Value::as_u64);
+    }
+    if let Some(usage) = chunk.get("usage").and_then(Usage::from_openai) {
+        completion.usage = Some(usage);
+    }
+    if let Some(choice) = chunk.pointer("/choices/0") {
+        if let Some(text) = choice.pointer("/delta/content").and_then(Value::as_str)
+            && !text.is_empty()
+        {
+            completion.text.push_str(text);
+            on_delta(text).map_err(|_| ApiError::OutputClosed)?;
+        }
+        if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
+            completion.finish_reason = Some(reason.to_owned());
+        }
+    }
+    Ok(())
+}
+
+/// The human part of an error body: `error.message`, `message`, or the text itself (shortened).
+fn error_message(body: &str) -> String {
+    if let Ok(v) = serde_json::from_str::<Value>(body) {
+        let found = v
+            .pointer("/error/message")
+            .or_else(|| v.get("message"))
+            .or_else(|| v.get("error"))
+            .or_else(|| v.get("detail"));
+        if let Some(m) = found {
+            return m.as_str().map_or_else(|| m.to_string(), str::to_owned);
+        }
+    }
+    let trimmed = body.trim();
+    let mut short: String = trimmed.chars().take(500).collect();
+    if short.len() < trimmed.len() {
+        short.push('…');
+    }
+    short
+}
+
+/// The body with the streaming fields set, whatever the caller gave.
+fn streaming_body(body: &Value) -> Value {
+    let mut body = body.clone();
+    if let Some(map) = body.as_object_mut() {
+        map.insert("stream".into(), Value::Bool(true));
+        map.insert(
+            "stream_options".into(),
+            serde_json::json!({"include_usage": true}),
+        );
+    }
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_message_shapes() {
+        assert_eq!(
+            error_message(r#"{"error":{"message":"bad key"}}"#),
+            "bad key"
+        );
+        assert_eq!(error_message(r#"{"message":"slow down"}"#), "slow down");
+        assert_eq!(error_message(r#"{"error":"plain"}"#), "plain");
+        assert_eq!(error_message("  upstream failure \n"), "upstream failure");
+    }
+
+    #[test]
+    fn exit_status_of_api_errors() {
+        let http = |status| ApiError::Http {
+            status,
+            message: String::new(),
+            retry_after: None,
+        };
+        assert_eq!(http(401).exit_status(), ExitStatus::Auth);
+        assert_eq!(http(403).exit_status(), ExitStatus::Auth);
+        assert_eq!(http(429).exit_status(), ExitStatus::TempFail);
+        assert_eq!(http(503).exit_status(), ExitStatus::TempFail);
+        assert_eq!(http(400).exit_status(), ExitStatus::Failure);
+        assert_eq!(http(404).exit_status(), ExitStatus::Failure);
+        assert_eq!(ApiError::StreamCut.exit_status(), ExitStatus::TempFail);
+        assert_eq!(
+            ApiError::InvalidResponse(String::new()).exit_status(),
+            ExitStatus::Failure
+        );
+    }
+}

@@ -1,0 +1,133 @@
+//! When to try again and how long to wait: exponential backoff with jitter, `Retry-After`, `retry-after-ms`.
+
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::HeaderMap;
+
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub retries: u32,
+    /// The first backoff; doubled on each retry.
+    pub base_delay: Duration,
+    /// The longest backoff we choose ourselves.
+    pub max_backoff: Duration,
+    /// The longest wait a server may ask for; a longer demand fails at once.
+    pub max_retry_wait: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            retries: 4,
+            base_delay: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(30),
+            max_retry_wait: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Backoff before retry number `retry` (1-based): `base * 2^(retry-1)`, capped, with
+    /// "equal jitter" (between half and all of it) so that parallel clients spread out.
+    pub fn backoff(&self, retry: u32) -> Duration {
+        let exp = self
+            .base_delay
+            .saturating_mul(1u32 << retry.saturating_sub(1).min(20));
+        let capped = exp.min(self.max_backoff).min(self.max_retry_wait);
+        let half = capped / 2;
+        half + half.mul_f64(fastrand::f64())
+    }
+}
+
+/// Whether an HTTP status is worth another try.
+pub fn is_retryable_status(status: u16) -> bool {
+    matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
+}
+
+/// The wait a server asks for: `retry-after-ms` (milliseconds), else `Retry-After` (seconds or an HTTP date).
+pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    if let Some(ms) = text("retry-after-ms").and_then(|v| v.parse::<f64>().ok())
+        && ms.is_finite()
+        && ms >= 0.0
+    {
+        return Some(Duration::from_secs_f64(ms / 1000.0));
+    }
+    parse_retry_after(text("retry-after")?, now)
+}
+
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    if let Ok(secs) = value.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(1e9)));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn retry_after_forms() {
+        let now = httpdate::parse_http_date("Tue, 24 Nov 2026 10:00:00 GMT").unwrap();
+        let cases = [
+            ("3", Some(Duration::from_secs(3))),
+            ("0", Some(Duration::ZERO)),
+            ("1.5", Some(Duration::from_millis(1500))),
+            (
+                "Tue, 24 Nov 2026 10:00:30 GMT",
+                Some(Duration::from_secs(30)),
+            ),
+            ("Tue, 24 Nov 2026 09:00:00 GMT", Some(Duration::ZERO)),
+            ("-1", None),
+            ("soon", None),
+        ];
+        for (value, want) in cases {
+            assert_eq!(parse_retry_after(value, now), want, "{value}");
+        }
+    }
+
+    #[test]
+    fn retry_after_ms_wins() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("10"));
+        h.insert("retry-after-ms", HeaderValue::from_static("250"));
+        assert_eq!(
+            retry_after(&h, SystemTime::now()),
+            Some(Duration::from_millis(250))
+        );
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let p = RetryPolicy::default();
+        for retry in 1..=10 {
+            let d = p.backoff(retry);
+            let full = (Duration::from_secs(1) * (1 << (retry - 1))).min(Duration::from_secs(30));
+            assert!(d >= full / 2 && d <= full, "retry {retry}: {d:?}");
+        }
+        let zero = RetryPolicy {
+            base_delay: Duration::ZERO,
+            ..p
+        };
+        assert_eq!(zero.backoff(3), Duration::ZERO);
+    }
+
+    #[test]
+    fn retryable_statuses() {
+        for s in [408, 429, 500, 502, 503, 504] {
+            assert!(is_retryable_status(s));
+        }
+        for s in [400, 401, 403, 404, 422, 501] {
+            assert!(!is_retryable_status(s));
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Finds the one `.env` file that applies and reads it into a map; never writes the process environment.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::error::Error;
+
+/// Where a `.env` file sits, which decides what we trust it with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DotEnvKind {
+    /// `<project>/.qwen/.env`
+    ProjectQwen,
+    /// `<project>/.env`: shared with other tools, so `DEBUG`/`DEBUG_MODE` are not taken from it.
+    ProjectPlain,
+    /// `~/.qwen/.env`
+    HomeQwen,
+    /// `~/.env`
+    HomePlain,
+}
+
+impl DotEnvKind {
+    pub fn is_project(self) -> bool {
+        matches!(self, Self::ProjectQwen | Self::ProjectPlain)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DotEnvFile {
+    pub path: PathBuf,
+    pub kind: DotEnvKind,
+    pub vars: HashMap<String, String>,
+}
+
+impl DotEnvFile {
+    /// A non-empty value from the file.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.trim().is_empty())
+    }
+}
+
+/// The result of the search: every path probed, in order, and the file used (the first found).
+#[derive(Debug, Clone, Default)]
+pub struct DotEnvSearch {
+    pub probed: Vec<PathBuf>,
+    pub found: Option<DotEnvFile>,
+}
+
+/// Walk up from `cwd` to `/` looking at `.qwen/.env` then `.env` at each level; if none is found,
+/// try `~/.qwen/.env` then `~/.env`. Only the first file found is read; files are never merged.
+pub fn discover(cwd: &Path, home: Option<&Path>) -> Result<DotEnvSearch, Error> {
+    let mut search = DotEnvSearch::default();
+    let home_candidates = home
+        .map(|h| vec![h.join(".qwen").join(".env"), h.join(".env")])
+        .unwrap_or_default();
+    let project_candidates = cwd
+        .ancestors()
+        .flat_map(|dir| [dir.join(".qwen").join(".env"), dir.join(".env")]);
+    for path in project_candidates.chain(home_candidates) {
+        if search.probed.contains(&path) {
+            continue;
+        }
+        search.probed.push(path.clone());
+        if path.is_file() {
+            let kind = classify(&path, home);
+            let vars = read(&path)?;
+            search.found = Some(DotEnvFile { path, kind, vars });
+            break;
+        }
+    }
+    Ok(search)
+}
+
+fn classify(path: &Path, home: Option<&Path>) -> DotEnvKind {
+    let in_qwen_dir = path
+        .parent()
+        .and_then(Path::file_name)
+        .is_some_and(|n| n == ".qwen");
+    let level = if in_qwen_dir {
+        path.parent().and_then(Path::parent)
+    } else {
+        path.parent()
+    };
+    let at_home = home.is_some_and(|h| level == Some(h));
+    match (at_home, in_qwen_dir) {
+        (true, true) => DotEnvKind::HomeQwen,
+        (true, false) => DotEnvKind::HomePlain,
+        (false, true) => DotEnvKind::ProjectQwen,
+        (false, false) => DotEnvKind::ProjectPlain,
+    }
+}
+
+/// Parse one file with dotenvy's iterator (which never touches the process environment).
+pub fn read(path: &Path) -> Result<HashMap<String, String>, Error> {
+    let unreadable = |source: std::io::Error| Error::DotEnvUnreadable {
+        path: path.to_owned(),
+        source,
+    };
+    let iter = dotenvy::from_path_iter(path).map_err(|e| unreadable(dotenv_io(e)))?;
+    let mut vars = HashMap::new();
+    for item in iter {
+        let (k, v) = item.map_err(|e| unreadable(dotenv_io(e)))?;
+        vars.insert(k, v);
+    }
+    Ok(vars)
+}
+
+fn dotenv_io(err: dotenvy::Error) -> std::io::Error {
+    match err {
+        dotenvy::Error::Io(io) => io,
+        other => std::io::Error::new(std::io::ErrorKind::InvalidData, other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classify_distinguishes_home_and_project_files() {
+        let home = Path::new("/home/u");
+        let cases = [
+            ("/home/u/.qwen/.env", DotEnvKind::HomeQwen),
+            ("/home/u/.env", DotEnvKind::HomePlain),
+            ("/home/u/proj/.qwen/.env", DotEnvKind::ProjectQwen),
+            ("/home/u/proj/.env", DotEnvKind::ProjectPlain),
+            ("/srv/.env", DotEnvKind::ProjectPlain),
+        ];
+        for (path, want) in cases {
+            assert_eq!(classify(Path::new(path), Some(home)), want, "{path}");
+        }
+    }
+}

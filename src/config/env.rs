@@ -1,0 +1,91 @@
+//! The variable names we read, and a snapshot of the process environment taken once at start.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+pub const OPENAI_API_KEY: &str = "OPENAI_API_KEY";
+pub const OPENAI_BASE_URL: &str = "OPENAI_BASE_URL";
+pub const OPENAI_MODEL: &str = "OPENAI_MODEL";
+pub const DEBUG: &str = "DEBUG";
+pub const DEBUG_MODE: &str = "DEBUG_MODE";
+pub const CI: &str = "CI";
+pub const HOME: &str = "HOME";
+pub const QWEN_TRUST_PROJECT_ENV: &str = "QWEN_TRUST_PROJECT_ENV";
+pub const NO_COLOR: &str = "NO_COLOR";
+pub const GITHUB_ACTIONS: &str = "GITHUB_ACTIONS";
+pub const GITHUB_STEP_SUMMARY: &str = "GITHUB_STEP_SUMMARY";
+
+/// What one variable looks like in the environment. An empty value counts as unset for
+/// every rule, but we remember it so that error messages can say "set but empty".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup<'a> {
+    Unset,
+    Empty,
+    Set(&'a str),
+}
+
+/// The process environment, read once and passed around; tests build one by hand.
+#[derive(Debug, Clone, Default)]
+pub struct EnvSnapshot {
+    vars: HashMap<String, String>,
+}
+
+impl EnvSnapshot {
+    pub fn from_process() -> Self {
+        let vars = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
+        Self { vars }
+    }
+
+    pub fn from_pairs<I, K, V>(pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        Self {
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
+    }
+
+    pub fn lookup(&self, name: &str) -> Lookup<'_> {
+        match self.vars.get(name).map(String::as_str) {
+            None => Lookup::Unset,
+            Some(v) if v.trim().is_empty() => Lookup::Empty,
+            Some(v) => Lookup::Set(v),
+        }
+    }
+
+    /// The value when it is set and non-empty.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        match self.lookup(name) {
+            Lookup::Set(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// A boolean switch such as `CI` or `QWEN_TRUST_PROJECT_ENV`: set, non-empty and not `0`/`false`.
+    pub fn flag(&self, name: &str) -> bool {
+        self.get(name).is_some_and(is_truthy_switch)
+    }
+
+    pub fn home(&self) -> Option<PathBuf> {
+        self.get(HOME).map(PathBuf::from)
+    }
+}
+
+/// `DEBUG=1|true` style values (case-insensitive).
+pub fn is_true(value: &str) -> bool {
+    matches!(value.trim().to_ascii_lowercase().as_str(), "1" | "true")
+}
+
+fn is_truthy_switch(value: &str) -> bool {
+    !matches!(
+        value.trim().to_ascii_lowercase().as_str(),
+        "0" | "false" | "no" | "off"
+    )
+}

@@ -1,0 +1,7 @@
+//! Configuration: variable names, `.env` discovery, and resolution with provenance.
+
+pub mod dotenv;
+pub mod env;
+pub mod resolve;
+
+pub use resolve::{AuthType, ConfigFlags, ResolvedConfig, Source, Sourced, Terminal};

@@ -1,0 +1,435 @@
+//! A pure function from flags + environment snapshot + `.env` search to the resolved configuration.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use reqwest::Url;
+use secrecy::SecretString;
+
+use super::dotenv::{DotEnvKind, DotEnvSearch};
+use super::env::{self, EnvSnapshot, Lookup};
+use crate::error::Error;
+
+pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+pub const DEFAULT_MODEL: &str = "gpt-4o";
+
+/// Where a resolved value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Flag(&'static str),
+    Env(&'static str),
+    DotEnv {
+        path: PathBuf,
+        kind: DotEnvKind,
+    },
+    /// A user setting file such as `~/.qwen/settings.json`.
+    Setting(PathBuf),
+    Default,
+}
+
+impl Source {
+    pub fn is_project_dotenv(&self) -> bool {
+        matches!(self, Self::DotEnv { kind, .. } if kind.is_project())
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Flag(name) => write!(f, "flag {name}"),
+            Self::Env(name) => write!(f, "environment variable {name}"),
+            Self::DotEnv { path, .. } | Self::Setting(path) => write!(f, "file {}", path.display()),
+            Self::Default => f.write_str("default"),
+        }
+    }
+}
+
+/// A value and where it came from (like cargo's `Value<T>`).
+#[derive(Debug, Clone)]
+pub struct Sourced<T> {
+    pub value: T,
+    pub source: Source,
+}
+
+impl<T> Sourced<T> {
+    pub fn new(value: T, source: Source) -> Self {
+        Self { value, source }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthType {
+    Openai,
+    QwenOauth,
+}
+
+impl AuthType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Openai => "openai",
+            Self::QwenOauth => "qwen-oauth",
+        }
+    }
+}
+
+/// The configuration-related flags, as given on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigFlags {
+    pub api_key: Option<String>,
+    pub base_url: Option<String>,
+    pub model: Option<String>,
+    pub auth_type: Option<AuthType>,
+    pub debug: bool,
+}
+
+/// Facts about the session, captured once in `main`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Terminal {
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+}
+
+/// Everything a run needs to know about where to send what, each value with its source.
+#[derive(Debug, Clone)]
+pub struct ResolvedConfig {
+    pub auth_type: Sourced<AuthType>,
+    pub api_key: Option<Sourced<SecretString>>,
+    /// Where the key was found set but empty (a flag or a variable), for the error message.
+    pub empty_key_sources: Vec<Source>,
+    pub base_url: Sourced<Url>,
+    pub model: Sourced<String>,
+    pub debug: Option<Sourced<bool>>,
+    pub dotenv: DotEnvSearch,
+    pub interactive: bool,
+    pub trust_project_env: bool,
+}
+
+/// Resolve key, base URL, model, auth type and debug from flags, then the process environment,
+/// then the one `.env` file found, then defaults. A malformed base URL is a configuration error.
+pub fn resolve(
+    flags: &ConfigFlags,
+    env: &EnvSnapshot,
+    dotenv: DotEnvSearch,
+    terminal: Terminal,
+) -> Result<ResolvedConfig, Error> {
+    let mut empty_key_sources = Vec::new();
+    let api_key = pick(
+        flags.api_key.as_deref(),
+        "--openai-api-key",
+        env,
+        env::OPENAI_API_KEY,
+        &dotenv,
+        &mut empty_key_sources,
+    )
+    .map(|s| Sourced::new(SecretString::from(s.value), s.source));
+
+    let mut ignored = Vec::new();
+    let base_url_raw = pick(
+        flags.base_url.as_deref(),
+        "--openai-base-url",
+        env,
+        env::OPENAI_BASE_URL,
+        &dotenv,
+        &mut ignored,
+    )
+    .unwrap_or_else(|| Sourced::new(DEFAULT_BASE_URL.to_owned(), Source::Default));
+    let base_url = Sourced::new(
+        parse_base_url(&base_url_raw.value, &base_url_raw.source)?,
+        base_url_raw.source,
+    );
+
+    let model = pick(
+        flags.model.as_deref(),
+        "--model",
+        env,
+        env::OPENAI_MODEL,
+        &dotenv,
+        &mut ignored,
+    )
+    .unwrap_or_else(|| Sourced::new(DEFAULT_MODEL.to_owned(), Source::Default));
+
+    let auth_type = flags.auth_type.map_or_else(
+        || Sourced::new(AuthType::Openai, Source::Default),
+        |t| Sourced::new(t, Source::Flag("--auth-type")),
+    );
+
+    let debug = resolve_debug(flags.debug, env, &dotenv);
+    let interactive = terminal.stdin && terminal.stderr && !env.flag(env::CI);
+
+    Ok(ResolvedConfig {
+        auth_type,
+        api_key,
+        empty_key_sources,
+        base_url,
+        model,
+        debug,
+        dotenv,
+        interactive,
+        trust_project_env: env.flag(env::QWEN_TRUST_PROJECT_ENV),
+    })
+}
+
+/// One value through the precedence chain: flag, then variable, then the `.env` file.
+/// Empty values count as unset; where they were met is recorded in `empties`.
+fn pick(
+    flag: Option<&str>,
+    flag_name: &'static str,
+    env: &EnvSnapshot,
+    var: &'static str,
+    dotenv: &DotEnvSearch,
+    empties: &mut Vec<Source>,
+) -> Option<Sourced<String>> {
+    match flag {
+        Some(v) if !v.trim().is_empty() => {
+            return Some(Sourced::new(v.trim().to_owned(), Source::Flag(flag_name)));
+        }
+        Some(_) => empties.push(Source::Flag(flag_name)),
+        None => {}
+    }
+    match env.lookup(var) {
+        Lookup::Set(v) => return Some(Sourced::new(v.trim().to_owned(), Source::Env(var))),
+        Lookup::Empty => empties.push(Source::Env(var)),
+        Lookup::Unset => {}
+    }
+    let file = dotenv.found.as_ref()?;
+    match file.vars.get(var) {
+        Some(v) if !v.trim().is_empty() => Some(Sourced::new(
+            v.trim().to_owned(),
+            Source::DotEnv {
+                path: file.path.clone(),
+                kind: file.kind,
+            },
+        )),
+        Some(_) => {
+            empties.push(Source::DotEnv {
+                path: file.path.clone(),
+                kind: file.kind,
+            });
+            None
+        }
+        None => None,
+    }
+}
+
+/// `--debug`, then `DEBUG`/`DEBUG_MODE` from the environment, then from the `.env` file unless it
+/// is a project's plain `.env` (another tool's `DEBUG=1` must not switch ours on).
+fn resolve_debug(flag: bool, env: &EnvSnapshot, dotenv: &DotEnvSearch) -> Option<Sourced<bool>> {
+    if flag {
+        return Some(Sourced::new(true, Source::Flag("--debug")));
+    }
+    for var in [env::DEBUG, env::DEBUG_MODE] {
+        if let Some(v) = env.get(var)
+            && env::is_true(v)
+        {
+            return Some(Sourced::new(true, Source::Env(var)));
+        }
+    }
+    let file = dotenv.found.as_ref()?;
+    if file.kind == DotEnvKind::ProjectPlain {
+        return None;
+    }
+    [env::DEBUG, env::DEBUG_MODE]
+        .into_iter()
+        .filter(|var| env.get(var).is_none())
+        .find(|var| file.get(var).is_some_and(env::is_true))
+        .map(|_| {
+            Sourced::new(
+                true,
+                Source::DotEnv {
+                    path: file.path.clone(),
+                    kind: file.kind,
+                },
+            )
+        })
+}
+
+/// Parse and check a base URL: absolute, http or https, with a host.
+pub fn parse_base_url(raw: &str, source: &Source) -> Result<Url, Error> {
+    let bad = |why: &str| {
+        Error::config(
+            format!("invalid base URL `{raw}` (from {source}): {why}"),
+            "give an absolute http(s) URL such as `https://api.openai.com/v1` with --openai-base-url or OPENAI_BASE_URL",
+        )
+    };
+    let url = Url::parse(raw).map_err(|e| bad(&e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad("the scheme must be http or https"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(bad("it has no host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("it must not carry a query or a fragment"));
+    }
+    Ok(url)
+}
+
+/// `{base}/chat/completions` (or any other path) without a doubled slash.
+pub fn endpoint(base: &Url, path: &str) -> Url {
+    let mut url = base.clone();
+    let joined = format!(
+        "{}/{}",
+        base.path().trim_end_matches('/'),
+        path.trim_start_matches('/')
+    );
+    url.set_path(&joined);
+    url
+}
+
+/// Loopback hosts: `localhost`, 127.0.0.0/8, `::1`.
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => {
+            d.eq_ignore_ascii_case("localhost") || d.ends_with(".localhost")
+        }
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::dotenv::DotEnvFile;
+    use secrecy::ExposeSecret;
+    use std::collections::HashMap;
+
+    fn dotenv(kind: DotEnvKind, pairs: &[(&str, &str)]) -> DotEnvSearch {
+        DotEnvSearch {
+            probed: vec![PathBuf::from("/p/.env")],
+            found: Some(DotEnvFile {
+                path: PathBuf::from("/p/.env"),
+                kind,
+                vars: pairs
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect::<HashMap<_, _>>(),
+            }),
+        }
+    }
+
+    #[test]
+    fn flag_beats_env_beats_file_beats_default() {
+        let file = dotenv(
+            DotEnvKind::ProjectQwen,
+            &[("OPENAI_API_KEY", "file"), ("OPENAI_MODEL", "file-model")],
+        );
+        let env = EnvSnapshot::from_pairs([("OPENAI_API_KEY", "env")]);
+        let flags = ConfigFlags {
+            api_key: Some("flag".into()),
+            ..ConfigFlags::default()
+        };
+        let c = resolve(&flags, &env, file.clone(), Terminal::default()).unwrap();
+        assert_eq!(c.api_key.unwrap().value.expose_secret(), "flag");
+        let c = resolve(
+            &ConfigFlags::default(),
+            &env,
+            file.clone(),
+            Terminal::default(),
+        )
+        .unwrap();
+        assert_eq!(c.api_key.as_ref().unwrap().value.expose_secret(), "env");
+        assert_eq!(c.model.value, "file-model");
+        assert!(c.model.source.is_project_dotenv());
+        assert_eq!(c.base_url.value.as_str(), "https://api.openai.com/v1");
+        assert_eq!(c.base_url.source, Source::Default);
+    }
+
+    #[test]
+    fn empty_variable_counts_as_unset_and_is_remembered() {
+        let env = EnvSnapshot::from_pairs([("OPENAI_API_KEY", "")]);
+        let file = dotenv(DotEnvKind::ProjectQwen, &[("OPENAI_API_KEY", "file")]);
+        let c = resolve(&ConfigFlags::default(), &env, file, Terminal::default()).unwrap();
+        assert_eq!(c.api_key.unwrap().value.expose_secret(), "file");
+        assert_eq!(c.empty_key_sources, vec![Source::Env("OPENAI_API_KEY")]);
+    }
+
+    #[test]
+    fn debug_is_ignored_from_plain_project_env_only() {
+        let none = EnvSnapshot::default();
+        for (kind, want) in [
+            (DotEnvKind::ProjectPlain, false),
+            (DotEnvKind::ProjectQwen, true),
+            (DotEnvKind::HomePlain, true),
+            (DotEnvKind::HomeQwen, true),
+        ] {
+            for var in ["DEBUG", "DEBUG_MODE"] {
+                let c = resolve(
+                    &ConfigFlags::default(),
+                    &none,
+                    dotenv(kind, &[(var, "true")]),
+                    Terminal::default(),
+                )
+                .unwrap();
+                assert_eq!(c.debug.is_some(), want, "{kind:?} {var}");
+            }
+        }
+    }
+
+    #[test]
+    fn base_url_validation() {
+        for bad in ["not a url", "ftp://x/v1", "http://", "api.openai.com/v1", "https://h/v1?x=1"] {
+            assert!(parse_base_url(bad, &Source::Default).is_err(), "{bad}");
+        }
+        assert!(parse_base_url("http://127.0.0.1:8080/v1/", &Source::Default).is_ok());
+    }
+
+    #[test]
+    fn endpoint_never_doubles_slashes() {
+        for base in ["https://h/v1", "https://h/v1/", "https://h/v1//"] {
+            let url = Url::parse(base).unwrap();
+            assert_eq!(
+                endpoint(&url, "/chat/completions").as_str(),
+                "https://h/v1/chat/completions"
+            );
+        }
+        let root = Url::parse("http://h:1").unwrap();
+        assert_eq!(
+            endpoint(&root, "chat/completions").as_str(),
+            "http://h:1/chat/completions"
+        );
+    }
+
+    #[test]
+    fn interactive_needs_both_terminals_and_no_ci() {
+        let tty = Terminal {
+            stdin: true,
+            stdout: true,
+            stderr: true,
+        };
+        let no_ci = EnvSnapshot::default();
+        let ci = EnvSnapshot::from_pairs([("CI", "true")]);
+        let d = DotEnvSearch::default;
+        assert!(
+            resolve(&ConfigFlags::default(), &no_ci, d(), tty)
+                .unwrap()
+                .interactive
+        );
+        assert!(
+            !resolve(&ConfigFlags::default(), &ci, d(), tty)
+                .unwrap()
+                .interactive
+        );
+        let piped = Terminal {
+            stdin: false,
+            ..tty
+        };
+        assert!(
+            !resolve(&ConfigFlags::default(), &no_ci, d(), piped)
+                .unwrap()
+                .interactive
+        );
+        let logged = Terminal {
+            stderr: false,
+            ..tty
+        };
+        assert!(
+            !resolve(&ConfigFlags::default(), &no_ci, d(), logged)
+                .unwrap()
+                .interactive
+        );
+    }
+}

@@ -1,0 +1,53 @@
+//! The process exit status table: the only place where outcomes become numbers.
+
+use std::process::ExitCode;
+
+/// How a command ended. The numbers are part of the public contract (README, "Exit codes"):
+///
+/// | code | meaning |
+/// |---|---|
+/// | 0 | success |
+/// | 1 | the request failed for good (an API error other than auth, an unusable response); in a batch, some job failed for good |
+/// | 2 | usage error (bad flags) |
+/// | 41 | authentication: no key, OAuth refused in a non-interactive session, HTTP 401/403 |
+/// | 42 | input: no prompt, input too large, unreadable input, invalid job file, output file in the way |
+/// | 52 | configuration: bad base URL, unreadable `.env`, untrusted project base URL |
+/// | 55 | `--max-wall-time` exceeded |
+/// | 75 | temporary failure: retries exhausted on 429/5xx/network/timeout; a CI step may retry |
+/// | 130 / 143 | interrupted by SIGINT / SIGTERM |
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ExitStatus {
+    Success,
+    Failure,
+    Usage,
+    Auth,
+    Input,
+    Config,
+    WallTime,
+    TempFail,
+    Interrupted,
+    Terminated,
+}
+
+impl ExitStatus {
+    pub const fn code(self) -> u8 {
+        match self {
+            Self::Success => 0,
+            Self::Failure => 1,
+            Self::Usage => 2,
+            Self::Auth => 41,
+            Self::Input => 42,
+            Self::Config => 52,
+            Self::WallTime => 55,
+            Self::TempFail => 75,
+            Self::Interrupted => 130,
+            Self::Terminated => 143,
+        }
+    }
+}
+
+impl From<ExitStatus> for ExitCode {
+    fn from(status: ExitStatus) -> Self {
+        ExitCode::from(status.code())
+    }
+}
