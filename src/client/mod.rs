@@ -388,7 +388,7 @@ impl ChatClient {
                 .await
                 .map_err(|e| self.transport_error(&e))?
             {
-                parser.feed(&bytes, &mut events)
+                parser.feed(&bytes, &mut events);
             } else {
                 parser.finish(&mut events);
                 eof = true;
@@ -399,17 +399,13 @@ impl ChatClient {
                     break;
                 }
                 if event.event.as_deref() == Some("error") {
-                    return Err(ApiError::StreamError(
-                        self.scrubbed(&error_message(&event.data)),
-                    ));
+                    return Err(ApiError::StreamError(self.scrubbed_message(&event.data)));
                 }
                 let chunk: Value = serde_json::from_str(&event.data).map_err(|e| {
                     ApiError::InvalidResponse(format!("a stream event is not JSON ({e})"))
                 })?;
                 if chunk.get("error").is_some() {
-                    return Err(ApiError::StreamError(
-                        self.scrubbed(&error_message(&event.data)),
-                    ));
+                    return Err(ApiError::StreamError(self.scrubbed_message(&event.data)));
                 }
                 apply_chunk(&chunk, &mut completion, on_delta)?;
             }
@@ -437,7 +433,7 @@ impl ChatClient {
         })?;
         if value.get("error").is_some() {
             return Err(ApiError::StreamError(
-                self.scrubbed(&error_message(&String::from_utf8_lossy(&bytes))),
+                self.scrubbed_message(&String::from_utf8_lossy(&bytes)),
             ));
         }
         let choice = value
@@ -472,7 +468,7 @@ impl ChatClient {
     async fn http_error(&self, status: StatusCode, response: reqwest::Response) -> ApiError {
         let retry_after = retry::retry_after(response.headers(), SystemTime::now());
         let body = response.text().await.unwrap_or_default();
-        let mut message = error_message(&body);
+        let mut message = self.scrubbed_message(&body);
         if message.is_empty() {
             status
                 .canonical_reason()
@@ -481,7 +477,7 @@ impl ChatClient {
         }
         ApiError::Http {
             status: status.as_u16(),
-            message: self.scrubbed(&message),
+            message,
             retry_after,
         }
     }
@@ -504,6 +500,12 @@ impl ChatClient {
 
     fn scrubbed(&self, text: &str) -> String {
         scrub(text, &self.key)
+    }
+
+    /// The human part of a server's error body, without the key: scrubbed before it is shortened
+    /// (a cut could fall inside the key and leave a piece of it) and again after JSON unescaping.
+    fn scrubbed_message(&self, body: &str) -> String {
+        self.scrubbed(&error_message(&self.scrubbed(body)))
     }
 }
 

@@ -110,13 +110,56 @@ pub fn read(path: &Path) -> Result<HashMap<String, String>, Error> {
 fn dotenv_io(err: dotenvy::Error) -> std::io::Error {
     match err {
         dotenvy::Error::Io(io) => io,
+        // dotenvy's message quotes the whole entry, value included (for an unterminated quote,
+        // the rest of the file): it may hold the key, so name the variable only.
+        dotenvy::Error::LineParse(entry, _) => {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, unparsable_entry(&entry))
+        }
         other => std::io::Error::new(std::io::ErrorKind::InvalidData, other.to_string()),
+    }
+}
+
+/// What to say about an entry that cannot be parsed, without showing its value.
+fn unparsable_entry(entry: &str) -> String {
+    let name = entry
+        .split_once('=')
+        .map(|(name, _)| name.trim().trim_start_matches("export ").trim())
+        .filter(|name| {
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.'))
+        });
+    match name {
+        Some(name) => format!(
+            "the entry for `{name}` cannot be parsed (an unterminated quote?); its value is not shown"
+        ),
+        None => "a line cannot be parsed (expected KEY=value); its content is not shown".to_owned(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_parse_error_names_the_variable_but_never_the_value() {
+        let cases = [
+            (
+                "OPENAI_API_KEY=\"sk-secret\nOTHER=1\n",
+                Some("`OPENAI_API_KEY`"),
+            ),
+            ("export OPENAI_MODEL='m", Some("`OPENAI_MODEL`")),
+            ("sk-secret-without-equals", None),
+        ];
+        for (entry, name) in cases {
+            let message = unparsable_entry(entry);
+            assert!(!message.contains("secret"), "{message}");
+            if let Some(name) = name {
+                assert!(message.contains(name), "{message}");
+            }
+        }
+    }
 
     #[test]
     fn classify_distinguishes_home_and_project_files() {

@@ -1,1 +1,15 @@
+//! Integration tests: the real `qwen` binary, run hermetically against wiremock servers.
+#![allow(
+    clippy::expect_used,
+    reason = "helpers outside #[test] functions fail the test by panicking, like the tests themselves"
+)]
 
+mod common;
+
+mod dotenv;
+mod exit_codes;
+mod output;
+mod precedence;
+mod retries;
+mod secrets;
+mod stdin;

@@ -1,0 +1,480 @@
+//! The harness: a hermetic temporary HOME and project, the `qwen` binary with a cleared
+//! environment, and wiremock servers that speak the chat-completions streaming protocol.
+
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{MockBuilder, MockServer, ResponseTemplate};
+
+/// The key most tests authenticate with.
+pub const KEY: &str = "sk-test-key-0000";
+
+/// Where the chat endpoint lives under `base_url(server)`.
+pub const CHAT_PATH: &str = "/v1/chat/completions";
+
+/// The longest any single run may take before the harness calls it a hang.
+pub const RUN_BOUND: Duration = Duration::from_secs(20);
+
+/// A temporary root holding `home/` (used as `HOME`) and `project/` (the working directory).
+/// The two are siblings, so the walk up from the project never passes through HOME.
+pub struct TestEnv {
+    _root: tempfile::TempDir,
+    pub root: PathBuf,
+    pub home: PathBuf,
+    pub project: PathBuf,
+    cwd: PathBuf,
+}
+
+impl TestEnv {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("qwen-it-")
+            .tempdir()
+            .expect("create a temporary directory");
+        // Canonical, so that paths compare equal to what the binary sees as its cwd.
+        let root = dir.path().canonicalize().expect("canonicalize temp dir");
+        for ancestor in root.ancestors() {
+            for candidate in [ancestor.join(".env"), ancestor.join(".qwen").join(".env")] {
+                assert!(
+                    !candidate.exists(),
+                    "`{}` exists above the test directory: it would leak into every test",
+                    candidate.display()
+                );
+            }
+        }
+        let home = root.join("home");
+        let project = root.join("project");
+        std::fs::create_dir_all(&home).expect("create home");
+        std::fs::create_dir_all(&project).expect("create project");
+        Self {
+            _root: dir,
+            root,
+            cwd: project.clone(),
+            home,
+            project,
+        }
+    }
+
+    /// Write a file under the project directory (parents created).
+    pub fn write_project(&self, rel: &str, contents: &str) -> PathBuf {
+        write_file(&self.project.join(rel), contents)
+    }
+
+    /// Write a file under HOME (parents created).
+    pub fn write_home(&self, rel: &str, contents: &str) -> PathBuf {
+        write_file(&self.home.join(rel), contents)
+    }
+
+    /// Run from a directory below the project (created).
+    pub fn cd(&mut self, rel: &str) -> PathBuf {
+        let dir = self.project.join(rel);
+        std::fs::create_dir_all(&dir).expect("create cwd");
+        self.cwd.clone_from(&dir);
+        dir
+    }
+
+    /// The binary with a cleared environment: only `HOME`, and whatever the test adds.
+    pub fn cmd(&self) -> assert_cmd::Command {
+        let mut cmd = assert_cmd::Command::cargo_bin("qwen").expect("the qwen binary");
+        cmd.env_clear()
+            .env("HOME", &self.home)
+            .current_dir(&self.cwd)
+            .timeout(RUN_BOUND);
+        cmd
+    }
+
+    /// `cmd()` pointed at `server` with the test key, both from the environment.
+    pub fn cmd_for(&self, server: &MockServer) -> assert_cmd::Command {
+        let mut cmd = self.cmd();
+        cmd.env("OPENAI_API_KEY", KEY)
+            .env("OPENAI_BASE_URL", base_url(server));
+        cmd
+    }
+
+    /// The same environment as `cmd()`, as a `std::process::Command` for tests that manage the child.
+    pub fn std_cmd(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_qwen"));
+        cmd.env_clear()
+            .env("HOME", &self.home)
+            .current_dir(&self.cwd)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+}
+
+fn write_file(path: &Path, contents: &str) -> PathBuf {
+    std::fs::create_dir_all(path.parent().expect("a parent")).expect("create parent");
+    std::fs::write(path, contents).expect("write file");
+    path.to_owned()
+}
+
+/// One finished run: exit code and both streams.
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl fmt::Display for Run {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "exit code: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+impl Run {
+    fn from_output(output: &std::process::Output) -> Self {
+        Self {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    #[track_caller]
+    pub fn code(&self, want: i32) -> &Self {
+        assert_eq!(self.code, Some(want), "unexpected exit code\n{self}");
+        self
+    }
+
+    #[track_caller]
+    pub fn stdout_is(&self, want: &str) -> &Self {
+        assert_eq!(self.stdout, want, "unexpected stdout\n{self}");
+        self
+    }
+
+    #[track_caller]
+    pub fn stdout_empty(&self) -> &Self {
+        self.stdout_is("")
+    }
+
+    #[track_caller]
+    pub fn stderr_empty(&self) -> &Self {
+        assert_eq!(self.stderr, "", "stderr should be empty\n{self}");
+        self
+    }
+
+    #[track_caller]
+    pub fn stderr_has(&self, needle: &str) -> &Self {
+        assert!(
+            self.stderr.contains(needle),
+            "stderr should contain {needle:?}\n{self}"
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn stderr_lacks(&self, needle: &str) -> &Self {
+        assert!(
+            !self.stderr.contains(needle),
+            "stderr should not contain {needle:?}\n{self}"
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn stdout_has(&self, needle: &str) -> &Self {
+        assert!(
+            self.stdout.contains(needle),
+            "stdout should contain {needle:?}\n{self}"
+        );
+        self
+    }
+
+    /// stdout as the one JSON array of `-o json`.
+    #[track_caller]
+    pub fn json(&self) -> Vec<Value> {
+        assert!(
+            self.stdout.ends_with('\n'),
+            "the JSON document should end with a newline\n{self}"
+        );
+        match serde_json::from_str::<Value>(&self.stdout) {
+            Ok(Value::Array(messages)) => messages,
+            Ok(other) => panic!("stdout is JSON but not an array: {other}\n{self}"),
+            Err(e) => panic!("stdout is not one JSON document ({e})\n{self}"),
+        }
+    }
+
+    /// stdout as JSON lines (`-o stream-json`), each a JSON object.
+    #[track_caller]
+    pub fn json_lines(&self) -> Vec<Value> {
+        assert!(
+            self.stdout.ends_with('\n'),
+            "JSON lines should end with a newline\n{self}"
+        );
+        self.stdout
+            .lines()
+            .map(|line| match serde_json::from_str::<Value>(line) {
+                Ok(v @ Value::Object(_)) => v,
+                Ok(other) => panic!("a line is JSON but not an object: {other}\n{self}"),
+                Err(e) => panic!("line {line:?} is not JSON ({e})\n{self}"),
+            })
+            .collect()
+    }
+
+    /// The last message of the `-o json` array, which must be the result.
+    #[track_caller]
+    pub fn result(&self) -> Value {
+        let messages = self.json();
+        let last = messages.last().cloned().unwrap_or(Value::Null);
+        assert_eq!(
+            last["type"], "result",
+            "the last message is the result\n{self}"
+        );
+        last
+    }
+}
+
+/// Run to completion (bounded by `RUN_BOUND`).
+pub fn run(cmd: &mut assert_cmd::Command) -> Run {
+    let output = cmd.output().expect("run qwen");
+    Run::from_output(&output)
+}
+
+/// Wait for a child managed by the test, with a generous bound; kills it and fails when exceeded.
+pub fn wait_bounded(mut child: Child, bound: Duration) -> Run {
+    let reader = |stream: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut s) = stream {
+                let _ = s.read_to_end(&mut buf);
+            }
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    let stdout = reader(
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let stderr = reader(
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let deadline = Instant::now() + bound;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("poll the child") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("qwen did not finish within {bound:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Run {
+        code: status.code(),
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    }
+}
+
+/// The base URL that reaches `server`'s `/v1`.
+pub fn base_url(server: &MockServer) -> String {
+    format!("{}/v1", server.uri())
+}
+
+/// A mock for `POST /v1/chat/completions`, to be completed with matchers and a response.
+pub fn chat() -> MockBuilder {
+    wiremock::Mock::given(method("POST")).and(path(CHAT_PATH))
+}
+
+/// A server that answers every chat request with `pieces` as a stream.
+pub async fn server_answering(pieces: &[&str]) -> MockServer {
+    let server = MockServer::start().await;
+    chat()
+        .respond_with(Sse::answer(pieces).respond())
+        .mount(&server)
+        .await;
+    server
+}
+
+/// The JSON bodies of every request the server received.
+pub async fn request_bodies(server: &MockServer) -> Vec<Value> {
+    server
+        .received_requests()
+        .await
+        .expect("request recording is on")
+        .iter()
+        .map(|r| r.body_json::<Value>().expect("the request body is JSON"))
+        .collect()
+}
+
+/// The one request body the server received.
+pub async fn only_body(server: &MockServer) -> Value {
+    let mut bodies = request_bodies(server).await;
+    assert_eq!(bodies.len(), 1, "expected exactly one request: {bodies:?}");
+    bodies.remove(0)
+}
+
+/// The content of the last user message of a request body.
+pub fn user_message(body: &Value) -> String {
+    let messages = body["messages"].as_array().expect("messages array");
+    let last = messages.last().expect("at least one message");
+    assert_eq!(
+        last["role"], "user",
+        "the last message is the user's: {body}"
+    );
+    last["content"].as_str().expect("string content").to_owned()
+}
+
+/// Wait until the server has received at least one request (bounded).
+pub async fn wait_for_request(server: &MockServer) {
+    let deadline = Instant::now() + RUN_BOUND;
+    loop {
+        let received = server.received_requests().await.unwrap_or_default();
+        if !received.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server received no request within {RUN_BOUND:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// An SSE body in the shape OpenAI-compatible servers stream, built event by event.
+#[derive(Debug, Clone, Default)]
+pub struct Sse {
+    events: Vec<String>,
+}
+
+impl Sse {
+    /// A stream that starts like a real one: the role delta, with no text.
+    pub fn new() -> Self {
+        Self::default().chunk(&json!({"role": "assistant", "content": ""}), None)
+    }
+
+    /// The usual complete answer: text pieces, `finish_reason: stop`, usage 12/2/14, `[DONE]`.
+    pub fn answer(pieces: &[&str]) -> Self {
+        pieces
+            .iter()
+            .fold(Self::new(), |sse, piece| sse.text(piece))
+            .finish("stop")
+            .usage(12, 2)
+            .done()
+    }
+
+    fn chunk(mut self, delta: &Value, finish: Option<&str>) -> Self {
+        let chunk = json!({
+            "id": "chatcmpl-test",
+            "object": "chat.completion.chunk",
+            "created": 1_700_000_000,
+            "model": "server-model",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        });
+        self.events.push(format!("data: {chunk}\n\n"));
+        self
+    }
+
+    pub fn text(self, text: &str) -> Self {
+        self.chunk(&json!({"content": text}), None)
+    }
+
+    pub fn finish(self, reason: &str) -> Self {
+        self.chunk(&json!({}), Some(reason))
+    }
+
+    pub fn usage(mut self, input: u64, output: u64) -> Self {
+        let chunk = json!({
+            "id": "chatcmpl-test",
+            "object": "chat.completion.chunk",
+            "created": 1_700_000_000,
+            "model": "server-model",
+            "choices": [],
+            "usage": {"prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output},
+        });
+        self.events.push(format!("data: {chunk}\n\n"));
+        self
+    }
+
+    pub fn done(self) -> Self {
+        self.raw("data: [DONE]\n\n")
+    }
+
+    /// Any text, verbatim (comments, `event:` lines, odd line endings).
+    pub fn raw(mut self, text: &str) -> Self {
+        self.events.push(text.to_owned());
+        self
+    }
+
+    pub fn body(&self) -> String {
+        self.events.concat()
+    }
+
+    /// A 200 response carrying this stream as `text/event-stream`.
+    pub fn respond(&self) -> ResponseTemplate {
+        ResponseTemplate::new(200).set_body_raw(self.body(), "text/event-stream")
+    }
+}
+
+/// An error response with an OpenAI-style JSON body.
+pub fn error_response(status: u16, message: &str) -> ResponseTemplate {
+    ResponseTemplate::new(status)
+        .set_body_json(json!({"error": {"message": message, "type": "test_error"}}))
+}
+
+/// The checks every `-o json` result shares.
+#[track_caller]
+pub fn assert_result_shape(result: &Value) {
+    for field in [
+        "type",
+        "subtype",
+        "uuid",
+        "session_id",
+        "is_error",
+        "duration_ms",
+        "duration_api_ms",
+        "num_turns",
+        "usage",
+        "model",
+        "attempts",
+    ] {
+        assert!(
+            result.get(field).is_some(),
+            "result lacks `{field}`: {result}"
+        );
+    }
+    for field in ["input_tokens", "output_tokens", "total_tokens"] {
+        assert!(
+            result["usage"].get(field).is_some(),
+            "usage lacks `{field}`: {result}"
+        );
+    }
+    assert!(result["duration_ms"].is_u64(), "{result}");
+    assert!(result["duration_api_ms"].is_u64(), "{result}");
+    assert!(result["session_id"].is_string(), "{result}");
+}
+
+/// A failed run's result: `is_error`, `error_during_execution`, an `error{type,message}`, no `result`.
+#[track_caller]
+pub fn assert_error_result(result: &Value, error_type: &str) {
+    assert_result_shape(result);
+    assert_eq!(result["is_error"], true, "{result}");
+    assert_eq!(result["subtype"], "error_during_execution", "{result}");
+    assert_eq!(result["error"]["type"], error_type, "{result}");
+    assert!(
+        result["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "error.message should be a non-empty string: {result}"
+    );
+    assert!(
+        result.get("result").is_none(),
+        "a failed result has no `result` field: {result}"
+    );
+}
