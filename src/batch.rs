@@ -2,6 +2,7 @@
 //! resumable, sharded, and honest about what did not finish.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -58,6 +59,20 @@ pub struct Summary {
 
 const MAX_LISTED_FAILURES: usize = 100;
 
+impl Summary {
+    fn finish(&mut self, skipped: u64, wall: Duration) {
+        self.skipped_resumed = skipped;
+        self.not_run = self
+            .jobs
+            .saturating_sub(self.succeeded + self.failed + self.skipped_resumed);
+        self.wall_ms = wall.as_millis();
+        let secs = wall.as_secs_f64();
+        #[allow(clippy::cast_precision_loss)]
+        let finished = (self.succeeded + self.failed) as f64;
+        self.requests_per_sec = if secs > 0.0 { finished / secs } else { 0.0 };
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stop {
     Signal(&'static str),
@@ -82,7 +97,12 @@ impl Sink {
     }
 }
 
-pub fn run(args: &RunArgs, jobs_spec: &str, ctx: &Context, runtime: &tokio::runtime::Runtime) -> ExitStatus {
+pub fn run(
+    args: &RunArgs,
+    jobs_spec: &str,
+    ctx: &Context,
+    runtime: &tokio::runtime::Runtime,
+) -> ExitStatus {
     match prepare_and_run(args, jobs_spec, ctx, runtime) {
         Ok(status) => status,
         Err(e) => {
@@ -92,6 +112,7 @@ pub fn run(args: &RunArgs, jobs_spec: &str, ctx: &Context, runtime: &tokio::runt
     }
 }
 
+#[allow(clippy::too_many_lines)]
 fn prepare_and_run(
     args: &RunArgs,
     jobs_spec: &str,
@@ -128,9 +149,12 @@ fn prepare_and_run(
         None => HashSet::new(),
     };
     let shard = batch.shard;
-    let selected = |index: usize, id: &str| shard.is_none_or(|s| s.contains(index)) && !done.contains(id);
+    let selected =
+        |index: usize, id: &str| shard.is_none_or(|s| s.contains(index)) && !done.contains(id);
     let validation = file.validate(&defaults)?;
-    let in_shard = (0..validation.total).filter(|i| shard.is_none_or(|s| s.contains(*i))).count() as u64;
+    let in_shard = (0..validation.total)
+        .filter(|i| shard.is_none_or(|s| s.contains(*i)))
+        .count() as u64;
 
     let mut sink = match &output_path {
         Some(path) => Sink::File(open_output(path, batch.resume, &done)?),
@@ -147,7 +171,11 @@ fn prepare_and_run(
         client_settings(args, &config, concurrency),
     )
     .map_err(Error::Api)?
-    .with_rate_limit(batch.rpm.map(|r| std::sync::Arc::new(RateLimiter::per_minute(r))));
+    .with_rate_limit(
+        batch
+            .rpm
+            .map(|r| std::sync::Arc::new(RateLimiter::per_minute(r))),
+    );
 
     let mut summary = Summary {
         jobs: in_shard,
@@ -181,7 +209,11 @@ fn prepare_and_run(
                     if done.contains(&id) {
                         continue;
                     }
-                    let meta = JobMeta { id, index, model: defaults.model.clone() };
+                    let meta = JobMeta {
+                        id,
+                        index,
+                        model: defaults.model.clone(),
+                    };
                     return Some(Err((meta, reason)));
                 }
             }
@@ -204,17 +236,7 @@ fn prepare_and_run(
     ));
     progress.clear();
 
-    summary.skipped_resumed = done.len() as u64;
-    summary.not_run = summary
-        .jobs
-        .saturating_sub(summary.succeeded + summary.failed + summary.skipped_resumed);
-    summary.wall_ms = started.elapsed().as_millis();
-    let secs = started.elapsed().as_secs_f64();
-    summary.requests_per_sec = if secs > 0.0 {
-        (summary.succeeded + summary.failed) as f64 / secs
-    } else {
-        0.0
-    };
+    summary.finish(done.len() as u64, started.elapsed());
     let status = match stop {
         Some(Stop::Signal("SIGTERM")) => ExitStatus::Terminated,
         Some(Stop::Signal(_)) => ExitStatus::Interrupted,
@@ -225,7 +247,11 @@ fn prepare_and_run(
         None => ExitStatus::Failure,
     };
     summary.exit_code = status.code();
-    report(&summary, stop, batch.summary.as_ref().map(|s| ctx.cwd.join(s)).as_deref())?;
+    report(
+        &summary,
+        stop,
+        batch.summary.as_ref().map(|s| ctx.cwd.join(s)).as_deref(),
+    )?;
     Ok(status)
 }
 
@@ -233,6 +259,7 @@ type NextJob<'a> = dyn FnMut() -> Option<Result<Job, (JobMeta, String)>> + 'a;
 
 /// The dispatcher: keeps at most `concurrency` jobs in flight, hands every finished one to
 /// `on_done` (the single writer), and stops on a signal, the wall-time limit or a closed output.
+#[allow(clippy::too_many_lines)]
 async fn dispatch(
     client: &ChatClient,
     next_job: &mut NextJob<'_>,
@@ -248,7 +275,9 @@ async fn dispatch(
     let mut stop = None;
     let mut dispatching = true;
     let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
-    let wall_deadline = batch.max_wall_time.map_or(far, |d| tokio::time::Instant::now() + d);
+    let wall_deadline = batch
+        .max_wall_time
+        .map_or(far, |d| tokio::time::Instant::now() + d);
     let mut grace_deadline = far;
     let mut tick = tokio::time::interval(progress.tick_every());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -274,8 +303,17 @@ async fn dispatch(
                     }
                 }
                 Some(Ok(job)) => {
-                    let meta = JobMeta { id: job.id.clone(), index: job.index, model: job.model.clone() };
-                    let handle = set.spawn(run_job(client.clone(), job, meta.clone(), hard_cancel.clone()));
+                    let meta = JobMeta {
+                        id: job.id.clone(),
+                        index: job.index,
+                        model: job.model.clone(),
+                    };
+                    let handle = set.spawn(run_job(
+                        client.clone(),
+                        job,
+                        meta.clone(),
+                        hard_cancel.clone(),
+                    ));
                     in_flight.insert(handle.id(), meta);
                 }
             }
@@ -337,7 +375,12 @@ async fn dispatch(
     stop
 }
 
-async fn run_job(client: ChatClient, job: Job, meta: JobMeta, cancel: CancellationToken) -> JobOutcome {
+async fn run_job(
+    client: ChatClient,
+    job: Job,
+    meta: JobMeta,
+    cancel: CancellationToken,
+) -> JobOutcome {
     let started = Instant::now();
     let mut ignore_deltas = |_: &str| Ok(());
     let result = tokio::select! {
@@ -467,7 +510,10 @@ fn openai_batch_line(job: &JobMeta, result: &Result<Completion, Failure>) -> Val
 /// The id of a line that records a success, in either output format.
 fn successful_id(line: &Value) -> Option<&str> {
     if line.get("custom_id").is_some() {
-        let ok = line.pointer("/response/status_code").and_then(Value::as_u64) == Some(200)
+        let ok = line
+            .pointer("/response/status_code")
+            .and_then(Value::as_u64)
+            == Some(200)
             && line.get("error").is_none_or(Value::is_null);
         return ok.then(|| line.get("custom_id")?.as_str())?;
     }
@@ -492,14 +538,15 @@ fn existing_output(path: &Path, resume: bool, overwrite: bool) -> Result<HashSet
             "pass --resume to skip the jobs it already holds, or --overwrite to replace it",
         ));
     }
-    let file = File::open(path).map_err(|e| Error::input(format!("cannot read `{name}`: {e}"), ""))?;
+    let file =
+        File::open(path).map_err(|e| Error::input(format!("cannot read `{name}`: {e}"), ""))?;
     let mut done = HashSet::new();
     for line in complete_lines(BufReader::new(file)) {
         let line = line.map_err(|e| Error::input(format!("cannot read `{name}`: {e}"), ""))?;
-        if let Ok(value) = serde_json::from_str::<Value>(&line) {
-            if let Some(id) = successful_id(&value) {
-                done.insert(id.to_owned());
-            }
+        if let Ok(value) = serde_json::from_str::<Value>(&line)
+            && let Some(id) = successful_id(&value)
+        {
+            done.insert(id.to_owned());
         }
     }
     Ok(done)
@@ -522,11 +569,19 @@ fn complete_lines(mut reader: impl BufRead) -> impl Iterator<Item = std::io::Res
 /// only its successful lines, so that every job ends with exactly one line once the rest is appended.
 fn open_output(path: &Path, resume: bool, done: &HashSet<String>) -> Result<File, Error> {
     let name = path.display();
-    let fail = |e: std::io::Error| Error::input(format!("cannot write `{name}`: {e}"), "check the path given to --output");
+    let fail = |e: std::io::Error| {
+        Error::input(
+            format!("cannot write `{name}`: {e}"),
+            "check the path given to --output",
+        )
+    };
     if !resume || !path.exists() {
         return File::create(path).map_err(fail);
     }
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_owned);
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_owned);
     let mut kept = tempfile::NamedTempFile::new_in(&dir).map_err(fail)?;
     let source = File::open(path).map_err(fail)?;
     for line in complete_lines(BufReader::new(source)) {
@@ -545,7 +600,8 @@ fn open_output(path: &Path, resume: bool, done: &HashSet<String>) -> Result<File
 }
 
 fn report(summary: &Summary, stop: Option<Stop>, summary_path: Option<&Path>) -> Result<(), Error> {
-    let secs = Duration::from_millis(u64::try_from(summary.wall_ms).unwrap_or(u64::MAX)).as_secs_f64();
+    let secs =
+        Duration::from_millis(u64::try_from(summary.wall_ms).unwrap_or(u64::MAX)).as_secs_f64();
     let mut text = format!(
         "batch: {} jobs: {} succeeded, {} failed ({} temporary), {} retried, {} skipped (resume), {} not run; tokens in {} out {}; {:.1}s, {:.1} req/s\n",
         summary.jobs,
@@ -561,15 +617,25 @@ fn report(summary: &Summary, stop: Option<Stop>, summary_path: Option<&Path>) ->
         summary.requests_per_sec,
     );
     match stop {
-        Some(Stop::Signal(s)) => text.push_str(&format!("batch: stopped by {s}; run again with --resume to finish\n")),
-        Some(Stop::WallTime) => text.push_str("batch: stopped at --max-wall-time; run again with --resume to finish\n"),
+        Some(Stop::Signal(s)) => {
+            let _ = writeln!(
+                text,
+                "batch: stopped by {s}; run again with --resume to finish"
+            );
+        }
+        Some(Stop::WallTime) => {
+            text.push_str("batch: stopped at --max-wall-time; run again with --resume to finish\n");
+        }
         _ => {}
     }
     diag::text(&text);
     if let Some(path) = summary_path {
         let doc = serde_json::to_vec_pretty(summary).unwrap_or_default();
         std::fs::write(path, doc).map_err(|e| {
-            Error::input(format!("cannot write the summary `{}`: {e}", path.display()), "")
+            Error::input(
+                format!("cannot write the summary `{}`: {e}", path.display()),
+                "",
+            )
         })?;
     }
     Ok(())

@@ -107,7 +107,7 @@ pub enum OutputFormat {
     Json,
     /// The same messages as JSON lines, written as they happen.
     StreamJson,
-    /// Batch only: OpenAI Batch API output lines (`custom_id`, `response`, `error`).
+    /// Batch only: `OpenAI` Batch API output lines (`custom_id`, `response`, `error`).
     OpenaiBatch,
 }
 
@@ -329,7 +329,9 @@ mod tests {
         }
         let n = 3;
         for index in 0..20 {
-            let owners = (1..=n).filter(|k| Shard { k: *k, n }.contains(index)).count();
+            let owners = (1..=n)
+                .filter(|k| Shard { k: *k, n }.contains(index))
+                .count();
             assert_eq!(owners, 1, "index {index}");
         }
     }

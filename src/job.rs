@@ -1,4 +1,4 @@
-//! Job files (YAML, JSON, JSON Lines, OpenAI Batch input): reading, validating, and turning each job into a request body.
+//! Job files (YAML, JSON, JSON Lines, `OpenAI` Batch input): reading, validating, and turning each job into a request body.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -87,7 +87,10 @@ impl JobFile {
             let mut spool = tempfile::NamedTempFile::new()
                 .map_err(|e| Error::input(format!("cannot spool standard input: {e}"), ""))?;
             std::io::copy(&mut std::io::stdin().lock(), &mut spool).map_err(|e| {
-                Error::input(format!("cannot read the job list from standard input: {e}"), "")
+                Error::input(
+                    format!("cannot read the job list from standard input: {e}"),
+                    "",
+                )
             })?;
             let path = spool.into_temp_path();
             return Ok(Self {
@@ -100,7 +103,12 @@ impl JobFile {
             });
         }
         let path = cwd.join(spec);
-        let format = match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        let format = match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             Some("yaml" | "yml") => JobFormat::Yaml,
             Some("json") => JobFormat::Json,
             Some("jsonl" | "ndjson") => JobFormat::Jsonl,
@@ -112,7 +120,10 @@ impl JobFile {
             }
         };
         if !path.is_file() {
-            return Err(Error::input(format!("job file `{spec}` not found"), "check the path given to --jobs"));
+            return Err(Error::input(
+                format!("job file `{spec}` not found"),
+                "check the path given to --jobs",
+            ));
         }
         let base_dir = path.parent().map_or_else(|| cwd.to_owned(), Path::to_owned);
         let mut file = Self {
@@ -123,10 +134,10 @@ impl JobFile {
             file_defaults: Map::new(),
             _spool: None,
         };
-        if format != JobFormat::Jsonl {
-            if let Value::Object(d) = file.document()?.0 {
-                file.file_defaults = d;
-            }
+        if format != JobFormat::Jsonl
+            && let Value::Object(d) = file.document()?.0
+        {
+            file.file_defaults = d;
         }
         Ok(file)
     }
@@ -137,7 +148,10 @@ impl JobFile {
             .map_err(|e| Error::input(format!("cannot read `{}`: {e}", self.name), ""))?;
         let doc: Value = match self.format {
             JobFormat::Yaml => serde_yaml::from_str(&text).map_err(|e| {
-                Error::input(format!("{}: invalid YAML: {e}", self.name), "fix the file; nothing was sent")
+                Error::input(
+                    format!("{}: invalid YAML: {e}", self.name),
+                    "fix the file; nothing was sent",
+                )
             })?,
             _ => serde_json::from_str(&text).map_err(|e| {
                 Error::input(
@@ -151,18 +165,27 @@ impl JobFile {
             Value::Object(mut map) => {
                 let Some(Value::Array(jobs)) = map.remove("jobs") else {
                     return Err(Error::input(
-                        format!("{}: expected a list of jobs or an object with a `jobs` list", self.name),
+                        format!(
+                            "{}: expected a list of jobs or an object with a `jobs` list",
+                            self.name
+                        ),
                         "see fixtures/ for examples; nothing was sent",
                     ));
                 };
                 let defaults = map.remove("defaults").unwrap_or(Value::Null);
                 if !(defaults.is_object() || defaults.is_null()) {
-                    return Err(Error::input(format!("{}: `defaults` must be a mapping", self.name), ""));
+                    return Err(Error::input(
+                        format!("{}: `defaults` must be a mapping", self.name),
+                        "",
+                    ));
                 }
                 Ok((defaults, jobs))
             }
             _ => Err(Error::input(
-                format!("{}: expected a list of jobs or an object with a `jobs` list", self.name),
+                format!(
+                    "{}: expected a list of jobs or an object with a `jobs` list",
+                    self.name
+                ),
                 "see fixtures/ for examples; nothing was sent",
             )),
         }
@@ -170,25 +193,24 @@ impl JobFile {
 
     /// Every job in file order. JSON Lines are streamed; YAML and JSON documents are parsed whole.
     pub fn jobs(&self) -> Result<Box<dyn Iterator<Item = RawJob> + Send>, Error> {
-        match self.format {
-            JobFormat::Jsonl => {
-                let file = File::open(&self.path)
-                    .map_err(|e| Error::input(format!("cannot read `{}`: {e}", self.name), ""))?;
-                Ok(Box::new(JsonLines {
-                    reader: BufReader::with_capacity(64 * 1024, file),
-                    line: 0,
-                    index: 0,
-                    buf: String::new(),
-                }))
-            }
-            _ => {
-                let (_, jobs) = self.document()?;
-                Ok(Box::new(jobs.into_iter().enumerate().map(|(index, value)| RawJob {
+        if self.format == JobFormat::Jsonl {
+            let file = File::open(&self.path)
+                .map_err(|e| Error::input(format!("cannot read `{}`: {e}", self.name), ""))?;
+            Ok(Box::new(JsonLines {
+                reader: BufReader::with_capacity(64 * 1024, file),
+                line: 0,
+                index: 0,
+                buf: String::new(),
+            }))
+        } else {
+            let (_, jobs) = self.document()?;
+            Ok(Box::new(jobs.into_iter().enumerate().map(
+                |(index, value)| RawJob {
                     index,
                     position: Position::Index(index),
                     value: Ok(value),
-                })))
-            }
+                },
+            )))
         }
     }
 
@@ -202,7 +224,10 @@ impl JobFile {
             match self.build(raw.value, raw.index, defaults, false) {
                 Ok(job) => {
                     if !ids.insert(job.id.clone()) {
-                        errors.push(format!("{}: {}: duplicate id `{}`", self.name, raw.position, job.id));
+                        errors.push(format!(
+                            "{}: {}: duplicate id `{}`",
+                            self.name, raw.position, job.id
+                        ));
                     }
                 }
                 Err(reason) => errors.push(format!("{}: {}: {reason}", self.name, raw.position)),
@@ -214,7 +239,10 @@ impl JobFile {
         if errors.is_empty() {
             return Ok(Validation { total });
         }
-        let mut message = format!("the job file is invalid; nothing was sent:\n  {}", errors[..errors.len().min(MAX_REPORTED_ERRORS)].join("\n  "));
+        let mut message = format!(
+            "the job file is invalid; nothing was sent:\n  {}",
+            errors[..errors.len().min(MAX_REPORTED_ERRORS)].join("\n  ")
+        );
         if errors.len() > MAX_REPORTED_ERRORS {
             message.push_str("\n  … (more errors not shown)");
         }
@@ -277,7 +305,12 @@ impl JobFile {
             }
         }
         let mut list = match (prompt, messages) {
-            (Some(_), Some(_)) => return Err("a job has either `prompt` (or `prompt_file`) or `messages`, not both".to_owned()),
+            (Some(_), Some(_)) => {
+                return Err(
+                    "a job has either `prompt` (or `prompt_file`) or `messages`, not both"
+                        .to_owned(),
+                );
+            }
             (None, None) => return Err("the job has neither `prompt` nor `messages`".to_owned()),
             (Some(p), None) => vec![json!({"role": "user", "content": p})],
             (None, Some(m)) => m,
@@ -309,7 +342,9 @@ impl JobFile {
             return Err(format!("prompt_file `{rel}` is not a file"));
         }
         if meta.len() > max {
-            return Err(format!("prompt_file `{rel}` is larger than --max-input-bytes ({max})"));
+            return Err(format!(
+                "prompt_file `{rel}` is larger than --max-input-bytes ({max})"
+            ));
         }
         if !load {
             return Ok(String::from("(checked)"));
@@ -325,7 +360,7 @@ impl JobFile {
     }
 }
 
-/// An OpenAI Batch API input line: `custom_id` is the id, `body` is sent as it is.
+/// An `OpenAI` Batch API input line: `custom_id` is the id, `body` is sent as it is.
 fn batch_api_job(
     job: &Map<String, Value>,
     custom_id: &Value,
@@ -336,29 +371,33 @@ fn batch_api_job(
     let Value::String(id) = custom_id else {
         return Err("`custom_id` must be a string".to_owned());
     };
-    if let Some(url) = job.get("url").and_then(Value::as_str) {
-        if !url.trim_end_matches('/').ends_with("/chat/completions") {
-            return Err(format!("`url` `{url}` is not supported: only /v1/chat/completions"));
-        }
+    if let Some(url) = job.get("url").and_then(Value::as_str)
+        && !url.trim_end_matches('/').ends_with("/chat/completions")
+    {
+        return Err(format!(
+            "`url` `{url}` is not supported: only /v1/chat/completions"
+        ));
     }
-    if let Some(method) = job.get("method").and_then(Value::as_str) {
-        if !method.eq_ignore_ascii_case("POST") {
-            return Err(format!("`method` `{method}` is not supported: only POST"));
-        }
+    if let Some(method) = job.get("method").and_then(Value::as_str)
+        && !method.eq_ignore_ascii_case("POST")
+    {
+        return Err(format!("`method` `{method}` is not supported: only POST"));
     }
     let Value::Object(map) = body else {
         return Err("`body` must be an object".to_owned());
     };
-    if !map.get("messages").is_some_and(|m| m.as_array().is_some_and(|a| !a.is_empty())) {
+    if map
+        .get("messages")
+        .is_none_or(|m| m.as_array().is_none_or(std::vec::Vec::is_empty))
+    {
         return Err("`body.messages` must be a non-empty list".to_owned());
     }
     let mut body = map.clone();
-    let model = match body.get("model").and_then(Value::as_str) {
-        Some(m) => m.to_owned(),
-        None => {
-            body.insert("model".into(), Value::String(defaults.model.clone()));
-            defaults.model.clone()
-        }
+    let model = if let Some(m) = body.get("model").and_then(Value::as_str) {
+        m.to_owned()
+    } else {
+        body.insert("model".into(), Value::String(defaults.model.clone()));
+        defaults.model.clone()
     };
     Ok(Job {
         id: id.clone(),
@@ -400,7 +439,8 @@ impl Iterator for JsonLines {
             }
             let index = self.index;
             self.index += 1;
-            let value = serde_json::from_str::<Value>(&self.buf).map_err(|e| format!("not valid JSON: {e}"));
+            let value = serde_json::from_str::<Value>(&self.buf)
+                .map_err(|e| format!("not valid JSON: {e}"));
             return Some(RawJob {
                 index,
                 position: Position::Line(self.line),

@@ -87,7 +87,9 @@ impl Progress {
 
     /// The periodic plain report (the first tick fires at once and is skipped).
     pub fn tick(&self) {
-        let Mode::Plain { .. } = self.mode else { return };
+        let Mode::Plain { .. } = self.mode else {
+            return;
+        };
         if self.started.elapsed() < Duration::from_millis(50) {
             return;
         }
