@@ -3,13 +3,13 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::cli::{AuthCommand, Cli, Command, ConfigArgs};
+use crate::cli::{AuthCommand, Cli, Command, ConfigArgs, OutputFormat};
 use crate::config::env::EnvSnapshot;
 use crate::config::{ResolvedConfig, Terminal, dotenv, resolve};
 use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::output::diag;
-use crate::{run, status};
+use crate::{batch, run, status};
 
 /// Facts about the process captured once in `main`.
 #[derive(Debug, Clone)]
@@ -85,7 +85,17 @@ pub fn run(cli: Cli, ctx: &Context) -> ExitStatus {
         Some(Command::Auth(auth)) => match auth.command {
             AuthCommand::Status { config, json } => status::auth_status(&config, json, ctx),
         },
-        None => run::single(&cli.run, ctx, &runtime, Instant::now()),
+        None => match &cli.run.batch.jobs {
+            Some(jobs) => batch::run(&cli.run, jobs, ctx, &runtime),
+            None if cli.run.format() == OutputFormat::OpenaiBatch => {
+                diag::error(&Error::input(
+                    "`-o openai-batch` is a batch output format",
+                    "use it with --jobs FILE",
+                ));
+                ExitStatus::Usage
+            }
+            None => run::single(&cli.run, ctx, &runtime, Instant::now()),
+        },
     };
     // A reader thread may still wait on a silent stdin: do not wait for it.
     runtime.shutdown_background();

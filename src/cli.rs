@@ -12,6 +12,9 @@ Examples:
   git diff | qwen \"Review this change\" -o stream-json  stdin + prompt, JSON lines as they happen
   qwen -m gpt-4o-mini \"Write a haiku about CI\"         plain text answer on stdout
   qwen auth status                                     which key, URL and model would be used, and why
+  qwen --jobs reviews.yaml --output results.jsonl --concurrency 16    a batch, one JSON line per job
+  qwen --jobs batch.jsonl --resume --output results.jsonl             finish a batch after a crash
+  qwen --jobs prompts.jsonl --shard 2/4 --output part-2.jsonl         one leg of a CI matrix
 
 Configuration (first found wins): flags, then OPENAI_API_KEY / OPENAI_BASE_URL / OPENAI_MODEL,
 then the first .qwen/.env or .env walking up from the current directory (then ~/.qwen/.env, ~/.env).
@@ -104,6 +107,8 @@ pub enum OutputFormat {
     Json,
     /// The same messages as JSON lines, written as they happen.
     StreamJson,
+    /// Batch only: `OpenAI` Batch API output lines (`custom_id`, `response`, `error`).
+    OpenaiBatch,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -170,6 +175,87 @@ pub struct RunArgs {
     /// Give up connecting after this long.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
+
+    #[command(flatten)]
+    pub batch: BatchArgs,
+}
+
+/// A `K/N` shard of a job file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// 1-based.
+    pub k: usize,
+    pub n: usize,
+}
+
+impl Shard {
+    pub fn contains(self, index: usize) -> bool {
+        index % self.n == self.k - 1
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Batch (with --jobs)")]
+pub struct BatchArgs {
+    /// Run every job of a YAML, JSON or JSON Lines file (`-`: JSON Lines on stdin).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["prompt_words", "prompt"])]
+    pub jobs: Option<String>,
+
+    /// Write one result line per job to FILE (default: stdout).
+    #[arg(long, value_name = "FILE", requires = "jobs")]
+    pub output: Option<String>,
+
+    /// Requests in flight at once.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub concurrency: u32,
+
+    /// At most N requests per minute (client side).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub rpm: Option<u32>,
+
+    /// Stop after this long: cancel in-flight work, keep what finished, exit 55.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub max_wall_time: Option<Duration>,
+
+    /// Run only the jobs whose position modulo N is K-1 (K from 1 to N).
+    #[arg(long, value_name = "K/N", value_parser = parse_shard)]
+    pub shard: Option<Shard>,
+
+    /// Skip the jobs that already have a successful line in --output; run and append the rest.
+    #[arg(long, requires = "output", conflicts_with = "overwrite")]
+    pub resume: bool,
+
+    /// Replace a non-empty --output file instead of refusing.
+    #[arg(long, requires = "output")]
+    pub overwrite: bool,
+
+    /// Also write the end-of-run summary as JSON to FILE.
+    #[arg(long, value_name = "FILE", requires = "jobs")]
+    pub summary: Option<String>,
+
+    /// No progress reports on stderr.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+
+    /// Without a terminal: how often a progress line is written to stderr.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub progress_interval: Duration,
+
+    /// After SIGINT/SIGTERM: how long in-flight requests may take to finish before they are cancelled.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+/// `2/4` → shard 2 of 4.
+pub fn parse_shard(text: &str) -> Result<Shard, String> {
+    let bad = || format!("`{text}` is not a shard: use K/N with 1 <= K <= N, e.g. 2/4");
+    let (k, n) = text.split_once('/').ok_or_else(bad)?;
+    let k: usize = k.trim().parse().map_err(|_| bad())?;
+    let n: usize = n.trim().parse().map_err(|_| bad())?;
+    if k == 0 || n == 0 || k > n {
+        return Err(bad());
+    }
+    Ok(Shard { k, n })
 }
 
 impl RunArgs {
@@ -232,6 +318,21 @@ mod tests {
         }
         for bad in ["", "abc", "5x", "-1s"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn shards() {
+        assert_eq!(parse_shard("2/4"), Ok(Shard { k: 2, n: 4 }));
+        for bad in ["0/4", "5/4", "1/0", "x/2", "3"] {
+            assert!(parse_shard(bad).is_err(), "{bad}");
+        }
+        let n = 3;
+        for index in 0..20 {
+            let owners = (1..=n)
+                .filter(|k| Shard { k: *k, n }.contains(index))
+                .count();
+            assert_eq!(owners, 1, "index {index}");
         }
     }
 

@@ -2,12 +2,15 @@
 
 pub mod app;
 pub mod auth;
+pub mod batch;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod error;
 pub mod exit;
+pub mod job;
 pub mod output;
+pub mod progress;
 pub mod prompt;
 pub mod run;
 pub mod signals;

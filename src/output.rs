@@ -134,14 +134,14 @@ impl RunOutput {
     pub fn deltas_are_final(&self) -> bool {
         match self.format {
             OutputFormat::Text => true,
-            OutputFormat::Json => false,
+            OutputFormat::Json | OutputFormat::OpenaiBatch => false,
             OutputFormat::StreamJson => self.partial,
         }
     }
 
     fn emit(&mut self, message: Value) -> io::Result<()> {
         match self.format {
-            OutputFormat::Text => Ok(()),
+            OutputFormat::Text | OutputFormat::OpenaiBatch => Ok(()),
             OutputFormat::Json => {
                 self.collected.push(message);
                 Ok(())

@@ -1,0 +1,451 @@
+//! Job files (YAML, JSON, JSON Lines, `OpenAI` Batch input): reading, validating, and turning each job into a request body.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value, json};
+
+use crate::error::Error;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobFormat {
+    Yaml,
+    Json,
+    Jsonl,
+}
+
+/// Values that apply to every job unless the job says otherwise (lowest first: flags, then the file's `defaults`).
+#[derive(Debug, Clone, Default)]
+pub struct JobDefaults {
+    /// The configured model (flag, environment, `.env` or default).
+    pub model: String,
+    /// `--system-prompt`, `--temperature`, `--max-tokens` from the command line.
+    pub system: Option<String>,
+    pub fields: Map<String, Value>,
+    /// The largest prompt file accepted.
+    pub max_input_bytes: u64,
+}
+
+/// A job ready to send.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: String,
+    pub index: usize,
+    pub model: String,
+    pub body: Value,
+}
+
+/// Where in the file a job stands, for error messages.
+#[derive(Debug, Clone, Copy)]
+pub enum Position {
+    Line(usize),
+    Index(usize),
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Line(n) => write!(f, "line {n}"),
+            Self::Index(i) => write!(f, "job {i}"),
+        }
+    }
+}
+
+/// One job as read from the file, before it is checked.
+#[derive(Debug)]
+pub struct RawJob {
+    pub index: usize,
+    pub position: Position,
+    pub value: Result<Value, String>,
+}
+
+/// An opened job file. Standard input is spooled to a temporary file so that it can be read twice
+/// (once to validate everything, once to run) without being held in memory.
+pub struct JobFile {
+    pub name: String,
+    pub format: JobFormat,
+    path: PathBuf,
+    base_dir: PathBuf,
+    file_defaults: Map<String, Value>,
+    _spool: Option<tempfile::TempPath>,
+}
+
+/// A summary of the validation pass.
+#[derive(Debug, Default)]
+pub struct Validation {
+    pub total: usize,
+}
+
+const MAX_REPORTED_ERRORS: usize = 20;
+
+impl JobFile {
+    pub fn open(spec: &str, cwd: &Path) -> Result<Self, Error> {
+        if spec == "-" {
+            let mut spool = tempfile::NamedTempFile::new()
+                .map_err(|e| Error::input(format!("cannot spool standard input: {e}"), ""))?;
+            std::io::copy(&mut std::io::stdin().lock(), &mut spool).map_err(|e| {
+                Error::input(
+                    format!("cannot read the job list from standard input: {e}"),
+                    "",
+                )
+            })?;
+            let path = spool.into_temp_path();
+            return Ok(Self {
+                name: "<stdin>".to_owned(),
+                format: JobFormat::Jsonl,
+                path: path.to_path_buf(),
+                base_dir: cwd.to_owned(),
+                file_defaults: Map::new(),
+                _spool: Some(path),
+            });
+        }
+        let path = cwd.join(spec);
+        let format = match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("yaml" | "yml") => JobFormat::Yaml,
+            Some("json") => JobFormat::Json,
+            Some("jsonl" | "ndjson") => JobFormat::Jsonl,
+            _ => {
+                return Err(Error::input(
+                    format!("`{spec}`: unknown job file type"),
+                    "name the file .yaml, .yml, .json or .jsonl, or pipe JSON Lines with `--jobs -`",
+                ));
+            }
+        };
+        if !path.is_file() {
+            return Err(Error::input(
+                format!("job file `{spec}` not found"),
+                "check the path given to --jobs",
+            ));
+        }
+        let base_dir = path.parent().map_or_else(|| cwd.to_owned(), Path::to_owned);
+        let mut file = Self {
+            name: spec.to_owned(),
+            format,
+            path,
+            base_dir,
+            file_defaults: Map::new(),
+            _spool: None,
+        };
+        if format != JobFormat::Jsonl
+            && let Value::Object(d) = file.document()?.0
+        {
+            file.file_defaults = d;
+        }
+        Ok(file)
+    }
+
+    /// A YAML or JSON document: (defaults, jobs).
+    fn document(&self) -> Result<(Value, Vec<Value>), Error> {
+        let text = std::fs::read_to_string(&self.path)
+            .map_err(|e| Error::input(format!("cannot read `{}`: {e}", self.name), ""))?;
+        let doc: Value = match self.format {
+            JobFormat::Yaml => serde_yaml::from_str(&text).map_err(|e| {
+                Error::input(
+                    format!("{}: invalid YAML: {e}", self.name),
+                    "fix the file; nothing was sent",
+                )
+            })?,
+            _ => serde_json::from_str(&text).map_err(|e| {
+                Error::input(
+                    format!("{}:{}: invalid JSON: {e}", self.name, e.line()),
+                    "fix the file; nothing was sent",
+                )
+            })?,
+        };
+        match doc {
+            Value::Array(jobs) => Ok((Value::Null, jobs)),
+            Value::Object(mut map) => {
+                let Some(Value::Array(jobs)) = map.remove("jobs") else {
+                    return Err(Error::input(
+                        format!(
+                            "{}: expected a list of jobs or an object with a `jobs` list",
+                            self.name
+                        ),
+                        "see fixtures/ for examples; nothing was sent",
+                    ));
+                };
+                let defaults = map.remove("defaults").unwrap_or(Value::Null);
+                if !(defaults.is_object() || defaults.is_null()) {
+                    return Err(Error::input(
+                        format!("{}: `defaults` must be a mapping", self.name),
+                        "",
+                    ));
+                }
+                Ok((defaults, jobs))
+            }
+            _ => Err(Error::input(
+                format!(
+                    "{}: expected a list of jobs or an object with a `jobs` list",
+                    self.name
+                ),
+                "see fixtures/ for examples; nothing was sent",
+            )),
+        }
+    }
+
+    /// Every job in file order. JSON Lines are streamed; YAML and JSON documents are parsed whole.
+    pub fn jobs(&self) -> Result<Box<dyn Iterator<Item = RawJob> + Send>, Error> {
+        if self.format == JobFormat::Jsonl {
+            let file = File::open(&self.path)
+                .map_err(|e| Error::input(format!("cannot read `{}`: {e}", self.name), ""))?;
+            Ok(Box::new(JsonLines {
+                reader: BufReader::with_capacity(64 * 1024, file),
+                line: 0,
+                index: 0,
+                buf: String::new(),
+            }))
+        } else {
+            let (_, jobs) = self.document()?;
+            Ok(Box::new(jobs.into_iter().enumerate().map(
+                |(index, value)| RawJob {
+                    index,
+                    position: Position::Index(index),
+                    value: Ok(value),
+                },
+            )))
+        }
+    }
+
+    /// Check every job before anything is sent: syntax, prompt or messages, `prompt_file`, duplicate ids.
+    pub fn validate(&self, defaults: &JobDefaults) -> Result<Validation, Error> {
+        let mut ids = HashSet::new();
+        let mut errors = Vec::new();
+        let mut total = 0;
+        for raw in self.jobs()? {
+            total += 1;
+            match self.build(raw.value, raw.index, defaults, false) {
+                Ok(job) => {
+                    if !ids.insert(job.id.clone()) {
+                        errors.push(format!(
+                            "{}: {}: duplicate id `{}`",
+                            self.name, raw.position, job.id
+                        ));
+                    }
+                }
+                Err(reason) => errors.push(format!("{}: {}: {reason}", self.name, raw.position)),
+            }
+            if errors.len() > MAX_REPORTED_ERRORS {
+                break;
+            }
+        }
+        if errors.is_empty() {
+            return Ok(Validation { total });
+        }
+        let mut message = format!(
+            "the job file is invalid; nothing was sent:\n  {}",
+            errors[..errors.len().min(MAX_REPORTED_ERRORS)].join("\n  ")
+        );
+        if errors.len() > MAX_REPORTED_ERRORS {
+            message.push_str("\n  … (more errors not shown)");
+        }
+        Err(Error::input(message, "fix the lines above and run again"))
+    }
+
+    /// Turn one job into a request body. With `load` false, a `prompt_file` is only checked.
+    pub fn build(
+        &self,
+        value: Result<Value, String>,
+        index: usize,
+        defaults: &JobDefaults,
+        load: bool,
+    ) -> Result<Job, String> {
+        let Value::Object(job) = value? else {
+            return Err("a job must be an object".to_owned());
+        };
+        if let (Some(custom_id), Some(body)) = (job.get("custom_id"), job.get("body")) {
+            return batch_api_job(&job, custom_id, body, index, defaults);
+        }
+        let mut fields = defaults.fields.clone();
+        fields.extend(self.file_defaults.clone());
+        let mut system = defaults.system.clone();
+        if let Some(Value::String(s)) = fields.remove("system") {
+            system = Some(s);
+        }
+        let mut id = None;
+        let mut prompt = None;
+        let mut messages = None;
+        for (key, value) in job {
+            match key.as_str() {
+                "id" => {
+                    id = Some(match value {
+                        Value::String(s) if !s.trim().is_empty() => s,
+                        Value::Number(n) => n.to_string(),
+                        _ => return Err("`id` must be a non-empty string or a number".to_owned()),
+                    });
+                }
+                "prompt" => match value {
+                    Value::String(s) if !s.trim().is_empty() => prompt = Some(s),
+                    _ => return Err("`prompt` must be a non-empty string".to_owned()),
+                },
+                "prompt_file" => {
+                    let Value::String(rel) = value else {
+                        return Err("`prompt_file` must be a path".to_owned());
+                    };
+                    prompt = Some(self.prompt_file(&rel, defaults.max_input_bytes, load)?);
+                }
+                "messages" => match value {
+                    Value::Array(list) if !list.is_empty() => messages = Some(list),
+                    _ => return Err("`messages` must be a non-empty list".to_owned()),
+                },
+                "system" => match value {
+                    Value::String(s) => system = Some(s),
+                    _ => return Err("`system` must be a string".to_owned()),
+                },
+                _ => {
+                    fields.insert(key, value);
+                }
+            }
+        }
+        let mut list = match (prompt, messages) {
+            (Some(_), Some(_)) => {
+                return Err(
+                    "a job has either `prompt` (or `prompt_file`) or `messages`, not both"
+                        .to_owned(),
+                );
+            }
+            (None, None) => return Err("the job has neither `prompt` nor `messages`".to_owned()),
+            (Some(p), None) => vec![json!({"role": "user", "content": p})],
+            (None, Some(m)) => m,
+        };
+        if let Some(system) = system {
+            list.insert(0, json!({"role": "system", "content": system}));
+        }
+        let model = match fields.remove("model") {
+            None => defaults.model.clone(),
+            Some(Value::String(m)) if !m.trim().is_empty() => m,
+            Some(_) => return Err("`model` must be a non-empty string".to_owned()),
+        };
+        let mut body = Map::new();
+        body.insert("model".into(), Value::String(model.clone()));
+        body.insert("messages".into(), Value::Array(list));
+        body.extend(fields);
+        Ok(Job {
+            id: id.unwrap_or_else(|| format!("job-{index}")),
+            index,
+            model,
+            body: Value::Object(body),
+        })
+    }
+
+    fn prompt_file(&self, rel: &str, max: u64, load: bool) -> Result<String, String> {
+        let path = self.base_dir.join(rel);
+        let meta = std::fs::metadata(&path).map_err(|e| format!("prompt_file `{rel}`: {e}"))?;
+        if !meta.is_file() {
+            return Err(format!("prompt_file `{rel}` is not a file"));
+        }
+        if meta.len() > max {
+            return Err(format!(
+                "prompt_file `{rel}` is larger than --max-input-bytes ({max})"
+            ));
+        }
+        if !load {
+            return Ok(String::from("(checked)"));
+        }
+        let mut text = String::new();
+        File::open(&path)
+            .and_then(|mut f| f.read_to_string(&mut text))
+            .map_err(|e| format!("prompt_file `{rel}`: {e}"))?;
+        if text.trim().is_empty() {
+            return Err(format!("prompt_file `{rel}` is empty"));
+        }
+        Ok(text)
+    }
+}
+
+/// An `OpenAI` Batch API input line: `custom_id` is the id, `body` is sent as it is.
+fn batch_api_job(
+    job: &Map<String, Value>,
+    custom_id: &Value,
+    body: &Value,
+    index: usize,
+    defaults: &JobDefaults,
+) -> Result<Job, String> {
+    let Value::String(id) = custom_id else {
+        return Err("`custom_id` must be a string".to_owned());
+    };
+    if let Some(url) = job.get("url").and_then(Value::as_str)
+        && !url.trim_end_matches('/').ends_with("/chat/completions")
+    {
+        return Err(format!(
+            "`url` `{url}` is not supported: only /v1/chat/completions"
+        ));
+    }
+    if let Some(method) = job.get("method").and_then(Value::as_str)
+        && !method.eq_ignore_ascii_case("POST")
+    {
+        return Err(format!("`method` `{method}` is not supported: only POST"));
+    }
+    let Value::Object(map) = body else {
+        return Err("`body` must be an object".to_owned());
+    };
+    if map
+        .get("messages")
+        .is_none_or(|m| m.as_array().is_none_or(std::vec::Vec::is_empty))
+    {
+        return Err("`body.messages` must be a non-empty list".to_owned());
+    }
+    let mut body = map.clone();
+    let model = if let Some(m) = body.get("model").and_then(Value::as_str) {
+        m.to_owned()
+    } else {
+        body.insert("model".into(), Value::String(defaults.model.clone()));
+        defaults.model.clone()
+    };
+    Ok(Job {
+        id: id.clone(),
+        index,
+        model,
+        body: Value::Object(body),
+    })
+}
+
+struct JsonLines {
+    reader: BufReader<File>,
+    line: usize,
+    index: usize,
+    buf: String,
+}
+
+impl Iterator for JsonLines {
+    type Item = RawJob;
+
+    fn next(&mut self) -> Option<RawJob> {
+        loop {
+            self.buf.clear();
+            self.line += 1;
+            match self.reader.read_line(&mut self.buf) {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(e) => {
+                    let index = self.index;
+                    self.index += 1;
+                    return Some(RawJob {
+                        index,
+                        position: Position::Line(self.line),
+                        value: Err(format!("cannot read the line: {e}")),
+                    });
+                }
+            }
+            if self.buf.trim().is_empty() {
+                continue;
+            }
+            let index = self.index;
+            self.index += 1;
+            let value = serde_json::from_str::<Value>(&self.buf)
+                .map_err(|e| format!("not valid JSON: {e}"));
+            return Some(RawJob {
+                index,
+                position: Position::Line(self.line),
+                value,
+            });
+        }
+    }
+}

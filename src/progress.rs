@@ -1,0 +1,119 @@
+//! Batch progress on stderr: a live bar on a terminal, a plain line every interval in CI logs, or nothing.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::output::diag;
+
+enum Mode {
+    Bar(ProgressBar),
+    Plain { every: Duration },
+    Quiet,
+}
+
+pub struct Progress {
+    mode: Mode,
+    total: u64,
+    done: AtomicU64,
+    failed: AtomicU64,
+    in_flight: AtomicUsize,
+    started: Instant,
+}
+
+impl Progress {
+    pub fn new(total: u64, stderr_is_terminal: bool, quiet: bool, every: Duration) -> Self {
+        let mode = if quiet {
+            Mode::Quiet
+        } else if stderr_is_terminal {
+            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+            let style = ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} {msg} [{elapsed_precise}, ETA {eta}]",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+            bar.set_style(style);
+            bar.enable_steady_tick(Duration::from_millis(200));
+            Mode::Bar(bar)
+        } else {
+            Mode::Plain {
+                every: every.max(Duration::from_millis(100)),
+            }
+        };
+        Self {
+            mode,
+            total,
+            done: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            started: Instant::now(),
+        }
+    }
+
+    /// How often the dispatcher should call `tick`.
+    pub fn tick_every(&self) -> Duration {
+        match self.mode {
+            Mode::Plain { every } => every,
+            _ => Duration::from_secs(3600),
+        }
+    }
+
+    pub fn finished(&self, ok: bool) {
+        self.done.fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Mode::Bar(bar) = &self.mode {
+            bar.inc(1);
+            bar.set_message(self.counts());
+        }
+    }
+
+    pub fn in_flight(&self, n: usize) {
+        self.in_flight.store(n, Ordering::Relaxed);
+    }
+
+    fn counts(&self) -> String {
+        let done = self.done.load(Ordering::Relaxed);
+        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+        #[allow(clippy::cast_precision_loss)]
+        let rate = done as f64 / secs;
+        format!(
+            "{} failed, {} in flight, {rate:.1} req/s",
+            self.failed.load(Ordering::Relaxed),
+            self.in_flight.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The periodic plain report (the first tick fires at once and is skipped).
+    pub fn tick(&self) {
+        let Mode::Plain { .. } = self.mode else {
+            return;
+        };
+        if self.started.elapsed() < Duration::from_millis(50) {
+            return;
+        }
+        let done = self.done.load(Ordering::Relaxed);
+        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+        #[allow(clippy::cast_precision_loss)]
+        let rate = done as f64 / secs;
+        let eta = if rate > 0.0 {
+            #[allow(clippy::cast_precision_loss)]
+            let left = self.total.saturating_sub(done) as f64 / rate;
+            format!("{left:.0}s")
+        } else {
+            "?".to_owned()
+        };
+        diag::warn(&format!(
+            "progress: {done}/{} done, {}, ETA {eta}",
+            self.total,
+            self.counts()
+        ));
+    }
+
+    pub fn clear(&self) {
+        if let Mode::Bar(bar) = &self.mode {
+            bar.finish_and_clear();
+        }
+    }
+}
