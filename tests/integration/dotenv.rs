@@ -296,7 +296,9 @@ fn trust_project_env_lifts_the_refusal() {
     assert_eq!(doc["ready"], true, "{doc}");
     assert_eq!(doc["base_url"]["value"], FOREIGN_BASE_URL);
 
-    // A real run gets past the check and tries the (unresolvable) host: a network failure, not 52.
+    // A real run gets past the check and tries the host: a network failure, not 52. The host is
+    // `0.0.0.0` (not loopback for the trust rule, yet never leaves this machine and needs no DNS).
+    env.write_project(".env", "OPENAI_BASE_URL=http://0.0.0.0:9/v1\n");
     run(env
         .cmd()
         .env("OPENAI_API_KEY", KEY)
@@ -304,7 +306,7 @@ fn trust_project_env_lifts_the_refusal() {
         .args(["--retries", "0", "--connect-timeout", "2s", "hi"]))
     .code(75)
     .stdout_empty()
-    .stderr_has("warning: the API key will be sent over plain http to `example.invalid`")
+    .stderr_has("warning: the API key will be sent over plain http to `0.0.0.0`")
     .stderr_has("error: ")
     .stderr_lacks("refusing");
 }
