@@ -18,7 +18,7 @@ use crate::cli::{OutputFormat, RunArgs};
 use crate::client::{ApiError, ChatClient, Completion, Failure, RateLimiter, Usage};
 use crate::error::Error;
 use crate::exit::ExitStatus;
-use crate::job::{Job, JobDefaults, JobFile};
+use crate::job::{Job, JobDefaults, JobFile, declared_id};
 use crate::output::{self, RunMeta, diag};
 use crate::progress::Progress;
 use crate::run::client_settings;
@@ -149,12 +149,8 @@ fn prepare_and_run(
         None => HashSet::new(),
     };
     let shard = batch.shard;
-    let selected =
-        |index: usize, id: &str| shard.is_none_or(|s| s.contains(index)) && !done.contains(id);
-    let validation = file.validate(&defaults)?;
-    let in_shard = (0..validation.total)
-        .filter(|i| shard.is_none_or(|s| s.contains(*i)))
-        .count() as u64;
+    let in_shard = |index: usize| shard.is_none_or(|s| s.contains(index));
+    let validation = file.validate(&defaults, in_shard, |id| !done.contains(id))?;
 
     let mut sink = match &output_path {
         Some(path) => Sink::File(open_output(path, batch.resume, &done)?),
@@ -178,13 +174,12 @@ fn prepare_and_run(
     );
 
     let mut summary = Summary {
-        jobs: in_shard,
+        jobs: validation.in_scope,
         ..Summary::default()
     };
     let mut jobs = file.jobs()?;
-    let pending_estimate = in_shard.saturating_sub(done.len() as u64);
     let progress = Progress::new(
-        pending_estimate,
+        validation.pending,
         ctx.terminal.stderr,
         batch.quiet,
         batch.progress_interval,
@@ -197,18 +192,17 @@ fn prepare_and_run(
 
     let mut next_job = || -> Option<Result<Job, (JobMeta, String)>> {
         for raw in jobs.by_ref() {
-            if !shard.is_none_or(|s| s.contains(raw.index)) {
+            if !in_shard(raw.index) {
                 continue;
             }
             let index = raw.index;
-            match file.build(raw.value, index, &defaults, true) {
-                Ok(job) if !selected(job.index, &job.id) => {}
+            let id = declared_id(&raw.value, index);
+            if done.contains(&id) {
+                continue;
+            }
+            match file.build(raw.value, index, &defaults) {
                 Ok(job) => return Some(Ok(job)),
                 Err(reason) => {
-                    let id = format!("job-{index}");
-                    if done.contains(&id) {
-                        continue;
-                    }
                     let meta = JobMeta {
                         id,
                         index,
@@ -236,7 +230,7 @@ fn prepare_and_run(
     ));
     progress.clear();
 
-    summary.finish(done.len() as u64, started.elapsed());
+    summary.finish(validation.in_scope - validation.pending, started.elapsed());
     let status = match stop {
         Some(Stop::Signal("SIGTERM")) => ExitStatus::Terminated,
         Some(Stop::Signal(_)) => ExitStatus::Interrupted,

@@ -76,7 +76,12 @@ pub struct JobFile {
 /// A summary of the validation pass.
 #[derive(Debug, Default)]
 pub struct Validation {
+    /// Jobs in the file.
     pub total: usize,
+    /// Jobs the `in_scope` test kept (the shard).
+    pub in_scope: u64,
+    /// Of those, the jobs the `pending` test kept (not already done).
+    pub pending: u64,
 }
 
 const MAX_REPORTED_ERRORS: usize = 20;
@@ -215,14 +220,24 @@ impl JobFile {
     }
 
     /// Check every job before anything is sent: syntax, prompt or messages, `prompt_file`, duplicate ids.
-    pub fn validate(&self, defaults: &JobDefaults) -> Result<Validation, Error> {
+    /// `in_scope(index)` and `pending(id)` count the jobs this run is for.
+    pub fn validate(
+        &self,
+        defaults: &JobDefaults,
+        in_scope: impl Fn(usize) -> bool,
+        pending: impl Fn(&str) -> bool,
+    ) -> Result<Validation, Error> {
         let mut ids = HashSet::new();
         let mut errors = Vec::new();
-        let mut total = 0;
+        let mut counts = Validation::default();
         for raw in self.jobs()? {
-            total += 1;
-            match self.build(raw.value, raw.index, defaults, false) {
+            counts.total += 1;
+            match self.build(raw.value, raw.index, defaults) {
                 Ok(job) => {
+                    if in_scope(job.index) {
+                        counts.in_scope += 1;
+                        counts.pending += u64::from(pending(&job.id));
+                    }
                     if !ids.insert(job.id.clone()) {
                         errors.push(format!(
                             "{}: {}: duplicate id `{}`",
@@ -237,7 +252,7 @@ impl JobFile {
             }
         }
         if errors.is_empty() {
-            return Ok(Validation { total });
+            return Ok(counts);
         }
         let mut message = format!(
             "the job file is invalid; nothing was sent:\n  {}",
@@ -249,13 +264,12 @@ impl JobFile {
         Err(Error::input(message, "fix the lines above and run again"))
     }
 
-    /// Turn one job into a request body. With `load` false, a `prompt_file` is only checked.
+    /// Turn one job into a request body (reading its `prompt_file`, if any).
     pub fn build(
         &self,
         value: Result<Value, String>,
         index: usize,
         defaults: &JobDefaults,
-        load: bool,
     ) -> Result<Job, String> {
         let Value::Object(job) = value? else {
             return Err("a job must be an object".to_owned());
@@ -289,7 +303,7 @@ impl JobFile {
                     let Value::String(rel) = value else {
                         return Err("`prompt_file` must be a path".to_owned());
                     };
-                    prompt = Some(self.prompt_file(&rel, defaults.max_input_bytes, load)?);
+                    prompt = Some(self.prompt_file(&rel, defaults.max_input_bytes)?);
                 }
                 "messages" => match value {
                     Value::Array(list) if !list.is_empty() => messages = Some(list),
@@ -328,14 +342,14 @@ impl JobFile {
         body.insert("messages".into(), Value::Array(list));
         body.extend(fields);
         Ok(Job {
-            id: id.unwrap_or_else(|| format!("job-{index}")),
+            id: id.unwrap_or_else(|| default_id(index)),
             index,
             model,
             body: Value::Object(body),
         })
     }
 
-    fn prompt_file(&self, rel: &str, max: u64, load: bool) -> Result<String, String> {
+    fn prompt_file(&self, rel: &str, max: u64) -> Result<String, String> {
         let path = self.base_dir.join(rel);
         let meta = std::fs::metadata(&path).map_err(|e| format!("prompt_file `{rel}`: {e}"))?;
         if !meta.is_file() {
@@ -346,9 +360,6 @@ impl JobFile {
                 "prompt_file `{rel}` is larger than --max-input-bytes ({max})"
             ));
         }
-        if !load {
-            return Ok(String::from("(checked)"));
-        }
         let mut text = String::new();
         File::open(&path)
             .and_then(|mut f| f.read_to_string(&mut text))
@@ -357,6 +368,24 @@ impl JobFile {
             return Err(format!("prompt_file `{rel}` is empty"));
         }
         Ok(text)
+    }
+}
+
+/// The id of a job without one: stable from its position, so `--resume` finds it again.
+pub fn default_id(index: usize) -> String {
+    format!("job-{index}")
+}
+
+/// The id a raw job declares (`id` or `custom_id`), or its default; for lines that fail to build.
+pub fn declared_id(value: &Result<Value, String>, index: usize) -> String {
+    let declared = value
+        .as_ref()
+        .ok()
+        .and_then(|v| v.get("id").or_else(|| v.get("custom_id")));
+    match declared {
+        Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => default_id(index),
     }
 }
 

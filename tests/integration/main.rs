@@ -4,10 +4,12 @@
     reason = "helpers outside #[test] functions fail the test by panicking, like the tests themselves"
 )]
 
+mod batch_support;
 mod common;
 
 mod dotenv;
 mod exit_codes;
+mod jobs;
 mod output;
 mod precedence;
 mod retries;

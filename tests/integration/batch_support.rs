@@ -1,0 +1,640 @@
+//! The batch tests' harness: a hermetic temporary HOME and project, the `qwen` binary with a
+//! cleared environment, an echoing chat server (so every result can be matched to its job), and a
+//! raw HTTP server that measures how many requests are in flight at once.
+#![allow(
+    clippy::expect_used,
+    reason = "helpers outside #[test] functions fail the test by panicking, like the tests themselves"
+)]
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{MockBuilder, MockServer, Request, Respond, ResponseTemplate};
+
+/// The key most tests authenticate with.
+pub const KEY: &str = "sk-batch-test-key-0000";
+
+/// Where the chat endpoint lives under the base URL given to the binary.
+pub const CHAT_PATH: &str = "/v1/chat/completions";
+
+/// The `x-request-id` every echo response carries.
+pub const REQUEST_ID: &str = "req-echo-0001";
+
+/// Tokens the echo server reports for every answer.
+pub const PROMPT_TOKENS: u64 = 10;
+pub const COMPLETION_TOKENS: u64 = 2;
+
+/// The longest any run may take before the harness calls it a hang.
+pub const RUN_BOUND: Duration = Duration::from_secs(30);
+
+/// A temporary root holding `home/` (used as `HOME`) and `project/` (the working directory).
+pub struct BatchEnv {
+    _root: tempfile::TempDir,
+    pub home: PathBuf,
+    pub project: PathBuf,
+}
+
+impl BatchEnv {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("qwen-batch-it-")
+            .tempdir()
+            .expect("create a temporary directory");
+        let root = dir.path().canonicalize().expect("canonicalize temp dir");
+        assert_no_dotenv_above(&root);
+        let home = root.join("home");
+        let project = root.join("project");
+        std::fs::create_dir_all(&home).expect("create home");
+        std::fs::create_dir_all(&project).expect("create project");
+        Self {
+            _root: dir,
+            home,
+            project,
+        }
+    }
+
+    /// Write a file under the project directory (parents created).
+    pub fn write(&self, rel: &str, contents: &str) -> PathBuf {
+        let path = self.project.join(rel);
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("create parent");
+        std::fs::write(&path, contents).expect("write file");
+        path
+    }
+
+    /// A path under the project directory.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.project.join(rel)
+    }
+
+    /// A file under the project directory as text.
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path(rel)).expect("read file")
+    }
+
+    /// The binary with a cleared environment: HOME, the key and the base URL, nothing else.
+    pub fn cmd(&self, base_url: &str) -> assert_cmd::Command {
+        self.cmd_with_key(base_url, KEY)
+    }
+
+    pub fn cmd_with_key(&self, base_url: &str, key: &str) -> assert_cmd::Command {
+        let mut cmd = assert_cmd::Command::cargo_bin("qwen").expect("the qwen binary");
+        cmd.env_clear()
+            .env("HOME", &self.home)
+            .env("OPENAI_API_KEY", key)
+            .env("OPENAI_BASE_URL", base_url)
+            .current_dir(&self.project)
+            .timeout(RUN_BOUND);
+        cmd
+    }
+
+    /// The same environment as `cmd`, as a child the test manages (for signals).
+    pub fn spawn(&self, base_url: &str, args: &[&str]) -> Spawned {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_qwen"))
+            .env_clear()
+            .env("HOME", &self.home)
+            .env("OPENAI_API_KEY", KEY)
+            .env("OPENAI_BASE_URL", base_url)
+            .current_dir(&self.project)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn qwen");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let readers = vec![
+            collect(child.stdout.take().map(|s| Box::new(s) as _), &stdout),
+            collect(child.stderr.take().map(|s| Box::new(s) as _), &stderr),
+        ];
+        Spawned {
+            child,
+            stdout,
+            stderr,
+            readers,
+        }
+    }
+}
+
+/// No `.env` or `.qwen/.env` may sit above the temporary directory: it would leak into every run.
+#[track_caller]
+pub fn assert_no_dotenv_above(dir: &Path) {
+    for ancestor in dir.ancestors() {
+        for candidate in [ancestor.join(".env"), ancestor.join(".qwen").join(".env")] {
+            assert!(
+                !candidate.exists(),
+                "`{}` exists above the test directory: it would leak into every test",
+                candidate.display()
+            );
+        }
+    }
+}
+
+fn collect(
+    stream: Option<Box<dyn Read + Send>>,
+    into: &Arc<Mutex<Vec<u8>>>,
+) -> std::thread::JoinHandle<()> {
+    let into = Arc::clone(into);
+    std::thread::spawn(move || {
+        let Some(mut stream) = stream else { return };
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => into.lock().expect("lock").extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+}
+
+/// A `qwen` child process with its output collected as it comes.
+pub struct Spawned {
+    child: Child,
+    stdout: Arc<Mutex<Vec<u8>>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Spawned {
+    /// Send a signal (`TERM`, `INT`) with `kill`.
+    pub fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// What the child has written to stderr so far.
+    pub fn stderr_now(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().expect("lock")).into_owned()
+    }
+
+    /// Poll until `cond` holds, failing the test after `bound`.
+    #[track_caller]
+    pub fn wait_until(&mut self, what: &str, bound: Duration, mut cond: impl FnMut(&Self) -> bool) {
+        let deadline = Instant::now() + bound;
+        while !cond(self) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "qwen ended ({status}) before {what}\n--- stderr ---\n{}",
+                    self.stderr_now()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {bound:?} waiting for {what}\n--- stderr ---\n{}",
+                self.stderr_now()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Wait for the child to end (bounded), then return its exit code and streams.
+    pub fn wait(mut self, bound: Duration) -> Run {
+        let deadline = Instant::now() + bound;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("poll the child") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "qwen did not end within {bound:?}\n--- stderr ---\n{}",
+                    self.stderr_now()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        for reader in self.readers.drain(..) {
+            reader.join().expect("output reader");
+        }
+        Run {
+            code: status.code(),
+            stdout: String::from_utf8_lossy(&self.stdout.lock().expect("lock")).into_owned(),
+            stderr: self.stderr_now(),
+        }
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// One finished run: exit code and both streams.
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl fmt::Display for Run {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "exit code: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+impl Run {
+    #[track_caller]
+    pub fn code(&self, want: i32) -> &Self {
+        assert_eq!(self.code, Some(want), "unexpected exit code\n{self}");
+        self
+    }
+
+    #[track_caller]
+    pub fn stdout_empty(&self) -> &Self {
+        assert_eq!(self.stdout, "", "stdout should be empty\n{self}");
+        self
+    }
+
+    #[track_caller]
+    pub fn stderr_has(&self, needle: &str) -> &Self {
+        assert!(
+            self.stderr.contains(needle),
+            "stderr should contain {needle:?}\n{self}"
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn stderr_lacks(&self, needle: &str) -> &Self {
+        assert!(
+            !self.stderr.contains(needle),
+            "stderr should not contain {needle:?}\n{self}"
+        );
+        self
+    }
+
+    /// stdout as result lines.
+    #[track_caller]
+    pub fn stdout_lines(&self) -> Vec<Value> {
+        json_lines(&self.stdout, "stdout")
+    }
+}
+
+/// Run to completion (bounded by `RUN_BOUND`).
+pub fn run(cmd: &mut assert_cmd::Command) -> Run {
+    let output = cmd.output().expect("run qwen");
+    Run {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// JSON Lines text as objects: every line must be complete (newline-terminated) JSON.
+#[track_caller]
+pub fn json_lines(text: &str, what: &str) -> Vec<Value> {
+    assert!(
+        text.is_empty() || text.ends_with('\n'),
+        "{what} should end with a newline (no torn line):\n{text}"
+    );
+    text.lines()
+        .map(|line| match serde_json::from_str::<Value>(line) {
+            Ok(v @ Value::Object(_)) => v,
+            Ok(other) => panic!("a line of {what} is JSON but not an object: {other}"),
+            Err(e) => panic!("a line of {what} is not JSON ({e}): {line:?}"),
+        })
+        .collect()
+}
+
+/// A result file of the project as objects.
+#[track_caller]
+pub fn file_lines(env: &BatchEnv, rel: &str) -> Vec<Value> {
+    json_lines(&env.read(rel), rel)
+}
+
+/// The `id` of every line, in order (`custom_id` for openai-batch lines).
+#[track_caller]
+pub fn ids(lines: &[Value]) -> Vec<String> {
+    lines
+        .iter()
+        .map(|l| {
+            l.get("id")
+                .filter(|_| l.get("custom_id").is_none())
+                .or_else(|| l.get("custom_id"))
+                .and_then(Value::as_str)
+                .unwrap_or_else(|| panic!("a line without an id: {l}"))
+                .to_owned()
+        })
+        .collect()
+}
+
+/// Lines by id; fails on a duplicate id.
+#[track_caller]
+pub fn by_id(lines: &[Value]) -> HashMap<String, Value> {
+    let mut map = HashMap::new();
+    for (id, line) in ids(lines).into_iter().zip(lines) {
+        let previous = map.insert(id.clone(), line.clone());
+        assert!(previous.is_none(), "id `{id}` has two lines: {lines:#?}");
+    }
+    map
+}
+
+/// Sorted ids, to compare sets.
+pub fn sorted<S: AsRef<str>>(ids: &[S]) -> Vec<String> {
+    let mut v: Vec<String> = ids.iter().map(|s| s.as_ref().to_owned()).collect();
+    v.sort();
+    v
+}
+
+/// Jobs as a JSON Lines file body.
+pub fn jsonl(jobs: &[Value]) -> String {
+    jobs.iter().fold(String::new(), |mut text, job| {
+        text.push_str(&job.to_string());
+        text.push('\n');
+        text
+    })
+}
+
+/// The base URL that reaches a wiremock server's `/v1`.
+pub fn base_url(server: &MockServer) -> String {
+    format!("{}/v1", server.uri())
+}
+
+/// A mock for `POST /v1/chat/completions`, to be completed with matchers and a response.
+pub fn chat() -> MockBuilder {
+    wiremock::Mock::given(method("POST")).and(path(CHAT_PATH))
+}
+
+/// A server whose every chat request is answered by `Echo`.
+pub async fn echo_server(delay: Duration) -> MockServer {
+    let server = MockServer::start().await;
+    chat().respond_with(Echo::after(delay)).mount(&server).await;
+    server
+}
+
+/// The JSON bodies of every request the server received.
+pub async fn request_bodies(server: &MockServer) -> Vec<Value> {
+    server
+        .received_requests()
+        .await
+        .expect("request recording is on")
+        .iter()
+        .map(|r| r.body_json::<Value>().expect("the request body is JSON"))
+        .collect()
+}
+
+/// Request bodies keyed by the last user message; fails when a prompt was sent twice.
+pub async fn bodies_by_prompt(server: &MockServer) -> HashMap<String, Value> {
+    let mut map = HashMap::new();
+    for body in request_bodies(server).await {
+        let prompt = last_user_message(&body).expect("a user message");
+        let previous = map.insert(prompt.clone(), body);
+        assert!(previous.is_none(), "prompt {prompt:?} was sent twice");
+    }
+    map
+}
+
+/// The content of the last user message of a request body.
+pub fn last_user_message(body: &Value) -> Option<String> {
+    body.get("messages")?
+        .as_array()?
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user")?
+        .get("content")?
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// An SSE answer in the shape OpenAI-compatible servers stream: the text in one delta,
+/// `finish_reason: stop`, a usage chunk, `[DONE]`.
+pub fn sse_answer(text: &str) -> String {
+    let chunk = |choices: Value, usage: Option<Value>| {
+        let mut c = json!({
+            "id": "chatcmpl-echo",
+            "object": "chat.completion.chunk",
+            "created": 1_700_000_000,
+            "model": "echo-server",
+            "choices": choices,
+        });
+        if let Some(u) = usage {
+            c["usage"] = u;
+        }
+        format!("data: {c}\n\n")
+    };
+    [
+        chunk(
+            json!([{"index": 0, "delta": {"role": "assistant", "content": text}, "finish_reason": null}]),
+            None,
+        ),
+        chunk(
+            json!([{"index": 0, "delta": {}, "finish_reason": "stop"}]),
+            None,
+        ),
+        chunk(
+            json!([]),
+            Some(json!({
+                "prompt_tokens": PROMPT_TOKENS,
+                "completion_tokens": COMPLETION_TOKENS,
+                "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS,
+            })),
+        ),
+        "data: [DONE]\n\n".to_owned(),
+    ]
+    .concat()
+}
+
+/// Answers every chat request with its own last user message, streamed, after an optional delay.
+pub struct Echo {
+    delay: Duration,
+}
+
+impl Echo {
+    pub fn after(delay: Duration) -> Self {
+        Self { delay }
+    }
+}
+
+impl Respond for Echo {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let Ok(body) = serde_json::from_slice::<Value>(&request.body) else {
+            return ResponseTemplate::new(400).set_body_string("the request body is not JSON");
+        };
+        let Some(text) = last_user_message(&body) else {
+            return ResponseTemplate::new(400).set_body_string("no user message");
+        };
+        ResponseTemplate::new(200)
+            .insert_header("x-request-id", REQUEST_ID)
+            .set_body_raw(sse_answer(&text), "text/event-stream")
+            .set_delay(self.delay)
+    }
+}
+
+/// An error response with an OpenAI-style JSON body.
+pub fn error_response(status: u16, message: &str) -> ResponseTemplate {
+    ResponseTemplate::new(status)
+        .set_body_json(json!({"error": {"message": message, "type": "test_error"}}))
+}
+
+/// A raw HTTP/1.1 server on 127.0.0.1 that holds every request for `hold` before echoing it,
+/// and records how many requests it held at once. wiremock cannot tell this: it only sees a
+/// request when it answers it.
+pub struct HoldingServer {
+    pub base_url: String,
+    max_in_flight: Arc<AtomicUsize>,
+    served: Arc<AtomicUsize>,
+    arrivals: Arc<Mutex<Vec<Instant>>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl HoldingServer {
+    pub fn start(hold: Duration) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let base_url = format!("http://{}/v1", listener.local_addr().expect("address"));
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let max_in_flight = Arc::new(AtomicUsize::new(0));
+        let served = Arc::new(AtomicUsize::new(0));
+        let arrivals = Arc::new(Mutex::new(Vec::new()));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let counters = Counters {
+            in_flight,
+            max: Arc::clone(&max_in_flight),
+            served: Arc::clone(&served),
+            arrivals: Arc::clone(&arrivals),
+        };
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the holding server");
+            runtime.block_on(async move {
+                let listener =
+                    tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
+                let accept = async {
+                    loop {
+                        let Ok((socket, _)) = listener.accept().await else {
+                            continue;
+                        };
+                        let counters = counters.clone();
+                        tokio::spawn(async move {
+                            let _ = serve_held(socket, hold, &counters).await;
+                        });
+                    }
+                };
+                tokio::select! {
+                    () = accept => {}
+                    _ = stopped => {}
+                }
+            });
+        });
+        Self {
+            base_url,
+            max_in_flight,
+            served,
+            arrivals,
+            stop: Some(stop),
+        }
+    }
+
+    /// The most requests held at the same moment.
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// How many requests were answered.
+    pub fn served(&self) -> usize {
+        self.served.load(Ordering::SeqCst)
+    }
+
+    /// When each request had fully arrived, in order.
+    pub fn arrivals(&self) -> Vec<Instant> {
+        self.arrivals.lock().expect("lock").clone()
+    }
+}
+
+impl Drop for HoldingServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Counters {
+    in_flight: Arc<AtomicUsize>,
+    max: Arc<AtomicUsize>,
+    served: Arc<AtomicUsize>,
+    arrivals: Arc<Mutex<Vec<Instant>>>,
+}
+
+/// One connection: read requests one by one, hold each, answer it with its echo.
+async fn serve_held(
+    mut socket: tokio::net::TcpStream,
+    hold: Duration,
+    counters: &Counters,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        // Head.
+        let head_end = loop {
+            if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break pos + 4;
+            }
+            let mut chunk = [0u8; 8192];
+            let n = socket.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        while buf.len() < head_end + length {
+            let mut chunk = [0u8; 8192];
+            let n = socket.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let body: Value =
+            serde_json::from_slice(&buf[head_end..head_end + length]).unwrap_or_default();
+        buf.drain(..head_end + length);
+
+        // Held: counted from the moment the whole request is in until the answer starts, so a
+        // client that sends its next request only after an answer is never counted twice.
+        counters.arrivals.lock().expect("lock").push(Instant::now());
+        let now = counters.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        counters.max.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(hold).await;
+        counters.in_flight.fetch_sub(1, Ordering::SeqCst);
+
+        let text = last_user_message(&body).unwrap_or_default();
+        let sse = sse_answer(&text);
+        let response = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\n\r\n{sse}",
+            sse.len()
+        );
+        socket.write_all(response.as_bytes()).await?;
+        socket.flush().await?;
+        counters.served.fetch_add(1, Ordering::SeqCst);
+    }
+}
