@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use secrecy::ExposeSecret;
+
 use crate::cli::{AuthCommand, Cli, Command, ConfigArgs, OutputFormat};
 use crate::config::env::EnvSnapshot;
 use crate::config::{ResolvedConfig, Terminal, dotenv, resolve};
@@ -38,6 +40,11 @@ impl Context {
 pub fn load_config(args: &ConfigArgs, ctx: &Context) -> Result<ResolvedConfig, Error> {
     let search = dotenv::discover(&ctx.cwd, ctx.env.home().as_deref())?;
     let config = resolve::resolve(&args.flags(), &ctx.env, search, ctx.terminal)?;
+    if crate::gha::is_github_actions(&ctx.env) {
+        if let Some(key) = &config.api_key {
+            diag::raw(&crate::gha::mask_command(key.value.expose_secret()));
+        }
+    }
     if config.debug.is_some() {
         debug_config(&config);
     }

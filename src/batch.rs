@@ -18,10 +18,11 @@ use crate::cli::{OutputFormat, RunArgs};
 use crate::client::{ApiError, ChatClient, Completion, Failure, RateLimiter, Usage};
 use crate::error::Error;
 use crate::exit::ExitStatus;
+use crate::gha as github;
 use crate::job::{Job, JobDefaults, JobFile, declared_id};
 use crate::output::{self, RunMeta, diag};
 use crate::progress::Progress;
-use crate::run::client_settings;
+use crate::run::{append_step_summary, client_settings};
 
 /// What became of one job.
 struct JobOutcome {
@@ -58,6 +59,8 @@ pub struct Summary {
 }
 
 const MAX_LISTED_FAILURES: usize = 100;
+/// At most this many failed jobs become GitHub `::error::` annotations (GitHub shows only a few).
+const MAX_ANNOTATIONS: u64 = 10;
 
 impl Summary {
     fn finish(&mut self, skipped: u64, wall: Duration) {
@@ -177,6 +180,7 @@ fn prepare_and_run(
         jobs: validation.in_scope,
         ..Summary::default()
     };
+    let in_github = github::is_github_actions(&ctx.env);
     let mut jobs = file.jobs()?;
     let progress = Progress::new(
         validation.pending,
@@ -223,6 +227,12 @@ fn prepare_and_run(
         &mut |outcome: JobOutcome| {
             let line = result_line(&meta, &outcome, format);
             count(&mut summary, &outcome);
+            if in_github && summary.failed <= MAX_ANNOTATIONS {
+                if let Some(Err(f)) = &outcome.result {
+                    let title = format!("qwen job {}", outcome.job.id);
+                    diag::raw(&github::error_command(Some(&title), &f.error.to_string()));
+                }
+            }
             progress.finished(outcome.result.as_ref().is_some_and(Result::is_ok));
             sink.write_line(&line)
         },
@@ -241,6 +251,29 @@ fn prepare_and_run(
         None => ExitStatus::Failure,
     };
     summary.exit_code = status.code();
+    if in_github && summary.failed > MAX_ANNOTATIONS {
+        diag::raw(&github::error_command(
+            Some("qwen batch"),
+            &format!(
+                "{} jobs failed; the first {MAX_ANNOTATIONS} are annotated, all are in the results",
+                summary.failed
+            ),
+        ));
+    }
+    if let Some(path) = github::step_summary_path(&ctx.env) {
+        let view = github::BatchSummaryView {
+            jobs: summary.jobs,
+            succeeded: summary.succeeded,
+            failed: summary.failed,
+            retried: summary.retried,
+            input_tokens: summary.input_tokens,
+            output_tokens: summary.output_tokens,
+            wall_ms: summary.wall_ms,
+            requests_per_sec: summary.requests_per_sec,
+            failures: &summary.failures,
+        };
+        append_step_summary(&path, &github::batch_summary(&view));
+    }
     report(
         &summary,
         stop,

@@ -31,6 +31,11 @@ pub mod diag {
         }
     }
 
+    /// A line for a machine that reads stderr, such as a GitHub Actions workflow command.
+    pub fn raw(line: &str) {
+        let _ = writeln!(std::io::stderr(), "{line}");
+    }
+
     /// Free-form text for people (summaries, status), on stderr.
     pub fn text(message: &str) {
         let _ = write!(std::io::stderr(), "{message}");

@@ -12,6 +12,7 @@ use crate::config::ResolvedConfig;
 use crate::config::resolve::DEFAULT_MODEL;
 use crate::error::Error;
 use crate::exit::ExitStatus;
+use crate::gha as github;
 use crate::output::{RunMeta, RunOutput, diag};
 use crate::prompt::{InputSpec, read_prompt};
 
@@ -100,48 +101,83 @@ pub fn single(
         model,
         cwd: ctx.cwd.display().to_string(),
     };
+    let model = meta.model.clone();
     let mut out = RunOutput::new(args.format(), args.include_partial_messages, meta, started);
     if out.init().is_err() {
         return ExitStatus::Success;
     }
-    let (config, client, prompt) = match prepared {
-        Ok(p) => p,
-        Err((err, _)) => {
-            let _ = out.failure(&err, 0, 0);
-            return err.exit_status();
+    let result = match prepared {
+        Ok((config, client, prompt)) => {
+            let body = chat_body(
+                &config.model.value,
+                args.system_prompt.as_deref(),
+                &prompt,
+                args,
+            );
+            drop(prompt);
+            let deltas_are_final = out.deltas_are_final();
+            let outcome = runtime.block_on(async {
+                let mut on_delta = |text: &str| out.delta(text);
+                tokio::select! {
+                    r = client.send(&body, &mut on_delta, deltas_are_final) => Ok(r),
+                    signal = crate::signals::interrupted() => Err(signal),
+                }
+            });
+            match outcome {
+                Ok(Ok(completion)) => Ok(completion),
+                Ok(Err(failure)) if matches!(failure.error, ApiError::OutputClosed) => {
+                    return ExitStatus::Success;
+                }
+                Ok(Err(failure)) => Err((
+                    Error::Api(failure.error),
+                    failure.attempts,
+                    failure.api_duration.as_millis(),
+                )),
+                Err(signal) => Err((Error::Interrupted { signal }, 1, 0)),
+            }
         }
+        Err((err, _)) => Err((err, 0, 0)),
     };
-    let body = chat_body(
-        &config.model.value,
-        args.system_prompt.as_deref(),
-        &prompt,
-        args,
-    );
-    drop(prompt);
-
-    let deltas_are_final = out.deltas_are_final();
-    let outcome = runtime.block_on(async {
-        let mut on_delta = |text: &str| out.delta(text);
-        tokio::select! {
-            r = client.send(&body, &mut on_delta, deltas_are_final) => Ok(r),
-            signal = crate::signals::interrupted() => Err(signal),
-        }
-    });
-    match outcome {
-        Ok(Ok(completion)) => {
+    let summary_path = github::step_summary_path(&ctx.env);
+    match result {
+        Ok(completion) => {
             let _ = out.success(&completion);
+            if let Some(path) = summary_path {
+                let md = github::single_run_summary(
+                    &model,
+                    completion.usage,
+                    started.elapsed().as_millis(),
+                    Ok(&completion.text),
+                );
+                append_step_summary(&path, &md);
+            }
             ExitStatus::Success
         }
-        Ok(Err(failure)) if matches!(failure.error, ApiError::OutputClosed) => ExitStatus::Success,
-        Ok(Err(failure)) => {
-            let err = Error::Api(failure.error);
-            let _ = out.failure(&err, failure.attempts, failure.api_duration.as_millis());
+        Err((err, attempts, api_ms)) => {
+            let _ = out.failure(&err, attempts, api_ms);
+            if github::is_github_actions(&ctx.env) {
+                diag::raw(&github::error_command(Some("qwen"), &err.to_string()));
+            }
+            if let Some(path) = summary_path {
+                let md = github::single_run_summary(
+                    &model,
+                    None,
+                    started.elapsed().as_millis(),
+                    Err(&err.to_string()),
+                );
+                append_step_summary(&path, &md);
+            }
             err.exit_status()
         }
-        Err(signal) => {
-            let err = Error::Interrupted { signal };
-            let _ = out.failure(&err, 1, 0);
-            err.exit_status()
-        }
+    }
+}
+
+/// Append to `$GITHUB_STEP_SUMMARY`; a failure to do so is a warning, never the run's failure.
+pub fn append_step_summary(path: &std::path::Path, markdown: &str) {
+    if let Err(e) = github::append_summary(path, markdown) {
+        diag::warn(&format!(
+            "warning: cannot append to the step summary `{}`: {e}",
+            path.display()
+        ));
     }
 }
