@@ -40,10 +40,10 @@ impl Context {
 pub fn load_config(args: &ConfigArgs, ctx: &Context) -> Result<ResolvedConfig, Error> {
     let search = dotenv::discover(&ctx.cwd, ctx.env.home().as_deref())?;
     let config = resolve::resolve(&args.flags(), &ctx.env, search, ctx.terminal)?;
-    if crate::gha::is_github_actions(&ctx.env) {
-        if let Some(key) = &config.api_key {
-            diag::raw(&crate::gha::mask_command(key.value.expose_secret()));
-        }
+    if crate::gha::is_github_actions(&ctx.env)
+        && let Some(key) = &config.api_key
+    {
+        diag::raw(&crate::gha::mask_command(key.value.expose_secret()));
     }
     if config.debug.is_some() {
         debug_config(&config);

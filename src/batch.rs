@@ -227,11 +227,12 @@ fn prepare_and_run(
         &mut |outcome: JobOutcome| {
             let line = result_line(&meta, &outcome, format);
             count(&mut summary, &outcome);
-            if in_github && summary.failed <= MAX_ANNOTATIONS {
-                if let Some(Err(f)) = &outcome.result {
-                    let title = format!("qwen job {}", outcome.job.id);
-                    diag::raw(&github::error_command(Some(&title), &f.error.to_string()));
-                }
+            if in_github
+                && summary.failed <= MAX_ANNOTATIONS
+                && let Some(Err(f)) = &outcome.result
+            {
+                let title = format!("qwen job {}", outcome.job.id);
+                diag::raw(&github::error_command(Some(&title), &f.error.to_string()));
             }
             progress.finished(outcome.result.as_ref().is_some_and(Result::is_ok));
             sink.write_line(&line)
