@@ -4,6 +4,7 @@
 use serde_json::json;
 use wiremock::matchers::body_string_contains;
 
+use crate::batch_support::jsonl;
 use crate::common::{KEY, TestEnv, chat, error_response, run, server_answering};
 
 /// `cmd_for` plus the variables the Actions runner sets, with the summary in a temp file.
@@ -95,14 +96,11 @@ async fn batch_annotates_each_failed_job_and_summarises_the_run() {
         .respond_with(crate::common::Sse::answer(&["ok"]).respond())
         .mount(&server)
         .await;
-    let jobs: String = [
+    let jobs = jsonl(&[
         json!({"id": "good-1", "prompt": "fine"}),
         json!({"id": "bad-1", "prompt": "bad prompt one"}),
         json!({"id": "bad-2", "prompt": "bad prompt two"}),
-    ]
-    .iter()
-    .map(|j| format!("{j}\n"))
-    .collect();
+    ]);
     env.write_project("jobs.jsonl", &jobs);
     let (mut cmd, summary) = in_actions(&env, &server);
     let r = run(cmd.args(["--jobs", "jobs.jsonl", "--output", "out.jsonl", "--quiet"]));
