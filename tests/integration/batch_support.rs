@@ -1,29 +1,19 @@
-//! The batch tests' harness: a hermetic temporary HOME and project, the `qwen` binary with a
-//! cleared environment, an echoing chat server (so every result can be matched to its job), and a
-//! raw HTTP server that measures how many requests are in flight at once.
-#![allow(
-    clippy::expect_used,
-    reason = "helpers outside #[test] functions fail the test by panicking, like the tests themselves"
-)]
+//! What only the batch tests need on top of `common`: an echoing chat server (so every result can
+//! be matched to its job), a raw HTTP server that measures how many requests are in flight at
+//! once, a child process whose output can be watched while it runs (for signals), and helpers
+//! for job and result files.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::io::Read;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path};
-use wiremock::{MockBuilder, MockServer, Request, Respond, ResponseTemplate};
+use wiremock::{MockServer, Request, Respond, ResponseTemplate};
 
-/// The key most tests authenticate with.
-pub const KEY: &str = "sk-batch-test-key-0000";
-
-/// Where the chat endpoint lives under the base URL given to the binary.
-pub const CHAT_PATH: &str = "/v1/chat/completions";
+use crate::common::{KEY, Run, Sse, TestEnv, chat, request_bodies};
 
 /// The `x-request-id` every echo response carries.
 pub const REQUEST_ID: &str = "req-echo-0001";
@@ -32,109 +22,28 @@ pub const REQUEST_ID: &str = "req-echo-0001";
 pub const PROMPT_TOKENS: u64 = 10;
 pub const COMPLETION_TOKENS: u64 = 2;
 
-/// The longest any run may take before the harness calls it a hang.
-pub const RUN_BOUND: Duration = Duration::from_secs(30);
-
-/// A temporary root holding `home/` (used as `HOME`) and `project/` (the working directory).
-pub struct BatchEnv {
-    _root: tempfile::TempDir,
-    pub home: PathBuf,
-    pub project: PathBuf,
-}
-
-impl BatchEnv {
-    pub fn new() -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("qwen-batch-it-")
-            .tempdir()
-            .expect("create a temporary directory");
-        let root = dir.path().canonicalize().expect("canonicalize temp dir");
-        assert_no_dotenv_above(&root);
-        let home = root.join("home");
-        let project = root.join("project");
-        std::fs::create_dir_all(&home).expect("create home");
-        std::fs::create_dir_all(&project).expect("create project");
-        Self {
-            _root: dir,
-            home,
-            project,
-        }
-    }
-
-    /// Write a file under the project directory (parents created).
-    pub fn write(&self, rel: &str, contents: &str) -> PathBuf {
-        let path = self.project.join(rel);
-        std::fs::create_dir_all(path.parent().expect("a parent")).expect("create parent");
-        std::fs::write(&path, contents).expect("write file");
-        path
-    }
-
-    /// A path under the project directory.
-    pub fn path(&self, rel: &str) -> PathBuf {
-        self.project.join(rel)
-    }
-
-    /// A file under the project directory as text.
-    pub fn read(&self, rel: &str) -> String {
-        std::fs::read_to_string(self.path(rel)).expect("read file")
-    }
-
-    /// The binary with a cleared environment: HOME, the key and the base URL, nothing else.
-    pub fn cmd(&self, base_url: &str) -> assert_cmd::Command {
-        self.cmd_with_key(base_url, KEY)
-    }
-
-    pub fn cmd_with_key(&self, base_url: &str, key: &str) -> assert_cmd::Command {
-        let mut cmd = assert_cmd::Command::cargo_bin("qwen").expect("the qwen binary");
-        cmd.env_clear()
-            .env("HOME", &self.home)
-            .env("OPENAI_API_KEY", key)
-            .env("OPENAI_BASE_URL", base_url)
-            .current_dir(&self.project)
-            .timeout(RUN_BOUND);
-        cmd
-    }
-
-    /// The same environment as `cmd`, as a child the test manages (for signals).
-    pub fn spawn(&self, base_url: &str, args: &[&str]) -> Spawned {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_qwen"))
-            .env_clear()
-            .env("HOME", &self.home)
-            .env("OPENAI_API_KEY", KEY)
-            .env("OPENAI_BASE_URL", base_url)
-            .current_dir(&self.project)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn qwen");
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let readers = vec![
-            collect(child.stdout.take().map(|s| Box::new(s) as _), &stdout),
-            collect(child.stderr.take().map(|s| Box::new(s) as _), &stderr),
-        ];
-        Spawned {
-            child,
-            stdout,
-            stderr,
-            readers,
-        }
-    }
-}
-
-/// No `.env` or `.qwen/.env` may sit above the temporary directory: it would leak into every run.
-#[track_caller]
-pub fn assert_no_dotenv_above(dir: &Path) {
-    for ancestor in dir.ancestors() {
-        for candidate in [ancestor.join(".env"), ancestor.join(".qwen").join(".env")] {
-            assert!(
-                !candidate.exists(),
-                "`{}` exists above the test directory: it would leak into every test",
-                candidate.display()
-            );
-        }
+/// `TestEnv::std_cmd` pointed at `base_url` with the test key, as a child the test manages
+/// (for signals).
+pub fn spawn(env: &TestEnv, base_url: &str, args: &[&str]) -> Spawned {
+    let mut child = env
+        .std_cmd()
+        .env("OPENAI_API_KEY", KEY)
+        .env("OPENAI_BASE_URL", base_url)
+        .args(args)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn qwen");
+    let stdout = Arc::new(Mutex::new(Vec::new()));
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    let readers = vec![
+        collect(child.stdout.take().map(|s| Box::new(s) as _), &stdout),
+        collect(child.stderr.take().map(|s| Box::new(s) as _), &stderr),
+    ];
+    Spawned {
+        child,
+        stdout,
+        stderr,
+        readers,
     }
 }
 
@@ -236,68 +145,11 @@ impl Drop for Spawned {
     }
 }
 
-/// One finished run: exit code and both streams.
-pub struct Run {
-    pub code: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl fmt::Display for Run {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "exit code: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
 impl Run {
-    #[track_caller]
-    pub fn code(&self, want: i32) -> &Self {
-        assert_eq!(self.code, Some(want), "unexpected exit code\n{self}");
-        self
-    }
-
-    #[track_caller]
-    pub fn stdout_empty(&self) -> &Self {
-        assert_eq!(self.stdout, "", "stdout should be empty\n{self}");
-        self
-    }
-
-    #[track_caller]
-    pub fn stderr_has(&self, needle: &str) -> &Self {
-        assert!(
-            self.stderr.contains(needle),
-            "stderr should contain {needle:?}\n{self}"
-        );
-        self
-    }
-
-    #[track_caller]
-    pub fn stderr_lacks(&self, needle: &str) -> &Self {
-        assert!(
-            !self.stderr.contains(needle),
-            "stderr should not contain {needle:?}\n{self}"
-        );
-        self
-    }
-
-    /// stdout as result lines.
+    /// stdout as result lines (none when empty).
     #[track_caller]
     pub fn stdout_lines(&self) -> Vec<Value> {
         json_lines(&self.stdout, "stdout")
-    }
-}
-
-/// Run to completion (bounded by `RUN_BOUND`).
-pub fn run(cmd: &mut assert_cmd::Command) -> Run {
-    let output = cmd.output().expect("run qwen");
-    Run {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }
 
@@ -319,8 +171,8 @@ pub fn json_lines(text: &str, what: &str) -> Vec<Value> {
 
 /// A result file of the project as objects.
 #[track_caller]
-pub fn file_lines(env: &BatchEnv, rel: &str) -> Vec<Value> {
-    json_lines(&env.read(rel), rel)
+pub fn file_lines(env: &TestEnv, rel: &str) -> Vec<Value> {
+    json_lines(&env.read_project(rel), rel)
 }
 
 /// The `id` of every line, in order (`custom_id` for openai-batch lines).
@@ -366,32 +218,11 @@ pub fn jsonl(jobs: &[Value]) -> String {
     })
 }
 
-/// The base URL that reaches a wiremock server's `/v1`.
-pub fn base_url(server: &MockServer) -> String {
-    format!("{}/v1", server.uri())
-}
-
-/// A mock for `POST /v1/chat/completions`, to be completed with matchers and a response.
-pub fn chat() -> MockBuilder {
-    wiremock::Mock::given(method("POST")).and(path(CHAT_PATH))
-}
-
 /// A server whose every chat request is answered by `Echo`.
 pub async fn echo_server(delay: Duration) -> MockServer {
     let server = MockServer::start().await;
     chat().respond_with(Echo::after(delay)).mount(&server).await;
     server
-}
-
-/// The JSON bodies of every request the server received.
-pub async fn request_bodies(server: &MockServer) -> Vec<Value> {
-    server
-        .received_requests()
-        .await
-        .expect("request recording is on")
-        .iter()
-        .map(|r| r.body_json::<Value>().expect("the request body is JSON"))
-        .collect()
 }
 
 /// Request bodies keyed by the last user message; fails when a prompt was sent twice.
@@ -417,42 +248,15 @@ pub fn last_user_message(body: &Value) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// An SSE answer in the shape OpenAI-compatible servers stream: the text in one delta,
-/// `finish_reason: stop`, a usage chunk, `[DONE]`.
+/// The echo servers' SSE answer: the text in the role delta, `finish_reason: stop`, a usage
+/// chunk, `[DONE]`.
 pub fn sse_answer(text: &str) -> String {
-    let chunk = |choices: Value, usage: Option<Value>| {
-        let mut c = json!({
-            "id": "chatcmpl-echo",
-            "object": "chat.completion.chunk",
-            "created": 1_700_000_000,
-            "model": "echo-server",
-            "choices": choices,
-        });
-        if let Some(u) = usage {
-            c["usage"] = u;
-        }
-        format!("data: {c}\n\n")
-    };
-    [
-        chunk(
-            json!([{"index": 0, "delta": {"role": "assistant", "content": text}, "finish_reason": null}]),
-            None,
-        ),
-        chunk(
-            json!([{"index": 0, "delta": {}, "finish_reason": "stop"}]),
-            None,
-        ),
-        chunk(
-            json!([]),
-            Some(json!({
-                "prompt_tokens": PROMPT_TOKENS,
-                "completion_tokens": COMPLETION_TOKENS,
-                "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS,
-            })),
-        ),
-        "data: [DONE]\n\n".to_owned(),
-    ]
-    .concat()
+    Sse::from_server("chatcmpl-echo", "echo-server")
+        .chunk(&json!({"role": "assistant", "content": text}), None)
+        .finish("stop")
+        .usage(PROMPT_TOKENS, COMPLETION_TOKENS)
+        .done()
+        .body()
 }
 
 /// Answers every chat request with its own last user message, streamed, after an optional delay.
@@ -479,12 +283,6 @@ impl Respond for Echo {
             .set_body_raw(sse_answer(&text), "text/event-stream")
             .set_delay(self.delay)
     }
-}
-
-/// An error response with an OpenAI-style JSON body.
-pub fn error_response(status: u16, message: &str) -> ResponseTemplate {
-    ResponseTemplate::new(status)
-        .set_body_json(json!({"error": {"message": message, "type": "test_error"}}))
 }
 
 /// A raw HTTP/1.1 server on 127.0.0.1 that holds every request for `hold` before echoing it,

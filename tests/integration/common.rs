@@ -8,8 +8,8 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path};
-use wiremock::{MockBuilder, MockServer, ResponseTemplate};
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockBuilder, MockServer, ResponseTemplate};
 
 /// The key most tests authenticate with.
 pub const KEY: &str = "sk-test-key-0000";
@@ -38,15 +38,7 @@ impl TestEnv {
             .expect("create a temporary directory");
         // Canonical, so that paths compare equal to what the binary sees as its cwd.
         let root = dir.path().canonicalize().expect("canonicalize temp dir");
-        for ancestor in root.ancestors() {
-            for candidate in [ancestor.join(".env"), ancestor.join(".qwen").join(".env")] {
-                assert!(
-                    !candidate.exists(),
-                    "`{}` exists above the test directory: it would leak into every test",
-                    candidate.display()
-                );
-            }
-        }
+        assert_no_dotenv_above(&root);
         let home = root.join("home");
         let project = root.join("project");
         std::fs::create_dir_all(&home).expect("create home");
@@ -63,6 +55,16 @@ impl TestEnv {
     /// Write a file under the project directory (parents created).
     pub fn write_project(&self, rel: &str, contents: &str) -> PathBuf {
         write_file(&self.project.join(rel), contents)
+    }
+
+    /// A path under the project directory.
+    pub fn project_path(&self, rel: &str) -> PathBuf {
+        self.project.join(rel)
+    }
+
+    /// A file under the project directory as text.
+    pub fn read_project(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.project_path(rel)).expect("read file")
     }
 
     /// Write a file under HOME (parents created).
@@ -90,9 +92,14 @@ impl TestEnv {
 
     /// `cmd()` pointed at `server` with the test key, both from the environment.
     pub fn cmd_for(&self, server: &MockServer) -> assert_cmd::Command {
+        self.cmd_with(&base_url(server), KEY)
+    }
+
+    /// `cmd()` pointed at any base URL with any key, both from the environment.
+    pub fn cmd_with(&self, base_url: &str, key: &str) -> assert_cmd::Command {
         let mut cmd = self.cmd();
-        cmd.env("OPENAI_API_KEY", KEY)
-            .env("OPENAI_BASE_URL", base_url(server));
+        cmd.env("OPENAI_API_KEY", key)
+            .env("OPENAI_BASE_URL", base_url);
         cmd
     }
 
@@ -105,6 +112,20 @@ impl TestEnv {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         cmd
+    }
+}
+
+/// No `.env` or `.qwen/.env` may sit above the temporary directory: it would leak into every run.
+#[track_caller]
+fn assert_no_dotenv_above(dir: &Path) {
+    for ancestor in dir.ancestors() {
+        for candidate in [ancestor.join(".env"), ancestor.join(".qwen").join(".env")] {
+            assert!(
+                !candidate.exists(),
+                "`{}` exists above the test directory: it would leak into every test",
+                candidate.display()
+            );
+        }
     }
 }
 
@@ -292,6 +313,34 @@ pub fn chat() -> MockBuilder {
     wiremock::Mock::given(method("POST")).and(path(CHAT_PATH))
 }
 
+/// A server on which `mock` is mounted, and must be hit `n` times.
+pub async fn server_mounting(mock: Mock, n: u64) -> MockServer {
+    let server = MockServer::start().await;
+    mock.expect(n).mount(&server).await;
+    server
+}
+
+/// A server whose chat endpoint answers `response`, and must be hit `n` times.
+pub async fn server_with(response: ResponseTemplate, n: u64) -> MockServer {
+    server_mounting(chat().respond_with(response), n).await
+}
+
+/// A server that answers anything with "ok", and must receive `n` requests.
+pub async fn server_expecting(n: u64) -> MockServer {
+    server_with(Sse::answer(&["ok"]).respond(), n).await
+}
+
+/// A server that answers "ok" only to requests carrying `Bearer <key>`, exactly once.
+pub async fn server_for_key(key: &str) -> MockServer {
+    server_mounting(
+        chat()
+            .and(header("authorization", format!("Bearer {key}").as_str()))
+            .respond_with(Sse::answer(&["ok"]).respond()),
+        1,
+    )
+    .await
+}
+
 /// A server that answers every chat request with `pieces` as a stream.
 pub async fn server_answering(pieces: &[&str]) -> MockServer {
     let server = MockServer::start().await;
@@ -348,15 +397,33 @@ pub async fn wait_for_request(server: &MockServer) {
 }
 
 /// An SSE body in the shape OpenAI-compatible servers stream, built event by event.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Sse {
+    /// The `id` and `model` every chunk carries.
+    id: String,
+    model: String,
     events: Vec<String>,
+}
+
+impl Default for Sse {
+    fn default() -> Self {
+        Self::from_server("chatcmpl-test", "server-model")
+    }
 }
 
 impl Sse {
     /// A stream that starts like a real one: the role delta, with no text.
     pub fn new() -> Self {
         Self::default().chunk(&json!({"role": "assistant", "content": ""}), None)
+    }
+
+    /// An empty stream whose chunks will carry `id` and `model`.
+    pub fn from_server(id: &str, model: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            model: model.to_owned(),
+            events: Vec::new(),
+        }
     }
 
     /// The usual complete answer: text pieces, `finish_reason: stop`, usage 12/2/14, `[DONE]`.
@@ -369,12 +436,13 @@ impl Sse {
             .done()
     }
 
-    fn chunk(mut self, delta: &Value, finish: Option<&str>) -> Self {
+    /// One chunk with a choice carrying `delta` and `finish_reason: finish`.
+    pub fn chunk(mut self, delta: &Value, finish: Option<&str>) -> Self {
         let chunk = json!({
-            "id": "chatcmpl-test",
+            "id": self.id,
             "object": "chat.completion.chunk",
             "created": 1_700_000_000,
-            "model": "server-model",
+            "model": self.model,
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
         });
         self.events.push(format!("data: {chunk}\n\n"));
@@ -391,10 +459,10 @@ impl Sse {
 
     pub fn usage(mut self, input: u64, output: u64) -> Self {
         let chunk = json!({
-            "id": "chatcmpl-test",
+            "id": self.id,
             "object": "chat.completion.chunk",
             "created": 1_700_000_000,
-            "model": "server-model",
+            "model": self.model,
             "choices": [],
             "usage": {"prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output},
         });

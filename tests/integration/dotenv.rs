@@ -2,36 +2,13 @@
 //! the project base-URL trust rule, and `auth status`.
 
 use serde_json::{Value, json};
-use wiremock::MockServer;
-use wiremock::matchers::header;
 
-use crate::common::{KEY, Sse, TestEnv, base_url, chat, only_body, run};
+use crate::common::{
+    KEY, Run, TestEnv, base_url, only_body, run, server_expecting, server_for_key,
+};
 
 /// Never resolved, never contacted: the `.invalid` TLD is reserved (RFC 6761).
 const FOREIGN_BASE_URL: &str = "http://example.invalid/v1";
-
-/// A server that answers only `Bearer <key>`, exactly once.
-async fn server_for_key(key: &str) -> MockServer {
-    let server = MockServer::start().await;
-    chat()
-        .and(header("authorization", format!("Bearer {key}").as_str()))
-        .respond_with(Sse::answer(&["ok"]).respond())
-        .expect(1)
-        .mount(&server)
-        .await;
-    server
-}
-
-/// A server that answers anything, and must receive `n` requests.
-async fn server_expecting(n: u64) -> MockServer {
-    let server = MockServer::start().await;
-    chat()
-        .respond_with(Sse::answer(&["ok"]).respond())
-        .expect(n)
-        .mount(&server)
-        .await;
-    server
-}
 
 fn key_line(key: &str) -> String {
     format!("OPENAI_API_KEY={key}\n")
@@ -47,6 +24,12 @@ async fn run_expecting_key(env: &TestEnv, key: &str) {
     .code(0)
     .stdout_is("ok\n")
     .stderr_empty();
+}
+
+/// Run `hi` with the test key against a server that answers `ok` and must receive it once.
+async fn run_hi(env: &TestEnv) -> Run {
+    let server = server_expecting(1).await;
+    run(env.cmd_for(&server).arg("hi"))
 }
 
 fn status_json(stdout: &str) -> Value {
@@ -151,20 +134,16 @@ async fn a_file_never_overrides_a_non_empty_environment_variable() {
 #[tokio::test]
 async fn debug_from_a_project_plain_env_is_ignored() {
     let env = TestEnv::new();
-    let server = server_expecting(1).await;
     env.write_project(".env", "DEBUG=1\nDEBUG_MODE=true\n");
-    run(env.cmd_for(&server).arg("hi"))
-        .code(0)
-        .stdout_is("ok\n")
-        .stderr_empty();
+    run_hi(&env).await.code(0).stdout_is("ok\n").stderr_empty();
 }
 
 #[tokio::test]
 async fn debug_from_a_project_qwen_env_is_honoured() {
     let env = TestEnv::new();
-    let server = server_expecting(1).await;
     env.write_project(".qwen/.env", "DEBUG=1\n");
-    run(env.cmd_for(&server).arg("hi"))
+    run_hi(&env)
+        .await
         .code(0)
         .stdout_is("ok\n")
         .stderr_has("DEBUG ");
@@ -173,9 +152,9 @@ async fn debug_from_a_project_qwen_env_is_honoured() {
 #[tokio::test]
 async fn debug_mode_from_the_home_plain_env_is_honoured() {
     let env = TestEnv::new();
-    let server = server_expecting(1).await;
     env.write_home(".env", "DEBUG_MODE=true\n");
-    run(env.cmd_for(&server).arg("hi"))
+    run_hi(&env)
+        .await
         .code(0)
         .stdout_is("ok\n")
         .stderr_has("DEBUG ");
@@ -184,9 +163,9 @@ async fn debug_mode_from_the_home_plain_env_is_honoured() {
 #[tokio::test]
 async fn debug_from_the_home_qwen_env_is_honoured() {
     let env = TestEnv::new();
-    let server = server_expecting(1).await;
     env.write_home(".qwen/.env", "DEBUG=true\n");
-    run(env.cmd_for(&server).arg("hi"))
+    run_hi(&env)
+        .await
         .code(0)
         .stdout_is("ok\n")
         .stderr_has("DEBUG ");

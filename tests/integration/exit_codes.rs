@@ -7,16 +7,9 @@ use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::common::{
-    KEY, Sse, TestEnv, assert_error_result, base_url, chat, error_response, run, wait_bounded,
-    wait_for_request,
+    KEY, Sse, TestEnv, assert_error_result, base_url, chat, error_response, run, server_with,
+    wait_bounded, wait_for_request,
 };
-
-/// A server whose chat endpoint answers `response`, and must be hit `n` times.
-async fn server_with(response: ResponseTemplate, n: u64) -> MockServer {
-    let server = MockServer::start().await;
-    chat().respond_with(response).expect(n).mount(&server).await;
-    server
-}
 
 /// A server that must receive nothing at all, on any path.
 async fn untouched_server() -> MockServer {

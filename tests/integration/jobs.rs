@@ -9,14 +9,14 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use wiremock::MockServer;
 use wiremock::matchers::{body_string_contains, header};
+use wiremock::{Mock, MockServer};
 
 use crate::batch_support::{
-    BatchEnv, COMPLETION_TOKENS, Echo, HoldingServer, PROMPT_TOKENS, REQUEST_ID, base_url,
-    bodies_by_prompt, by_id, chat, echo_server, error_response, file_lines, ids, jsonl,
-    request_bodies, run, sorted,
+    COMPLETION_TOKENS, Echo, HoldingServer, PROMPT_TOKENS, REQUEST_ID, bodies_by_prompt, by_id,
+    echo_server, file_lines, ids, jsonl, sorted, spawn,
 };
+use crate::common::{KEY, Run, TestEnv, base_url, chat, error_response, request_bodies, run};
 
 /// Jobs `{id: <prefix><i>, prompt: "prompt <prefix><i>"}` for i in 0..n.
 fn numbered_jobs(prefix: &str, n: usize) -> String {
@@ -24,6 +24,35 @@ fn numbered_jobs(prefix: &str, n: usize) -> String {
         .map(|i| json!({"id": format!("{prefix}{i}"), "prompt": format!("prompt {prefix}{i}")}))
         .collect();
     jsonl(&jobs)
+}
+
+/// Write `jobs.jsonl` with one `{id, prompt}` job per pair.
+fn write_prompt_jobs(env: &TestEnv, jobs: &[(&str, &str)]) {
+    let jobs: Vec<Value> = jobs
+        .iter()
+        .map(|(id, prompt)| json!({"id": id, "prompt": prompt}))
+        .collect();
+    env.write_project("jobs.jsonl", &jsonl(&jobs));
+}
+
+/// Run `--jobs jobs.jsonl` against `server`, then `args`.
+fn run_jobs(env: &TestEnv, server: &MockServer, args: &[&str]) -> Run {
+    run(env
+        .cmd_for(server)
+        .args(["--jobs", "jobs.jsonl"])
+        .args(args))
+}
+
+/// A chat mock that answers every request at once with `Echo`.
+fn echo() -> Mock {
+    chat().respond_with(Echo::after(Duration::ZERO))
+}
+
+/// A chat mock that answers the requests whose body contains `part` with an error.
+fn failing(part: &str, status: u16, message: &str) -> Mock {
+    chat()
+        .and(body_string_contains(part))
+        .respond_with(error_response(status, message))
 }
 
 /// How many requests the server has received.
@@ -88,10 +117,10 @@ fn assert_error_line(line: &Value, error_type: &str, message_part: &str) {
 
 #[tokio::test]
 async fn yaml_file_with_defaults_and_a_prompt_file_runs_every_job() {
-    let env = BatchEnv::new();
+    let env = TestEnv::new();
     let server = echo_server(Duration::ZERO).await;
     // The job file sits in a subdirectory: `prompt_file` is relative to it, not to the cwd.
-    env.write(
+    env.write_project(
         "jobs/review.yaml",
         &[
             "defaults:",
@@ -109,9 +138,9 @@ async fn yaml_file_with_defaults_and_a_prompt_file_runs_every_job() {
         ]
         .join("\n"),
     );
-    env.write("jobs/prompts/second.txt", "second prompt from a file\n");
+    env.write_project("jobs/prompts/second.txt", "second prompt from a file\n");
 
-    let r = run(env.cmd(&base_url(&server)).args([
+    let r = run(env.cmd_for(&server).args([
         "--jobs",
         "jobs/review.yaml",
         "--output",
@@ -165,15 +194,15 @@ async fn yaml_file_with_defaults_and_a_prompt_file_runs_every_job() {
 
 #[tokio::test]
 async fn json_list_writes_one_line_per_job_to_stdout() {
-    let env = BatchEnv::new();
+    let env = TestEnv::new();
     let server = echo_server(Duration::ZERO).await;
-    env.write(
+    env.write_project(
         "jobs.json",
         r#"[{"id": "x", "prompt": "one"}, {"prompt": "two"}, {"id": 7, "prompt": "three"}]"#,
     );
 
     let r = run(env
-        .cmd(&base_url(&server))
+        .cmd_for(&server)
         .args(["--jobs", "jobs.json", "-m", "cfg-model"]));
     r.code(0)
         .stderr_has("batch: 3 jobs: 3 succeeded")
@@ -189,7 +218,7 @@ async fn json_list_writes_one_line_per_job_to_stdout() {
 
 #[tokio::test]
 async fn jsonl_file_runs_prompt_and_messages_jobs() {
-    let env = BatchEnv::new();
+    let env = TestEnv::new();
     let server = echo_server(Duration::ZERO).await;
     let messages = json!([
         {"role": "system", "content": "You are terse."},
@@ -197,7 +226,7 @@ async fn jsonl_file_runs_prompt_and_messages_jobs() {
         {"role": "assistant", "content": "earlier answer"},
         {"role": "user", "content": "from messages"},
     ]);
-    env.write(
+    env.write_project(
         "jobs.jsonl",
         &jsonl(&[
             json!({"id": "p", "prompt": "plain prompt"}),
@@ -206,12 +235,7 @@ async fn jsonl_file_runs_prompt_and_messages_jobs() {
         ]),
     );
 
-    let r = run(env.cmd(&base_url(&server)).args([
-        "--jobs",
-        "jobs.jsonl",
-        "--output",
-        "results.jsonl",
-    ]));
+    let r = run_jobs(&env, &server, &["--output", "results.jsonl"]);
     r.code(0)
         .stdout_empty()
         .stderr_has("batch: 3 jobs: 3 succeeded");
@@ -230,7 +254,7 @@ async fn jsonl_file_runs_prompt_and_messages_jobs() {
 
 #[tokio::test]
 async fn jsonl_on_stdin_runs_with_jobs_dash() {
-    let env = BatchEnv::new();
+    let env = TestEnv::new();
     let server = echo_server(Duration::ZERO).await;
     let input = jsonl(&[
         json!({"id": "s1", "prompt": "from stdin"}),
@@ -238,7 +262,7 @@ async fn jsonl_on_stdin_runs_with_jobs_dash() {
     ]);
 
     let r = run(env
-        .cmd(&base_url(&server))
+        .cmd_for(&server)
         .args(["--jobs", "-"])
         .write_stdin(input));
     r.code(0).stderr_has("batch: 2 jobs: 2 succeeded");
@@ -250,7 +274,7 @@ async fn jsonl_on_stdin_runs_with_jobs_dash() {
 
 #[tokio::test]
 async fn openai_batch_input_lines_are_sent_as_they_are() {
-    let env = BatchEnv::new();
+    let env = TestEnv::new();
     let server = echo_server(Duration::ZERO).await;
     let with_model = json!({
         "model": "batch-model",
@@ -264,7 +288,7 @@ async fn openai_batch_input_lines_are_sent_as_they_are() {
             {"role": "user", "content": "second request"},
         ],
     });
-    env.write(
+    env.write_project(
         "batch.jsonl",
         &jsonl(&[
             json!({"custom_id": "req-1", "method": "POST", "url": "/v1/chat/completions", "body": with_model}),
@@ -272,7 +296,7 @@ async fn openai_batch_input_lines_are_sent_as_they_are() {
         ]),
     );
 
-    let r = run(env.cmd(&base_url(&server)).args([
+    let r = run(env.cmd_for(&server).args([
         "--jobs",
         "batch.jsonl",
         "--output",
@@ -313,19 +337,14 @@ async fn openai_batch_input_lines_are_sent_as_they_are() {
 
 #[tokio::test]
 async fn malformed_jsonl_line_is_refused_with_its_line_number_and_nothing_sent() {
-    let env = BatchEnv::new();
+    let env = TestEnv::new();
     let server = echo_server(Duration::ZERO).await;
-    env.write(
+    env.write_project(
         "jobs.jsonl",
         "{\"id\": \"a\", \"prompt\": \"fine\"}\n{\"id\": \"b\", \"prompt\": \"fine too\"}\n{\"id\": \"c\" \"prompt\": \"missing comma\"}\n",
     );
 
-    let r = run(env.cmd(&base_url(&server)).args([
-        "--jobs",
-        "jobs.jsonl",
-        "--output",
-        "results.jsonl",
-    ]));
+    let r = run_jobs(&env, &server, &["--output", "results.jsonl"]);
     r.code(42)
         .stdout_empty()
         .stderr_has("error:")
@@ -335,14 +354,14 @@ async fn malformed_jsonl_line_is_refused_with_its_line_number_and_nothing_sent()
         .stderr_lacks("jobs.jsonl: line 2");
     assert_eq!(request_count(&server).await, 0, "nothing may be sent");
     assert!(
-        !env.path("results.jsonl").exists(),
+        !env.project_path("results.jsonl").exists(),
         "no output file for a refused job file"
     );
 }
 
 #[tokio::test]
 async fn invalid_job_files_are_refused_before_anything_is_sent() {
-    let env = BatchEnv::new();
+    let env = TestEnv::new();
     let server = echo_server(Duration::ZERO).await;
     // (file, contents, what stderr must say)
     let cases = [
@@ -374,8 +393,8 @@ async fn invalid_job_files_are_refused_before_anything_is_sent() {
         ),
     ];
     for (file, contents, expected) in cases {
-        env.write(file, contents);
-        let r = run(env.cmd(&base_url(&server)).args(["--jobs", file]));
+        env.write_project(file, contents);
+        let r = run(env.cmd_for(&server).args(["--jobs", file]));
         r.code(42)
             .stdout_empty()
             .stderr_has("error:")
@@ -390,23 +409,22 @@ async fn invalid_job_files_are_refused_before_anything_is_sent() {
 
 #[tokio::test]
 async fn empty_prompt_file_is_refused_before_anything_is_sent() {
-    let env = BatchEnv::new();
+    let env = TestEnv::new();
     let server = echo_server(Duration::ZERO).await;
-    env.write(
+    env.write_project(
         "jobs.yaml",
         "- id: fine\n  prompt: hello\n- id: blank\n  prompt_file: empty.txt\n",
     );
-    env.write("empty.txt", "");
+    env.write_project("empty.txt", "");
 
-    let r =
-        run(env
-            .cmd(&base_url(&server))
-            .args(["--jobs", "jobs.yaml", "--output", "results.jsonl"]));
+    let r = run(env
+        .cmd_for(&server)
+        .args(["--jobs", "jobs.yaml", "--output", "results.jsonl"]));
     r.code(42)
         .stdout_empty()
         .stderr_has("jobs.yaml: job 1: prompt_file `empty.txt` is empty");
     assert_eq!(request_count(&server).await, 0, "nothing may be sent");
-    assert!(!env.path("results.jsonl").exists());
+    assert!(!env.project_path("results.jsonl").exists());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -414,9 +432,9 @@ async fn empty_prompt_file_is_refused_before_anything_is_sent() {
 
 #[tokio::test]
 async fn per_job_fields_override_the_flags_and_reach_the_request_body() {
-    let env = BatchEnv::new();
+    let env = TestEnv::new();
     let server = echo_server(Duration::ZERO).await;
-    env.write(
+    env.write_project(
         "jobs.jsonl",
         &jsonl(&[
             json!({
@@ -429,18 +447,20 @@ async fn per_job_fields_override_the_flags_and_reach_the_request_body() {
         ]),
     );
 
-    let r = run(env.cmd(&base_url(&server)).args([
-        "--jobs",
-        "jobs.jsonl",
-        "-m",
-        "flag-model",
-        "--temperature",
-        "0.2",
-        "--max-tokens",
-        "16",
-        "--system-prompt",
-        "flag system",
-    ]));
+    let r = run_jobs(
+        &env,
+        &server,
+        &[
+            "-m",
+            "flag-model",
+            "--temperature",
+            "0.2",
+            "--max-tokens",
+            "16",
+            "--system-prompt",
+            "flag system",
+        ],
+    );
     r.code(0).stderr_has("batch: 2 jobs: 2 succeeded");
     let lines = by_id(&r.stdout_lines());
     assert_success_line(&lines["custom"], "custom", 0, "custom job", "job-model");
@@ -482,9 +502,9 @@ async fn per_job_fields_override_the_flags_and_reach_the_request_body() {
 
 #[tokio::test]
 async fn file_defaults_apply_to_every_job_that_does_not_override_them() {
-    let env = BatchEnv::new();
+    let env = TestEnv::new();
     let server = echo_server(Duration::ZERO).await;
-    env.write(
+    env.write_project(
         "jobs.json",
         r#"{"defaults": {"model": "file-model", "seed": 7},
             "jobs": [{"id": "a", "prompt": "uses defaults"},
@@ -492,7 +512,7 @@ async fn file_defaults_apply_to_every_job_that_does_not_override_them() {
     );
 
     let r = run(env
-        .cmd(&base_url(&server))
+        .cmd_for(&server)
         .args(["--jobs", "jobs.json", "-m", "flag-model"]));
     r.code(0).stderr_has("batch: 2 jobs: 2 succeeded");
     let lines = by_id(&r.stdout_lines());
@@ -511,13 +531,16 @@ async fn file_defaults_apply_to_every_job_that_does_not_override_them() {
 
 #[test]
 fn concurrency_is_bounded_and_really_concurrent() {
-    let env = BatchEnv::new();
+    let env = TestEnv::new();
     let server = HoldingServer::start(Duration::from_millis(100));
-    env.write("jobs.jsonl", &numbered_jobs("c", 12));
+    env.write_project("jobs.jsonl", &numbered_jobs("c", 12));
 
-    let r = run(env
-        .cmd(&server.base_url)
-        .args(["--jobs", "jobs.jsonl", "--concurrency", "3"]));
+    let r = run(env.cmd_with(&server.base_url, KEY).args([
+        "--jobs",
+        "jobs.jsonl",
+        "--concurrency",
+        "3",
+    ]));
     r.code(0).stderr_has("batch: 12 jobs: 12 succeeded");
     let lines = by_id(&r.stdout_lines());
     assert_eq!(lines.len(), 12, "{r}");
@@ -538,12 +561,12 @@ fn concurrency_is_bounded_and_really_concurrent() {
 
 #[test]
 fn rpm_spaces_the_requests_on_the_client_side() {
-    let env = BatchEnv::new();
+    let env = TestEnv::new();
     let server = HoldingServer::start(Duration::ZERO);
-    env.write("jobs.jsonl", &numbered_jobs("q", 4));
+    env.write_project("jobs.jsonl", &numbered_jobs("q", 4));
 
     // 600 a minute: one every 100 ms, however many may be in flight.
-    let r = run(env.cmd(&server.base_url).args([
+    let r = run(env.cmd_with(&server.base_url, KEY).args([
         "--jobs",
         "jobs.jsonl",
         "--concurrency",
@@ -564,33 +587,24 @@ fn rpm_spaces_the_requests_on_the_client_side() {
 
 #[tokio::test]
 async fn a_job_that_fails_once_is_retried_and_succeeds_with_two_attempts() {
-    let env = BatchEnv::new();
+    let env = TestEnv::new();
     let server = MockServer::start().await;
-    chat()
-        .and(body_string_contains("flaky job"))
-        .respond_with(error_response(500, "boom"))
+    failing("flaky job", 500, "boom")
         .up_to_n_times(1)
         .expect(1)
         .mount(&server)
         .await;
-    chat()
-        .respond_with(Echo::after(Duration::ZERO))
-        .expect(3)
-        .mount(&server)
-        .await;
-    env.write(
-        "jobs.jsonl",
-        &jsonl(&[
-            json!({"id": "steady-1", "prompt": "steady one"}),
-            json!({"id": "flaky", "prompt": "flaky job"}),
-            json!({"id": "steady-2", "prompt": "steady two"}),
-        ]),
+    echo().expect(3).mount(&server).await;
+    write_prompt_jobs(
+        &env,
+        &[
+            ("steady-1", "steady one"),
+            ("flaky", "flaky job"),
+            ("steady-2", "steady two"),
+        ],
     );
 
-    let r =
-        run(env
-            .cmd(&base_url(&server))
-            .args(["--jobs", "jobs.jsonl", "--retry-base-delay", "0"]));
+    let r = run_jobs(&env, &server, &["--retry-base-delay", "0"]);
     r.code(0)
         .stderr_has("batch: 3 jobs: 3 succeeded, 0 failed (0 temporary), 1 retried");
     let lines = by_id(&r.stdout_lines());
@@ -604,38 +618,29 @@ async fn a_job_that_fails_once_is_retried_and_succeeds_with_two_attempts() {
 
 #[tokio::test]
 async fn one_permanent_failure_fails_only_its_job_and_exits_1() {
-    let env = BatchEnv::new();
+    let env = TestEnv::new();
     let server = MockServer::start().await;
-    chat()
-        .and(body_string_contains("rejected job"))
-        .respond_with(error_response(400, "this prompt is refused"))
+    failing("rejected job", 400, "this prompt is refused")
         .expect(1)
         .mount(&server)
         .await;
-    chat()
-        .respond_with(Echo::after(Duration::ZERO))
-        .expect(4)
-        .mount(&server)
-        .await;
-    env.write(
-        "jobs.jsonl",
-        &jsonl(&[
-            json!({"id": "ok-0", "prompt": "fine 0"}),
-            json!({"id": "ok-1", "prompt": "fine 1"}),
-            json!({"id": "bad", "prompt": "rejected job"}),
-            json!({"id": "ok-3", "prompt": "fine 3"}),
-            json!({"id": "ok-4", "prompt": "fine 4"}),
-        ]),
+    echo().expect(4).mount(&server).await;
+    write_prompt_jobs(
+        &env,
+        &[
+            ("ok-0", "fine 0"),
+            ("ok-1", "fine 1"),
+            ("bad", "rejected job"),
+            ("ok-3", "fine 3"),
+            ("ok-4", "fine 4"),
+        ],
     );
 
-    let r = run(env.cmd(&base_url(&server)).args([
-        "--jobs",
-        "jobs.jsonl",
-        "--output",
-        "results.jsonl",
-        "--retry-base-delay",
-        "0",
-    ]));
+    let r = run_jobs(
+        &env,
+        &server,
+        &["--output", "results.jsonl", "--retry-base-delay", "0"],
+    );
     r.code(1)
         .stdout_empty()
         .stderr_has("batch: 5 jobs: 4 succeeded, 1 failed (0 temporary)");
@@ -655,29 +660,16 @@ async fn one_permanent_failure_fails_only_its_job_and_exits_1() {
 
 #[tokio::test]
 async fn only_temporary_failures_exit_75() {
-    let env = BatchEnv::new();
+    let env = TestEnv::new();
     let server = MockServer::start().await;
-    chat()
-        .and(body_string_contains("busy job"))
-        .respond_with(error_response(503, "overloaded"))
+    failing("busy job", 503, "overloaded")
         .expect(1)
         .mount(&server)
         .await;
-    chat()
-        .respond_with(Echo::after(Duration::ZERO))
-        .mount(&server)
-        .await;
-    env.write(
-        "jobs.jsonl",
-        &jsonl(&[
-            json!({"id": "ok", "prompt": "fine"}),
-            json!({"id": "busy", "prompt": "busy job"}),
-        ]),
-    );
+    echo().mount(&server).await;
+    write_prompt_jobs(&env, &[("ok", "fine"), ("busy", "busy job")]);
 
-    let r = run(env
-        .cmd(&base_url(&server))
-        .args(["--jobs", "jobs.jsonl", "--retries", "0"]));
+    let r = run_jobs(&env, &server, &["--retries", "0"]);
     r.code(75)
         .stderr_has("batch: 2 jobs: 1 succeeded, 1 failed (1 temporary)");
     let lines = by_id(&r.stdout_lines());
@@ -689,29 +681,13 @@ async fn only_temporary_failures_exit_75() {
 
 #[tokio::test]
 async fn a_permanent_failure_among_temporary_ones_exits_1() {
-    let env = BatchEnv::new();
+    let env = TestEnv::new();
     let server = MockServer::start().await;
-    chat()
-        .and(body_string_contains("busy job"))
-        .respond_with(error_response(503, "overloaded"))
-        .mount(&server)
-        .await;
-    chat()
-        .and(body_string_contains("rejected job"))
-        .respond_with(error_response(400, "refused"))
-        .mount(&server)
-        .await;
-    env.write(
-        "jobs.jsonl",
-        &jsonl(&[
-            json!({"id": "busy", "prompt": "busy job"}),
-            json!({"id": "bad", "prompt": "rejected job"}),
-        ]),
-    );
+    failing("busy job", 503, "overloaded").mount(&server).await;
+    failing("rejected job", 400, "refused").mount(&server).await;
+    write_prompt_jobs(&env, &[("busy", "busy job"), ("bad", "rejected job")]);
 
-    let r = run(env
-        .cmd(&base_url(&server))
-        .args(["--jobs", "jobs.jsonl", "--retries", "0"]));
+    let r = run_jobs(&env, &server, &["--retries", "0"]);
     r.code(1)
         .stderr_has("batch: 2 jobs: 0 succeeded, 2 failed (1 temporary)");
     let lines = by_id(&r.stdout_lines());
@@ -724,9 +700,9 @@ async fn a_permanent_failure_among_temporary_ones_exits_1() {
 
 #[tokio::test]
 async fn resume_keeps_successes_reruns_failures_and_tolerates_a_torn_line() {
-    let env = BatchEnv::new();
+    let env = TestEnv::new();
     let server = echo_server(Duration::ZERO).await;
-    env.write("jobs.jsonl", &numbered_jobs("r", 6));
+    env.write_project("jobs.jsonl", &numbered_jobs("r", 6));
     let success = |i: u64| {
         json!({"id": format!("r{i}"), "index": i, "type": "result", "subtype": "success",
                "is_error": false, "result": format!("old answer r{i}"), "model": "gpt-4o", "attempts": 1})
@@ -743,20 +719,14 @@ async fn resume_keeps_successes_reruns_failures_and_tolerates_a_torn_line() {
         success(0),
         success(1)
     );
-    env.write("results.jsonl", &previous);
+    env.write_project("results.jsonl", &previous);
 
-    let r = run(env.cmd(&base_url(&server)).args([
-        "--jobs",
-        "jobs.jsonl",
-        "--output",
-        "results.jsonl",
-        "--resume",
-    ]));
+    let r = run_jobs(&env, &server, &["--output", "results.jsonl", "--resume"]);
     r.code(0).stdout_empty().stderr_has(
         "batch: 6 jobs: 4 succeeded, 0 failed (0 temporary), 0 retried, 2 skipped (resume), 0 not run",
     );
 
-    let text = env.read("results.jsonl");
+    let text = env.read_project("results.jsonl");
     let lines = file_lines(&env, "results.jsonl");
     assert_eq!(
         sorted(&ids(&lines)),
@@ -787,17 +757,11 @@ async fn resume_keeps_successes_reruns_failures_and_tolerates_a_torn_line() {
 
 #[tokio::test]
 async fn resume_without_an_output_file_yet_runs_every_job() {
-    let env = BatchEnv::new();
+    let env = TestEnv::new();
     let server = echo_server(Duration::ZERO).await;
-    env.write("jobs.jsonl", &numbered_jobs("n", 3));
+    env.write_project("jobs.jsonl", &numbered_jobs("n", 3));
 
-    let r = run(env.cmd(&base_url(&server)).args([
-        "--jobs",
-        "jobs.jsonl",
-        "--output",
-        "results.jsonl",
-        "--resume",
-    ]));
+    let r = run_jobs(&env, &server, &["--output", "results.jsonl", "--resume"]);
     r.code(0)
         .stdout_empty()
         .stderr_has("batch: 3 jobs: 3 succeeded");
@@ -807,9 +771,9 @@ async fn resume_without_an_output_file_yet_runs_every_job() {
 
 #[tokio::test]
 async fn resume_reads_openai_batch_output_lines() {
-    let env = BatchEnv::new();
+    let env = TestEnv::new();
     let server = echo_server(Duration::ZERO).await;
-    env.write("jobs.jsonl", &numbered_jobs("o", 4));
+    env.write_project("jobs.jsonl", &numbered_jobs("o", 4));
     let ok = json!({"id": "batch_req_1", "custom_id": "o0", "error": null,
         "response": {"status_code": 200, "request_id": "r", "body": {"object": "chat.completion"}}})
     .to_string();
@@ -819,24 +783,26 @@ async fn resume_reads_openai_batch_output_lines() {
     let transport_error = json!({"id": "batch_req_3", "custom_id": "o2", "response": null,
         "error": {"code": "network_error", "message": "reset"}})
     .to_string();
-    env.write(
+    env.write_project(
         "results.jsonl",
         &format!("{ok}\n{http_error}\n{transport_error}\n"),
     );
 
-    let r = run(env.cmd(&base_url(&server)).args([
-        "--jobs",
-        "jobs.jsonl",
-        "-o",
-        "openai-batch",
-        "--output",
-        "results.jsonl",
-        "--resume",
-    ]));
+    let r = run_jobs(
+        &env,
+        &server,
+        &[
+            "-o",
+            "openai-batch",
+            "--output",
+            "results.jsonl",
+            "--resume",
+        ],
+    );
     r.code(0).stdout_empty().stderr_has(
         "batch: 4 jobs: 3 succeeded, 0 failed (0 temporary), 0 retried, 1 skipped (resume)",
     );
-    let text = env.read("results.jsonl");
+    let text = env.read_project("results.jsonl");
     assert!(text.starts_with(&format!("{ok}\n")), "{text}");
     let lines = by_id(&file_lines(&env, "results.jsonl"));
     assert_eq!(
@@ -857,72 +823,67 @@ async fn resume_reads_openai_batch_output_lines() {
 
 #[tokio::test]
 async fn resume_into_an_output_shared_with_another_shard_counts_only_its_own_jobs() {
-    let env = BatchEnv::new();
+    let env = TestEnv::new();
     // Answers that never come in time: nothing of this run finishes.
     let server = echo_server(Duration::from_secs(20)).await;
-    env.write("jobs.jsonl", &numbered_jobs("h", 4));
+    env.write_project("jobs.jsonl", &numbered_jobs("h", 4));
     // Shard 1/2 (h0, h2) already finished into the same file.
     let done = |i: u64| {
         json!({"id": format!("h{i}"), "index": i, "type": "result", "subtype": "success",
                "is_error": false, "result": "done", "model": "gpt-4o", "attempts": 1})
         .to_string()
     };
-    env.write("results.jsonl", &format!("{}\n{}\n", done(0), done(2)));
+    env.write_project("results.jsonl", &format!("{}\n{}\n", done(0), done(2)));
 
-    let r = run(env.cmd(&base_url(&server)).args([
-        "--jobs",
-        "jobs.jsonl",
-        "--shard",
-        "2/2",
-        "--output",
-        "results.jsonl",
-        "--resume",
-        "--max-wall-time",
-        "300ms",
-        "--summary",
-        "summary.json",
-    ]));
+    let r = run_jobs(
+        &env,
+        &server,
+        &[
+            "--shard",
+            "2/2",
+            "--output",
+            "results.jsonl",
+            "--resume",
+            "--max-wall-time",
+            "300ms",
+            "--summary",
+            "summary.json",
+        ],
+    );
     r.code(55).stdout_empty().stderr_has(
         "batch: 2 jobs: 0 succeeded, 0 failed (0 temporary), 0 retried, 0 skipped (resume), 2 not run",
     );
-    let summary: Value = serde_json::from_str(&env.read("summary.json")).expect("summary JSON");
+    let summary: Value =
+        serde_json::from_str(&env.read_project("summary.json")).expect("summary JSON");
     assert_eq!(summary["skipped_resumed"], 0, "{summary:#}");
     assert_eq!(summary["not_run"], 2, "{summary:#}");
 }
 
 #[tokio::test]
 async fn existing_output_is_refused_and_left_alone_unless_resume_or_overwrite() {
-    let env = BatchEnv::new();
+    let env = TestEnv::new();
     let server = echo_server(Duration::ZERO).await;
-    env.write("jobs.jsonl", &numbered_jobs("w", 2));
-    env.write("results.jsonl", "precious earlier results\n");
+    env.write_project("jobs.jsonl", &numbered_jobs("w", 2));
+    env.write_project("results.jsonl", "precious earlier results\n");
 
-    let r = run(env.cmd(&base_url(&server)).args([
-        "--jobs",
-        "jobs.jsonl",
-        "--output",
-        "results.jsonl",
-    ]));
+    let r = run_jobs(&env, &server, &["--output", "results.jsonl"]);
     r.code(42)
         .stdout_empty()
         .stderr_has("error: the output file `")
         .stderr_has("results.jsonl` exists and is not empty")
         .stderr_has("hint: pass --resume")
         .stderr_has("--overwrite");
-    assert_eq!(env.read("results.jsonl"), "precious earlier results\n");
+    assert_eq!(
+        env.read_project("results.jsonl"),
+        "precious earlier results\n"
+    );
     assert_eq!(request_count(&server).await, 0, "nothing may be sent");
 
-    let r = run(env.cmd(&base_url(&server)).args([
-        "--jobs",
-        "jobs.jsonl",
-        "--output",
-        "results.jsonl",
-        "--overwrite",
-    ]));
+    let r = run_jobs(&env, &server, &["--output", "results.jsonl", "--overwrite"]);
     r.code(0)
         .stdout_empty()
         .stderr_has("batch: 2 jobs: 2 succeeded");
-    let text = env.read("results.jsonl");
+    let text = env.read_project("results.jsonl");
     assert!(!text.contains("precious"), "{text}");
     assert_eq!(
         sorted(&ids(&file_lines(&env, "results.jsonl"))),
@@ -930,11 +891,8 @@ async fn existing_output_is_refused_and_left_alone_unless_resume_or_overwrite() 
     );
 
     // An empty file is not in the way.
-    env.write("empty.jsonl", "");
-    let r =
-        run(env
-            .cmd(&base_url(&server))
-            .args(["--jobs", "jobs.jsonl", "--output", "empty.jsonl"]));
+    env.write_project("empty.jsonl", "");
+    let r = run_jobs(&env, &server, &["--output", "empty.jsonl"]);
     r.code(0).stdout_empty();
     assert_eq!(file_lines(&env, "empty.jsonl").len(), 2);
 }
@@ -944,26 +902,19 @@ async fn existing_output_is_refused_and_left_alone_unless_resume_or_overwrite() 
 
 #[tokio::test]
 async fn shards_cover_the_file_exactly_once() {
-    let env = BatchEnv::new();
+    let env = TestEnv::new();
     let server = echo_server(Duration::ZERO).await;
     // No ids: each job's id comes from its position in the whole file, whatever the shard.
     let jobs: Vec<Value> = (0..10)
         .map(|i| json!({"prompt": format!("shard prompt {i}")}))
         .collect();
-    env.write("jobs.jsonl", &jsonl(&jobs));
+    env.write_project("jobs.jsonl", &jsonl(&jobs));
 
     let mut all = Vec::new();
     for k in 1..=3u64 {
         let output = format!("part-{k}.jsonl");
         let shard = format!("{k}/3");
-        let r = run(env.cmd(&base_url(&server)).args([
-            "--jobs",
-            "jobs.jsonl",
-            "--shard",
-            &shard,
-            "--output",
-            &output,
-        ]));
+        let r = run_jobs(&env, &server, &["--shard", &shard, "--output", &output]);
         let expected = (0..10u64).filter(|i| i % 3 == k - 1).count();
         r.code(0)
             .stdout_empty()
@@ -992,12 +943,13 @@ async fn shards_cover_the_file_exactly_once() {
 
 #[tokio::test]
 async fn sigterm_mid_batch_flushes_results_exits_143_and_resume_finishes_the_rest() {
-    let env = BatchEnv::new();
+    let env = TestEnv::new();
     let server = echo_server(Duration::from_millis(300)).await;
-    env.write("jobs.jsonl", &numbered_jobs("t", 20));
+    env.write_project("jobs.jsonl", &numbered_jobs("t", 20));
     let all: Vec<String> = (0..20).map(|i| format!("t{i}")).collect();
 
-    let mut child = env.spawn(
+    let mut child = spawn(
+        &env,
         &base_url(&server),
         &[
             "--jobs",
@@ -1010,7 +962,7 @@ async fn sigterm_mid_batch_flushes_results_exits_143_and_resume_finishes_the_res
             "10s",
         ],
     );
-    let output = env.path("results.jsonl");
+    let output = env.project_path("results.jsonl");
     child.wait_until("a first result line", Duration::from_secs(15), |_| {
         std::fs::read_to_string(&output).is_ok_and(|t| t.contains('\n'))
     });
@@ -1041,15 +993,17 @@ async fn sigterm_mid_batch_flushes_results_exits_143_and_resume_finishes_the_res
     );
     by_id(&lines);
 
-    let r = run(env.cmd(&base_url(&server)).args([
-        "--jobs",
-        "jobs.jsonl",
-        "--output",
-        "results.jsonl",
-        "--resume",
-        "--concurrency",
-        "20",
-    ]));
+    let r = run_jobs(
+        &env,
+        &server,
+        &[
+            "--output",
+            "results.jsonl",
+            "--resume",
+            "--concurrency",
+            "20",
+        ],
+    );
     r.code(0).stdout_empty().stderr_has(&format!(
         "{} succeeded, 0 failed (0 temporary), 0 retried, {finished} skipped (resume)",
         20 - finished
@@ -1070,11 +1024,12 @@ async fn sigterm_mid_batch_flushes_results_exits_143_and_resume_finishes_the_res
 
 #[tokio::test]
 async fn sigint_cancels_in_flight_jobs_after_the_shutdown_grace_and_exits_130() {
-    let env = BatchEnv::new();
+    let env = TestEnv::new();
     let server = echo_server(Duration::from_secs(20)).await;
-    env.write("jobs.jsonl", &numbered_jobs("g", 4));
+    env.write_project("jobs.jsonl", &numbered_jobs("g", 4));
 
-    let child = env.spawn(
+    let child = spawn(
+        &env,
         &base_url(&server),
         &[
             "--jobs",
@@ -1096,7 +1051,7 @@ async fn sigint_cancels_in_flight_jobs_after_the_shutdown_grace_and_exits_130() 
         .stderr_has("batch: 4 jobs: 0 succeeded, 0 failed (0 temporary), 0 retried, 0 skipped (resume), 4 not run")
         .stderr_has("batch: stopped by SIGINT");
     assert_eq!(
-        env.read("results.jsonl"),
+        env.read_project("results.jsonl"),
         "",
         "a cancelled job writes no line"
     );
@@ -1109,11 +1064,12 @@ async fn sigint_cancels_in_flight_jobs_after_the_shutdown_grace_and_exits_130() 
 
 #[tokio::test]
 async fn a_second_signal_cancels_in_flight_jobs_at_once() {
-    let env = BatchEnv::new();
+    let env = TestEnv::new();
     let server = echo_server(Duration::from_secs(20)).await;
-    env.write("jobs.jsonl", &numbered_jobs("s", 3));
+    env.write_project("jobs.jsonl", &numbered_jobs("s", 3));
 
-    let mut child = env.spawn(
+    let mut child = spawn(
+        &env,
         &base_url(&server),
         &[
             "--jobs",
@@ -1140,25 +1096,27 @@ async fn a_second_signal_cancels_in_flight_jobs_at_once() {
         .stdout_empty()
         .stderr_has("batch: stopped by SIGTERM")
         .stderr_has("3 not run");
-    assert_eq!(env.read("results.jsonl"), "");
+    assert_eq!(env.read_project("results.jsonl"), "");
 }
 
 #[tokio::test]
 async fn max_wall_time_exits_55_and_keeps_the_finished_lines() {
-    let env = BatchEnv::new();
+    let env = TestEnv::new();
     let server = echo_server(Duration::from_millis(300)).await;
-    env.write("jobs.jsonl", &numbered_jobs("m", 10));
+    env.write_project("jobs.jsonl", &numbered_jobs("m", 10));
 
-    let r = run(env.cmd(&base_url(&server)).args([
-        "--jobs",
-        "jobs.jsonl",
-        "--output",
-        "results.jsonl",
-        "--concurrency",
-        "2",
-        "--max-wall-time",
-        "1s",
-    ]));
+    let r = run_jobs(
+        &env,
+        &server,
+        &[
+            "--output",
+            "results.jsonl",
+            "--concurrency",
+            "2",
+            "--max-wall-time",
+            "1s",
+        ],
+    );
     r.code(55)
         .stdout_empty()
         .stderr_has("--max-wall-time reached")
@@ -1184,11 +1142,9 @@ async fn max_wall_time_exits_55_and_keeps_the_finished_lines() {
 
 #[tokio::test]
 async fn openai_batch_output_lines_for_a_success_an_http_error_and_a_stream_error() {
-    let env = BatchEnv::new();
+    let env = TestEnv::new();
     let server = MockServer::start().await;
-    chat()
-        .and(body_string_contains("rejected job"))
-        .respond_with(error_response(400, "bad request body"))
+    failing("rejected job", 400, "bad request body")
         .mount(&server)
         .await;
     chat()
@@ -1199,29 +1155,28 @@ async fn openai_batch_output_lines_for_a_success_an_http_error_and_a_stream_erro
         ))
         .mount(&server)
         .await;
-    chat()
-        .respond_with(Echo::after(Duration::ZERO))
-        .mount(&server)
-        .await;
-    env.write(
-        "jobs.jsonl",
-        &jsonl(&[
-            json!({"id": "good", "prompt": "good job"}),
-            json!({"id": "bad", "prompt": "rejected job"}),
-            json!({"id": "broken", "prompt": "broken stream job"}),
-        ]),
+    echo().mount(&server).await;
+    write_prompt_jobs(
+        &env,
+        &[
+            ("good", "good job"),
+            ("bad", "rejected job"),
+            ("broken", "broken stream job"),
+        ],
     );
 
-    let r = run(env.cmd(&base_url(&server)).args([
-        "--jobs",
-        "jobs.jsonl",
-        "-o",
-        "openai-batch",
-        "--output",
-        "results.jsonl",
-        "--retry-base-delay",
-        "0",
-    ]));
+    let r = run_jobs(
+        &env,
+        &server,
+        &[
+            "-o",
+            "openai-batch",
+            "--output",
+            "results.jsonl",
+            "--retry-base-delay",
+            "0",
+        ],
+    );
     r.code(1)
         .stdout_empty()
         .stderr_has("batch: 3 jobs: 1 succeeded, 2 failed");
@@ -1280,50 +1235,44 @@ async fn openai_batch_output_lines_for_a_success_an_http_error_and_a_stream_erro
 
 #[tokio::test]
 async fn summary_file_holds_every_figure() {
-    let env = BatchEnv::new();
+    let env = TestEnv::new();
     let server = MockServer::start().await;
-    chat()
-        .and(body_string_contains("rejected job"))
-        .respond_with(error_response(400, "refused"))
-        .mount(&server)
-        .await;
-    chat()
-        .and(body_string_contains("flaky job"))
-        .respond_with(error_response(502, "bad gateway"))
+    failing("rejected job", 400, "refused").mount(&server).await;
+    failing("flaky job", 502, "bad gateway")
         .up_to_n_times(1)
         .mount(&server)
         .await;
-    chat()
-        .respond_with(Echo::after(Duration::ZERO))
-        .mount(&server)
-        .await;
-    env.write(
-        "jobs.jsonl",
-        &jsonl(&[
-            json!({"id": "a", "prompt": "fine a"}),
-            json!({"id": "bad", "prompt": "rejected job"}),
-            json!({"id": "flaky", "prompt": "flaky job"}),
-            json!({"id": "b", "prompt": "fine b"}),
-        ]),
+    echo().mount(&server).await;
+    write_prompt_jobs(
+        &env,
+        &[
+            ("a", "fine a"),
+            ("bad", "rejected job"),
+            ("flaky", "flaky job"),
+            ("b", "fine b"),
+        ],
     );
 
-    let r = run(env.cmd(&base_url(&server)).args([
-        "--jobs",
-        "jobs.jsonl",
-        "--output",
-        "results.jsonl",
-        "--summary",
-        "summary.json",
-        "--retry-base-delay",
-        "0",
-    ]));
+    let r = run_jobs(
+        &env,
+        &server,
+        &[
+            "--output",
+            "results.jsonl",
+            "--summary",
+            "summary.json",
+            "--retry-base-delay",
+            "0",
+        ],
+    );
     r.code(1).stdout_empty().stderr_has(&format!(
         "batch: 4 jobs: 3 succeeded, 1 failed (0 temporary), 1 retried, 0 skipped (resume), 0 not run; tokens in {} out {}",
         3 * PROMPT_TOKENS,
         3 * COMPLETION_TOKENS
     ));
 
-    let summary: Value = serde_json::from_str(&env.read("summary.json")).expect("summary JSON");
+    let summary: Value =
+        serde_json::from_str(&env.read_project("summary.json")).expect("summary JSON");
     let expected = [
         ("jobs", json!(4)),
         ("succeeded", json!(3)),
@@ -1356,9 +1305,9 @@ async fn summary_file_holds_every_figure() {
 
 #[tokio::test]
 async fn progress_lines_every_interval_without_a_terminal_and_none_with_quiet() {
-    let env = BatchEnv::new();
+    let env = TestEnv::new();
     let server = echo_server(Duration::from_millis(200)).await;
-    env.write("jobs.jsonl", &numbered_jobs("p", 3));
+    env.write_project("jobs.jsonl", &numbered_jobs("p", 3));
     let args = [
         "--jobs",
         "jobs.jsonl",
@@ -1368,7 +1317,7 @@ async fn progress_lines_every_interval_without_a_terminal_and_none_with_quiet() 
         "100ms",
     ];
 
-    let r = run(env.cmd(&base_url(&server)).args(args));
+    let r = run(env.cmd_for(&server).args(args));
     r.code(0).stderr_has("batch: 3 jobs: 3 succeeded");
     let progress: Vec<&str> = r
         .stderr
@@ -1389,7 +1338,7 @@ async fn progress_lines_every_interval_without_a_terminal_and_none_with_quiet() 
     );
     assert_eq!(r.stdout_lines().len(), 3);
 
-    let r = run(env.cmd(&base_url(&server)).args(args).arg("--quiet"));
+    let r = run(env.cmd_for(&server).args(args).arg("--quiet"));
     r.code(0)
         .stderr_lacks("progress:")
         .stderr_has("batch: 3 jobs: 3 succeeded");
@@ -1399,7 +1348,7 @@ async fn progress_lines_every_interval_without_a_terminal_and_none_with_quiet() 
 #[tokio::test]
 async fn api_key_is_never_written_to_streams_results_or_summary() {
     const SECRET: &str = "sk-BATCHSECRET-0123456789";
-    let env = BatchEnv::new();
+    let env = TestEnv::new();
     let server = MockServer::start().await;
     let auth = format!("Bearer {SECRET}");
     // A careless server that repeats the key in its error message.
@@ -1417,15 +1366,9 @@ async fn api_key_is_never_written_to_streams_results_or_summary() {
         .respond_with(Echo::after(Duration::ZERO))
         .mount(&server)
         .await;
-    env.write(
-        "jobs.jsonl",
-        &jsonl(&[
-            json!({"id": "fine", "prompt": "fine job"}),
-            json!({"id": "leaky", "prompt": "leaky job"}),
-        ]),
-    );
+    write_prompt_jobs(&env, &[("fine", "fine job"), ("leaky", "leaky job")]);
 
-    let r1 = run(env.cmd_with_key(&base_url(&server), SECRET).args([
+    let r1 = run(env.cmd_with(&base_url(&server), SECRET).args([
         "--jobs",
         "jobs.jsonl",
         "--output",
@@ -1445,7 +1388,7 @@ async fn api_key_is_never_written_to_streams_results_or_summary() {
     );
     assert_error_line(&lines["leaky"], "api_error", "[REDACTED]");
 
-    let r2 = run(env.cmd_with_key(&base_url(&server), SECRET).args([
+    let r2 = run(env.cmd_with(&base_url(&server), SECRET).args([
         "--jobs",
         "jobs.jsonl",
         "-o",
@@ -1462,8 +1405,8 @@ async fn api_key_is_never_written_to_streams_results_or_summary() {
         ("stderr", r1.stderr.clone()),
         ("openai-batch stdout", r2.stdout.clone()),
         ("openai-batch stderr", r2.stderr.clone()),
-        ("the output file", env.read("results.jsonl")),
-        ("the summary file", env.read("summary.json")),
+        ("the output file", env.read_project("results.jsonl")),
+        ("the summary file", env.read_project("summary.json")),
     ] {
         assert!(!text.contains(SECRET), "the key appears in {what}:\n{text}");
         assert!(

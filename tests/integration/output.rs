@@ -11,14 +11,8 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::common::{
     KEY, Sse, TestEnv, assert_error_result, assert_result_shape, chat, error_response, only_body,
-    run, server_answering,
+    run, server_answering, server_with,
 };
-
-async fn server_with(response: ResponseTemplate) -> MockServer {
-    let server = MockServer::start().await;
-    chat().respond_with(response).expect(1).mount(&server).await;
-    server
-}
 
 fn types(messages: &[Value]) -> Vec<&str> {
     messages
@@ -219,7 +213,7 @@ async fn an_input_error_is_a_valid_json_document() {
 #[tokio::test]
 async fn an_api_error_is_a_valid_json_document() {
     let env = TestEnv::new();
-    let server = server_with(error_response(400, "model not found")).await;
+    let server = server_with(error_response(400, "model not found"), 1).await;
     let r = run(env.cmd_for(&server).args(["--json", "hi"]));
     r.code(1).stderr_has("HTTP 400: model not found");
     let messages = r.json();
@@ -238,7 +232,7 @@ async fn an_api_error_is_a_valid_json_document() {
 #[tokio::test]
 async fn an_api_error_in_stream_json_ends_with_an_error_result() {
     let env = TestEnv::new();
-    let server = server_with(error_response(400, "nope")).await;
+    let server = server_with(error_response(400, "nope"), 1).await;
     let r = run(env.cmd_for(&server).args(["-o", "stream-json", "hi"]));
     r.code(1).stderr_has("HTTP 400: nope");
     let lines = r.json_lines();
@@ -249,7 +243,11 @@ async fn an_api_error_in_stream_json_ends_with_an_error_result() {
 #[tokio::test]
 async fn no_usage_from_the_server_gives_null_counts() {
     let env = TestEnv::new();
-    let server = server_with(Sse::new().text("no usage").finish("stop").done().respond()).await;
+    let server = server_with(
+        Sse::new().text("no usage").finish("stop").done().respond(),
+        1,
+    )
+    .await;
     let r = run(env.cmd_for(&server).args(["--json", "hi"]));
     r.code(0).stderr_empty();
     let messages = r.json();
@@ -267,8 +265,11 @@ async fn sse_with_crlf_comments_and_multibyte_text_is_understood() {
         .body()
         .replace('\n', "\r\n");
     let body = format!(": keep-alive\r\n\r\n:another comment\r\n{body}");
-    let server =
-        server_with(ResponseTemplate::new(200).set_body_raw(body, "text/event-stream")).await;
+    let server = server_with(
+        ResponseTemplate::new(200).set_body_raw(body, "text/event-stream"),
+        1,
+    )
+    .await;
     let r = run(env.cmd_for(&server).args(["--json", "hi"]));
     r.code(0).stderr_empty();
     assert_eq!(r.result()["result"], "caf\u{e9} \u{1f600}");
@@ -279,8 +280,11 @@ async fn sse_without_the_final_blank_line_or_done_but_finished_is_accepted() {
     let env = TestEnv::new();
     let body = Sse::new().text("end").finish("stop").body();
     let body = body.trim_end().to_owned();
-    let server =
-        server_with(ResponseTemplate::new(200).set_body_raw(body, "text/event-stream")).await;
+    let server = server_with(
+        ResponseTemplate::new(200).set_body_raw(body, "text/event-stream"),
+        1,
+    )
+    .await;
     run(env.cmd_for(&server).arg("hi"))
         .code(0)
         .stdout_is("end\n")
@@ -295,6 +299,7 @@ async fn an_error_object_mid_stream_is_exit_1_and_is_error() {
             .text("partial")
             .raw("data: {\"error\":{\"message\":\"upstream exploded\",\"code\":500}}\n\n")
             .respond(),
+        1,
     )
     .await;
     let r = run(env.cmd_for(&server).args(["--json", "hi"]));
@@ -318,6 +323,7 @@ async fn an_error_event_mid_stream_in_text_mode_is_exit_1() {
             .text("partial")
             .raw("event: error\ndata: {\"message\":\"overloaded\"}\n\n")
             .respond(),
+        1,
     )
     .await;
     run(env.cmd_for(&server).arg("hi"))
@@ -336,7 +342,7 @@ async fn a_plain_json_chat_completion_is_understood() {
         "model": "server-model",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": "whole answer"}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
-    })))
+    })), 1)
     .await;
     let r = run(env.cmd_for(&server).args(["--json", "hi"]));
     r.code(0).stderr_empty();
@@ -348,9 +354,12 @@ async fn a_plain_json_chat_completion_is_understood() {
     );
 
     let env = TestEnv::new();
-    let server = server_with(ResponseTemplate::new(200).set_body_json(json!({
-        "choices": [{"message": {"role": "assistant", "content": "as text"}}]
-    })))
+    let server = server_with(
+        ResponseTemplate::new(200).set_body_json(json!({
+            "choices": [{"message": {"role": "assistant", "content": "as text"}}]
+        })),
+        1,
+    )
     .await;
     run(env.cmd_for(&server).arg("hi"))
         .code(0)

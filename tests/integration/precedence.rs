@@ -2,43 +2,21 @@
 
 use serde_json::json;
 use wiremock::MockServer;
-use wiremock::matchers::{body_partial_json, header};
+use wiremock::matchers::body_partial_json;
 
-use crate::common::{Sse, TestEnv, base_url, chat, only_body, run};
-
-/// A server that answers only requests carrying `Bearer <key>`, exactly once.
-async fn server_for_key(key: &str) -> MockServer {
-    let server = MockServer::start().await;
-    chat()
-        .and(header("authorization", format!("Bearer {key}").as_str()))
-        .respond_with(Sse::answer(&["ok"]).respond())
-        .expect(1)
-        .mount(&server)
-        .await;
-    server
-}
-
-/// A server that must receive `n` requests.
-async fn server_expecting(n: u64) -> MockServer {
-    let server = MockServer::start().await;
-    chat()
-        .respond_with(Sse::answer(&["ok"]).respond())
-        .expect(n)
-        .mount(&server)
-        .await;
-    server
-}
+use crate::common::{
+    Sse, TestEnv, base_url, chat, only_body, run, server_expecting, server_for_key, server_mounting,
+};
 
 /// A server that answers only requests for `model`, exactly once.
 async fn server_for_model(model: &str) -> MockServer {
-    let server = MockServer::start().await;
-    chat()
-        .and(body_partial_json(json!({"model": model})))
-        .respond_with(Sse::answer(&["ok"]).respond())
-        .expect(1)
-        .mount(&server)
-        .await;
-    server
+    server_mounting(
+        chat()
+            .and(body_partial_json(json!({"model": model})))
+            .respond_with(Sse::answer(&["ok"]).respond()),
+        1,
+    )
+    .await
 }
 
 #[tokio::test]

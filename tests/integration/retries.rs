@@ -4,7 +4,7 @@
 use wiremock::{MockServer, ResponseTemplate};
 
 use crate::common::{
-    Sse, TestEnv, assert_error_result, assert_result_shape, chat, error_response, run,
+    Sse, TestEnv, assert_error_result, assert_result_shape, chat, error_response, run, server_with,
 };
 
 /// `first` once, then a normal answer "ok": the "fail once then succeed" server.
@@ -21,13 +21,6 @@ async fn fail_once_then_ok(first: ResponseTemplate) -> MockServer {
         .expect(1)
         .mount(&server)
         .await;
-    server
-}
-
-/// A server that always answers `response`, and must be hit exactly `n` times.
-async fn always(response: ResponseTemplate, n: u64) -> MockServer {
-    let server = MockServer::start().await;
-    chat().respond_with(response).expect(n).mount(&server).await;
     server
 }
 
@@ -81,7 +74,7 @@ async fn retry_after_as_a_past_http_date_retries_at_once() {
 #[tokio::test]
 async fn retry_after_as_a_far_http_date_fails_at_once_with_75() {
     let env = TestEnv::new();
-    let server = always(
+    let server = server_with(
         error_response(429, "come back later")
             .insert_header("retry-after", "Fri, 01 Jan 2100 00:00:00 GMT"),
         1,
@@ -123,7 +116,7 @@ async fn every_retryable_status_is_retried() {
 #[tokio::test]
 async fn http_400_is_never_retried() {
     let env = TestEnv::new();
-    let server = always(error_response(400, "bad"), 1).await;
+    let server = server_with(error_response(400, "bad"), 1).await;
     let r = run(env
         .cmd_for(&server)
         .args(["--retry-base-delay", "0", "--json", "hi"]));
@@ -136,7 +129,7 @@ async fn http_400_is_never_retried() {
 #[tokio::test]
 async fn http_401_is_never_retried() {
     let env = TestEnv::new();
-    let server = always(error_response(401, "no"), 1).await;
+    let server = server_with(error_response(401, "no"), 1).await;
     run(env.cmd_for(&server).args(["--retry-base-delay", "0", "hi"]))
         .code(41)
         .stdout_empty()
@@ -148,7 +141,7 @@ async fn no_final_status_is_retried() {
     for (status, code) in [(400, 1), (401, 41), (403, 41), (404, 1), (422, 1)] {
         let env = TestEnv::new();
         // Even with a Retry-After the server cannot make a final answer retried.
-        let server = always(
+        let server = server_with(
             error_response(status, "final").insert_header("retry-after", "0"),
             1,
         )
@@ -165,7 +158,7 @@ async fn no_final_status_is_retried() {
 #[tokio::test]
 async fn retries_stop_after_dash_dash_retries() {
     let env = TestEnv::new();
-    let server = always(error_response(502, "bad gateway"), 4).await;
+    let server = server_with(error_response(502, "bad gateway"), 4).await;
     let r = run(env.cmd_for(&server).args([
         "--retries",
         "3",
@@ -181,7 +174,7 @@ async fn retries_stop_after_dash_dash_retries() {
 #[tokio::test]
 async fn retries_0_is_a_single_attempt() {
     let env = TestEnv::new();
-    let server = always(error_response(503, "busy"), 1).await;
+    let server = server_with(error_response(503, "busy"), 1).await;
     run(env.cmd_for(&server).args(["--retries", "0", "hi"]))
         .code(75)
         .stdout_empty()
@@ -239,7 +232,7 @@ async fn a_stream_cut_after_text_is_retried_in_json_mode_and_the_partial_text_dr
 #[tokio::test]
 async fn a_stream_cut_after_text_was_shown_is_not_retried() {
     let env = TestEnv::new();
-    let server = always(cut_stream(Some("half an ans")), 1).await;
+    let server = server_with(cut_stream(Some("half an ans")), 1).await;
     run(env.cmd_for(&server).args(["--retry-base-delay", "0", "hi"]))
         .code(75)
         .stdout_is("half an ans\n")
@@ -249,7 +242,7 @@ async fn a_stream_cut_after_text_was_shown_is_not_retried() {
 #[tokio::test]
 async fn a_stream_cut_after_partial_messages_were_written_is_not_retried() {
     let env = TestEnv::new();
-    let server = always(cut_stream(Some("half")), 1).await;
+    let server = server_with(cut_stream(Some("half")), 1).await;
     let r = run(env.cmd_for(&server).args([
         "--retry-base-delay",
         "0",
@@ -268,7 +261,7 @@ async fn a_stream_cut_after_partial_messages_were_written_is_not_retried() {
 #[tokio::test]
 async fn a_stream_cut_on_every_attempt_is_75() {
     let env = TestEnv::new();
-    let server = always(cut_stream(None), 3).await;
+    let server = server_with(cut_stream(None), 3).await;
     let r = run(env.cmd_for(&server).args([
         "--retries",
         "2",

@@ -3,7 +3,7 @@
 
 use wiremock::{MockServer, ResponseTemplate};
 
-use crate::common::{Run, Sse, TestEnv, base_url, chat, error_response, run};
+use crate::common::{Run, Sse, TestEnv, base_url, error_response, run, server_with};
 
 /// Recognisable anywhere, in whole or in part.
 const SECRET: &str = "sk-TESTSECRET-0123456789abcdef";
@@ -18,17 +18,8 @@ fn assert_no_secret(r: &Run) {
     }
 }
 
-async fn server_with(response: ResponseTemplate, n: u64) -> MockServer {
-    let server = MockServer::start().await;
-    chat().respond_with(response).expect(n).mount(&server).await;
-    server
-}
-
 fn secret_cmd(env: &TestEnv, server: &MockServer) -> assert_cmd::Command {
-    let mut cmd = env.cmd();
-    cmd.env("OPENAI_API_KEY", SECRET)
-        .env("OPENAI_BASE_URL", base_url(server));
-    cmd
+    env.cmd_with(&base_url(server), SECRET)
 }
 
 #[tokio::test]

@@ -4,21 +4,10 @@ use std::io::Write;
 use std::process::Stdio;
 use std::time::Duration;
 
-use wiremock::MockServer;
-
 use crate::common::{
-    KEY, Sse, TestEnv, base_url, chat, only_body, run, server_answering, user_message, wait_bounded,
+    KEY, TestEnv, base_url, only_body, run, server_answering, server_expecting, user_message,
+    wait_bounded,
 };
-
-async fn server_expecting(n: u64) -> MockServer {
-    let server = MockServer::start().await;
-    chat()
-        .respond_with(Sse::answer(&["ok"]).respond())
-        .expect(n)
-        .mount(&server)
-        .await;
-    server
-}
 
 #[tokio::test]
 async fn argument_only_is_the_prompt() {
