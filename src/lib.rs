@@ -7,6 +7,8 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod exit;
+pub mod generate;
+pub mod gha;
 pub mod output;
 pub mod prompt;
 pub mod run;

@@ -1,0 +1,523 @@
+//! GitHub Actions integration: workflow commands (`::add-mask::`, `::error::`) and the Markdown
+//! written to `$GITHUB_STEP_SUMMARY`, as pure functions, plus the one file append.
+//!
+//! The commands are meant for **stderr**: the runner parses both streams, and stdout stays data.
+//! Escaping follows the Actions toolkit (`@actions/core`): a command's data escapes `%`, `\r`, `\n`;
+//! a property value also escapes `:` and `,`.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::client::Usage;
+use crate::config::env::{EnvSnapshot, GITHUB_ACTIONS, GITHUB_STEP_SUMMARY};
+
+/// At most this many failed jobs are listed in a batch summary; the rest are counted.
+pub const MAX_FAILURE_ROWS: usize = 50;
+
+/// A single run's answer is cut to this many bytes in the summary (GitHub refuses a step summary
+/// over 1 MiB); the whole answer is still on stdout.
+pub const MAX_SUMMARY_ANSWER_BYTES: usize = 64 * 1024;
+
+/// A failure message in the batch failures table is cut to this many characters.
+const MAX_CELL_CHARS: usize = 300;
+
+/// Whether we run inside a GitHub Actions job (`GITHUB_ACTIONS=true`, as the runner sets it).
+pub fn is_github_actions(env: &EnvSnapshot) -> bool {
+    env.get(GITHUB_ACTIONS) == Some("true")
+}
+
+/// Where the step summary goes: `$GITHUB_STEP_SUMMARY`, only inside GitHub Actions.
+pub fn step_summary_path(env: &EnvSnapshot) -> Option<PathBuf> {
+    if is_github_actions(env) {
+        env.get(GITHUB_STEP_SUMMARY).map(PathBuf::from)
+    } else {
+        None
+    }
+}
+
+/// A workflow command's message (data part).
+fn escape_data(text: &str) -> String {
+    text.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+/// A workflow command's property value (`title=...`).
+fn escape_property(text: &str) -> String {
+    escape_data(text).replace(':', "%3A").replace(',', "%2C")
+}
+
+/// `::add-mask::<secret>`: the runner replaces the value with `***` in every later log line.
+/// The runner matches masks line by line, so a secret is expected to be one line (API keys are).
+pub fn mask_command(secret: &str) -> String {
+    format!("::add-mask::{}", escape_data(secret))
+}
+
+/// `::error title=<title>::<message>`: an error annotation on the run's summary page.
+pub fn error_command(title: Option<&str>, message: &str) -> String {
+    match title.filter(|t| !t.is_empty()) {
+        Some(title) => format!(
+            "::error title={}::{}",
+            escape_property(title),
+            escape_data(message)
+        ),
+        None => format!("::error::{}", escape_data(message)),
+    }
+}
+
+/// `435 ms`, `12.34 s`, `2 min 05 s`.
+fn human_duration(ms: u128) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms < 60_000 {
+        format!("{}.{:02} s", ms / 1000, (ms % 1000) / 10)
+    } else {
+        let secs = ms / 1000;
+        format!("{} min {:02} s", secs / 60, secs % 60)
+    }
+}
+
+/// Text for one Markdown table cell: no line breaks, no pipes, no HTML.
+fn cell(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '|' => out.push_str("&#124;"),
+            '\r' => {
+                if chars.peek() == Some(&'\n') {
+                    chars.next();
+                }
+                out.push_str("<br>");
+            }
+            '\n' => out.push_str("<br>"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// At most `max` characters, with `…` when something was cut.
+fn truncate_chars(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
+/// A code fence longer than any run of backticks in `text` (at least three).
+fn fence_for(text: &str) -> String {
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    "`".repeat((longest + 1).max(3))
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
+fn prefix_bytes(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// The Markdown summary of one run: model, tokens, duration and status in a table, then the
+/// answer (or the error) folded in `<details>`.
+pub fn single_run_summary(
+    model: &str,
+    usage: Option<Usage>,
+    duration_ms: u128,
+    outcome: Result<&str, &str>,
+) -> String {
+    let (status, label, body) = match outcome {
+        Ok(answer) => ("success", "Answer", answer),
+        Err(error) => ("failed", "Error", error),
+    };
+    let tokens = usage.map_or_else(
+        || "unknown".to_owned(),
+        |u| {
+            format!(
+                "{} in / {} out / {} total",
+                u.input_tokens, u.output_tokens, u.total_tokens
+            )
+        },
+    );
+    let mut md = String::new();
+    let _ = writeln!(md, "### qwen: {status}\n");
+    md.push_str("| | |\n|---|---|\n");
+    let _ = writeln!(md, "| model | {} |", cell(model));
+    let _ = writeln!(md, "| tokens | {tokens} |");
+    let _ = writeln!(md, "| duration | {} |", human_duration(duration_ms));
+    let _ = writeln!(md, "| status | {status} |\n");
+
+    let shown = prefix_bytes(body, MAX_SUMMARY_ANSWER_BYTES);
+    let fence = fence_for(shown);
+    let _ = writeln!(md, "<details><summary>{label}</summary>\n");
+    let _ = writeln!(md, "{fence}text");
+    md.push_str(shown);
+    if !shown.is_empty() && !shown.ends_with('\n') {
+        md.push('\n');
+    }
+    let _ = writeln!(md, "{fence}\n");
+    if shown.len() < body.len() {
+        let _ = writeln!(
+            md,
+            "_Cut here: {} more bytes. The whole text is in the step's output._\n",
+            body.len() - shown.len()
+        );
+    }
+    md.push_str("</details>\n");
+    md
+}
+
+/// What a batch summary shows; the batch runner fills it from its own counters.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchSummaryView<'a> {
+    pub jobs: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub retried: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub wall_ms: u128,
+    pub requests_per_sec: f64,
+    /// `(job id, error type, message)` for each failed job, in any order.
+    pub failures: &'a [(String, String, String)],
+}
+
+/// The Markdown summary of a batch: counts, throughput, and a table of failures (capped).
+pub fn batch_summary(view: &BatchSummaryView) -> String {
+    let mut md = String::new();
+    let status = if view.failed == 0 {
+        "success"
+    } else {
+        "failures"
+    };
+    let _ = writeln!(
+        md,
+        "### qwen batch: {status}, {} of {} jobs succeeded\n",
+        view.succeeded, view.jobs
+    );
+    md.push_str("| jobs | succeeded | failed | retried | input tokens | output tokens | wall time | requests/s |\n");
+    md.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    let _ = writeln!(
+        md,
+        "| {} | {} | {} | {} | {} | {} | {} | {:.1} |",
+        view.jobs,
+        view.succeeded,
+        view.failed,
+        view.retried,
+        view.input_tokens,
+        view.output_tokens,
+        human_duration(view.wall_ms),
+        view.requests_per_sec
+    );
+    if view.failures.is_empty() {
+        return md;
+    }
+    md.push_str("\n#### Failed jobs\n\n| job | error | message |\n|---|---|---|\n");
+    for (id, kind, message) in view.failures.iter().take(MAX_FAILURE_ROWS) {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} |",
+            cell(id),
+            cell(kind),
+            cell(&truncate_chars(message, MAX_CELL_CHARS))
+        );
+    }
+    let more = view.failures.len().saturating_sub(MAX_FAILURE_ROWS);
+    if more > 0 {
+        let _ = writeln!(
+            md,
+            "\n… and {more} more (every failed job has a line in the results file)."
+        );
+    }
+    md
+}
+
+/// Append Markdown to the step summary file, creating it if missing, ending with a newline.
+pub fn append_summary(path: &Path, markdown: &str) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    let mut text = String::with_capacity(markdown.len() + 1);
+    text.push_str(markdown);
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    file.write_all(text.as_bytes())?;
+    file.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> EnvSnapshot {
+        EnvSnapshot::from_pairs(pairs.iter().copied())
+    }
+
+    #[test]
+    fn github_actions_is_detected_only_from_true() {
+        let cases = [
+            (vec![], false),
+            (vec![("GITHUB_ACTIONS", "true")], true),
+            (vec![("GITHUB_ACTIONS", "")], false),
+            (vec![("GITHUB_ACTIONS", "false")], false),
+            (vec![("GITHUB_ACTIONS", "1")], false),
+            (vec![("CI", "true")], false),
+        ];
+        for (pairs, want) in cases {
+            assert_eq!(is_github_actions(&env(&pairs)), want, "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn step_summary_path_needs_github_actions() {
+        let inside = env(&[
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_STEP_SUMMARY", "/tmp/summary.md"),
+        ]);
+        assert_eq!(
+            step_summary_path(&inside),
+            Some(PathBuf::from("/tmp/summary.md"))
+        );
+        let outside = env(&[("GITHUB_STEP_SUMMARY", "/tmp/summary.md")]);
+        assert_eq!(step_summary_path(&outside), None);
+        let unset = env(&[("GITHUB_ACTIONS", "true"), ("GITHUB_STEP_SUMMARY", "")]);
+        assert_eq!(step_summary_path(&unset), None);
+    }
+
+    #[test]
+    fn mask_command_escapes_data() {
+        let cases = [
+            ("sk-abc123", "::add-mask::sk-abc123"),
+            ("50%off", "::add-mask::50%25off"),
+            ("a\r\nb", "::add-mask::a%0D%0Ab"),
+            ("key:with,colon", "::add-mask::key:with,colon"),
+            ("%0A", "::add-mask::%250A"),
+        ];
+        for (secret, want) in cases {
+            assert_eq!(mask_command(secret), want, "{secret:?}");
+        }
+    }
+
+    #[test]
+    fn error_command_escapes_title_and_message() {
+        let cases = [
+            (None, "boom", "::error::boom"),
+            (Some(""), "boom", "::error::boom"),
+            (
+                Some("qwen: job a, rate_limit"),
+                "429: slow down",
+                "::error title=qwen%3A job a%2C rate_limit::429: slow down",
+            ),
+            (
+                Some("100%"),
+                "line 1\nline 2\r\n50% done",
+                "::error title=100%25::line 1%0Aline 2%0D%0A50%25 done",
+            ),
+            (Some("a\nb"), "m", "::error title=a%0Ab::m"),
+        ];
+        for (title, message, want) in cases {
+            assert_eq!(error_command(title, message), want, "{title:?} {message:?}");
+        }
+    }
+
+    #[test]
+    fn commands_are_one_line() {
+        let nasty = "a\nb\rc%d::e,f";
+        assert!(!mask_command(nasty).contains(['\n', '\r']));
+        assert!(!error_command(Some(nasty), nasty).contains(['\n', '\r']));
+    }
+
+    #[test]
+    fn durations_read_well() {
+        let cases = [
+            (0, "0 ms"),
+            (435, "435 ms"),
+            (1000, "1.00 s"),
+            (12_345, "12.34 s"),
+            (59_999, "59.99 s"),
+            (60_000, "1 min 00 s"),
+            (125_000, "2 min 05 s"),
+        ];
+        for (ms, want) in cases {
+            assert_eq!(human_duration(ms), want);
+        }
+    }
+
+    #[test]
+    fn fences_outgrow_backtick_runs() {
+        let cases = [
+            ("plain", "```"),
+            ("a `b` c", "```"),
+            ("```rust\nfn x(){}\n```", "````"),
+            ("``````", "```````"),
+            ("", "```"),
+        ];
+        for (text, want) in cases {
+            assert_eq!(fence_for(text), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn cells_have_no_pipes_newlines_or_html() {
+        assert_eq!(cell("a|b"), "a&#124;b");
+        assert_eq!(cell("l1\nl2\r\nl3\rl4"), "l1<br>l2<br>l3<br>l4");
+        assert_eq!(cell("<details> & co"), "&lt;details&gt; &amp; co");
+        assert_eq!(cell("plain text: ok"), "plain text: ok");
+    }
+
+    #[test]
+    fn truncation_is_char_safe() {
+        assert_eq!(truncate_chars("héllo", 10), "héllo");
+        assert_eq!(truncate_chars("héllo", 2), "hé…");
+        assert_eq!(prefix_bytes("héllo", 2), "h");
+        assert_eq!(prefix_bytes("héllo", 3), "hé");
+        assert_eq!(prefix_bytes("abc", 10), "abc");
+    }
+
+    #[test]
+    fn single_run_success_summary() {
+        let usage = Usage {
+            input_tokens: 12,
+            output_tokens: 2,
+            total_tokens: 14,
+        };
+        let md = single_run_summary("gpt-4o", Some(usage), 435, Ok("Hello world"));
+        assert!(md.starts_with("### qwen: success\n"), "{md}");
+        assert!(md.contains("| model | gpt-4o |"), "{md}");
+        assert!(md.contains("| tokens | 12 in / 2 out / 14 total |"), "{md}");
+        assert!(md.contains("| duration | 435 ms |"), "{md}");
+        assert!(md.contains("| status | success |"), "{md}");
+        assert!(
+            md.contains("<details><summary>Answer</summary>\n\n```text\nHello world\n```\n"),
+            "{md}"
+        );
+        assert!(md.ends_with("</details>\n"), "{md}");
+    }
+
+    #[test]
+    fn single_run_failure_summary_shows_the_error_and_unknown_tokens() {
+        let md = single_run_summary("m|x", None, 2500, Err("HTTP 429: slow down"));
+        assert!(md.starts_with("### qwen: failed\n"), "{md}");
+        assert!(md.contains("| model | m&#124;x |"), "{md}");
+        assert!(md.contains("| tokens | unknown |"), "{md}");
+        assert!(md.contains("| duration | 2.50 s |"), "{md}");
+        assert!(md.contains("<summary>Error</summary>"), "{md}");
+        assert!(md.contains("HTTP 429: slow down"), "{md}");
+    }
+
+    #[test]
+    fn single_run_answer_with_fences_stays_inside_its_block() {
+        let answer = "Here:\n```rust\nfn main() {}\n```\nDone.";
+        let md = single_run_summary("m", None, 1, Ok(answer));
+        assert!(md.contains(&format!("````text\n{answer}\n````\n")), "{md}");
+    }
+
+    #[test]
+    fn single_run_long_answer_is_cut_for_the_summary() {
+        let answer = "é".repeat(MAX_SUMMARY_ANSWER_BYTES); // two bytes each
+        let md = single_run_summary("m", None, 1, Ok(&answer));
+        assert!(md.len() < MAX_SUMMARY_ANSWER_BYTES + 1024, "{}", md.len());
+        assert!(md.contains(&format!("Cut here: {MAX_SUMMARY_ANSWER_BYTES} more bytes")));
+    }
+
+    fn failures(n: usize) -> Vec<(String, String, String)> {
+        (0..n)
+            .map(|i| {
+                (
+                    format!("job-{i}"),
+                    "api_error".to_owned(),
+                    format!("HTTP 400 | bad\nrequest {i}"),
+                )
+            })
+            .collect()
+    }
+
+    fn view(failures: &[(String, String, String)]) -> BatchSummaryView<'_> {
+        BatchSummaryView {
+            jobs: 100,
+            succeeded: 100 - failures.len() as u64,
+            failed: failures.len() as u64,
+            retried: 7,
+            input_tokens: 1234,
+            output_tokens: 567,
+            wall_ms: 12_345,
+            requests_per_sec: 8.1234,
+            failures,
+        }
+    }
+
+    #[test]
+    fn batch_summary_without_failures_has_counts_and_throughput() {
+        let md = batch_summary(&view(&[]));
+        assert!(
+            md.starts_with("### qwen batch: success, 100 of 100 jobs succeeded\n"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 100 | 100 | 0 | 7 | 1234 | 567 | 12.34 s | 8.1 |"),
+            "{md}"
+        );
+        assert!(!md.contains("Failed jobs"), "{md}");
+    }
+
+    #[test]
+    fn batch_summary_lists_failures_with_escaped_cells() {
+        let f = failures(3);
+        let md = batch_summary(&view(&f));
+        assert!(md.contains("failures, 97 of 100 jobs succeeded"), "{md}");
+        assert!(md.contains("| job | error | message |"), "{md}");
+        assert!(
+            md.contains("| job-2 | api_error | HTTP 400 &#124; bad<br>request 2 |"),
+            "{md}"
+        );
+        assert!(!md.contains("more"), "{md}");
+    }
+
+    #[test]
+    fn batch_summary_caps_the_failures_table() {
+        let f = failures(MAX_FAILURE_ROWS + 7);
+        let md = batch_summary(&view(&f));
+        let rows = md.lines().filter(|l| l.starts_with("| job-")).count();
+        assert_eq!(rows, MAX_FAILURE_ROWS);
+        assert!(md.contains("… and 7 more"), "{md}");
+    }
+
+    #[test]
+    fn batch_summary_cuts_long_messages() {
+        let f = vec![("a".to_owned(), "e".to_owned(), "x".repeat(5000))];
+        let md = batch_summary(&view(&f));
+        let row = md
+            .lines()
+            .find(|l| l.starts_with("| a |"))
+            .unwrap_or_default();
+        assert!(row.len() < 400, "{}", row.len());
+        assert!(row.contains('…'));
+    }
+
+    #[test]
+    fn append_summary_creates_then_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("summary.md");
+        append_summary(&path, "# one").unwrap();
+        append_summary(&path, "# two\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "# one\n# two\n");
+    }
+
+    #[test]
+    fn append_summary_reports_an_unwritable_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing-dir").join("summary.md");
+        assert!(append_summary(&path, "x").is_err());
+    }
+}
