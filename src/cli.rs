@@ -12,6 +12,8 @@ Examples:
   git diff | qwen \"Review this change\" -o stream-json  stdin + prompt, JSON lines as they happen
   qwen -m gpt-4o-mini \"Write a haiku about CI\"         plain text answer on stdout
   qwen auth status                                     which key, URL and model would be used, and why
+  qwen completions zsh > ~/.zfunc/_qwen                shell completions (bash, zsh, fish, powershell)
+  qwen man > qwen.1                                    the man page
 
 Configuration (first found wins): flags, then OPENAI_API_KEY / OPENAI_BASE_URL / OPENAI_MODEL,
 then the first .qwen/.env or .env walking up from the current directory (then ~/.qwen/.env, ~/.env).
@@ -40,6 +42,14 @@ pub struct Cli {
 pub enum Command {
     /// Show or manage how requests authenticate.
     Auth(AuthArgs),
+    /// Print a shell completion script for `qwen` to stdout.
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum, value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout, e.g. `qwen man > qwen.1`.
+    Man,
 }
 
 #[derive(Debug, Args)]

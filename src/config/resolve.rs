@@ -371,7 +371,13 @@ mod tests {
 
     #[test]
     fn base_url_validation() {
-        for bad in ["not a url", "ftp://x/v1", "http://", "api.openai.com/v1", "https://h/v1?x=1"] {
+        for bad in [
+            "not a url",
+            "ftp://x/v1",
+            "http://",
+            "api.openai.com/v1",
+            "https://h/v1?x=1",
+        ] {
             assert!(parse_base_url(bad, &Source::Default).is_err(), "{bad}");
         }
         assert!(parse_base_url("http://127.0.0.1:8080/v1/", &Source::Default).is_ok());
