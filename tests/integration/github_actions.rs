@@ -419,7 +419,14 @@ fn action_refuses_an_unknown_output_format() {
 #[test]
 fn action_batch_sets_results_file_under_runner_temp() {
     // The batch itself belongs to `qwen --jobs`; here only what the script promises around it.
-    let run = run_action(&[("jobs", "fixtures/jobs.jsonl")], Some(KEY));
+    // No such file in the temporary cwd, and a loopback base URL: nothing can leave the machine.
+    let run = run_action(
+        &[
+            ("jobs", "fixtures/jobs.jsonl"),
+            ("base-url", "http://127.0.0.1:9/v1"),
+        ],
+        Some(KEY),
+    );
     let results = run.output("results-file").expect("results-file is set");
     assert!(
         results.ends_with("/runner-temp/qwen-results.jsonl"),
