@@ -11,7 +11,7 @@ use crate::config::{ResolvedConfig, Terminal, dotenv, resolve};
 use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::output::diag;
-use crate::{batch, run, status};
+use crate::{batch, generate, run, status};
 
 /// Facts about the process captured once in `main`.
 #[derive(Debug, Clone)]
@@ -77,6 +77,29 @@ fn debug_config(config: &ResolvedConfig) {
 
 /// Run the parsed command line.
 pub fn run(cli: Cli, ctx: &Context) -> ExitStatus {
+    match cli.command {
+        Some(Command::Auth(auth)) => match auth.command {
+            AuthCommand::Status { config, json } => status::auth_status(&config, json, ctx),
+        },
+        // Generated text needs neither configuration nor the async runtime.
+        Some(Command::Completions { shell }) => generate::completions(shell),
+        Some(Command::Man) => generate::man(),
+        None => match &cli.run.batch.jobs {
+            Some(jobs) => with_runtime(|runtime| batch::run(&cli.run, jobs, ctx, runtime)),
+            None if cli.run.format() == OutputFormat::OpenaiBatch => {
+                diag::error(&Error::input(
+                    "`-o openai-batch` is a batch output format",
+                    "use it with --jobs FILE",
+                ));
+                ExitStatus::Usage
+            }
+            None => with_runtime(|runtime| run::single(&cli.run, ctx, runtime, Instant::now())),
+        },
+    }
+}
+
+/// Run `work` on a fresh multi-thread runtime, then drop the runtime without waiting.
+fn with_runtime(work: impl FnOnce(&tokio::runtime::Runtime) -> ExitStatus) -> ExitStatus {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -88,22 +111,7 @@ pub fn run(cli: Cli, ctx: &Context) -> ExitStatus {
             return ExitStatus::Failure;
         }
     };
-    let status = match cli.command {
-        Some(Command::Auth(auth)) => match auth.command {
-            AuthCommand::Status { config, json } => status::auth_status(&config, json, ctx),
-        },
-        None => match &cli.run.batch.jobs {
-            Some(jobs) => batch::run(&cli.run, jobs, ctx, &runtime),
-            None if cli.run.format() == OutputFormat::OpenaiBatch => {
-                diag::error(&Error::input(
-                    "`-o openai-batch` is a batch output format",
-                    "use it with --jobs FILE",
-                ));
-                ExitStatus::Usage
-            }
-            None => run::single(&cli.run, ctx, &runtime, Instant::now()),
-        },
-    };
+    let status = work(&runtime);
     // A reader thread may still wait on a silent stdin: do not wait for it.
     runtime.shutdown_background();
     status

@@ -15,6 +15,8 @@ Examples:
   qwen --jobs reviews.yaml --output results.jsonl --concurrency 16    a batch, one JSON line per job
   qwen --jobs batch.jsonl --resume --output results.jsonl             finish a batch after a crash
   qwen --jobs prompts.jsonl --shard 2/4 --output part-2.jsonl         one leg of a CI matrix
+  qwen completions zsh > ~/.zfunc/_qwen                shell completions (bash, zsh, fish, powershell)
+  qwen man > qwen.1                                    the man page
 
 Configuration (first found wins): flags, then OPENAI_API_KEY / OPENAI_BASE_URL / OPENAI_MODEL,
 then the first .qwen/.env or .env walking up from the current directory (then ~/.qwen/.env, ~/.env).
@@ -43,6 +45,14 @@ pub struct Cli {
 pub enum Command {
     /// Show or manage how requests authenticate.
     Auth(AuthArgs),
+    /// Print a shell completion script for `qwen` to stdout.
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum, value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout, e.g. `qwen man > qwen.1`.
+    Man,
 }
 
 #[derive(Debug, Args)]

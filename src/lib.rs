@@ -8,6 +8,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod exit;
+pub mod generate;
 pub mod gha;
 pub mod job;
 pub mod output;

@@ -84,6 +84,8 @@ pub enum ApiError {
     },
     #[error("standard output was closed")]
     OutputClosed,
+    #[error("cannot set up the HTTP client: {0}")]
+    Setup(String),
 }
 
 impl ApiError {
@@ -110,6 +112,7 @@ impl ApiError {
             } => ExitStatus::Auth,
             Self::RetryAfterTooLong { .. } => ExitStatus::TempFail,
             Self::OutputClosed => ExitStatus::Success,
+            Self::Setup(_) => ExitStatus::Config,
             e if e.is_retryable() => ExitStatus::TempFail,
             _ => ExitStatus::Failure,
         }
@@ -129,6 +132,7 @@ impl ApiError {
             Self::StreamError(_) => "stream_error",
             Self::InvalidResponse(_) => "invalid_response",
             Self::OutputClosed => "output_closed",
+            Self::Setup(_) => "configuration_error",
         }
     }
 
@@ -141,6 +145,12 @@ impl ApiError {
             }
             Self::Http { status: 404, .. } => {
                 "check OPENAI_BASE_URL (it usually ends in /v1) and the model name"
+            }
+            Self::Setup(why) if why.contains("header") => {
+                "check the key for stray characters, such as a newline from a file"
+            }
+            Self::Setup(_) => {
+                "TLS needs a CA bundle: install the `ca-certificates` package, or point SSL_CERT_FILE at a PEM bundle"
             }
             Self::RetryAfterTooLong { .. } => {
                 "raise --max-retry-wait, or retry the step later (exit 75 means temporary)"
@@ -226,12 +236,10 @@ impl ChatClient {
             .pool_max_idle_per_host(settings.max_connections)
             .user_agent(concat!("qwen-headless/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| ApiError::Network(format!("cannot build the HTTP client: {e}")))?;
+            .map_err(|e| ApiError::Setup(error_chain(&e)))?;
         let mut auth =
             HeaderValue::from_str(&format!("Bearer {}", key.expose_secret())).map_err(|_| {
-                ApiError::InvalidResponse(
-                    "the API key contains characters not allowed in an HTTP header".into(),
-                )
+                ApiError::Setup("the API key has characters not allowed in an HTTP header".into())
             })?;
         auth.set_sensitive(true);
         Ok(Self {
@@ -483,14 +491,7 @@ impl ChatClient {
     }
 
     fn transport_error(&self, e: &reqwest::Error) -> ApiError {
-        let mut detail = e.to_string();
-        let mut source = std::error::Error::source(e);
-        while let Some(s) = source {
-            detail.push_str(": ");
-            detail.push_str(&s.to_string());
-            source = s.source();
-        }
-        let detail = self.scrubbed(&detail);
+        let detail = self.scrubbed(&error_chain(e));
         if e.is_timeout() {
             ApiError::Timeout(detail)
         } else {
@@ -507,6 +508,18 @@ impl ChatClient {
     fn scrubbed_message(&self, body: &str) -> String {
         self.scrubbed(&error_message(&self.scrubbed(body)))
     }
+}
+
+/// An error and all its sources, `: `-separated.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut detail = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        detail.push_str(": ");
+        detail.push_str(&s.to_string());
+        source = s.source();
+    }
+    detail
 }
 
 fn apply_chunk(

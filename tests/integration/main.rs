@@ -8,8 +8,10 @@ mod actions_env;
 mod batch_support;
 mod common;
 
+mod distribution;
 mod dotenv;
 mod exit_codes;
+mod github_actions;
 mod jobs;
 mod output;
 mod precedence;

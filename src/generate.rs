@@ -1,0 +1,77 @@
+//! Shell completion scripts and the man page, generated from the clap definition so they never drift.
+
+use clap::CommandFactory;
+use clap_complete::Shell;
+
+use crate::cli::Cli;
+use crate::exit::ExitStatus;
+use crate::output::{diag, write_stdout};
+
+/// The name completions and the man page are written for, whichever binary was called.
+pub const BIN_NAME: &str = "qwen";
+
+fn command() -> clap::Command {
+    Cli::command().name(BIN_NAME).bin_name(BIN_NAME)
+}
+
+/// The completion script for `shell`.
+pub fn completion_script(shell: Shell) -> Vec<u8> {
+    let mut cmd = command();
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut cmd, BIN_NAME, &mut out);
+    out
+}
+
+/// The man page in roff.
+pub fn man_page() -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    clap_mangen::Man::new(command()).render(&mut out)?;
+    Ok(out)
+}
+
+/// Write generated text to stdout; a closed stdout is a normal end.
+fn emit(data: &[u8]) -> ExitStatus {
+    // An `Err` here means stdout is gone (`| head`): nothing more to say.
+    let _ = write_stdout(data);
+    ExitStatus::Success
+}
+
+/// `qwen completions SHELL`.
+pub fn completions(shell: Shell) -> ExitStatus {
+    emit(&completion_script(shell))
+}
+
+/// `qwen man`.
+pub fn man() -> ExitStatus {
+    match man_page() {
+        Ok(page) => emit(&page),
+        Err(e) => {
+            diag::error(&crate::error::Error::Io(format!(
+                "cannot render the man page: {e}"
+            )));
+            ExitStatus::Failure
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_shell_gets_a_script_naming_qwen() {
+        for shell in [Shell::Bash, Shell::Zsh, Shell::Fish, Shell::PowerShell] {
+            let script = String::from_utf8(completion_script(shell)).unwrap();
+            assert!(script.contains("qwen"), "{shell}");
+            assert!(script.contains("openai-base-url"), "{shell}");
+            assert!(!script.contains("qwen-code"), "{shell}");
+        }
+    }
+
+    #[test]
+    fn man_page_is_roff_for_qwen() {
+        let page = String::from_utf8(man_page().unwrap()).unwrap();
+        assert!(page.contains(".TH qwen"), "{page}");
+        assert!(page.contains("openai\\-api\\-key"), "{page}");
+    }
+}
