@@ -388,7 +388,7 @@ impl ChatClient {
                 .await
                 .map_err(|e| self.transport_error(&e))?
             {
-                parser.feed(&bytes, &mut events)
+                parser.feed(&bytes, &mut events);
             } else {
                 parser.finish(&mut events);
                 eof = true;
