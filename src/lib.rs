@@ -7,9 +7,12 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod exit;
+pub mod fsutil;
+pub mod gitignore;
 pub mod output;
 pub mod prompt;
 pub mod run;
+pub mod settings;
 pub mod signals;
 pub mod status;
 
