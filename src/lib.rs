@@ -9,6 +9,7 @@ pub mod error;
 pub mod exit;
 pub mod fsutil;
 pub mod gitignore;
+pub mod oauth;
 pub mod output;
 pub mod prompt;
 pub mod run;
