@@ -9,7 +9,7 @@ use crate::config::{ResolvedConfig, Terminal, dotenv, resolve};
 use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::output::diag;
-use crate::{run, status};
+use crate::{run, settings, status};
 
 /// Facts about the process captured once in `main`.
 #[derive(Debug, Clone)]
@@ -36,8 +36,15 @@ impl Context {
 
 /// Find the `.env` file and resolve the configuration with provenance.
 pub fn load_config(args: &ConfigArgs, ctx: &Context) -> Result<ResolvedConfig, Error> {
-    let search = dotenv::discover(&ctx.cwd, ctx.env.home().as_deref())?;
-    let config = resolve::resolve(&args.flags(), &ctx.env, search, ctx.terminal)?;
+    let home = ctx.env.home();
+    let search = dotenv::discover(&ctx.cwd, home.as_deref())?;
+    // The flag wins anyway: then a broken settings file does not matter.
+    let selected = if args.auth_type.is_some() {
+        None
+    } else {
+        settings::selected_auth_type(home.as_deref())?
+    };
+    let config = resolve::resolve(&args.flags(), &ctx.env, search, selected, ctx.terminal)?;
     if config.debug.is_some() {
         debug_config(&config);
     }

@@ -1,17 +1,19 @@
 //! One prompt in, one honest result out: the single-run command.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{Value, json};
 
 use crate::app::{Context, load_config};
-use crate::auth;
+use crate::auth::{self, AuthPlan};
 use crate::cli::RunArgs;
-use crate::client::{ApiError, ChatClient, ClientSettings, RetryPolicy};
+use crate::client::{ApiError, ChatClient, ClientSettings, RateLimiter, RetryPolicy};
 use crate::config::ResolvedConfig;
 use crate::config::resolve::DEFAULT_MODEL;
 use crate::error::Error;
 use crate::exit::ExitStatus;
+use crate::oauth::{self, Endpoints};
 use crate::output::{RunMeta, RunOutput, diag};
 use crate::prompt::{InputSpec, read_prompt};
 
@@ -52,16 +54,41 @@ pub fn chat_body(model: &str, system: Option<&str>, prompt: &str, args: &RunArgs
     body
 }
 
+/// Qwen OAuth requests are capped client-side at the free tier's rate.
+const QWEN_OAUTH_REQUESTS_PER_MINUTE: u32 = 60;
+
 /// Configuration, credentials and input, in that order: an auth problem is reported before
 /// anything waits on standard input.
 fn prepare(
     args: &RunArgs,
     ctx: &Context,
+    runtime: &tokio::runtime::Runtime,
 ) -> Result<(ResolvedConfig, ChatClient, String), (Error, Option<String>)> {
+    let home = ctx.env.home();
     let config = load_config(&args.config, ctx).map_err(|e| (e, None))?;
+    let plan = auth::credentials(&config, home.as_deref());
     let model = Some(config.model.value.clone());
     let with_model = |e| (e, model.clone());
-    let credentials = auth::credentials(&config).map_err(with_model)?;
+    let (credentials, limiter) = match plan.map_err(with_model)? {
+        AuthPlan::ApiKey(credentials) => (credentials, None),
+        AuthPlan::QwenOauth(paths) => {
+            let endpoints = Endpoints::from_env(&ctx.env).map_err(with_model)?;
+            let http = oauth::http_client().map_err(with_model)?;
+            let creds = runtime
+                .block_on(oauth::creds::ensure_fresh(&paths, &http, &endpoints))
+                .map_err(with_model)?;
+            let credentials = auth::oauth_credentials(&creds).map_err(with_model)?;
+            if config.debug.is_some() {
+                diag::debug(&format!(
+                    "qwen-oauth: token from {}, requests go to {}",
+                    paths.creds.display(),
+                    credentials.base_url
+                ));
+            }
+            let limiter = Arc::new(RateLimiter::per_minute(QWEN_OAUTH_REQUESTS_PER_MINUTE));
+            (credentials, Some(limiter))
+        }
+    };
     let prompt = read_prompt(
         &InputSpec {
             arg: args.prompt_arg(),
@@ -80,7 +107,8 @@ fn prepare(
         credentials.api_key,
         client_settings(args, &config, 1),
     )
-    .map_err(|e| with_model(Error::Api(e)))?;
+    .map_err(|e| with_model(Error::Api(e)))?
+    .with_rate_limit(limiter);
     Ok((config, client, prompt))
 }
 
@@ -90,7 +118,7 @@ pub fn single(
     runtime: &tokio::runtime::Runtime,
     started: Instant,
 ) -> ExitStatus {
-    let prepared = prepare(args, ctx);
+    let prepared = prepare(args, ctx, runtime);
     let model = match &prepared {
         Ok((config, ..)) => config.model.value.clone(),
         Err((_, model)) => model.clone().unwrap_or_else(|| DEFAULT_MODEL.to_owned()),
