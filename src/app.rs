@@ -8,8 +8,9 @@ use crate::config::env::EnvSnapshot;
 use crate::config::{ResolvedConfig, Terminal, dotenv, resolve};
 use crate::error::Error;
 use crate::exit::ExitStatus;
+use crate::login::{self, LoginOptions};
 use crate::output::diag;
-use crate::{run, settings, status};
+use crate::{auth_commands, run, settings, status};
 
 /// Facts about the process captured once in `main`.
 #[derive(Debug, Clone)]
@@ -91,6 +92,21 @@ pub fn run(cli: Cli, ctx: &Context) -> ExitStatus {
     let status = match cli.command {
         Some(Command::Auth(auth)) => match auth.command {
             AuthCommand::Status { config, json } => status::auth_status(&config, json, ctx),
+            AuthCommand::Login {
+                method,
+                user,
+                no_verify,
+            } => login::command(
+                LoginOptions {
+                    method,
+                    user,
+                    verify: !no_verify,
+                },
+                ctx,
+                &runtime,
+            ),
+            AuthCommand::Use { method } => auth_commands::use_method(method, ctx),
+            AuthCommand::Logout { env, user } => auth_commands::logout(env, user, ctx),
         },
         None => run::single(&cli.run, ctx, &runtime, Instant::now()),
     };

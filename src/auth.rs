@@ -122,7 +122,7 @@ fn missing_key(config: &ResolvedConfig) -> Error {
         );
     }
     let hint = if config.interactive {
-        format!("{KEY_ADVICE}; an interactive login is not available yet")
+        format!("{KEY_ADVICE}; or run `qwen auth login`")
     } else {
         KEY_ADVICE.to_owned()
     };

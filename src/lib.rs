@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod auth_commands;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -9,6 +10,7 @@ pub mod error;
 pub mod exit;
 pub mod fsutil;
 pub mod gitignore;
+pub mod login;
 pub mod oauth;
 pub mod output;
 pub mod prompt;

@@ -13,6 +13,7 @@ use crate::config::ResolvedConfig;
 use crate::config::resolve::DEFAULT_MODEL;
 use crate::error::Error;
 use crate::exit::ExitStatus;
+use crate::login;
 use crate::oauth::{self, Endpoints};
 use crate::output::{RunMeta, RunOutput, diag};
 use crate::prompt::{InputSpec, read_prompt};
@@ -58,15 +59,24 @@ pub fn chat_body(model: &str, system: Option<&str>, prompt: &str, args: &RunArgs
 const QWEN_OAUTH_REQUESTS_PER_MINUTE: u32 = 60;
 
 /// Configuration, credentials and input, in that order: an auth problem is reported before
-/// anything waits on standard input.
+/// anything waits on standard input. In a terminal without usable credentials, the login
+/// dialogue is offered first.
 fn prepare(
     args: &RunArgs,
     ctx: &Context,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<(ResolvedConfig, ChatClient, String), (Error, Option<String>)> {
     let home = ctx.env.home();
-    let config = load_config(&args.config, ctx).map_err(|e| (e, None))?;
-    let plan = auth::credentials(&config, home.as_deref());
+    let mut config = load_config(&args.config, ctx).map_err(|e| (e, None))?;
+    let mut plan = auth::credentials(&config, home.as_deref());
+    if config.interactive
+        && let Err(reason @ Error::Auth { .. }) = &plan
+    {
+        login::offer(reason, config.auth_type.value, ctx, runtime)
+            .map_err(|e| (e, Some(config.model.value.clone())))?;
+        config = load_config(&args.config, ctx).map_err(|e| (e, None))?;
+        plan = auth::credentials(&config, home.as_deref());
+    }
     let model = Some(config.model.value.clone());
     let with_model = |e| (e, model.clone());
     let (credentials, limiter) = match plan.map_err(with_model)? {
