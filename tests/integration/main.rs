@@ -1,1 +1,3 @@
-
+mod common_oauth;
+mod login;
+mod oauth;
