@@ -21,12 +21,21 @@ pub const REFRESH_MARGIN_MS: u64 = 30_000;
 pub const DEFAULT_RESOURCE_URL: &str = "https://dashscope.aliyuncs.com/compatible-mode/v1";
 /// How long to wait for another process that is refreshing.
 const LOCK_TIMEOUT: Duration = Duration::from_secs(60);
+/// Qwen Code removes its lock file as stale after this long; so do we.
+const QWEN_CODE_LOCK_STALE: Duration = Duration::from_secs(10);
+/// How long to wait for Qwen Code's lock (it gives up after 10 s itself).
+const QWEN_CODE_LOCK_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// `~/.qwen/oauth_creds.json` and the lock file that serialises refreshes.
+/// `~/.qwen/oauth_creds.json` and the two locks that serialise refreshes.
 #[derive(Debug, Clone)]
 pub struct CredsPaths {
     pub creds: PathBuf,
+    /// Ours: an exclusive `File::lock`, released by the system even when a process dies.
     pub lock: PathBuf,
+    /// Qwen Code's: a file created exclusively and removed after the refresh, stale after 10 s.
+    /// Taking it too keeps a run from refreshing at the same moment as Qwen Code, which would
+    /// spend the refresh token twice.
+    pub qwen_code_lock: PathBuf,
 }
 
 impl CredsPaths {
@@ -34,7 +43,8 @@ impl CredsPaths {
         let dir = home.join(".qwen");
         Self {
             creds: dir.join("oauth_creds.json"),
-            lock: dir.join("oauth_creds.lock"),
+            lock: dir.join("oauth_creds.flock"),
+            qwen_code_lock: dir.join("oauth_creds.lock"),
         }
     }
 }
@@ -229,6 +239,68 @@ async fn lock(path: &Path) -> Result<Option<File>, Error> {
     }
 }
 
+/// Qwen Code's lock, held: removed on drop if it is still ours.
+struct QwenCodeLock {
+    path: PathBuf,
+    id: String,
+}
+
+impl Drop for QwenCodeLock {
+    fn drop(&mut self) {
+        // Another process may have judged it stale and taken it over: leave that one alone.
+        if std::fs::read_to_string(&self.path).is_ok_and(|content| content == self.id) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Take Qwen Code's lock: create the file exclusively with a random id; an existing one older
+/// than 10 s is stale and removed, a younger one is waited for.
+async fn qwen_code_lock(path: &Path) -> Result<QwenCodeLock, Error> {
+    let io = |e: std::io::Error| Error::Io(format!("cannot lock `{}`: {e}", path.display()));
+    let id = uuid::Uuid::new_v4().to_string();
+    let deadline = tokio::time::Instant::now() + QWEN_CODE_LOCK_TIMEOUT;
+    loop {
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        match options.open(path) {
+            Ok(mut file) => {
+                use std::io::Write as _;
+                let lock = QwenCodeLock {
+                    path: path.to_owned(),
+                    id: id.clone(),
+                };
+                file.write_all(id.as_bytes()).map_err(io)?;
+                return Ok(lock);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let age = std::fs::metadata(path)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok());
+                if age.is_some_and(|a| a > QWEN_CODE_LOCK_STALE) {
+                    let _ = std::fs::remove_file(path);
+                    continue;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(Error::Io(format!(
+                        "`{}` stayed locked for {} s (another program, such as Qwen Code, is refreshing the token)",
+                        path.display(),
+                        QWEN_CODE_LOCK_TIMEOUT.as_secs()
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(io(e)),
+        }
+    }
+}
+
 fn gone(path: &Path) -> Error {
     Error::auth(
         format!(
@@ -240,8 +312,9 @@ fn gone(path: &Path) -> Error {
 }
 
 /// Credentials good for a request: the cached ones when they are fresh, else refreshed under the
-/// lock. After taking the lock the cache is read again, so that when several runs find the token
-/// about to expire at once, only the first one refreshes and the others use its result.
+/// locks (ours, then Qwen Code's). After taking them the cache is read again, so that when several
+/// runs find the token about to expire at once, only the first one refreshes and the others use
+/// its result.
 pub async fn ensure_fresh(
     paths: &CredsPaths,
     http: &reqwest::Client,
@@ -254,6 +327,7 @@ pub async fn ensure_fresh(
         Freshness::Refreshable => {}
     }
     let _guard = lock(&paths.lock).await?;
+    let _qwen_code_guard = qwen_code_lock(&paths.qwen_code_lock).await?;
     let current = load(&paths.creds)?.ok_or_else(|| gone(&paths.creds))?;
     let refresh_token = match current.freshness(now_ms()) {
         Freshness::Fresh => return Ok(current),
@@ -344,6 +418,35 @@ mod tests {
         let json = serde_json::to_value(&renewed).unwrap();
         assert_eq!(json["id_token"], "id");
         assert!(!format!("{renewed:?}").contains("new"));
+    }
+
+    #[tokio::test]
+    async fn qwen_code_lock_waits_for_a_live_holder_and_takes_over_a_stale_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("oauth_creds.lock");
+        {
+            let held = qwen_code_lock(&path).await.unwrap();
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), held.id);
+            // A second taker waits while the first holds it...
+            let waiting = tokio::time::timeout(Duration::from_millis(200), qwen_code_lock(&path));
+            assert!(waiting.await.is_err());
+        }
+        // ...and the file is gone once the holder is dropped.
+        assert!(!path.exists());
+        // A lock left by a process that died long ago is stale.
+        std::fs::write(&path, "someone").unwrap();
+        let old = std::time::SystemTime::now() - Duration::from_secs(60);
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let taken = qwen_code_lock(&path).await.unwrap();
+        // Someone else's lock (after a takeover) is not removed by our drop.
+        std::fs::write(&path, "theirs").unwrap();
+        drop(taken);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "theirs");
     }
 
     #[test]

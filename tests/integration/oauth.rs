@@ -313,6 +313,8 @@ async fn creds_expiring_within_30_s_are_refreshed_before_the_request() {
     assert_eq!(saved["resource_url"], format!("{}/v1", server.uri()));
     assert!(saved["expiry_date"].as_u64().unwrap() > now_ms() + 3_000_000);
     assert_eq!(mode(&sandbox.creds_path()), 0o600);
+    // Qwen Code's lock file is gone again (Qwen Code would wait on a left-over one).
+    assert!(!sandbox.home.join(".qwen/oauth_creds.lock").exists());
     let chats = server
         .received_requests()
         .await
