@@ -10,8 +10,9 @@ use crate::config::env::EnvSnapshot;
 use crate::config::{ResolvedConfig, Terminal, dotenv, resolve};
 use crate::error::Error;
 use crate::exit::ExitStatus;
+use crate::login::{self, LoginOptions};
 use crate::output::diag;
-use crate::{batch, generate, run, status};
+use crate::{auth_commands, batch, generate, run, settings, status};
 
 /// Facts about the process captured once in `main`.
 #[derive(Debug, Clone)]
@@ -38,8 +39,15 @@ impl Context {
 
 /// Find the `.env` file and resolve the configuration with provenance.
 pub fn load_config(args: &ConfigArgs, ctx: &Context) -> Result<ResolvedConfig, Error> {
-    let search = dotenv::discover(&ctx.cwd, ctx.env.home().as_deref())?;
-    let config = resolve::resolve(&args.flags(), &ctx.env, search, ctx.terminal)?;
+    let home = ctx.env.home();
+    let search = dotenv::discover(&ctx.cwd, home.as_deref())?;
+    // The flag wins anyway: then a broken settings file does not matter.
+    let selected = if args.auth_type.is_some() {
+        None
+    } else {
+        settings::selected_auth_type(home.as_deref())?
+    };
+    let config = resolve::resolve(&args.flags(), &ctx.env, search, selected, ctx.terminal)?;
     if crate::gha::is_github_actions(&ctx.env)
         && let Some(key) = &config.api_key
     {
@@ -80,6 +88,23 @@ pub fn run(cli: Cli, ctx: &Context) -> ExitStatus {
     match cli.command {
         Some(Command::Auth(auth)) => match auth.command {
             AuthCommand::Status { config, json } => status::auth_status(&config, json, ctx),
+            AuthCommand::Login {
+                method,
+                user,
+                no_verify,
+            } => with_runtime(|runtime| {
+                login::command(
+                    LoginOptions {
+                        method,
+                        user,
+                        verify: !no_verify,
+                    },
+                    ctx,
+                    runtime,
+                )
+            }),
+            AuthCommand::Use { method } => auth_commands::use_method(method, ctx),
+            AuthCommand::Logout { env, user } => auth_commands::logout(env, user, ctx),
         },
         // Generated text needs neither configuration nor the async runtime.
         Some(Command::Completions { shell }) => generate::completions(shell),

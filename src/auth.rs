@@ -1,6 +1,7 @@
 //! Decides whether a run can authenticate, and refuses what would leak a key or wait on a person.
 
 use std::fmt::Write as _;
+use std::path::Path;
 
 use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
@@ -8,6 +9,10 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::config::resolve::is_loopback;
 use crate::config::{AuthType, ResolvedConfig, Source};
 use crate::error::Error;
+use crate::oauth::{
+    self,
+    creds::{CredsPaths, Freshness, OAuthCreds},
+};
 
 /// What a request needs: the key (still secret) and where it may be sent.
 #[derive(Debug, Clone)]
@@ -16,35 +21,89 @@ pub struct Credentials {
     pub base_url: Url,
 }
 
-const KEY_ADVICE: &str = "set OPENAI_API_KEY (and optionally OPENAI_BASE_URL, OPENAI_MODEL) in the environment or in `.qwen/.env`, or pass --openai-api-key";
+/// How a run will authenticate, decided without any network traffic.
+#[derive(Debug, Clone)]
+pub enum AuthPlan {
+    /// An API key and the base URL it may go to.
+    ApiKey(Credentials),
+    /// Cached Qwen OAuth credentials that are fresh or refreshable; `oauth::creds::ensure_fresh`
+    /// turns them into a token (refreshing it first when it is about to expire).
+    QwenOauth(CredsPaths),
+}
 
-/// Check that the resolved configuration can authenticate a request, without any network traffic.
-pub fn credentials(config: &ResolvedConfig) -> Result<Credentials, Error> {
+pub const KEY_ADVICE: &str = "set OPENAI_API_KEY (and optionally OPENAI_BASE_URL, OPENAI_MODEL) in the environment or in `.qwen/.env`, or pass --openai-api-key";
+
+/// Check that the resolved configuration can authenticate a request, without any network traffic
+/// (the Qwen OAuth cache in `home` is read, never refreshed here).
+pub fn credentials(config: &ResolvedConfig, home: Option<&Path>) -> Result<AuthPlan, Error> {
     if config.auth_type.value == AuthType::QwenOauth {
-        return Err(oauth_refusal(config));
+        return oauth_plan(config, home);
     }
     let Some(key) = &config.api_key else {
         return Err(missing_key(config));
     };
     check_base_url_trust(config, &key.source)?;
-    Ok(Credentials {
+    Ok(AuthPlan::ApiKey(Credentials {
         api_key: key.value.clone(),
         base_url: config.base_url.value.clone(),
+    }))
+}
+
+/// A token from fresh OAuth credentials, and where it goes.
+pub fn oauth_credentials(creds: &OAuthCreds) -> Result<Credentials, Error> {
+    Ok(Credentials {
+        api_key: SecretString::from(creds.access_token.clone()),
+        base_url: creds.api_base_url()?,
     })
 }
 
-fn oauth_refusal(config: &ResolvedConfig) -> Error {
+fn oauth_plan(config: &ResolvedConfig, home: Option<&Path>) -> Result<AuthPlan, Error> {
+    let Some(home) = home else {
+        return Err(no_oauth_creds(
+            config,
+            "no cached credentials (HOME is not set)",
+        ));
+    };
+    let paths = CredsPaths::new(home);
+    let reason = match oauth::creds::load(&paths.creds) {
+        Ok(Some(creds)) => match creds.freshness(oauth::creds::now_ms()) {
+            Freshness::Fresh | Freshness::Refreshable => return Ok(AuthPlan::QwenOauth(paths)),
+            Freshness::Dead => format!(
+                "the cached credentials in `{}` have expired and cannot be refreshed",
+                paths.creds.display()
+            ),
+        },
+        Ok(None) => format!("no cached credentials at `{}`", paths.creds.display()),
+        Err(e) if config.interactive => return Err(e),
+        Err(e) => e.to_string(),
+    };
+    Err(no_oauth_creds(config, &reason))
+}
+
+fn no_oauth_creds(config: &ResolvedConfig, reason: &str) -> Error {
+    let chosen = format!("Qwen OAuth ({})", config.auth_type.source);
     if config.interactive {
-        Error::auth(
-            "Qwen OAuth login is not available in this build yet",
-            format!("use the API-key method: {KEY_ADVICE}"),
-        )
-    } else {
-        Error::auth(
-            "Qwen OAuth needs a browser login, which cannot be completed in a non-interactive session",
-            KEY_ADVICE,
-        )
+        return Error::auth(
+            format!("{chosen}: {reason}"),
+            format!(
+                "log in with `qwen auth login --method qwen-oauth`, or use an API key: {KEY_ADVICE}"
+            ),
+        );
     }
+    let hint = match &config.api_key {
+        Some(key) => format!(
+            "an API key is configured ({}): pass --auth-type openai, or run `qwen auth use openai`; otherwise {KEY_ADVICE}",
+            key.source
+        ),
+        None => KEY_ADVICE.to_owned(),
+    };
+    Error::auth(
+        format!(
+            "Qwen OAuth needs a browser login, which cannot be completed in a non-interactive session: {reason} (qwen-oauth chosen by {})",
+            config.auth_type.source
+        ),
+        hint,
+    )
 }
 
 fn missing_key(config: &ResolvedConfig) -> Error {
@@ -64,7 +123,7 @@ fn missing_key(config: &ResolvedConfig) -> Error {
         );
     }
     let hint = if config.interactive {
-        format!("{KEY_ADVICE}; an interactive login is not available yet")
+        format!("{KEY_ADVICE}; or run `qwen auth login`")
     } else {
         KEY_ADVICE.to_owned()
     };

@@ -22,7 +22,7 @@ use crate::gha as github;
 use crate::job::{Job, JobDefaults, JobFile, declared_id};
 use crate::output::{self, RunMeta, diag};
 use crate::progress::Progress;
-use crate::run::{append_step_summary, client_settings};
+use crate::run::{append_step_summary, authenticate, client_settings};
 
 /// What became of one job.
 struct JobOutcome {
@@ -125,7 +125,8 @@ fn prepare_and_run(
     let started = Instant::now();
     let batch = &args.batch;
     let config = load_config(&args.config, ctx)?;
-    let credentials = auth::credentials(&config)?;
+    let plan = auth::credentials(&config, ctx.env.home().as_deref())?;
+    let (credentials, oauth_limiter) = authenticate(plan, &config, ctx, runtime)?;
 
     let format = match args.format() {
         OutputFormat::OpenaiBatch => OutputFormat::OpenaiBatch,
@@ -173,7 +174,8 @@ fn prepare_and_run(
     .with_rate_limit(
         batch
             .rpm
-            .map(|r| std::sync::Arc::new(RateLimiter::per_minute(r))),
+            .map(|r| std::sync::Arc::new(RateLimiter::per_minute(r)))
+            .or(oauth_limiter),
     );
 
     let mut summary = Summary {

@@ -17,6 +17,7 @@ Examples:
   qwen --jobs prompts.jsonl --shard 2/4 --output part-2.jsonl         one leg of a CI matrix
   qwen completions zsh > ~/.zfunc/_qwen                shell completions (bash, zsh, fish, powershell)
   qwen man > qwen.1                                    the man page
+  qwen auth login                                      set up a key or log in with Qwen OAuth (in a terminal)
 
 Configuration (first found wins): flags, then OPENAI_API_KEY / OPENAI_BASE_URL / OPENAI_MODEL,
 then the first .qwen/.env or .env walking up from the current directory (then ~/.qwen/.env, ~/.env).
@@ -70,6 +71,32 @@ pub enum AuthCommand {
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Log in from a terminal: save an API key to `.qwen/.env`, or log in with Qwen OAuth in a browser.
+    Login {
+        /// Skip the menu and set up this method.
+        #[arg(long, value_enum, value_name = "METHOD")]
+        method: Option<AuthType>,
+        /// Save the API key in `~/.qwen/.env` instead of the project's `.qwen/.env`.
+        #[arg(long)]
+        user: bool,
+        /// Save the API key without checking it with a request first.
+        #[arg(long)]
+        no_verify: bool,
+    },
+    /// Choose the method runs use, in `~/.qwen/settings.json` (`security.auth.selectedType`).
+    Use {
+        #[arg(value_enum, value_name = "METHOD")]
+        method: AuthType,
+    },
+    /// Remove the cached Qwen OAuth credentials (and with --env, the key line a login wrote).
+    Logout {
+        /// Also remove the `OPENAI_API_KEY` line from the project's `.qwen/.env`.
+        #[arg(long)]
+        env: bool,
+        /// With --env: edit `~/.qwen/.env` instead of the project's.
+        #[arg(long, requires = "env")]
+        user: bool,
     },
 }
 

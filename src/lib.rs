@@ -2,19 +2,25 @@
 
 pub mod app;
 pub mod auth;
+pub mod auth_commands;
 pub mod batch;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod error;
 pub mod exit;
+pub mod fsutil;
 pub mod generate;
 pub mod gha;
+pub mod gitignore;
 pub mod job;
+pub mod login;
+pub mod oauth;
 pub mod output;
 pub mod progress;
 pub mod prompt;
 pub mod run;
+pub mod settings;
 pub mod signals;
 pub mod status;
 

@@ -40,6 +40,13 @@ pub mod diag {
     pub fn text(message: &str) {
         let _ = write!(std::io::stderr(), "{message}");
     }
+
+    /// A question for the person at the terminal, on stderr, without a newline, flushed at once.
+    pub fn prompt(question: &str) {
+        let mut stderr = std::io::stderr().lock();
+        let _ = write!(stderr, "{question}");
+        let _ = stderr.flush();
+    }
 }
 
 /// Write a whole piece of data to stdout and flush it. `Err` means stdout is gone (e.g. `| head`).

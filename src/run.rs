@@ -1,18 +1,23 @@
 //! One prompt in, one honest result out: the single-run command.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{Value, json};
 
 use crate::app::{Context, load_config};
-use crate::auth;
+use secrecy::ExposeSecret;
+
+use crate::auth::{self, AuthPlan, Credentials};
 use crate::cli::RunArgs;
-use crate::client::{ApiError, ChatClient, ClientSettings, RetryPolicy};
+use crate::client::{ApiError, ChatClient, ClientSettings, RateLimiter, RetryPolicy};
 use crate::config::ResolvedConfig;
 use crate::config::resolve::DEFAULT_MODEL;
 use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::gha as github;
+use crate::login;
+use crate::oauth::{self, Endpoints};
 use crate::output::{RunMeta, RunOutput, diag};
 use crate::prompt::{InputSpec, read_prompt};
 
@@ -53,16 +58,63 @@ pub fn chat_body(model: &str, system: Option<&str>, prompt: &str, args: &RunArgs
     body
 }
 
+/// Qwen OAuth requests are capped client-side at the free tier's rate.
+const QWEN_OAUTH_REQUESTS_PER_MINUTE: u32 = 60;
+
+/// Turn an auth plan into credentials: an API key as it is; Qwen OAuth credentials refreshed if
+/// needed (under a lock), with the free tier's rate limit.
+pub fn authenticate(
+    plan: AuthPlan,
+    config: &ResolvedConfig,
+    ctx: &Context,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(Credentials, Option<Arc<RateLimiter>>), Error> {
+    match plan {
+        AuthPlan::ApiKey(credentials) => Ok((credentials, None)),
+        AuthPlan::QwenOauth(paths) => {
+            let endpoints = Endpoints::from_env(&ctx.env)?;
+            let http = oauth::http_client()?;
+            let creds = runtime.block_on(oauth::creds::ensure_fresh(&paths, &http, &endpoints))?;
+            let credentials = auth::oauth_credentials(&creds)?;
+            if github::is_github_actions(&ctx.env) {
+                diag::raw(&github::mask_command(credentials.api_key.expose_secret()));
+            }
+            if config.debug.is_some() {
+                diag::debug(&format!(
+                    "qwen-oauth: token from {}, requests go to {}",
+                    paths.creds.display(),
+                    credentials.base_url
+                ));
+            }
+            let limiter = Arc::new(RateLimiter::per_minute(QWEN_OAUTH_REQUESTS_PER_MINUTE));
+            Ok((credentials, Some(limiter)))
+        }
+    }
+}
+
 /// Configuration, credentials and input, in that order: an auth problem is reported before
-/// anything waits on standard input.
+/// anything waits on standard input. In a terminal without usable credentials, the login
+/// dialogue is offered first.
 fn prepare(
     args: &RunArgs,
     ctx: &Context,
+    runtime: &tokio::runtime::Runtime,
 ) -> Result<(ResolvedConfig, ChatClient, String), (Error, Option<String>)> {
-    let config = load_config(&args.config, ctx).map_err(|e| (e, None))?;
+    let home = ctx.env.home();
+    let mut config = load_config(&args.config, ctx).map_err(|e| (e, None))?;
+    let mut plan = auth::credentials(&config, home.as_deref());
+    if config.interactive
+        && let Err(reason @ Error::Auth { .. }) = &plan
+    {
+        login::offer(reason, config.auth_type.value, ctx, runtime)
+            .map_err(|e| (e, Some(config.model.value.clone())))?;
+        config = load_config(&args.config, ctx).map_err(|e| (e, None))?;
+        plan = auth::credentials(&config, home.as_deref());
+    }
     let model = Some(config.model.value.clone());
     let with_model = |e| (e, model.clone());
-    let credentials = auth::credentials(&config).map_err(with_model)?;
+    let (credentials, limiter) =
+        authenticate(plan.map_err(with_model)?, &config, ctx, runtime).map_err(with_model)?;
     let prompt = read_prompt(
         &InputSpec {
             arg: args.prompt_arg(),
@@ -81,7 +133,8 @@ fn prepare(
         credentials.api_key,
         client_settings(args, &config, 1),
     )
-    .map_err(|e| with_model(Error::Api(e)))?;
+    .map_err(|e| with_model(Error::Api(e)))?
+    .with_rate_limit(limiter);
     Ok((config, client, prompt))
 }
 
@@ -91,7 +144,7 @@ pub fn single(
     runtime: &tokio::runtime::Runtime,
     started: Instant,
 ) -> ExitStatus {
-    let prepared = prepare(args, ctx);
+    let prepared = prepare(args, ctx, runtime);
     let model = match &prepared {
         Ok((config, ..)) => config.model.value.clone(),
         Err((_, model)) => model.clone().unwrap_or_else(|| DEFAULT_MODEL.to_owned()),

@@ -1,15 +1,103 @@
 //! `qwen auth status`: a printout of the resolved configuration and whether a run could authenticate.
 
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
 
+use secrecy::SecretString;
 use serde_json::{Value, json};
 
 use crate::app::{Context, load_config};
 use crate::auth;
 use crate::cli::ConfigArgs;
-use crate::config::{ResolvedConfig, Source};
+use crate::config::{AuthType, ResolvedConfig, Source};
 use crate::exit::ExitStatus;
+use crate::oauth::creds::{self, CredsPaths, Freshness, OAuthCreds};
 use crate::output::{diag, write_stdout};
+use crate::settings::{self, Selection};
+
+/// What `~/.qwen` says about Qwen OAuth and the selected method, read without any network traffic.
+struct OAuthView {
+    path: Option<PathBuf>,
+    creds: Result<Option<OAuthCreds>, String>,
+    selection: Selection,
+    settings_path: Option<PathBuf>,
+    now_ms: u64,
+}
+
+impl OAuthView {
+    fn read(home: Option<&Path>) -> Self {
+        let path = home.map(|h| CredsPaths::new(h).creds);
+        let creds = path
+            .as_deref()
+            .map_or(Ok(None), |p| creds::load(p).map_err(|e| e.to_string()));
+        let (selection, settings_path) = match settings::load_selection(home) {
+            Ok((s, p)) => (s, home.map(|_| p)),
+            Err(_) => (Selection::None, home.map(settings::path)),
+        };
+        Self {
+            path,
+            creds,
+            selection,
+            settings_path,
+            now_ms: creds::now_ms(),
+        }
+    }
+
+    fn cached(&self) -> Option<&OAuthCreds> {
+        self.creds.as_ref().ok().and_then(Option::as_ref)
+    }
+
+    fn freshness_word(&self) -> Option<&'static str> {
+        self.cached().map(|c| match c.freshness(self.now_ms) {
+            Freshness::Fresh => "fresh",
+            Freshness::Refreshable => "refreshable",
+            Freshness::Dead => "expired",
+        })
+    }
+
+    fn json(&self) -> Value {
+        let c = self.cached();
+        json!({
+            "creds_path": self.path,
+            "cached": c.is_some(),
+            "error": self.creds.as_ref().err(),
+            "state": self.freshness_word(),
+            "expiry_date": c.and_then(|c| c.expiry_date),
+            "expires": c.and_then(|c| c.expiry_date).map(http_date),
+            "token_type": c.map(|c| c.token_type.clone()),
+            "access_token": c.map(|c| auth::redact(&SecretString::from(c.access_token.clone()))),
+            "has_refresh_token": c.is_some_and(|c| c.refresh_token.is_some()),
+            "resource_url": c.and_then(|c| c.resource_url.clone()),
+            "base_url": c.and_then(|c| c.api_base_url().ok()).map(|u| u.to_string()),
+        })
+    }
+}
+
+fn http_date(ms: u64) -> String {
+    httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_millis(ms))
+}
+
+/// `in 59 min`, `3 h ago`.
+fn relative(target_ms: u64, now_ms: u64) -> String {
+    let (diff, future) = if target_ms >= now_ms {
+        (target_ms - now_ms, true)
+    } else {
+        (now_ms - target_ms, false)
+    };
+    let minutes = diff / 60_000;
+    let amount = match minutes {
+        0 => format!("{} s", diff / 1000),
+        1..=119 => format!("{minutes} min"),
+        120..=2879 => format!("{} h", minutes / 60),
+        _ => format!("{} days", minutes / 1440),
+    };
+    if future {
+        format!("in {amount}")
+    } else {
+        format!("{amount} ago")
+    }
+}
 
 fn source_json(source: &Source) -> Value {
     match source {
@@ -34,9 +122,21 @@ pub fn auth_status(args: &ConfigArgs, as_json: bool, ctx: &Context) -> ExitStatu
             return e.exit_status();
         }
     };
-    let check = auth::credentials(&config);
+    let home = ctx.env.home();
+    let view = OAuthView::read(home.as_deref());
+    let check = auth::credentials(&config, home.as_deref());
     let text = if as_json {
         let mut doc = status_json(&config);
+        doc["oauth"] = view.json();
+        doc["settings"] = json!({
+            "path": view.settings_path,
+            "selected_type": match &view.selection {
+                Selection::Known(t) => Some(t.as_str().to_owned()),
+                Selection::Unknown(raw) => Some(raw.clone()),
+                Selection::None => None,
+            },
+            "understood": !matches!(view.selection, Selection::Unknown(_)),
+        });
         doc["ready"] = json!(check.is_ok());
         doc["error"] = check.as_ref().err().map_or(
             Value::Null,
@@ -44,7 +144,7 @@ pub fn auth_status(args: &ConfigArgs, as_json: bool, ctx: &Context) -> ExitStatu
         );
         format!("{doc}\n")
     } else {
-        let mut text = status_text(&config);
+        let mut text = status_text(&config, &view);
         let _ = match &check {
             Ok(_) => writeln!(text, "ready:       yes"),
             Err(e) => writeln!(
@@ -86,7 +186,7 @@ fn status_json(config: &ResolvedConfig) -> Value {
     })
 }
 
-fn status_text(config: &ResolvedConfig) -> String {
+fn status_text(config: &ResolvedConfig, view: &OAuthView) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
@@ -94,10 +194,22 @@ fn status_text(config: &ResolvedConfig) -> String {
         config.auth_type.value.as_str(),
         config.auth_type.source
     );
+    if let (Selection::Unknown(raw), Some(path)) = (&view.selection, &view.settings_path) {
+        let _ = writeln!(
+            t,
+            "             {} selects `{raw}`, which qwen does not implement: ignored",
+            path.display()
+        );
+    }
+    let unused = if config.auth_type.value == AuthType::QwenOauth {
+        "; not used with qwen-oauth"
+    } else {
+        ""
+    };
     let _ = match &config.api_key {
         Some(key) => writeln!(
             t,
-            "api key:     {} ({})",
+            "api key:     {} ({}{unused})",
             auth::redact(&key.value),
             key.source
         ),
@@ -106,11 +218,25 @@ fn status_text(config: &ResolvedConfig) -> String {
     for source in &config.empty_key_sources {
         let _ = writeln!(t, "             {source} is set but empty");
     }
-    let _ = writeln!(
-        t,
-        "base url:    {} ({})",
-        config.base_url.value, config.base_url.source
-    );
+    let oauth = config.auth_type.value == AuthType::QwenOauth;
+    if oauth {
+        let _ = match view.cached().map(OAuthCreds::api_base_url) {
+            Some(Ok(url)) => writeln!(
+                t,
+                "base url:    {url} (resource_url of the Qwen OAuth credentials)"
+            ),
+            _ => writeln!(
+                t,
+                "base url:    (from the Qwen OAuth credentials, none cached)"
+            ),
+        };
+    } else {
+        let _ = writeln!(
+            t,
+            "base url:    {} ({})",
+            config.base_url.value, config.base_url.source
+        );
+    }
     let _ = writeln!(
         t,
         "model:       {} ({})",
@@ -124,10 +250,54 @@ fn status_text(config: &ResolvedConfig) -> String {
         let label = if i == 0 { "searched:" } else { "" };
         let _ = writeln!(t, "{label:<13}{}", path.display());
     }
+    if oauth || view.cached().is_some() || view.creds.is_err() {
+        oauth_text(&mut t, view);
+    }
     let _ = writeln!(
         t,
         "interactive: {}",
         if config.interactive { "yes" } else { "no" }
     );
     t
+}
+
+fn oauth_text(t: &mut String, view: &OAuthView) {
+    let path = view.path.as_ref().map_or_else(
+        || "(HOME is not set)".to_owned(),
+        |p| p.display().to_string(),
+    );
+    let c = match &view.creds {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            let _ = writeln!(t, "oauth creds: {path} (not cached)");
+            return;
+        }
+        Err(e) => {
+            let _ = writeln!(t, "oauth creds: {path} (unreadable: {e})");
+            return;
+        }
+    };
+    let _ = writeln!(t, "oauth creds: {path} (cached)");
+    let token = auth::redact(&SecretString::from(c.access_token.clone()));
+    let expiry = c.expiry_date.map_or_else(
+        || "no expiry date".to_owned(),
+        |ms| format!("expires {} ({})", http_date(ms), relative(ms, view.now_ms)),
+    );
+    let state = match c.freshness(view.now_ms) {
+        Freshness::Fresh => "",
+        Freshness::Refreshable => "; will be refreshed on the next run",
+        Freshness::Dead => "; cannot be refreshed: log in again",
+    };
+    let _ = writeln!(
+        t,
+        "oauth token: {token} ({}), {expiry}{state}",
+        c.token_type
+    );
+    let _ = writeln!(
+        t,
+        "resource:    {}",
+        c.resource_url
+            .as_deref()
+            .unwrap_or("(none: Qwen Code's default endpoint)")
+    );
 }

@@ -223,6 +223,18 @@ fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// A plain client for small one-off requests (the login's key check, the OAuth server):
+/// connect timeout 10 s, 30 s for the whole request, no retries.
+pub fn one_off_http_client() -> Result<reqwest::Client, ApiError> {
+    install_crypto_provider();
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(30))
+        .user_agent(concat!("qwen-headless/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| ApiError::Network(format!("cannot build the HTTP client: {e}")))
+}
+
 impl ChatClient {
     pub fn new(
         base_url: &Url,

@@ -14,6 +14,16 @@ pub const QWEN_TRUST_PROJECT_ENV: &str = "QWEN_TRUST_PROJECT_ENV";
 pub const NO_COLOR: &str = "NO_COLOR";
 pub const GITHUB_ACTIONS: &str = "GITHUB_ACTIONS";
 pub const GITHUB_STEP_SUMMARY: &str = "GITHUB_STEP_SUMMARY";
+/// The Qwen OAuth server (default `https://chat.qwen.ai`), for tests and self-hosted servers.
+pub const QWEN_OAUTH_BASE_URL: &str = "QWEN_OAUTH_BASE_URL";
+/// Hidden, for tests: how long one second of the device flow's schedule (interval, `slow_down`,
+/// `expires_in`) lasts, in milliseconds.
+pub const QWEN_OAUTH_POLL_UNIT_MS: &str = "QWEN_OAUTH_POLL_UNIT_MS";
+/// Never open a browser (`BROWSER=none` does the same).
+pub const QWEN_NO_BROWSER: &str = "QWEN_NO_BROWSER";
+pub const BROWSER: &str = "BROWSER";
+pub const DISPLAY: &str = "DISPLAY";
+pub const WAYLAND_DISPLAY: &str = "WAYLAND_DISPLAY";
 
 /// What one variable looks like in the environment. An empty value counts as unset for
 /// every rule, but we remember it so that error messages can say "set but empty".

@@ -1,6 +1,7 @@
 //! Configuration: variable names, `.env` discovery, and resolution with provenance.
 
 pub mod dotenv;
+pub mod dotenv_edit;
 pub mod env;
 pub mod resolve;
 

@@ -12,6 +12,8 @@ use crate::error::Error;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 pub const DEFAULT_MODEL: &str = "gpt-4o";
+/// The model Qwen Code uses with Qwen OAuth.
+pub const DEFAULT_QWEN_OAUTH_MODEL: &str = "coder-model";
 
 /// Where a resolved value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +40,8 @@ impl fmt::Display for Source {
         match self {
             Self::Flag(name) => write!(f, "flag {name}"),
             Self::Env(name) => write!(f, "environment variable {name}"),
-            Self::DotEnv { path, .. } | Self::Setting(path) => write!(f, "file {}", path.display()),
+            Self::DotEnv { path, .. } => write!(f, "file {}", path.display()),
+            Self::Setting(path) => write!(f, "settings file {}", path.display()),
             Self::Default => f.write_str("default"),
         }
     }
@@ -106,14 +109,26 @@ pub struct ResolvedConfig {
     pub trust_project_env: bool,
 }
 
+/// A session is interactive when a person can answer: stdin and stderr are terminals and `CI` is not set.
+pub fn is_interactive(terminal: Terminal, env: &EnvSnapshot) -> bool {
+    terminal.stdin && terminal.stderr && !env.flag(env::CI)
+}
+
 /// Resolve key, base URL, model, auth type and debug from flags, then the process environment,
 /// then the one `.env` file found, then defaults. A malformed base URL is a configuration error.
+/// The auth type is the flag, then `selected` (the user's settings file), then `openai`.
 pub fn resolve(
     flags: &ConfigFlags,
     env: &EnvSnapshot,
     dotenv: DotEnvSearch,
+    selected: Option<Sourced<AuthType>>,
     terminal: Terminal,
 ) -> Result<ResolvedConfig, Error> {
+    let auth_type = match flags.auth_type {
+        Some(t) => Sourced::new(t, Source::Flag("--auth-type")),
+        None => selected.unwrap_or_else(|| Sourced::new(AuthType::Openai, Source::Default)),
+    };
+
     let mut empty_key_sources = Vec::new();
     let api_key = pick(
         flags.api_key.as_deref(),
@@ -140,23 +155,31 @@ pub fn resolve(
         base_url_raw.source,
     );
 
-    let model = pick(
-        flags.model.as_deref(),
-        "--model",
-        env,
-        env::OPENAI_MODEL,
-        &dotenv,
-        &mut ignored,
-    )
-    .unwrap_or_else(|| Sourced::new(DEFAULT_MODEL.to_owned(), Source::Default));
-
-    let auth_type = flags.auth_type.map_or_else(
-        || Sourced::new(AuthType::Openai, Source::Default),
-        |t| Sourced::new(t, Source::Flag("--auth-type")),
-    );
+    // `OPENAI_MODEL` names a model of the OpenAI-compatible provider; with Qwen OAuth only the
+    // flag counts, and the default is Qwen Code's.
+    let model = match auth_type.value {
+        AuthType::Openai => pick(
+            flags.model.as_deref(),
+            "--model",
+            env,
+            env::OPENAI_MODEL,
+            &dotenv,
+            &mut ignored,
+        )
+        .unwrap_or_else(|| Sourced::new(DEFAULT_MODEL.to_owned(), Source::Default)),
+        AuthType::QwenOauth => flags
+            .model
+            .as_deref()
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .map_or_else(
+                || Sourced::new(DEFAULT_QWEN_OAUTH_MODEL.to_owned(), Source::Default),
+                |m| Sourced::new(m.to_owned(), Source::Flag("--model")),
+            ),
+    };
 
     let debug = resolve_debug(flags.debug, env, &dotenv);
-    let interactive = terminal.stdin && terminal.stderr && !env.flag(env::CI);
+    let interactive = is_interactive(terminal, env);
 
     Ok(ResolvedConfig {
         auth_type,
@@ -322,12 +345,13 @@ mod tests {
             api_key: Some("flag".into()),
             ..ConfigFlags::default()
         };
-        let c = resolve(&flags, &env, file.clone(), Terminal::default()).unwrap();
+        let c = resolve(&flags, &env, file.clone(), None, Terminal::default()).unwrap();
         assert_eq!(c.api_key.unwrap().value.expose_secret(), "flag");
         let c = resolve(
             &ConfigFlags::default(),
             &env,
             file.clone(),
+            None,
             Terminal::default(),
         )
         .unwrap();
@@ -342,7 +366,14 @@ mod tests {
     fn empty_variable_counts_as_unset_and_is_remembered() {
         let env = EnvSnapshot::from_pairs([("OPENAI_API_KEY", "")]);
         let file = dotenv(DotEnvKind::ProjectQwen, &[("OPENAI_API_KEY", "file")]);
-        let c = resolve(&ConfigFlags::default(), &env, file, Terminal::default()).unwrap();
+        let c = resolve(
+            &ConfigFlags::default(),
+            &env,
+            file,
+            None,
+            Terminal::default(),
+        )
+        .unwrap();
         assert_eq!(c.api_key.unwrap().value.expose_secret(), "file");
         assert_eq!(c.empty_key_sources, vec![Source::Env("OPENAI_API_KEY")]);
     }
@@ -361,12 +392,84 @@ mod tests {
                     &ConfigFlags::default(),
                     &none,
                     dotenv(kind, &[(var, "true")]),
+                    None,
                     Terminal::default(),
                 )
                 .unwrap();
                 assert_eq!(c.debug.is_some(), want, "{kind:?} {var}");
             }
         }
+    }
+
+    #[test]
+    fn auth_type_is_flag_then_setting_then_default() {
+        let setting = || {
+            Some(Sourced::new(
+                AuthType::QwenOauth,
+                Source::Setting(PathBuf::from("/h/.qwen/settings.json")),
+            ))
+        };
+        let none = EnvSnapshot::default();
+        let d = DotEnvSearch::default;
+        let flag = ConfigFlags {
+            auth_type: Some(AuthType::Openai),
+            ..ConfigFlags::default()
+        };
+        let c = resolve(&flag, &none, d(), setting(), Terminal::default()).unwrap();
+        assert_eq!(c.auth_type.value, AuthType::Openai);
+        assert_eq!(c.auth_type.source, Source::Flag("--auth-type"));
+        let c = resolve(
+            &ConfigFlags::default(),
+            &none,
+            d(),
+            setting(),
+            Terminal::default(),
+        )
+        .unwrap();
+        assert_eq!(c.auth_type.value, AuthType::QwenOauth);
+        assert!(matches!(c.auth_type.source, Source::Setting(_)));
+        let c = resolve(
+            &ConfigFlags::default(),
+            &none,
+            d(),
+            None,
+            Terminal::default(),
+        )
+        .unwrap();
+        assert_eq!(c.auth_type.value, AuthType::Openai);
+        assert_eq!(c.auth_type.source, Source::Default);
+    }
+
+    #[test]
+    fn qwen_oauth_model_is_the_flag_or_qwen_codes_default() {
+        let env = EnvSnapshot::from_pairs([("OPENAI_MODEL", "gpt-4o-mini")]);
+        let oauth = ConfigFlags {
+            auth_type: Some(AuthType::QwenOauth),
+            ..ConfigFlags::default()
+        };
+        let c = resolve(
+            &oauth,
+            &env,
+            DotEnvSearch::default(),
+            None,
+            Terminal::default(),
+        )
+        .unwrap();
+        assert_eq!(c.model.value, DEFAULT_QWEN_OAUTH_MODEL);
+        assert_eq!(c.model.source, Source::Default);
+        let with_flag = ConfigFlags {
+            model: Some("vision-model".into()),
+            ..oauth
+        };
+        let c = resolve(
+            &with_flag,
+            &env,
+            DotEnvSearch::default(),
+            None,
+            Terminal::default(),
+        )
+        .unwrap();
+        assert_eq!(c.model.value, "vision-model");
     }
 
     #[test]
@@ -410,12 +513,12 @@ mod tests {
         let ci = EnvSnapshot::from_pairs([("CI", "true")]);
         let d = DotEnvSearch::default;
         assert!(
-            resolve(&ConfigFlags::default(), &no_ci, d(), tty)
+            resolve(&ConfigFlags::default(), &no_ci, d(), None, tty)
                 .unwrap()
                 .interactive
         );
         assert!(
-            !resolve(&ConfigFlags::default(), &ci, d(), tty)
+            !resolve(&ConfigFlags::default(), &ci, d(), None, tty)
                 .unwrap()
                 .interactive
         );
@@ -424,7 +527,7 @@ mod tests {
             ..tty
         };
         assert!(
-            !resolve(&ConfigFlags::default(), &no_ci, d(), piped)
+            !resolve(&ConfigFlags::default(), &no_ci, d(), None, piped)
                 .unwrap()
                 .interactive
         );
@@ -433,7 +536,7 @@ mod tests {
             ..tty
         };
         assert!(
-            !resolve(&ConfigFlags::default(), &no_ci, d(), logged)
+            !resolve(&ConfigFlags::default(), &no_ci, d(), None, logged)
                 .unwrap()
                 .interactive
         );

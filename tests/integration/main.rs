@@ -7,12 +7,15 @@
 mod actions_env;
 mod batch_support;
 mod common;
+mod common_oauth;
 
 mod distribution;
 mod dotenv;
 mod exit_codes;
 mod github_actions;
 mod jobs;
+mod login;
+mod oauth;
 mod output;
 mod precedence;
 mod retries;

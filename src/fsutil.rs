@@ -1,0 +1,118 @@
+//! Writes files that hold secrets or settings: atomically (a temporary file in the same directory,
+//! then a rename) and readable by their owner only (mode 0600; directories it creates get 0700).
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::Path;
+
+/// Create `dir` and its missing parents; the ones created here are private to the owner.
+pub fn create_private_dir_all(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// Replace `path` with `contents` so that a reader sees either the old file or the new one, never
+/// half of it, and so that the new file is never readable by anyone but its owner, not even for a moment.
+pub fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    create_private_dir_all(dir)?;
+    // `NamedTempFile` creates the file with mode 0600 on Unix; set it again in case of an odd umask.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".qwen-tmp-")
+        .tempfile_in(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(fs::Permissions::from_mode(0o600))?;
+    }
+    tmp.write_all(contents)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    // Make the rename itself durable; not every file system lets a directory be synced.
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Remove a file; `Ok(false)` when there was nothing to remove.
+pub fn remove_if_exists(path: &Path) -> io::Result<bool> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The file's Unix permission bits, for messages and tests (`None` elsewhere or when unreadable).
+pub fn mode(path: &Path) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::metadata(path)
+            .ok()
+            .map(|m| m.permissions().mode() & 0o777)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_private_creates_dirs_and_replaces_with_mode_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b/secret.json");
+        write_private(&path, b"one").unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "one");
+        #[cfg(unix)]
+        {
+            assert_eq!(mode(&path), Some(0o600));
+            assert_eq!(mode(&dir.path().join("a/b")), Some(0o700));
+        }
+        // An existing, more open file becomes private too.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        write_private(&path, b"two").unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "two");
+        #[cfg(unix)]
+        assert_eq!(mode(&path), Some(0o600));
+        // No temporary file is left behind.
+        let names: Vec<_> = fs::read_dir(dir.path().join("a/b"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("secret.json")]);
+    }
+
+    #[test]
+    fn remove_if_exists_reports_what_it_did() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        assert!(!remove_if_exists(&path).unwrap());
+        fs::write(&path, "x").unwrap();
+        assert!(remove_if_exists(&path).unwrap());
+        assert!(!path.exists());
+    }
+}

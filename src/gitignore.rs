@@ -1,0 +1,162 @@
+//! Keeps the `.env` file a login writes out of git: find the repository, ask git whether the file
+//! is ignored already, and if not add one line to the repository's top-level `.gitignore`.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// What `ensure_ignored` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    NotARepository,
+    AlreadyIgnored,
+    Added { gitignore: PathBuf, line: String },
+}
+
+/// The working tree that contains `start`: the nearest ancestor with a `.git` directory or file.
+pub fn repo_root(start: &Path) -> Option<PathBuf> {
+    start
+        .ancestors()
+        .find(|dir| dir.join(".git").exists())
+        .map(Path::to_path_buf)
+}
+
+/// Make sure git ignores `file` (an absolute path inside the repository, if any).
+pub fn ensure_ignored(file: &Path) -> io::Result<Outcome> {
+    let Some(root) = file.parent().and_then(repo_root) else {
+        return Ok(Outcome::NotARepository);
+    };
+    let Ok(relative) = file.strip_prefix(&root) else {
+        return Ok(Outcome::NotARepository);
+    };
+    let line = relative
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/");
+    let gitignore = root.join(".gitignore");
+    let text = match std::fs::read_to_string(&gitignore) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e),
+    };
+    let ignored = git_says_ignored(&root, &line).unwrap_or_else(|| listed(&text, &line));
+    if ignored {
+        return Ok(Outcome::AlreadyIgnored);
+    }
+    let mut out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&gitignore)?;
+    let separator = if text.is_empty() || text.ends_with('\n') {
+        ""
+    } else {
+        "\n"
+    };
+    out.write_all(format!("{separator}{line}\n").as_bytes())?;
+    Ok(Outcome::Added { gitignore, line })
+}
+
+/// `git check-ignore`: `Some(true)` ignored, `Some(false)` not, `None` when git cannot say
+/// (not installed, or not a repository it understands).
+fn git_says_ignored(root: &Path, relative: &str) -> Option<bool> {
+    let status = Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["check-ignore", "-q", "--", relative])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .ok()?;
+    match status.code() {
+        Some(0) => Some(true),
+        Some(1) => Some(false),
+        _ => None,
+    }
+}
+
+/// Without git: whether `.gitignore` has a line that plainly covers `relative` (`.qwen/.env`).
+pub fn listed(gitignore: &str, relative: &str) -> bool {
+    let at_root = !relative.contains('/') || relative.starts_with(".qwen/");
+    gitignore.lines().map(str::trim).any(|pattern| {
+        let unanchored = pattern.trim_start_matches("**/");
+        pattern == relative
+            || pattern.strip_prefix('/') == Some(relative)
+            || unanchored == ".env"
+            || (relative.ends_with(".qwen/.env")
+                && unanchored == ".qwen/.env"
+                && pattern != unanchored)
+            || (relative.contains(".qwen/")
+                && matches!(pattern, "**/.qwen" | "**/.qwen/" | ".qwen/" | ".qwen"))
+            || (at_root && matches!(pattern, "/.qwen" | "/.qwen/"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listed_recognises_plain_patterns() {
+        let yes = [
+            (".qwen/.env", ".qwen/.env"),
+            ("/.qwen/.env", ".qwen/.env"),
+            (".env", ".qwen/.env"),
+            ("**/.env", "sub/.qwen/.env"),
+            ("**/.qwen/.env", "sub/.qwen/.env"),
+            (".qwen/", ".qwen/.env"),
+            (".qwen", "sub/.qwen/.env"),
+            ("/.qwen/", ".qwen/.env"),
+            ("sub/.qwen/.env", "sub/.qwen/.env"),
+        ];
+        for (pattern, path) in yes {
+            assert!(
+                listed(&format!("target\n{pattern}\n"), path),
+                "{pattern} {path}"
+            );
+        }
+        let no = [
+            (".qwen/.env", "sub/.qwen/.env"),
+            ("/.qwen/", "sub/.qwen/.env"),
+            ("# .qwen/.env", ".qwen/.env"),
+            (".envrc", ".qwen/.env"),
+        ];
+        for (pattern, path) in no {
+            assert!(!listed(pattern, path), "{pattern} {path}");
+        }
+    }
+
+    #[test]
+    fn adds_the_line_once_to_the_top_level_gitignore() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir(root.join(".git")).unwrap();
+        std::fs::create_dir_all(root.join("sub/.qwen")).unwrap();
+        std::fs::write(root.join(".gitignore"), "target").unwrap();
+        let file = root.join("sub/.qwen/.env");
+        // An empty `.git` directory is no repository to git, so the file scan decides.
+        let first = ensure_ignored(&file).unwrap();
+        assert_eq!(
+            first,
+            Outcome::Added {
+                gitignore: root.join(".gitignore"),
+                line: "sub/.qwen/.env".into()
+            }
+        );
+        assert_eq!(ensure_ignored(&file).unwrap(), Outcome::AlreadyIgnored);
+        assert_eq!(
+            std::fs::read_to_string(root.join(".gitignore")).unwrap(),
+            "target\nsub/.qwen/.env\n"
+        );
+    }
+
+    #[test]
+    fn outside_a_repository_nothing_happens() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(".qwen/.env");
+        if repo_root(dir.path()).is_none() {
+            assert_eq!(ensure_ignored(&file).unwrap(), Outcome::NotARepository);
+        }
+    }
+}

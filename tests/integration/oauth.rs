@@ -1,0 +1,488 @@
+//! Qwen OAuth against a local server: the device flow in a terminal (pending, `slow_down`, success,
+//! expiry, denial, a discontinued service), runs with cached credentials, refresh before expiry
+//! (once, even for two runs at once), and refusal without credentials in non-interactive sessions.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns panic by design
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use wiremock::matchers::{body_string_contains, header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::common_oauth::{Pty, Sandbox, chat_answer, form, mode, now_ms};
+
+const DEVICE_PATH: &str = "/api/v1/oauth2/device/code";
+const TOKEN_PATH: &str = "/api/v1/oauth2/token";
+const ACCESS: &str = "qwen-access-token-0123456789";
+const REFRESHED: &str = "qwen-refreshed-token-9876543210";
+
+fn device_code(expires_in: u32, interval: u32) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({
+        "device_code": "dev-code-1",
+        "user_code": "ABCD-1234",
+        "verification_uri": "https://chat.qwen.ai/authorize",
+        "verification_uri_complete": "https://chat.qwen.ai/authorize?user_code=ABCD-1234&client=qwen-code",
+        "expires_in": expires_in,
+        "interval": interval,
+    }))
+}
+
+fn oauth_error(status: u16, error: &str) -> ResponseTemplate {
+    ResponseTemplate::new(status)
+        .set_body_json(json!({"error": error, "error_description": "test"}))
+}
+
+/// `qwen auth login --method qwen-oauth` in a terminal, against `server`, on a fast schedule.
+fn oauth_login(sandbox: &Sandbox, server: &MockServer) -> (i32, String) {
+    let mut cmd = sandbox.command();
+    cmd.args(["auth", "login", "--method", "qwen-oauth"])
+        .env("QWEN_OAUTH_BASE_URL", server.uri())
+        .env("QWEN_OAUTH_POLL_UNIT_MS", "5");
+    Pty::spawn(&cmd).finish()
+}
+
+#[tokio::test]
+async fn device_flow_pending_then_slow_down_then_success_caches_creds_0600() {
+    let sandbox = Sandbox::new();
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(DEVICE_PATH))
+        .respond_with(device_code(300, 1))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(TOKEN_PATH))
+        .respond_with(oauth_error(400, "authorization_pending"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(TOKEN_PATH))
+        .respond_with(oauth_error(429, "slow_down"))
+        .up_to_n_times(1)
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(TOKEN_PATH))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": ACCESS,
+            "refresh_token": "qwen-refresh-token",
+            "token_type": "Bearer",
+            "expires_in": 3600,
+            "resource_url": "portal.qwen.ai",
+        })))
+        .with_priority(3)
+        .mount(&server)
+        .await;
+
+    let started = now_ms();
+    let (code, output) = oauth_login(&sandbox, &server);
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("ABCD-1234"), "{output}");
+    assert!(
+        output.contains("https://chat.qwen.ai/authorize?user_code=ABCD-1234&client=qwen-code"),
+        "{output}"
+    );
+    assert!(output.contains("poll more slowly: every 6 s"), "{output}");
+    assert!(!output.contains(ACCESS) && !output.contains("qwen-refresh-token"));
+
+    // The requests: the device code with the PKCE challenge, then three polls with its verifier.
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 4);
+    let device = form(&requests[0].body);
+    assert_eq!(device["client_id"], "f0304373b74a44d2b584a3fb70ca9e56");
+    assert_eq!(device["scope"], "openid profile email model.completion");
+    assert_eq!(device["code_challenge_method"], "S256");
+    for poll in &requests[1..] {
+        let poll = form(&poll.body);
+        assert_eq!(
+            poll["grant_type"],
+            "urn:ietf:params:oauth:grant-type:device_code"
+        );
+        assert_eq!(poll["device_code"], "dev-code-1");
+        assert_eq!(poll["client_id"], "f0304373b74a44d2b584a3fb70ca9e56");
+        let verifier = &poll["code_verifier"];
+        assert!((43..=128).contains(&verifier.len()));
+        assert_eq!(
+            qwen::oauth::s256_challenge(verifier),
+            device["code_challenge"]
+        );
+    }
+
+    // The cache, as Qwen Code writes it.
+    assert_eq!(mode(&sandbox.creds_path()), 0o600);
+    let creds = sandbox.read_creds();
+    assert_eq!(creds["access_token"], ACCESS);
+    assert_eq!(creds["refresh_token"], "qwen-refresh-token");
+    assert_eq!(creds["token_type"], "Bearer");
+    assert_eq!(creds["resource_url"], "portal.qwen.ai");
+    let expiry = creds["expiry_date"].as_u64().unwrap();
+    assert!(expiry >= started + 3_600_000 && expiry <= now_ms() + 3_600_000);
+    // The login selected the method it set up.
+    let settings: Value =
+        serde_json::from_str(&std::fs::read_to_string(sandbox.settings_path()).unwrap()).unwrap();
+    assert_eq!(settings["security"]["auth"]["selectedType"], "qwen-oauth");
+}
+
+#[tokio::test]
+async fn device_flow_that_expires_before_approval_fails_with_exit_41() {
+    let sandbox = Sandbox::new();
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(DEVICE_PATH))
+        .respond_with(device_code(20, 1))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(TOKEN_PATH))
+        .respond_with(oauth_error(400, "authorization_pending"))
+        .mount(&server)
+        .await;
+    let (code, output) = oauth_login(&sandbox, &server);
+    assert_eq!(code, 41, "{output}");
+    assert!(
+        output.contains("expired before it was approved"),
+        "{output}"
+    );
+    assert!(!sandbox.creds_path().exists());
+    // Every 5 ms of a 100 ms life: a bounded number of polls, not a loop.
+    let polls = server.received_requests().await.unwrap().len() - 1;
+    assert!((1..=20).contains(&polls), "{polls} polls");
+}
+
+#[tokio::test]
+async fn expired_token_from_the_server_fails_with_exit_41() {
+    let sandbox = Sandbox::new();
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(DEVICE_PATH))
+        .respond_with(device_code(300, 0))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(TOKEN_PATH))
+        .respond_with(oauth_error(400, "expired_token"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let (code, output) = oauth_login(&sandbox, &server);
+    assert_eq!(code, 41, "{output}");
+    assert!(output.contains("expired"), "{output}");
+    assert!(!sandbox.creds_path().exists());
+}
+
+#[tokio::test]
+async fn device_flow_denial_fails_with_exit_41_and_caches_nothing() {
+    let sandbox = Sandbox::new();
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(DEVICE_PATH))
+        .respond_with(device_code(300, 0))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(TOKEN_PATH))
+        .respond_with(oauth_error(400, "access_denied"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let (code, output) = oauth_login(&sandbox, &server);
+    assert_eq!(code, 41, "{output}");
+    assert!(output.contains("denied"), "{output}");
+    assert!(output.contains("hint:"), "{output}");
+    assert!(!sandbox.creds_path().exists());
+    assert!(!sandbox.settings_path().exists());
+}
+
+#[tokio::test]
+async fn a_discontinued_login_says_so_and_suggests_the_api_key_method() {
+    let sandbox = Sandbox::new();
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(DEVICE_PATH))
+        .respond_with(ResponseTemplate::new(410).set_body_string("gone"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let (code, output) = oauth_login(&sandbox, &server);
+    assert_eq!(code, 41, "{output}");
+    assert!(output.contains("no longer offered"), "{output}");
+    assert!(output.contains("--method openai"), "{output}");
+    assert!(output.contains("OPENAI_API_KEY"), "{output}");
+}
+
+fn creds(resource_url: &str, access: &str, expires_in_ms: i64) -> Value {
+    let expiry = i64::try_from(now_ms()).unwrap() + expires_in_ms;
+    json!({
+        "access_token": access,
+        "refresh_token": "qwen-refresh-token",
+        "token_type": "Bearer",
+        "expiry_date": expiry,
+        "resource_url": resource_url,
+    })
+}
+
+#[tokio::test]
+async fn a_run_with_cached_creds_goes_to_resource_url_with_the_access_token() {
+    let sandbox = Sandbox::new();
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .and(header("authorization", format!("Bearer {ACCESS}").as_str()))
+        .and(body_string_contains("\"model\":\"coder-model\""))
+        .respond_with(chat_answer("pong"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    // The scheme is given, `/v1` is not: it is appended as Qwen Code does.
+    sandbox.write_creds(&creds(&server.uri(), ACCESS, 3_600_000));
+    sandbox.select("qwen-oauth");
+    let out = sandbox
+        .command()
+        .env("OPENAI_MODEL", "gpt-4o")
+        .args(["--json", "ping"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let doc: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(doc[2]["result"], "pong");
+    assert!(!stdout.contains(ACCESS) && !stderr.contains(ACCESS));
+    // No refresh was needed.
+    assert_eq!(sandbox.read_creds()["access_token"], ACCESS);
+}
+
+async fn refresh_server() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(TOKEN_PATH))
+        .and(body_string_contains("grant_type=refresh_token"))
+        .and(body_string_contains("refresh_token=qwen-refresh-token"))
+        .and(body_string_contains(
+            "client_id=f0304373b74a44d2b584a3fb70ca9e56",
+        ))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({
+                    "access_token": REFRESHED,
+                    "token_type": "Bearer",
+                    "expires_in": 3600,
+                }))
+                .set_delay(Duration::from_millis(400)),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .and(header(
+            "authorization",
+            format!("Bearer {REFRESHED}").as_str(),
+        ))
+        .respond_with(chat_answer("pong"))
+        .mount(&server)
+        .await;
+    server
+}
+
+#[tokio::test]
+async fn creds_expiring_within_30_s_are_refreshed_before_the_request() {
+    let sandbox = Sandbox::new();
+    let server = refresh_server().await;
+    sandbox.write_creds(&creds(&format!("{}/v1", server.uri()), ACCESS, 10_000));
+    let out = sandbox
+        .command()
+        .env("QWEN_OAUTH_BASE_URL", server.uri())
+        .args(["--auth-type", "qwen-oauth", "ping"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "pong\n");
+    assert!(!stderr.contains(REFRESHED) && !stderr.contains(ACCESS));
+    let saved = sandbox.read_creds();
+    assert_eq!(saved["access_token"], REFRESHED);
+    assert_eq!(
+        saved["refresh_token"], "qwen-refresh-token",
+        "kept when not resent"
+    );
+    assert_eq!(saved["resource_url"], format!("{}/v1", server.uri()));
+    assert!(saved["expiry_date"].as_u64().unwrap() > now_ms() + 3_000_000);
+    assert_eq!(mode(&sandbox.creds_path()), 0o600);
+    // Qwen Code's lock file is gone again (Qwen Code would wait on a left-over one).
+    assert!(!sandbox.home.join(".qwen/oauth_creds.lock").exists());
+    let chats = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/v1/chat/completions")
+        .count();
+    assert_eq!(chats, 1);
+}
+
+#[tokio::test]
+async fn two_runs_at_once_refresh_the_token_once() {
+    let sandbox = Sandbox::new();
+    let server = refresh_server().await;
+    sandbox.write_creds(&creds(&server.uri(), ACCESS, 5_000));
+    let spawn = || {
+        sandbox
+            .command()
+            .env("QWEN_OAUTH_BASE_URL", server.uri())
+            .args(["--auth-type", "qwen-oauth", "ping"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // The refresh answer takes 400 ms, so the second run finds the token expiring while the first
+    // holds the lock; it must wait, read the refreshed token and not refresh again.
+    let (a, b) = (spawn(), spawn());
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "pong\n");
+    }
+    // `.expect(1)` on the token endpoint is checked when the server is dropped; say it here too.
+    let requests = server.received_requests().await.unwrap();
+    let refreshes = requests
+        .iter()
+        .filter(|r| r.url.path() == TOKEN_PATH)
+        .count();
+    let chats = requests.len() - refreshes;
+    assert_eq!((refreshes, chats), (1, 2));
+    assert_eq!(sandbox.read_creds()["access_token"], REFRESHED);
+}
+
+#[tokio::test]
+async fn a_refused_refresh_is_an_auth_failure() {
+    let sandbox = Sandbox::new();
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(TOKEN_PATH))
+        .respond_with(oauth_error(400, "invalid_grant"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    sandbox.write_creds(&creds(&server.uri(), ACCESS, -1_000));
+    let out = sandbox
+        .command()
+        .env("QWEN_OAUTH_BASE_URL", server.uri())
+        .args(["--auth-type", "qwen-oauth", "ping"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(41), "{stderr}");
+    assert!(stderr.contains("could not be refreshed"), "{stderr}");
+    assert!(!stderr.contains("qwen-refresh-token"));
+    assert!(out.stdout.is_empty());
+}
+
+type Setup = fn(&Sandbox, &str);
+
+/// Every way a non-interactive session could be asked for Qwen OAuth without usable credentials:
+/// exit 41 at once, the API-key advice, and not one request to any server.
+#[tokio::test]
+async fn without_usable_creds_non_interactive_runs_are_refused_without_network() {
+    let server = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(500))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let cases: [(&str, Setup, &[&str]); 4] = [
+        (
+            "flag, no creds",
+            |_, _| {},
+            &["--auth-type", "qwen-oauth", "ping"],
+        ),
+        (
+            "setting, no creds",
+            |s, _| s.select("qwen-oauth"),
+            &["ping"],
+        ),
+        (
+            "setting, expired creds without refresh token",
+            |s, uri| {
+                s.select("qwen-oauth");
+                s.write_creds(
+                    &json!({"access_token": "old", "expiry_date": 1, "resource_url": uri}),
+                );
+            },
+            &["ping"],
+        ),
+        (
+            "auth login",
+            |_, _| {},
+            &["auth", "login", "--method", "qwen-oauth"],
+        ),
+    ];
+    for (name, setup, args) in cases {
+        let sandbox = Sandbox::new();
+        setup(&sandbox, &server.uri());
+        let out = sandbox
+            .command()
+            .env("QWEN_OAUTH_BASE_URL", server.uri())
+            .env("OPENAI_BASE_URL", format!("{}/v1", server.uri()))
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(41), "{name}: {stderr}");
+        assert!(stderr.contains("OPENAI_API_KEY"), "{name}: {stderr}");
+        assert!(out.stdout.is_empty(), "{name}");
+    }
+    assert!(server.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn auth_status_shows_the_method_its_source_and_redacted_oauth_creds() {
+    let sandbox = Sandbox::new();
+    sandbox.select("qwen-oauth");
+    sandbox.write_creds(&creds("portal.qwen.ai", ACCESS, 3_600_000));
+    let out = sandbox
+        .command()
+        .args(["auth", "status", "--json"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stdout.contains(ACCESS) && !stdout.contains("qwen-refresh-token"));
+    let doc: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(doc["auth_type"]["value"], "qwen-oauth");
+    assert_eq!(doc["auth_type"]["source"]["type"], "setting");
+    assert_eq!(doc["oauth"]["cached"], true);
+    assert_eq!(doc["oauth"]["state"], "fresh");
+    assert_eq!(doc["oauth"]["resource_url"], "portal.qwen.ai");
+    assert_eq!(doc["oauth"]["base_url"], "https://portal.qwen.ai/v1");
+    assert_eq!(doc["oauth"]["access_token"], "qwe…89");
+    assert_eq!(doc["model"]["value"], "coder-model");
+
+    let text = sandbox.command().args(["auth", "status"]).output().unwrap();
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        text.contains("auth method: qwen-oauth (settings file"),
+        "{text}"
+    );
+    assert!(
+        text.contains("oauth creds:") && text.contains("(cached)"),
+        "{text}"
+    );
+    assert!(text.contains("resource:    portal.qwen.ai"), "{text}");
+    assert!(!text.contains(ACCESS));
+}
