@@ -107,7 +107,7 @@ pub struct ConfigArgs {
     #[arg(long, value_name = "KEY")]
     pub openai_api_key: Option<String>,
 
-    /// Base URL of the OpenAI-compatible API (overrides `OPENAI_BASE_URL`) [default: <https://api.openai.com/v1>]
+    /// Base URL of the OpenAI-compatible API (overrides `OPENAI_BASE_URL`) [default: `https://api.openai.com/v1`]
     #[arg(long, value_name = "URL")]
     pub openai_base_url: Option<String>,
 

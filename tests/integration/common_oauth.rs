@@ -1,91 +1,77 @@
-//! Harness for the login and Qwen OAuth tests: a hermetic sandbox (temporary HOME and project
-//! directory, cleared environment, no browser), the real binary on pipes or in a pseudo-terminal,
-//! and helpers for the files a login leaves behind.
+//! Harness for the login and Qwen OAuth tests, on top of `common::TestEnv` (temporary HOME and
+//! project directory, cleared environment): no browser, the real binary on pipes or in a
+//! pseudo-terminal, and helpers for the files a login leaves behind.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns panic by design
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use expectrl::process::unix::WaitStatus;
 use expectrl::session::OsSession;
 use expectrl::{Eof, Expect, Session};
 use serde_json::{Value, json};
-use tempfile::TempDir;
 use wiremock::ResponseTemplate;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_qwen");
+use crate::common::{Run, TestEnv};
 
-/// A temporary HOME and project directory, side by side under one temporary root.
-pub struct Sandbox {
-    _root: TempDir,
-    pub home: PathBuf,
-    pub project: PathBuf,
+/// What the login and OAuth tests need of a `TestEnv`: a command that never opens a browser, and
+/// the files a login reads and writes.
+pub trait AuthEnv {
+    /// `TestEnv::std_cmd` (cleared environment, HOME, the project as working directory, stdout and
+    /// stderr piped) with a no-browser switch and standard input closed.
+    fn auth_cmd(&self) -> Command;
+    fn creds_path(&self) -> PathBuf;
+    fn settings_path(&self) -> PathBuf;
+    fn project_env(&self) -> PathBuf;
+    fn write_creds(&self, creds: &Value);
+    fn read_creds(&self) -> Value;
+    /// Select the auth method in the user settings file.
+    fn select(&self, method: &str);
 }
 
-impl Sandbox {
-    pub fn new() -> Self {
-        let root = tempfile::tempdir().unwrap();
-        let home = root.path().join("home");
-        let project = root.path().join("project");
-        std::fs::create_dir_all(&home).unwrap();
-        std::fs::create_dir_all(&project).unwrap();
-        for dir in root.path().ancestors() {
-            for stray in [".env", ".qwen/.env"] {
-                assert!(
-                    !dir.join(stray).exists(),
-                    "{} would leak into the tests",
-                    dir.join(stray).display()
-                );
-            }
-        }
-        Self {
-            _root: root,
-            home,
-            project,
-        }
-    }
-
-    /// The binary with nothing from the test runner's environment: HOME, a no-browser switch,
-    /// the project as working directory, and standard input closed.
-    pub fn command(&self) -> Command {
-        let mut cmd = Command::new(BIN);
-        cmd.env_clear()
-            .env("HOME", &self.home)
-            .env("QWEN_NO_BROWSER", "1")
-            .current_dir(&self.project)
-            .stdin(std::process::Stdio::null());
+impl AuthEnv for TestEnv {
+    fn auth_cmd(&self) -> Command {
+        let mut cmd = self.std_cmd();
+        cmd.env("QWEN_NO_BROWSER", "1").stdin(Stdio::null());
         cmd
     }
 
-    pub fn creds_path(&self) -> PathBuf {
+    fn creds_path(&self) -> PathBuf {
         self.home.join(".qwen/oauth_creds.json")
     }
 
-    pub fn settings_path(&self) -> PathBuf {
+    fn settings_path(&self) -> PathBuf {
         self.home.join(".qwen/settings.json")
     }
 
-    pub fn project_env(&self) -> PathBuf {
-        self.project.join(".qwen/.env")
+    fn project_env(&self) -> PathBuf {
+        self.project_path(".qwen/.env")
     }
 
-    pub fn write_creds(&self, creds: &Value) {
-        std::fs::create_dir_all(self.home.join(".qwen")).unwrap();
-        std::fs::write(self.creds_path(), creds.to_string()).unwrap();
+    fn write_creds(&self, creds: &Value) {
+        self.write_home(".qwen/oauth_creds.json", &creds.to_string());
     }
 
-    pub fn read_creds(&self) -> Value {
+    fn read_creds(&self) -> Value {
         serde_json::from_str(&std::fs::read_to_string(self.creds_path()).unwrap()).unwrap()
     }
 
-    pub fn select(&self, method: &str) {
-        std::fs::create_dir_all(self.home.join(".qwen")).unwrap();
-        std::fs::write(
-            self.settings_path(),
-            json!({"security": {"auth": {"selectedType": method}}}).to_string(),
-        )
-        .unwrap();
+    fn select(&self, method: &str) {
+        self.write_home(
+            ".qwen/settings.json",
+            &json!({"security": {"auth": {"selectedType": method}}}).to_string(),
+        );
+    }
+}
+
+/// Run a command on pipes to completion; both streams must be UTF-8.
+pub fn output(cmd: &mut Command) -> Run {
+    let out = cmd.output().unwrap();
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8(out.stdout).expect("stdout is UTF-8"),
+        stderr: String::from_utf8(out.stderr).expect("stderr is UTF-8"),
     }
 }
 

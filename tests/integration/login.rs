@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 use wiremock::matchers::{body_partial_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::common_oauth::{Pty, Sandbox, chat_answer, mode};
+use crate::common::{TestEnv, chat};
+use crate::common_oauth::{AuthEnv, Pty, chat_answer, mode, output};
 
 const KEY: &str = "sk-typed-secret-key-0123456789";
 
@@ -17,6 +18,14 @@ fn type_key(pty: &mut Pty, key: &str) {
     pty.wait_for_echo_off();
     pty.send_line(key);
     pty.expect("Key received: ");
+}
+
+/// Answer the base URL and model questions.
+fn answer_base_url_and_model(pty: &mut Pty, base_url: &str, model: &str) {
+    pty.expect("Base URL [https://api.openai.com/v1]: ");
+    pty.send_line(base_url);
+    pty.expect("Model [gpt-4o]: ");
+    pty.send_line(model);
 }
 
 fn git_init(dir: &std::path::Path) {
@@ -33,18 +42,16 @@ fn git_init(dir: &std::path::Path) {
 
 #[tokio::test]
 async fn api_key_login_hides_the_key_keeps_other_lines_and_ignores_the_file_once() {
-    let sandbox = Sandbox::new();
+    let sandbox = TestEnv::new();
     git_init(&sandbox.project);
-    std::fs::write(sandbox.project.join(".gitignore"), "target/\n").unwrap();
-    std::fs::create_dir_all(sandbox.project.join(".qwen")).unwrap();
-    std::fs::write(
-        sandbox.project_env(),
+    sandbox.write_project(".gitignore", "target/\n");
+    sandbox.write_project(
+        ".qwen/.env",
         "# team settings\nFOO=bar\nOPENAI_API_KEY=old-key\nOPENAI_MODEL=old-model\n",
-    )
-    .unwrap();
+    );
 
     for (round, key) in [KEY, "sk-second-key-abcdefghijkl"].into_iter().enumerate() {
-        let mut cmd = sandbox.command();
+        let mut cmd = sandbox.auth_cmd();
         cmd.args(["auth", "login", "--no-verify"])
             .env("PATH", std::env::var("PATH").unwrap_or_default());
         let mut pty = Pty::spawn(&cmd);
@@ -52,10 +59,7 @@ async fn api_key_login_hides_the_key_keeps_other_lines_and_ignores_the_file_once
         pty.assert_echo_on();
         pty.send_line("");
         type_key(&mut pty, key);
-        pty.expect("Base URL [https://api.openai.com/v1]: ");
-        pty.send_line("");
-        pty.expect("Model [gpt-4o]: ");
-        pty.send_line("");
+        answer_base_url_and_model(&mut pty, "", "");
         let (code, output) = pty.finish();
         assert_eq!(code, 0, "round {round}: {output}");
         assert!(!output.contains(key), "the key was shown: {output}");
@@ -66,7 +70,7 @@ async fn api_key_login_hides_the_key_keeps_other_lines_and_ignores_the_file_once
         } else {
             assert!(!output.contains("Added"), "{output}");
         }
-        let env = std::fs::read_to_string(sandbox.project_env()).unwrap();
+        let env = sandbox.read_project(".qwen/.env");
         assert_eq!(
             env,
             format!(
@@ -75,13 +79,13 @@ async fn api_key_login_hides_the_key_keeps_other_lines_and_ignores_the_file_once
         );
         assert_eq!(mode(&sandbox.project_env()), 0o600);
     }
-    let gitignore = std::fs::read_to_string(sandbox.project.join(".gitignore")).unwrap();
+    let gitignore = sandbox.read_project(".gitignore");
     assert_eq!(gitignore, "target/\n.qwen/.env\n");
     // Choosing the API key, which runs use anyway, writes no settings file.
     assert!(!sandbox.settings_path().exists());
 }
 
-async fn key_server(models: ResponseTemplate, chat: Option<ResponseTemplate>) -> MockServer {
+async fn key_server(models: ResponseTemplate, one_token: Option<ResponseTemplate>) -> MockServer {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/v1/models"))
@@ -90,14 +94,13 @@ async fn key_server(models: ResponseTemplate, chat: Option<ResponseTemplate>) ->
         .expect(1)
         .mount(&server)
         .await;
-    if let Some(chat) = chat {
-        Mock::given(method("POST"))
-            .and(path("/v1/chat/completions"))
+    if let Some(answer) = one_token {
+        chat()
             .and(header("authorization", format!("Bearer {KEY}").as_str()))
             .and(body_partial_json(
                 json!({"model": "my-model", "max_tokens": 1}),
             ))
-            .respond_with(chat)
+            .respond_with(answer)
             .expect(1)
             .mount(&server)
             .await;
@@ -105,16 +108,22 @@ async fn key_server(models: ResponseTemplate, chat: Option<ResponseTemplate>) ->
     server
 }
 
+/// `key_server` whose `GET /models` accepts the key.
+async fn key_server_accepting() -> MockServer {
+    key_server(
+        ResponseTemplate::new(200).set_body_json(json!({"data": []})),
+        None,
+    )
+    .await
+}
+
 /// A login with the API key method against `server`; `answer` is given to "Save it anyway?".
-fn login_against(sandbox: &Sandbox, server: &MockServer, answer: Option<&str>) -> (i32, String) {
-    let mut cmd = sandbox.command();
+fn login_against(sandbox: &TestEnv, server: &MockServer, answer: Option<&str>) -> (i32, String) {
+    let mut cmd = sandbox.auth_cmd();
     cmd.args(["auth", "login", "--method", "openai"]);
     let mut pty = Pty::spawn(&cmd);
     type_key(&mut pty, KEY);
-    pty.expect("Base URL [https://api.openai.com/v1]: ");
-    pty.send_line(&format!("{}/v1", server.uri()));
-    pty.expect("Model [gpt-4o]: ");
-    pty.send_line("my-model");
+    answer_base_url_and_model(&mut pty, &format!("{}/v1", server.uri()), "my-model");
     pty.expect("my-model"); // echoed: the terminal shows visible answers
     if let Some(answer) = answer {
         pty.expect("Save it anyway? [y/N]: ");
@@ -125,19 +134,15 @@ fn login_against(sandbox: &Sandbox, server: &MockServer, answer: Option<&str>) -
 
 #[tokio::test]
 async fn api_key_login_checks_the_key_with_get_models() {
-    let sandbox = Sandbox::new();
-    let server = key_server(
-        ResponseTemplate::new(200).set_body_json(json!({"data": []})),
-        None,
-    )
-    .await;
+    let sandbox = TestEnv::new();
+    let server = key_server_accepting().await;
     let (code, output) = login_against(&sandbox, &server, None);
     assert_eq!(code, 0, "{output}");
     assert!(
         output.contains("The key works (GET /models: HTTP 200)"),
         "{output}"
     );
-    let env = std::fs::read_to_string(sandbox.project_env()).unwrap();
+    let env = sandbox.read_project(".qwen/.env");
     assert!(
         env.contains(&format!("OPENAI_BASE_URL={}/v1\n", server.uri())),
         "{env}"
@@ -148,7 +153,7 @@ async fn api_key_login_checks_the_key_with_get_models() {
 
 #[tokio::test]
 async fn api_key_login_falls_back_to_a_one_token_chat_request() {
-    let sandbox = Sandbox::new();
+    let sandbox = TestEnv::new();
     let server = key_server(ResponseTemplate::new(404), Some(chat_answer("."))).await;
     let (code, output) = login_against(&sandbox, &server, None);
     assert_eq!(code, 0, "{output}");
@@ -161,7 +166,7 @@ async fn api_key_login_falls_back_to_a_one_token_chat_request() {
 
 #[tokio::test]
 async fn a_refused_key_is_not_saved_unless_the_person_says_so() {
-    let sandbox = Sandbox::new();
+    let sandbox = TestEnv::new();
     let server = key_server(
         ResponseTemplate::new(401)
             .set_body_json(json!({"error": {"message": format!("bad key {KEY}")}})),
@@ -181,9 +186,9 @@ async fn a_refused_key_is_not_saved_unless_the_person_says_so() {
 
 #[tokio::test]
 async fn login_refuses_at_once_in_a_terminal_when_ci_is_set() {
-    let sandbox = Sandbox::new();
+    let sandbox = TestEnv::new();
     let server = MockServer::start().await;
-    let mut cmd = sandbox.command();
+    let mut cmd = sandbox.auth_cmd();
     cmd.args(["auth", "login"])
         .env("CI", "true")
         .env("QWEN_OAUTH_BASE_URL", server.uri());
@@ -196,14 +201,9 @@ async fn login_refuses_at_once_in_a_terminal_when_ci_is_set() {
 
 #[tokio::test]
 async fn a_run_in_a_terminal_without_credentials_offers_the_login_then_answers() {
-    let sandbox = Sandbox::new();
-    let server = key_server(
-        ResponseTemplate::new(200).set_body_json(json!({"data": []})),
-        None,
-    )
-    .await;
-    Mock::given(method("POST"))
-        .and(path("/v1/chat/completions"))
+    let sandbox = TestEnv::new();
+    let server = key_server_accepting().await;
+    chat()
         .and(header("authorization", format!("Bearer {KEY}").as_str()))
         .and(body_partial_json(
             json!({"model": "my-model", "messages": [{"role": "user", "content": "hello"}]}),
@@ -212,7 +212,7 @@ async fn a_run_in_a_terminal_without_credentials_offers_the_login_then_answers()
         .expect(1)
         .mount(&server)
         .await;
-    let mut cmd = sandbox.command();
+    let mut cmd = sandbox.auth_cmd();
     cmd.arg("hello");
     let mut pty = Pty::spawn(&cmd);
     pty.expect("no API key");
@@ -220,10 +220,7 @@ async fn a_run_in_a_terminal_without_credentials_offers_the_login_then_answers()
     pty.assert_echo_on();
     pty.send_line("1");
     type_key(&mut pty, KEY);
-    pty.expect("Base URL [https://api.openai.com/v1]: ");
-    pty.send_line(&format!("{}/v1", server.uri()));
-    pty.expect("Model [gpt-4o]: ");
-    pty.send_line("my-model");
+    answer_base_url_and_model(&mut pty, &format!("{}/v1", server.uri()), "my-model");
     let (code, output) = pty.finish();
     assert_eq!(code, 0, "{output}");
     assert!(output.contains("pong"), "{output}");
@@ -232,32 +229,22 @@ async fn a_run_in_a_terminal_without_credentials_offers_the_login_then_answers()
 
 #[tokio::test]
 async fn auth_use_changes_only_the_selected_type() {
-    let sandbox = Sandbox::new();
-    std::fs::create_dir_all(sandbox.home.join(".qwen")).unwrap();
+    let sandbox = TestEnv::new();
     let before = json!({
         "model": {"name": "qwen3-coder-plus"},
         "security": {"auth": {"selectedType": "openai", "useExternal": false}, "folderTrust": {"enabled": true}},
         "mcpServers": {"files": {"command": "npx", "args": ["-y", "server-files"]}},
         "ui": {"theme": "GitHub"}
     });
-    std::fs::write(
-        sandbox.settings_path(),
-        serde_json::to_string_pretty(&before).unwrap(),
-    )
-    .unwrap();
-    let out = sandbox
-        .command()
-        .args(["auth", "use", "qwen-oauth"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(out.stdout.is_empty());
-    assert!(stderr.contains("Selected qwen-oauth"), "{stderr}");
-    assert!(
-        stderr.contains("qwen auth login --method qwen-oauth"),
-        "{stderr}"
+    sandbox.write_home(
+        ".qwen/settings.json",
+        &serde_json::to_string_pretty(&before).unwrap(),
     );
+    output(sandbox.auth_cmd().args(["auth", "use", "qwen-oauth"]))
+        .code(0)
+        .stdout_empty()
+        .stderr_has("Selected qwen-oauth")
+        .stderr_has("qwen auth login --method qwen-oauth");
     let text = std::fs::read_to_string(sandbox.settings_path()).unwrap();
     let after: Value = serde_json::from_str(&text).unwrap();
     let mut want = before.clone();
@@ -270,13 +257,13 @@ async fn auth_use_changes_only_the_selected_type() {
 
     // Back again: the run resolves the method from the file, and the flag still wins.
     let status = |extra: &[&str]| {
-        let out = sandbox
-            .command()
-            .args(["auth", "status", "--json"])
-            .args(extra)
-            .output()
-            .unwrap();
-        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let out = output(
+            sandbox
+                .auth_cmd()
+                .args(["auth", "status", "--json"])
+                .args(extra),
+        );
+        let doc: Value = serde_json::from_str(&out.stdout).unwrap();
         (
             doc["auth_type"]["value"].clone(),
             doc["auth_type"]["source"]["type"].clone(),
@@ -287,59 +274,34 @@ async fn auth_use_changes_only_the_selected_type() {
         status(&["--auth-type", "openai"]),
         (json!("openai"), json!("flag"))
     );
-    sandbox
-        .command()
-        .args(["auth", "use", "openai"])
-        .output()
-        .unwrap();
+    output(sandbox.auth_cmd().args(["auth", "use", "openai"]));
     assert_eq!(status(&[]), (json!("openai"), json!("setting")));
 }
 
 #[tokio::test]
 async fn auth_logout_says_what_it_removes_then_removes_it() {
-    let sandbox = Sandbox::new();
+    let sandbox = TestEnv::new();
     sandbox.write_creds(&json!({"access_token": "tok", "expiry_date": 1}));
-    std::fs::create_dir_all(sandbox.project.join(".qwen")).unwrap();
-    std::fs::write(
-        sandbox.project_env(),
-        "OPENAI_API_KEY=sk-x\nOPENAI_MODEL=m\n",
-    )
-    .unwrap();
+    sandbox.write_project(".qwen/.env", "OPENAI_API_KEY=sk-x\nOPENAI_MODEL=m\n");
 
-    let out = sandbox.command().args(["auth", "logout"]).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(
-        stderr.contains("Removing:") && stderr.contains("oauth_creds.json"),
-        "{stderr}"
-    );
-    assert!(out.stdout.is_empty());
+    output(sandbox.auth_cmd().args(["auth", "logout"]))
+        .code(0)
+        .stderr_has("Removing:")
+        .stderr_has("oauth_creds.json")
+        .stdout_empty();
     assert!(!sandbox.creds_path().exists());
     // Without --env the key stays.
     assert!(
-        std::fs::read_to_string(sandbox.project_env())
-            .unwrap()
+        sandbox
+            .read_project(".qwen/.env")
             .contains("OPENAI_API_KEY")
     );
 
-    let out = sandbox
-        .command()
-        .args(["auth", "logout", "--env"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("the OPENAI_API_KEY line of"), "{stderr}");
-    assert_eq!(
-        std::fs::read_to_string(sandbox.project_env()).unwrap(),
-        "OPENAI_MODEL=m\n"
-    );
+    let logout_env = || output(sandbox.auth_cmd().args(["auth", "logout", "--env"]));
+    logout_env()
+        .code(0)
+        .stderr_has("the OPENAI_API_KEY line of");
+    assert_eq!(sandbox.read_project(".qwen/.env"), "OPENAI_MODEL=m\n");
 
-    let out = sandbox
-        .command()
-        .args(["auth", "logout", "--env"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("Nothing to remove"));
+    logout_env().code(0).stderr_has("Nothing to remove");
 }

@@ -3,13 +3,15 @@
 //! (once, even for two runs at once), and refusal without credentials in non-interactive sessions.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns panic by design
 
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use wiremock::matchers::{body_string_contains, header, method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, MockBuilder, MockServer, ResponseTemplate};
 
-use crate::common_oauth::{Pty, Sandbox, chat_answer, form, mode, now_ms};
+use crate::common::{CHAT_PATH, RUN_BOUND, TestEnv, chat, wait_bounded};
+use crate::common_oauth::{AuthEnv, Pty, chat_answer, form, mode, now_ms, output};
 
 const DEVICE_PATH: &str = "/api/v1/oauth2/device/code";
 const TOKEN_PATH: &str = "/api/v1/oauth2/token";
@@ -32,41 +34,73 @@ fn oauth_error(status: u16, error: &str) -> ResponseTemplate {
         .set_body_json(json!({"error": error, "error_description": "test"}))
 }
 
+/// A mock for `POST <path>`, to be completed with matchers and a response.
+fn post(to: &str) -> MockBuilder {
+    Mock::given(method("POST")).and(path(to))
+}
+
+/// A server that hands out `device_code(expires_in, interval)` and answers every poll with the
+/// OAuth error `error` (HTTP 400); polled exactly `polls` times when given.
+async fn device_flow_failing(
+    expires_in: u32,
+    interval: u32,
+    error: &str,
+    polls: Option<u64>,
+) -> MockServer {
+    let server = MockServer::start().await;
+    post(DEVICE_PATH)
+        .respond_with(device_code(expires_in, interval))
+        .mount(&server)
+        .await;
+    let token = post(TOKEN_PATH).respond_with(oauth_error(400, error));
+    match polls {
+        Some(n) => token.expect(n),
+        None => token,
+    }
+    .mount(&server)
+    .await;
+    server
+}
+
+/// Mount `answer` for one poll of the token endpoint, tried in `priority` order.
+async fn poll_answered_once(server: &MockServer, priority: u8, answer: ResponseTemplate) {
+    post(TOKEN_PATH)
+        .respond_with(answer)
+        .up_to_n_times(1)
+        .with_priority(priority)
+        .mount(server)
+        .await;
+}
+
 /// `qwen auth login --method qwen-oauth` in a terminal, against `server`, on a fast schedule.
-fn oauth_login(sandbox: &Sandbox, server: &MockServer) -> (i32, String) {
-    let mut cmd = sandbox.command();
+fn oauth_login(sandbox: &TestEnv, server: &MockServer) -> (i32, String) {
+    let mut cmd = sandbox.auth_cmd();
     cmd.args(["auth", "login", "--method", "qwen-oauth"])
         .env("QWEN_OAUTH_BASE_URL", server.uri())
         .env("QWEN_OAUTH_POLL_UNIT_MS", "5");
     Pty::spawn(&cmd).finish()
 }
 
+/// `qwen --auth-type qwen-oauth ping` with the OAuth endpoints on `server`.
+fn oauth_ping(sandbox: &TestEnv, server: &MockServer) -> Command {
+    let mut cmd = sandbox.auth_cmd();
+    cmd.env("QWEN_OAUTH_BASE_URL", server.uri())
+        .args(["--auth-type", "qwen-oauth", "ping"]);
+    cmd
+}
+
 #[tokio::test]
 async fn device_flow_pending_then_slow_down_then_success_caches_creds_0600() {
-    let sandbox = Sandbox::new();
+    let sandbox = TestEnv::new();
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(DEVICE_PATH))
+    post(DEVICE_PATH)
         .respond_with(device_code(300, 1))
         .expect(1)
         .mount(&server)
         .await;
-    Mock::given(method("POST"))
-        .and(path(TOKEN_PATH))
-        .respond_with(oauth_error(400, "authorization_pending"))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(TOKEN_PATH))
-        .respond_with(oauth_error(429, "slow_down"))
-        .up_to_n_times(1)
-        .with_priority(2)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(TOKEN_PATH))
+    poll_answered_once(&server, 1, oauth_error(400, "authorization_pending")).await;
+    poll_answered_once(&server, 2, oauth_error(429, "slow_down")).await;
+    post(TOKEN_PATH)
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "access_token": ACCESS,
             "refresh_token": "qwen-refresh-token",
@@ -129,18 +163,8 @@ async fn device_flow_pending_then_slow_down_then_success_caches_creds_0600() {
 
 #[tokio::test]
 async fn device_flow_that_expires_before_approval_fails_with_exit_41() {
-    let sandbox = Sandbox::new();
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(DEVICE_PATH))
-        .respond_with(device_code(20, 1))
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(TOKEN_PATH))
-        .respond_with(oauth_error(400, "authorization_pending"))
-        .mount(&server)
-        .await;
+    let sandbox = TestEnv::new();
+    let server = device_flow_failing(20, 1, "authorization_pending", None).await;
     let (code, output) = oauth_login(&sandbox, &server);
     assert_eq!(code, 41, "{output}");
     assert!(
@@ -155,19 +179,8 @@ async fn device_flow_that_expires_before_approval_fails_with_exit_41() {
 
 #[tokio::test]
 async fn expired_token_from_the_server_fails_with_exit_41() {
-    let sandbox = Sandbox::new();
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(DEVICE_PATH))
-        .respond_with(device_code(300, 0))
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(TOKEN_PATH))
-        .respond_with(oauth_error(400, "expired_token"))
-        .expect(1)
-        .mount(&server)
-        .await;
+    let sandbox = TestEnv::new();
+    let server = device_flow_failing(300, 0, "expired_token", Some(1)).await;
     let (code, output) = oauth_login(&sandbox, &server);
     assert_eq!(code, 41, "{output}");
     assert!(output.contains("expired"), "{output}");
@@ -176,19 +189,8 @@ async fn expired_token_from_the_server_fails_with_exit_41() {
 
 #[tokio::test]
 async fn device_flow_denial_fails_with_exit_41_and_caches_nothing() {
-    let sandbox = Sandbox::new();
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(DEVICE_PATH))
-        .respond_with(device_code(300, 0))
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(TOKEN_PATH))
-        .respond_with(oauth_error(400, "access_denied"))
-        .expect(1)
-        .mount(&server)
-        .await;
+    let sandbox = TestEnv::new();
+    let server = device_flow_failing(300, 0, "access_denied", Some(1)).await;
     let (code, output) = oauth_login(&sandbox, &server);
     assert_eq!(code, 41, "{output}");
     assert!(output.contains("denied"), "{output}");
@@ -199,10 +201,9 @@ async fn device_flow_denial_fails_with_exit_41_and_caches_nothing() {
 
 #[tokio::test]
 async fn a_discontinued_login_says_so_and_suggests_the_api_key_method() {
-    let sandbox = Sandbox::new();
+    let sandbox = TestEnv::new();
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(DEVICE_PATH))
+    post(DEVICE_PATH)
         .respond_with(ResponseTemplate::new(410).set_body_string("gone"))
         .expect(1)
         .mount(&server)
@@ -227,10 +228,9 @@ fn creds(resource_url: &str, access: &str, expires_in_ms: i64) -> Value {
 
 #[tokio::test]
 async fn a_run_with_cached_creds_goes_to_resource_url_with_the_access_token() {
-    let sandbox = Sandbox::new();
+    let sandbox = TestEnv::new();
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/chat/completions"))
+    chat()
         .and(header("authorization", format!("Bearer {ACCESS}").as_str()))
         .and(body_string_contains("\"model\":\"coder-model\""))
         .respond_with(chat_answer("pong"))
@@ -240,26 +240,23 @@ async fn a_run_with_cached_creds_goes_to_resource_url_with_the_access_token() {
     // The scheme is given, `/v1` is not: it is appended as Qwen Code does.
     sandbox.write_creds(&creds(&server.uri(), ACCESS, 3_600_000));
     sandbox.select("qwen-oauth");
-    let out = sandbox
-        .command()
-        .env("OPENAI_MODEL", "gpt-4o")
-        .args(["--json", "ping"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let doc: Value = serde_json::from_str(&stdout).unwrap();
+    let run = output(
+        sandbox
+            .auth_cmd()
+            .env("OPENAI_MODEL", "gpt-4o")
+            .args(["--json", "ping"]),
+    );
+    run.code(0);
+    let doc: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(doc[2]["result"], "pong");
-    assert!(!stdout.contains(ACCESS) && !stderr.contains(ACCESS));
+    assert!(!run.stdout.contains(ACCESS) && !run.stderr.contains(ACCESS));
     // No refresh was needed.
     assert_eq!(sandbox.read_creds()["access_token"], ACCESS);
 }
 
 async fn refresh_server() -> MockServer {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(TOKEN_PATH))
+    post(TOKEN_PATH)
         .and(body_string_contains("grant_type=refresh_token"))
         .and(body_string_contains("refresh_token=qwen-refresh-token"))
         .and(body_string_contains(
@@ -277,8 +274,7 @@ async fn refresh_server() -> MockServer {
         .expect(1)
         .mount(&server)
         .await;
-    Mock::given(method("POST"))
-        .and(path("/v1/chat/completions"))
+    chat()
         .and(header(
             "authorization",
             format!("Bearer {REFRESHED}").as_str(),
@@ -291,19 +287,12 @@ async fn refresh_server() -> MockServer {
 
 #[tokio::test]
 async fn creds_expiring_within_30_s_are_refreshed_before_the_request() {
-    let sandbox = Sandbox::new();
+    let sandbox = TestEnv::new();
     let server = refresh_server().await;
     sandbox.write_creds(&creds(&format!("{}/v1", server.uri()), ACCESS, 10_000));
-    let out = sandbox
-        .command()
-        .env("QWEN_OAUTH_BASE_URL", server.uri())
-        .args(["--auth-type", "qwen-oauth", "ping"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "pong\n");
-    assert!(!stderr.contains(REFRESHED) && !stderr.contains(ACCESS));
+    let run = output(&mut oauth_ping(&sandbox, &server));
+    run.code(0).stdout_is("pong\n");
+    assert!(!run.stderr.contains(REFRESHED) && !run.stderr.contains(ACCESS));
     let saved = sandbox.read_creds();
     assert_eq!(saved["access_token"], REFRESHED);
     assert_eq!(
@@ -320,38 +309,22 @@ async fn creds_expiring_within_30_s_are_refreshed_before_the_request() {
         .await
         .unwrap()
         .iter()
-        .filter(|r| r.url.path() == "/v1/chat/completions")
+        .filter(|r| r.url.path() == CHAT_PATH)
         .count();
     assert_eq!(chats, 1);
 }
 
 #[tokio::test]
 async fn two_runs_at_once_refresh_the_token_once() {
-    let sandbox = Sandbox::new();
+    let sandbox = TestEnv::new();
     let server = refresh_server().await;
     sandbox.write_creds(&creds(&server.uri(), ACCESS, 5_000));
-    let spawn = || {
-        sandbox
-            .command()
-            .env("QWEN_OAUTH_BASE_URL", server.uri())
-            .args(["--auth-type", "qwen-oauth", "ping"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let spawn = || oauth_ping(&sandbox, &server).spawn().unwrap();
     // The refresh answer takes 400 ms, so the second run finds the token expiring while the first
     // holds the lock; it must wait, read the refreshed token and not refresh again.
     let (a, b) = (spawn(), spawn());
     for child in [a, b] {
-        let out = child.wait_with_output().unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "pong\n");
+        wait_bounded(child, RUN_BOUND).code(0).stdout_is("pong\n");
     }
     // `.expect(1)` on the token endpoint is checked when the server is dropped; say it here too.
     let requests = server.received_requests().await.unwrap();
@@ -366,29 +339,22 @@ async fn two_runs_at_once_refresh_the_token_once() {
 
 #[tokio::test]
 async fn a_refused_refresh_is_an_auth_failure() {
-    let sandbox = Sandbox::new();
+    let sandbox = TestEnv::new();
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(TOKEN_PATH))
+    post(TOKEN_PATH)
         .respond_with(oauth_error(400, "invalid_grant"))
         .expect(1)
         .mount(&server)
         .await;
     sandbox.write_creds(&creds(&server.uri(), ACCESS, -1_000));
-    let out = sandbox
-        .command()
-        .env("QWEN_OAUTH_BASE_URL", server.uri())
-        .args(["--auth-type", "qwen-oauth", "ping"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(41), "{stderr}");
-    assert!(stderr.contains("could not be refreshed"), "{stderr}");
-    assert!(!stderr.contains("qwen-refresh-token"));
-    assert!(out.stdout.is_empty());
+    output(&mut oauth_ping(&sandbox, &server))
+        .code(41)
+        .stderr_has("could not be refreshed")
+        .stderr_lacks("qwen-refresh-token")
+        .stdout_empty();
 }
 
-type Setup = fn(&Sandbox, &str);
+type Setup = fn(&TestEnv, &str);
 
 /// Every way a non-interactive session could be asked for Qwen OAuth without usable credentials:
 /// exit 41 at once, the API-key advice, and not one request to any server.
@@ -428,10 +394,10 @@ async fn without_usable_creds_non_interactive_runs_are_refused_without_network()
         ),
     ];
     for (name, setup, args) in cases {
-        let sandbox = Sandbox::new();
+        let sandbox = TestEnv::new();
         setup(&sandbox, &server.uri());
         let out = sandbox
-            .command()
+            .auth_cmd()
             .env("QWEN_OAUTH_BASE_URL", server.uri())
             .env("OPENAI_BASE_URL", format!("{}/v1", server.uri()))
             .args(args)
@@ -447,23 +413,13 @@ async fn without_usable_creds_non_interactive_runs_are_refused_without_network()
 
 #[tokio::test]
 async fn auth_status_shows_the_method_its_source_and_redacted_oauth_creds() {
-    let sandbox = Sandbox::new();
+    let sandbox = TestEnv::new();
     sandbox.select("qwen-oauth");
     sandbox.write_creds(&creds("portal.qwen.ai", ACCESS, 3_600_000));
-    let out = sandbox
-        .command()
-        .args(["auth", "status", "--json"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!stdout.contains(ACCESS) && !stdout.contains("qwen-refresh-token"));
-    let doc: Value = serde_json::from_str(&stdout).unwrap();
+    let run = output(sandbox.auth_cmd().args(["auth", "status", "--json"]));
+    run.code(0);
+    assert!(!run.stdout.contains(ACCESS) && !run.stdout.contains("qwen-refresh-token"));
+    let doc: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(doc["auth_type"]["value"], "qwen-oauth");
     assert_eq!(doc["auth_type"]["source"]["type"], "setting");
     assert_eq!(doc["oauth"]["cached"], true);
@@ -473,8 +429,7 @@ async fn auth_status_shows_the_method_its_source_and_redacted_oauth_creds() {
     assert_eq!(doc["oauth"]["access_token"], "qwe…89");
     assert_eq!(doc["model"]["value"], "coder-model");
 
-    let text = sandbox.command().args(["auth", "status"]).output().unwrap();
-    let text = String::from_utf8(text.stdout).unwrap();
+    let text = output(sandbox.auth_cmd().args(["auth", "status"])).stdout;
     assert!(
         text.contains("auth method: qwen-oauth (settings file"),
         "{text}"
