@@ -1416,3 +1416,33 @@ async fn api_key_is_never_written_to_streams_results_or_summary() {
     }
     assert_eq!(request_bodies(&server).await.len(), 4);
 }
+
+#[tokio::test]
+async fn every_shipped_fixture_job_file_runs_to_one_success_line_per_job() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    for name in ["jobs.yaml", "jobs.json", "jobs.jsonl", "openai-batch.jsonl"] {
+        let env = TestEnv::new();
+        let server = echo_server(Duration::ZERO).await;
+        let file = fixtures.join(name);
+        let r = run(env.cmd_with(&base_url(&server), KEY).args([
+            "--jobs",
+            file.to_str().expect("a UTF-8 path"),
+            "--output",
+            "out.jsonl",
+            "--quiet",
+        ]));
+        r.code(0).stdout_empty();
+        let lines = file_lines(&env, "out.jsonl");
+        assert!(!lines.is_empty(), "{name}: no result lines");
+        assert_eq!(
+            lines.len(),
+            request_bodies(&server).await.len(),
+            "{name}: one line per request"
+        );
+        for line in &lines {
+            assert_eq!(line["is_error"], false, "{name}: {line}");
+        }
+        let unique: std::collections::HashSet<_> = ids(&lines).into_iter().collect();
+        assert_eq!(unique.len(), lines.len(), "{name}: ids are unique");
+    }
+}
