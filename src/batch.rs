@@ -15,14 +15,17 @@ use tokio_util::sync::CancellationToken;
 use crate::app::{Context, load_config};
 use crate::auth;
 use crate::cli::{OutputFormat, RunArgs};
-use crate::client::{ApiError, ChatClient, Completion, Failure, RateLimiter, Usage};
+use crate::client::{ApiError, ChatClient, Completion, Failure, Usage};
+use crate::config::Source;
 use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::gha as github;
 use crate::job::{Job, JobDefaults, JobFile, declared_id};
 use crate::output::{self, RunMeta, diag};
 use crate::progress::Progress;
-use crate::run::{append_step_summary, authenticate, client_settings};
+use crate::run::{
+    Authenticated, OauthSession, append_step_summary, authenticate, client_settings, rate_limit,
+};
 
 /// What became of one job.
 struct JobOutcome {
@@ -76,11 +79,14 @@ impl Summary {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Stop {
     Signal(&'static str),
     WallTime,
+    /// stdout was closed (`| head`): a quiet end.
     OutputClosed,
+    /// The results file could not be written: the batch fails.
+    OutputFailed(String),
 }
 
 /// Where result lines go.
@@ -90,12 +96,16 @@ enum Sink {
 }
 
 impl Sink {
-    fn write_line(&mut self, line: &Value) -> std::io::Result<()> {
-        let mut bytes = serde_json::to_vec(line).map_err(std::io::Error::other)?;
+    /// Write one line; a failure says how the batch has to stop.
+    fn write_line(&mut self, line: &Value) -> Result<(), Stop> {
+        let mut bytes = serde_json::to_vec(line).unwrap_or_default();
         bytes.push(b'\n');
         match self {
-            Self::File(f) => f.write_all(&bytes).and_then(|()| f.flush()),
-            Self::Stdout => output::write_stdout(&bytes),
+            Self::File(f) => f
+                .write_all(&bytes)
+                .and_then(|()| f.flush())
+                .map_err(|e| Stop::OutputFailed(format!("cannot write a result line: {e}"))),
+            Self::Stdout => output::write_stdout(&bytes).map_err(|_| Stop::OutputClosed),
         }
     }
 }
@@ -126,7 +136,10 @@ fn prepare_and_run(
     let batch = &args.batch;
     let config = load_config(&args.config, ctx)?;
     let plan = auth::credentials(&config, ctx.env.home().as_deref())?;
-    let (credentials, oauth_limiter) = authenticate(plan, &config, ctx, runtime)?;
+    let Authenticated {
+        credentials,
+        mut oauth,
+    } = authenticate(plan, &config, ctx, runtime)?;
 
     let format = match args.format() {
         OutputFormat::OpenaiBatch => OutputFormat::OpenaiBatch,
@@ -134,6 +147,9 @@ fn prepare_and_run(
     };
     let file = JobFile::open(jobs_spec, &ctx.cwd)?;
     let mut fields = Map::new();
+    if matches!(config.model.source, Source::Flag(_)) {
+        fields.insert("model".into(), json!(config.model.value));
+    }
     if let Some(t) = args.temperature {
         fields.insert("temperature".into(), json!(t));
     }
@@ -171,12 +187,7 @@ fn prepare_and_run(
         client_settings(args, &config, concurrency),
     )
     .map_err(Error::Api)?
-    .with_rate_limit(
-        batch
-            .rpm
-            .map(|r| std::sync::Arc::new(RateLimiter::per_minute(r)))
-            .or(oauth_limiter),
-    );
+    .with_rate_limit(rate_limit(batch.rpm, oauth.is_some()));
 
     let mut summary = Summary {
         jobs: validation.in_scope,
@@ -203,11 +214,10 @@ fn prepare_and_run(
             }
             let index = raw.index;
             let id = declared_id(&raw.value, index);
-            if done.contains(&id) {
-                continue;
-            }
             match file.build(raw.value, index, &defaults) {
+                Ok(job) if done.contains(&job.id) => {}
                 Ok(job) => return Some(Ok(job)),
+                Err(_) if done.contains(&id) => {}
                 Err(reason) => {
                     let meta = JobMeta {
                         id,
@@ -240,6 +250,7 @@ fn prepare_and_run(
             sink.write_line(&line)
         },
         &progress,
+        oauth.as_mut(),
     ));
     progress.clear();
 
@@ -251,7 +262,7 @@ fn prepare_and_run(
         Some(Stop::OutputClosed) => return Ok(ExitStatus::Success),
         None if summary.failed == 0 => ExitStatus::Success,
         None if summary.failed == summary.failed_temporary => ExitStatus::TempFail,
-        None => ExitStatus::Failure,
+        Some(Stop::OutputFailed(_)) | None => ExitStatus::Failure,
     };
     summary.exit_code = status.code();
     if in_github && summary.failed > MAX_ANNOTATIONS {
@@ -295,8 +306,9 @@ async fn dispatch(
     next_job: &mut NextJob<'_>,
     concurrency: usize,
     batch: &crate::cli::BatchArgs,
-    on_done: &mut dyn FnMut(JobOutcome) -> std::io::Result<()>,
+    on_done: &mut dyn FnMut(JobOutcome) -> Result<(), Stop>,
     progress: &Progress,
+    mut oauth: Option<&mut OauthSession>,
 ) -> Option<Stop> {
     let mut set = JoinSet::new();
     let mut in_flight: HashMap<tokio::task::Id, JobMeta> = HashMap::new();
@@ -326,13 +338,20 @@ async fn dispatch(
                         job: meta,
                         elapsed: Duration::ZERO,
                     };
-                    if on_done(outcome).is_err() {
-                        stop = Some(Stop::OutputClosed);
+                    if let Err(why) = on_done(outcome) {
+                        stop = Some(why);
                         dispatching = false;
                         hard_cancel.cancel();
                     }
                 }
                 Some(Ok(job)) => {
+                    if let Some(session) = oauth.as_deref_mut()
+                        && let Err(e) = session.keep_fresh(client).await
+                    {
+                        diag::warn(&format!(
+                            "warning: the Qwen OAuth token could not be refreshed: {e}"
+                        ));
+                    }
                     let meta = JobMeta {
                         id: job.id.clone(),
                         index: job.index,
@@ -371,8 +390,10 @@ async fn dispatch(
                     }
                     None => continue,
                 };
-                if outcome.result.is_some() && on_done(outcome).is_err() {
-                    stop = Some(Stop::OutputClosed);
+                if outcome.result.is_some()
+                    && let Err(why) = on_done(outcome)
+                {
+                    stop = Some(why);
                     dispatching = false;
                     hard_cancel.cancel();
                 }
@@ -573,7 +594,7 @@ fn existing_output(path: &Path, resume: bool, overwrite: bool) -> Result<HashSet
     let mut done = HashSet::new();
     for line in complete_lines(BufReader::new(file)) {
         let line = line.map_err(|e| Error::input(format!("cannot read `{name}`: {e}"), ""))?;
-        if let Ok(value) = serde_json::from_str::<Value>(&line)
+        if let Ok(value) = serde_json::from_slice::<Value>(&line)
             && let Some(id) = successful_id(&value)
         {
             done.insert(id.to_owned());
@@ -582,13 +603,14 @@ fn existing_output(path: &Path, resume: bool, overwrite: bool) -> Result<HashSet
     Ok(done)
 }
 
-/// The lines of a reader that end in a newline; an unterminated last line is left out.
-fn complete_lines(mut reader: impl BufRead) -> impl Iterator<Item = std::io::Result<String>> {
+/// The lines of a reader that end in a newline, as bytes; an unterminated last line (a killed
+/// run may have cut it anywhere, even inside a UTF-8 character) is left out.
+fn complete_lines(mut reader: impl BufRead) -> impl Iterator<Item = std::io::Result<Vec<u8>>> {
     std::iter::from_fn(move || {
-        let mut buf = String::new();
-        match reader.read_line(&mut buf) {
+        let mut buf = Vec::new();
+        match reader.read_until(b'\n', &mut buf) {
             Ok(0) => None,
-            Ok(_) if buf.ends_with('\n') => Some(Ok(buf)),
+            Ok(_) if buf.ends_with(b"\n") => Some(Ok(buf)),
             Ok(_) => None,
             Err(e) => Some(Err(e)),
         }
@@ -616,12 +638,12 @@ fn open_output(path: &Path, resume: bool, done: &HashSet<String>) -> Result<File
     let source = File::open(path).map_err(fail)?;
     for line in complete_lines(BufReader::new(source)) {
         let line = line.map_err(fail)?;
-        let keep = serde_json::from_str::<Value>(&line)
+        let keep = serde_json::from_slice::<Value>(&line)
             .ok()
             .and_then(|v| successful_id(&v).map(|id| done.contains(id)))
             .unwrap_or(false);
         if keep {
-            kept.write_all(line.as_bytes()).map_err(fail)?;
+            kept.write_all(&line).map_err(fail)?;
         }
     }
     kept.flush().map_err(fail)?;
@@ -655,6 +677,12 @@ fn report(summary: &Summary, stop: Option<Stop>, summary_path: Option<&Path>) ->
         }
         Some(Stop::WallTime) => {
             text.push_str("batch: stopped at --max-wall-time; run again with --resume to finish\n");
+        }
+        Some(Stop::OutputFailed(why)) => {
+            let _ = writeln!(
+                text,
+                "error: {why}\nbatch: stopped; fix the output and run again with --resume"
+            );
         }
         _ => {}
     }

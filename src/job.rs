@@ -17,7 +17,8 @@ pub enum JobFormat {
     Jsonl,
 }
 
-/// Values that apply to every job unless the job says otherwise (lowest first: flags, then the file's `defaults`).
+/// Values that apply to every job unless the job says otherwise. Explicit flags (`fields`,
+/// `system`) beat a file's `defaults`; `model` is the configured fallback below both.
 #[derive(Debug, Clone, Default)]
 pub struct JobDefaults {
     /// The configured model (flag, environment, `.env` or default).
@@ -86,6 +87,16 @@ pub struct Validation {
 
 const MAX_REPORTED_ERRORS: usize = 20;
 
+/// Keys that name or make up one job, and so have no meaning in a file's `defaults`.
+const PER_JOB_ONLY: [&str; 6] = [
+    "id",
+    "custom_id",
+    "prompt",
+    "prompt_file",
+    "messages",
+    "body",
+];
+
 impl JobFile {
     pub fn open(spec: &str, cwd: &Path) -> Result<Self, Error> {
         if spec == "-" {
@@ -142,6 +153,12 @@ impl JobFile {
         if format != JobFormat::Jsonl
             && let Value::Object(d) = file.document()?.0
         {
+            if let Some(key) = d.keys().find(|k| PER_JOB_ONLY.contains(&k.as_str())) {
+                return Err(Error::input(
+                    format!("{spec}: `defaults` cannot hold `{key}`: it belongs to each job"),
+                    "move it into the jobs; nothing was sent",
+                ));
+            }
             file.file_defaults = d;
         }
         Ok(file)
@@ -277,23 +294,29 @@ impl JobFile {
         if let (Some(custom_id), Some(body)) = (job.get("custom_id"), job.get("body")) {
             return batch_api_job(&job, custom_id, body, index, defaults);
         }
-        let mut fields = defaults.fields.clone();
-        fields.extend(self.file_defaults.clone());
-        let mut system = defaults.system.clone();
-        if let Some(Value::String(s)) = fields.remove("system") {
-            system = Some(s);
-        }
+        // The job, then explicit flags, then the file's `defaults`, then the configured model.
+        let mut fields = self.file_defaults.clone();
+        let file_system = fields.remove("system");
+        fields.extend(defaults.fields.clone());
+        let mut system = defaults.system.clone().or(match file_system {
+            Some(Value::String(s)) => Some(s),
+            _ => None,
+        });
         let mut id = None;
         let mut prompt = None;
         let mut messages = None;
         for (key, value) in job {
             match key.as_str() {
-                "id" => {
-                    id = Some(match value {
+                // `custom_id` (the Batch API's name) is an alias; `id` wins when both are given.
+                "id" | "custom_id" => {
+                    let given = match value {
                         Value::String(s) if !s.trim().is_empty() => s,
                         Value::Number(n) => n.to_string(),
-                        _ => return Err("`id` must be a non-empty string or a number".to_owned()),
-                    });
+                        _ => return Err(format!("`{key}` must be a non-empty string or a number")),
+                    };
+                    if key == "id" || id.is_none() {
+                        id = Some(given);
+                    }
                 }
                 "prompt" => match value {
                     Value::String(s) if !s.trim().is_empty() => prompt = Some(s),
@@ -377,11 +400,16 @@ pub fn default_id(index: usize) -> String {
 }
 
 /// The id a raw job declares (`id` or `custom_id`), or its default; for lines that fail to build.
+/// The same rules as `build`: a Batch API line (`custom_id` with `body`) is named by `custom_id`,
+/// any other job by `id`, then `custom_id`.
 pub fn declared_id(value: &Result<Value, String>, index: usize) -> String {
-    let declared = value
-        .as_ref()
-        .ok()
-        .and_then(|v| v.get("id").or_else(|| v.get("custom_id")));
+    let declared = value.as_ref().ok().and_then(|v| {
+        if v.get("body").is_some() {
+            v.get("custom_id")
+        } else {
+            v.get("id").or_else(|| v.get("custom_id"))
+        }
+    });
     match declared {
         Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
         Some(Value::Number(n)) => n.to_string(),

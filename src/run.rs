@@ -17,6 +17,7 @@ use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::gha as github;
 use crate::login;
+use crate::oauth::creds::{CredsPaths, REFRESH_MARGIN_MS};
 use crate::oauth::{self, Endpoints};
 use crate::output::{RunMeta, RunOutput, diag};
 use crate::prompt::{InputSpec, read_prompt};
@@ -59,24 +60,77 @@ pub fn chat_body(model: &str, system: Option<&str>, prompt: &str, args: &RunArgs
 }
 
 /// Qwen OAuth requests are capped client-side at the free tier's rate.
-const QWEN_OAUTH_REQUESTS_PER_MINUTE: u32 = 60;
+pub const QWEN_OAUTH_REQUESTS_PER_MINUTE: u32 = 60;
+
+/// What a run authenticates with: the credentials, and for Qwen OAuth what it takes to keep the
+/// token fresh during a long run.
+pub struct Authenticated {
+    pub credentials: Credentials,
+    pub oauth: Option<OauthSession>,
+}
+
+/// Keeps a Qwen OAuth token fresh for a client that outlives it (a long batch).
+pub struct OauthSession {
+    paths: CredsPaths,
+    http: reqwest::Client,
+    endpoints: Endpoints,
+    expiry_ms: Option<u64>,
+    mask: bool,
+}
+
+impl OauthSession {
+    /// Refresh the token (under the shared lock) when it expires within the margin, and hand the
+    /// new one to `client` and all its clones.
+    pub async fn keep_fresh(&mut self, client: &ChatClient) -> Result<(), Error> {
+        let due = self
+            .expiry_ms
+            .is_some_and(|e| oauth::creds::now_ms().saturating_add(REFRESH_MARGIN_MS) >= e);
+        if !due {
+            return Ok(());
+        }
+        let creds = oauth::creds::ensure_fresh(&self.paths, &self.http, &self.endpoints).await?;
+        let credentials = auth::oauth_credentials(&creds)?;
+        if self.mask {
+            diag::raw(&github::mask_command(credentials.api_key.expose_secret()));
+        }
+        client.set_key(credentials.api_key).map_err(Error::Api)?;
+        self.expiry_ms = creds.expiry_date;
+        Ok(())
+    }
+}
+
+/// The client-side rate limit: `--rpm`, and for Qwen OAuth never above the free tier's rate.
+pub fn rate_limit(rpm: Option<u32>, oauth: bool) -> Option<Arc<RateLimiter>> {
+    let cap = if oauth {
+        Some(rpm.map_or(QWEN_OAUTH_REQUESTS_PER_MINUTE, |r| {
+            r.min(QWEN_OAUTH_REQUESTS_PER_MINUTE)
+        }))
+    } else {
+        rpm
+    };
+    cap.map(|per_minute| Arc::new(RateLimiter::per_minute(per_minute)))
+}
 
 /// Turn an auth plan into credentials: an API key as it is; Qwen OAuth credentials refreshed if
-/// needed (under a lock), with the free tier's rate limit.
+/// needed (under a lock).
 pub fn authenticate(
     plan: AuthPlan,
     config: &ResolvedConfig,
     ctx: &Context,
     runtime: &tokio::runtime::Runtime,
-) -> Result<(Credentials, Option<Arc<RateLimiter>>), Error> {
+) -> Result<Authenticated, Error> {
     match plan {
-        AuthPlan::ApiKey(credentials) => Ok((credentials, None)),
+        AuthPlan::ApiKey(credentials) => Ok(Authenticated {
+            credentials,
+            oauth: None,
+        }),
         AuthPlan::QwenOauth(paths) => {
             let endpoints = Endpoints::from_env(&ctx.env)?;
             let http = oauth::http_client()?;
             let creds = runtime.block_on(oauth::creds::ensure_fresh(&paths, &http, &endpoints))?;
             let credentials = auth::oauth_credentials(&creds)?;
-            if github::is_github_actions(&ctx.env) {
+            let mask = github::is_github_actions(&ctx.env);
+            if mask {
                 diag::raw(&github::mask_command(credentials.api_key.expose_secret()));
             }
             if config.debug.is_some() {
@@ -86,8 +140,16 @@ pub fn authenticate(
                     credentials.base_url
                 ));
             }
-            let limiter = Arc::new(RateLimiter::per_minute(QWEN_OAUTH_REQUESTS_PER_MINUTE));
-            Ok((credentials, Some(limiter)))
+            Ok(Authenticated {
+                credentials,
+                oauth: Some(OauthSession {
+                    paths,
+                    http,
+                    endpoints,
+                    expiry_ms: creds.expiry_date,
+                    mask,
+                }),
+            })
         }
     }
 }
@@ -113,8 +175,9 @@ fn prepare(
     }
     let model = Some(config.model.value.clone());
     let with_model = |e| (e, model.clone());
-    let (credentials, limiter) =
+    let Authenticated { credentials, oauth } =
         authenticate(plan.map_err(with_model)?, &config, ctx, runtime).map_err(with_model)?;
+    let limiter = rate_limit(None, oauth.is_some());
     let prompt = read_prompt(
         &InputSpec {
             arg: args.prompt_arg(),
@@ -157,7 +220,14 @@ pub fn single(
     let model = meta.model.clone();
     let mut out = RunOutput::new(args.format(), args.include_partial_messages, meta, started);
     if out.init().is_err() {
-        return ExitStatus::Success;
+        // stdout is already gone: a prepared run ends quietly, a failed one still says why.
+        return match prepared {
+            Ok(_) => ExitStatus::Success,
+            Err((err, _)) => {
+                diag::error(&err);
+                err.exit_status()
+            }
+        };
     }
     let result = match prepared {
         Ok((config, client, prompt)) => {

@@ -207,13 +207,30 @@ pub struct ClientSettings {
     pub max_connections: usize,
 }
 
+/// The key and the `Authorization` header made from it. Shared by all clones of a client, so
+/// that a refreshed OAuth token reaches every request that starts afterwards.
+struct Bearer {
+    header: HeaderValue,
+    key: SecretString,
+}
+
+impl Bearer {
+    fn new(key: SecretString) -> Result<Self, ApiError> {
+        let mut header = HeaderValue::from_str(&format!("Bearer {}", key.expose_secret()))
+            .map_err(|_| {
+                ApiError::Setup("the API key has characters not allowed in an HTTP header".into())
+            })?;
+        header.set_sensitive(true);
+        Ok(Self { header, key })
+    }
+}
+
 /// A chat-completions client for one endpoint and key; cheap to clone.
 #[derive(Clone)]
 pub struct ChatClient {
     http: reqwest::Client,
     url: Url,
-    auth: HeaderValue,
-    key: SecretString,
+    bearer: Arc<std::sync::RwLock<Bearer>>,
     settings: ClientSettings,
     limiter: Option<Arc<RateLimiter>>,
 }
@@ -232,7 +249,7 @@ pub fn one_off_http_client() -> Result<reqwest::Client, ApiError> {
         .timeout(Duration::from_secs(30))
         .user_agent(concat!("qwen-headless/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| ApiError::Network(format!("cannot build the HTTP client: {e}")))
+        .map_err(|e| ApiError::Setup(error_chain(&e)))
 }
 
 impl ChatClient {
@@ -249,19 +266,30 @@ impl ChatClient {
             .user_agent(concat!("qwen-headless/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ApiError::Setup(error_chain(&e)))?;
-        let mut auth =
-            HeaderValue::from_str(&format!("Bearer {}", key.expose_secret())).map_err(|_| {
-                ApiError::Setup("the API key has characters not allowed in an HTTP header".into())
-            })?;
-        auth.set_sensitive(true);
         Ok(Self {
             http,
             url: crate::config::resolve::endpoint(base_url, "chat/completions"),
-            auth,
-            key,
+            bearer: Arc::new(std::sync::RwLock::new(Bearer::new(key)?)),
             settings,
             limiter: None,
         })
+    }
+
+    /// Use another key from now on, for this client and all its clones (a refreshed OAuth token).
+    pub fn set_key(&self, key: SecretString) -> Result<(), ApiError> {
+        let bearer = Bearer::new(key)?;
+        match self.bearer.write() {
+            Ok(mut guard) => *guard = bearer,
+            Err(poisoned) => *poisoned.into_inner() = bearer,
+        }
+        Ok(())
+    }
+
+    fn auth_header(&self) -> HeaderValue {
+        match self.bearer.read() {
+            Ok(b) => b.header.clone(),
+            Err(poisoned) => poisoned.into_inner().header.clone(),
+        }
     }
 
     #[must_use]
@@ -358,7 +386,7 @@ impl ChatClient {
         let response = self
             .http
             .post(self.url.clone())
-            .header(AUTHORIZATION, self.auth.clone())
+            .header(AUTHORIZATION, self.auth_header())
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .body(serde_json::to_vec(body).unwrap_or_default())
             .send()
@@ -421,8 +449,13 @@ impl ChatClient {
                 if event.event.as_deref() == Some("error") {
                     return Err(ApiError::StreamError(self.scrubbed_message(&event.data)));
                 }
+                // At the end of input, an event that does not parse is one the cut went through.
                 let chunk: Value = serde_json::from_str(&event.data).map_err(|e| {
-                    ApiError::InvalidResponse(format!("a stream event is not JSON ({e})"))
+                    if eof {
+                        ApiError::StreamCut
+                    } else {
+                        ApiError::InvalidResponse(format!("a stream event is not JSON ({e})"))
+                    }
                 })?;
                 if chunk.get("error").is_some() {
                     return Err(ApiError::StreamError(self.scrubbed_message(&event.data)));
@@ -512,7 +545,10 @@ impl ChatClient {
     }
 
     fn scrubbed(&self, text: &str) -> String {
-        scrub(text, &self.key)
+        match self.bearer.read() {
+            Ok(b) => scrub(text, &b.key),
+            Err(poisoned) => scrub(text, &poisoned.into_inner().key),
+        }
     }
 
     /// The human part of a server's error body, without the key: scrubbed before it is shortened

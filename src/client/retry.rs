@@ -57,7 +57,7 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
         && ms.is_finite()
         && ms >= 0.0
     {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
+        return Duration::try_from_secs_f64((ms / 1000.0).min(1e9)).ok();
     }
     parse_retry_after(text("retry-after")?, now)
 }
@@ -103,6 +103,12 @@ mod tests {
         assert_eq!(
             retry_after(&h, SystemTime::now()),
             Some(Duration::from_millis(250))
+        );
+        // A huge demand is capped (and then refused by --max-retry-wait), never a panic.
+        h.insert("retry-after-ms", HeaderValue::from_static("1e300"));
+        assert_eq!(
+            retry_after(&h, SystemTime::now()),
+            Some(Duration::from_secs(1_000_000_000))
         );
     }
 

@@ -304,9 +304,8 @@ pub fn endpoint(base: &Url, path: &str) -> Url {
 /// Loopback hosts: `localhost`, 127.0.0.0/8, `::1`.
 pub fn is_loopback(url: &Url) -> bool {
     match url.host() {
-        Some(url::Host::Domain(d)) => {
-            d.eq_ignore_ascii_case("localhost") || d.ends_with(".localhost")
-        }
+        // Only the literal name: `*.localhost` goes through the system resolver like any name.
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,

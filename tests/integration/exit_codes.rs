@@ -371,3 +371,18 @@ async fn sigint_is_130_with_an_error_result() {
     r.code(130).stderr_has("error: interrupted by SIGINT");
     assert_error_result(&r.result(), "interrupted");
 }
+
+#[test]
+fn a_closed_stdout_does_not_hide_an_auth_failure_in_stream_json() {
+    let env = TestEnv::new();
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let mut cmd = env.std_cmd();
+    cmd.args(["-o", "stream-json", "hi"])
+        .stdin(Stdio::null())
+        .stdout(writer);
+    let child = cmd.spawn().expect("spawn qwen");
+    drop(cmd);
+    let r = wait_bounded(child, Duration::from_secs(20));
+    r.code(41).stderr_has("OPENAI_API_KEY");
+}

@@ -511,9 +511,11 @@ async fn file_defaults_apply_to_every_job_that_does_not_override_them() {
                      {"id": "b", "prompt": "own model", "model": "own-model", "seed": 8}]}"#,
     );
 
+    // The configured model (here from OPENAI_MODEL) is only a fallback below the file's defaults.
     let r = run(env
         .cmd_for(&server)
-        .args(["--jobs", "jobs.json", "-m", "flag-model"]));
+        .env("OPENAI_MODEL", "env-model")
+        .args(["--jobs", "jobs.json"]));
     r.code(0).stderr_has("batch: 2 jobs: 2 succeeded");
     let lines = by_id(&r.stdout_lines());
     assert_success_line(&lines["a"], "a", 0, "uses defaults", "file-model");
@@ -524,6 +526,52 @@ async fn file_defaults_apply_to_every_job_that_does_not_override_them() {
     assert_eq!(bodies["uses defaults"]["seed"], 7);
     assert_eq!(bodies["own model"]["model"], "own-model");
     assert_eq!(bodies["own model"]["seed"], 8);
+}
+
+#[tokio::test]
+async fn explicit_flags_beat_file_defaults_but_not_the_job() {
+    let env = TestEnv::new();
+    let server = echo_server(Duration::ZERO).await;
+    env.write_project(
+        "jobs.json",
+        r#"{"defaults": {"model": "file-model", "temperature": 0.1, "system": "file system"},
+            "jobs": [{"id": "a", "prompt": "uses flags"},
+                     {"id": "b", "prompt": "own model", "model": "own-model"}]}"#,
+    );
+    let r = run(env.cmd_for(&server).args([
+        "--jobs",
+        "jobs.json",
+        "-m",
+        "flag-model",
+        "--temperature",
+        "0.9",
+        "--system-prompt",
+        "flag system",
+    ]));
+    r.code(0).stderr_has("batch: 2 jobs: 2 succeeded");
+    let bodies = bodies_by_prompt(&server).await;
+    assert_eq!(bodies["uses flags"]["model"], "flag-model");
+    assert_eq!(bodies["uses flags"]["temperature"], 0.9);
+    assert_eq!(
+        bodies["uses flags"]["messages"][0]["content"],
+        "flag system"
+    );
+    assert_eq!(bodies["own model"]["model"], "own-model");
+}
+
+#[tokio::test]
+async fn defaults_cannot_hold_what_belongs_to_one_job() {
+    let env = TestEnv::new();
+    let server = echo_server(Duration::ZERO).await;
+    env.write_project(
+        "jobs.yaml",
+        "defaults:\n  messages: [{role: user, content: same for all}]\njobs:\n  - prompt: mine\n",
+    );
+    let r = run(env.cmd_for(&server).args(["--jobs", "jobs.yaml"]));
+    r.code(42)
+        .stdout_empty()
+        .stderr_has("`defaults` cannot hold `messages`");
+    assert!(request_bodies(&server).await.is_empty(), "nothing is sent");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1445,4 +1493,73 @@ async fn every_shipped_fixture_job_file_runs_to_one_success_line_per_job() {
         let unique: std::collections::HashSet<_> = ids(&lines).into_iter().collect();
         assert_eq!(unique.len(), lines.len(), "{name}: ids are unique");
     }
+}
+
+#[tokio::test]
+async fn resume_tolerates_a_torn_line_cut_inside_a_utf8_character() {
+    let env = TestEnv::new();
+    let server = echo_server(Duration::ZERO).await;
+    env.write_project("jobs.jsonl", &numbered_jobs("u", 2));
+    let first = run_jobs(&env, &server, &["--output", "results.jsonl"]);
+    first.code(0);
+    // Keep u0's line, then half of a line whose cut falls inside `世` (3 bytes in UTF-8).
+    let u0 = by_id(&file_lines(&env, "results.jsonl"))["u0"].to_string();
+    let mut bytes = format!("{u0}\n").into_bytes();
+    bytes.extend_from_slice(b"{\"id\":\"u1\",\"result\":\"");
+    bytes.extend_from_slice(&"世".as_bytes()[..2]);
+    std::fs::write(env.project_path("results.jsonl"), &bytes).expect("write the torn file");
+
+    let r = run_jobs(&env, &server, &["--output", "results.jsonl", "--resume"]);
+    r.code(0).stderr_has(
+        "batch: 2 jobs: 1 succeeded, 0 failed (0 temporary), 0 retried, 1 skipped (resume)",
+    );
+    let lines = file_lines(&env, "results.jsonl");
+    assert_eq!(sorted(&ids(&lines)), sorted(&["u0", "u1"]));
+}
+
+#[tokio::test]
+async fn a_custom_id_without_a_body_names_the_job_and_resume_finds_it() {
+    let env = TestEnv::new();
+    let server = echo_server(Duration::ZERO).await;
+    env.write_project(
+        "jobs.jsonl",
+        &jsonl(&[
+            json!({"custom_id": "c0", "prompt": "first"}),
+            json!({"custom_id": "c1", "id": "i1", "prompt": "second"}),
+        ]),
+    );
+    run_jobs(&env, &server, &["--output", "results.jsonl"]).code(0);
+    let lines = file_lines(&env, "results.jsonl");
+    assert_eq!(
+        sorted(&ids(&lines)),
+        sorted(&["c0", "i1"]),
+        "`id` wins over `custom_id`"
+    );
+    for body in request_bodies(&server).await {
+        assert!(
+            body.get("custom_id").is_none(),
+            "not sent as a request field: {body}"
+        );
+    }
+
+    let again = run_jobs(&env, &server, &["--output", "results.jsonl", "--resume"]);
+    again.code(0).stderr_has("2 skipped (resume)");
+    assert_eq!(
+        file_lines(&env, "results.jsonl").len(),
+        2,
+        "no duplicate lines"
+    );
+    assert_eq!(request_bodies(&server).await.len(), 2, "nothing sent again");
+}
+
+#[tokio::test]
+async fn an_output_file_that_cannot_be_written_fails_the_batch() {
+    let env = TestEnv::new();
+    let server = echo_server(Duration::ZERO).await;
+    env.write_project("jobs.jsonl", &numbered_jobs("w", 3));
+    let r = run_jobs(&env, &server, &["--output", "/dev/full", "--overwrite"]);
+    r.code(1)
+        .stdout_empty()
+        .stderr_has("cannot write a result line")
+        .stderr_has("batch: 3 jobs");
 }

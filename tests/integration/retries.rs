@@ -275,3 +275,32 @@ async fn a_stream_cut_on_every_attempt_is_75() {
     assert_error_result(&result, "stream_cut");
     assert_eq!(result["attempts"], 3);
 }
+
+#[tokio::test]
+async fn a_stream_cut_inside_an_event_is_retried_like_any_cut() {
+    let env = TestEnv::new();
+    let cut = Sse::new().raw("data: {\"choices\":[{\"delta\":{\"content\":\"hel");
+    let server = fail_once_then_ok(cut.respond()).await;
+    let r = run(env
+        .cmd_for(&server)
+        .args(["--retry-base-delay", "0", "--json", "hi"]));
+    r.code(0);
+    let result = r.result();
+    assert_eq!(result["result"], "ok");
+    assert_eq!(result["attempts"], 2);
+}
+
+#[tokio::test]
+async fn an_absurd_retry_after_ms_fails_at_once_instead_of_crashing() {
+    let env = TestEnv::new();
+    let server = server_with(
+        error_response(429, "slow down").insert_header("retry-after-ms", "1e300"),
+        1,
+    )
+    .await;
+    let r = run(env
+        .cmd_for(&server)
+        .args(["--retry-base-delay", "0", "--json", "hi"]));
+    r.code(75).stderr_has("--max-retry-wait");
+    assert_error_result(&r.result(), "rate_limit_error");
+}
