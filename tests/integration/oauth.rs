@@ -441,3 +441,66 @@ async fn auth_status_shows_the_method_its_source_and_redacted_oauth_creds() {
     assert!(text.contains("resource:    portal.qwen.ai"), "{text}");
     assert!(!text.contains(ACCESS));
 }
+
+#[tokio::test]
+async fn a_batch_refreshes_the_token_when_it_expires_mid_run() {
+    let sandbox = TestEnv::new();
+    let server = MockServer::start().await;
+    // The first refresh (at the start: the cached token is about to expire) gives a token good for
+    // 31 s, that is due for refresh again 1 s later; the second gives a long-lived one.
+    post(TOKEN_PATH)
+        .and(body_string_contains("grant_type=refresh_token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"access_token": "short-lived-token-000000", "token_type": "Bearer", "expires_in": 31}),
+        ))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    post(TOKEN_PATH)
+        .and(body_string_contains("grant_type=refresh_token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"access_token": REFRESHED, "token_type": "Bearer", "expires_in": 3600}),
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    chat()
+        .respond_with(chat_answer("pong").set_delay(Duration::from_millis(700)))
+        .mount(&server)
+        .await;
+    sandbox.write_creds(&creds(&server.uri(), ACCESS, 10_000));
+    sandbox.write_project(
+        "jobs.jsonl",
+        "{\"prompt\":\"one\"}\n{\"prompt\":\"two\"}\n{\"prompt\":\"three\"}\n",
+    );
+    let run = output(
+        sandbox
+            .auth_cmd()
+            .env("QWEN_OAUTH_BASE_URL", server.uri())
+            .args([
+                "--auth-type",
+                "qwen-oauth",
+                "--jobs",
+                "jobs.jsonl",
+                "--concurrency",
+                "1",
+                "--quiet",
+            ]),
+    );
+    run.code(0).stderr_has("3 succeeded");
+    let requests = server.received_requests().await.unwrap();
+    let tokens: Vec<String> = requests
+        .iter()
+        .filter(|r| r.url.path() == CHAT_PATH)
+        .map(|r| r.headers["authorization"].to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(tokens.len(), 3);
+    assert_eq!(tokens[0], "Bearer short-lived-token-000000");
+    assert_eq!(
+        tokens[2],
+        format!("Bearer {REFRESHED}"),
+        "the last job goes out with the refreshed token"
+    );
+    assert_eq!(sandbox.read_creds()["access_token"], REFRESHED);
+}
