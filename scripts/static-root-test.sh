@@ -34,7 +34,7 @@ target=x86_64-unknown-linux-musl
 if [ "${STATIC_ROOT_TARGET:-musl}" = gnu ]; then
   target=x86_64-unknown-linux-gnu
 elif ! rustup target list --installed 2>/dev/null | grep -qx "$target" &&
-  ! rustup target add "$target" >/dev/null 2>&1; then
+  ! timeout 300 rustup target add "$target" >/dev/null 2>&1; then
   say "rustup cannot fetch the musl target here: falling back to a static glibc build"
   target=x86_64-unknown-linux-gnu
 fi
