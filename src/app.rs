@@ -112,11 +112,12 @@ pub fn run(cli: Cli, ctx: &Context) -> ExitStatus {
         None => match &cli.run.batch.jobs {
             Some(jobs) => with_runtime(|runtime| batch::run(&cli.run, jobs, ctx, runtime)),
             None if cli.run.format() == OutputFormat::OpenaiBatch => {
-                diag::error(&Error::input(
-                    "`-o openai-batch` is a batch output format",
-                    "use it with --jobs FILE",
-                ));
-                ExitStatus::Usage
+                let err = Error::Usage {
+                    message: "`-o openai-batch` is a batch output format".to_owned(),
+                    hint: "use it with --jobs FILE".to_owned(),
+                };
+                diag::error(&err);
+                err.exit_status()
             }
             None => with_runtime(|runtime| run::single(&cli.run, ctx, runtime, Instant::now())),
         },

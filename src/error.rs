@@ -13,6 +13,10 @@ pub enum Error {
     #[error("{message}")]
     Input { message: String, hint: String },
 
+    /// Flags that parse but do not go together.
+    #[error("{message}")]
+    Usage { message: String, hint: String },
+
     #[error("{message}")]
     Config { message: String, hint: String },
 
@@ -58,6 +62,7 @@ impl Error {
         match self {
             Self::Auth { .. } => ExitStatus::Auth,
             Self::Input { .. } => ExitStatus::Input,
+            Self::Usage { .. } => ExitStatus::Usage,
             Self::Config { .. } | Self::DotEnvUnreadable { .. } => ExitStatus::Config,
             Self::Api(api) => api.exit_status(),
             Self::Interrupted { signal } => {
@@ -76,6 +81,7 @@ impl Error {
         match self {
             Self::Auth { .. } => "authentication_error",
             Self::Input { .. } => "input_error",
+            Self::Usage { .. } => "usage_error",
             Self::Config { .. } | Self::DotEnvUnreadable { .. } => "configuration_error",
             Self::Api(api) => api.kind(),
             Self::Interrupted { .. } => "interrupted",
@@ -85,9 +91,10 @@ impl Error {
 
     pub fn hint(&self) -> Option<String> {
         match self {
-            Self::Auth { hint, .. } | Self::Input { hint, .. } | Self::Config { hint, .. } => {
-                (!hint.is_empty()).then(|| hint.clone())
-            }
+            Self::Auth { hint, .. }
+            | Self::Input { hint, .. }
+            | Self::Usage { hint, .. }
+            | Self::Config { hint, .. } => (!hint.is_empty()).then(|| hint.clone()),
             Self::DotEnvUnreadable { .. } => Some(
                 "fix the file's permissions or syntax (KEY=value lines), or remove it".to_owned(),
             ),
