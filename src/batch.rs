@@ -195,9 +195,11 @@ fn prepare_and_run(
     };
     let in_github = github::is_github_actions(&ctx.env);
     let mut jobs = file.jobs()?;
+    // A bar needs a terminal that understands cursor movement; `TERM=dumb` gets plain lines.
+    let live_bar = ctx.terminal.stderr && ctx.env.get("TERM") != Some("dumb");
     let progress = Progress::new(
         validation.pending,
-        ctx.terminal.stderr,
+        live_bar,
         batch.quiet,
         batch.progress_interval,
     );

@@ -23,15 +23,13 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn new(total: u64, stderr_is_terminal: bool, quiet: bool, every: Duration) -> Self {
+    pub fn new(total: u64, live_bar: bool, quiet: bool, every: Duration) -> Self {
         let mode = if quiet {
             Mode::Quiet
-        } else if stderr_is_terminal {
+        } else if live_bar {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-            let style = ProgressStyle::with_template(
-                "{bar:30} {pos}/{len} {msg} [{elapsed_precise}, ETA {eta}]",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
+            let style = ProgressStyle::with_template("{bar:20} {pos}/{len} {msg}, ETA {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar());
             bar.set_style(style);
             bar.enable_steady_tick(Duration::from_millis(200));
             Mode::Bar(bar)

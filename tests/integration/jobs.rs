@@ -1563,3 +1563,37 @@ async fn an_output_file_that_cannot_be_written_fails_the_batch() {
         .stderr_has("cannot write a result line")
         .stderr_has("batch: 3 jobs");
 }
+
+#[tokio::test]
+async fn on_a_terminal_progress_is_a_live_bar() {
+    let env = TestEnv::new();
+    let server = echo_server(Duration::from_millis(150)).await;
+    env.write_project("jobs.jsonl", &numbered_jobs("t", 6));
+    let mut cmd = env.std_cmd();
+    cmd.env("OPENAI_API_KEY", KEY)
+        .env("OPENAI_BASE_URL", base_url(&server))
+        .env("TERM", "xterm")
+        .args([
+            "--jobs",
+            "jobs.jsonl",
+            "--output",
+            "out.jsonl",
+            "--concurrency",
+            "2",
+        ]);
+    let pty = crate::common_oauth::Pty::spawn(&cmd);
+    let (code, screen) = pty.finish();
+    assert_eq!(code, 0, "{screen}");
+    assert!(screen.contains("/6 "), "a done/total counter:\n{screen}");
+    assert!(screen.contains("in flight"), "{screen}");
+    assert!(screen.contains("ETA"), "{screen}");
+    assert!(
+        screen.contains("\u{1b}[2K"),
+        "the bar redraws its line in place:\n{screen}"
+    );
+    assert!(
+        !screen.contains("progress: "),
+        "no plain progress lines on a terminal:\n{screen}"
+    );
+    assert!(screen.contains("batch: 6 jobs: 6 succeeded"), "{screen}");
+}
