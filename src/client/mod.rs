@@ -536,11 +536,10 @@ impl ChatClient {
     }
 
     fn transport_error(&self, e: &reqwest::Error) -> ApiError {
-        let detail = self.scrubbed(&error_chain(e));
-        if e.is_timeout() {
-            ApiError::Timeout(detail)
-        } else {
-            ApiError::Network(detail)
+        match transport_error(e) {
+            ApiError::Timeout(detail) => ApiError::Timeout(self.scrubbed(&detail)),
+            ApiError::Network(detail) => ApiError::Network(self.scrubbed(&detail)),
+            other => other,
         }
     }
 
@@ -555,6 +554,16 @@ impl ChatClient {
     /// (a cut could fall inside the key and leave a piece of it) and again after JSON unescaping.
     fn scrubbed_message(&self, body: &str) -> String {
         self.scrubbed(&error_message(&self.scrubbed(body)))
+    }
+}
+
+/// A failure to send or to read a response: a timeout, or any other network error, with its causes.
+pub fn transport_error(e: &reqwest::Error) -> ApiError {
+    let detail = error_chain(e);
+    if e.is_timeout() {
+        ApiError::Timeout(detail)
+    } else {
+        ApiError::Network(detail)
     }
 }
 

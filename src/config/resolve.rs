@@ -268,7 +268,19 @@ fn resolve_debug(flag: bool, env: &EnvSnapshot, dotenv: &DotEnvSearch) -> Option
         })
 }
 
-/// Parse and check a base URL: absolute, http or https, with a host.
+/// An absolute http(s) URL with a host, or why it is not one.
+pub fn http_url(raw: &str) -> Result<Url, String> {
+    let url = Url::parse(raw).map_err(|e| e.to_string())?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("the scheme must be http or https".to_owned());
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("it has no host".to_owned());
+    }
+    Ok(url)
+}
+
+/// Parse and check a base URL: absolute, http or https, with a host, no query or fragment.
 pub fn parse_base_url(raw: &str, source: &Source) -> Result<Url, Error> {
     let bad = |why: &str| {
         Error::config(
@@ -276,13 +288,7 @@ pub fn parse_base_url(raw: &str, source: &Source) -> Result<Url, Error> {
             "give an absolute http(s) URL such as `https://api.openai.com/v1` with --openai-base-url or OPENAI_BASE_URL",
         )
     };
-    let url = Url::parse(raw).map_err(|e| bad(&e.to_string()))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(bad("the scheme must be http or https"));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(bad("it has no host"));
-    }
+    let url = http_url(raw).map_err(|why| bad(&why))?;
     if url.query().is_some() || url.fragment().is_some() {
         return Err(bad("it must not carry a query or a fragment"));
     }

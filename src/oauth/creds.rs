@@ -153,15 +153,12 @@ pub fn api_base_url(resource_url: Option<&str>) -> Result<Url, Error> {
     } else {
         format!("{trimmed}/v1")
     };
-    Url::parse(&full)
-        .ok()
-        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
-        .ok_or_else(|| {
-            Error::auth(
-                format!("the cached Qwen OAuth credentials name an unusable resource_url `{raw}`"),
-                "log in again with `qwen auth login --method qwen-oauth`",
-            )
-        })
+    crate::config::resolve::http_url(&full).map_err(|_| {
+        Error::auth(
+            format!("the cached Qwen OAuth credentials name an unusable resource_url `{raw}`"),
+            "log in again with `qwen auth login --method qwen-oauth`",
+        )
+    })
 }
 
 pub fn now_ms() -> u64 {

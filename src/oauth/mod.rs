@@ -57,15 +57,12 @@ impl Endpoints {
         let raw = env
             .get(env::QWEN_OAUTH_BASE_URL)
             .unwrap_or(DEFAULT_OAUTH_BASE_URL);
-        let base = Url::parse(raw)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
-            .ok_or_else(|| {
-                Error::config(
-                    format!("invalid {} `{raw}`", env::QWEN_OAUTH_BASE_URL),
-                    "give an absolute http(s) URL such as `https://chat.qwen.ai`, or unset it",
-                )
-            })?;
+        let base = crate::config::resolve::http_url(raw).map_err(|_| {
+            Error::config(
+                format!("invalid {} `{raw}`", env::QWEN_OAUTH_BASE_URL),
+                "give an absolute http(s) URL such as `https://chat.qwen.ai`, or unset it",
+            )
+        })?;
         Ok(Self::new(base))
     }
 
@@ -332,20 +329,7 @@ async fn post_form(
     let body = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(pairs)
         .finish();
-    let network = |e: reqwest::Error| {
-        let mut detail = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            detail.push_str(": ");
-            detail.push_str(&s.to_string());
-            source = s.source();
-        }
-        if e.is_timeout() {
-            ApiError::Timeout(detail)
-        } else {
-            ApiError::Network(detail)
-        }
-    };
+    let network = |e: reqwest::Error| crate::client::transport_error(&e);
     let response = http
         .post(url.clone())
         .header(
