@@ -1,142 +1,131 @@
-//! Dispatch from parsed arguments to commands; every command returns an `ExitStatus`.
+//! From argv to an exit status: parse, check the flags together, dispatch to a command, and
+//! report an error. This is the one place where an error is printed and becomes an exit status.
 
-use std::path::PathBuf;
+use std::ffi::OsString;
 use std::time::Instant;
 
-use secrecy::ExposeSecret;
+use clap::{CommandFactory, FromArgMatches};
 
-use crate::cli::{AuthCommand, Cli, Command, ConfigArgs, OutputFormat};
-use crate::config::env::EnvSnapshot;
-use crate::config::{ResolvedConfig, Terminal, dotenv, resolve};
+use crate::cli::{AuthCommand, Cli, Command, Mode, OutputFormat};
+use crate::commands::{auth_manage, auth_status, batch, generate, login, run};
+use crate::config::resolve::DEFAULT_MODEL;
+use crate::context::Context;
+use crate::diag;
 use crate::error::Error;
 use crate::exit::ExitStatus;
-use crate::login::{self, LoginOptions};
-use crate::output::diag;
-use crate::{auth_commands, batch, generate, run, settings, status};
+use crate::output::{RunMeta, RunOutput, github};
 
-/// Facts about the process captured once in `main`.
-#[derive(Debug, Clone)]
-pub struct Context {
-    pub env: EnvSnapshot,
-    pub terminal: Terminal,
-    pub cwd: PathBuf,
-}
-
-impl Context {
-    pub fn from_process() -> Self {
-        use std::io::IsTerminal;
-        Self {
-            env: EnvSnapshot::from_process(),
-            terminal: Terminal {
-                stdin: std::io::stdin().is_terminal(),
-                stdout: std::io::stdout().is_terminal(),
-                stderr: std::io::stderr().is_terminal(),
-            },
-            cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+/// The whole program, given the name it was called by and its arguments.
+pub fn main(bin_name: &'static str, args: Vec<OsString>, ctx: &Context) -> ExitStatus {
+    let started = Instant::now();
+    let json_format = crate::cli::json_format_in(&args);
+    let parsed = Cli::command()
+        .name(bin_name)
+        .bin_name(bin_name)
+        .try_get_matches_from(args)
+        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            let _ = e.print();
+            if !e.use_stderr() {
+                // --help and --version
+                return ExitStatus::Success;
+            }
+            if let Some(format) = json_format {
+                let err = Error::usage(e.kind().as_str().unwrap_or("invalid arguments"), None);
+                usage_document(format, &err, ctx, started);
+            }
+            return ExitStatus::Usage;
         }
-    }
-}
-
-/// Find the `.env` file and resolve the configuration with provenance.
-pub fn load_config(args: &ConfigArgs, ctx: &Context) -> Result<ResolvedConfig, Error> {
-    let home = ctx.env.home();
-    let search = dotenv::discover(&ctx.cwd, home.as_deref())?;
-    // The flag wins anyway: then a broken settings file does not matter.
-    let selected = if args.auth_type.is_some() {
-        None
-    } else {
-        settings::selected_auth_type(home.as_deref())?
     };
-    let config = resolve::resolve(&args.flags(), &ctx.env, search, selected, ctx.terminal)?;
-    if crate::gha::is_github_actions(&ctx.env)
-        && let Some(key) = &config.api_key
-    {
-        diag::raw(&crate::gha::mask_command(key.value.expose_secret()));
+    match dispatch(cli, &matches, ctx, started) {
+        Ok(status) => status,
+        Err(failure) => report(&failure, ctx),
     }
-    if config.debug.is_some() {
-        debug_config(&config);
-    }
-    Ok(config)
 }
 
-fn debug_config(config: &ResolvedConfig) {
-    diag::debug(&format!(
-        "auth-type={} ({})",
-        config.auth_type.value.as_str(),
-        config.auth_type.source
-    ));
-    if let Some(key) = &config.api_key {
-        diag::debug(&format!("api key from {}", key.source));
+/// Print an error (and its hint) once, annotate it under GitHub Actions, and give its status.
+fn report(err: &Error, ctx: &Context) -> ExitStatus {
+    diag::error(err);
+    if github::is_github_actions(&ctx.env) {
+        diag::raw(&github::error_command(Some("qwen"), &err.to_string()));
     }
-    diag::debug(&format!(
-        "base-url={} ({})",
-        config.base_url.value, config.base_url.source
-    ));
-    diag::debug(&format!(
-        "model={} ({})",
-        config.model.value, config.model.source
-    ));
-    match &config.dotenv.found {
-        Some(f) => diag::debug(&format!(".env used: {}", f.path.display())),
-        None => diag::debug(".env used: none"),
-    }
-    diag::debug(&format!("interactive={}", config.interactive));
+    err.exit_status()
 }
 
-/// Run the parsed command line.
-pub fn run(cli: Cli, ctx: &Context) -> ExitStatus {
+fn dispatch(
+    cli: Cli,
+    matches: &clap::ArgMatches,
+    ctx: &Context,
+    started: Instant,
+) -> Result<ExitStatus, Error> {
     match cli.command {
         Some(Command::Auth(auth)) => match auth.command {
-            AuthCommand::Status { config, json } => status::auth_status(&config, json, ctx),
+            AuthCommand::Status { config, json } => auth_status::command(&config, json, ctx),
             AuthCommand::Login {
                 method,
                 user,
                 no_verify,
             } => with_runtime(|runtime| {
-                login::command(
-                    LoginOptions {
-                        method,
-                        user,
-                        verify: !no_verify,
-                    },
-                    ctx,
-                    runtime,
-                )
+                let opts = login::LoginOptions {
+                    method,
+                    user,
+                    verify: !no_verify,
+                };
+                login::command(opts, ctx, runtime)
             }),
-            AuthCommand::Use { method } => auth_commands::use_method(method, ctx),
-            AuthCommand::Logout { env, user } => auth_commands::logout(env, user, ctx),
+            AuthCommand::Use { method } => auth_manage::use_method(method, ctx),
+            AuthCommand::Logout { env, user } => auth_manage::logout(env, user, ctx),
         },
         // Generated text needs neither configuration nor the async runtime.
-        Some(Command::Completions { shell }) => generate::completions(shell),
+        Some(Command::Completions { shell }) => Ok(generate::completions(shell)),
         Some(Command::Man) => generate::man(),
-        None => match &cli.run.batch.jobs {
-            Some(jobs) => with_runtime(|runtime| batch::run(&cli.run, jobs, ctx, runtime)),
-            None if cli.run.format() == OutputFormat::OpenaiBatch => {
-                let err = Error::Usage {
-                    message: "`-o openai-batch` is a batch output format".to_owned(),
-                    hint: "use it with --jobs FILE".to_owned(),
-                };
-                diag::error(&err);
-                err.exit_status()
+        None => {
+            let mode = match cli.run.mode(matches) {
+                Ok(mode) => mode,
+                Err(err) => {
+                    if let Some(format) = cli.run.recognisable_json_format() {
+                        usage_document(format, &err, ctx, started);
+                    }
+                    return Err(err);
+                }
+            };
+            match mode {
+                Mode::Batch { jobs, format } => {
+                    with_runtime(|runtime| batch::command(&cli.run, &jobs, format, ctx, runtime))
+                }
+                Mode::Single { format, partial } => with_runtime(|runtime| {
+                    run::command(&cli.run, format, partial, ctx, runtime, started)
+                }),
             }
-            None => with_runtime(|runtime| run::single(&cli.run, ctx, runtime, Instant::now())),
-        },
+        }
     }
 }
 
+/// A usage error in a JSON format still leaves a valid document on stdout.
+fn usage_document(format: OutputFormat, err: &Error, ctx: &Context, started: Instant) {
+    let meta = RunMeta {
+        session_id: uuid::Uuid::new_v4().to_string(),
+        model: DEFAULT_MODEL.to_owned(),
+        cwd: ctx.cwd.display().to_string(),
+    };
+    let mut out = RunOutput::new(format, false, meta, started);
+    let _ = out.init().and_then(|()| out.failure(err, 0, 0));
+}
+
 /// Run `work` on a fresh multi-thread runtime, then drop the runtime without waiting.
-fn with_runtime(work: impl FnOnce(&tokio::runtime::Runtime) -> ExitStatus) -> ExitStatus {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+fn with_runtime(
+    work: impl FnOnce(&tokio::runtime::Runtime) -> Result<ExitStatus, Error>,
+) -> Result<ExitStatus, Error> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            diag::error(&Error::Io(format!("cannot start the async runtime: {e}")));
-            return ExitStatus::Failure;
-        }
-    };
+        .map_err(|source| Error::Io {
+            context: "cannot start the async runtime".to_owned(),
+            source,
+        })?;
     let status = work(&runtime);
     // A reader thread may still wait on a silent stdin: do not wait for it.
     runtime.shutdown_background();

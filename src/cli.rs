@@ -5,6 +5,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{AuthType, ConfigFlags};
+use crate::error::Error;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -295,13 +296,114 @@ pub fn parse_shard(text: &str) -> Result<Shard, String> {
     Ok(Shard { k, n })
 }
 
+/// How a batch writes its result lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchFormat {
+    /// One result message (with `id` and `index`) per line.
+    Lines,
+    /// `OpenAI` Batch API output lines.
+    OpenaiBatch,
+}
+
+/// What the command line asks for, once its flags have been checked together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    Single { format: OutputFormat, partial: bool },
+    Batch { jobs: String, format: BatchFormat },
+}
+
+/// Flags that only mean something in a batch (their clap ids and spellings).
+const BATCH_ONLY: [(&str, &str); 9] = [
+    ("output", "--output"),
+    ("concurrency", "--concurrency"),
+    ("rpm", "--rpm"),
+    ("shard", "--shard"),
+    ("resume", "--resume"),
+    ("overwrite", "--overwrite"),
+    ("summary", "--summary"),
+    ("progress_interval", "--progress-interval"),
+    ("shutdown_grace", "--shutdown-grace"),
+];
+
 impl RunArgs {
-    pub fn format(&self) -> OutputFormat {
-        if self.json {
+    /// Check the flags together and decide the mode once: a flag that would be silently ignored
+    /// is a usage error that says what to do instead.
+    pub fn mode(&self, matches: &clap::ArgMatches) -> Result<Mode, Error> {
+        let given = |id: &str| {
+            matches!(
+                matches.value_source(id),
+                Some(clap::parser::ValueSource::CommandLine)
+            )
+        };
+        let explicit_format = given("output_format").then_some(self.output_format);
+        if self.json && explicit_format.is_some() {
+            return Err(Error::usage(
+                "--json and -o/--output-format both choose the output format",
+                Some("use one of them (--json is the same as -o json)"),
+            ));
+        }
+        let format = if self.json {
             OutputFormat::Json
         } else {
             self.output_format
+        };
+        if self.include_partial_messages && format != OutputFormat::StreamJson {
+            return Err(Error::usage(
+                "--include-partial-messages only applies to -o stream-json",
+                Some("add -o stream-json, or drop --include-partial-messages"),
+            ));
         }
+        let Some(jobs) = &self.batch.jobs else {
+            if let Some((_, flag)) = BATCH_ONLY.iter().find(|(id, _)| given(id)) {
+                return Err(Error::usage(
+                    format!("{flag} only applies to a batch"),
+                    Some("add --jobs FILE to run a job file, or drop the flag"),
+                ));
+            }
+            if format == OutputFormat::OpenaiBatch {
+                return Err(Error::usage(
+                    "`-o openai-batch` is a batch output format",
+                    Some("use it with --jobs FILE"),
+                ));
+            }
+            return Ok(Mode::Single {
+                format,
+                partial: self.include_partial_messages,
+            });
+        };
+        let format = match explicit_format {
+            Some(OutputFormat::OpenaiBatch) => BatchFormat::OpenaiBatch,
+            Some(f @ (OutputFormat::Text | OutputFormat::StreamJson)) => {
+                return Err(Error::usage(
+                    format!(
+                        "a batch writes JSON lines, one result per job, not `{}`",
+                        f.to_possible_value()
+                            .map_or_else(String::new, |v| v.get_name().to_owned())
+                    ),
+                    Some(
+                        "drop -o (or use -o json), or use -o openai-batch for OpenAI Batch API lines",
+                    ),
+                ));
+            }
+            Some(OutputFormat::Json) | None => BatchFormat::Lines,
+        };
+        Ok(Mode::Batch {
+            jobs: jobs.clone(),
+            format,
+        })
+    }
+
+    /// The JSON format the command line asked for, if it asked for one: a usage error is then
+    /// written as a JSON document too.
+    pub fn recognisable_json_format(&self) -> Option<OutputFormat> {
+        if self.json {
+            return Some(OutputFormat::Json);
+        }
+        matches!(
+            self.output_format,
+            OutputFormat::Json | OutputFormat::StreamJson
+        )
+        .then_some(self.output_format)
     }
 
     /// The prompt given as an argument, if any.
@@ -310,6 +412,34 @@ impl RunArgs {
             .clone()
             .or_else(|| (!self.prompt_words.is_empty()).then(|| self.prompt_words.join(" ")))
     }
+}
+
+/// The JSON format named in raw arguments that did not parse: `--json`, `-o json`, `-ojson`,
+/// `--output-format json|stream-json` or `--output-format=...`.
+pub fn json_format_in(args: &[std::ffi::OsString]) -> Option<OutputFormat> {
+    let words: Vec<&str> = args.iter().filter_map(|a| a.to_str()).collect();
+    let named = |value: &str| match value {
+        "json" => Some(OutputFormat::Json),
+        "stream-json" => Some(OutputFormat::StreamJson),
+        _ => None,
+    };
+    let mut found = None;
+    for (i, word) in words.iter().enumerate() {
+        if *word == "--" {
+            break;
+        }
+        let next = words.get(i + 1).copied().unwrap_or_default();
+        let format = match *word {
+            "--json" => Some(OutputFormat::Json),
+            "-o" | "--output-format" => named(next),
+            w => w
+                .strip_prefix("--output-format=")
+                .or_else(|| w.strip_prefix("-o"))
+                .and_then(named),
+        };
+        found = format.or(found);
+    }
+    found
 }
 
 /// `500ms`, `2s`, `1.5s`, `5m`, `1h`; a bare number is seconds.

@@ -4,21 +4,34 @@ use std::path::PathBuf;
 
 use crate::client::ApiError;
 use crate::exit::ExitStatus;
+use crate::signals::Signal;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{message}")]
-    Auth { message: String, hint: String },
+    Auth {
+        message: String,
+        hint: Option<String>,
+    },
 
     #[error("{message}")]
-    Input { message: String, hint: String },
+    Input {
+        message: String,
+        hint: Option<String>,
+    },
 
     /// Flags that parse but do not go together.
     #[error("{message}")]
-    Usage { message: String, hint: String },
+    Usage {
+        message: String,
+        hint: Option<String>,
+    },
 
     #[error("{message}")]
-    Config { message: String, hint: String },
+    Config {
+        message: String,
+        hint: Option<String>,
+    },
 
     #[error("cannot read `{}`: {source}", path.display())]
     DotEnvUnreadable {
@@ -30,31 +43,58 @@ pub enum Error {
     Api(#[from] ApiError),
 
     #[error("interrupted by {signal}")]
-    Interrupted { signal: &'static str },
+    Interrupted { signal: Signal },
 
+    /// An operating-system failure, with what we were doing.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+
+    /// Another process holds a resource we need (a lock), for longer than we wait.
     #[error("{0}")]
-    Io(String),
+    Busy(String),
+
+    /// A failure that is not about the user's input or the outside world (encoding our own data).
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl Error {
     pub fn input(message: impl Into<String>, hint: impl Into<String>) -> Self {
         Self::Input {
             message: message.into(),
-            hint: hint.into(),
+            hint: Some(hint.into()).filter(|h: &String| !h.is_empty()),
         }
     }
 
     pub fn config(message: impl Into<String>, hint: impl Into<String>) -> Self {
         Self::Config {
             message: message.into(),
-            hint: hint.into(),
+            hint: Some(hint.into()).filter(|h: &String| !h.is_empty()),
+        }
+    }
+
+    pub fn usage(message: impl Into<String>, hint: Option<&str>) -> Self {
+        Self::Usage {
+            message: message.into(),
+            hint: hint.map(str::to_owned),
+        }
+    }
+
+    /// An I/O failure on a named file: "cannot {action} `path`: reason".
+    pub fn file(action: &str, path: &std::path::Path, source: std::io::Error) -> Self {
+        Self::Io {
+            context: format!("cannot {action} `{}`", path.display()),
+            source,
         }
     }
 
     pub fn auth(message: impl Into<String>, hint: impl Into<String>) -> Self {
         Self::Auth {
             message: message.into(),
-            hint: hint.into(),
+            hint: Some(hint.into()).filter(|h: &String| !h.is_empty()),
         }
     }
 
@@ -65,14 +105,13 @@ impl Error {
             Self::Usage { .. } => ExitStatus::Usage,
             Self::Config { .. } | Self::DotEnvUnreadable { .. } => ExitStatus::Config,
             Self::Api(api) => api.exit_status(),
-            Self::Interrupted { signal } => {
-                if *signal == "SIGTERM" {
-                    ExitStatus::Terminated
-                } else {
-                    ExitStatus::Interrupted
-                }
-            }
-            Self::Io(_) => ExitStatus::Failure,
+            Self::Interrupted {
+                signal: Signal::Terminate,
+            } => ExitStatus::Terminated,
+            Self::Interrupted {
+                signal: Signal::Interrupt,
+            } => ExitStatus::Interrupted,
+            Self::Io { .. } | Self::Internal(_) | Self::Busy(_) => ExitStatus::Failure,
         }
     }
 
@@ -85,7 +124,9 @@ impl Error {
             Self::Config { .. } | Self::DotEnvUnreadable { .. } => "configuration_error",
             Self::Api(api) => api.kind(),
             Self::Interrupted { .. } => "interrupted",
-            Self::Io(_) => "io_error",
+            Self::Io { .. } => "io_error",
+            Self::Internal(_) => "internal_error",
+            Self::Busy(_) => "busy",
         }
     }
 
@@ -94,12 +135,12 @@ impl Error {
             Self::Auth { hint, .. }
             | Self::Input { hint, .. }
             | Self::Usage { hint, .. }
-            | Self::Config { hint, .. } => (!hint.is_empty()).then(|| hint.clone()),
+            | Self::Config { hint, .. } => hint.clone(),
             Self::DotEnvUnreadable { .. } => Some(
                 "fix the file's permissions or syntax (KEY=value lines), or remove it".to_owned(),
             ),
             Self::Api(api) => api.hint(),
-            Self::Interrupted { .. } | Self::Io(_) => None,
+            Self::Interrupted { .. } | Self::Io { .. } | Self::Internal(_) | Self::Busy(_) => None,
         }
     }
 }

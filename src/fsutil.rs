@@ -58,6 +58,7 @@ pub fn remove_if_exists(path: &Path) -> io::Result<bool> {
 }
 
 /// The file's Unix permission bits, for messages and tests (`None` elsewhere or when unreadable).
+#[cfg(test)]
 pub fn mode(path: &Path) -> Option<u32> {
     #[cfg(unix)]
     {

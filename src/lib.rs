@@ -1,50 +1,33 @@
-//! Library behind the `qwen` and `qwen-code` binaries: a headless runner for OpenAI-compatible chat APIs.
+//! Library behind the `qwen` and `qwen-code` binaries: a headless runner for OpenAI-compatible chat
+//! APIs. `ARCHITECTURE.md` at the repository root maps the modules.
 
-pub mod app;
-pub mod auth;
-pub mod auth_commands;
-pub mod batch;
-pub mod cli;
-pub mod client;
-pub mod config;
-pub mod error;
-pub mod exit;
-pub mod fsutil;
-pub mod generate;
-pub mod gha;
-pub mod gitignore;
-pub mod job;
-pub mod login;
-pub mod oauth;
-pub mod output;
-pub mod progress;
-pub mod prompt;
-pub mod run;
-pub mod settings;
-pub mod signals;
-pub mod status;
+mod app;
+mod auth;
+mod cli;
+mod client;
+mod commands;
+mod config;
+mod context;
+mod diag;
+mod error;
+mod exit;
+mod fsutil;
+mod gitignore;
+mod job;
+mod output;
+mod progress;
+mod prompt;
+mod secret;
+mod signals;
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, FromArgMatches};
-
 /// The whole program, given the name it was called by (`qwen` or `qwen-code`).
 pub fn main_entry(bin_name: &'static str) -> ExitCode {
-    let matches = cli::Cli::command()
-        .name(bin_name)
-        .bin_name(bin_name)
-        .try_get_matches();
-    let cli = match matches.and_then(|m| cli::Cli::from_arg_matches(&m)) {
-        Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                exit::ExitStatus::Usage.into()
-            } else {
-                exit::ExitStatus::Success.into()
-            };
-        }
-    };
-    let ctx = app::Context::from_process();
-    app::run(cli, &ctx).into()
+    let ctx = context::Context::from_process();
+    app::main(bin_name, std::env::args_os().collect(), &ctx).into()
 }
+
+/// The PKCE S256 challenge (RFC 7636), exposed for the OAuth tests' fake server.
+#[doc(hidden)]
+pub use auth::oauth::s256_challenge;

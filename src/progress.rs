@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::output::diag;
+use crate::diag;
 
 enum Mode {
     Bar(ProgressBar),

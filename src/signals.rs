@@ -1,5 +1,27 @@
 //! SIGINT / SIGTERM as values, so that an interrupted run can still write an honest result.
 
+/// The signals that end a run early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Interrupt,
+    Terminate,
+}
+
+impl Signal {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Interrupt => "SIGINT",
+            Self::Terminate => "SIGTERM",
+        }
+    }
+}
+
+impl std::fmt::Display for Signal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Listens for SIGINT and SIGTERM for as long as it lives; each call to `next` yields one signal.
 pub struct Listener {
     #[cfg(unix)]
@@ -24,22 +46,22 @@ impl Listener {
         }
     }
 
-    /// The next signal's name: `SIGINT` or `SIGTERM`.
-    pub async fn next(&mut self) -> &'static str {
+    /// The next signal.
+    pub async fn next(&mut self) -> Signal {
         #[cfg(unix)]
         {
             let Some((int, term)) = &mut self.streams else {
                 return std::future::pending().await;
             };
             tokio::select! {
-                _ = int.recv() => "SIGINT",
-                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => Signal::Interrupt,
+                _ = term.recv() => Signal::Terminate,
             }
         }
         #[cfg(not(unix))]
         {
             let _ = tokio::signal::ctrl_c().await;
-            "SIGINT"
+            Signal::Interrupt
         }
     }
 }
@@ -50,7 +72,7 @@ impl Default for Listener {
     }
 }
 
-/// Wait for the first SIGINT or SIGTERM and name it.
-pub async fn interrupted() -> &'static str {
+/// Wait for the first SIGINT or SIGTERM.
+pub async fn interrupted() -> Signal {
     Listener::new().next().await
 }

@@ -12,14 +12,15 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::auth::scrub;
+use crate::diag;
 use crate::exit::ExitStatus;
-use crate::output::diag;
+use crate::secret::scrub;
 pub use retry::RetryPolicy;
 use sse::SseParser;
 
 /// Token counts as the result schema names them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[allow(clippy::struct_field_names, reason = "the names of the public JSON fields")]
 pub struct Usage {
     pub input_tokens: u64,
     pub output_tokens: u64,
@@ -296,10 +297,6 @@ impl ChatClient {
     pub fn with_rate_limit(mut self, limiter: Option<Arc<RateLimiter>>) -> Self {
         self.limiter = limiter;
         self
-    }
-
-    pub fn url(&self) -> &Url {
-        &self.url
     }
 
     /// Send one chat request (`body` is the full JSON body; streaming fields are set here),

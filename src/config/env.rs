@@ -11,7 +11,6 @@ pub const DEBUG_MODE: &str = "DEBUG_MODE";
 pub const CI: &str = "CI";
 pub const HOME: &str = "HOME";
 pub const QWEN_TRUST_PROJECT_ENV: &str = "QWEN_TRUST_PROJECT_ENV";
-pub const NO_COLOR: &str = "NO_COLOR";
 pub const GITHUB_ACTIONS: &str = "GITHUB_ACTIONS";
 pub const GITHUB_STEP_SUMMARY: &str = "GITHUB_STEP_SUMMARY";
 /// The Qwen OAuth server (default `https://chat.qwen.ai`), for tests and self-hosted servers.
@@ -48,6 +47,7 @@ impl EnvSnapshot {
         Self { vars }
     }
 
+    #[cfg(test)]
     pub fn from_pairs<I, K, V>(pairs: I) -> Self
     where
         I: IntoIterator<Item = (K, V)>,

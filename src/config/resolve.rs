@@ -90,7 +90,6 @@ pub struct ConfigFlags {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Terminal {
     pub stdin: bool,
-    pub stdout: bool,
     pub stderr: bool,
 }
 
@@ -511,7 +510,6 @@ mod tests {
     fn interactive_needs_both_terminals_and_no_ci() {
         let tty = Terminal {
             stdin: true,
-            stdout: true,
             stderr: true,
         };
         let no_ci = EnvSnapshot::default();

@@ -21,3 +21,4 @@ mod precedence;
 mod retries;
 mod secrets;
 mod stdin;
+mod usage;

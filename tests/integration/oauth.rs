@@ -140,10 +140,7 @@ async fn device_flow_pending_then_slow_down_then_success_caches_creds_0600() {
         assert_eq!(poll["client_id"], "f0304373b74a44d2b584a3fb70ca9e56");
         let verifier = &poll["code_verifier"];
         assert!((43..=128).contains(&verifier.len()));
-        assert_eq!(
-            qwen::oauth::s256_challenge(verifier),
-            device["code_challenge"]
-        );
+        assert_eq!(qwen::s256_challenge(verifier), device["code_challenge"]);
     }
 
     // The cache, as Qwen Code writes it.

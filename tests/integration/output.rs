@@ -164,14 +164,23 @@ async fn partial_messages_add_stream_events_with_text_deltas() {
 }
 
 #[tokio::test]
-async fn partial_messages_do_nothing_outside_stream_json() {
+async fn partial_messages_outside_stream_json_are_a_usage_error() {
+    // Issue 8: this combination used to be silently ignored (exit 0); it is now exit 2, and the
+    // JSON document still says why.
     let env = TestEnv::new();
     let server = server_answering(&["x"]).await;
     let r = run(env
         .cmd_for(&server)
         .args(["--json", "--include-partial-messages", "hi"]));
-    r.code(0).stderr_empty();
-    assert_eq!(types(&r.json()), ["system", "assistant", "result"]);
+    r.code(2)
+        .stderr_has("--include-partial-messages only applies to -o stream-json");
+    let messages = r.json();
+    assert_eq!(types(&messages), ["system", "result"]);
+    assert_error_result(&messages[1], "usage_error");
+    assert_eq!(
+        server.received_requests().await.unwrap_or_default().len(),
+        0
+    );
 }
 
 #[test]

@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use super::schema::JobFailure;
 use crate::client::Usage;
 use crate::config::env::{EnvSnapshot, GITHUB_ACTIONS, GITHUB_STEP_SUMMARY};
 
@@ -188,7 +189,7 @@ pub struct BatchSummaryView<'a> {
     pub wall_ms: u128,
     pub requests_per_sec: f64,
     /// `(job id, error type, message)` for each failed job, in any order.
-    pub failures: &'a [(String, String, String)],
+    pub failures: &'a [JobFailure],
 }
 
 /// The Markdown summary of a batch: counts, throughput, and a table of failures (capped).
@@ -222,13 +223,13 @@ pub fn batch_summary(view: &BatchSummaryView) -> String {
         return md;
     }
     md.push_str("\n#### Failed jobs\n\n| job | error | message |\n|---|---|---|\n");
-    for (id, kind, message) in view.failures.iter().take(MAX_FAILURE_ROWS) {
+    for failure in view.failures.iter().take(MAX_FAILURE_ROWS) {
         let _ = writeln!(
             md,
             "| {} | {} | {} |",
-            cell(id),
-            cell(kind),
-            cell(&truncate_chars(message, MAX_CELL_CHARS))
+            cell(&failure.id),
+            cell(&failure.kind),
+            cell(&truncate_chars(&failure.message, MAX_CELL_CHARS))
         );
     }
     let more = view.failures.len().saturating_sub(MAX_FAILURE_ROWS);
@@ -431,19 +432,17 @@ mod tests {
         assert!(md.contains(&format!("Cut here: {MAX_SUMMARY_ANSWER_BYTES} more bytes")));
     }
 
-    fn failures(n: usize) -> Vec<(String, String, String)> {
+    fn failures(n: usize) -> Vec<JobFailure> {
         (0..n)
-            .map(|i| {
-                (
-                    format!("job-{i}"),
-                    "api_error".to_owned(),
-                    format!("HTTP 400 | bad\nrequest {i}"),
-                )
+            .map(|i| JobFailure {
+                id: format!("job-{i}"),
+                kind: "api_error".to_owned(),
+                message: format!("HTTP 400 | bad\nrequest {i}"),
             })
             .collect()
     }
 
-    fn view(failures: &[(String, String, String)]) -> BatchSummaryView<'_> {
+    fn view(failures: &[JobFailure]) -> BatchSummaryView<'_> {
         BatchSummaryView {
             jobs: 100,
             succeeded: 100 - failures.len() as u64,
@@ -495,7 +494,11 @@ mod tests {
 
     #[test]
     fn batch_summary_cuts_long_messages() {
-        let f = vec![("a".to_owned(), "e".to_owned(), "x".repeat(5000))];
+        let f = vec![JobFailure {
+            id: "a".to_owned(),
+            kind: "e".to_owned(),
+            message: "x".repeat(5000),
+        }];
         let md = batch_summary(&view(&f));
         let row = md
             .lines()

@@ -3,17 +3,17 @@
 
 use std::path::PathBuf;
 
-use crate::app::Context;
+use crate::auth::oauth::creds::{self, CredsPaths, Freshness};
+use crate::commands::login::env_file_target;
 use crate::config::AuthType;
 use crate::config::dotenv_edit;
 use crate::config::env;
+use crate::config::settings;
+use crate::context::Context;
+use crate::diag;
 use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::fsutil;
-use crate::login::env_file_target;
-use crate::oauth::creds::{self, CredsPaths, Freshness};
-use crate::output::diag;
-use crate::settings;
 
 fn home(ctx: &Context) -> Result<PathBuf, Error> {
     ctx.env.home().ok_or_else(|| {
@@ -24,22 +24,8 @@ fn home(ctx: &Context) -> Result<PathBuf, Error> {
     })
 }
 
-fn finish(result: Result<(), Error>) -> ExitStatus {
-    match result {
-        Ok(()) => ExitStatus::Success,
-        Err(e) => {
-            diag::error(&e);
-            e.exit_status()
-        }
-    }
-}
-
 /// `qwen auth use METHOD`.
-pub fn use_method(method: AuthType, ctx: &Context) -> ExitStatus {
-    finish(use_method_inner(method, ctx))
-}
-
-fn use_method_inner(method: AuthType, ctx: &Context) -> Result<(), Error> {
+pub fn use_method(method: AuthType, ctx: &Context) -> Result<ExitStatus, Error> {
     let home = home(ctx)?;
     let path = settings::save_selected_type(&home, method)?;
     diag::text(&format!(
@@ -60,20 +46,14 @@ fn use_method_inner(method: AuthType, ctx: &Context) -> Result<(), Error> {
             ));
         }
     }
-    Ok(())
+    Ok(ExitStatus::Success)
 }
 
 /// `qwen auth logout [--env [--user]]`.
-pub fn logout(env_too: bool, user: bool, ctx: &Context) -> ExitStatus {
-    finish(logout_inner(env_too, user, ctx))
-}
-
-fn logout_inner(env_too: bool, user: bool, ctx: &Context) -> Result<(), Error> {
+pub fn logout(env_too: bool, user: bool, ctx: &Context) -> Result<ExitStatus, Error> {
     let home = ctx.env.home();
     let creds_path = home.as_deref().map(|h| CredsPaths::new(h).creds);
-    let io = |path: &std::path::Path, e: std::io::Error| {
-        Error::Io(format!("cannot change `{}`: {e}", path.display()))
-    };
+    let io = |path: &std::path::Path, e: std::io::Error| Error::file("change", path, e);
 
     let mut plan = Vec::new();
     let remove_creds = creds_path.as_ref().filter(|p| p.exists());
@@ -104,7 +84,7 @@ fn logout_inner(env_too: bool, user: bool, ctx: &Context) -> Result<(), Error> {
             what.push_str(" and no OPENAI_API_KEY line in the .env file");
         }
         diag::text(&format!("Nothing to remove: {what}.\n"));
-        return Ok(());
+        return Ok(ExitStatus::Success);
     }
     diag::text("Removing:\n");
     for item in &plan {
@@ -117,5 +97,5 @@ fn logout_inner(env_too: bool, user: bool, ctx: &Context) -> Result<(), Error> {
         fsutil::write_private(&target, kept.as_bytes()).map_err(|e| io(&target, e))?;
     }
     diag::text("Done.\n");
-    Ok(())
+    Ok(ExitStatus::Success)
 }

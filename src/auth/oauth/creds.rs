@@ -193,15 +193,14 @@ pub fn load(path: &Path) -> Result<Option<OAuthCreds>, Error> {
 /// Write the cache: atomic, mode 0600.
 pub fn save(path: &Path, creds: &OAuthCreds) -> Result<(), Error> {
     let mut bytes = serde_json::to_vec_pretty(creds)
-        .map_err(|e| Error::Io(format!("cannot encode the credentials: {e}")))?;
+        .map_err(|e| Error::Internal(format!("cannot encode the credentials: {e}")))?;
     bytes.push(b'\n');
-    fsutil::write_private(path, &bytes)
-        .map_err(|e| Error::Io(format!("cannot write `{}`: {e}", path.display())))
+    fsutil::write_private(path, &bytes).map_err(|e| Error::file("write", path, e))
 }
 
 /// Take the exclusive lock on `path` (created 0600 if needed), waiting for another holder.
 async fn lock(path: &Path) -> Result<Option<File>, Error> {
-    let io = |e: std::io::Error| Error::Io(format!("cannot lock `{}`: {e}", path.display()));
+    let io = |e: std::io::Error| Error::file("lock", path, e);
     if let Some(dir) = path.parent() {
         fsutil::create_private_dir_all(dir).map_err(io)?;
     }
@@ -221,7 +220,7 @@ async fn lock(path: &Path) -> Result<Option<File>, Error> {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             Err(TryLockError::WouldBlock) => {
-                return Err(Error::Io(format!(
+                return Err(Error::Busy(format!(
                     "another qwen process held `{}` for more than {} s while refreshing the Qwen OAuth token",
                     path.display(),
                     LOCK_TIMEOUT.as_secs()
@@ -254,7 +253,7 @@ impl Drop for QwenCodeLock {
 /// Take Qwen Code's lock: create the file exclusively with a random id; an existing one older
 /// than 10 s is stale and removed, a younger one is waited for.
 async fn qwen_code_lock(path: &Path) -> Result<QwenCodeLock, Error> {
-    let io = |e: std::io::Error| Error::Io(format!("cannot lock `{}`: {e}", path.display()));
+    let io = |e: std::io::Error| Error::file("lock", path, e);
     let id = uuid::Uuid::new_v4().to_string();
     let deadline = tokio::time::Instant::now() + QWEN_CODE_LOCK_TIMEOUT;
     loop {
@@ -285,7 +284,7 @@ async fn qwen_code_lock(path: &Path) -> Result<QwenCodeLock, Error> {
                     continue;
                 }
                 if tokio::time::Instant::now() >= deadline {
-                    return Err(Error::Io(format!(
+                    return Err(Error::Busy(format!(
                         "`{}` stayed locked for {} s (another program, such as Qwen Code, is refreshing the token)",
                         path.display(),
                         QWEN_CODE_LOCK_TIMEOUT.as_secs()

@@ -10,19 +10,19 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
-use crate::app::Context;
+use crate::auth::oauth::creds::{self, CredsPaths, OAuthCreds};
+use crate::auth::oauth::{self, Endpoints, Pkce, PollEvent, printable};
 use crate::auth::{self, KEY_ADVICE};
 use crate::config::dotenv_edit;
 use crate::config::env::{self, EnvSnapshot};
 use crate::config::resolve::{self, DEFAULT_BASE_URL, DEFAULT_MODEL, endpoint, is_interactive};
+use crate::config::settings;
 use crate::config::{AuthType, dotenv};
+use crate::context::Context;
+use crate::diag;
 use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::gitignore;
-use crate::oauth::creds::{self, CredsPaths, OAuthCreds};
-use crate::oauth::{self, Endpoints, Pkce, PollEvent, printable};
-use crate::output::diag;
-use crate::settings;
 
 /// The person at the terminal, behind a trait so that the dialogue can be tested without one.
 pub trait Prompter {
@@ -49,7 +49,10 @@ impl Prompter for TerminalPrompter {
         match std::io::stdin().read_line(&mut line) {
             Ok(0) => Ok(None),
             Ok(_) => Ok(Some(line.trim().to_owned())),
-            Err(e) => Err(Error::Io(format!("cannot read the answer: {e}"))),
+            Err(source) => Err(Error::Io {
+                context: "cannot read the answer".to_owned(),
+                source,
+            }),
         }
     }
 
@@ -59,8 +62,13 @@ impl Prompter for TerminalPrompter {
             .map(|s| SecretString::from(s.trim().to_owned()))
             .map_err(|e| match e.kind() {
                 std::io::ErrorKind::UnexpectedEof => cancelled(),
-                std::io::ErrorKind::Interrupted => Error::Interrupted { signal: "SIGINT" },
-                _ => Error::Io(format!("cannot read the key from the terminal: {e}")),
+                std::io::ErrorKind::Interrupted => Error::Interrupted {
+                    signal: crate::signals::Signal::Interrupt,
+                },
+                _ => Error::Io {
+                    context: "cannot read the key from the terminal".to_owned(),
+                    source: e,
+                },
             })
     }
 }
@@ -81,7 +89,11 @@ fn cancelled() -> Error {
 }
 
 /// `qwen auth login`: refuses at once outside a terminal, else runs the dialogue.
-pub fn command(opts: LoginOptions, ctx: &Context, runtime: &tokio::runtime::Runtime) -> ExitStatus {
+pub fn command(
+    opts: LoginOptions,
+    ctx: &Context,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<ExitStatus, Error> {
     let result = if is_interactive(ctx.terminal, &ctx.env) {
         login(opts, ctx, runtime, &mut TerminalPrompter).map(|_| ())
     } else {
@@ -90,13 +102,7 @@ pub fn command(opts: LoginOptions, ctx: &Context, runtime: &tokio::runtime::Runt
             KEY_ADVICE,
         ))
     };
-    match result {
-        Ok(()) => ExitStatus::Success,
-        Err(e) => {
-            diag::error(&e);
-            e.exit_status()
-        }
-    }
+    result.map(|()| ExitStatus::Success)
 }
 
 /// The whole dialogue; returns the method that was set up.
@@ -189,7 +195,7 @@ fn api_key_login(
     if key.expose_secret().is_empty() {
         return Err(Error::auth("no API key entered", KEY_ADVICE));
     }
-    prompter.say(&format!("Key received: {}\n", auth::redact(&key)));
+    prompter.say(&format!("Key received: {}\n", crate::secret::redact(&key)));
     let (base_text, base_url) = ask_base_url(prompter)?;
     let model = ask_with_default(prompter, "Model", DEFAULT_MODEL)?;
     if let Some(warning) = auth::plaintext_warning(&base_url) {
@@ -201,7 +207,7 @@ fn api_key_login(
     save_env_file(&target, &key, &base_text, &model)?;
     prompter.say(&format!(
         "Saved OPENAI_API_KEY ({}), OPENAI_BASE_URL and OPENAI_MODEL to {} (mode 0600).\n",
-        auth::redact(&key),
+        crate::secret::redact(&key),
         target.display()
     ));
     if !opts.user {
@@ -302,7 +308,10 @@ pub async fn verify_key(base_url: &Url, key: &SecretString, model: &str) -> Veri
     };
     bearer.set_sensitive(true);
     let summary = |status: reqwest::StatusCode, body: &str| {
-        let short: String = auth::scrub(body.trim(), key).chars().take(200).collect();
+        let short: String = crate::secret::scrub(body.trim(), key)
+            .chars()
+            .take(200)
+            .collect();
         if short.is_empty() {
             format!("HTTP {}", status.as_u16())
         } else {
@@ -327,7 +336,7 @@ pub async fn verify_key(base_url: &Url, key: &SecretString, model: &str) -> Veri
             }
             format!("GET /models: {}", summary(status, &body))
         }
-        Err(e) => return Verification::Unverified(auth::scrub(&e.to_string(), key)),
+        Err(e) => return Verification::Unverified(crate::secret::scrub(&e.to_string(), key)),
     };
     let chat = http
         .post(endpoint(base_url, "chat/completions"))
@@ -361,9 +370,10 @@ pub async fn verify_key(base_url: &Url, key: &SecretString, model: &str) -> Veri
                 Verification::Unverified(detail)
             }
         }
-        Err(e) => {
-            Verification::Unverified(format!("{first}; {}", auth::scrub(&e.to_string(), key)))
-        }
+        Err(e) => Verification::Unverified(format!(
+            "{first}; {}",
+            crate::secret::scrub(&e.to_string(), key)
+        )),
     }
 }
 
@@ -378,10 +388,7 @@ pub fn save_env_file(
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => {
-            return Err(Error::Io(format!(
-                "cannot read `{}`: {e}",
-                target.display()
-            )));
+            return Err(Error::file("read", target, e));
         }
     };
     let text = dotenv_edit::set_vars(
@@ -393,7 +400,7 @@ pub fn save_env_file(
         ],
     );
     crate::fsutil::write_private(target, text.as_bytes())
-        .map_err(|e| Error::Io(format!("cannot write `{}`: {e}", target.display())))
+        .map_err(|e| Error::file("write", target, e))
 }
 
 /// Things that would keep the saved file from being used from this directory.
@@ -600,7 +607,6 @@ mod tests {
             env: EnvSnapshot::from_pairs([("HOME", home.to_str().unwrap())]),
             terminal: crate::config::Terminal {
                 stdin: true,
-                stdout: true,
                 stderr: true,
             },
             cwd,

@@ -194,10 +194,9 @@ pub fn save_selected_type(home: &Path, method: AuthType) -> Result<PathBuf, Erro
     }
     let doc = with_selected_type(doc, method).map_err(|why| unreadable(&path, &why))?;
     let mut bytes = serde_json::to_vec_pretty(&doc)
-        .map_err(|e| Error::Io(format!("cannot encode settings: {e}")))?;
+        .map_err(|e| Error::Internal(format!("cannot encode settings: {e}")))?;
     bytes.push(b'\n');
-    fsutil::write_private(&path, &bytes)
-        .map_err(|e| Error::Io(format!("cannot write `{}`: {e}", path.display())))?;
+    fsutil::write_private(&path, &bytes).map_err(|e| Error::file("write", &path, e))?;
     Ok(path)
 }
 

@@ -4,8 +4,9 @@ use clap::CommandFactory;
 use clap_complete::Shell;
 
 use crate::cli::Cli;
+use crate::error::Error;
 use crate::exit::ExitStatus;
-use crate::output::{diag, write_stdout};
+use crate::output::write_stdout;
 
 /// The name completions and the man page are written for, whichever binary was called.
 pub const BIN_NAME: &str = "qwen";
@@ -42,16 +43,12 @@ pub fn completions(shell: Shell) -> ExitStatus {
 }
 
 /// `qwen man`.
-pub fn man() -> ExitStatus {
-    match man_page() {
-        Ok(page) => emit(&page),
-        Err(e) => {
-            diag::error(&crate::error::Error::Io(format!(
-                "cannot render the man page: {e}"
-            )));
-            ExitStatus::Failure
-        }
-    }
+pub fn man() -> Result<ExitStatus, Error> {
+    let page = man_page().map_err(|source| Error::Io {
+        context: "cannot render the man page".to_owned(),
+        source,
+    })?;
+    Ok(emit(&page))
 }
 
 #[cfg(test)]

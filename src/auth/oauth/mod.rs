@@ -97,7 +97,7 @@ impl Pkce {
     pub fn generate() -> Result<Self, Error> {
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes)
-            .map_err(|e| Error::Io(format!("no random source for the PKCE verifier: {e}")))?;
+            .map_err(|e| Error::Internal(format!("no random source for the PKCE verifier: {e}")))?;
         Ok(Self::from_verifier(URL_SAFE_NO_PAD.encode(bytes)))
     }
 
@@ -517,14 +517,15 @@ pub async fn refresh(
     let secret = SecretString::from(refresh_token.to_owned());
     match classify_token_reply(status, &body) {
         Reply::Token(grant) => Ok(grant),
-        Reply::Discontinued(text) => {
-            Err(discontinued(endpoints, &crate::auth::scrub(&text, &secret)))
-        }
+        Reply::Discontinued(text) => Err(discontinued(
+            endpoints,
+            &crate::secret::scrub(&text, &secret),
+        )),
         Reply::Transient(text) => Err(Error::Api(ApiError::Http {
             status,
             message: format!(
                 "refreshing the Qwen OAuth token failed: {}",
-                crate::auth::scrub(&text, &secret)
+                crate::secret::scrub(&text, &secret)
             ),
             retry_after: None,
         })),
@@ -536,7 +537,7 @@ pub async fn refresh(
             Err(Error::auth(
                 format!(
                     "the cached Qwen OAuth credentials could not be refreshed ({})",
-                    crate::auth::scrub(&text, &secret)
+                    crate::secret::scrub(&text, &secret)
                 ),
                 format!(
                     "log in again in a terminal with `qwen auth login --method qwen-oauth`, or {API_KEY_ADVICE}"

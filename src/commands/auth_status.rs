@@ -7,14 +7,16 @@ use std::time::{Duration, UNIX_EPOCH};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-use crate::app::{Context, load_config};
 use crate::auth;
+use crate::auth::oauth::creds::{self, CredsPaths, Freshness, OAuthCreds};
 use crate::cli::ConfigArgs;
+use crate::commands::load_config;
+use crate::config::settings::{self, Selection};
 use crate::config::{AuthType, ResolvedConfig, Source};
+use crate::context::Context;
+use crate::error::Error;
 use crate::exit::ExitStatus;
-use crate::oauth::creds::{self, CredsPaths, Freshness, OAuthCreds};
-use crate::output::{diag, write_stdout};
-use crate::settings::{self, Selection};
+use crate::output::write_stdout;
 
 /// What `~/.qwen` says about Qwen OAuth and the selected method, read without any network traffic.
 struct OAuthView {
@@ -66,7 +68,7 @@ impl OAuthView {
             "expiry_date": c.and_then(|c| c.expiry_date),
             "expires": c.and_then(|c| c.expiry_date).map(http_date),
             "token_type": c.map(|c| c.token_type.clone()),
-            "access_token": c.map(|c| auth::redact(&SecretString::from(c.access_token.clone()))),
+            "access_token": c.map(|c| crate::secret::redact(&SecretString::from(c.access_token.clone()))),
             "has_refresh_token": c.is_some_and(|c| c.refresh_token.is_some()),
             "resource_url": c.and_then(|c| c.resource_url.clone()),
             "base_url": c.and_then(|c| c.api_base_url().ok()).map(|u| u.to_string()),
@@ -109,7 +111,8 @@ fn source_json(source: &Source) -> Value {
     }
 }
 
-pub fn auth_status(args: &ConfigArgs, as_json: bool, ctx: &Context) -> ExitStatus {
+/// `qwen auth status [--json]`: what a run would use, and where each value came from.
+pub fn command(args: &ConfigArgs, as_json: bool, ctx: &Context) -> Result<ExitStatus, Error> {
     let config = match load_config(args, ctx) {
         Ok(c) => c,
         Err(e) => {
@@ -118,8 +121,7 @@ pub fn auth_status(args: &ConfigArgs, as_json: bool, ctx: &Context) -> ExitStatu
                     json!({"ready": false, "error": {"type": e.kind(), "message": e.to_string()}});
                 let _ = write_stdout(format!("{doc}\n").as_bytes());
             }
-            diag::error(&e);
-            return e.exit_status();
+            return Err(e);
         }
     };
     let home = ctx.env.home();
@@ -157,13 +159,10 @@ pub fn auth_status(args: &ConfigArgs, as_json: bool, ctx: &Context) -> ExitStatu
     };
     let _ = write_stdout(text.as_bytes());
     match check {
-        Ok(_) => ExitStatus::Success,
-        Err(e) => {
-            if !as_json {
-                diag::error(&e);
-            }
-            e.exit_status()
-        }
+        Ok(_) => Ok(ExitStatus::Success),
+        // The JSON document already says why.
+        Err(e) if as_json => Ok(e.exit_status()),
+        Err(e) => Err(e),
     }
 }
 
@@ -171,7 +170,7 @@ fn status_json(config: &ResolvedConfig) -> Value {
     json!({
         "auth_type": {"value": config.auth_type.value, "source": source_json(&config.auth_type.source)},
         "api_key": {
-            "value": config.api_key.as_ref().map(|k| auth::redact(&k.value)),
+            "value": config.api_key.as_ref().map(|k| crate::secret::redact(&k.value)),
             "source": config.api_key.as_ref().map(|k| source_json(&k.source)),
             "set_but_empty": config.empty_key_sources.iter().map(source_json).collect::<Vec<_>>(),
         },
@@ -210,7 +209,7 @@ fn status_text(config: &ResolvedConfig, view: &OAuthView) -> String {
         Some(key) => writeln!(
             t,
             "api key:     {} ({}{unused})",
-            auth::redact(&key.value),
+            crate::secret::redact(&key.value),
             key.source
         ),
         None => writeln!(t, "api key:     (none)"),
@@ -278,7 +277,7 @@ fn oauth_text(t: &mut String, view: &OAuthView) {
         }
     };
     let _ = writeln!(t, "oauth creds: {path} (cached)");
-    let token = auth::redact(&SecretString::from(c.access_token.clone()));
+    let token = crate::secret::redact(&SecretString::from(c.access_token.clone()));
     let expiry = c.expiry_date.map_or_else(
         || "no expiry date".to_owned(),
         |ms| format!("expires {} ({})", http_date(ms), relative(ms, view.now_ms)),

@@ -1,0 +1,125 @@
+//! A connected session, shared by a single run and a batch: credentials turned into a token,
+//! the plain-http warning, the HTTP client and its rate limit, and for Qwen OAuth what it takes
+//! to keep the token fresh during a long run.
+
+use std::sync::Arc;
+
+use secrecy::ExposeSecret;
+
+use super::oauth::creds::{self, CredsPaths, REFRESH_MARGIN_MS};
+use super::oauth::{self, Endpoints};
+use super::{AuthPlan, Credentials, oauth_credentials, plaintext_warning};
+use crate::client::{ChatClient, ClientSettings, RateLimiter};
+use crate::config::env::EnvSnapshot;
+use crate::diag;
+use crate::error::Error;
+use crate::output::github;
+
+/// Qwen OAuth requests are capped client-side at the free tier's rate.
+pub const QWEN_OAUTH_REQUESTS_PER_MINUTE: u32 = 60;
+
+/// What a command sends requests with.
+pub struct Session {
+    pub client: ChatClient,
+    /// Set for Qwen OAuth: refreshes the token of `client` when it is about to expire.
+    pub oauth: Option<OauthSession>,
+}
+
+/// Keeps a Qwen OAuth token fresh for a client that outlives it (a long batch).
+pub struct OauthSession {
+    paths: CredsPaths,
+    http: reqwest::Client,
+    endpoints: Endpoints,
+    expiry_ms: Option<u64>,
+    mask: bool,
+}
+
+impl OauthSession {
+    /// Refresh the token (under the shared lock) when it expires within the margin, and hand the
+    /// new one to `client` and all its clones.
+    pub async fn keep_fresh(&mut self, client: &ChatClient) -> Result<(), Error> {
+        let due = self
+            .expiry_ms
+            .is_some_and(|e| creds::now_ms().saturating_add(REFRESH_MARGIN_MS) >= e);
+        if !due {
+            return Ok(());
+        }
+        let fresh = creds::ensure_fresh(&self.paths, &self.http, &self.endpoints).await?;
+        let credentials = oauth_credentials(&fresh)?;
+        if self.mask {
+            diag::raw(&github::mask_command(credentials.api_key.expose_secret()));
+        }
+        client.set_key(credentials.api_key).map_err(Error::Api)?;
+        self.expiry_ms = fresh.expiry_date;
+        Ok(())
+    }
+}
+
+/// The client-side rate limit: `--rpm`, and for Qwen OAuth never above the free tier's rate.
+pub fn rate_limit(rpm: Option<u32>, oauth: bool) -> Option<Arc<RateLimiter>> {
+    let cap = if oauth {
+        Some(rpm.map_or(QWEN_OAUTH_REQUESTS_PER_MINUTE, |r| {
+            r.min(QWEN_OAUTH_REQUESTS_PER_MINUTE)
+        }))
+    } else {
+        rpm
+    };
+    cap.map(|per_minute| Arc::new(RateLimiter::per_minute(per_minute)))
+}
+
+/// Turn an auth plan into a client: an API key as it is; Qwen OAuth credentials refreshed if
+/// needed (under a lock). Warns before a key goes over plain http to a remote host.
+pub fn connect(
+    plan: AuthPlan,
+    settings: ClientSettings,
+    rpm: Option<u32>,
+    env: &EnvSnapshot,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<Session, Error> {
+    let debug = settings.debug;
+    let (credentials, oauth) = match plan {
+        AuthPlan::ApiKey(credentials) => (credentials, None),
+        AuthPlan::QwenOauth(paths) => {
+            let (credentials, session) = oauth_session(paths, env, debug, runtime)?;
+            (credentials, Some(session))
+        }
+    };
+    if let Some(warning) = plaintext_warning(&credentials.base_url) {
+        diag::warn(&warning);
+    }
+    let client = ChatClient::new(&credentials.base_url, credentials.api_key, settings)
+        .map_err(Error::Api)?
+        .with_rate_limit(rate_limit(rpm, oauth.is_some()));
+    Ok(Session { client, oauth })
+}
+
+fn oauth_session(
+    paths: CredsPaths,
+    env: &EnvSnapshot,
+    debug: bool,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(Credentials, OauthSession), Error> {
+    let endpoints = Endpoints::from_env(env)?;
+    let http = oauth::http_client()?;
+    let fresh = runtime.block_on(creds::ensure_fresh(&paths, &http, &endpoints))?;
+    let credentials = oauth_credentials(&fresh)?;
+    let mask = github::is_github_actions(env);
+    if mask {
+        diag::raw(&github::mask_command(credentials.api_key.expose_secret()));
+    }
+    if debug {
+        diag::debug(&format!(
+            "qwen-oauth: token from {}, requests go to {}",
+            paths.creds.display(),
+            credentials.base_url
+        ));
+    }
+    let session = OauthSession {
+        paths,
+        http,
+        endpoints,
+        expiry_ms: fresh.expiry_date,
+        mask,
+    };
+    Ok((credentials, session))
+}

@@ -1,0 +1,271 @@
+//! The dispatcher: keeps at most `--concurrency` jobs in flight, hands every finished one to the
+//! single writer, and stops on a signal, the wall-time limit or a closed output. One method per
+//! event; the loop in [`Dispatcher::run`] only waits for the next one.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use tokio::task::{Id, JoinError, JoinSet};
+use tokio::time::Instant as Deadline;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::session::OauthSession;
+use crate::client::{ApiError, ChatClient, Completion, Failure};
+use crate::diag;
+use crate::job::Job;
+use crate::progress::Progress;
+use crate::signals::{Listener, Signal};
+
+/// Who a job is, for its result line.
+#[derive(Debug, Clone)]
+pub struct JobMeta {
+    pub id: String,
+    pub index: usize,
+    pub model: String,
+}
+
+/// What became of one job.
+pub struct JobOutcome {
+    pub job: JobMeta,
+    /// `None`: cancelled before it finished (no line is written).
+    pub result: Option<Result<Completion, Failure>>,
+    pub elapsed: Duration,
+}
+
+impl JobOutcome {
+    /// A job that failed before it was sent (it could not be built).
+    pub fn invalid(job: JobMeta, reason: &str) -> Self {
+        Self::failed(
+            job,
+            ApiError::InvalidResponse(format!("invalid job: {reason}")),
+            0,
+        )
+    }
+
+    fn failed(job: JobMeta, error: ApiError, attempts: u32) -> Self {
+        Self {
+            job,
+            result: Some(Err(Failure {
+                error,
+                attempts,
+                api_duration: Duration::ZERO,
+            })),
+            elapsed: Duration::ZERO,
+        }
+    }
+}
+
+/// Why a batch stopped before its last job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    Signal(Signal),
+    WallTime,
+    /// stdout was closed (`| head`): a quiet end.
+    OutputClosed,
+    /// The results file could not be written: the batch fails.
+    OutputFailed(String),
+}
+
+/// The next job to run: a job, a job that could not be built, or `None` at the end.
+pub type NextJob<'a> = dyn FnMut() -> Option<Result<Job, (JobMeta, String)>> + 'a;
+/// The single writer: gets every finished job; an `Err` stops the batch.
+pub type OnDone<'a> = dyn FnMut(JobOutcome) -> Result<(), Stop> + 'a;
+
+/// The limits a dispatcher works within.
+pub struct Limits {
+    pub concurrency: usize,
+    pub max_wall_time: Option<Duration>,
+    pub shutdown_grace: Duration,
+}
+
+pub struct Dispatcher<'a> {
+    client: &'a ChatClient,
+    limits: Limits,
+    progress: &'a Progress,
+    oauth: Option<&'a mut OauthSession>,
+    set: JoinSet<JobOutcome>,
+    in_flight: HashMap<Id, JobMeta>,
+    hard_cancel: CancellationToken,
+    stop: Option<Stop>,
+    dispatching: bool,
+    wall_deadline: Deadline,
+    grace_deadline: Deadline,
+}
+
+/// A deadline that never comes.
+fn far_future() -> Deadline {
+    Deadline::now() + Duration::from_secs(86_400 * 365)
+}
+
+impl<'a> Dispatcher<'a> {
+    pub fn new(
+        client: &'a ChatClient,
+        limits: Limits,
+        progress: &'a Progress,
+        oauth: Option<&'a mut OauthSession>,
+    ) -> Self {
+        let wall_deadline = limits
+            .max_wall_time
+            .map_or_else(far_future, |d| Deadline::now() + d);
+        Self {
+            client,
+            limits,
+            progress,
+            oauth,
+            set: JoinSet::new(),
+            in_flight: HashMap::new(),
+            hard_cancel: CancellationToken::new(),
+            stop: None,
+            dispatching: true,
+            wall_deadline,
+            grace_deadline: far_future(),
+        }
+    }
+
+    /// Run every job `next_job` yields; returns why the batch stopped early, if it did.
+    pub async fn run(
+        mut self,
+        next_job: &mut NextJob<'_>,
+        on_done: &mut OnDone<'_>,
+    ) -> Option<Stop> {
+        let mut signals = Listener::new();
+        let mut tick = tokio::time::interval(self.progress.tick_every());
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            self.fill(next_job, on_done).await;
+            self.progress.in_flight(self.set.len());
+            if self.set.is_empty() {
+                break;
+            }
+            tokio::select! {
+                joined = self.set.join_next_with_id() => self.on_joined(joined, on_done),
+                signal = signals.next() => self.on_signal(signal),
+                () = tokio::time::sleep_until(self.wall_deadline), if self.stop.is_none() => {
+                    self.on_wall_time();
+                }
+                () = tokio::time::sleep_until(self.grace_deadline), if !self.hard_cancel.is_cancelled() => {
+                    self.hard_cancel.cancel();
+                }
+                _ = tick.tick() => self.progress.tick(),
+            }
+        }
+        self.stop
+    }
+
+    /// Stop dispatching, and cancel what is in flight.
+    fn halt(&mut self, why: Stop) {
+        self.stop = Some(why);
+        self.dispatching = false;
+        self.hard_cancel.cancel();
+    }
+
+    /// Start jobs until `concurrency` are in flight or there are no more.
+    async fn fill(&mut self, next_job: &mut NextJob<'_>, on_done: &mut OnDone<'_>) {
+        while self.dispatching && self.set.len() < self.limits.concurrency {
+            match next_job() {
+                None => self.dispatching = false,
+                Some(Err((meta, reason))) => {
+                    if let Err(why) = on_done(JobOutcome::invalid(meta, &reason)) {
+                        self.halt(why);
+                    }
+                }
+                Some(Ok(job)) => self.spawn(job).await,
+            }
+        }
+    }
+
+    async fn spawn(&mut self, job: Job) {
+        if let Some(session) = self.oauth.as_deref_mut()
+            && let Err(e) = session.keep_fresh(self.client).await
+        {
+            diag::warn(&format!(
+                "warning: the Qwen OAuth token could not be refreshed: {e}"
+            ));
+        }
+        let meta = JobMeta {
+            id: job.id.clone(),
+            index: job.index,
+            model: job.model.clone(),
+        };
+        let task = run_job(
+            self.client.clone(),
+            job,
+            meta.clone(),
+            self.hard_cancel.clone(),
+        );
+        let handle = self.set.spawn(task);
+        self.in_flight.insert(handle.id(), meta);
+    }
+
+    /// A job ended (or its task panicked): hand it to the writer.
+    fn on_joined(
+        &mut self,
+        joined: Option<Result<(Id, JobOutcome), JoinError>>,
+        on_done: &mut OnDone<'_>,
+    ) {
+        let outcome = match joined {
+            Some(Ok((id, outcome))) => {
+                self.in_flight.remove(&id);
+                outcome
+            }
+            Some(Err(e)) => {
+                let Some(job) = self.in_flight.remove(&e.id()) else {
+                    return;
+                };
+                let message = if e.is_panic() {
+                    "the job panicked"
+                } else {
+                    "the job was aborted"
+                };
+                JobOutcome::failed(job, ApiError::InvalidResponse(message.to_owned()), 1)
+            }
+            None => return,
+        };
+        if outcome.result.is_some()
+            && let Err(why) = on_done(outcome)
+        {
+            self.halt(why);
+        }
+    }
+
+    /// The first signal stops dispatching and gives in-flight jobs the grace period; a second
+    /// cancels them at once.
+    fn on_signal(&mut self, signal: Signal) {
+        if self.stop.is_some() {
+            self.hard_cancel.cancel();
+            return;
+        }
+        self.stop = Some(Stop::Signal(signal));
+        self.dispatching = false;
+        self.grace_deadline = Deadline::now() + self.limits.shutdown_grace;
+        diag::warn(&format!(
+            "{signal}: no new jobs; waiting up to {}s for {} in flight (again to stop at once)",
+            self.limits.shutdown_grace.as_secs(),
+            self.set.len()
+        ));
+    }
+
+    fn on_wall_time(&mut self) {
+        self.halt(Stop::WallTime);
+        diag::warn("--max-wall-time reached: cancelling the jobs in flight");
+    }
+}
+
+async fn run_job(
+    client: ChatClient,
+    job: Job,
+    meta: JobMeta,
+    cancel: CancellationToken,
+) -> JobOutcome {
+    let started = Instant::now();
+    let mut ignore_deltas = |_: &str| Ok(());
+    let result = tokio::select! {
+        r = client.send(&job.body, &mut ignore_deltas, false) => Some(r),
+        () = cancel.cancelled() => None,
+    };
+    JobOutcome {
+        job: meta,
+        result,
+        elapsed: started.elapsed(),
+    }
+}

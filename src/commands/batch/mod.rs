@@ -1,0 +1,163 @@
+//! Batch runs: many jobs from a file, bounded concurrency, one result line per finished job,
+//! resumable, sharded, and honest about what did not finish.
+//!
+//! `plan` reads and validates everything first; `dispatch` runs the jobs; `results` writes (and
+//! for `--resume` reads back) the result lines; `summary` reports and decides the exit status.
+
+mod dispatch;
+mod plan;
+mod results;
+mod summary;
+
+use std::time::Instant;
+
+use super::run::append_step_summary;
+use super::{client_settings, load_config};
+use crate::auth::{self, session};
+use crate::cli::{BatchFormat, RunArgs};
+use crate::context::Context;
+use crate::diag;
+use crate::error::Error;
+use crate::exit::ExitStatus;
+use crate::job::{Job, declared_id};
+use crate::output::{RunMeta, github};
+use crate::progress::Progress;
+use dispatch::{Dispatcher, JobMeta, JobOutcome, Limits, Stop};
+use plan::Plan;
+use results::Sink;
+use summary::Summary;
+
+/// At most this many failed jobs become GitHub `::error::` annotations (GitHub shows only a few).
+const MAX_ANNOTATIONS: u64 = 10;
+
+/// `qwen --jobs FILE`: run a job file.
+pub fn command(
+    args: &RunArgs,
+    jobs_spec: &str,
+    format: BatchFormat,
+    ctx: &Context,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<ExitStatus, Error> {
+    let started = Instant::now();
+    let batch = &args.batch;
+    let config = load_config(&args.config, ctx)?;
+    let credentials = auth::credentials(&config, ctx.env.home().as_deref())?;
+    let concurrency = batch.concurrency as usize;
+    let settings = client_settings(args, &config, concurrency);
+    let mut session = session::connect(credentials, settings, batch.rpm, &ctx.env, runtime)?;
+    let plan = plan::build(args, &config, jobs_spec, ctx)?;
+    let mut sink = Sink::open(plan.output_path.as_deref(), batch.resume, &plan.done)?;
+
+    let mut summary = Summary {
+        jobs: plan.validation.in_scope,
+        ..Summary::default()
+    };
+    let in_github = github::is_github_actions(&ctx.env);
+    // A bar needs a terminal that understands cursor movement; `TERM=dumb` gets plain lines.
+    let live_bar = ctx.terminal.stderr && ctx.env.get("TERM") != Some("dumb");
+    let progress = Progress::new(
+        plan.validation.pending,
+        live_bar,
+        batch.quiet,
+        batch.progress_interval,
+    );
+    let meta = RunMeta {
+        session_id: uuid::Uuid::new_v4().to_string(),
+        model: config.model.value.clone(),
+        cwd: ctx.cwd.display().to_string(),
+    };
+    let mut jobs = plan.file.jobs()?;
+    let mut next_job = || next_job(&plan, &mut jobs);
+    let mut on_done = |outcome: JobOutcome| {
+        summary.count(&outcome);
+        if in_github
+            && summary.failed <= MAX_ANNOTATIONS
+            && let Some(Err(f)) = &outcome.result
+        {
+            let title = format!("qwen job {}", outcome.job.id);
+            diag::raw(&github::error_command(Some(&title), &f.error.to_string()));
+        }
+        progress.finished(outcome.result.as_ref().is_some_and(Result::is_ok));
+        results::write_result(&mut sink, &meta, &outcome, format)
+    };
+    let limits = Limits {
+        concurrency,
+        max_wall_time: batch.max_wall_time,
+        shutdown_grace: batch.shutdown_grace,
+    };
+    let dispatcher = Dispatcher::new(&session.client, limits, &progress, session.oauth.as_mut());
+    let stop = runtime.block_on(dispatcher.run(&mut next_job, &mut on_done));
+    progress.clear();
+    let summary_path = batch.summary.as_ref().map(|s| ctx.cwd.join(s));
+    let skipped = plan.validation.in_scope - plan.validation.pending;
+    summary.finish(skipped, started.elapsed());
+    finish(&mut summary, stop.as_ref(), summary_path.as_deref(), ctx)
+}
+
+/// The next job of this shard that is not done yet.
+fn next_job(
+    plan: &Plan,
+    jobs: &mut impl Iterator<Item = crate::job::RawJob>,
+) -> Option<Result<Job, (JobMeta, String)>> {
+    for raw in jobs.by_ref() {
+        if !plan.in_shard(raw.index) {
+            continue;
+        }
+        let index = raw.index;
+        let id = declared_id(&raw.value, index);
+        match plan.file.build(raw.value, index, &plan.defaults) {
+            Ok(job) if plan.done.contains(&job.id) => {}
+            Ok(job) => return Some(Ok(job)),
+            Err(_) if plan.done.contains(&id) => {}
+            Err(reason) => {
+                let meta = JobMeta {
+                    id,
+                    index,
+                    model: plan.defaults.model.clone(),
+                };
+                return Some(Err((meta, reason)));
+            }
+        }
+    }
+    None
+}
+
+/// Count, report and decide the exit status.
+fn finish(
+    summary: &mut Summary,
+    stop: Option<&Stop>,
+    summary_path: Option<&std::path::Path>,
+    ctx: &Context,
+) -> Result<ExitStatus, Error> {
+    let status = summary::outcome(stop, summary);
+    if stop == Some(&Stop::OutputClosed) {
+        return Ok(status);
+    }
+    summary.exit_code = status.code();
+    let in_github = github::is_github_actions(&ctx.env);
+    if in_github && summary.failed > MAX_ANNOTATIONS {
+        diag::raw(&github::error_command(
+            Some("qwen batch"),
+            &format!(
+                "{} jobs failed; the first {MAX_ANNOTATIONS} are annotated, all are in the results",
+                summary.failed
+            ),
+        ));
+    }
+    if let Some(path) = github::step_summary_path(&ctx.env) {
+        let view = github::BatchSummaryView {
+            jobs: summary.jobs,
+            succeeded: summary.succeeded,
+            failed: summary.failed,
+            retried: summary.retried,
+            input_tokens: summary.input_tokens,
+            output_tokens: summary.output_tokens,
+            wall_ms: summary.wall_ms,
+            requests_per_sec: summary.requests_per_sec,
+            failures: &summary.failures,
+        };
+        append_step_summary(&path, &github::batch_summary(&view));
+    }
+    summary::report(summary, stop, summary_path)?;
+    Ok(status)
+}

@@ -1,0 +1,80 @@
+//! The plan of a batch, built before anything is sent: the job file read and validated in one
+//! pass, the precedence of flags over the file's defaults, and what an existing results file
+//! already holds.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use serde_json::{Map, json};
+
+use super::results::existing_output;
+use crate::cli::{RunArgs, Shard};
+use crate::config::{ResolvedConfig, Source};
+use crate::context::Context;
+use crate::error::Error;
+use crate::job::{JobDefaults, JobFile, Validation};
+
+pub struct Plan {
+    pub file: JobFile,
+    pub defaults: JobDefaults,
+    /// The ids that already have a successful line in the results file (`--resume`).
+    pub done: HashSet<String>,
+    pub validation: Validation,
+    pub output_path: Option<PathBuf>,
+    pub shard: Option<Shard>,
+}
+
+impl Plan {
+    /// Whether the job at `index` belongs to this shard.
+    pub fn in_shard(&self, index: usize) -> bool {
+        self.shard.is_none_or(|s| s.contains(index))
+    }
+}
+
+/// Flags beat a job file's `defaults`; a job's own fields beat both.
+fn defaults(args: &RunArgs, config: &ResolvedConfig) -> JobDefaults {
+    let mut fields = Map::new();
+    if matches!(config.model.source, Source::Flag(_)) {
+        fields.insert("model".into(), json!(config.model.value));
+    }
+    if let Some(t) = args.temperature {
+        fields.insert("temperature".into(), json!(t));
+    }
+    if let Some(n) = args.max_tokens {
+        fields.insert("max_tokens".into(), json!(n));
+    }
+    JobDefaults {
+        model: config.model.value.clone(),
+        system: args.system_prompt.clone(),
+        fields,
+        max_input_bytes: args.max_input_bytes,
+    }
+}
+
+/// Read and validate the job file (exit 42 before anything is sent), and check the results file.
+pub fn build(
+    args: &RunArgs,
+    config: &ResolvedConfig,
+    jobs_spec: &str,
+    ctx: &Context,
+) -> Result<Plan, Error> {
+    let batch = &args.batch;
+    let file = JobFile::open(jobs_spec, &ctx.cwd)?;
+    let defaults = defaults(args, config);
+    let output_path = batch.output.as_ref().map(|o| ctx.cwd.join(o));
+    let done = match &output_path {
+        Some(path) => existing_output(path, batch.resume, batch.overwrite)?,
+        None => HashSet::new(),
+    };
+    let shard = batch.shard;
+    let in_shard = |index: usize| shard.is_none_or(|s| s.contains(index));
+    let validation = file.validate(&defaults, in_shard, |id| !done.contains(id))?;
+    Ok(Plan {
+        file,
+        defaults,
+        done,
+        validation,
+        output_path,
+        shard,
+    })
+}

@@ -1,0 +1,184 @@
+//! The end of a batch: its figures (stderr, `--summary FILE`, the GitHub step summary) and the
+//! one rule that turns how it ended into an exit status.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::dispatch::{JobOutcome, Stop};
+use crate::diag;
+use crate::error::Error;
+use crate::exit::ExitStatus;
+use crate::output::schema::JobFailure;
+
+/// At most this many failed jobs are listed in the summary.
+const MAX_LISTED_FAILURES: usize = 100;
+
+/// The end-of-run figures.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Summary {
+    pub jobs: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub failed_temporary: u64,
+    pub skipped_resumed: u64,
+    pub not_run: u64,
+    pub retried: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub wall_ms: u128,
+    pub requests_per_sec: f64,
+    pub exit_code: u8,
+    /// The failed jobs, the first 100.
+    pub failures: Vec<JobFailure>,
+}
+
+impl Summary {
+    /// Count one finished job.
+    pub fn count(&mut self, outcome: &JobOutcome) {
+        match &outcome.result {
+            Some(Ok(c)) => {
+                self.succeeded += 1;
+                self.retried += u64::from(c.attempts > 1);
+                if let Some(u) = c.usage {
+                    self.input_tokens += u.input_tokens;
+                    self.output_tokens += u.output_tokens;
+                }
+            }
+            Some(Err(f)) => {
+                self.failed += 1;
+                self.retried += u64::from(f.attempts > 1);
+                if f.error.exit_status() == ExitStatus::TempFail {
+                    self.failed_temporary += 1;
+                }
+                if self.failures.len() < MAX_LISTED_FAILURES {
+                    self.failures.push(JobFailure {
+                        id: outcome.job.id.clone(),
+                        kind: f.error.kind().to_owned(),
+                        message: f.error.to_string(),
+                    });
+                }
+            }
+            None => {}
+        }
+    }
+
+    pub fn finish(&mut self, skipped: u64, wall: Duration) {
+        self.skipped_resumed = skipped;
+        self.not_run = self
+            .jobs
+            .saturating_sub(self.succeeded + self.failed + self.skipped_resumed);
+        self.wall_ms = wall.as_millis();
+        let secs = wall.as_secs_f64();
+        #[allow(clippy::cast_precision_loss)]
+        let finished = (self.succeeded + self.failed) as f64;
+        self.requests_per_sec = if secs > 0.0 { finished / secs } else { 0.0 };
+    }
+}
+
+/// How a finished batch exits: a stop wins (a signal, the wall time, a results file that could
+/// not be written); a closed stdout is a quiet end; otherwise any permanent failure is 1, only
+/// temporary failures 75.
+pub fn outcome(stop: Option<&Stop>, summary: &Summary) -> ExitStatus {
+    match stop {
+        Some(Stop::Signal(signal)) => Error::Interrupted { signal: *signal }.exit_status(),
+        Some(Stop::WallTime) => ExitStatus::WallTime,
+        Some(Stop::OutputClosed) => ExitStatus::Success,
+        None if summary.failed == 0 => ExitStatus::Success,
+        None if summary.failed == summary.failed_temporary => ExitStatus::TempFail,
+        Some(Stop::OutputFailed(_)) | None => ExitStatus::Failure,
+    }
+}
+
+/// The summary on stderr, and as JSON in `summary_path`.
+pub fn report(
+    summary: &Summary,
+    stop: Option<&Stop>,
+    summary_path: Option<&Path>,
+) -> Result<(), Error> {
+    let secs =
+        Duration::from_millis(u64::try_from(summary.wall_ms).unwrap_or(u64::MAX)).as_secs_f64();
+    let mut text = format!(
+        "batch: {} jobs: {} succeeded, {} failed ({} temporary), {} retried, {} skipped (resume), {} not run; tokens in {} out {}; {:.1}s, {:.1} req/s\n",
+        summary.jobs,
+        summary.succeeded,
+        summary.failed,
+        summary.failed_temporary,
+        summary.retried,
+        summary.skipped_resumed,
+        summary.not_run,
+        summary.input_tokens,
+        summary.output_tokens,
+        secs,
+        summary.requests_per_sec,
+    );
+    match stop {
+        Some(Stop::Signal(s)) => {
+            let _ = writeln!(
+                text,
+                "batch: stopped by {s}; run again with --resume to finish"
+            );
+        }
+        Some(Stop::WallTime) => {
+            text.push_str("batch: stopped at --max-wall-time; run again with --resume to finish\n");
+        }
+        Some(Stop::OutputFailed(why)) => {
+            let _ = writeln!(
+                text,
+                "error: {why}\nbatch: stopped; fix the output and run again with --resume"
+            );
+        }
+        _ => {}
+    }
+    diag::text(&text);
+    if let Some(path) = summary_path {
+        let doc = serde_json::to_vec_pretty(summary)
+            .map_err(|e| Error::Internal(format!("cannot encode the summary: {e}")))?;
+        std::fs::write(path, doc).map_err(|e| Error::file("write the summary", path, e))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signals::Signal;
+
+    #[test]
+    fn the_exit_status_of_a_finished_batch() {
+        let counts = |failed, temporary| Summary {
+            jobs: 10,
+            succeeded: 10 - failed,
+            failed,
+            failed_temporary: temporary,
+            ..Summary::default()
+        };
+        let cases = [
+            (None, counts(0, 0), ExitStatus::Success),
+            (None, counts(3, 3), ExitStatus::TempFail),
+            (None, counts(3, 1), ExitStatus::Failure),
+            (
+                Some(Stop::Signal(Signal::Terminate)),
+                counts(0, 0),
+                ExitStatus::Terminated,
+            ),
+            (
+                Some(Stop::Signal(Signal::Interrupt)),
+                counts(1, 0),
+                ExitStatus::Interrupted,
+            ),
+            (Some(Stop::WallTime), counts(0, 0), ExitStatus::WallTime),
+            (Some(Stop::OutputClosed), counts(2, 0), ExitStatus::Success),
+            (
+                Some(Stop::OutputFailed("disk full".into())),
+                counts(0, 0),
+                ExitStatus::Failure,
+            ),
+        ];
+        for (stop, summary, want) in cases {
+            assert_eq!(outcome(stop.as_ref(), &summary), want, "{stop:?}");
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! The commands, one module each. Every command returns `Result<ExitStatus, Error>`; only `app`
+//! prints an error and turns it into an exit status.
+
+pub mod auth_manage;
+pub mod auth_status;
+pub mod batch;
+pub mod generate;
+pub mod login;
+pub mod run;
+
+use secrecy::ExposeSecret;
+
+use crate::cli::{ConfigArgs, RunArgs};
+use crate::client::{ClientSettings, RetryPolicy};
+use crate::config::{self, ResolvedConfig};
+use crate::context::Context;
+use crate::diag;
+use crate::error::Error;
+use crate::output::github;
+
+/// Load the configuration for a command, then say what must be said about it: the key is masked
+/// first under GitHub Actions, and `--debug` shows where each value came from.
+pub fn load_config(args: &ConfigArgs, ctx: &Context) -> Result<ResolvedConfig, Error> {
+    let config = config::load(&args.flags(), &ctx.env, ctx.terminal, &ctx.cwd)?;
+    if github::is_github_actions(&ctx.env)
+        && let Some(key) = &config.api_key
+    {
+        diag::raw(&github::mask_command(key.value.expose_secret()));
+    }
+    if config.debug.is_some() {
+        debug_config(&config);
+    }
+    Ok(config)
+}
+
+/// The HTTP client settings a run's flags ask for.
+pub fn client_settings(
+    args: &RunArgs,
+    config: &ResolvedConfig,
+    max_connections: usize,
+) -> ClientSettings {
+    ClientSettings {
+        connect_timeout: args.connect_timeout,
+        idle_timeout: args.idle_timeout,
+        retry: RetryPolicy {
+            retries: args.retries,
+            base_delay: args.retry_base_delay,
+            max_retry_wait: args.max_retry_wait,
+            ..RetryPolicy::default()
+        },
+        debug: config.debug.is_some(),
+        max_connections,
+    }
+}
+
+fn debug_config(config: &ResolvedConfig) {
+    diag::debug(&format!(
+        "auth-type={} ({})",
+        config.auth_type.value.as_str(),
+        config.auth_type.source
+    ));
+    if let Some(key) = &config.api_key {
+        diag::debug(&format!("api key from {}", key.source));
+    }
+    diag::debug(&format!(
+        "base-url={} ({})",
+        config.base_url.value, config.base_url.source
+    ));
+    diag::debug(&format!(
+        "model={} ({})",
+        config.model.value, config.model.source
+    ));
+    match &config.dotenv.found {
+        Some(f) => diag::debug(&format!(".env used: {}", f.path.display())),
+        None => diag::debug(".env used: none"),
+    }
+    diag::debug(&format!("interactive={}", config.interactive));
+}

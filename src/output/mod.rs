@@ -1,0 +1,285 @@
+//! The only writer of stdout (data) and of stderr (diagnostics): result messages in every format.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+pub mod github;
+pub mod schema;
+
+use std::io::{self, Write};
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::cli::OutputFormat;
+use crate::client::Completion;
+use crate::error::Error;
+use schema::{
+    AssistantBody, AssistantMessage, ContentBlock, Delta, ErrorInfo, InitMessage, ResultMessage,
+    StreamEvent, StreamEventMessage, StreamMessageStart,
+};
+
+/// Write a whole piece of data to stdout and flush it. `Err` means stdout is gone (e.g. `| head`).
+pub fn write_stdout(data: &[u8]) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    out.write_all(data)?;
+    out.flush()
+}
+
+/// What a run needs to describe itself in every message.
+#[derive(Debug, Clone)]
+pub struct RunMeta {
+    pub session_id: String,
+    pub model: String,
+    pub cwd: String,
+}
+
+/// How a run or a job ended, as its result message reports it.
+pub enum Outcome<'a> {
+    Success(&'a Completion),
+    Failure {
+        kind: &'a str,
+        message: &'a str,
+        attempts: u32,
+    },
+}
+
+fn millis(ms: u128) -> u64 {
+    u64::try_from(ms).unwrap_or(u64::MAX)
+}
+
+/// The `result` message (also used, with `id` and `index`, for each job line of a batch).
+pub fn result_message(
+    meta: &RunMeta,
+    outcome: &Outcome<'_>,
+    duration_ms: u128,
+    duration_api_ms: u128,
+) -> ResultMessage {
+    let (subtype, result, usage, attempts, error) = match outcome {
+        Outcome::Success(c) => ("success", Some(c.text.clone()), c.usage, c.attempts, None),
+        Outcome::Failure {
+            kind,
+            message,
+            attempts,
+        } => (
+            "error_during_execution",
+            None,
+            None,
+            *attempts,
+            Some(ErrorInfo {
+                kind: (*kind).to_owned(),
+                message: (*message).to_owned(),
+            }),
+        ),
+    };
+    ResultMessage {
+        kind: "result".to_owned(),
+        subtype: subtype.to_owned(),
+        uuid: uuid::Uuid::new_v4().to_string(),
+        session_id: meta.session_id.clone(),
+        is_error: error.is_some(),
+        duration_ms: millis(duration_ms),
+        duration_api_ms: millis(duration_api_ms),
+        num_turns: match outcome {
+            Outcome::Success(_) => 1,
+            Outcome::Failure { attempts, .. } => u32::from(*attempts > 0),
+        },
+        result,
+        usage: usage.into(),
+        permission_denials: Vec::new(),
+        model: meta.model.clone(),
+        attempts,
+        error,
+    }
+}
+
+/// Writes one single run's messages in the chosen format.
+pub struct RunOutput {
+    format: OutputFormat,
+    partial: bool,
+    meta: RunMeta,
+    started: Instant,
+    /// `-o json` collects its messages and writes them as one array at the end.
+    collected: Vec<Value>,
+    /// For text output: whether the last byte written was a newline.
+    ends_with_newline: bool,
+    wrote_text: bool,
+    message_id: String,
+}
+
+impl RunOutput {
+    pub fn new(format: OutputFormat, partial: bool, meta: RunMeta, started: Instant) -> Self {
+        Self {
+            format,
+            partial,
+            meta,
+            started,
+            collected: Vec::new(),
+            ends_with_newline: true,
+            wrote_text: false,
+            message_id: uuid::Uuid::new_v4().to_string(),
+        }
+    }
+
+    /// Whether text handed to `delta` is shown to the user at once (and so cannot be retried).
+    pub fn deltas_are_final(&self) -> bool {
+        match self.format {
+            OutputFormat::Text => true,
+            OutputFormat::Json | OutputFormat::OpenaiBatch => false,
+            OutputFormat::StreamJson => self.partial,
+        }
+    }
+
+    fn emit(&mut self, message: &impl Serialize) -> io::Result<()> {
+        match self.format {
+            OutputFormat::Text | OutputFormat::OpenaiBatch => Ok(()),
+            OutputFormat::Json => {
+                self.collected
+                    .push(serde_json::to_value(message).map_err(io::Error::other)?);
+                Ok(())
+            }
+            OutputFormat::StreamJson => {
+                let mut line = serde_json::to_vec(message).map_err(io::Error::other)?;
+                line.push(b'\n');
+                write_stdout(&line)
+            }
+        }
+    }
+
+    pub fn init(&mut self) -> io::Result<()> {
+        let message = InitMessage {
+            kind: "system".to_owned(),
+            subtype: "init".to_owned(),
+            uuid: uuid::Uuid::new_v4().to_string(),
+            session_id: self.meta.session_id.clone(),
+            cwd: self.meta.cwd.clone(),
+            tools: Vec::new(),
+            mcp_servers: Vec::new(),
+            model: self.meta.model.clone(),
+            permission_mode: "default".to_owned(),
+            qwen_code_version: env!("CARGO_PKG_VERSION").to_owned(),
+        };
+        self.emit(&message)
+    }
+
+    fn stream_event(&mut self, event: StreamEvent) -> io::Result<()> {
+        let message = StreamEventMessage {
+            kind: "stream_event".to_owned(),
+            uuid: uuid::Uuid::new_v4().to_string(),
+            session_id: self.meta.session_id.clone(),
+            parent_tool_use_id: None,
+            event,
+        };
+        self.emit(&message)
+    }
+
+    /// A piece of the answer as it arrives.
+    pub fn delta(&mut self, text: &str) -> io::Result<()> {
+        match self.format {
+            OutputFormat::Text => {
+                write_stdout(text.as_bytes())?;
+                self.ends_with_newline = text.ends_with('\n');
+            }
+            OutputFormat::StreamJson if self.partial => {
+                if !self.wrote_text {
+                    self.stream_event(StreamEvent::MessageStart {
+                        message: StreamMessageStart {
+                            id: self.message_id.clone(),
+                            role: "assistant".to_owned(),
+                            model: self.meta.model.clone(),
+                            content: Vec::new(),
+                        },
+                    })?;
+                    self.stream_event(StreamEvent::ContentBlockStart {
+                        index: 0,
+                        content_block: ContentBlock::Text {
+                            text: String::new(),
+                        },
+                    })?;
+                }
+                self.stream_event(StreamEvent::ContentBlockDelta {
+                    index: 0,
+                    delta: Delta::TextDelta {
+                        text: text.to_owned(),
+                    },
+                })?;
+            }
+            _ => {}
+        }
+        self.wrote_text = true;
+        Ok(())
+    }
+
+    /// Any text started on a retried attempt is dropped by the JSON formats; text mode never retries after output.
+    pub fn success(&mut self, completion: &Completion) -> io::Result<()> {
+        if self.format == OutputFormat::Text {
+            if !self.ends_with_newline {
+                write_stdout(b"\n")?;
+            }
+            return Ok(());
+        }
+        if self.partial && self.format == OutputFormat::StreamJson && self.wrote_text {
+            self.stream_event(StreamEvent::ContentBlockStop { index: 0 })?;
+            self.stream_event(StreamEvent::MessageStop)?;
+        }
+        let assistant = AssistantMessage {
+            kind: "assistant".to_owned(),
+            uuid: uuid::Uuid::new_v4().to_string(),
+            session_id: self.meta.session_id.clone(),
+            parent_tool_use_id: None,
+            message: AssistantBody {
+                id: self.message_id.clone(),
+                kind: "message".to_owned(),
+                role: "assistant".to_owned(),
+                model: self.meta.model.clone(),
+                content: vec![ContentBlock::Text {
+                    text: completion.text.clone(),
+                }],
+                stop_reason: completion.finish_reason.clone(),
+                usage: completion.usage.into(),
+            },
+        };
+        self.emit(&assistant)?;
+        let result = result_message(
+            &self.meta,
+            &Outcome::Success(completion),
+            self.started.elapsed().as_millis(),
+            completion.api_duration.as_millis(),
+        );
+        self.emit(&result)?;
+        self.finish()
+    }
+
+    /// A failed run: the JSON formats still get a valid document (the caller reports the error
+    /// on stderr).
+    pub fn failure(&mut self, err: &Error, attempts: u32, api_ms: u128) -> io::Result<()> {
+        if self.format == OutputFormat::Text {
+            if !self.ends_with_newline {
+                write_stdout(b"\n")?;
+            }
+            return Ok(());
+        }
+        let message = err.to_string();
+        let outcome = Outcome::Failure {
+            kind: err.kind(),
+            message: &message,
+            attempts,
+        };
+        let result = result_message(
+            &self.meta,
+            &outcome,
+            self.started.elapsed().as_millis(),
+            api_ms,
+        );
+        self.emit(&result)?;
+        self.finish()
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        if self.format == OutputFormat::Json {
+            let mut doc = Value::Array(std::mem::take(&mut self.collected)).to_string();
+            doc.push('\n');
+            write_stdout(doc.as_bytes())?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,301 @@
+//! The public JSON shapes, one typed struct each: what `-o json`/`stream-json` write (Qwen Code's
+//! `system`/`assistant`/`result`/`stream_event` messages), a batch's result lines, and `OpenAI`
+//! Batch API output lines. Field order is the order written; users' `jq` scripts depend on the
+//! names, so a change here is a change of the public contract. Resume reads lines back with the
+//! same types.
+
+use serde::ser::SerializeTuple;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::client::Usage;
+
+/// `usage` as results show it: numbers, or nulls when the server sent none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(clippy::struct_field_names, reason = "the names of the public JSON fields")]
+pub struct UsageJson {
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+    pub total_tokens: Option<u64>,
+}
+
+impl From<Option<Usage>> for UsageJson {
+    fn from(usage: Option<Usage>) -> Self {
+        usage.map_or_else(Self::default, |u| Self {
+            input_tokens: Some(u.input_tokens),
+            output_tokens: Some(u.output_tokens),
+            total_tokens: Some(u.total_tokens),
+        })
+    }
+}
+
+/// `{"type":"system","subtype":"init",...}`: the first message of a run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InitMessage {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub subtype: String,
+    pub uuid: String,
+    pub session_id: String,
+    pub cwd: String,
+    pub tools: Vec<Value>,
+    pub mcp_servers: Vec<Value>,
+    pub model: String,
+    pub permission_mode: String,
+    pub qwen_code_version: String,
+}
+
+/// One block of an assistant message's content.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ContentBlock {
+    Text { text: String },
+}
+
+/// The `message` inside an assistant message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AssistantBody {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub role: String,
+    pub model: String,
+    pub content: Vec<ContentBlock>,
+    pub stop_reason: Option<String>,
+    pub usage: UsageJson,
+}
+
+/// `{"type":"assistant",...}`: the answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AssistantMessage {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub uuid: String,
+    pub session_id: String,
+    pub parent_tool_use_id: Option<String>,
+    pub message: AssistantBody,
+}
+
+/// `error` of a failed result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub message: String,
+}
+
+/// `{"type":"result",...}`: how the run ended. A success has `result` and no `error`; a failure
+/// the other way round.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResultMessage {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub subtype: String,
+    pub uuid: String,
+    pub session_id: String,
+    pub is_error: bool,
+    pub duration_ms: u64,
+    pub duration_api_ms: u64,
+    pub num_turns: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+    pub usage: UsageJson,
+    pub permission_denials: Vec<Value>,
+    pub model: String,
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorInfo>,
+}
+
+/// One line of a batch's results: the job's id and position, then its result message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BatchLine {
+    pub id: String,
+    pub index: usize,
+    #[serde(flatten)]
+    pub result: ResultMessage,
+}
+
+/// A job that failed, as the summary lists it (written as `[id, type, message]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobFailure {
+    pub id: String,
+    pub kind: String,
+    pub message: String,
+}
+
+impl Serialize for JobFailure {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut t = serializer.serialize_tuple(3)?;
+        t.serialize_element(&self.id)?;
+        t.serialize_element(&self.kind)?;
+        t.serialize_element(&self.message)?;
+        t.end()
+    }
+}
+
+/// `{"type":"stream_event",...}` with `--include-partial-messages`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StreamEventMessage {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub uuid: String,
+    pub session_id: String,
+    pub parent_tool_use_id: Option<String>,
+    pub event: StreamEvent,
+}
+
+/// The events of a streamed assistant message, as Anthropic-style deltas.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StreamEvent {
+    MessageStart {
+        message: StreamMessageStart,
+    },
+    ContentBlockStart {
+        index: u32,
+        content_block: ContentBlock,
+    },
+    ContentBlockDelta {
+        index: u32,
+        delta: Delta,
+    },
+    ContentBlockStop {
+        index: u32,
+    },
+    MessageStop,
+}
+
+/// `message` of a `message_start` event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StreamMessageStart {
+    pub id: String,
+    pub role: String,
+    pub model: String,
+    pub content: Vec<ContentBlock>,
+}
+
+/// A piece of a content block.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Delta {
+    TextDelta { text: String },
+}
+
+/// One line of `-o openai-batch` output, as the `OpenAI` Batch API writes it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OpenAiBatchLine {
+    pub id: String,
+    pub custom_id: String,
+    pub response: Option<OpenAiBatchResponse>,
+    pub error: Option<OpenAiBatchError>,
+}
+
+/// `response` of an `OpenAI` batch line: the status and the body the API answered.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OpenAiBatchResponse {
+    pub status_code: u16,
+    pub request_id: Option<String>,
+    pub body: Value,
+}
+
+/// `error` of an `OpenAI` batch line: a request that got no HTTP answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OpenAiBatchError {
+    pub code: String,
+    pub message: String,
+}
+
+/// What `--resume` reads back from a line of either format: only the fields that say which job
+/// it is and whether it succeeded, so that lines from older versions still count.
+#[derive(Debug, Deserialize)]
+struct ReadBack {
+    id: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    is_error: Option<bool>,
+    custom_id: Option<String>,
+    response: Option<ReadBackResponse>,
+    error: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ReadBackResponse {
+    status_code: Option<u16>,
+}
+
+/// A line read back from a results file: the id of a job that succeeded, in either format.
+pub fn successful_id(line: &[u8]) -> Option<String> {
+    let line: ReadBack = serde_json::from_slice(line).ok()?;
+    if let Some(custom_id) = line.custom_id {
+        let ok = line.response.and_then(|r| r.status_code) == Some(200)
+            && line.error.is_none_or(|e| e.is_null());
+        return ok.then_some(custom_id);
+    }
+    let ok = line.kind.as_deref() == Some("result") && line.is_error == Some(false);
+    ok.then_some(line.id?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_result_has_no_result_field_and_a_success_no_error() {
+        let mut m = ResultMessage {
+            kind: "result".into(),
+            subtype: "success".into(),
+            uuid: "u".into(),
+            session_id: "s".into(),
+            is_error: false,
+            duration_ms: 1,
+            duration_api_ms: 1,
+            num_turns: 1,
+            result: Some("hi".into()),
+            usage: UsageJson::default(),
+            permission_denials: vec![],
+            model: "m".into(),
+            attempts: 1,
+            error: None,
+        };
+        let ok = serde_json::to_string(&m).unwrap();
+        assert_eq!(
+            ok,
+            r#"{"type":"result","subtype":"success","uuid":"u","session_id":"s","is_error":false,"duration_ms":1,"duration_api_ms":1,"num_turns":1,"result":"hi","usage":{"input_tokens":null,"output_tokens":null,"total_tokens":null},"permission_denials":[],"model":"m","attempts":1}"#
+        );
+        m.result = None;
+        m.is_error = true;
+        m.error = Some(ErrorInfo {
+            kind: "api_error".into(),
+            message: "x".into(),
+        });
+        let failed = serde_json::to_value(&m).unwrap();
+        assert!(failed.get("result").is_none());
+        assert_eq!(failed["error"]["type"], "api_error");
+    }
+
+    #[test]
+    fn successful_ids_are_read_from_both_formats_and_damage_is_not_success() {
+        let qwen = br#"{"id":"a","index":0,"type":"result","subtype":"success","uuid":"u","session_id":"s","is_error":false,"duration_ms":1,"duration_api_ms":1,"num_turns":1,"result":"hi","usage":{"input_tokens":1,"output_tokens":1,"total_tokens":2},"permission_denials":[],"model":"m","attempts":1}"#;
+        assert_eq!(successful_id(qwen).as_deref(), Some("a"));
+        let openai = br#"{"id":"b1","custom_id":"b","response":{"status_code":200,"request_id":null,"body":{}},"error":null}"#;
+        assert_eq!(successful_id(openai).as_deref(), Some("b"));
+        let failed =
+            br#"{"id":"c1","custom_id":"c","response":null,"error":{"code":"x","message":"y"}}"#;
+        assert_eq!(successful_id(failed), None);
+        assert_eq!(successful_id(&qwen[..qwen.len() - 3]), None);
+    }
+
+    #[test]
+    fn failures_are_written_as_triples() {
+        let f = JobFailure {
+            id: "a".into(),
+            kind: "api_error".into(),
+            message: "m".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&f).unwrap(),
+            r#"["a","api_error","m"]"#
+        );
+    }
+}
