@@ -4,7 +4,13 @@
 //! ```text
 //! cargo run --example echo-server -- --port 8080 --latency-ms 50
 //! ```
-#![allow(clippy::print_stdout, clippy::print_stderr, clippy::format_push_string)]
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::format_push_string,
+    clippy::disallowed_methods,
+    reason = "a standalone example program, not part of qwen"
+)]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -16,7 +16,7 @@ use crate::exit::ExitStatus;
 use crate::output::{RunMeta, RunOutput, github};
 
 /// The whole program, given the name it was called by and its arguments.
-pub fn main(bin_name: &'static str, args: Vec<OsString>, ctx: &Context) -> ExitStatus {
+pub(crate) fn main(bin_name: &'static str, args: Vec<OsString>, ctx: &Context) -> ExitStatus {
     let started = Instant::now();
     let json_format = crate::cli::json_format_in(&args);
     let parsed = Cli::command()
@@ -47,7 +47,7 @@ pub fn main(bin_name: &'static str, args: Vec<OsString>, ctx: &Context) -> ExitS
 
 /// Print an error (and its hint) once, annotate it under GitHub Actions, and give its status.
 fn report(err: &Error, ctx: &Context) -> ExitStatus {
-    diag::error(err);
+    diag::error(&err.to_string(), err.hint().as_deref());
     if github::is_github_actions(&ctx.env) {
         diag::raw(&github::error_command(Some("qwen"), &err.to_string()));
     }

@@ -35,16 +35,16 @@ Exit codes: 0 ok, 1 failed, 2 usage, 41 auth, 42 input, 52 config, 55 wall time,
     args_conflicts_with_subcommands = true,
     max_term_width = 100
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
-    pub command: Option<Command>,
+    pub(crate) command: Option<Command>,
 
     #[command(flatten)]
-    pub run: RunArgs,
+    pub(crate) run: RunArgs,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Show or manage how requests authenticate.
     Auth(AuthArgs),
     /// Print a shell completion script for `qwen` to stdout.
@@ -58,13 +58,13 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-pub struct AuthArgs {
+pub(crate) struct AuthArgs {
     #[command(subcommand)]
-    pub command: AuthCommand,
+    pub(crate) command: AuthCommand,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum AuthCommand {
+pub(crate) enum AuthCommand {
     /// Print the resolved auth method, key (redacted), base URL and model, and where each came from.
     Status {
         #[command(flatten)]
@@ -103,30 +103,30 @@ pub enum AuthCommand {
 
 /// Flags that decide where requests go and with which key.
 #[derive(Debug, Clone, Args, Default)]
-pub struct ConfigArgs {
+pub(crate) struct ConfigArgs {
     /// API key (overrides `OPENAI_API_KEY`). Prefer the environment: flags show up in process lists.
     #[arg(long, value_name = "KEY")]
-    pub openai_api_key: Option<String>,
+    pub(crate) openai_api_key: Option<String>,
 
     /// Base URL of the OpenAI-compatible API (overrides `OPENAI_BASE_URL`) [default: `https://api.openai.com/v1`]
     #[arg(long, value_name = "URL")]
-    pub openai_base_url: Option<String>,
+    pub(crate) openai_base_url: Option<String>,
 
     /// Model name (overrides `OPENAI_MODEL`) [default: gpt-4o]
     #[arg(short = 'm', long, value_name = "MODEL")]
-    pub model: Option<String>,
+    pub(crate) model: Option<String>,
 
     /// Authentication method.
     #[arg(long, value_enum, value_name = "METHOD")]
-    pub auth_type: Option<AuthType>,
+    pub(crate) auth_type: Option<AuthType>,
 
     /// Debug lines on stderr (also DEBUG=1 or `DEBUG_MODE=1`). Keys are never printed.
     #[arg(long)]
-    pub debug: bool,
+    pub(crate) debug: bool,
 }
 
 impl ConfigArgs {
-    pub fn flags(&self) -> ConfigFlags {
+    pub(crate) fn flags(&self) -> ConfigFlags {
         ConfigFlags {
             api_key: self.openai_api_key.clone(),
             base_url: self.openai_base_url.clone(),
@@ -138,7 +138,7 @@ impl ConfigArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
+pub(crate) enum OutputFormat {
     /// The answer as plain text, streamed.
     Text,
     /// One JSON array (system, assistant, result messages), like Qwen Code's `-o json`.
@@ -150,142 +150,142 @@ pub enum OutputFormat {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// The prompt (several words are joined with spaces). Standard input, when piped, comes first.
     #[arg(value_name = "PROMPT", conflicts_with = "prompt")]
-    pub prompt_words: Vec<String>,
+    pub(crate) prompt_words: Vec<String>,
 
     /// The prompt, as one argument.
     #[arg(short = 'p', long, value_name = "TEXT")]
-    pub prompt: Option<String>,
+    pub(crate) prompt: Option<String>,
 
     #[command(flatten)]
-    pub config: ConfigArgs,
+    pub(crate) config: ConfigArgs,
 
     /// A system message sent before the prompt.
     #[arg(long, value_name = "TEXT")]
-    pub system_prompt: Option<String>,
+    pub(crate) system_prompt: Option<String>,
 
     /// Sampling temperature.
     #[arg(long, value_name = "T")]
-    pub temperature: Option<f64>,
+    pub(crate) temperature: Option<f64>,
 
     /// Maximum number of tokens in the answer.
     #[arg(long, value_name = "N")]
-    pub max_tokens: Option<u32>,
+    pub(crate) max_tokens: Option<u32>,
 
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text, value_name = "FORMAT")]
-    pub output_format: OutputFormat,
+    pub(crate) output_format: OutputFormat,
 
     /// Same as `-o json`.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 
     /// With `-o stream-json`: also write `stream_event` lines carrying the text deltas.
     #[arg(long)]
-    pub include_partial_messages: bool,
+    pub(crate) include_partial_messages: bool,
 
     /// With a prompt argument and piped stdin: how long to wait for stdin's first byte before going on without it.
     #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = parse_duration)]
-    pub stdin_timeout: Duration,
+    pub(crate) stdin_timeout: Duration,
 
     /// Refuse input larger than this many bytes (exit 42).
     #[arg(long, value_name = "BYTES", default_value_t = 8 * 1024 * 1024)]
-    pub max_input_bytes: u64,
+    pub(crate) max_input_bytes: u64,
 
     /// Retries after the first attempt, for 408/429/5xx, network errors and timeouts.
     #[arg(long, value_name = "N", default_value_t = 4)]
-    pub retries: u32,
+    pub(crate) retries: u32,
 
     /// The first retry backoff (doubled each retry, with jitter).
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
-    pub retry_base_delay: Duration,
+    pub(crate) retry_base_delay: Duration,
 
     /// The longest wait a server may ask for with Retry-After; a longer demand fails at once (exit 75).
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
-    pub max_retry_wait: Duration,
+    pub(crate) max_retry_wait: Duration,
 
     /// Give up on a response when no byte arrives for this long.
     #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_duration)]
-    pub idle_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
 
     /// Give up connecting after this long.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
-    pub connect_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
 
     #[command(flatten)]
-    pub batch: BatchArgs,
+    pub(crate) batch: BatchArgs,
 }
 
 /// A `K/N` shard of a job file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shard {
+pub(crate) struct Shard {
     /// 1-based.
-    pub k: usize,
-    pub n: usize,
+    pub(crate) k: usize,
+    pub(crate) n: usize,
 }
 
 impl Shard {
-    pub fn contains(self, index: usize) -> bool {
+    pub(crate) fn contains(self, index: usize) -> bool {
         index % self.n == self.k - 1
     }
 }
 
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Batch (with --jobs)")]
-pub struct BatchArgs {
+pub(crate) struct BatchArgs {
     /// Run every job of a YAML, JSON or JSON Lines file (`-`: JSON Lines on stdin).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["prompt_words", "prompt"])]
-    pub jobs: Option<String>,
+    pub(crate) jobs: Option<String>,
 
     /// Write one result line per job to FILE (default: stdout).
     #[arg(long, value_name = "FILE", requires = "jobs")]
-    pub output: Option<String>,
+    pub(crate) output: Option<String>,
 
     /// Requests in flight at once.
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    pub concurrency: u32,
+    pub(crate) concurrency: u32,
 
     /// At most N requests per minute (client side).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub rpm: Option<u32>,
+    pub(crate) rpm: Option<u32>,
 
     /// Stop after this long: cancel in-flight work, keep what finished, exit 55.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub max_wall_time: Option<Duration>,
+    pub(crate) max_wall_time: Option<Duration>,
 
     /// Run only the jobs whose position modulo N is K-1 (K from 1 to N).
     #[arg(long, value_name = "K/N", value_parser = parse_shard)]
-    pub shard: Option<Shard>,
+    pub(crate) shard: Option<Shard>,
 
     /// Skip the jobs that already have a successful line in --output; run and append the rest.
     #[arg(long, requires = "output", conflicts_with = "overwrite")]
-    pub resume: bool,
+    pub(crate) resume: bool,
 
     /// Replace a non-empty --output file instead of refusing.
     #[arg(long, requires = "output")]
-    pub overwrite: bool,
+    pub(crate) overwrite: bool,
 
     /// Also write the end-of-run summary as JSON to FILE.
     #[arg(long, value_name = "FILE", requires = "jobs")]
-    pub summary: Option<String>,
+    pub(crate) summary: Option<String>,
 
     /// No progress reports on stderr.
     #[arg(short = 'q', long)]
-    pub quiet: bool,
+    pub(crate) quiet: bool,
 
     /// Without a terminal: how often a progress line is written to stderr.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
-    pub progress_interval: Duration,
+    pub(crate) progress_interval: Duration,
 
     /// After SIGINT/SIGTERM: how long in-flight requests may take to finish before they are cancelled.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
-    pub shutdown_grace: Duration,
+    pub(crate) shutdown_grace: Duration,
 }
 
 /// `2/4` → shard 2 of 4.
-pub fn parse_shard(text: &str) -> Result<Shard, String> {
+pub(crate) fn parse_shard(text: &str) -> Result<Shard, String> {
     let bad = || format!("`{text}` is not a shard: use K/N with 1 <= K <= N, e.g. 2/4");
     let (k, n) = text.split_once('/').ok_or_else(bad)?;
     let k: usize = k.trim().parse().map_err(|_| bad())?;
@@ -298,7 +298,7 @@ pub fn parse_shard(text: &str) -> Result<Shard, String> {
 
 /// How a batch writes its result lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BatchFormat {
+pub(crate) enum BatchFormat {
     /// One result message (with `id` and `index`) per line.
     Lines,
     /// `OpenAI` Batch API output lines.
@@ -307,7 +307,7 @@ pub enum BatchFormat {
 
 /// What the command line asks for, once its flags have been checked together.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     Single { format: OutputFormat, partial: bool },
     Batch { jobs: String, format: BatchFormat },
 }
@@ -328,7 +328,7 @@ const BATCH_ONLY: [(&str, &str); 9] = [
 impl RunArgs {
     /// Check the flags together and decide the mode once: a flag that would be silently ignored
     /// is a usage error that says what to do instead.
-    pub fn mode(&self, matches: &clap::ArgMatches) -> Result<Mode, Error> {
+    pub(crate) fn mode(&self, matches: &clap::ArgMatches) -> Result<Mode, Error> {
         let given = |id: &str| {
             matches!(
                 matches.value_source(id),
@@ -395,7 +395,7 @@ impl RunArgs {
 
     /// The JSON format the command line asked for, if it asked for one: a usage error is then
     /// written as a JSON document too.
-    pub fn recognisable_json_format(&self) -> Option<OutputFormat> {
+    pub(crate) fn recognisable_json_format(&self) -> Option<OutputFormat> {
         if self.json {
             return Some(OutputFormat::Json);
         }
@@ -407,7 +407,7 @@ impl RunArgs {
     }
 
     /// The prompt given as an argument, if any.
-    pub fn prompt_arg(&self) -> Option<String> {
+    pub(crate) fn prompt_arg(&self) -> Option<String> {
         self.prompt
             .clone()
             .or_else(|| (!self.prompt_words.is_empty()).then(|| self.prompt_words.join(" ")))
@@ -416,7 +416,7 @@ impl RunArgs {
 
 /// The JSON format named in raw arguments that did not parse: `--json`, `-o json`, `-ojson`,
 /// `--output-format json|stream-json` or `--output-format=...`.
-pub fn json_format_in(args: &[std::ffi::OsString]) -> Option<OutputFormat> {
+pub(crate) fn json_format_in(args: &[std::ffi::OsString]) -> Option<OutputFormat> {
     let words: Vec<&str> = args.iter().filter_map(|a| a.to_str()).collect();
     let named = |value: &str| match value {
         "json" => Some(OutputFormat::Json),
@@ -443,7 +443,7 @@ pub fn json_format_in(args: &[std::ffi::OsString]) -> Option<OutputFormat> {
 }
 
 /// `500ms`, `2s`, `1.5s`, `5m`, `1h`; a bare number is seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))

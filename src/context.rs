@@ -7,14 +7,18 @@ use crate::config::env::EnvSnapshot;
 
 /// Facts about the process captured once in `main`.
 #[derive(Debug, Clone)]
-pub struct Context {
-    pub env: EnvSnapshot,
-    pub terminal: Terminal,
-    pub cwd: PathBuf,
+pub(crate) struct Context {
+    pub(crate) env: EnvSnapshot,
+    pub(crate) terminal: Terminal,
+    pub(crate) cwd: PathBuf,
 }
 
 impl Context {
-    pub fn from_process() -> Self {
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "only asks whether stderr is a terminal"
+    )]
+    pub(crate) fn from_process() -> Self {
         use std::io::IsTerminal;
         Self {
             env: EnvSnapshot::from_process(),

@@ -7,7 +7,7 @@ use crate::exit::ExitStatus;
 use crate::signals::Signal;
 
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error("{message}")]
     Auth {
         message: String,
@@ -62,21 +62,21 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn input(message: impl Into<String>, hint: impl Into<String>) -> Self {
+    pub(crate) fn input(message: impl Into<String>, hint: impl Into<String>) -> Self {
         Self::Input {
             message: message.into(),
             hint: Some(hint.into()).filter(|h: &String| !h.is_empty()),
         }
     }
 
-    pub fn config(message: impl Into<String>, hint: impl Into<String>) -> Self {
+    pub(crate) fn config(message: impl Into<String>, hint: impl Into<String>) -> Self {
         Self::Config {
             message: message.into(),
             hint: Some(hint.into()).filter(|h: &String| !h.is_empty()),
         }
     }
 
-    pub fn usage(message: impl Into<String>, hint: Option<&str>) -> Self {
+    pub(crate) fn usage(message: impl Into<String>, hint: Option<&str>) -> Self {
         Self::Usage {
             message: message.into(),
             hint: hint.map(str::to_owned),
@@ -84,21 +84,21 @@ impl Error {
     }
 
     /// An I/O failure on a named file: "cannot {action} `path`: reason".
-    pub fn file(action: &str, path: &std::path::Path, source: std::io::Error) -> Self {
+    pub(crate) fn file(action: &str, path: &std::path::Path, source: std::io::Error) -> Self {
         Self::Io {
             context: format!("cannot {action} `{}`", path.display()),
             source,
         }
     }
 
-    pub fn auth(message: impl Into<String>, hint: impl Into<String>) -> Self {
+    pub(crate) fn auth(message: impl Into<String>, hint: impl Into<String>) -> Self {
         Self::Auth {
             message: message.into(),
             hint: Some(hint.into()).filter(|h: &String| !h.is_empty()),
         }
     }
 
-    pub fn exit_status(&self) -> ExitStatus {
+    pub(crate) fn exit_status(&self) -> ExitStatus {
         match self {
             Self::Auth { .. } => ExitStatus::Auth,
             Self::Input { .. } => ExitStatus::Input,
@@ -116,7 +116,7 @@ impl Error {
     }
 
     /// The short machine-readable name used in `error.type` of JSON results.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Self::Auth { .. } => "authentication_error",
             Self::Input { .. } => "input_error",
@@ -130,7 +130,7 @@ impl Error {
         }
     }
 
-    pub fn hint(&self) -> Option<String> {
+    pub(crate) fn hint(&self) -> Option<String> {
         match self {
             Self::Auth { hint, .. }
             | Self::Input { hint, .. }

@@ -16,7 +16,7 @@ use std::process::ExitCode;
 /// | 75 | temporary failure: retries exhausted on 429/5xx/network/timeout; a CI step may retry |
 /// | 130 / 143 | interrupted by SIGINT / SIGTERM |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum ExitStatus {
+pub(crate) enum ExitStatus {
     Success,
     Failure,
     Usage,
@@ -30,7 +30,7 @@ pub enum ExitStatus {
 }
 
 impl ExitStatus {
-    pub const fn code(self) -> u8 {
+    pub(crate) const fn code(self) -> u8 {
         match self {
             Self::Success => 0,
             Self::Failure => 1,

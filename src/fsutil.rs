@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::path::Path;
 
 /// Create `dir` and its missing parents; the ones created here are private to the owner.
-pub fn create_private_dir_all(dir: &Path) -> io::Result<()> {
+pub(crate) fn create_private_dir_all(dir: &Path) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
@@ -22,7 +22,7 @@ pub fn create_private_dir_all(dir: &Path) -> io::Result<()> {
 
 /// Replace `path` with `contents` so that a reader sees either the old file or the new one, never
 /// half of it, and so that the new file is never readable by anyone but its owner, not even for a moment.
-pub fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -49,7 +49,7 @@ pub fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
 }
 
 /// Remove a file; `Ok(false)` when there was nothing to remove.
-pub fn remove_if_exists(path: &Path) -> io::Result<bool> {
+pub(crate) fn remove_if_exists(path: &Path) -> io::Result<bool> {
     match fs::remove_file(path) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
@@ -59,7 +59,7 @@ pub fn remove_if_exists(path: &Path) -> io::Result<bool> {
 
 /// The file's Unix permission bits, for messages and tests (`None` elsewhere or when unreadable).
 #[cfg(test)]
-pub fn mode(path: &Path) -> Option<u32> {
+pub(crate) fn mode(path: &Path) -> Option<u32> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

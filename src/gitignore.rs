@@ -7,14 +7,14 @@ use std::process::{Command, Stdio};
 
 /// What `ensure_ignored` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     NotARepository,
     AlreadyIgnored,
     Added { gitignore: PathBuf, line: String },
 }
 
 /// The working tree that contains `start`: the nearest ancestor with a `.git` directory or file.
-pub fn repo_root(start: &Path) -> Option<PathBuf> {
+pub(crate) fn repo_root(start: &Path) -> Option<PathBuf> {
     start
         .ancestors()
         .find(|dir| dir.join(".git").exists())
@@ -22,7 +22,7 @@ pub fn repo_root(start: &Path) -> Option<PathBuf> {
 }
 
 /// Make sure git ignores `file` (an absolute path inside the repository, if any).
-pub fn ensure_ignored(file: &Path) -> io::Result<Outcome> {
+pub(crate) fn ensure_ignored(file: &Path) -> io::Result<Outcome> {
     let Some(root) = file.parent().and_then(repo_root) else {
         return Ok(Outcome::NotARepository);
     };
@@ -77,7 +77,7 @@ fn git_says_ignored(root: &Path, relative: &str) -> Option<bool> {
 }
 
 /// Without git: whether `.gitignore` has a line that plainly covers `relative` (`.qwen/.env`).
-pub fn listed(gitignore: &str, relative: &str) -> bool {
+pub(crate) fn listed(gitignore: &str, relative: &str) -> bool {
     let at_root = !relative.contains('/') || relative.starts_with(".qwen/");
     gitignore.lines().map(str::trim).any(|pattern| {
         let unanchored = pattern.trim_start_matches("**/");

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use crate::error::Error;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobFormat {
+pub(crate) enum JobFormat {
     Yaml,
     Json,
     Jsonl,
@@ -20,28 +20,28 @@ pub enum JobFormat {
 /// Values that apply to every job unless the job says otherwise. Explicit flags (`fields`,
 /// `system`) beat a file's `defaults`; `model` is the configured fallback below both.
 #[derive(Debug, Clone, Default)]
-pub struct JobDefaults {
+pub(crate) struct JobDefaults {
     /// The configured model (flag, environment, `.env` or default).
-    pub model: String,
+    pub(crate) model: String,
     /// `--system-prompt`, `--temperature`, `--max-tokens` from the command line.
-    pub system: Option<String>,
-    pub fields: Map<String, Value>,
+    pub(crate) system: Option<String>,
+    pub(crate) fields: Map<String, Value>,
     /// The largest prompt file accepted.
-    pub max_input_bytes: u64,
+    pub(crate) max_input_bytes: u64,
 }
 
 /// A job ready to send.
 #[derive(Debug, Clone)]
-pub struct Job {
-    pub id: String,
-    pub index: usize,
-    pub model: String,
-    pub body: Value,
+pub(crate) struct Job {
+    pub(crate) id: String,
+    pub(crate) index: usize,
+    pub(crate) model: String,
+    pub(crate) body: Value,
 }
 
 /// Where in the file a job stands, for error messages.
 #[derive(Debug, Clone, Copy)]
-pub enum Position {
+pub(crate) enum Position {
     Line(usize),
     Index(usize),
 }
@@ -57,17 +57,17 @@ impl fmt::Display for Position {
 
 /// One job as read from the file, before it is checked.
 #[derive(Debug)]
-pub struct RawJob {
-    pub index: usize,
-    pub position: Position,
-    pub value: Result<Value, String>,
+pub(crate) struct RawJob {
+    pub(crate) index: usize,
+    pub(crate) position: Position,
+    pub(crate) value: Result<Value, String>,
 }
 
 /// An opened job file. Standard input is spooled to a temporary file so that it can be read twice
 /// (once to validate everything, once to run) without being held in memory.
-pub struct JobFile {
-    pub name: String,
-    pub format: JobFormat,
+pub(crate) struct JobFile {
+    pub(crate) name: String,
+    pub(crate) format: JobFormat,
     path: PathBuf,
     base_dir: PathBuf,
     file_defaults: Map<String, Value>,
@@ -76,13 +76,13 @@ pub struct JobFile {
 
 /// A summary of the validation pass.
 #[derive(Debug, Default)]
-pub struct Validation {
+pub(crate) struct Validation {
     /// Jobs in the file.
-    pub total: usize,
+    pub(crate) total: usize,
     /// Jobs the `in_scope` test kept (the shard).
-    pub in_scope: u64,
+    pub(crate) in_scope: u64,
     /// Of those, the jobs the `pending` test kept (not already done).
-    pub pending: u64,
+    pub(crate) pending: u64,
 }
 
 const MAX_REPORTED_ERRORS: usize = 20;
@@ -98,7 +98,7 @@ const PER_JOB_ONLY: [&str; 6] = [
 ];
 
 impl JobFile {
-    pub fn open(spec: &str, cwd: &Path) -> Result<Self, Error> {
+    pub(crate) fn open(spec: &str, cwd: &Path) -> Result<Self, Error> {
         if spec == "-" {
             let mut spool = tempfile::NamedTempFile::new()
                 .map_err(|e| Error::input(format!("cannot spool standard input: {e}"), ""))?;
@@ -214,7 +214,7 @@ impl JobFile {
     }
 
     /// Every job in file order. JSON Lines are streamed; YAML and JSON documents are parsed whole.
-    pub fn jobs(&self) -> Result<Box<dyn Iterator<Item = RawJob> + Send>, Error> {
+    pub(crate) fn jobs(&self) -> Result<Box<dyn Iterator<Item = RawJob> + Send>, Error> {
         if self.format == JobFormat::Jsonl {
             let file = File::open(&self.path)
                 .map_err(|e| Error::input(format!("cannot read `{}`: {e}", self.name), ""))?;
@@ -238,7 +238,7 @@ impl JobFile {
 
     /// Check every job before anything is sent: syntax, prompt or messages, `prompt_file`, duplicate ids.
     /// `in_scope(index)` and `pending(id)` count the jobs this run is for.
-    pub fn validate(
+    pub(crate) fn validate(
         &self,
         defaults: &JobDefaults,
         in_scope: impl Fn(usize) -> bool,
@@ -282,7 +282,7 @@ impl JobFile {
     }
 
     /// Turn one job into a request body (reading its `prompt_file`, if any).
-    pub fn build(
+    pub(crate) fn build(
         &self,
         value: Result<Value, String>,
         index: usize,
@@ -395,14 +395,14 @@ impl JobFile {
 }
 
 /// The id of a job without one: stable from its position, so `--resume` finds it again.
-pub fn default_id(index: usize) -> String {
+pub(crate) fn default_id(index: usize) -> String {
     format!("job-{index}")
 }
 
 /// The id a raw job declares (`id` or `custom_id`), or its default; for lines that fail to build.
 /// The same rules as `build`: a Batch API line (`custom_id` with `body`) is named by `custom_id`,
 /// any other job by `id`, then `custom_id`.
-pub fn declared_id(value: &Result<Value, String>, index: usize) -> String {
+pub(crate) fn declared_id(value: &Result<Value, String>, index: usize) -> String {
     let declared = value.as_ref().ok().and_then(|v| {
         if v.get("body").is_some() {
             v.get("custom_id")

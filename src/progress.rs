@@ -13,7 +13,7 @@ enum Mode {
     Quiet,
 }
 
-pub struct Progress {
+pub(crate) struct Progress {
     mode: Mode,
     total: u64,
     done: AtomicU64,
@@ -23,7 +23,7 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn new(total: u64, live_bar: bool, quiet: bool, every: Duration) -> Self {
+    pub(crate) fn new(total: u64, live_bar: bool, quiet: bool, every: Duration) -> Self {
         let mode = if quiet {
             Mode::Quiet
         } else if live_bar {
@@ -49,14 +49,14 @@ impl Progress {
     }
 
     /// How often the dispatcher should call `tick`.
-    pub fn tick_every(&self) -> Duration {
+    pub(crate) fn tick_every(&self) -> Duration {
         match self.mode {
             Mode::Plain { every } => every,
             _ => Duration::from_secs(3600),
         }
     }
 
-    pub fn finished(&self, ok: bool) {
+    pub(crate) fn finished(&self, ok: bool) {
         self.done.fetch_add(1, Ordering::Relaxed);
         if !ok {
             self.failed.fetch_add(1, Ordering::Relaxed);
@@ -67,7 +67,7 @@ impl Progress {
         }
     }
 
-    pub fn in_flight(&self, n: usize) {
+    pub(crate) fn in_flight(&self, n: usize) {
         self.in_flight.store(n, Ordering::Relaxed);
     }
 
@@ -84,7 +84,7 @@ impl Progress {
     }
 
     /// The periodic plain report (the first tick fires at once and is skipped).
-    pub fn tick(&self) {
+    pub(crate) fn tick(&self) {
         let Mode::Plain { .. } = self.mode else {
             return;
         };
@@ -109,7 +109,7 @@ impl Progress {
         ));
     }
 
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         if let Mode::Bar(bar) = &self.mode {
             bar.finish_and_clear();
         }

@@ -10,11 +10,11 @@ const HOW_TO_GIVE_A_PROMPT: &str = "give a prompt as an argument (`qwen \"...\"`
 
 /// How to read the prompt.
 #[derive(Debug, Clone)]
-pub struct InputSpec {
-    pub arg: Option<String>,
-    pub stdin_is_terminal: bool,
-    pub stdin_timeout: Duration,
-    pub max_bytes: u64,
+pub(crate) struct InputSpec {
+    pub(crate) arg: Option<String>,
+    pub(crate) stdin_is_terminal: bool,
+    pub(crate) stdin_timeout: Duration,
+    pub(crate) max_bytes: u64,
 }
 
 enum StdinEvent {
@@ -23,7 +23,10 @@ enum StdinEvent {
 }
 
 /// Build the text to send: `<stdin>\n\n<prompt>` when both are there (as Qwen Code does).
-pub fn read_prompt(spec: &InputSpec, stdin: impl Read + Send + 'static) -> Result<String, Error> {
+pub(crate) fn read_prompt(
+    spec: &InputSpec,
+    stdin: impl Read + Send + 'static,
+) -> Result<String, Error> {
     let piped = if spec.stdin_is_terminal {
         None
     } else {

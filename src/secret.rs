@@ -3,7 +3,7 @@
 use secrecy::{ExposeSecret, SecretString};
 
 /// A few characters at each end at most; short keys are hidden entirely.
-pub fn redact(secret: &SecretString) -> String {
+pub(crate) fn redact(secret: &SecretString) -> String {
     let s = secret.expose_secret();
     let chars: Vec<char> = s.chars().collect();
     if chars.len() < 12 {
@@ -15,7 +15,7 @@ pub fn redact(secret: &SecretString) -> String {
 }
 
 /// Remove every occurrence of the key from a text that came from elsewhere (a server's error body).
-pub fn scrub(text: &str, secret: &SecretString) -> String {
+pub(crate) fn scrub(text: &str, secret: &SecretString) -> String {
     let key = secret.expose_secret();
     if key.len() < 4 {
         return text.to_owned();

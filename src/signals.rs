@@ -2,13 +2,13 @@
 
 /// The signals that end a run early.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
+pub(crate) enum Signal {
     Interrupt,
     Terminate,
 }
 
 impl Signal {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Interrupt => "SIGINT",
             Self::Terminate => "SIGTERM",
@@ -23,7 +23,7 @@ impl std::fmt::Display for Signal {
 }
 
 /// Listens for SIGINT and SIGTERM for as long as it lives; each call to `next` yields one signal.
-pub struct Listener {
+pub(crate) struct Listener {
     #[cfg(unix)]
     streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
 }
@@ -31,7 +31,7 @@ pub struct Listener {
 impl Listener {
     /// Install the handlers. If that fails, `next` waits forever (the default disposition then
     /// still ends the process).
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
@@ -47,7 +47,7 @@ impl Listener {
     }
 
     /// The next signal.
-    pub async fn next(&mut self) -> Signal {
+    pub(crate) async fn next(&mut self) -> Signal {
         #[cfg(unix)]
         {
             let Some((int, term)) = &mut self.streams else {
@@ -73,6 +73,6 @@ impl Default for Listener {
 }
 
 /// Wait for the first SIGINT or SIGTERM.
-pub async fn interrupted() -> Signal {
+pub(crate) async fn interrupted() -> Signal {
     Listener::new().next().await
 }

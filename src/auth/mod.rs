@@ -1,7 +1,7 @@
 //! Decides whether a run can authenticate, and refuses what would leak a key or wait on a person.
 
-pub mod oauth;
-pub mod session;
+pub(crate) mod oauth;
+pub(crate) mod session;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -11,20 +11,20 @@ use secrecy::SecretString;
 
 use oauth::creds::{CredsPaths, Freshness, OAuthCreds};
 
-use crate::config::resolve::is_loopback;
+use crate::client::url::is_loopback;
 use crate::config::{AuthType, ResolvedConfig, Source};
 use crate::error::Error;
 
 /// What a request needs: the key (still secret) and where it may be sent.
 #[derive(Debug, Clone)]
-pub struct Credentials {
-    pub api_key: SecretString,
-    pub base_url: Url,
+pub(crate) struct Credentials {
+    pub(crate) api_key: SecretString,
+    pub(crate) base_url: Url,
 }
 
 /// How a run will authenticate, decided without any network traffic.
 #[derive(Debug, Clone)]
-pub enum AuthPlan {
+pub(crate) enum AuthPlan {
     /// An API key and the base URL it may go to.
     ApiKey(Credentials),
     /// Cached Qwen OAuth credentials that are fresh or refreshable; `oauth::creds::ensure_fresh`
@@ -32,11 +32,11 @@ pub enum AuthPlan {
     QwenOauth(CredsPaths),
 }
 
-pub const KEY_ADVICE: &str = "set OPENAI_API_KEY (and optionally OPENAI_BASE_URL, OPENAI_MODEL) in the environment or in `.qwen/.env`, or pass --openai-api-key";
+pub(crate) const KEY_ADVICE: &str = "set OPENAI_API_KEY (and optionally OPENAI_BASE_URL, OPENAI_MODEL) in the environment or in `.qwen/.env`, or pass --openai-api-key";
 
 /// Check that the resolved configuration can authenticate a request, without any network traffic
 /// (the Qwen OAuth cache in `home` is read, never refreshed here).
-pub fn credentials(config: &ResolvedConfig, home: Option<&Path>) -> Result<AuthPlan, Error> {
+pub(crate) fn credentials(config: &ResolvedConfig, home: Option<&Path>) -> Result<AuthPlan, Error> {
     if config.auth_type.value == AuthType::QwenOauth {
         return oauth_plan(config, home);
     }
@@ -51,7 +51,7 @@ pub fn credentials(config: &ResolvedConfig, home: Option<&Path>) -> Result<AuthP
 }
 
 /// A token from fresh OAuth credentials, and where it goes.
-pub fn oauth_credentials(creds: &OAuthCreds) -> Result<Credentials, Error> {
+pub(crate) fn oauth_credentials(creds: &OAuthCreds) -> Result<Credentials, Error> {
     Ok(Credentials {
         api_key: SecretString::from(creds.access_token.clone()),
         base_url: creds.api_base_url()?,
@@ -155,7 +155,7 @@ fn check_base_url_trust(config: &ResolvedConfig, key_source: &Source) -> Result<
 }
 
 /// A warning to print before a key goes over plain http to a host that is not loopback.
-pub fn plaintext_warning(base_url: &Url) -> Option<String> {
+pub(crate) fn plaintext_warning(base_url: &Url) -> Option<String> {
     (base_url.scheme() == "http" && !is_loopback(base_url)).then(|| {
         format!(
             "warning: the API key will be sent over plain http to `{}`; use https",

@@ -16,17 +16,17 @@ use crate::error::Error;
 use crate::output::github;
 
 /// Qwen OAuth requests are capped client-side at the free tier's rate.
-pub const QWEN_OAUTH_REQUESTS_PER_MINUTE: u32 = 60;
+pub(crate) const QWEN_OAUTH_REQUESTS_PER_MINUTE: u32 = 60;
 
 /// What a command sends requests with.
-pub struct Session {
-    pub client: ChatClient,
+pub(crate) struct Session {
+    pub(crate) client: ChatClient,
     /// Set for Qwen OAuth: refreshes the token of `client` when it is about to expire.
-    pub oauth: Option<OauthSession>,
+    pub(crate) oauth: Option<OauthSession>,
 }
 
 /// Keeps a Qwen OAuth token fresh for a client that outlives it (a long batch).
-pub struct OauthSession {
+pub(crate) struct OauthSession {
     paths: CredsPaths,
     http: reqwest::Client,
     endpoints: Endpoints,
@@ -37,7 +37,7 @@ pub struct OauthSession {
 impl OauthSession {
     /// Refresh the token (under the shared lock) when it expires within the margin, and hand the
     /// new one to `client` and all its clones.
-    pub async fn keep_fresh(&mut self, client: &ChatClient) -> Result<(), Error> {
+    pub(crate) async fn keep_fresh(&mut self, client: &ChatClient) -> Result<(), Error> {
         let due = self
             .expiry_ms
             .is_some_and(|e| creds::now_ms().saturating_add(REFRESH_MARGIN_MS) >= e);
@@ -56,7 +56,7 @@ impl OauthSession {
 }
 
 /// The client-side rate limit: `--rpm`, and for Qwen OAuth never above the free tier's rate.
-pub fn rate_limit(rpm: Option<u32>, oauth: bool) -> Option<Arc<RateLimiter>> {
+pub(crate) fn rate_limit(rpm: Option<u32>, oauth: bool) -> Option<Arc<RateLimiter>> {
     let cap = if oauth {
         Some(rpm.map_or(QWEN_OAUTH_REQUESTS_PER_MINUTE, |r| {
             r.min(QWEN_OAUTH_REQUESTS_PER_MINUTE)
@@ -69,7 +69,7 @@ pub fn rate_limit(rpm: Option<u32>, oauth: bool) -> Option<Arc<RateLimiter>> {
 
 /// Turn an auth plan into a client: an API key as it is; Qwen OAuth credentials refreshed if
 /// needed (under a lock). Warns before a key goes over plain http to a remote host.
-pub fn connect(
+pub(crate) fn connect(
     plan: AuthPlan,
     settings: ClientSettings,
     rpm: Option<u32>,

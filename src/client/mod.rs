@@ -1,7 +1,8 @@
 //! The HTTP side: one streaming chat request with retries. Knows nothing about jobs or output formats.
 
-pub mod retry;
-pub mod sse;
+pub(crate) mod retry;
+pub(crate) mod sse;
+pub(crate) mod url;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -15,16 +16,19 @@ use serde_json::Value;
 use crate::diag;
 use crate::exit::ExitStatus;
 use crate::secret::scrub;
-pub use retry::RetryPolicy;
+pub(crate) use retry::{Decision, RetryPolicy};
 use sse::SseParser;
 
 /// Token counts as the result schema names them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-#[allow(clippy::struct_field_names, reason = "the names of the public JSON fields")]
-pub struct Usage {
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub total_tokens: u64,
+#[allow(
+    clippy::struct_field_names,
+    reason = "the names of the public JSON fields"
+)]
+pub(crate) struct Usage {
+    pub(crate) input_tokens: u64,
+    pub(crate) output_tokens: u64,
+    pub(crate) total_tokens: u64,
 }
 
 impl Usage {
@@ -42,22 +46,22 @@ impl Usage {
 
 /// A finished answer.
 #[derive(Debug, Clone, Default)]
-pub struct Completion {
-    pub text: String,
+pub(crate) struct Completion {
+    pub(crate) text: String,
     /// `None` when the server sent no usage.
-    pub usage: Option<Usage>,
-    pub finish_reason: Option<String>,
-    pub response_id: Option<String>,
-    pub request_id: Option<String>,
-    pub server_model: Option<String>,
-    pub created: Option<u64>,
-    pub attempts: u32,
-    pub api_duration: Duration,
+    pub(crate) usage: Option<Usage>,
+    pub(crate) finish_reason: Option<String>,
+    pub(crate) response_id: Option<String>,
+    pub(crate) request_id: Option<String>,
+    pub(crate) server_model: Option<String>,
+    pub(crate) created: Option<u64>,
+    pub(crate) attempts: u32,
+    pub(crate) api_duration: Duration,
 }
 
 /// Why a request failed.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     #[error("API error: HTTP {status}: {message}")]
     Http {
         status: u16,
@@ -90,7 +94,7 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    pub fn is_retryable(&self) -> bool {
+    pub(crate) fn is_retryable(&self) -> bool {
         match self {
             Self::Http { status, .. } => retry::is_retryable_status(*status),
             Self::Network(_) | Self::Timeout(_) | Self::StreamCut => true,
@@ -99,14 +103,14 @@ impl ApiError {
     }
 
     /// The HTTP status the server answered with, when there was one.
-    pub fn status(&self) -> Option<u16> {
+    pub(crate) fn status(&self) -> Option<u16> {
         match self {
             Self::Http { status, .. } | Self::RetryAfterTooLong { status, .. } => Some(*status),
             _ => None,
         }
     }
 
-    pub fn exit_status(&self) -> ExitStatus {
+    pub(crate) fn exit_status(&self) -> ExitStatus {
         match self {
             Self::Http {
                 status: 401 | 403, ..
@@ -119,7 +123,7 @@ impl ApiError {
         }
     }
 
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Self::Http {
                 status: 401 | 403, ..
@@ -137,7 +141,7 @@ impl ApiError {
         }
     }
 
-    pub fn hint(&self) -> Option<String> {
+    pub(crate) fn hint(&self) -> Option<String> {
         let hint = match self {
             Self::Http {
                 status: 401 | 403, ..
@@ -165,28 +169,28 @@ impl ApiError {
 
 /// An `ApiError` after the retry policy gave up, with what was spent on it.
 #[derive(Debug, Clone)]
-pub struct Failure {
-    pub error: ApiError,
-    pub attempts: u32,
-    pub api_duration: Duration,
+pub(crate) struct Failure {
+    pub(crate) error: ApiError,
+    pub(crate) attempts: u32,
+    pub(crate) api_duration: Duration,
 }
 
 /// Spaces requests out to at most `per_minute`, shared by all clones of a client.
 #[derive(Debug)]
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     interval: Duration,
     next: tokio::sync::Mutex<tokio::time::Instant>,
 }
 
 impl RateLimiter {
-    pub fn per_minute(per_minute: u32) -> Self {
+    pub(crate) fn per_minute(per_minute: u32) -> Self {
         Self {
             interval: Duration::from_secs(60) / per_minute.max(1),
             next: tokio::sync::Mutex::new(tokio::time::Instant::now()),
         }
     }
 
-    pub async fn acquire(&self) {
+    pub(crate) async fn acquire(&self) {
         let slot = {
             let mut next = self.next.lock().await;
             let now = tokio::time::Instant::now();
@@ -200,12 +204,12 @@ impl RateLimiter {
 
 /// Settings of the HTTP client.
 #[derive(Debug, Clone)]
-pub struct ClientSettings {
-    pub connect_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub retry: RetryPolicy,
-    pub debug: bool,
-    pub max_connections: usize,
+pub(crate) struct ClientSettings {
+    pub(crate) connect_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) debug: bool,
+    pub(crate) max_connections: usize,
 }
 
 /// The key and the `Authorization` header made from it. Shared by all clones of a client, so
@@ -228,7 +232,7 @@ impl Bearer {
 
 /// A chat-completions client for one endpoint and key; cheap to clone.
 #[derive(Clone)]
-pub struct ChatClient {
+pub(crate) struct ChatClient {
     http: reqwest::Client,
     url: Url,
     bearer: Arc<std::sync::RwLock<Bearer>>,
@@ -243,7 +247,7 @@ fn install_crypto_provider() {
 
 /// A plain client for small one-off requests (the login's key check, the OAuth server):
 /// connect timeout 10 s, 30 s for the whole request, no retries.
-pub fn one_off_http_client() -> Result<reqwest::Client, ApiError> {
+pub(crate) fn one_off_http_client() -> Result<reqwest::Client, ApiError> {
     install_crypto_provider();
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
@@ -254,7 +258,7 @@ pub fn one_off_http_client() -> Result<reqwest::Client, ApiError> {
 }
 
 impl ChatClient {
-    pub fn new(
+    pub(crate) fn new(
         base_url: &Url,
         key: SecretString,
         settings: ClientSettings,
@@ -269,7 +273,7 @@ impl ChatClient {
             .map_err(|e| ApiError::Setup(error_chain(&e)))?;
         Ok(Self {
             http,
-            url: crate::config::resolve::endpoint(base_url, "chat/completions"),
+            url: url::endpoint(base_url, "chat/completions"),
             bearer: Arc::new(std::sync::RwLock::new(Bearer::new(key)?)),
             settings,
             limiter: None,
@@ -277,7 +281,7 @@ impl ChatClient {
     }
 
     /// Use another key from now on, for this client and all its clones (a refreshed OAuth token).
-    pub fn set_key(&self, key: SecretString) -> Result<(), ApiError> {
+    pub(crate) fn set_key(&self, key: SecretString) -> Result<(), ApiError> {
         let bearer = Bearer::new(key)?;
         match self.bearer.write() {
             Ok(mut guard) => *guard = bearer,
@@ -294,7 +298,7 @@ impl ChatClient {
     }
 
     #[must_use]
-    pub fn with_rate_limit(mut self, limiter: Option<Arc<RateLimiter>>) -> Self {
+    pub(crate) fn with_rate_limit(mut self, limiter: Option<Arc<RateLimiter>>) -> Self {
         self.limiter = limiter;
         self
     }
@@ -303,7 +307,7 @@ impl ChatClient {
     /// retrying per the policy. `on_delta` gets each piece of text as it arrives; when
     /// `deltas_are_final` is set, text handed to it counts as shown to the user, so a stream
     /// cut after that is not retried.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         body: &Value,
         on_delta: &mut (dyn FnMut(&str) -> std::io::Result<()> + Send),
@@ -330,36 +334,28 @@ impl ChatClient {
                 }
                 Err(e) => e,
             };
-            let fail = |error| Failure {
-                error,
-                attempts: attempt,
-                api_duration: start.elapsed(),
-            };
-            let retry = error.is_retryable() && !(deltas_are_final && emitted);
-            if !retry || attempt > self.settings.retry.retries {
-                return Err(fail(error));
-            }
-            let server_wait = match &error {
-                ApiError::Http { retry_after, .. } => *retry_after,
-                _ => None,
-            };
-            let wait = match server_wait {
-                Some(wait) if wait > self.settings.retry.max_retry_wait => {
-                    return Err(fail(ApiError::RetryAfterTooLong {
-                        status: error.status().unwrap_or_default(),
-                        wait,
-                        max: self.settings.retry.max_retry_wait,
-                    }));
+            let wait = match self
+                .settings
+                .retry
+                .decide(error, attempt, deltas_are_final && emitted)
+            {
+                Decision::Retry { error, wait } => {
+                    if self.settings.debug {
+                        diag::debug(&format!(
+                            "attempt {attempt} failed ({error}); retrying in {} ms",
+                            wait.as_millis()
+                        ));
+                    }
+                    wait
                 }
-                Some(wait) => wait,
-                None => self.settings.retry.backoff(attempt),
+                Decision::GiveUp(error) => {
+                    return Err(Failure {
+                        error,
+                        attempts: attempt,
+                        api_duration: start.elapsed(),
+                    });
+                }
             };
-            if self.settings.debug {
-                diag::debug(&format!(
-                    "attempt {attempt} failed ({error}); retrying in {} ms",
-                    wait.as_millis()
-                ));
-            }
             tokio::time::sleep(wait).await;
         }
     }
@@ -555,7 +551,7 @@ impl ChatClient {
 }
 
 /// A failure to send or to read a response: a timeout, or any other network error, with its causes.
-pub fn transport_error(e: &reqwest::Error) -> ApiError {
+pub(crate) fn transport_error(e: &reqwest::Error) -> ApiError {
     let detail = error_chain(e);
     if e.is_timeout() {
         ApiError::Timeout(detail)

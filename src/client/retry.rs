@@ -4,16 +4,18 @@ use std::time::{Duration, SystemTime};
 
 use reqwest::header::HeaderMap;
 
+use super::ApiError;
+
 #[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     /// Retries after the first attempt.
-    pub retries: u32,
+    pub(crate) retries: u32,
     /// The first backoff; doubled on each retry.
-    pub base_delay: Duration,
+    pub(crate) base_delay: Duration,
     /// The longest backoff we choose ourselves.
-    pub max_backoff: Duration,
+    pub(crate) max_backoff: Duration,
     /// The longest wait a server may ask for; a longer demand fails at once.
-    pub max_retry_wait: Duration,
+    pub(crate) max_retry_wait: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -30,7 +32,7 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// Backoff before retry number `retry` (1-based): `base * 2^(retry-1)`, capped, with
     /// "equal jitter" (between half and all of it) so that parallel clients spread out.
-    pub fn backoff(&self, retry: u32) -> Duration {
+    pub(crate) fn backoff(&self, retry: u32) -> Duration {
         let exp = self
             .base_delay
             .saturating_mul(1u32 << retry.saturating_sub(1).min(20));
@@ -40,13 +42,52 @@ impl RetryPolicy {
     }
 }
 
+/// What to do after a failed attempt.
+#[derive(Debug)]
+pub(crate) enum Decision {
+    /// Try again after `wait` (the error is kept for the debug line).
+    Retry { error: ApiError, wait: Duration },
+    /// Stop: this is the request's error.
+    GiveUp(ApiError),
+}
+
+impl RetryPolicy {
+    /// The whole retry rule. After attempt number `attempt` (1-based) failed with `error`: give up
+    /// when the error is permanent, when text was already shown to the user (`text_shown`), or
+    /// when the retries are spent; a server's demand to wait longer than `max_retry_wait` is a
+    /// failure of its own; otherwise wait what the server asked, or our backoff.
+    pub(crate) fn decide(&self, error: ApiError, attempt: u32, text_shown: bool) -> Decision {
+        if !error.is_retryable() || text_shown || attempt > self.retries {
+            return Decision::GiveUp(error);
+        }
+        let server_wait = match &error {
+            ApiError::Http { retry_after, .. } => *retry_after,
+            _ => None,
+        };
+        match server_wait {
+            Some(wait) if wait > self.max_retry_wait => {
+                Decision::GiveUp(ApiError::RetryAfterTooLong {
+                    status: error.status().unwrap_or_default(),
+                    wait,
+                    max: self.max_retry_wait,
+                })
+            }
+            Some(wait) => Decision::Retry { error, wait },
+            None => Decision::Retry {
+                wait: self.backoff(attempt),
+                error,
+            },
+        }
+    }
+}
+
 /// Whether an HTTP status is worth another try.
-pub fn is_retryable_status(status: u16) -> bool {
+pub(crate) fn is_retryable_status(status: u16) -> bool {
     matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
 }
 
 /// The wait a server asks for: `retry-after-ms` (milliseconds), else `Retry-After` (seconds or an HTTP date).
-pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     let text = |name: &str| {
         headers
             .get(name)
@@ -62,7 +103,7 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     parse_retry_after(text("retry-after")?, now)
 }
 
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     if let Ok(secs) = value.parse::<f64>() {
         return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(1e9)));
     }
@@ -125,6 +166,64 @@ mod tests {
             ..p
         };
         assert_eq!(zero.backoff(3), Duration::ZERO);
+    }
+
+    /// (error, attempt, text shown) -> Some(wait bounds) to retry, None to give up
+    type Case = (ApiError, u32, bool, Option<(Duration, Duration)>);
+
+    #[test]
+    fn the_retry_rule() {
+        let p = RetryPolicy {
+            retries: 2,
+            base_delay: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(30),
+            max_retry_wait: Duration::from_secs(10),
+        };
+        let http = |status, retry_after| ApiError::Http {
+            status,
+            message: String::new(),
+            retry_after,
+        };
+        let secs = |s| Some(Duration::from_secs(s));
+        let backoff1 = Some((Duration::from_millis(50), Duration::from_millis(100)));
+        let cases: Vec<Case> = vec![
+            (http(503, None), 1, false, backoff1),
+            (
+                http(429, secs(3)),
+                1,
+                false,
+                Some((Duration::from_secs(3), Duration::from_secs(3))),
+            ),
+            (http(429, secs(11)), 1, false, None),
+            (http(503, None), 3, false, None),
+            (http(400, None), 1, false, None),
+            (http(401, None), 1, false, None),
+            (ApiError::StreamCut, 1, true, None),
+            (
+                ApiError::StreamCut,
+                2,
+                false,
+                Some((Duration::from_millis(100), Duration::from_millis(200))),
+            ),
+            (ApiError::Network("reset".into()), 1, false, backoff1),
+            (ApiError::InvalidResponse("x".into()), 1, false, None),
+        ];
+        for (error, attempt, shown, want) in cases {
+            let label = format!("{error:?} attempt {attempt} shown {shown}");
+            match (p.decide(error, attempt, shown), want) {
+                (Decision::Retry { wait, .. }, Some((lo, hi))) => {
+                    assert!(wait >= lo && wait <= hi, "{label}: {wait:?}");
+                }
+                (Decision::GiveUp(_), None) => {}
+                (got, want) => panic!("{label}: got {got:?}, want {want:?}"),
+            }
+        }
+        match p.decide(http(429, secs(11)), 1, false) {
+            Decision::GiveUp(ApiError::RetryAfterTooLong { wait, .. }) => {
+                assert_eq!(wait, Duration::from_secs(11));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

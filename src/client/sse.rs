@@ -2,13 +2,13 @@
 //! UTF-8 split across chunks (lines are decoded only once complete).
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SseEvent {
-    pub event: Option<String>,
-    pub data: String,
+pub(crate) struct SseEvent {
+    pub(crate) event: Option<String>,
+    pub(crate) data: String,
 }
 
 #[derive(Debug, Default)]
-pub struct SseParser {
+pub(crate) struct SseParser {
     line: Vec<u8>,
     data: String,
     event: Option<String>,
@@ -19,7 +19,7 @@ pub struct SseParser {
 
 impl SseParser {
     /// Feed bytes as they arrive; complete events are pushed to `out`.
-    pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<SseEvent>) {
+    pub(crate) fn feed(&mut self, chunk: &[u8], out: &mut Vec<SseEvent>) {
         let mut rest = chunk;
         if self.skip_lf {
             self.skip_lf = false;
@@ -49,7 +49,7 @@ impl SseParser {
 
     /// End of stream: an unterminated last line and a pending event are still delivered
     /// (some servers omit the final blank line).
-    pub fn finish(&mut self, out: &mut Vec<SseEvent>) {
+    pub(crate) fn finish(&mut self, out: &mut Vec<SseEvent>) {
         if !self.line.is_empty() {
             let line = std::mem::take(&mut self.line);
             self.process_line(&line, out);

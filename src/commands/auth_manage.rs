@@ -25,7 +25,7 @@ fn home(ctx: &Context) -> Result<PathBuf, Error> {
 }
 
 /// `qwen auth use METHOD`.
-pub fn use_method(method: AuthType, ctx: &Context) -> Result<ExitStatus, Error> {
+pub(crate) fn use_method(method: AuthType, ctx: &Context) -> Result<ExitStatus, Error> {
     let home = home(ctx)?;
     let path = settings::save_selected_type(&home, method)?;
     diag::text(&format!(
@@ -50,7 +50,7 @@ pub fn use_method(method: AuthType, ctx: &Context) -> Result<ExitStatus, Error> 
 }
 
 /// `qwen auth logout [--env [--user]]`.
-pub fn logout(env_too: bool, user: bool, ctx: &Context) -> Result<ExitStatus, Error> {
+pub(crate) fn logout(env_too: bool, user: bool, ctx: &Context) -> Result<ExitStatus, Error> {
     let home = ctx.env.home();
     let creds_path = home.as_deref().map(|h| CredsPaths::new(h).creds);
     let io = |path: &std::path::Path, e: std::io::Error| Error::file("change", path, e);

@@ -112,7 +112,11 @@ fn source_json(source: &Source) -> Value {
 }
 
 /// `qwen auth status [--json]`: what a run would use, and where each value came from.
-pub fn command(args: &ConfigArgs, as_json: bool, ctx: &Context) -> Result<ExitStatus, Error> {
+pub(crate) fn command(
+    args: &ConfigArgs,
+    as_json: bool,
+    ctx: &Context,
+) -> Result<ExitStatus, Error> {
     let config = match load_config(args, ctx) {
         Ok(c) => c,
         Err(e) => {

@@ -9,14 +9,14 @@ use crate::exit::ExitStatus;
 use crate::output::write_stdout;
 
 /// The name completions and the man page are written for, whichever binary was called.
-pub const BIN_NAME: &str = "qwen";
+pub(crate) const BIN_NAME: &str = "qwen";
 
 fn command() -> clap::Command {
     Cli::command().name(BIN_NAME).bin_name(BIN_NAME)
 }
 
 /// The completion script for `shell`.
-pub fn completion_script(shell: Shell) -> Vec<u8> {
+pub(crate) fn completion_script(shell: Shell) -> Vec<u8> {
     let mut cmd = command();
     let mut out = Vec::new();
     clap_complete::generate(shell, &mut cmd, BIN_NAME, &mut out);
@@ -24,7 +24,7 @@ pub fn completion_script(shell: Shell) -> Vec<u8> {
 }
 
 /// The man page in roff.
-pub fn man_page() -> std::io::Result<Vec<u8>> {
+pub(crate) fn man_page() -> std::io::Result<Vec<u8>> {
     let mut out = Vec::new();
     clap_mangen::Man::new(command()).render(&mut out)?;
     Ok(out)
@@ -38,12 +38,12 @@ fn emit(data: &[u8]) -> ExitStatus {
 }
 
 /// `qwen completions SHELL`.
-pub fn completions(shell: Shell) -> ExitStatus {
+pub(crate) fn completions(shell: Shell) -> ExitStatus {
     emit(&completion_script(shell))
 }
 
 /// `qwen man`.
-pub fn man() -> Result<ExitStatus, Error> {
+pub(crate) fn man() -> Result<ExitStatus, Error> {
     let page = man_page().map_err(|source| Error::Io {
         context: "cannot render the man page".to_owned(),
         source,

@@ -13,9 +13,10 @@ use serde_json::json;
 use crate::auth::oauth::creds::{self, CredsPaths, OAuthCreds};
 use crate::auth::oauth::{self, Endpoints, Pkce, PollEvent, printable};
 use crate::auth::{self, KEY_ADVICE};
+use crate::client::url::endpoint;
 use crate::config::dotenv_edit;
 use crate::config::env::{self, EnvSnapshot};
-use crate::config::resolve::{self, DEFAULT_BASE_URL, DEFAULT_MODEL, endpoint, is_interactive};
+use crate::config::resolve::{self, DEFAULT_BASE_URL, DEFAULT_MODEL, is_interactive};
 use crate::config::settings;
 use crate::config::{AuthType, dotenv};
 use crate::context::Context;
@@ -25,7 +26,7 @@ use crate::exit::ExitStatus;
 use crate::gitignore;
 
 /// The person at the terminal, behind a trait so that the dialogue can be tested without one.
-pub trait Prompter {
+pub(crate) trait Prompter {
     /// Text for the person.
     fn say(&mut self, text: &str);
     /// A visible answer; `Ok(None)` at the end of input.
@@ -36,7 +37,7 @@ pub trait Prompter {
 
 /// The real terminal: questions on stderr, visible answers from stdin, hidden ones from the
 /// controlling terminal with echo off (rpassword).
-pub struct TerminalPrompter;
+pub(crate) struct TerminalPrompter;
 
 impl Prompter for TerminalPrompter {
     fn say(&mut self, text: &str) {
@@ -75,13 +76,13 @@ impl Prompter for TerminalPrompter {
 
 /// What `qwen auth login` was asked to do.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct LoginOptions {
+pub(crate) struct LoginOptions {
     /// Skip the menu.
-    pub method: Option<AuthType>,
+    pub(crate) method: Option<AuthType>,
     /// Save the key in `~/.qwen/.env` instead of the project's `.qwen/.env`.
-    pub user: bool,
+    pub(crate) user: bool,
     /// Check the key with one request before saving it.
-    pub verify: bool,
+    pub(crate) verify: bool,
 }
 
 fn cancelled() -> Error {
@@ -89,7 +90,7 @@ fn cancelled() -> Error {
 }
 
 /// `qwen auth login`: refuses at once outside a terminal, else runs the dialogue.
-pub fn command(
+pub(crate) fn command(
     opts: LoginOptions,
     ctx: &Context,
     runtime: &tokio::runtime::Runtime,
@@ -106,7 +107,7 @@ pub fn command(
 }
 
 /// The whole dialogue; returns the method that was set up.
-pub fn login(
+pub(crate) fn login(
     opts: LoginOptions,
     ctx: &Context,
     runtime: &tokio::runtime::Runtime,
@@ -131,7 +132,7 @@ How do you want to authenticate?
 ";
 
 /// The menu: `1`/`openai` (the default) or `2`/`qwen-oauth`; three tries.
-pub fn choose_method(prompter: &mut dyn Prompter) -> Result<AuthType, Error> {
+pub(crate) fn choose_method(prompter: &mut dyn Prompter) -> Result<AuthType, Error> {
     prompter.say(MENU);
     for _ in 0..3 {
         let Some(answer) = prompter.ask("Choose 1 or 2 [1]: ")? else {
@@ -169,7 +170,11 @@ fn confirm(prompter: &mut dyn Prompter, question: &str) -> Result<bool, Error> {
 }
 
 /// Where the API-key method saves: the project's `.qwen/.env`, or `~/.qwen/.env` with `--user`.
-pub fn env_file_target(user: bool, cwd: &Path, home: Option<&Path>) -> Result<PathBuf, Error> {
+pub(crate) fn env_file_target(
+    user: bool,
+    cwd: &Path,
+    home: Option<&Path>,
+) -> Result<PathBuf, Error> {
     if user {
         let home = home.ok_or_else(|| {
             Error::config(
@@ -285,7 +290,7 @@ fn capitalise(text: &str) -> String {
 
 /// The result of the cheap check before saving a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verification {
+pub(crate) enum Verification {
     /// How it was verified.
     Verified(String),
     /// HTTP 401/403.
@@ -296,7 +301,7 @@ pub enum Verification {
 
 /// `GET {base}/models` with the key; when the server has no such endpoint (or answers it with
 /// another error than 401/403), one chat request with `max_tokens: 1`.
-pub async fn verify_key(base_url: &Url, key: &SecretString, model: &str) -> Verification {
+pub(crate) async fn verify_key(base_url: &Url, key: &SecretString, model: &str) -> Verification {
     let http = match crate::client::one_off_http_client() {
         Ok(h) => h,
         Err(e) => return Verification::Unverified(e.to_string()),
@@ -378,7 +383,7 @@ pub async fn verify_key(base_url: &Url, key: &SecretString, model: &str) -> Veri
 }
 
 /// Set the three variables in `target`, keeping its other lines; atomic write, mode 0600.
-pub fn save_env_file(
+pub(crate) fn save_env_file(
     target: &Path,
     key: &SecretString,
     base_url: &str,
@@ -423,7 +428,7 @@ fn precedence_notes(target: &Path, ctx: &Context) -> Vec<String> {
 }
 
 /// Whether a browser may be opened for `url`, and if not, why.
-pub fn browser_decision(env: &EnvSnapshot, url: Option<&Url>) -> Result<(), &'static str> {
+pub(crate) fn browser_decision(env: &EnvSnapshot, url: Option<&Url>) -> Result<(), &'static str> {
     if env.flag(env::QWEN_NO_BROWSER) {
         return Err("QWEN_NO_BROWSER is set");
     }
@@ -541,7 +546,7 @@ fn record_selection(home: Option<&Path>, method: AuthType, prompter: &mut dyn Pr
 
 /// A run in a terminal found no usable credentials: explain, run the dialogue, and let the caller
 /// resolve the configuration again. The method is the one already chosen when it is Qwen OAuth.
-pub fn offer(
+pub(crate) fn offer(
     reason: &Error,
     chosen: AuthType,
     ctx: &Context,

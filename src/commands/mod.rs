@@ -1,12 +1,12 @@
 //! The commands, one module each. Every command returns `Result<ExitStatus, Error>`; only `app`
 //! prints an error and turns it into an exit status.
 
-pub mod auth_manage;
-pub mod auth_status;
-pub mod batch;
-pub mod generate;
-pub mod login;
-pub mod run;
+pub(crate) mod auth_manage;
+pub(crate) mod auth_status;
+pub(crate) mod batch;
+pub(crate) mod generate;
+pub(crate) mod login;
+pub(crate) mod run;
 
 use secrecy::ExposeSecret;
 
@@ -20,7 +20,7 @@ use crate::output::github;
 
 /// Load the configuration for a command, then say what must be said about it: the key is masked
 /// first under GitHub Actions, and `--debug` shows where each value came from.
-pub fn load_config(args: &ConfigArgs, ctx: &Context) -> Result<ResolvedConfig, Error> {
+pub(crate) fn load_config(args: &ConfigArgs, ctx: &Context) -> Result<ResolvedConfig, Error> {
     let config = config::load(&args.flags(), &ctx.env, ctx.terminal, &ctx.cwd)?;
     if github::is_github_actions(&ctx.env)
         && let Some(key) = &config.api_key
@@ -34,7 +34,7 @@ pub fn load_config(args: &ConfigArgs, ctx: &Context) -> Result<ResolvedConfig, E
 }
 
 /// The HTTP client settings a run's flags ask for.
-pub fn client_settings(
+pub(crate) fn client_settings(
     args: &RunArgs,
     config: &ResolvedConfig,
     max_connections: usize,

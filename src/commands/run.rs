@@ -18,7 +18,7 @@ use crate::output::{RunMeta, RunOutput, github};
 use crate::prompt::{InputSpec, read_prompt};
 
 /// The request body for one prompt.
-pub fn chat_body(model: &str, system: Option<&str>, prompt: &str, args: &RunArgs) -> Value {
+pub(crate) fn chat_body(model: &str, system: Option<&str>, prompt: &str, args: &RunArgs) -> Value {
     let mut messages = Vec::new();
     if let Some(system) = system {
         messages.push(json!({"role": "system", "content": system}));
@@ -99,7 +99,7 @@ fn prepare(
 }
 
 /// `qwen [PROMPT]`: send one prompt and write its result in `format`.
-pub fn command(
+pub(crate) fn command(
     args: &RunArgs,
     format: OutputFormat,
     partial: bool,
@@ -203,7 +203,7 @@ fn send(
 }
 
 /// Append to `$GITHUB_STEP_SUMMARY`; a failure to do so is a warning, never the run's failure.
-pub fn append_step_summary(path: &std::path::Path, markdown: &str) {
+pub(crate) fn append_step_summary(path: &std::path::Path, markdown: &str) {
     if let Err(e) = github::append_summary(path, markdown) {
         diag::warn(&format!(
             "warning: cannot append to the step summary `{}`: {e}",

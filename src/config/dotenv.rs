@@ -7,7 +7,7 @@ use crate::error::Error;
 
 /// Where a `.env` file sits, which decides what we trust it with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DotEnvKind {
+pub(crate) enum DotEnvKind {
     /// `<project>/.qwen/.env`
     ProjectQwen,
     /// `<project>/.env`: shared with other tools, so `DEBUG`/`DEBUG_MODE` are not taken from it.
@@ -19,21 +19,21 @@ pub enum DotEnvKind {
 }
 
 impl DotEnvKind {
-    pub fn is_project(self) -> bool {
+    pub(crate) fn is_project(self) -> bool {
         matches!(self, Self::ProjectQwen | Self::ProjectPlain)
     }
 }
 
 #[derive(Debug, Clone)]
-pub struct DotEnvFile {
-    pub path: PathBuf,
-    pub kind: DotEnvKind,
-    pub vars: HashMap<String, String>,
+pub(crate) struct DotEnvFile {
+    pub(crate) path: PathBuf,
+    pub(crate) kind: DotEnvKind,
+    pub(crate) vars: HashMap<String, String>,
 }
 
 impl DotEnvFile {
     /// A non-empty value from the file.
-    pub fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.vars
             .get(name)
             .map(String::as_str)
@@ -43,14 +43,14 @@ impl DotEnvFile {
 
 /// The result of the search: every path probed, in order, and the file used (the first found).
 #[derive(Debug, Clone, Default)]
-pub struct DotEnvSearch {
-    pub probed: Vec<PathBuf>,
-    pub found: Option<DotEnvFile>,
+pub(crate) struct DotEnvSearch {
+    pub(crate) probed: Vec<PathBuf>,
+    pub(crate) found: Option<DotEnvFile>,
 }
 
 /// Walk up from `cwd` to `/` looking at `.qwen/.env` then `.env` at each level; if none is found,
 /// try `~/.qwen/.env` then `~/.env`. Only the first file found is read; files are never merged.
-pub fn discover(cwd: &Path, home: Option<&Path>) -> Result<DotEnvSearch, Error> {
+pub(crate) fn discover(cwd: &Path, home: Option<&Path>) -> Result<DotEnvSearch, Error> {
     let mut search = DotEnvSearch::default();
     let home_candidates = home
         .map(|h| vec![h.join(".qwen").join(".env"), h.join(".env")])
@@ -93,7 +93,7 @@ fn classify(path: &Path, home: Option<&Path>) -> DotEnvKind {
 }
 
 /// Parse one file with dotenvy's iterator (which never touches the process environment).
-pub fn read(path: &Path) -> Result<HashMap<String, String>, Error> {
+pub(crate) fn read(path: &Path) -> Result<HashMap<String, String>, Error> {
     let unreadable = |source: std::io::Error| Error::DotEnvUnreadable {
         path: path.to_owned(),
         source,

@@ -32,7 +32,7 @@ fn ending(line: &str) -> &str {
 /// Set each of `vars` in `text`: the first line assigning a variable is replaced, later lines
 /// assigning it again are dropped (they would override it), and a variable not present yet is
 /// appended. Every other line — comments, blank lines, other variables — is kept byte for byte.
-pub fn set_vars(text: &str, vars: &[(&str, &str)]) -> String {
+pub(crate) fn set_vars(text: &str, vars: &[(&str, &str)]) -> String {
     let mut written: HashSet<&str> = HashSet::new();
     let mut out = String::with_capacity(text.len() + 128);
     for line in text.split_inclusive('\n') {
@@ -61,7 +61,7 @@ pub fn set_vars(text: &str, vars: &[(&str, &str)]) -> String {
 }
 
 /// Remove every line assigning one of `names`; returns the new text and how many lines went.
-pub fn remove_vars(text: &str, names: &[&str]) -> (String, usize) {
+pub(crate) fn remove_vars(text: &str, names: &[&str]) -> (String, usize) {
     let mut removed = 0;
     let kept: String = text
         .split_inclusive('\n')
@@ -76,7 +76,7 @@ pub fn remove_vars(text: &str, names: &[&str]) -> (String, usize) {
 
 /// A value written so that dotenv readers give it back unchanged: bare when it is plain,
 /// single-quoted (no expansion) when it can be, double-quoted with escapes otherwise.
-pub fn quote(value: &str) -> String {
+pub(crate) fn quote(value: &str) -> String {
     let plain = !value.is_empty()
         && value
             .chars()

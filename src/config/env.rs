@@ -3,31 +3,31 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-pub const OPENAI_API_KEY: &str = "OPENAI_API_KEY";
-pub const OPENAI_BASE_URL: &str = "OPENAI_BASE_URL";
-pub const OPENAI_MODEL: &str = "OPENAI_MODEL";
-pub const DEBUG: &str = "DEBUG";
-pub const DEBUG_MODE: &str = "DEBUG_MODE";
-pub const CI: &str = "CI";
-pub const HOME: &str = "HOME";
-pub const QWEN_TRUST_PROJECT_ENV: &str = "QWEN_TRUST_PROJECT_ENV";
-pub const GITHUB_ACTIONS: &str = "GITHUB_ACTIONS";
-pub const GITHUB_STEP_SUMMARY: &str = "GITHUB_STEP_SUMMARY";
+pub(crate) const OPENAI_API_KEY: &str = "OPENAI_API_KEY";
+pub(crate) const OPENAI_BASE_URL: &str = "OPENAI_BASE_URL";
+pub(crate) const OPENAI_MODEL: &str = "OPENAI_MODEL";
+pub(crate) const DEBUG: &str = "DEBUG";
+pub(crate) const DEBUG_MODE: &str = "DEBUG_MODE";
+pub(crate) const CI: &str = "CI";
+pub(crate) const HOME: &str = "HOME";
+pub(crate) const QWEN_TRUST_PROJECT_ENV: &str = "QWEN_TRUST_PROJECT_ENV";
+pub(crate) const GITHUB_ACTIONS: &str = "GITHUB_ACTIONS";
+pub(crate) const GITHUB_STEP_SUMMARY: &str = "GITHUB_STEP_SUMMARY";
 /// The Qwen OAuth server (default `https://chat.qwen.ai`), for tests and self-hosted servers.
-pub const QWEN_OAUTH_BASE_URL: &str = "QWEN_OAUTH_BASE_URL";
+pub(crate) const QWEN_OAUTH_BASE_URL: &str = "QWEN_OAUTH_BASE_URL";
 /// Hidden, for tests: how long one second of the device flow's schedule (interval, `slow_down`,
 /// `expires_in`) lasts, in milliseconds.
-pub const QWEN_OAUTH_POLL_UNIT_MS: &str = "QWEN_OAUTH_POLL_UNIT_MS";
+pub(crate) const QWEN_OAUTH_POLL_UNIT_MS: &str = "QWEN_OAUTH_POLL_UNIT_MS";
 /// Never open a browser (`BROWSER=none` does the same).
-pub const QWEN_NO_BROWSER: &str = "QWEN_NO_BROWSER";
-pub const BROWSER: &str = "BROWSER";
-pub const DISPLAY: &str = "DISPLAY";
-pub const WAYLAND_DISPLAY: &str = "WAYLAND_DISPLAY";
+pub(crate) const QWEN_NO_BROWSER: &str = "QWEN_NO_BROWSER";
+pub(crate) const BROWSER: &str = "BROWSER";
+pub(crate) const DISPLAY: &str = "DISPLAY";
+pub(crate) const WAYLAND_DISPLAY: &str = "WAYLAND_DISPLAY";
 
 /// What one variable looks like in the environment. An empty value counts as unset for
 /// every rule, but we remember it so that error messages can say "set but empty".
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Lookup<'a> {
+pub(crate) enum Lookup<'a> {
     Unset,
     Empty,
     Set(&'a str),
@@ -35,12 +35,12 @@ pub enum Lookup<'a> {
 
 /// The process environment, read once and passed around; tests build one by hand.
 #[derive(Debug, Clone, Default)]
-pub struct EnvSnapshot {
+pub(crate) struct EnvSnapshot {
     vars: HashMap<String, String>,
 }
 
 impl EnvSnapshot {
-    pub fn from_process() -> Self {
+    pub(crate) fn from_process() -> Self {
         let vars = std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
             .collect();
@@ -48,7 +48,7 @@ impl EnvSnapshot {
     }
 
     #[cfg(test)]
-    pub fn from_pairs<I, K, V>(pairs: I) -> Self
+    pub(crate) fn from_pairs<I, K, V>(pairs: I) -> Self
     where
         I: IntoIterator<Item = (K, V)>,
         K: Into<String>,
@@ -62,7 +62,7 @@ impl EnvSnapshot {
         }
     }
 
-    pub fn lookup(&self, name: &str) -> Lookup<'_> {
+    pub(crate) fn lookup(&self, name: &str) -> Lookup<'_> {
         match self.vars.get(name).map(String::as_str) {
             None => Lookup::Unset,
             Some(v) if v.trim().is_empty() => Lookup::Empty,
@@ -71,7 +71,7 @@ impl EnvSnapshot {
     }
 
     /// The value when it is set and non-empty.
-    pub fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         match self.lookup(name) {
             Lookup::Set(v) => Some(v),
             _ => None,
@@ -79,17 +79,17 @@ impl EnvSnapshot {
     }
 
     /// A boolean switch such as `CI` or `QWEN_TRUST_PROJECT_ENV`: set, non-empty and not `0`/`false`.
-    pub fn flag(&self, name: &str) -> bool {
+    pub(crate) fn flag(&self, name: &str) -> bool {
         self.get(name).is_some_and(is_truthy_switch)
     }
 
-    pub fn home(&self) -> Option<PathBuf> {
+    pub(crate) fn home(&self) -> Option<PathBuf> {
         self.get(HOME).map(PathBuf::from)
     }
 }
 
 /// `DEBUG=1|true` style values (case-insensitive).
-pub fn is_true(value: &str) -> bool {
+pub(crate) fn is_true(value: &str) -> bool {
     matches!(value.trim().to_ascii_lowercase().as_str(), "1" | "true")
 }
 

@@ -1,21 +1,21 @@
 //! Configuration: variable names, `.env` discovery and parsing, `settings.json`, and resolution with
 //! provenance. Reading configuration prints nothing: the commands decide what to say about it.
 
-pub mod dotenv;
-pub mod dotenv_edit;
-pub mod env;
-pub mod resolve;
-pub mod settings;
+pub(crate) mod dotenv;
+pub(crate) mod dotenv_edit;
+pub(crate) mod env;
+pub(crate) mod resolve;
+pub(crate) mod settings;
 
 use std::path::Path;
 
-pub use resolve::{AuthType, ConfigFlags, ResolvedConfig, Source, Sourced, Terminal};
+pub(crate) use resolve::{AuthType, ConfigFlags, ResolvedConfig, Source, Sourced, Terminal};
 
 use crate::error::Error;
 use env::EnvSnapshot;
 
 /// Find the `.env` file, read the selected auth method, and resolve every value with its source.
-pub fn load(
+pub(crate) fn load(
     flags: &ConfigFlags,
     env: &EnvSnapshot,
     terminal: Terminal,

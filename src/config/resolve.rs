@@ -8,16 +8,17 @@ use secrecy::SecretString;
 
 use super::dotenv::{DotEnvKind, DotEnvSearch};
 use super::env::{self, EnvSnapshot, Lookup};
+use crate::client::url::http_url;
 use crate::error::Error;
 
-pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
-pub const DEFAULT_MODEL: &str = "gpt-4o";
+pub(crate) const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+pub(crate) const DEFAULT_MODEL: &str = "gpt-4o";
 /// The model Qwen Code uses with Qwen OAuth.
-pub const DEFAULT_QWEN_OAUTH_MODEL: &str = "coder-model";
+pub(crate) const DEFAULT_QWEN_OAUTH_MODEL: &str = "coder-model";
 
 /// Where a resolved value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     Flag(&'static str),
     Env(&'static str),
     DotEnv {
@@ -30,7 +31,7 @@ pub enum Source {
 }
 
 impl Source {
-    pub fn is_project_dotenv(&self) -> bool {
+    pub(crate) fn is_project_dotenv(&self) -> bool {
         matches!(self, Self::DotEnv { kind, .. } if kind.is_project())
     }
 }
@@ -49,26 +50,26 @@ impl fmt::Display for Source {
 
 /// A value and where it came from (like cargo's `Value<T>`).
 #[derive(Debug, Clone)]
-pub struct Sourced<T> {
-    pub value: T,
-    pub source: Source,
+pub(crate) struct Sourced<T> {
+    pub(crate) value: T,
+    pub(crate) source: Source,
 }
 
 impl<T> Sourced<T> {
-    pub fn new(value: T, source: Source) -> Self {
+    pub(crate) fn new(value: T, source: Source) -> Self {
         Self { value, source }
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum AuthType {
+pub(crate) enum AuthType {
     Openai,
     QwenOauth,
 }
 
 impl AuthType {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Openai => "openai",
             Self::QwenOauth => "qwen-oauth",
@@ -78,45 +79,45 @@ impl AuthType {
 
 /// The configuration-related flags, as given on the command line.
 #[derive(Debug, Clone, Default)]
-pub struct ConfigFlags {
-    pub api_key: Option<String>,
-    pub base_url: Option<String>,
-    pub model: Option<String>,
-    pub auth_type: Option<AuthType>,
-    pub debug: bool,
+pub(crate) struct ConfigFlags {
+    pub(crate) api_key: Option<String>,
+    pub(crate) base_url: Option<String>,
+    pub(crate) model: Option<String>,
+    pub(crate) auth_type: Option<AuthType>,
+    pub(crate) debug: bool,
 }
 
 /// Facts about the session, captured once in `main`.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Terminal {
-    pub stdin: bool,
-    pub stderr: bool,
+pub(crate) struct Terminal {
+    pub(crate) stdin: bool,
+    pub(crate) stderr: bool,
 }
 
 /// Everything a run needs to know about where to send what, each value with its source.
 #[derive(Debug, Clone)]
-pub struct ResolvedConfig {
-    pub auth_type: Sourced<AuthType>,
-    pub api_key: Option<Sourced<SecretString>>,
+pub(crate) struct ResolvedConfig {
+    pub(crate) auth_type: Sourced<AuthType>,
+    pub(crate) api_key: Option<Sourced<SecretString>>,
     /// Where the key was found set but empty (a flag or a variable), for the error message.
-    pub empty_key_sources: Vec<Source>,
-    pub base_url: Sourced<Url>,
-    pub model: Sourced<String>,
-    pub debug: Option<Sourced<bool>>,
-    pub dotenv: DotEnvSearch,
-    pub interactive: bool,
-    pub trust_project_env: bool,
+    pub(crate) empty_key_sources: Vec<Source>,
+    pub(crate) base_url: Sourced<Url>,
+    pub(crate) model: Sourced<String>,
+    pub(crate) debug: Option<Sourced<bool>>,
+    pub(crate) dotenv: DotEnvSearch,
+    pub(crate) interactive: bool,
+    pub(crate) trust_project_env: bool,
 }
 
 /// A session is interactive when a person can answer: stdin and stderr are terminals and `CI` is not set.
-pub fn is_interactive(terminal: Terminal, env: &EnvSnapshot) -> bool {
+pub(crate) fn is_interactive(terminal: Terminal, env: &EnvSnapshot) -> bool {
     terminal.stdin && terminal.stderr && !env.flag(env::CI)
 }
 
 /// Resolve key, base URL, model, auth type and debug from flags, then the process environment,
 /// then the one `.env` file found, then defaults. A malformed base URL is a configuration error.
 /// The auth type is the flag, then `selected` (the user's settings file), then `openai`.
-pub fn resolve(
+pub(crate) fn resolve(
     flags: &ConfigFlags,
     env: &EnvSnapshot,
     dotenv: DotEnvSearch,
@@ -267,20 +268,8 @@ fn resolve_debug(flag: bool, env: &EnvSnapshot, dotenv: &DotEnvSearch) -> Option
         })
 }
 
-/// An absolute http(s) URL with a host, or why it is not one.
-pub fn http_url(raw: &str) -> Result<Url, String> {
-    let url = Url::parse(raw).map_err(|e| e.to_string())?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err("the scheme must be http or https".to_owned());
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err("it has no host".to_owned());
-    }
-    Ok(url)
-}
-
 /// Parse and check a base URL: absolute, http or https, with a host, no query or fragment.
-pub fn parse_base_url(raw: &str, source: &Source) -> Result<Url, Error> {
+pub(crate) fn parse_base_url(raw: &str, source: &Source) -> Result<Url, Error> {
     let bad = |why: &str| {
         Error::config(
             format!("invalid base URL `{raw}` (from {source}): {why}"),
@@ -292,29 +281,6 @@ pub fn parse_base_url(raw: &str, source: &Source) -> Result<Url, Error> {
         return Err(bad("it must not carry a query or a fragment"));
     }
     Ok(url)
-}
-
-/// `{base}/chat/completions` (or any other path) without a doubled slash.
-pub fn endpoint(base: &Url, path: &str) -> Url {
-    let mut url = base.clone();
-    let joined = format!(
-        "{}/{}",
-        base.path().trim_end_matches('/'),
-        path.trim_start_matches('/')
-    );
-    url.set_path(&joined);
-    url
-}
-
-/// Loopback hosts: `localhost`, 127.0.0.0/8, `::1`.
-pub fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        // Only the literal name: `*.localhost` goes through the system resolver like any name.
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
 }
 
 #[cfg(test)]
@@ -488,22 +454,6 @@ mod tests {
             assert!(parse_base_url(bad, &Source::Default).is_err(), "{bad}");
         }
         assert!(parse_base_url("http://127.0.0.1:8080/v1/", &Source::Default).is_ok());
-    }
-
-    #[test]
-    fn endpoint_never_doubles_slashes() {
-        for base in ["https://h/v1", "https://h/v1/", "https://h/v1//"] {
-            let url = Url::parse(base).unwrap();
-            assert_eq!(
-                endpoint(&url, "/chat/completions").as_str(),
-                "https://h/v1/chat/completions"
-            );
-        }
-        let root = Url::parse("http://h:1").unwrap();
-        assert_eq!(
-            endpoint(&root, "chat/completions").as_str(),
-            "http://h:1/chat/completions"
-        );
     }
 
     #[test]

@@ -15,13 +15,13 @@ const SELECTED_TYPE: [&str; 3] = ["security", "auth", "selectedType"];
 /// The same choice in the older, flat settings format.
 const LEGACY_SELECTED_TYPE: &str = "selectedAuthType";
 
-pub fn path(home: &Path) -> PathBuf {
+pub(crate) fn path(home: &Path) -> PathBuf {
     home.join(".qwen").join("settings.json")
 }
 
 /// The method a settings value names. Qwen Code writes `openai` and `qwen-oauth`; the spellings
 /// `openai-api-key` and `qwen_oauth` seen in its forks are understood too.
-pub fn parse_auth_type(value: &str) -> Option<AuthType> {
+pub(crate) fn parse_auth_type(value: &str) -> Option<AuthType> {
     match value.trim().to_ascii_lowercase().as_str() {
         "openai" | "openai-api-key" | "use_openai" => Some(AuthType::Openai),
         "qwen-oauth" | "qwen_oauth" => Some(AuthType::QwenOauth),
@@ -30,7 +30,7 @@ pub fn parse_auth_type(value: &str) -> Option<AuthType> {
 }
 
 /// The raw selected method in a settings document: the v2 key, else the legacy flat key.
-pub fn selected_type(doc: &Value) -> Option<&str> {
+pub(crate) fn selected_type(doc: &Value) -> Option<&str> {
     let v2 = SELECTED_TYPE
         .iter()
         .try_fold(doc, |v, key| v.get(key))
@@ -40,7 +40,7 @@ pub fn selected_type(doc: &Value) -> Option<&str> {
 
 /// Settings files may carry `//` and `/* */` comments (Qwen Code accepts them). Strings are
 /// left alone. Returns the text unchanged when it has none.
-pub fn strip_comments(text: &str) -> Cow<'_, str> {
+pub(crate) fn strip_comments(text: &str) -> Cow<'_, str> {
     if !text.contains("//") && !text.contains("/*") {
         return Cow::Borrowed(text);
     }
@@ -121,7 +121,7 @@ fn read(path: &Path) -> Result<Option<(String, Value)>, Error> {
 
 /// What the user settings say about the method, if anything.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Selection {
+pub(crate) enum Selection {
     None,
     Known(AuthType),
     /// A value this program does not implement (another of Qwen Code's methods); ignored.
@@ -129,7 +129,7 @@ pub enum Selection {
 }
 
 /// The selected method from `~/.qwen/settings.json` (no file, or no key: `Selection::None`).
-pub fn load_selection(home: Option<&Path>) -> Result<(Selection, PathBuf), Error> {
+pub(crate) fn load_selection(home: Option<&Path>) -> Result<(Selection, PathBuf), Error> {
     let Some(home) = home else {
         return Ok((Selection::None, PathBuf::new()));
     };
@@ -146,7 +146,7 @@ pub fn load_selection(home: Option<&Path>) -> Result<(Selection, PathBuf), Error
 }
 
 /// The selected method as an input to `resolve`, with the file as its source.
-pub fn selected_auth_type(home: Option<&Path>) -> Result<Option<Sourced<AuthType>>, Error> {
+pub(crate) fn selected_auth_type(home: Option<&Path>) -> Result<Option<Sourced<AuthType>>, Error> {
     let (selection, path) = load_selection(home)?;
     Ok(match selection {
         Selection::Known(t) => Some(Sourced::new(t, Source::Setting(path))),
@@ -156,7 +156,7 @@ pub fn selected_auth_type(home: Option<&Path>) -> Result<Option<Sourced<AuthType
 
 /// The document with `security.auth.selectedType` set (and the legacy flat key, when the file
 /// has one, kept in agreement). Fails when `security` or `security.auth` is not an object.
-pub fn with_selected_type(mut doc: Value, method: AuthType) -> Result<Value, String> {
+pub(crate) fn with_selected_type(mut doc: Value, method: AuthType) -> Result<Value, String> {
     let value = Value::String(method.as_str().to_owned());
     let Some(root) = doc.as_object_mut() else {
         return Err("the file is not a JSON object".into());
@@ -177,7 +177,7 @@ pub fn with_selected_type(mut doc: Value, method: AuthType) -> Result<Value, Str
 }
 
 /// Record `method` in `~/.qwen/settings.json` (atomic write, mode 0600), keeping every other setting.
-pub fn save_selected_type(home: &Path, method: AuthType) -> Result<PathBuf, Error> {
+pub(crate) fn save_selected_type(home: &Path, method: AuthType) -> Result<PathBuf, Error> {
     let path = path(home);
     let (text, doc) = read(&path)?.unwrap_or_else(|| (String::new(), Value::Object(Map::new())));
     if matches!(strip_comments(&text), Cow::Owned(ref s) if *s != text) {

@@ -14,22 +14,22 @@ use crate::client::Usage;
 use crate::config::env::{EnvSnapshot, GITHUB_ACTIONS, GITHUB_STEP_SUMMARY};
 
 /// At most this many failed jobs are listed in a batch summary; the rest are counted.
-pub const MAX_FAILURE_ROWS: usize = 50;
+pub(crate) const MAX_FAILURE_ROWS: usize = 50;
 
 /// A single run's answer is cut to this many bytes in the summary (GitHub refuses a step summary
 /// over 1 MiB); the whole answer is still on stdout.
-pub const MAX_SUMMARY_ANSWER_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_SUMMARY_ANSWER_BYTES: usize = 64 * 1024;
 
 /// A failure message in the batch failures table is cut to this many characters.
 const MAX_CELL_CHARS: usize = 300;
 
 /// Whether we run inside a GitHub Actions job (`GITHUB_ACTIONS=true`, as the runner sets it).
-pub fn is_github_actions(env: &EnvSnapshot) -> bool {
+pub(crate) fn is_github_actions(env: &EnvSnapshot) -> bool {
     env.get(GITHUB_ACTIONS) == Some("true")
 }
 
 /// Where the step summary goes: `$GITHUB_STEP_SUMMARY`, only inside GitHub Actions.
-pub fn step_summary_path(env: &EnvSnapshot) -> Option<PathBuf> {
+pub(crate) fn step_summary_path(env: &EnvSnapshot) -> Option<PathBuf> {
     if is_github_actions(env) {
         env.get(GITHUB_STEP_SUMMARY).map(PathBuf::from)
     } else {
@@ -51,12 +51,12 @@ fn escape_property(text: &str) -> String {
 
 /// `::add-mask::<secret>`: the runner replaces the value with `***` in every later log line.
 /// The runner matches masks line by line, so a secret is expected to be one line (API keys are).
-pub fn mask_command(secret: &str) -> String {
+pub(crate) fn mask_command(secret: &str) -> String {
     format!("::add-mask::{}", escape_data(secret))
 }
 
 /// `::error title=<title>::<message>`: an error annotation on the run's summary page.
-pub fn error_command(title: Option<&str>, message: &str) -> String {
+pub(crate) fn error_command(title: Option<&str>, message: &str) -> String {
     match title.filter(|t| !t.is_empty()) {
         Some(title) => format!(
             "::error title={}::{}",
@@ -130,7 +130,7 @@ fn prefix_bytes(text: &str, max: usize) -> &str {
 
 /// The Markdown summary of one run: model, tokens, duration and status in a table, then the
 /// answer (or the error) folded in `<details>`.
-pub fn single_run_summary(
+pub(crate) fn single_run_summary(
     model: &str,
     usage: Option<Usage>,
     duration_ms: u128,
@@ -179,21 +179,21 @@ pub fn single_run_summary(
 
 /// What a batch summary shows; the batch runner fills it from its own counters.
 #[derive(Debug, Clone, Copy)]
-pub struct BatchSummaryView<'a> {
-    pub jobs: u64,
-    pub succeeded: u64,
-    pub failed: u64,
-    pub retried: u64,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub wall_ms: u128,
-    pub requests_per_sec: f64,
+pub(crate) struct BatchSummaryView<'a> {
+    pub(crate) jobs: u64,
+    pub(crate) succeeded: u64,
+    pub(crate) failed: u64,
+    pub(crate) retried: u64,
+    pub(crate) input_tokens: u64,
+    pub(crate) output_tokens: u64,
+    pub(crate) wall_ms: u128,
+    pub(crate) requests_per_sec: f64,
     /// `(job id, error type, message)` for each failed job, in any order.
-    pub failures: &'a [JobFailure],
+    pub(crate) failures: &'a [JobFailure],
 }
 
 /// The Markdown summary of a batch: counts, throughput, and a table of failures (capped).
-pub fn batch_summary(view: &BatchSummaryView) -> String {
+pub(crate) fn batch_summary(view: &BatchSummaryView) -> String {
     let mut md = String::new();
     let status = if view.failed == 0 {
         "success"
@@ -243,7 +243,7 @@ pub fn batch_summary(view: &BatchSummaryView) -> String {
 }
 
 /// Append Markdown to the step summary file, creating it if missing, ending with a newline.
-pub fn append_summary(path: &Path, markdown: &str) -> std::io::Result<()> {
+pub(crate) fn append_summary(path: &Path, markdown: &str) -> std::io::Result<()> {
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

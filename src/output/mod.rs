@@ -1,8 +1,12 @@
 //! The only writer of stdout (data) and of stderr (diagnostics): result messages in every format.
-#![allow(clippy::print_stdout, clippy::print_stderr)]
+#![allow(
+    clippy::print_stdout,
+    clippy::disallowed_methods,
+    reason = "the one writer of stdout"
+)]
 
-pub mod github;
-pub mod schema;
+pub(crate) mod github;
+pub(crate) mod schema;
 
 use std::io::{self, Write};
 use std::time::Instant;
@@ -19,7 +23,7 @@ use schema::{
 };
 
 /// Write a whole piece of data to stdout and flush it. `Err` means stdout is gone (e.g. `| head`).
-pub fn write_stdout(data: &[u8]) -> io::Result<()> {
+pub(crate) fn write_stdout(data: &[u8]) -> io::Result<()> {
     let mut out = io::stdout().lock();
     out.write_all(data)?;
     out.flush()
@@ -27,14 +31,14 @@ pub fn write_stdout(data: &[u8]) -> io::Result<()> {
 
 /// What a run needs to describe itself in every message.
 #[derive(Debug, Clone)]
-pub struct RunMeta {
-    pub session_id: String,
-    pub model: String,
-    pub cwd: String,
+pub(crate) struct RunMeta {
+    pub(crate) session_id: String,
+    pub(crate) model: String,
+    pub(crate) cwd: String,
 }
 
 /// How a run or a job ended, as its result message reports it.
-pub enum Outcome<'a> {
+pub(crate) enum Outcome<'a> {
     Success(&'a Completion),
     Failure {
         kind: &'a str,
@@ -48,7 +52,7 @@ fn millis(ms: u128) -> u64 {
 }
 
 /// The `result` message (also used, with `id` and `index`, for each job line of a batch).
-pub fn result_message(
+pub(crate) fn result_message(
     meta: &RunMeta,
     outcome: &Outcome<'_>,
     duration_ms: u128,
@@ -93,7 +97,7 @@ pub fn result_message(
 }
 
 /// Writes one single run's messages in the chosen format.
-pub struct RunOutput {
+pub(crate) struct RunOutput {
     format: OutputFormat,
     partial: bool,
     meta: RunMeta,
@@ -107,7 +111,12 @@ pub struct RunOutput {
 }
 
 impl RunOutput {
-    pub fn new(format: OutputFormat, partial: bool, meta: RunMeta, started: Instant) -> Self {
+    pub(crate) fn new(
+        format: OutputFormat,
+        partial: bool,
+        meta: RunMeta,
+        started: Instant,
+    ) -> Self {
         Self {
             format,
             partial,
@@ -121,7 +130,7 @@ impl RunOutput {
     }
 
     /// Whether text handed to `delta` is shown to the user at once (and so cannot be retried).
-    pub fn deltas_are_final(&self) -> bool {
+    pub(crate) fn deltas_are_final(&self) -> bool {
         match self.format {
             OutputFormat::Text => true,
             OutputFormat::Json | OutputFormat::OpenaiBatch => false,
@@ -145,7 +154,7 @@ impl RunOutput {
         }
     }
 
-    pub fn init(&mut self) -> io::Result<()> {
+    pub(crate) fn init(&mut self) -> io::Result<()> {
         let message = InitMessage {
             kind: "system".to_owned(),
             subtype: "init".to_owned(),
@@ -173,7 +182,7 @@ impl RunOutput {
     }
 
     /// A piece of the answer as it arrives.
-    pub fn delta(&mut self, text: &str) -> io::Result<()> {
+    pub(crate) fn delta(&mut self, text: &str) -> io::Result<()> {
         match self.format {
             OutputFormat::Text => {
                 write_stdout(text.as_bytes())?;
@@ -210,7 +219,7 @@ impl RunOutput {
     }
 
     /// Any text started on a retried attempt is dropped by the JSON formats; text mode never retries after output.
-    pub fn success(&mut self, completion: &Completion) -> io::Result<()> {
+    pub(crate) fn success(&mut self, completion: &Completion) -> io::Result<()> {
         if self.format == OutputFormat::Text {
             if !self.ends_with_newline {
                 write_stdout(b"\n")?;
@@ -251,7 +260,7 @@ impl RunOutput {
 
     /// A failed run: the JSON formats still get a valid document (the caller reports the error
     /// on stderr).
-    pub fn failure(&mut self, err: &Error, attempts: u32, api_ms: u128) -> io::Result<()> {
+    pub(crate) fn failure(&mut self, err: &Error, attempts: u32, api_ms: u128) -> io::Result<()> {
         if self.format == OutputFormat::Text {
             if !self.ends_with_newline {
                 write_stdout(b"\n")?;

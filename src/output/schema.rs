@@ -12,11 +12,14 @@ use crate::client::Usage;
 
 /// `usage` as results show it: numbers, or nulls when the server sent none.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[allow(clippy::struct_field_names, reason = "the names of the public JSON fields")]
-pub struct UsageJson {
-    pub input_tokens: Option<u64>,
-    pub output_tokens: Option<u64>,
-    pub total_tokens: Option<u64>,
+#[allow(
+    clippy::struct_field_names,
+    reason = "the names of the public JSON fields"
+)]
+pub(crate) struct UsageJson {
+    pub(crate) input_tokens: Option<u64>,
+    pub(crate) output_tokens: Option<u64>,
+    pub(crate) total_tokens: Option<u64>,
 }
 
 impl From<Option<Usage>> for UsageJson {
@@ -31,97 +34,97 @@ impl From<Option<Usage>> for UsageJson {
 
 /// `{"type":"system","subtype":"init",...}`: the first message of a run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct InitMessage {
+pub(crate) struct InitMessage {
     #[serde(rename = "type")]
-    pub kind: String,
-    pub subtype: String,
-    pub uuid: String,
-    pub session_id: String,
-    pub cwd: String,
-    pub tools: Vec<Value>,
-    pub mcp_servers: Vec<Value>,
-    pub model: String,
-    pub permission_mode: String,
-    pub qwen_code_version: String,
+    pub(crate) kind: String,
+    pub(crate) subtype: String,
+    pub(crate) uuid: String,
+    pub(crate) session_id: String,
+    pub(crate) cwd: String,
+    pub(crate) tools: Vec<Value>,
+    pub(crate) mcp_servers: Vec<Value>,
+    pub(crate) model: String,
+    pub(crate) permission_mode: String,
+    pub(crate) qwen_code_version: String,
 }
 
 /// One block of an assistant message's content.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum ContentBlock {
+pub(crate) enum ContentBlock {
     Text { text: String },
 }
 
 /// The `message` inside an assistant message.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AssistantBody {
-    pub id: String,
+pub(crate) struct AssistantBody {
+    pub(crate) id: String,
     #[serde(rename = "type")]
-    pub kind: String,
-    pub role: String,
-    pub model: String,
-    pub content: Vec<ContentBlock>,
-    pub stop_reason: Option<String>,
-    pub usage: UsageJson,
+    pub(crate) kind: String,
+    pub(crate) role: String,
+    pub(crate) model: String,
+    pub(crate) content: Vec<ContentBlock>,
+    pub(crate) stop_reason: Option<String>,
+    pub(crate) usage: UsageJson,
 }
 
 /// `{"type":"assistant",...}`: the answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AssistantMessage {
+pub(crate) struct AssistantMessage {
     #[serde(rename = "type")]
-    pub kind: String,
-    pub uuid: String,
-    pub session_id: String,
-    pub parent_tool_use_id: Option<String>,
-    pub message: AssistantBody,
+    pub(crate) kind: String,
+    pub(crate) uuid: String,
+    pub(crate) session_id: String,
+    pub(crate) parent_tool_use_id: Option<String>,
+    pub(crate) message: AssistantBody,
 }
 
 /// `error` of a failed result.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ErrorInfo {
+pub(crate) struct ErrorInfo {
     #[serde(rename = "type")]
-    pub kind: String,
-    pub message: String,
+    pub(crate) kind: String,
+    pub(crate) message: String,
 }
 
 /// `{"type":"result",...}`: how the run ended. A success has `result` and no `error`; a failure
 /// the other way round.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ResultMessage {
+pub(crate) struct ResultMessage {
     #[serde(rename = "type")]
-    pub kind: String,
-    pub subtype: String,
-    pub uuid: String,
-    pub session_id: String,
-    pub is_error: bool,
-    pub duration_ms: u64,
-    pub duration_api_ms: u64,
-    pub num_turns: u32,
+    pub(crate) kind: String,
+    pub(crate) subtype: String,
+    pub(crate) uuid: String,
+    pub(crate) session_id: String,
+    pub(crate) is_error: bool,
+    pub(crate) duration_ms: u64,
+    pub(crate) duration_api_ms: u64,
+    pub(crate) num_turns: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<String>,
-    pub usage: UsageJson,
-    pub permission_denials: Vec<Value>,
-    pub model: String,
-    pub attempts: u32,
+    pub(crate) result: Option<String>,
+    pub(crate) usage: UsageJson,
+    pub(crate) permission_denials: Vec<Value>,
+    pub(crate) model: String,
+    pub(crate) attempts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<ErrorInfo>,
+    pub(crate) error: Option<ErrorInfo>,
 }
 
 /// One line of a batch's results: the job's id and position, then its result message.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BatchLine {
-    pub id: String,
-    pub index: usize,
+pub(crate) struct BatchLine {
+    pub(crate) id: String,
+    pub(crate) index: usize,
     #[serde(flatten)]
-    pub result: ResultMessage,
+    pub(crate) result: ResultMessage,
 }
 
 /// A job that failed, as the summary lists it (written as `[id, type, message]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobFailure {
-    pub id: String,
-    pub kind: String,
-    pub message: String,
+pub(crate) struct JobFailure {
+    pub(crate) id: String,
+    pub(crate) kind: String,
+    pub(crate) message: String,
 }
 
 impl Serialize for JobFailure {
@@ -136,19 +139,19 @@ impl Serialize for JobFailure {
 
 /// `{"type":"stream_event",...}` with `--include-partial-messages`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StreamEventMessage {
+pub(crate) struct StreamEventMessage {
     #[serde(rename = "type")]
-    pub kind: String,
-    pub uuid: String,
-    pub session_id: String,
-    pub parent_tool_use_id: Option<String>,
-    pub event: StreamEvent,
+    pub(crate) kind: String,
+    pub(crate) uuid: String,
+    pub(crate) session_id: String,
+    pub(crate) parent_tool_use_id: Option<String>,
+    pub(crate) event: StreamEvent,
 }
 
 /// The events of a streamed assistant message, as Anthropic-style deltas.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum StreamEvent {
+pub(crate) enum StreamEvent {
     MessageStart {
         message: StreamMessageStart,
     },
@@ -168,42 +171,42 @@ pub enum StreamEvent {
 
 /// `message` of a `message_start` event.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StreamMessageStart {
-    pub id: String,
-    pub role: String,
-    pub model: String,
-    pub content: Vec<ContentBlock>,
+pub(crate) struct StreamMessageStart {
+    pub(crate) id: String,
+    pub(crate) role: String,
+    pub(crate) model: String,
+    pub(crate) content: Vec<ContentBlock>,
 }
 
 /// A piece of a content block.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum Delta {
+pub(crate) enum Delta {
     TextDelta { text: String },
 }
 
 /// One line of `-o openai-batch` output, as the `OpenAI` Batch API writes it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct OpenAiBatchLine {
-    pub id: String,
-    pub custom_id: String,
-    pub response: Option<OpenAiBatchResponse>,
-    pub error: Option<OpenAiBatchError>,
+pub(crate) struct OpenAiBatchLine {
+    pub(crate) id: String,
+    pub(crate) custom_id: String,
+    pub(crate) response: Option<OpenAiBatchResponse>,
+    pub(crate) error: Option<OpenAiBatchError>,
 }
 
 /// `response` of an `OpenAI` batch line: the status and the body the API answered.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct OpenAiBatchResponse {
-    pub status_code: u16,
-    pub request_id: Option<String>,
-    pub body: Value,
+pub(crate) struct OpenAiBatchResponse {
+    pub(crate) status_code: u16,
+    pub(crate) request_id: Option<String>,
+    pub(crate) body: Value,
 }
 
 /// `error` of an `OpenAI` batch line: a request that got no HTTP answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct OpenAiBatchError {
-    pub code: String,
-    pub message: String,
+pub(crate) struct OpenAiBatchError {
+    pub(crate) code: String,
+    pub(crate) message: String,
 }
 
 /// What `--resume` reads back from a line of either format: only the fields that say which job
@@ -225,7 +228,7 @@ struct ReadBackResponse {
 }
 
 /// A line read back from a results file: the id of a job that succeeded, in either format.
-pub fn successful_id(line: &[u8]) -> Option<String> {
+pub(crate) fn successful_id(line: &[u8]) -> Option<String> {
     let line: ReadBack = serde_json::from_slice(line).ok()?;
     if let Some(custom_id) = line.custom_id {
         let ok = line.response.and_then(|r| r.status_code) == Some(200)

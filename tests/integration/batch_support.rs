@@ -16,15 +16,15 @@ use wiremock::{MockServer, Request, Respond, ResponseTemplate};
 use crate::common::{KEY, Run, Sse, TestEnv, chat, request_bodies};
 
 /// The `x-request-id` every echo response carries.
-pub const REQUEST_ID: &str = "req-echo-0001";
+pub(crate) const REQUEST_ID: &str = "req-echo-0001";
 
 /// Tokens the echo server reports for every answer.
-pub const PROMPT_TOKENS: u64 = 10;
-pub const COMPLETION_TOKENS: u64 = 2;
+pub(crate) const PROMPT_TOKENS: u64 = 10;
+pub(crate) const COMPLETION_TOKENS: u64 = 2;
 
 /// `TestEnv::std_cmd` pointed at `base_url` with the test key, as a child the test manages
 /// (for signals).
-pub fn spawn(env: &TestEnv, base_url: &str, args: &[&str]) -> Spawned {
+pub(crate) fn spawn(env: &TestEnv, base_url: &str, args: &[&str]) -> Spawned {
     let mut child = env
         .std_cmd()
         .env("OPENAI_API_KEY", KEY)
@@ -65,7 +65,7 @@ fn collect(
 }
 
 /// A `qwen` child process with its output collected as it comes.
-pub struct Spawned {
+pub(crate) struct Spawned {
     child: Child,
     stdout: Arc<Mutex<Vec<u8>>>,
     stderr: Arc<Mutex<Vec<u8>>>,
@@ -74,7 +74,7 @@ pub struct Spawned {
 
 impl Spawned {
     /// Send a signal (`TERM`, `INT`) with `kill`.
-    pub fn signal(&self, name: &str) {
+    pub(crate) fn signal(&self, name: &str) {
         let status = std::process::Command::new("kill")
             .arg(format!("-{name}"))
             .arg(self.child.id().to_string())
@@ -84,13 +84,18 @@ impl Spawned {
     }
 
     /// What the child has written to stderr so far.
-    pub fn stderr_now(&self) -> String {
+    pub(crate) fn stderr_now(&self) -> String {
         String::from_utf8_lossy(&self.stderr.lock().expect("lock")).into_owned()
     }
 
     /// Poll until `cond` holds, failing the test after `bound`.
     #[track_caller]
-    pub fn wait_until(&mut self, what: &str, bound: Duration, mut cond: impl FnMut(&Self) -> bool) {
+    pub(crate) fn wait_until(
+        &mut self,
+        what: &str,
+        bound: Duration,
+        mut cond: impl FnMut(&Self) -> bool,
+    ) {
         let deadline = Instant::now() + bound;
         while !cond(self) {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -109,7 +114,7 @@ impl Spawned {
     }
 
     /// Wait for the child to end (bounded), then return its exit code and streams.
-    pub fn wait(mut self, bound: Duration) -> Run {
+    pub(crate) fn wait(mut self, bound: Duration) -> Run {
         let deadline = Instant::now() + bound;
         let status = loop {
             if let Some(status) = self.child.try_wait().expect("poll the child") {
@@ -148,14 +153,14 @@ impl Drop for Spawned {
 impl Run {
     /// stdout as result lines (none when empty).
     #[track_caller]
-    pub fn stdout_lines(&self) -> Vec<Value> {
+    pub(crate) fn stdout_lines(&self) -> Vec<Value> {
         json_lines(&self.stdout, "stdout")
     }
 }
 
 /// JSON Lines text as objects: every line must be complete (newline-terminated) JSON.
 #[track_caller]
-pub fn json_lines(text: &str, what: &str) -> Vec<Value> {
+pub(crate) fn json_lines(text: &str, what: &str) -> Vec<Value> {
     assert!(
         text.is_empty() || text.ends_with('\n'),
         "{what} should end with a newline (no torn line):\n{text}"
@@ -171,13 +176,13 @@ pub fn json_lines(text: &str, what: &str) -> Vec<Value> {
 
 /// A result file of the project as objects.
 #[track_caller]
-pub fn file_lines(env: &TestEnv, rel: &str) -> Vec<Value> {
+pub(crate) fn file_lines(env: &TestEnv, rel: &str) -> Vec<Value> {
     json_lines(&env.read_project(rel), rel)
 }
 
 /// The `id` of every line, in order (`custom_id` for openai-batch lines).
 #[track_caller]
-pub fn ids(lines: &[Value]) -> Vec<String> {
+pub(crate) fn ids(lines: &[Value]) -> Vec<String> {
     lines
         .iter()
         .map(|l| {
@@ -193,7 +198,7 @@ pub fn ids(lines: &[Value]) -> Vec<String> {
 
 /// Lines by id; fails on a duplicate id.
 #[track_caller]
-pub fn by_id(lines: &[Value]) -> HashMap<String, Value> {
+pub(crate) fn by_id(lines: &[Value]) -> HashMap<String, Value> {
     let mut map = HashMap::new();
     for (id, line) in ids(lines).into_iter().zip(lines) {
         let previous = map.insert(id.clone(), line.clone());
@@ -203,14 +208,14 @@ pub fn by_id(lines: &[Value]) -> HashMap<String, Value> {
 }
 
 /// Sorted ids, to compare sets.
-pub fn sorted<S: AsRef<str>>(ids: &[S]) -> Vec<String> {
+pub(crate) fn sorted<S: AsRef<str>>(ids: &[S]) -> Vec<String> {
     let mut v: Vec<String> = ids.iter().map(|s| s.as_ref().to_owned()).collect();
     v.sort();
     v
 }
 
 /// Jobs as a JSON Lines file body.
-pub fn jsonl(jobs: &[Value]) -> String {
+pub(crate) fn jsonl(jobs: &[Value]) -> String {
     jobs.iter().fold(String::new(), |mut text, job| {
         text.push_str(&job.to_string());
         text.push('\n');
@@ -219,14 +224,14 @@ pub fn jsonl(jobs: &[Value]) -> String {
 }
 
 /// A server whose every chat request is answered by `Echo`.
-pub async fn echo_server(delay: Duration) -> MockServer {
+pub(crate) async fn echo_server(delay: Duration) -> MockServer {
     let server = MockServer::start().await;
     chat().respond_with(Echo::after(delay)).mount(&server).await;
     server
 }
 
 /// Request bodies keyed by the last user message; fails when a prompt was sent twice.
-pub async fn bodies_by_prompt(server: &MockServer) -> HashMap<String, Value> {
+pub(crate) async fn bodies_by_prompt(server: &MockServer) -> HashMap<String, Value> {
     let mut map = HashMap::new();
     for body in request_bodies(server).await {
         let prompt = last_user_message(&body).expect("a user message");
@@ -237,7 +242,7 @@ pub async fn bodies_by_prompt(server: &MockServer) -> HashMap<String, Value> {
 }
 
 /// The content of the last user message of a request body.
-pub fn last_user_message(body: &Value) -> Option<String> {
+pub(crate) fn last_user_message(body: &Value) -> Option<String> {
     body.get("messages")?
         .as_array()?
         .iter()
@@ -250,7 +255,7 @@ pub fn last_user_message(body: &Value) -> Option<String> {
 
 /// The echo servers' SSE answer: the text in the role delta, `finish_reason: stop`, a usage
 /// chunk, `[DONE]`.
-pub fn sse_answer(text: &str) -> String {
+pub(crate) fn sse_answer(text: &str) -> String {
     Sse::from_server("chatcmpl-echo", "echo-server")
         .chunk(&json!({"role": "assistant", "content": text}), None)
         .finish("stop")
@@ -260,12 +265,12 @@ pub fn sse_answer(text: &str) -> String {
 }
 
 /// Answers every chat request with its own last user message, streamed, after an optional delay.
-pub struct Echo {
+pub(crate) struct Echo {
     delay: Duration,
 }
 
 impl Echo {
-    pub fn after(delay: Duration) -> Self {
+    pub(crate) fn after(delay: Duration) -> Self {
         Self { delay }
     }
 }
@@ -288,8 +293,8 @@ impl Respond for Echo {
 /// A raw HTTP/1.1 server on 127.0.0.1 that holds every request for `hold` before echoing it,
 /// and records how many requests it held at once. wiremock cannot tell this: it only sees a
 /// request when it answers it.
-pub struct HoldingServer {
-    pub base_url: String,
+pub(crate) struct HoldingServer {
+    pub(crate) base_url: String,
     max_in_flight: Arc<AtomicUsize>,
     served: Arc<AtomicUsize>,
     arrivals: Arc<Mutex<Vec<Instant>>>,
@@ -297,7 +302,7 @@ pub struct HoldingServer {
 }
 
 impl HoldingServer {
-    pub fn start(hold: Duration) -> Self {
+    pub(crate) fn start(hold: Duration) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
         listener.set_nonblocking(true).expect("nonblocking");
         let base_url = format!("http://{}/v1", listener.local_addr().expect("address"));
@@ -347,17 +352,17 @@ impl HoldingServer {
     }
 
     /// The most requests held at the same moment.
-    pub fn max_in_flight(&self) -> usize {
+    pub(crate) fn max_in_flight(&self) -> usize {
         self.max_in_flight.load(Ordering::SeqCst)
     }
 
     /// How many requests were answered.
-    pub fn served(&self) -> usize {
+    pub(crate) fn served(&self) -> usize {
         self.served.load(Ordering::SeqCst)
     }
 
     /// When each request had fully arrived, in order.
-    pub fn arrivals(&self) -> Vec<Instant> {
+    pub(crate) fn arrivals(&self) -> Vec<Instant> {
         self.arrivals.lock().expect("lock").clone()
     }
 }

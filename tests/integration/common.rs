@@ -12,26 +12,26 @@ use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockBuilder, MockServer, ResponseTemplate};
 
 /// The key most tests authenticate with.
-pub const KEY: &str = "sk-test-key-0000";
+pub(crate) const KEY: &str = "sk-test-key-0000";
 
 /// Where the chat endpoint lives under `base_url(server)`.
-pub const CHAT_PATH: &str = "/v1/chat/completions";
+pub(crate) const CHAT_PATH: &str = "/v1/chat/completions";
 
 /// The longest any single run may take before the harness calls it a hang.
-pub const RUN_BOUND: Duration = Duration::from_secs(20);
+pub(crate) const RUN_BOUND: Duration = Duration::from_secs(20);
 
 /// A temporary root holding `home/` (used as `HOME`) and `project/` (the working directory).
 /// The two are siblings, so the walk up from the project never passes through HOME.
-pub struct TestEnv {
+pub(crate) struct TestEnv {
     _root: tempfile::TempDir,
-    pub root: PathBuf,
-    pub home: PathBuf,
-    pub project: PathBuf,
+    pub(crate) root: PathBuf,
+    pub(crate) home: PathBuf,
+    pub(crate) project: PathBuf,
     cwd: PathBuf,
 }
 
 impl TestEnv {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = tempfile::Builder::new()
             .prefix("qwen-it-")
             .tempdir()
@@ -53,27 +53,27 @@ impl TestEnv {
     }
 
     /// Write a file under the project directory (parents created).
-    pub fn write_project(&self, rel: &str, contents: &str) -> PathBuf {
+    pub(crate) fn write_project(&self, rel: &str, contents: &str) -> PathBuf {
         write_file(&self.project.join(rel), contents)
     }
 
     /// A path under the project directory.
-    pub fn project_path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn project_path(&self, rel: &str) -> PathBuf {
         self.project.join(rel)
     }
 
     /// A file under the project directory as text.
-    pub fn read_project(&self, rel: &str) -> String {
+    pub(crate) fn read_project(&self, rel: &str) -> String {
         std::fs::read_to_string(self.project_path(rel)).expect("read file")
     }
 
     /// Write a file under HOME (parents created).
-    pub fn write_home(&self, rel: &str, contents: &str) -> PathBuf {
+    pub(crate) fn write_home(&self, rel: &str, contents: &str) -> PathBuf {
         write_file(&self.home.join(rel), contents)
     }
 
     /// Run from a directory below the project (created).
-    pub fn cd(&mut self, rel: &str) -> PathBuf {
+    pub(crate) fn cd(&mut self, rel: &str) -> PathBuf {
         let dir = self.project.join(rel);
         std::fs::create_dir_all(&dir).expect("create cwd");
         self.cwd.clone_from(&dir);
@@ -81,7 +81,7 @@ impl TestEnv {
     }
 
     /// The binary with a cleared environment: only `HOME`, and whatever the test adds.
-    pub fn cmd(&self) -> assert_cmd::Command {
+    pub(crate) fn cmd(&self) -> assert_cmd::Command {
         let mut cmd = assert_cmd::Command::cargo_bin("qwen").expect("the qwen binary");
         cmd.env_clear()
             .env("HOME", &self.home)
@@ -91,12 +91,12 @@ impl TestEnv {
     }
 
     /// `cmd()` pointed at `server` with the test key, both from the environment.
-    pub fn cmd_for(&self, server: &MockServer) -> assert_cmd::Command {
+    pub(crate) fn cmd_for(&self, server: &MockServer) -> assert_cmd::Command {
         self.cmd_with(&base_url(server), KEY)
     }
 
     /// `cmd()` pointed at any base URL with any key, both from the environment.
-    pub fn cmd_with(&self, base_url: &str, key: &str) -> assert_cmd::Command {
+    pub(crate) fn cmd_with(&self, base_url: &str, key: &str) -> assert_cmd::Command {
         let mut cmd = self.cmd();
         cmd.env("OPENAI_API_KEY", key)
             .env("OPENAI_BASE_URL", base_url);
@@ -104,7 +104,7 @@ impl TestEnv {
     }
 
     /// The same environment as `cmd()`, as a `std::process::Command` for tests that manage the child.
-    pub fn std_cmd(&self) -> std::process::Command {
+    pub(crate) fn std_cmd(&self) -> std::process::Command {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_qwen"));
         cmd.env_clear()
             .env("HOME", &self.home)
@@ -136,10 +136,10 @@ fn write_file(path: &Path, contents: &str) -> PathBuf {
 }
 
 /// One finished run: exit code and both streams.
-pub struct Run {
-    pub code: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
+pub(crate) struct Run {
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl fmt::Display for Run {
@@ -162,30 +162,30 @@ impl Run {
     }
 
     #[track_caller]
-    pub fn code(&self, want: i32) -> &Self {
+    pub(crate) fn code(&self, want: i32) -> &Self {
         assert_eq!(self.code, Some(want), "unexpected exit code\n{self}");
         self
     }
 
     #[track_caller]
-    pub fn stdout_is(&self, want: &str) -> &Self {
+    pub(crate) fn stdout_is(&self, want: &str) -> &Self {
         assert_eq!(self.stdout, want, "unexpected stdout\n{self}");
         self
     }
 
     #[track_caller]
-    pub fn stdout_empty(&self) -> &Self {
+    pub(crate) fn stdout_empty(&self) -> &Self {
         self.stdout_is("")
     }
 
     #[track_caller]
-    pub fn stderr_empty(&self) -> &Self {
+    pub(crate) fn stderr_empty(&self) -> &Self {
         assert_eq!(self.stderr, "", "stderr should be empty\n{self}");
         self
     }
 
     #[track_caller]
-    pub fn stderr_has(&self, needle: &str) -> &Self {
+    pub(crate) fn stderr_has(&self, needle: &str) -> &Self {
         assert!(
             self.stderr.contains(needle),
             "stderr should contain {needle:?}\n{self}"
@@ -194,7 +194,7 @@ impl Run {
     }
 
     #[track_caller]
-    pub fn stderr_lacks(&self, needle: &str) -> &Self {
+    pub(crate) fn stderr_lacks(&self, needle: &str) -> &Self {
         assert!(
             !self.stderr.contains(needle),
             "stderr should not contain {needle:?}\n{self}"
@@ -203,7 +203,7 @@ impl Run {
     }
 
     #[track_caller]
-    pub fn stdout_has(&self, needle: &str) -> &Self {
+    pub(crate) fn stdout_has(&self, needle: &str) -> &Self {
         assert!(
             self.stdout.contains(needle),
             "stdout should contain {needle:?}\n{self}"
@@ -213,7 +213,7 @@ impl Run {
 
     /// stdout as the one JSON array of `-o json`.
     #[track_caller]
-    pub fn json(&self) -> Vec<Value> {
+    pub(crate) fn json(&self) -> Vec<Value> {
         assert!(
             self.stdout.ends_with('\n'),
             "the JSON document should end with a newline\n{self}"
@@ -227,7 +227,7 @@ impl Run {
 
     /// stdout as JSON lines (`-o stream-json`), each a JSON object.
     #[track_caller]
-    pub fn json_lines(&self) -> Vec<Value> {
+    pub(crate) fn json_lines(&self) -> Vec<Value> {
         assert!(
             self.stdout.ends_with('\n'),
             "JSON lines should end with a newline\n{self}"
@@ -244,7 +244,7 @@ impl Run {
 
     /// The last message of the `-o json` array, which must be the result.
     #[track_caller]
-    pub fn result(&self) -> Value {
+    pub(crate) fn result(&self) -> Value {
         let messages = self.json();
         let last = messages.last().cloned().unwrap_or(Value::Null);
         assert_eq!(
@@ -256,13 +256,13 @@ impl Run {
 }
 
 /// Run to completion (bounded by `RUN_BOUND`).
-pub fn run(cmd: &mut assert_cmd::Command) -> Run {
+pub(crate) fn run(cmd: &mut assert_cmd::Command) -> Run {
     let output = cmd.output().expect("run qwen");
     Run::from_output(&output)
 }
 
 /// Wait for a child managed by the test, with a generous bound; kills it and fails when exceeded.
-pub fn wait_bounded(mut child: Child, bound: Duration) -> Run {
+pub(crate) fn wait_bounded(mut child: Child, bound: Duration) -> Run {
     let reader = |stream: Option<Box<dyn Read + Send>>| {
         std::thread::spawn(move || {
             let mut buf = Vec::new();
@@ -304,34 +304,34 @@ pub fn wait_bounded(mut child: Child, bound: Duration) -> Run {
 }
 
 /// The base URL that reaches `server`'s `/v1`.
-pub fn base_url(server: &MockServer) -> String {
+pub(crate) fn base_url(server: &MockServer) -> String {
     format!("{}/v1", server.uri())
 }
 
 /// A mock for `POST /v1/chat/completions`, to be completed with matchers and a response.
-pub fn chat() -> MockBuilder {
+pub(crate) fn chat() -> MockBuilder {
     wiremock::Mock::given(method("POST")).and(path(CHAT_PATH))
 }
 
 /// A server on which `mock` is mounted, and must be hit `n` times.
-pub async fn server_mounting(mock: Mock, n: u64) -> MockServer {
+pub(crate) async fn server_mounting(mock: Mock, n: u64) -> MockServer {
     let server = MockServer::start().await;
     mock.expect(n).mount(&server).await;
     server
 }
 
 /// A server whose chat endpoint answers `response`, and must be hit `n` times.
-pub async fn server_with(response: ResponseTemplate, n: u64) -> MockServer {
+pub(crate) async fn server_with(response: ResponseTemplate, n: u64) -> MockServer {
     server_mounting(chat().respond_with(response), n).await
 }
 
 /// A server that answers anything with "ok", and must receive `n` requests.
-pub async fn server_expecting(n: u64) -> MockServer {
+pub(crate) async fn server_expecting(n: u64) -> MockServer {
     server_with(Sse::answer(&["ok"]).respond(), n).await
 }
 
 /// A server that answers "ok" only to requests carrying `Bearer <key>`, exactly once.
-pub async fn server_for_key(key: &str) -> MockServer {
+pub(crate) async fn server_for_key(key: &str) -> MockServer {
     server_mounting(
         chat()
             .and(header("authorization", format!("Bearer {key}").as_str()))
@@ -342,7 +342,7 @@ pub async fn server_for_key(key: &str) -> MockServer {
 }
 
 /// A server that answers every chat request with `pieces` as a stream.
-pub async fn server_answering(pieces: &[&str]) -> MockServer {
+pub(crate) async fn server_answering(pieces: &[&str]) -> MockServer {
     let server = MockServer::start().await;
     chat()
         .respond_with(Sse::answer(pieces).respond())
@@ -352,7 +352,7 @@ pub async fn server_answering(pieces: &[&str]) -> MockServer {
 }
 
 /// The JSON bodies of every request the server received.
-pub async fn request_bodies(server: &MockServer) -> Vec<Value> {
+pub(crate) async fn request_bodies(server: &MockServer) -> Vec<Value> {
     server
         .received_requests()
         .await
@@ -363,14 +363,14 @@ pub async fn request_bodies(server: &MockServer) -> Vec<Value> {
 }
 
 /// The one request body the server received.
-pub async fn only_body(server: &MockServer) -> Value {
+pub(crate) async fn only_body(server: &MockServer) -> Value {
     let mut bodies = request_bodies(server).await;
     assert_eq!(bodies.len(), 1, "expected exactly one request: {bodies:?}");
     bodies.remove(0)
 }
 
 /// The content of the last user message of a request body.
-pub fn user_message(body: &Value) -> String {
+pub(crate) fn user_message(body: &Value) -> String {
     let messages = body["messages"].as_array().expect("messages array");
     let last = messages.last().expect("at least one message");
     assert_eq!(
@@ -381,7 +381,7 @@ pub fn user_message(body: &Value) -> String {
 }
 
 /// Wait until the server has received at least one request (bounded).
-pub async fn wait_for_request(server: &MockServer) {
+pub(crate) async fn wait_for_request(server: &MockServer) {
     let deadline = Instant::now() + RUN_BOUND;
     loop {
         let received = server.received_requests().await.unwrap_or_default();
@@ -398,7 +398,7 @@ pub async fn wait_for_request(server: &MockServer) {
 
 /// An SSE body in the shape OpenAI-compatible servers stream, built event by event.
 #[derive(Debug, Clone)]
-pub struct Sse {
+pub(crate) struct Sse {
     /// The `id` and `model` every chunk carries.
     id: String,
     model: String,
@@ -413,12 +413,12 @@ impl Default for Sse {
 
 impl Sse {
     /// A stream that starts like a real one: the role delta, with no text.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default().chunk(&json!({"role": "assistant", "content": ""}), None)
     }
 
     /// An empty stream whose chunks will carry `id` and `model`.
-    pub fn from_server(id: &str, model: &str) -> Self {
+    pub(crate) fn from_server(id: &str, model: &str) -> Self {
         Self {
             id: id.to_owned(),
             model: model.to_owned(),
@@ -427,7 +427,7 @@ impl Sse {
     }
 
     /// The usual complete answer: text pieces, `finish_reason: stop`, usage 12/2/14, `[DONE]`.
-    pub fn answer(pieces: &[&str]) -> Self {
+    pub(crate) fn answer(pieces: &[&str]) -> Self {
         pieces
             .iter()
             .fold(Self::new(), |sse, piece| sse.text(piece))
@@ -437,7 +437,7 @@ impl Sse {
     }
 
     /// One chunk with a choice carrying `delta` and `finish_reason: finish`.
-    pub fn chunk(mut self, delta: &Value, finish: Option<&str>) -> Self {
+    pub(crate) fn chunk(mut self, delta: &Value, finish: Option<&str>) -> Self {
         let chunk = json!({
             "id": self.id,
             "object": "chat.completion.chunk",
@@ -449,15 +449,15 @@ impl Sse {
         self
     }
 
-    pub fn text(self, text: &str) -> Self {
+    pub(crate) fn text(self, text: &str) -> Self {
         self.chunk(&json!({"content": text}), None)
     }
 
-    pub fn finish(self, reason: &str) -> Self {
+    pub(crate) fn finish(self, reason: &str) -> Self {
         self.chunk(&json!({}), Some(reason))
     }
 
-    pub fn usage(mut self, input: u64, output: u64) -> Self {
+    pub(crate) fn usage(mut self, input: u64, output: u64) -> Self {
         let chunk = json!({
             "id": self.id,
             "object": "chat.completion.chunk",
@@ -470,35 +470,35 @@ impl Sse {
         self
     }
 
-    pub fn done(self) -> Self {
+    pub(crate) fn done(self) -> Self {
         self.raw("data: [DONE]\n\n")
     }
 
     /// Any text, verbatim (comments, `event:` lines, odd line endings).
-    pub fn raw(mut self, text: &str) -> Self {
+    pub(crate) fn raw(mut self, text: &str) -> Self {
         self.events.push(text.to_owned());
         self
     }
 
-    pub fn body(&self) -> String {
+    pub(crate) fn body(&self) -> String {
         self.events.concat()
     }
 
     /// A 200 response carrying this stream as `text/event-stream`.
-    pub fn respond(&self) -> ResponseTemplate {
+    pub(crate) fn respond(&self) -> ResponseTemplate {
         ResponseTemplate::new(200).set_body_raw(self.body(), "text/event-stream")
     }
 }
 
 /// An error response with an OpenAI-style JSON body.
-pub fn error_response(status: u16, message: &str) -> ResponseTemplate {
+pub(crate) fn error_response(status: u16, message: &str) -> ResponseTemplate {
     ResponseTemplate::new(status)
         .set_body_json(json!({"error": {"message": message, "type": "test_error"}}))
 }
 
 /// The checks every `-o json` result shares.
 #[track_caller]
-pub fn assert_result_shape(result: &Value) {
+pub(crate) fn assert_result_shape(result: &Value) {
     for field in [
         "type",
         "subtype",
@@ -530,7 +530,7 @@ pub fn assert_result_shape(result: &Value) {
 
 /// A failed run's result: `is_error`, `error_during_execution`, an `error{type,message}`, no `result`.
 #[track_caller]
-pub fn assert_error_result(result: &Value, error_type: &str) {
+pub(crate) fn assert_error_result(result: &Value, error_type: &str) {
     assert_result_shape(result);
     assert_eq!(result["is_error"], true, "{result}");
     assert_eq!(result["subtype"], "error_during_execution", "{result}");

@@ -17,7 +17,7 @@ use crate::common::{Run, TestEnv};
 
 /// What the login and OAuth tests need of a `TestEnv`: a command that never opens a browser, and
 /// the files a login reads and writes.
-pub trait AuthEnv {
+pub(crate) trait AuthEnv {
     /// `TestEnv::std_cmd` (cleared environment, HOME, the project as working directory, stdout and
     /// stderr piped) with a no-browser switch and standard input closed.
     fn auth_cmd(&self) -> Command;
@@ -66,7 +66,7 @@ impl AuthEnv for TestEnv {
 }
 
 /// Run a command on pipes to completion; both streams must be UTF-8.
-pub fn output(cmd: &mut Command) -> Run {
+pub(crate) fn output(cmd: &mut Command) -> Run {
     let out = cmd.output().unwrap();
     Run {
         code: out.status.code(),
@@ -75,12 +75,12 @@ pub fn output(cmd: &mut Command) -> Run {
     }
 }
 
-pub fn mode(path: &Path) -> u32 {
+pub(crate) fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     u64::try_from(
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -91,7 +91,7 @@ pub fn now_ms() -> u64 {
 }
 
 /// A chat completion answered as one JSON body (the client understands both that and SSE).
-pub fn chat_answer(text: &str) -> ResponseTemplate {
+pub(crate) fn chat_answer(text: &str) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(json!({
         "id": "chatcmpl-1",
         "object": "chat.completion",
@@ -102,19 +102,19 @@ pub fn chat_answer(text: &str) -> ResponseTemplate {
 }
 
 /// The form fields of a request body.
-pub fn form(body: &[u8]) -> std::collections::HashMap<String, String> {
+pub(crate) fn form(body: &[u8]) -> std::collections::HashMap<String, String> {
     url::form_urlencoded::parse(body).into_owned().collect()
 }
 
 /// A program in a pseudo-terminal (TERM=dumb) with echo on, as a terminal a person types into
 /// has it, and everything it printed kept in `output`.
-pub struct Pty {
+pub(crate) struct Pty {
     session: OsSession,
-    pub output: String,
+    pub(crate) output: String,
 }
 
 impl Pty {
-    pub fn spawn(cmd: &Command) -> Self {
+    pub(crate) fn spawn(cmd: &Command) -> Self {
         // ptyprocess starts the child with echo off. Switching it on from here would race with
         // the program switching it off for a secret, so a shell runs `stty echo` in the child,
         // on its own terminal, before it execs the program (with the program's environment).
@@ -143,7 +143,7 @@ impl Pty {
     }
 
     /// Echo is on (visible answers are shown): call it while the program asks a visible question.
-    pub fn assert_echo_on(&self) {
+    pub(crate) fn assert_echo_on(&self) {
         assert!(
             self.session.get_process().get_echo().unwrap(),
             "the terminal has echo off while a visible question is asked\n{}",
@@ -151,7 +151,7 @@ impl Pty {
         );
     }
 
-    pub fn expect(&mut self, text: &str) {
+    pub(crate) fn expect(&mut self, text: &str) {
         match self.session.expect(text) {
             Ok(found) => self
                 .output
@@ -160,12 +160,12 @@ impl Pty {
         }
     }
 
-    pub fn send_line(&mut self, text: &str) {
+    pub(crate) fn send_line(&mut self, text: &str) {
         self.session.send_line(text).unwrap();
     }
 
     /// Wait until the program has switched terminal echo off (as it must before a secret is typed).
-    pub fn wait_for_echo_off(&mut self) {
+    pub(crate) fn wait_for_echo_off(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.session.get_process().get_echo().unwrap() {
             assert!(
@@ -178,7 +178,7 @@ impl Pty {
     }
 
     /// Read to the end and return the exit code and everything printed.
-    pub fn finish(mut self) -> (i32, String) {
+    pub(crate) fn finish(mut self) -> (i32, String) {
         match self.session.expect(Eof) {
             Ok(rest) => self
                 .output

@@ -16,9 +16,9 @@ use crate::error::Error;
 use crate::fsutil;
 
 /// Refresh when the token expires within this many milliseconds (as Qwen Code does).
-pub const REFRESH_MARGIN_MS: u64 = 30_000;
+pub(crate) const REFRESH_MARGIN_MS: u64 = 30_000;
 /// Where Qwen OAuth requests go when the token names no `resource_url` (Qwen Code's default).
-pub const DEFAULT_RESOURCE_URL: &str = "https://dashscope.aliyuncs.com/compatible-mode/v1";
+pub(crate) const DEFAULT_RESOURCE_URL: &str = "https://dashscope.aliyuncs.com/compatible-mode/v1";
 /// How long to wait for another process that is refreshing.
 const LOCK_TIMEOUT: Duration = Duration::from_secs(60);
 /// Qwen Code removes its lock file as stale after this long; so do we.
@@ -28,18 +28,18 @@ const QWEN_CODE_LOCK_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// `~/.qwen/oauth_creds.json` and the two locks that serialise refreshes.
 #[derive(Debug, Clone)]
-pub struct CredsPaths {
-    pub creds: PathBuf,
+pub(crate) struct CredsPaths {
+    pub(crate) creds: PathBuf,
     /// Ours: an exclusive `File::lock`, released by the system even when a process dies.
-    pub lock: PathBuf,
+    pub(crate) lock: PathBuf,
     /// Qwen Code's: a file created exclusively and removed after the refresh, stale after 10 s.
     /// Taking it too keeps a run from refreshing at the same moment as Qwen Code, which would
     /// spend the refresh token twice.
-    pub qwen_code_lock: PathBuf,
+    pub(crate) qwen_code_lock: PathBuf,
 }
 
 impl CredsPaths {
-    pub fn new(home: &Path) -> Self {
+    pub(crate) fn new(home: &Path) -> Self {
         let dir = home.join(".qwen");
         Self {
             creds: dir.join("oauth_creds.json"),
@@ -51,19 +51,19 @@ impl CredsPaths {
 
 /// The file's content. Fields this program does not know (such as `id_token`) are kept.
 #[derive(Clone, Serialize, Deserialize)]
-pub struct OAuthCreds {
-    pub access_token: String,
+pub(crate) struct OAuthCreds {
+    pub(crate) access_token: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refresh_token: Option<String>,
+    pub(crate) refresh_token: Option<String>,
     #[serde(default = "bearer")]
-    pub token_type: String,
+    pub(crate) token_type: String,
     /// Epoch milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expiry_date: Option<u64>,
+    pub(crate) expiry_date: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resource_url: Option<String>,
+    pub(crate) resource_url: Option<String>,
     #[serde(flatten)]
-    pub other: Map<String, Value>,
+    pub(crate) other: Map<String, Value>,
 }
 
 fn bearer() -> String {
@@ -83,14 +83,14 @@ impl fmt::Debug for OAuthCreds {
 
 /// Whether cached credentials can be used as they are, after a refresh, or not at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Freshness {
+pub(crate) enum Freshness {
     Fresh,
     Refreshable,
     Dead,
 }
 
 impl OAuthCreds {
-    pub fn freshness(&self, now_ms: u64) -> Freshness {
+    pub(crate) fn freshness(&self, now_ms: u64) -> Freshness {
         let valid = !self.access_token.trim().is_empty()
             && self
                 .expiry_date
@@ -110,7 +110,7 @@ impl OAuthCreds {
 
     /// New credentials from a grant; a refresh that names no new refresh token or resource URL
     /// keeps the previous ones.
-    pub fn from_grant(grant: TokenGrant, now_ms: u64, previous: Option<&Self>) -> Self {
+    pub(crate) fn from_grant(grant: TokenGrant, now_ms: u64, previous: Option<&Self>) -> Self {
         Self {
             access_token: grant.access_token,
             refresh_token: grant
@@ -130,14 +130,14 @@ impl OAuthCreds {
     }
 
     /// The OpenAI-compatible base URL requests go to.
-    pub fn api_base_url(&self) -> Result<Url, Error> {
+    pub(crate) fn api_base_url(&self) -> Result<Url, Error> {
         api_base_url(self.resource_url.as_deref())
     }
 }
 
 /// `resource_url` as a base URL, as Qwen Code reads it: `https://` when it has no scheme, and
 /// `/v1` appended when it does not end with it. No `resource_url`: the `DashScope` endpoint.
-pub fn api_base_url(resource_url: Option<&str>) -> Result<Url, Error> {
+pub(crate) fn api_base_url(resource_url: Option<&str>) -> Result<Url, Error> {
     let raw = resource_url
         .map(str::trim)
         .filter(|r| !r.is_empty())
@@ -153,7 +153,7 @@ pub fn api_base_url(resource_url: Option<&str>) -> Result<Url, Error> {
     } else {
         format!("{trimmed}/v1")
     };
-    crate::config::resolve::http_url(&full).map_err(|_| {
+    crate::client::url::http_url(&full).map_err(|_| {
         Error::auth(
             format!("the cached Qwen OAuth credentials name an unusable resource_url `{raw}`"),
             "log in again with `qwen auth login --method qwen-oauth`",
@@ -161,7 +161,7 @@ pub fn api_base_url(resource_url: Option<&str>) -> Result<Url, Error> {
     })
 }
 
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -178,7 +178,7 @@ fn unreadable(path: &Path, why: &str) -> Error {
 }
 
 /// Read the cache; `Ok(None)` when there is none.
-pub fn load(path: &Path) -> Result<Option<OAuthCreds>, Error> {
+pub(crate) fn load(path: &Path) -> Result<Option<OAuthCreds>, Error> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -191,7 +191,7 @@ pub fn load(path: &Path) -> Result<Option<OAuthCreds>, Error> {
 }
 
 /// Write the cache: atomic, mode 0600.
-pub fn save(path: &Path, creds: &OAuthCreds) -> Result<(), Error> {
+pub(crate) fn save(path: &Path, creds: &OAuthCreds) -> Result<(), Error> {
     let mut bytes = serde_json::to_vec_pretty(creds)
         .map_err(|e| Error::Internal(format!("cannot encode the credentials: {e}")))?;
     bytes.push(b'\n');
@@ -311,7 +311,7 @@ fn gone(path: &Path) -> Error {
 /// locks (ours, then Qwen Code's). After taking them the cache is read again, so that when several
 /// runs find the token about to expire at once, only the first one refreshes and the others use
 /// its result.
-pub async fn ensure_fresh(
+pub(crate) async fn ensure_fresh(
     paths: &CredsPaths,
     http: &reqwest::Client,
     endpoints: &Endpoints,

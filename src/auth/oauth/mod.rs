@@ -1,7 +1,7 @@
 //! Qwen OAuth as Qwen Code speaks it: the device authorization grant (RFC 8628) with PKCE (RFC 7636,
 //! S256), and the refresh grant. Knows nothing about terminals: the dialogue lives in `login`.
 
-pub mod creds;
+pub(crate) mod creds;
 
 use std::fmt;
 use std::time::Duration;
@@ -16,15 +16,15 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::client::ApiError;
+use crate::client::url::endpoint;
 use crate::config::env::{self, EnvSnapshot};
-use crate::config::resolve::endpoint;
 use crate::error::Error;
 
-pub const DEFAULT_OAUTH_BASE_URL: &str = "https://chat.qwen.ai";
+pub(crate) const DEFAULT_OAUTH_BASE_URL: &str = "https://chat.qwen.ai";
 /// Qwen Code's public client id.
-pub const CLIENT_ID: &str = "f0304373b74a44d2b584a3fb70ca9e56";
-pub const SCOPE: &str = "openid profile email model.completion";
-pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+pub(crate) const CLIENT_ID: &str = "f0304373b74a44d2b584a3fb70ca9e56";
+pub(crate) const SCOPE: &str = "openid profile email model.completion";
+pub(crate) const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 /// RFC 8628 §3.2: the polling interval when the server names none, in seconds.
 const DEFAULT_INTERVAL: u32 = 5;
 /// RFC 8628 §3.5: what `slow_down` adds to the interval, in seconds.
@@ -38,14 +38,14 @@ const API_KEY_ADVICE: &str = "use the API-key method instead: `qwen auth login -
 
 /// The OAuth server's endpoints: `QWEN_OAUTH_BASE_URL` or `https://chat.qwen.ai`.
 #[derive(Debug, Clone)]
-pub struct Endpoints {
-    pub base: Url,
-    pub device_code: Url,
-    pub token: Url,
+pub(crate) struct Endpoints {
+    pub(crate) base: Url,
+    pub(crate) device_code: Url,
+    pub(crate) token: Url,
 }
 
 impl Endpoints {
-    pub fn new(base: Url) -> Self {
+    pub(crate) fn new(base: Url) -> Self {
         Self {
             device_code: endpoint(&base, "api/v1/oauth2/device/code"),
             token: endpoint(&base, "api/v1/oauth2/token"),
@@ -53,11 +53,11 @@ impl Endpoints {
         }
     }
 
-    pub fn from_env(env: &EnvSnapshot) -> Result<Self, Error> {
+    pub(crate) fn from_env(env: &EnvSnapshot) -> Result<Self, Error> {
         let raw = env
             .get(env::QWEN_OAUTH_BASE_URL)
             .unwrap_or(DEFAULT_OAUTH_BASE_URL);
-        let base = crate::config::resolve::http_url(raw).map_err(|_| {
+        let base = crate::client::url::http_url(raw).map_err(|_| {
             Error::config(
                 format!("invalid {} `{raw}`", env::QWEN_OAUTH_BASE_URL),
                 "give an absolute http(s) URL such as `https://chat.qwen.ai`, or unset it",
@@ -72,7 +72,7 @@ impl Endpoints {
 }
 
 /// One second of the polling schedule: a real second, unless `QWEN_OAUTH_POLL_UNIT_MS` (tests) says otherwise.
-pub fn poll_unit(env: &EnvSnapshot) -> Duration {
+pub(crate) fn poll_unit(env: &EnvSnapshot) -> Duration {
     env.get(env::QWEN_OAUTH_POLL_UNIT_MS)
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map_or(Duration::from_secs(1), Duration::from_millis)
@@ -80,9 +80,9 @@ pub fn poll_unit(env: &EnvSnapshot) -> Duration {
 
 /// A PKCE pair. The verifier is 32 bytes from the operating system's random source (`getrandom`),
 /// base64url-encoded without padding: 43 characters, as RFC 7636 §4.1 recommends.
-pub struct Pkce {
+pub(crate) struct Pkce {
     verifier: SecretString,
-    pub challenge: String,
+    pub(crate) challenge: String,
 }
 
 impl fmt::Debug for Pkce {
@@ -94,14 +94,14 @@ impl fmt::Debug for Pkce {
 }
 
 impl Pkce {
-    pub fn generate() -> Result<Self, Error> {
+    pub(crate) fn generate() -> Result<Self, Error> {
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes)
             .map_err(|e| Error::Internal(format!("no random source for the PKCE verifier: {e}")))?;
         Ok(Self::from_verifier(URL_SAFE_NO_PAD.encode(bytes)))
     }
 
-    pub fn from_verifier(verifier: String) -> Self {
+    pub(crate) fn from_verifier(verifier: String) -> Self {
         let challenge = s256_challenge(&verifier);
         Self {
             verifier: SecretString::from(verifier),
@@ -109,7 +109,7 @@ impl Pkce {
         }
     }
 
-    pub fn verifier(&self) -> &str {
+    pub(crate) fn verifier(&self) -> &str {
         self.verifier.expose_secret()
     }
 }
@@ -121,17 +121,17 @@ pub fn s256_challenge(verifier: &str) -> String {
 
 /// The device authorization response (RFC 8628 §3.2).
 #[derive(Clone, Deserialize)]
-pub struct DeviceAuthorization {
+pub(crate) struct DeviceAuthorization {
     device_code: String,
-    pub user_code: String,
+    pub(crate) user_code: String,
     #[serde(default)]
-    pub verification_uri: Option<String>,
+    pub(crate) verification_uri: Option<String>,
     #[serde(default)]
-    pub verification_uri_complete: Option<String>,
+    pub(crate) verification_uri_complete: Option<String>,
     #[serde(default)]
-    pub expires_in: Option<u32>,
+    pub(crate) expires_in: Option<u32>,
     #[serde(default)]
-    pub interval: Option<u32>,
+    pub(crate) interval: Option<u32>,
 }
 
 impl fmt::Debug for DeviceAuthorization {
@@ -147,7 +147,7 @@ impl fmt::Debug for DeviceAuthorization {
 
 impl DeviceAuthorization {
     /// The page to show: the one with the code filled in when the server gave it.
-    pub fn page(&self) -> &str {
+    pub(crate) fn page(&self) -> &str {
         fn nonempty(s: Option<&String>) -> Option<&str> {
             s.map(String::as_str).filter(|s| !s.trim().is_empty())
         }
@@ -157,29 +157,29 @@ impl DeviceAuthorization {
     }
 
     /// The page as a URL a browser may be pointed at: http(s) only.
-    pub fn browser_url(&self) -> Option<Url> {
+    pub(crate) fn browser_url(&self) -> Option<Url> {
         Url::parse(self.page())
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https"))
     }
 
-    pub fn expires_in(&self) -> u32 {
+    pub(crate) fn expires_in(&self) -> u32 {
         self.expires_in.unwrap_or(DEFAULT_EXPIRES_IN)
     }
 }
 
 /// Tokens from a successful grant. Never printed: `Debug` hides them.
 #[derive(Clone, Deserialize)]
-pub struct TokenGrant {
-    pub access_token: String,
+pub(crate) struct TokenGrant {
+    pub(crate) access_token: String,
     #[serde(default)]
-    pub refresh_token: Option<String>,
+    pub(crate) refresh_token: Option<String>,
     #[serde(default)]
-    pub token_type: Option<String>,
+    pub(crate) token_type: Option<String>,
     #[serde(default)]
-    pub expires_in: Option<u64>,
+    pub(crate) expires_in: Option<u64>,
     #[serde(default)]
-    pub resource_url: Option<String>,
+    pub(crate) resource_url: Option<String>,
 }
 
 impl fmt::Debug for TokenGrant {
@@ -194,7 +194,7 @@ impl fmt::Debug for TokenGrant {
 
 /// What one answer of the OAuth server means.
 #[derive(Debug)]
-pub enum Reply {
+pub(crate) enum Reply {
     Token(TokenGrant),
     Pending,
     SlowDown,
@@ -241,7 +241,7 @@ fn says_discontinued(body: &str) -> bool {
 }
 
 /// Classify an answer of the token endpoint (device polling or refresh).
-pub fn classify_token_reply(status: u16, body: &str) -> Reply {
+pub(crate) fn classify_token_reply(status: u16, body: &str) -> Reply {
     let json: Option<Value> = serde_json::from_str(body).ok();
     let ok = (200..300).contains(&status);
     if ok
@@ -294,13 +294,13 @@ pub fn classify_token_reply(status: u16, body: &str) -> Reply {
 
 /// The polling schedule of RFC 8628 §3.4–3.5, in units of `unit` (one second outside tests).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Schedule {
+pub(crate) struct Schedule {
     /// The wait before the next poll, in seconds of the schedule.
-    pub interval: u32,
+    pub(crate) interval: u32,
 }
 
 impl Schedule {
-    pub fn new(server_interval: Option<u32>) -> Self {
+    pub(crate) fn new(server_interval: Option<u32>) -> Self {
         Self {
             interval: server_interval.unwrap_or(DEFAULT_INTERVAL),
         }
@@ -308,7 +308,7 @@ impl Schedule {
 
     /// `slow_down`: the interval grows by 5 seconds for this and every later poll.
     #[must_use]
-    pub fn slowed_down(self) -> Self {
+    pub(crate) fn slowed_down(self) -> Self {
         Self {
             interval: self.interval.saturating_add(SLOW_DOWN_STEP),
         }
@@ -316,7 +316,7 @@ impl Schedule {
 }
 
 /// The HTTP client for the OAuth server: short timeouts, no retries of its own.
-pub fn http_client() -> Result<reqwest::Client, Error> {
+pub(crate) fn http_client() -> Result<reqwest::Client, Error> {
     crate::client::one_off_http_client().map_err(Error::Api)
 }
 
@@ -364,7 +364,7 @@ fn login_failed(message: String) -> Error {
 }
 
 /// Step 1: ask for a device code (RFC 8628 §3.1) with the PKCE challenge.
-pub async fn request_device_code(
+pub(crate) async fn request_device_code(
     http: &reqwest::Client,
     endpoints: &Endpoints,
     pkce: &Pkce,
@@ -411,14 +411,14 @@ pub async fn request_device_code(
 
 /// What the poller reports while it waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PollEvent {
+pub(crate) enum PollEvent {
     Pending,
     SlowedDown { interval: u32 },
     Retrying,
 }
 
 /// Step 2: poll the token endpoint until the user approves, refuses, or the code expires.
-pub async fn wait_for_token(
+pub(crate) async fn wait_for_token(
     http: &reqwest::Client,
     endpoints: &Endpoints,
     device: &DeviceAuthorization,
@@ -499,7 +499,7 @@ fn expired(device: &DeviceAuthorization) -> Error {
 }
 
 /// Exchange a refresh token for new tokens.
-pub async fn refresh(
+pub(crate) async fn refresh(
     http: &reqwest::Client,
     endpoints: &Endpoints,
     refresh_token: &str,
@@ -548,7 +548,7 @@ pub async fn refresh(
 }
 
 /// Text from a server made safe for a terminal: control characters (escape sequences) removed.
-pub fn printable(text: &str) -> String {
+pub(crate) fn printable(text: &str) -> String {
     text.chars().filter(|c| !c.is_control()).collect()
 }
 

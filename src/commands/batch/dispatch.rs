@@ -18,23 +18,23 @@ use crate::signals::{Listener, Signal};
 
 /// Who a job is, for its result line.
 #[derive(Debug, Clone)]
-pub struct JobMeta {
-    pub id: String,
-    pub index: usize,
-    pub model: String,
+pub(crate) struct JobMeta {
+    pub(crate) id: String,
+    pub(crate) index: usize,
+    pub(crate) model: String,
 }
 
 /// What became of one job.
-pub struct JobOutcome {
-    pub job: JobMeta,
+pub(crate) struct JobOutcome {
+    pub(crate) job: JobMeta,
     /// `None`: cancelled before it finished (no line is written).
-    pub result: Option<Result<Completion, Failure>>,
-    pub elapsed: Duration,
+    pub(crate) result: Option<Result<Completion, Failure>>,
+    pub(crate) elapsed: Duration,
 }
 
 impl JobOutcome {
     /// A job that failed before it was sent (it could not be built).
-    pub fn invalid(job: JobMeta, reason: &str) -> Self {
+    pub(crate) fn invalid(job: JobMeta, reason: &str) -> Self {
         Self::failed(
             job,
             ApiError::InvalidResponse(format!("invalid job: {reason}")),
@@ -57,7 +57,7 @@ impl JobOutcome {
 
 /// Why a batch stopped before its last job.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Stop {
+pub(crate) enum Stop {
     Signal(Signal),
     WallTime,
     /// stdout was closed (`| head`): a quiet end.
@@ -67,18 +67,18 @@ pub enum Stop {
 }
 
 /// The next job to run: a job, a job that could not be built, or `None` at the end.
-pub type NextJob<'a> = dyn FnMut() -> Option<Result<Job, (JobMeta, String)>> + 'a;
+pub(crate) type NextJob<'a> = dyn FnMut() -> Option<Result<Job, (JobMeta, String)>> + 'a;
 /// The single writer: gets every finished job; an `Err` stops the batch.
-pub type OnDone<'a> = dyn FnMut(JobOutcome) -> Result<(), Stop> + 'a;
+pub(crate) type OnDone<'a> = dyn FnMut(JobOutcome) -> Result<(), Stop> + 'a;
 
 /// The limits a dispatcher works within.
-pub struct Limits {
-    pub concurrency: usize,
-    pub max_wall_time: Option<Duration>,
-    pub shutdown_grace: Duration,
+pub(crate) struct Limits {
+    pub(crate) concurrency: usize,
+    pub(crate) max_wall_time: Option<Duration>,
+    pub(crate) shutdown_grace: Duration,
 }
 
-pub struct Dispatcher<'a> {
+pub(crate) struct Dispatcher<'a> {
     client: &'a ChatClient,
     limits: Limits,
     progress: &'a Progress,
@@ -98,7 +98,7 @@ fn far_future() -> Deadline {
 }
 
 impl<'a> Dispatcher<'a> {
-    pub fn new(
+    pub(crate) fn new(
         client: &'a ChatClient,
         limits: Limits,
         progress: &'a Progress,
@@ -123,7 +123,7 @@ impl<'a> Dispatcher<'a> {
     }
 
     /// Run every job `next_job` yields; returns why the batch stopped early, if it did.
-    pub async fn run(
+    pub(crate) async fn run(
         mut self,
         next_job: &mut NextJob<'_>,
         on_done: &mut OnDone<'_>,

@@ -31,7 +31,7 @@ use summary::Summary;
 const MAX_ANNOTATIONS: u64 = 10;
 
 /// `qwen --jobs FILE`: run a job file.
-pub fn command(
+pub(crate) fn command(
     args: &RunArgs,
     jobs_spec: &str,
     format: BatchFormat,

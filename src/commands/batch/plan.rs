@@ -14,19 +14,19 @@ use crate::context::Context;
 use crate::error::Error;
 use crate::job::{JobDefaults, JobFile, Validation};
 
-pub struct Plan {
-    pub file: JobFile,
-    pub defaults: JobDefaults,
+pub(crate) struct Plan {
+    pub(crate) file: JobFile,
+    pub(crate) defaults: JobDefaults,
     /// The ids that already have a successful line in the results file (`--resume`).
-    pub done: HashSet<String>,
-    pub validation: Validation,
-    pub output_path: Option<PathBuf>,
-    pub shard: Option<Shard>,
+    pub(crate) done: HashSet<String>,
+    pub(crate) validation: Validation,
+    pub(crate) output_path: Option<PathBuf>,
+    pub(crate) shard: Option<Shard>,
 }
 
 impl Plan {
     /// Whether the job at `index` belongs to this shard.
-    pub fn in_shard(&self, index: usize) -> bool {
+    pub(crate) fn in_shard(&self, index: usize) -> bool {
         self.shard.is_none_or(|s| s.contains(index))
     }
 }
@@ -52,7 +52,7 @@ fn defaults(args: &RunArgs, config: &ResolvedConfig) -> JobDefaults {
 }
 
 /// Read and validate the job file (exit 42 before anything is sent), and check the results file.
-pub fn build(
+pub(crate) fn build(
     args: &RunArgs,
     config: &ResolvedConfig,
     jobs_spec: &str,

@@ -19,14 +19,18 @@ use crate::output::schema::{
 use crate::output::{self, Outcome, RunMeta, result_message};
 
 /// Where result lines go.
-pub enum Sink {
+pub(crate) enum Sink {
     File(File),
     Stdout,
 }
 
 impl Sink {
     /// Open the results file (see [`open_output`]), or stdout.
-    pub fn open(path: Option<&Path>, resume: bool, done: &HashSet<String>) -> Result<Self, Error> {
+    pub(crate) fn open(
+        path: Option<&Path>,
+        resume: bool,
+        done: &HashSet<String>,
+    ) -> Result<Self, Error> {
         match path {
             Some(path) => Ok(Self::File(open_output(path, resume, done)?)),
             None => Ok(Self::Stdout),
@@ -34,7 +38,7 @@ impl Sink {
     }
 
     /// Write one line; a failure says how the batch has to stop.
-    pub fn write_line(&mut self, line: &impl serde::Serialize) -> Result<(), Stop> {
+    pub(crate) fn write_line(&mut self, line: &impl serde::Serialize) -> Result<(), Stop> {
         let mut bytes = serde_json::to_vec(line)
             .map_err(|e| Stop::OutputFailed(format!("cannot encode a result line: {e}")))?;
         bytes.push(b'\n');
@@ -49,7 +53,7 @@ impl Sink {
 }
 
 /// One output line for a finished job (`None`: it was cancelled and gets no line).
-pub fn write_result(
+pub(crate) fn write_result(
     sink: &mut Sink,
     meta: &RunMeta,
     outcome: &JobOutcome,
@@ -146,7 +150,7 @@ fn openai_batch_line(job: &JobMeta, result: &Result<Completion, Failure>) -> Ope
 
 /// Check an existing output file: refuse to clobber it, or (with `--resume`) collect the ids of the
 /// jobs that already succeeded. A torn last line (a killed run) is ignored.
-pub fn existing_output(
+pub(crate) fn existing_output(
     path: &Path,
     resume: bool,
     overwrite: bool,

@@ -18,26 +18,26 @@ const MAX_LISTED_FAILURES: usize = 100;
 
 /// The end-of-run figures.
 #[derive(Debug, Default, Clone, Serialize)]
-pub struct Summary {
-    pub jobs: u64,
-    pub succeeded: u64,
-    pub failed: u64,
-    pub failed_temporary: u64,
-    pub skipped_resumed: u64,
-    pub not_run: u64,
-    pub retried: u64,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub wall_ms: u128,
-    pub requests_per_sec: f64,
-    pub exit_code: u8,
+pub(crate) struct Summary {
+    pub(crate) jobs: u64,
+    pub(crate) succeeded: u64,
+    pub(crate) failed: u64,
+    pub(crate) failed_temporary: u64,
+    pub(crate) skipped_resumed: u64,
+    pub(crate) not_run: u64,
+    pub(crate) retried: u64,
+    pub(crate) input_tokens: u64,
+    pub(crate) output_tokens: u64,
+    pub(crate) wall_ms: u128,
+    pub(crate) requests_per_sec: f64,
+    pub(crate) exit_code: u8,
     /// The failed jobs, the first 100.
-    pub failures: Vec<JobFailure>,
+    pub(crate) failures: Vec<JobFailure>,
 }
 
 impl Summary {
     /// Count one finished job.
-    pub fn count(&mut self, outcome: &JobOutcome) {
+    pub(crate) fn count(&mut self, outcome: &JobOutcome) {
         match &outcome.result {
             Some(Ok(c)) => {
                 self.succeeded += 1;
@@ -65,7 +65,7 @@ impl Summary {
         }
     }
 
-    pub fn finish(&mut self, skipped: u64, wall: Duration) {
+    pub(crate) fn finish(&mut self, skipped: u64, wall: Duration) {
         self.skipped_resumed = skipped;
         self.not_run = self
             .jobs
@@ -81,7 +81,7 @@ impl Summary {
 /// How a finished batch exits: a stop wins (a signal, the wall time, a results file that could
 /// not be written); a closed stdout is a quiet end; otherwise any permanent failure is 1, only
 /// temporary failures 75.
-pub fn outcome(stop: Option<&Stop>, summary: &Summary) -> ExitStatus {
+pub(crate) fn outcome(stop: Option<&Stop>, summary: &Summary) -> ExitStatus {
     match stop {
         Some(Stop::Signal(signal)) => Error::Interrupted { signal: *signal }.exit_status(),
         Some(Stop::WallTime) => ExitStatus::WallTime,
@@ -93,7 +93,7 @@ pub fn outcome(stop: Option<&Stop>, summary: &Summary) -> ExitStatus {
 }
 
 /// The summary on stderr, and as JSON in `summary_path`.
-pub fn report(
+pub(crate) fn report(
     summary: &Summary,
     stop: Option<&Stop>,
     summary_path: Option<&Path>,
