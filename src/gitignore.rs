@@ -23,7 +23,17 @@ pub(crate) fn repo_root(start: &Path) -> Option<PathBuf> {
 
 /// Make sure git ignores `file` (an absolute path inside the repository, if any).
 pub(crate) fn ensure_ignored(file: &Path) -> io::Result<Outcome> {
-    let Some(root) = file.parent().and_then(repo_root) else {
+    ensure_ignored_below(file, None)
+}
+
+/// `ensure_ignored`, looking for the repository no higher than `ceiling` (tests set one, so that
+/// a repository around the temporary directory cannot change the answer).
+fn ensure_ignored_below(file: &Path, ceiling: Option<&Path>) -> io::Result<Outcome> {
+    let root = file
+        .parent()
+        .and_then(repo_root)
+        .filter(|root| ceiling.is_none_or(|c| root.starts_with(c)));
+    let Some(root) = root else {
         return Ok(Outcome::NotARepository);
     };
     let Ok(relative) = file.strip_prefix(&root) else {
@@ -155,8 +165,10 @@ mod tests {
     fn outside_a_repository_nothing_happens() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join(".qwen/.env");
-        if repo_root(dir.path()).is_none() {
-            assert_eq!(ensure_ignored(&file).unwrap(), Outcome::NotARepository);
-        }
+        assert_eq!(
+            ensure_ignored_below(&file, Some(dir.path())).unwrap(),
+            Outcome::NotARepository
+        );
+        assert!(!dir.path().join(".gitignore").exists());
     }
 }

@@ -5,11 +5,13 @@
 )]
 
 mod actions_env;
+mod architecture;
 mod batch_support;
 mod common;
 mod common_oauth;
 
 mod distribution;
+mod docs;
 mod dotenv;
 mod exit_codes;
 mod github_actions;
