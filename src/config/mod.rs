@@ -2,6 +2,7 @@
 
 pub mod dotenv;
 pub mod dotenv_edit;
+pub mod dotenv_parse;
 pub mod env;
 pub mod resolve;
 
