@@ -41,6 +41,9 @@ impl Context {
 pub fn load_config(args: &ConfigArgs, ctx: &Context) -> Result<ResolvedConfig, Error> {
     let home = ctx.env.home();
     let search = dotenv::discover(&ctx.cwd, home.as_deref())?;
+    for warning in search.found.iter().flat_map(dotenv::skipped_line_warnings) {
+        diag::warn(&warning);
+    }
     // The flag wins anyway: then a broken settings file does not matter.
     let selected = if args.auth_type.is_some() {
         None

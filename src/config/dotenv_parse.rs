@@ -9,7 +9,7 @@
 //! ```
 //!
 //! after `\r\n` and lone `\r` are turned into `\n`. Each value is then trimmed, stripped of one
-//! pair of surrounding quotes (`/^(['"`])([\s\S]*)\1$/mg`), and, when its first character was
+//! pair of surrounding quotes (``/^(['"`])([\s\S]*)\1$/mg``), and, when its first character was
 //! `"`, has `\n` and `\r` escapes expanded. The expression has no lookaround, but its meaning
 //! leans on JavaScript details (`\s` includes U+FEFF and U+2028, `^`/`$` under the `m` flag also
 //! break at U+2028/U+2029, `.` stops there too, greedy `\s*` crosses newlines, the order in
@@ -36,7 +36,7 @@ pub struct Parsed {
     pub skipped_lines: Vec<usize>,
 }
 
-/// JavaScript's `\s` (and what `String.prototype.trim` removes): WhiteSpace and LineTerminator.
+/// JavaScript's `\s` (and what `String.prototype.trim` removes): `WhiteSpace` and `LineTerminator`.
 fn is_js_space(c: char) -> bool {
     matches!(
         c,
@@ -51,7 +51,7 @@ fn is_js_space(c: char) -> bool {
     )
 }
 
-/// A JavaScript LineTerminator, where `^`/`$` match under the `m` flag and `.` stops.
+/// A JavaScript `LineTerminator`, where `^`/`$` match under the `m` flag and `.` stops.
 fn is_line_terminator(c: char) -> bool {
     matches!(c, '\n' | '\r' | '\u{2028}' | '\u{2029}')
 }
@@ -70,6 +70,8 @@ struct Entry {
     key: String,
     /// The value group (`match[2]`), empty when it did not take part.
     raw: String,
+    /// Where the value group ends (where it would start, when it did not take part).
+    value_end: usize,
     /// Where the match ends (`lastIndex`).
     end: usize,
 }
@@ -181,32 +183,28 @@ impl Scanner {
         };
         let key: String = self.s[k..j].iter().collect();
         let quoted = QUOTES.iter().find_map(|&q| self.quoted(g, q));
-        let (value_end, end) = match quoted {
-            Some(found) => found,
-            None => {
-                // `[^#\r\n]+`: always followed by a tail that matches when it took a char.
-                let mut v = g;
-                while self.at(v).is_some_and(|c| !matches!(c, '#' | '\r' | '\n')) {
-                    v += 1;
-                }
-                if v > g {
-                    (v, self.tail(v)?)
-                } else {
-                    // The group does not take part.
-                    (g, self.tail(g)?)
-                }
+        let (value_end, end) = if let Some(found) = quoted {
+            found
+        } else {
+            // `[^#\r\n]+`: always followed by a tail that matches when it took a char; when it
+            // took none, the group does not take part and the tail is tried right after `=`.
+            let mut v = g;
+            while self.at(v).is_some_and(|c| !matches!(c, '#' | '\r' | '\n')) {
+                v += 1;
             }
+            (v, self.tail(v)?)
         };
         Some(Entry {
             start: k,
             key,
             raw: self.s[g..value_end].iter().collect(),
+            value_end,
             end,
         })
     }
 }
 
-/// `value.replace(/^(['"`])([\s\S]*)\1$/mg, '$2')`: at each line start holding a quote, the
+/// ``value.replace(/^(['"`])([\s\S]*)\1$/mg, '$2')``: at each line start holding a quote, the
 /// greedy body reaches the last same quote that ends a line (or the value).
 fn strip_quotes(value: &str) -> String {
     let v: Vec<char> = value.chars().collect();
@@ -244,60 +242,69 @@ fn finish_value(raw: &str) -> String {
     }
 }
 
-/// Parse `.env` text as `dotenv.parse` does. A UTF-8 byte order mark needs no special case:
-/// it is `\s` to JavaScript, so dotenv (and this) skip it like a space.
-pub fn parse(text: &str) -> Parsed {
+/// Every match of dotenv's expression over `text`, in order, and the text as scanned (line
+/// endings normalised to `\n`).
+fn scan(text: &str) -> (Vec<char>, Vec<Entry>) {
     let normalized = text.replace("\r\n", "\n").replace('\r', "\n");
     let scanner = Scanner {
         s: normalized.chars().collect(),
     };
     let s = &scanner.s;
-    // 0-based line of each char; lines end at `\n` only (what editors count).
-    let mut line_of = Vec::with_capacity(s.len());
-    let mut line = 0;
-    for &c in s {
-        line_of.push(line);
-        line += usize::from(c == '\n');
-    }
-    let line_count = line + 1;
-    let mut read_line = vec![false; line_count];
-
-    let mut vars = HashMap::new();
+    let mut entries = Vec::new();
     let mut pos = 0;
     // Attempts from line starts that reach the same first non-space char fail alike.
     let mut failed_at: Option<usize> = None;
     while pos < s.len() {
         let is_line_start = pos == 0 || is_line_terminator(s[pos - 1]);
-        if !is_line_start {
-            pos += 1;
-            continue;
-        }
         // A failed attempt from an earlier line start covered this one's leading spaces.
-        if failed_at.is_some_and(|f| pos <= f) {
+        if !is_line_start || failed_at.is_some_and(|f| pos <= f) {
             pos += 1;
             continue;
         }
-        let first = scanner.skip_space(pos);
-        match scanner.match_at(pos) {
-            Some(entry) => {
-                if entry.key == "__proto__" {
-                    // `obj.__proto__ = "..."` sets nothing on a plain object.
-                } else {
-                    let last = entry.end.max(entry.start + 1) - 1;
-                    for flag in &mut read_line[line_of[entry.start]..=line_of[last]] {
-                        *flag = true;
-                    }
-                    vars.insert(entry.key, finish_value(&entry.raw));
-                }
-                pos = entry.end;
-            }
-            None => {
-                failed_at = Some(first);
-                pos += 1;
-            }
+        if let Some(entry) = scanner.match_at(pos) {
+            pos = entry.end;
+            entries.push(entry);
+        } else {
+            failed_at = Some(scanner.skip_space(pos));
+            pos += 1;
         }
     }
+    (scanner.s, entries)
+}
 
+/// 0-based line of each char; lines end at `\n` only (what editors count, once `\r\n` and `\r`
+/// are normalised).
+fn line_numbers(s: &[char]) -> Vec<usize> {
+    let mut line = 0;
+    s.iter()
+        .map(|&c| {
+            let this = line;
+            line += usize::from(c == '\n');
+            this
+        })
+        .collect()
+}
+
+/// Parse `.env` text as `dotenv.parse` does. A UTF-8 byte order mark needs no special case:
+/// it is `\s` to JavaScript, so dotenv (and this) skip it like a space.
+pub fn parse(text: &str) -> Parsed {
+    let (s, entries) = scan(text);
+    let line_of = line_numbers(&s);
+    let line_count = s.iter().filter(|&&c| c == '\n').count() + 1;
+    let mut read_line = vec![false; line_count];
+    let mut vars = HashMap::new();
+    for entry in entries {
+        // `obj.__proto__ = "..."` sets nothing on a plain object: the line was not read.
+        if entry.key == "__proto__" {
+            continue;
+        }
+        let last = entry.end.max(entry.start + 1) - 1;
+        for flag in &mut read_line[line_of[entry.start]..=line_of[last]] {
+            *flag = true;
+        }
+        vars.insert(entry.key, finish_value(&entry.raw));
+    }
+    let normalized: String = s.iter().collect();
     let skipped_lines = normalized
         .split('\n')
         .enumerate()
@@ -311,6 +318,30 @@ pub fn parse(text: &str) -> Parsed {
         vars,
         skipped_lines,
     }
+}
+
+/// Where one assignment sits, in 0-based lines (`\r\n`, `\r` and `\n` each end a line): from
+/// the line of `export`/the key to the line where its value ends (a trailing comment excluded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryLines {
+    pub key: String,
+    pub first: usize,
+    pub last: usize,
+}
+
+/// The assignments dotenv sees in `text`, in order (duplicates included), for editing a file
+/// entry by entry.
+pub fn entry_lines(text: &str) -> Vec<EntryLines> {
+    let (s, entries) = scan(text);
+    let line_of = line_numbers(&s);
+    entries
+        .into_iter()
+        .map(|entry| EntryLines {
+            first: line_of[entry.start],
+            last: line_of[entry.value_end.max(entry.start + 1) - 1],
+            key: entry.key,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -507,7 +538,11 @@ mod tests {
         let mut names: Vec<String> = std::fs::read_dir(root.join("corpus"))
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|n| n.ends_with(".env"))
+            .filter(|n| {
+                std::path::Path::new(n)
+                    .extension()
+                    .is_some_and(|e| e == "env")
+            })
             .collect();
         names.sort();
         assert!(names.len() >= 40, "{names:?}");

@@ -11,6 +11,7 @@ mod common_oauth;
 
 mod distribution;
 mod dotenv;
+mod dotenv_compat;
 mod exit_codes;
 mod github_actions;
 mod jobs;
