@@ -391,7 +391,11 @@ pub fn save_env_file(
             (env::OPENAI_BASE_URL, base_url),
             (env::OPENAI_MODEL, model),
         ],
-    );
+    )
+    .map_err(|e| Error::Config {
+        message: e.to_string(),
+        hint: "use a value without it, or edit the file by hand".to_owned(),
+    })?;
     crate::fsutil::write_private(target, text.as_bytes())
         .map_err(|e| Error::Io(format!("cannot write `{}`: {e}", target.display())))
 }

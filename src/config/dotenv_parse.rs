@@ -37,7 +37,7 @@ pub struct Parsed {
 }
 
 /// JavaScript's `\s` (and what `String.prototype.trim` removes): `WhiteSpace` and `LineTerminator`.
-fn is_js_space(c: char) -> bool {
+pub fn is_js_space(c: char) -> bool {
     matches!(
         c,
         '\t' | '\n' | '\u{0B}' | '\u{0C}' | '\r' | ' ' | '\u{A0}' | '\u{1680}' | '\u{2000}'

@@ -214,14 +214,16 @@ fn distribution_files_open_with_a_comment_saying_why() {
 
 #[test]
 fn env_sample_names_the_three_variables_and_holds_no_value() {
-    let pairs: Vec<(String, String)> =
-        dotenvy::from_path_iter(repo_file("examples/qwen.env.sample"))
-            .expect("parse the sample")
-            .collect::<Result<_, _>>()
-            .expect("every line parses");
-    let names: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
+    // Read as qwen (and Qwen Code's dotenv) reads it.
+    let text = read("examples/qwen.env.sample");
+    let names: Vec<String> = qwen::config::dotenv_parse::entry_lines(&text)
+        .into_iter()
+        .map(|e| e.key)
+        .collect();
     assert_eq!(names, ["OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_MODEL"]);
-    assert!(pairs.iter().all(|(_, v)| v.is_empty()), "{pairs:?}");
+    let parsed = qwen::config::dotenv_parse::parse(&text);
+    assert!(parsed.skipped_lines.is_empty(), "{parsed:?}");
+    assert!(parsed.vars.values().all(String::is_empty), "{parsed:?}");
 }
 
 /// A job as the batch issue defines it: a prompt, messages or a prompt file, and known field types.
