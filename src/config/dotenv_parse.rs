@@ -78,19 +78,31 @@ struct Entry {
 
 struct Scanner {
     s: Vec<char>,
+    /// For each index (and `s.len()`), the end of the run of `\s` starting there: every
+    /// `\s*` is then one lookup, so attempts from many blank lines stay linear.
+    space_end: Vec<usize>,
 }
 
 impl Scanner {
+    fn new(s: Vec<char>) -> Self {
+        let mut space_end = vec![s.len(); s.len() + 1];
+        for i in (0..s.len()).rev() {
+            space_end[i] = if is_js_space(s[i]) {
+                space_end[i + 1]
+            } else {
+                i
+            };
+        }
+        Self { s, space_end }
+    }
+
     fn at(&self, i: usize) -> Option<char> {
         self.s.get(i).copied()
     }
 
     /// End of the run of `\s` starting at `i`.
-    fn skip_space(&self, mut i: usize) -> usize {
-        while self.at(i).is_some_and(is_js_space) {
-            i += 1;
-        }
-        i
+    fn skip_space(&self, i: usize) -> usize {
+        self.space_end.get(i).copied().unwrap_or(i)
     }
 
     /// `\s*(?:#.*)?(?:$|$)` tried at `p`: where the match then ends, or `None` if it fails.
@@ -205,20 +217,19 @@ impl Scanner {
 }
 
 /// ``value.replace(/^(['"`])([\s\S]*)\1$/mg, '$2')``: at each line start holding a quote, the
-/// greedy body reaches the last same quote that ends a line (or the value).
+/// greedy body reaches the last same quote that ends a line (or the value), if it lies further.
 fn strip_quotes(value: &str) -> String {
     let v: Vec<char> = value.chars().collect();
     let line_start = |i: usize| i == 0 || is_line_terminator(v[i - 1]);
     let line_end = |i: usize| i == v.len() || is_line_terminator(v[i]);
+    // The last quote of each kind that ends a line: the only closing the greedy body can pick.
+    let last_closing = QUOTES.map(|q| (0..v.len()).rev().find(|&j| v[j] == q && line_end(j + 1)));
     let mut out = String::with_capacity(value.len());
     let mut i = 0;
     while i < v.len() {
-        if line_start(i) && QUOTES.contains(&v[i]) {
-            let q = v[i];
-            if let Some(close) = (i + 1..v.len())
-                .rev()
-                .find(|&j| v[j] == q && line_end(j + 1))
-            {
+        let kind = QUOTES.iter().position(|&q| q == v[i]);
+        if let Some(kind) = kind.filter(|_| line_start(i)) {
+            if let Some(close) = last_closing[kind].filter(|&j| j > i) {
                 out.extend(&v[i + 1..close]);
                 i = close + 1;
                 continue;
@@ -246,9 +257,7 @@ fn finish_value(raw: &str) -> String {
 /// endings normalised to `\n`).
 fn scan(text: &str) -> (Vec<char>, Vec<Entry>) {
     let normalized = text.replace("\r\n", "\n").replace('\r', "\n");
-    let scanner = Scanner {
-        s: normalized.chars().collect(),
-    };
+    let scanner = Scanner::new(normalized.chars().collect());
     let s = &scanner.s;
     let mut entries = Vec::new();
     let mut pos = 0;
