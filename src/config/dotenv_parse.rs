@@ -227,13 +227,16 @@ fn strip_quotes(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     let mut i = 0;
     while i < v.len() {
-        let kind = QUOTES.iter().position(|&q| q == v[i]);
-        if let Some(kind) = kind.filter(|_| line_start(i)) {
-            if let Some(close) = last_closing[kind].filter(|&j| j > i) {
-                out.extend(&v[i + 1..close]);
-                i = close + 1;
-                continue;
-            }
+        let close = QUOTES
+            .iter()
+            .position(|&q| q == v[i])
+            .filter(|_| line_start(i))
+            .and_then(|kind| last_closing[kind])
+            .filter(|&j| j > i);
+        if let Some(close) = close {
+            out.extend(&v[i + 1..close]);
+            i = close + 1;
+            continue;
         }
         out.push(v[i]);
         i += 1;
