@@ -301,4 +301,42 @@ mod tests {
             (before.to_owned(), 0)
         );
     }
+
+    /// Values as `qwen auth login` would write them; `corpus/written-by-set-vars.env` is this
+    /// output, so the oracle (`expected.json`) shows npm dotenv reads each one back unchanged.
+    const WRITTEN: &[(&str, &str)] = &[
+        ("PLAIN", "sk-abc_123.XYZ"),
+        ("URL", "https://api.example.com/v1?a=b&c=d"),
+        ("EMPTY", ""),
+        ("SPACES", "  padded value  "),
+        ("HASH", "has # hash"),
+        ("DOLLAR", "sk-ab$cd${OPENAI_API_KEY}"),
+        ("APOSTROPHE", "it's"),
+        ("TWO_QUOTES", "it's `code`"),
+        ("THREE_QUOTES", "has 'all' \"three\" `quotes`"),
+        ("BACKSLASH_END", "C:\\dir\\"),
+        ("NEWLINES", "line1\nline2\r\nline3"),
+        ("UNICODE", "日本語 🎉 é"),
+        ("TAB", "a\tb"),
+    ];
+
+    #[test]
+    fn written_values_are_what_npm_dotenv_reads_back() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/dotenv");
+        let name = "written-by-set-vars.env";
+        let text = set_vars("", WRITTEN).unwrap();
+        let file = std::fs::read_to_string(root.join("corpus").join(name)).unwrap();
+        assert_eq!(
+            text, file,
+            "regenerate the corpus file and run scripts/dotenv-oracle.sh"
+        );
+        let expected: HashMap<String, HashMap<String, String>> =
+            serde_json::from_str(&std::fs::read_to_string(root.join("expected.json")).unwrap())
+                .unwrap();
+        let want: HashMap<String, String> = WRITTEN
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        assert_eq!(expected[name], want);
+    }
 }
