@@ -20,7 +20,8 @@
 //! work linear, where the regex backtracks.
 //!
 //! Checked against dotenv's own fixture (tests below) and against the real package over
-//! `fixtures/dotenv/corpus` (`scripts/dotenv-oracle.sh`, `fixtures/dotenv/expected.json`).
+//! `fixtures/dotenv/corpus` (`scripts/dotenv-oracle.sh`, `fixtures/dotenv/expected.json`) and
+//! over seeded random inputs (`scripts/dotenv-oracle.sh --fuzz N`).
 
 use std::collections::HashMap;
 
@@ -29,10 +30,13 @@ use std::collections::HashMap;
 pub struct Parsed {
     /// Variables, the last assignment of a name winning (as in dotenv).
     pub vars: HashMap<String, String>,
-    /// 1-based numbers of lines that are neither blank nor a `#` comment and of which dotenv
-    /// read nothing: no entry starts, continues or ends on them. Lines are counted the way
-    /// editors count them (`\r\n`, `\r` and `\n` each end one). An assignment to `__proto__`,
-    /// which dotenv's plain-object result silently drops, counts as skipped too.
+    /// 1-based numbers of lines that are neither blank nor a `#` comment (after leading `\s`,
+    /// a BOM included) and of which dotenv read nothing: no entry starts, continues or ends
+    /// on them (the lines inside a multi-line quoted value belong to it; so does `B=2` in
+    /// `A:` / `B=2`, which dotenv reads as A's value). Lines are counted the way editors
+    /// count them (`\r\n`, `\r` and `\n` each end one). An assignment to `__proto__`, which
+    /// dotenv's plain-object result silently drops, counts as skipped too. A line read only
+    /// in part (possible only with U+2028/U+2029 in it) is not reported.
     pub skipped_lines: Vec<usize>,
 }
 
