@@ -403,7 +403,11 @@ pub(crate) fn save_env_file(
             (env::OPENAI_BASE_URL, base_url),
             (env::OPENAI_MODEL, model),
         ],
-    );
+    )
+    .map_err(|e| Error::Config {
+        message: e.to_string(),
+        hint: Some("use a value without it, or edit the file by hand".to_owned()),
+    })?;
     crate::fsutil::write_private(target, text.as_bytes())
         .map_err(|e| Error::file("write", target, e))
 }

@@ -22,6 +22,14 @@ use crate::output::github;
 /// first under GitHub Actions, and `--debug` shows where each value came from.
 pub(crate) fn load_config(args: &ConfigArgs, ctx: &Context) -> Result<ResolvedConfig, Error> {
     let config = config::load(&args.flags(), &ctx.env, ctx.terminal, &ctx.cwd)?;
+    for warning in config
+        .dotenv
+        .found
+        .iter()
+        .flat_map(config::dotenv::skipped_line_warnings)
+    {
+        diag::warn(&warning);
+    }
     if github::is_github_actions(&ctx.env)
         && let Some(key) = &config.api_key
     {

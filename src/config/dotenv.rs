@@ -29,6 +29,8 @@ pub(crate) struct DotEnvFile {
     pub(crate) path: PathBuf,
     pub(crate) kind: DotEnvKind,
     pub(crate) vars: HashMap<String, String>,
+    /// Lines dotenv skips (1-based), for a warning naming the file and line.
+    pub(crate) skipped_lines: Vec<usize>,
 }
 
 impl DotEnvFile {
@@ -65,8 +67,16 @@ pub(crate) fn discover(cwd: &Path, home: Option<&Path>) -> Result<DotEnvSearch, 
         search.probed.push(path.clone());
         if path.is_file() {
             let kind = classify(&path, home);
-            let vars = read(&path)?;
-            search.found = Some(DotEnvFile { path, kind, vars });
+            let DotEnvContents {
+                vars,
+                skipped_lines,
+            } = read(&path)?;
+            search.found = Some(DotEnvFile {
+                path,
+                kind,
+                vars,
+                skipped_lines,
+            });
             break;
         }
     }
@@ -92,74 +102,70 @@ fn classify(path: &Path, home: Option<&Path>) -> DotEnvKind {
     }
 }
 
-/// Parse one file with dotenvy's iterator (which never touches the process environment).
-pub(crate) fn read(path: &Path) -> Result<HashMap<String, String>, Error> {
+/// Largest `.env` file read: far above any real one, small enough that a hostile one costs nothing.
+const MAX_DOTENV_BYTES: u64 = 1024 * 1024;
+
+/// What a `.env` file holds, read as Qwen Code reads it (see `dotenv_parse`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct DotEnvContents {
+    pub(crate) vars: HashMap<String, String>,
+    /// 1-based numbers of the lines skipped as not `KEY=value` (never their content).
+    pub(crate) skipped_lines: Vec<usize>,
+}
+
+/// Read one file. Not valid UTF-8, or larger than 1 MiB, is an error (where dotenv would go on
+/// with replacement characters): a file that cannot mean one thing is refused, never guessed.
+pub(crate) fn read(path: &Path) -> Result<DotEnvContents, Error> {
+    use std::io::Read as _;
     let unreadable = |source: std::io::Error| Error::DotEnvUnreadable {
         path: path.to_owned(),
         source,
     };
-    let iter = dotenvy::from_path_iter(path).map_err(|e| unreadable(dotenv_io(e)))?;
-    let mut vars = HashMap::new();
-    for item in iter {
-        let (k, v) = item.map_err(|e| unreadable(dotenv_io(e)))?;
-        vars.insert(k, v);
+    let invalid = |message: String| {
+        unreadable(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            message,
+        ))
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_DOTENV_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > MAX_DOTENV_BYTES {
+        return Err(invalid(format!(
+            "larger than {} KiB; a .env file holds a few KEY=value lines",
+            MAX_DOTENV_BYTES / 1024
+        )));
     }
-    Ok(vars)
+    let text = String::from_utf8(bytes).map_err(|e| {
+        invalid(format!(
+            "not valid UTF-8 (at byte {}); save it as UTF-8",
+            e.utf8_error().valid_up_to()
+        ))
+    })?;
+    let parsed = super::dotenv_parse::parse(&text);
+    Ok(DotEnvContents {
+        vars: parsed.vars,
+        skipped_lines: parsed.skipped_lines,
+    })
 }
 
-fn dotenv_io(err: dotenvy::Error) -> std::io::Error {
-    match err {
-        dotenvy::Error::Io(io) => io,
-        // dotenvy's message quotes the whole entry, value included (for an unterminated quote,
-        // the rest of the file): it may hold the key, so name the variable only.
-        dotenvy::Error::LineParse(entry, _) => {
-            std::io::Error::new(std::io::ErrorKind::InvalidData, unparsable_entry(&entry))
-        }
-        other => std::io::Error::new(std::io::ErrorKind::InvalidData, other.to_string()),
-    }
-}
-
-/// What to say about an entry that cannot be parsed, without showing its value.
-fn unparsable_entry(entry: &str) -> String {
-    let name = entry
-        .split_once('=')
-        .map(|(name, _)| name.trim().trim_start_matches("export ").trim())
-        .filter(|name| {
-            !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.'))
-        });
-    match name {
-        Some(name) => format!(
-            "the entry for `{name}` cannot be parsed (an unterminated quote?); its value is not shown"
-        ),
-        None => "a line cannot be parsed (expected KEY=value); its content is not shown".to_owned(),
-    }
+/// One warning per line a file had that was skipped, naming the file and line, never the content.
+pub(crate) fn skipped_line_warnings(file: &DotEnvFile) -> Vec<String> {
+    file.skipped_lines
+        .iter()
+        .map(|n| {
+            format!(
+                "warning: `{}` line {n}: not a KEY=value line, skipped",
+                file.path.display()
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_parse_error_names_the_variable_but_never_the_value() {
-        let cases = [
-            (
-                "OPENAI_API_KEY=\"sk-secret\nOTHER=1\n",
-                Some("`OPENAI_API_KEY`"),
-            ),
-            ("export OPENAI_MODEL='m", Some("`OPENAI_MODEL`")),
-            ("sk-secret-without-equals", None),
-        ];
-        for (entry, name) in cases {
-            let message = unparsable_entry(entry);
-            assert!(!message.contains("secret"), "{message}");
-            if let Some(name) = name {
-                assert!(message.contains(name), "{message}");
-            }
-        }
-    }
 
     #[test]
     fn classify_distinguishes_home_and_project_files() {

@@ -3,6 +3,7 @@
 
 pub(crate) mod dotenv;
 pub(crate) mod dotenv_edit;
+pub(crate) mod dotenv_parse;
 pub(crate) mod env;
 pub(crate) mod resolve;
 pub(crate) mod settings;

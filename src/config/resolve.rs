@@ -300,6 +300,7 @@ mod tests {
                     .iter()
                     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                     .collect::<HashMap<_, _>>(),
+                skipped_lines: Vec::new(),
             }),
         }
     }

@@ -212,18 +212,6 @@ fn distribution_files_open_with_a_comment_saying_why() {
 
 // ---- examples and fixtures ---------------------------------------------------------------------
 
-#[test]
-fn env_sample_names_the_three_variables_and_holds_no_value() {
-    let pairs: Vec<(String, String)> =
-        dotenvy::from_path_iter(repo_file("examples/qwen.env.sample"))
-            .expect("parse the sample")
-            .collect::<Result<_, _>>()
-            .expect("every line parses");
-    let names: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(names, ["OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_MODEL"]);
-    assert!(pairs.iter().all(|(_, v)| v.is_empty()), "{pairs:?}");
-}
-
 /// A job as the batch issue defines it: a prompt, messages or a prompt file, and known field types.
 fn check_job(job: &Value, where_: &str, base: &Path) {
     let obj = job

@@ -172,23 +172,27 @@ async fn debug_from_the_home_qwen_env_is_honoured() {
 }
 
 #[tokio::test]
-async fn a_malformed_dotenv_is_exit_52() {
+async fn a_dotenv_over_one_mib_is_exit_52() {
     let env = TestEnv::new();
     let server = server_expecting(0).await;
-    let file = env.write_project(".env", "OPENAI_MODEL=\"unterminated\n");
+    let big = format!("OPENAI_MODEL=m\n{}", "# padding\n".repeat(110_000));
+    let file = env.write_project(".env", &big);
     run(env.cmd_for(&server).arg("hi"))
         .code(52)
         .stdout_empty()
         .stderr_has("error: cannot read")
         .stderr_has(&file.display().to_string())
+        .stderr_has("larger than 1024 KiB")
         .stderr_has("hint: ");
 }
 
 #[tokio::test]
-async fn a_malformed_dotenv_in_json_mode_is_a_configuration_error_document() {
+async fn an_unreadable_dotenv_in_json_mode_is_a_configuration_error_document() {
     let env = TestEnv::new();
     let server = server_expecting(0).await;
-    env.write_project(".qwen/.env", "OPENAI_API_KEY='unterminated\n");
+    let file = env.project.join(".qwen/.env");
+    std::fs::create_dir_all(env.project.join(".qwen")).expect("create .qwen");
+    std::fs::write(&file, b"OPENAI_API_KEY=caf\xe9\n").expect("write .env");
     let r = run(env.cmd_for(&server).args(["--json", "hi"]));
     r.code(52).stderr_has("error: cannot read");
     crate::common::assert_error_result(&r.result(), "configuration_error");

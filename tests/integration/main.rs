@@ -13,6 +13,7 @@ mod common_oauth;
 mod distribution;
 mod docs;
 mod dotenv;
+mod dotenv_compat;
 mod exit_codes;
 mod github_actions;
 mod jobs;

@@ -192,12 +192,18 @@ async fn a_plain_json_error_that_echoes_the_key_is_scrubbed() {
 }
 
 #[test]
-fn a_malformed_dotenv_line_holding_the_key_is_not_echoed() {
+fn a_dotenv_line_holding_the_key_is_not_echoed() {
     let env = TestEnv::new();
-    env.write_project(
-        ".qwen/.env",
-        &format!("OPENAI_MODEL=m\nOPENAI_API_KEY=\"{SECRET}\nOTHER=1\n"),
-    );
+    // A key pasted without a name is a skipped line: named by number, never shown.
+    env.write_project(".qwen/.env", &format!("OPENAI_MODEL=m\n{SECRET}\n"));
+    let r = run(env.cmd().args(["auth", "status", "--json"]));
+    r.stderr_has("line 2: not a KEY=value line, skipped");
+    assert_no_secret(&r);
+
+    // A file that is not UTF-8 is refused without quoting it.
+    let mut bytes = format!("OPENAI_MODEL=m\nOPENAI_API_KEY=\"{SECRET}\n").into_bytes();
+    bytes.extend_from_slice(b"OTHER=\xff\n");
+    std::fs::write(env.project.join(".qwen/.env"), bytes).expect("write .env");
     let r = run(env.cmd().args(["--json", "hi"]));
     r.code(52).stderr_has("error: cannot read");
     assert_no_secret(&r);
