@@ -19,6 +19,7 @@ pub mod oauth;
 pub mod output;
 pub mod progress;
 pub mod prompt;
+pub mod prompt_file;
 pub mod run;
 pub mod settings;
 pub mod signals;
