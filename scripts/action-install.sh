@@ -9,7 +9,8 @@
 #
 # Everything arrives through the environment, never spliced into the script:
 #   QWEN_INSTALL_VERSION        the `version` input (`v1.2.3` or `1.2.3`); empty: the action's ref
-#   QWEN_INSTALL_ACTION_REF     `github.action_ref` (a tag such as `v1.2.3` or `v1` picks the release)
+#   QWEN_INSTALL_ACTION_REF     `github.action_ref` (a tag such as `v1.2.3` or `v1` picks the release);
+#                               the action's path, .../_actions/<owner>/<repo>/<ref>, wins when it has one
 #   QWEN_INSTALL_BASE_URL       the `download-base-url` input; empty: the action repository's releases
 #   QWEN_INSTALL_ACTION_REPOSITORY, GITHUB_SERVER_URL   for that default URL
 #   ACTION_PATH                 the action's checkout (Cargo.toml, for `v1`-style tags and the build)
@@ -74,7 +75,7 @@ fi
 source_key() {
   local sum
   sum=$(cd "$action_path" && find Cargo.toml Cargo.lock src -type f -print0 | LC_ALL=C sort -z |
-    xargs -0 cat | { if command -v sha256sum >/dev/null; then sha256sum; else shasum -a 256; fi; } | cut -c1-20)
+    xargs -0 cat | { if command -v sha256sum >/dev/null; then sha256sum; else shasum -a 256; fi; } | cut -c1-20) || true
   printf 'qwen-bin-%s-%s-%s' "${RUNNER_OS:-unknown}" "${RUNNER_ARCH:-unknown}" "$sum"
 }
 
@@ -91,7 +92,14 @@ fallback() {
 # ---- which release -----------------------------------------------------------------------------------
 version=${QWEN_INSTALL_VERSION:-}
 ref=${QWEN_INSTALL_ACTION_REF:-}
-cargo_version=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$action_path/Cargo.toml" 2>/dev/null | head -n1)
+repository=${QWEN_INSTALL_ACTION_REPOSITORY:-}
+# `github.action_ref` and `github.action_repository` are not promised inside composite actions
+# (actions/runner#2473): the runner's checkout path, .../_actions/<owner>/<repo>/<ref>, says it too.
+if [[ $action_path =~ /_actions/([^/]+)/([^/]+)/([^/]+)/?$ ]]; then
+  repository="${BASH_REMATCH[1]}/${BASH_REMATCH[2]}"
+  ref=${BASH_REMATCH[3]}
+fi
+cargo_version=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$action_path/Cargo.toml" 2>/dev/null | head -n1 || true)
 if [ -n "$version" ]; then
   [[ $version == v* ]] || version="v$version"
 elif [[ $ref =~ ^v[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?$ ]]; then
@@ -125,7 +133,7 @@ fi
 # ---- download and verify -----------------------------------------------------------------------------
 base=${QWEN_INSTALL_BASE_URL:-}
 if [ -z "$base" ]; then
-  base="${GITHUB_SERVER_URL:-https://github.com}/${QWEN_INSTALL_ACTION_REPOSITORY:-qwen-headless/qwen}/releases/download"
+  base="${GITHUB_SERVER_URL:-https://github.com}/${repository:-qwen-headless/qwen}/releases/download"
 fi
 base=${base%/}
 case $base in

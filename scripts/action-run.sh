@@ -26,6 +26,8 @@ outputs_done=false
 # Whatever happens below, exit-code is reported and is the step's own status.
 # shellcheck disable=SC2329 # called by the EXIT trap
 finish() {
+  # The input variables' files held workflow data: gone with the step.
+  [ -n "${vars_dir:-}" ] && rm -rf -- "$vars_dir"
   if [ "$outputs_done" = false ] && [ "${mask_only:-false}" = false ]; then
     echo "exit-code=$code" >>"$github_output"
   fi
@@ -260,6 +262,9 @@ parse_map() {
 # ---- masking: first, before anything else can print --------------------------------------------------
 headers_text=${QWEN_ACTION_CUSTOM_HEADERS:-}
 mask "${OPENAI_API_KEY:-}"
+# The mask step also gets both key inputs, in case the one not used is another secret.
+mask "${QWEN_ACTION_TOKEN:-}"
+mask "${QWEN_ACTION_API_KEY:-}"
 header_error=""
 if [ -n "$headers_text" ]; then
   if parse_map "$headers_text"; then

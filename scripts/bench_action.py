@@ -62,10 +62,9 @@ def runner_env(base, work, ref, echo_url, extra=None):
         "ACTION_PATH": ROOT, "QWEN_INSTALL_ACTION_REF": ref, "GITHUB_ACTION_REF": ref,
         "OPENAI_API_KEY": "bench-key-0000", "QWEN_ACTION_BASE_URL": echo_url, "QWEN_ACTION_PROMPT": "hi",
     }
-    if "CARGO_HOME" in os.environ:
-        env["CARGO_HOME"] = os.environ["CARGO_HOME"]
-    if "RUSTUP_HOME" in os.environ:
-        env["RUSTUP_HOME"] = os.environ["RUSTUP_HOME"]
+    # The runner's toolchain stays where it is although HOME is fresh.
+    env["CARGO_HOME"] = os.environ.get("CARGO_HOME", os.path.expanduser("~/.cargo"))
+    env["RUSTUP_HOME"] = os.environ.get("RUSTUP_HOME", os.path.expanduser("~/.rustup"))
     env.update(extra or {})
     for d in ("home", "temp"):
         os.makedirs(os.path.join(work, d), exist_ok=True)
@@ -81,16 +80,16 @@ def first_result(base, ref, echo_url, extra=None):
     """Install (release or cargo) and run one prompt; returns seconds to the first result."""
     work = tempfile.mkdtemp(dir=base)
     env = runner_env(base, work, ref, echo_url, extra)
+    log = open(os.path.join(base, "steps.log"), "a")
     t0 = time.monotonic()
-    install = os.path.join(ROOT, "scripts/action-install.sh")
-    subprocess.run(["bash", install], env=env, check=True, stderr=subprocess.DEVNULL)
+    install = os.path.join(base, "scripts/action-install.sh")
+    subprocess.run(["bash", install], env=env, check=True, stderr=log)
     out = outputs(env)
     if out.get("build") == "true":
-        subprocess.run(["bash", install, "--build"], env=env, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(["bash", install, "--build"], env=env, check=True, stdout=log, stderr=log)
         out = outputs(env)
     env["QWEN_BIN"] = out["qwen-path"]
-    run = subprocess.run(["bash", os.path.join(ROOT, "scripts/action-run.sh")], env=env,
+    run = subprocess.run(["bash", os.path.join(base, "scripts/action-run.sh")], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     elapsed = time.monotonic() - t0
     if run.returncode != 0 or "hi" not in run.stdout:
@@ -115,6 +114,8 @@ def main():
     echo_server = args.echo_server or os.path.join(ROOT, "target/release/examples/echo-server")
 
     with tempfile.TemporaryDirectory() as base:
+        # The steps run from a copy, so editing the checkout during a long run cannot change them.
+        shutil.copytree(os.path.join(ROOT, "scripts"), os.path.join(base, "scripts"))
         size = release_dir(qwen, os.path.join(base, "releases"))
         http, port = start([sys.executable, "-u", "-m", "http.server", "--bind", "127.0.0.1", "0",
                             "--directory", os.path.join(base, "releases")], r"port (\d+)")

@@ -424,6 +424,25 @@ async fn install_defaults_to_the_action_repositorys_releases_and_refuses_odd_val
         "/someone/qwen-fork/releases/download/v1.2.3/SHA256SUMS"
     );
 
+    // The runner's checkout path names the ref and repository (the context may be empty in a
+    // composite action).
+    let runner = Runner::new();
+    let fake_path = runner.path("work/_actions/someone/qwen-fork/v1.4.0");
+    std::fs::create_dir_all(&fake_path).expect("mkdir");
+    let run = runner.install(
+        &[],
+        &[
+            ("ACTION_PATH", fake_path.to_str().expect("utf-8")),
+            ("GITHUB_SERVER_URL", &server.uri()),
+        ],
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    let asked = server.received_requests().await.expect("requests");
+    assert_eq!(
+        asked.last().expect("a request").url.path(),
+        "/someone/qwen-fork/releases/download/v1.4.0/SHA256SUMS"
+    );
+
     for (name, value, message) in [
         (
             "QWEN_INSTALL_VERSION",

@@ -217,6 +217,14 @@ fn action_masks_the_secret_inputs_in_its_first_step() {
     for var in ["OPENAI_API_KEY", "QWEN_ACTION_CUSTOM_HEADERS"] {
         assert_eq!(first["env"][var], run["env"][var], "{var}");
     }
+    assert_eq!(
+        first["env"]["QWEN_ACTION_TOKEN"].as_str(),
+        Some("${{ inputs.token }}")
+    );
+    assert_eq!(
+        first["env"]["QWEN_ACTION_API_KEY"].as_str(),
+        Some("${{ inputs.api-key }}")
+    );
 }
 
 /// Every input the run script reads arrives as `QWEN_ACTION_<NAME>` = `${{ inputs.<name> }}`, so the
@@ -333,7 +341,7 @@ impl ActionEnv {
         ActionRun {
             output,
             github_output,
-            _env: self,
+            env: self,
         }
     }
 }
@@ -348,7 +356,7 @@ fn input_var(name: &str) -> String {
 struct ActionRun {
     output: Output,
     github_output: String,
-    _env: ActionEnv,
+    env: ActionEnv,
 }
 
 impl ActionRun {
@@ -964,6 +972,13 @@ fn action_passes_a_prompt_files_input_and_file_input_as_var_flags() {
         vars,
         want.map(|(k, v)| (k.to_owned(), v.to_owned())).to_vec()
     );
+    // The files that carried the values are gone with the step.
+    let left: Vec<String> = std::fs::read_dir(run.env.runner_temp())
+        .expect("runner temp")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("qwen-vars."))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[test]
@@ -1030,6 +1045,8 @@ fn action_mask_mode_prints_only_masks_and_sets_no_output() {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("OPENAI_API_KEY", KEY)
         .env("QWEN_ACTION_CUSTOM_HEADERS", "{\"X-A\": \"v%1\\nv2\"}")
+        .env("QWEN_ACTION_TOKEN", KEY)
+        .env("QWEN_ACTION_API_KEY", "other-key")
         .env("GITHUB_OUTPUT", &github_output)
         .env("QWEN_BIN", "/nonexistent/qwen")
         .output()
@@ -1039,7 +1056,9 @@ fn action_mask_mode_prints_only_masks_and_sets_no_output() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         stderr,
-        format!("::add-mask::{KEY}\n::add-mask::v%251%0Av2\n::add-mask::v%251\n::add-mask::v2\n")
+        format!(
+            "::add-mask::{KEY}\n::add-mask::{KEY}\n::add-mask::other-key\n::add-mask::v%251%0Av2\n::add-mask::v%251\n::add-mask::v2\n"
+        )
     );
     assert!(
         !github_output.exists()
