@@ -191,8 +191,9 @@ parse_map() {
     parse_flow_map "$body"
     return
   fi
-  local -a lines
-  mapfile -t lines <<<"$text"
+  local -a lines=()
+  local one
+  while IFS= read -r one || [ -n "$one" ]; do lines+=("$one"); done <<<"$text"
   local i=0 n=${#lines[@]} line key rest indent style value
   local key_re='^("[^"]*"|'"'"'[^'"'"']*'"'"'|[^[:space:]#"'"'"'][^:]*):([[:space:]].*)?$'
   while [ "$i" -lt "$n" ]; do
