@@ -5,8 +5,8 @@
 #
 #   ./scripts/lint-ci.sh        QWEN_LINT_VENV overrides the venv (default ~/.cache/qwen-ci/lint-venv)
 #
-# zizmor runs offline at its default settings; .github/zizmor.yml's one relaxation lets GitHub's own
-# actions/* be pinned by tag. The example workflows are named one by one: given a directory, zizmor
+# zizmor runs offline at its default settings, with no configuration file (every action, GitHub's own
+# too, is pinned to a commit). The example workflows are named one by one: given a directory, zizmor
 # only audits the .github/workflows inside it.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -193,7 +193,6 @@ fn distribution_files_open_with_a_comment_saying_why() {
             "# ",
         ),
         ("examples/github-actions/prompts/triage.prompt.yml", "# "),
-        (".github/zizmor.yml", "# "),
         ("examples/qwen.env.sample", "# "),
         ("fixtures/jobs.yaml", "# "),
         ("fixtures/README.md", "<!-- "),
