@@ -274,7 +274,10 @@ if [ -n "$headers_text" ]; then
     header_values=("${map_values[@]}")
   else
     # Unreadable: mask every line, since the values cannot be told apart.
-    while IFS= read -r line; do mask "$(trim "$line")"; done <<<"$headers_text"
+    while IFS= read -r line; do
+      mask "$(trim "$line")"
+      [[ $line == *:* ]] && mask "$(trim "${line#*:}")"
+    done <<<"$headers_text"
     header_error=$map_error
   fi
 fi
@@ -317,7 +320,8 @@ one_of() {
   printf '%s' "${a:-$b}"
 }
 
-[ -z "$header_error" ] || usage_error "custom-headers: $header_error"
+# Never quote custom-headers back: any part of it may be a secret (masks hide whole values only).
+[ -z "$header_error" ] || usage_error "custom-headers is not a map of header names to text values (\`Name: value\` lines, or a JSON object)"
 
 args=()
 [ -n "$model" ] && args+=(--model "$model")
@@ -331,8 +335,8 @@ header_re='^[A-Za-z0-9!#$%&'"'"'*+.^_`|~-]+$'
 for i in "${!header_names[@]}"; do
   name=${header_names[i]}
   value=${header_values[i]}
-  [[ $name =~ $header_re ]] || usage_error "custom-headers: \`$name\` is not a header name"
-  [[ $value != *[$'\r\n']* ]] || usage_error "custom-headers: the value of \`$name\` holds a line break"
+  [[ $name =~ $header_re ]] || usage_error "custom-headers: header $((i + 1)) has a name that is not a header name"
+  [[ $value != *[$'\r\n']* ]] || usage_error "custom-headers: the value of header $((i + 1)) holds a line break"
   args+=(--header "$name: $value")
 done
 if [ -n "$system_prompt_file" ]; then

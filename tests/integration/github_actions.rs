@@ -865,22 +865,22 @@ fn action_refuses_inputs_that_contradict_each_other_or_do_not_parse() {
         (
             &[("prompt", "hi"), ("custom-headers", "X-A:\n  nested: map")],
             2,
-            "custom-headers: line 2 is indented",
+            "custom-headers is not a map",
         ),
         (
             &[("prompt", "hi"), ("custom-headers", "X-A: [1, 2]")],
             2,
-            "custom-headers: unsupported value",
+            "custom-headers is not a map",
         ),
         (
             &[("prompt", "hi"), ("custom-headers", "Bad Name: x")],
             2,
-            "not a header name",
+            "header 1 has a name that is not a header name",
         ),
         (
             &[("prompt", "hi"), ("custom-headers", "X-A: 1\nX-A: 2")],
             2,
-            "given twice",
+            "custom-headers is not a map",
         ),
         (
             &[("jobs", "jobs.jsonl"), ("input", "a: 1")],
