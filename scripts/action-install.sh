@@ -136,6 +136,11 @@ if [ -z "$base" ]; then
   base="${GITHUB_SERVER_URL:-https://github.com}/${repository:-qwen-headless/qwen}/releases/download"
 fi
 base=${base%/}
+# A mirror URL may carry credentials (`https://user:token@host/...`): mask them before any log line.
+if [[ $base =~ ^https?://([^/@]+)@ ]]; then
+  echo "::add-mask::$(escape_data "${BASH_REMATCH[1]}")" >&2
+  [[ ${BASH_REMATCH[1]} == *:* ]] && echo "::add-mask::$(escape_data "${BASH_REMATCH[1]#*:}")" >&2
+fi
 case $base in
   https://* | http://*) ;;
   *) fail "download-base-url must be an http(s) URL" ;;

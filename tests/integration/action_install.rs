@@ -443,6 +443,24 @@ async fn install_defaults_to_the_action_repositorys_releases_and_refuses_odd_val
         "/someone/qwen-fork/releases/download/v1.4.0/SHA256SUMS"
     );
 
+    // Credentials in a mirror URL are masked before the first line that shows the URL.
+    let runner = Runner::new();
+    let run = runner.install(
+        &[],
+        &[
+            ("QWEN_INSTALL_ACTION_REF", "v1.2.3"),
+            (
+                "QWEN_INSTALL_BASE_URL",
+                "http://mirror-user:mirror-pass@127.0.0.1:9/releases",
+            ),
+        ],
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    let stderr = run.stderr();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines[0], "::add-mask::mirror-user:mirror-pass", "{stderr}");
+    assert_eq!(lines[1], "::add-mask::mirror-pass", "{stderr}");
+
     for (name, value, message) in [
         (
             "QWEN_INSTALL_VERSION",
