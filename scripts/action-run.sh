@@ -429,14 +429,19 @@ case "$prompt_file" in
 esac
 
 out=$(mktemp "$tmp/qwen-response-XXXXXXXX") || exit
-# stdout goes to the log and to the response file; stderr (diagnostics) to the log only. What is copied
-# into the log is server text: workflow commands are stopped around it, with a token nobody can guess.
-stop=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
-echo "::stop-commands::$stop"
-"$qwen" "${args[@]}" "${extra[@]}" <"$input" | tee "$out"
-code=${PIPESTATUS[0]}
-[ -s "$out" ] && [ -n "$(tail -c1 -- "$out")" ] && echo
-echo "::$stop::"
+# stdout goes to the response file, then into the log; stderr (diagnostics, and qwen's own workflow
+# commands: masks, annotations) straight to the log. The copy is server text: workflow commands are
+# stopped around it, with a token nobody can guess. It is copied after qwen has ended, so that qwen's
+# own commands on stderr are never inside the stopped stretch.
+"$qwen" "${args[@]}" "${extra[@]}" <"$input" >"$out"
+code=$?
+if [ -s "$out" ]; then
+  stop=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+  echo "::stop-commands::$stop"
+  cat -- "$out"
+  [ -n "$(tail -c1 -- "$out")" ] && echo
+  echo "::$stop::"
+fi
 
 # A delimiter for a multi-line output value that the value itself does not contain.
 delimiter_for() {

@@ -480,6 +480,7 @@ for a in "$@"; do
   prev=$a
 done
 printf '%s' "${OPENAI_API_KEY-<unset>}" >"$d/key"
+[ -f "$d/stderr" ] && cat -- "$d/stderr" >&2
 cat -- "$d/answer"
 exit "$(cat -- "$d/code")"
 "#;
@@ -1077,6 +1078,54 @@ async fn action_stops_workflow_commands_in_the_answer_it_copies_into_the_log() {
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     assert_eq!(run.logged_answer(), format!("{answer}\n"));
     assert_eq!(run.output("result").as_deref(), Some(answer));
+}
+
+/// The runner reads both streams as one log: qwen's own workflow commands on stderr (its masks and
+/// annotations) must come before the stopped stretch, never inside it.
+#[test]
+fn action_copies_the_answer_after_qwens_own_workflow_commands() {
+    let fake = FakeQwen::new("::warning::from the server\n");
+    std::fs::write(
+        fake.dir.path().join("stderr"),
+        "::add-mask::oauth-token\n::error::boom\n",
+    )
+    .expect("write");
+    let env = ActionEnv::new();
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg("exec bash \"$0\" 2>&1")
+        .arg(repo_file("scripts/action-run.sh"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUNNER_TEMP", env.runner_temp())
+        .env("OPENAI_API_KEY", KEY)
+        .env("QWEN_ACTION_PROMPT", "hi")
+        .env("QWEN_BIN", fake.dir.path().join("qwen"))
+        .current_dir(env.work())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0));
+    let log = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = log.lines().collect();
+    let stop = lines
+        .iter()
+        .position(|l| l.starts_with("::stop-commands::"))
+        .expect("stop-commands");
+    let token = &lines[stop]["::stop-commands::".len()..];
+    let end = format!("::{token}::");
+    assert_eq!(
+        lines[stop + 1..],
+        ["::warning::from the server", end.as_str()]
+    );
+    let error = lines
+        .iter()
+        .position(|l| *l == "::error::boom")
+        .expect("qwen's annotation");
+    let mask = lines
+        .iter()
+        .position(|l| *l == "::add-mask::oauth-token")
+        .expect("qwen's mask");
+    assert!(error < stop && mask < stop, "{log}");
 }
 
 #[test]
