@@ -1601,7 +1601,7 @@ fn example_sharded_batch_covers_four_shards_and_merges_them() {
     assert_eq!(shards, [1, 2, 3, 4]);
     let scripts = run_scripts(&wf).join("\n");
     assert!(scripts.contains(
-        "qwen --jobs fixtures/jobs.jsonl --shard ${{ matrix.shard }}/4 --output part-${{ matrix.shard }}.jsonl"
+        "qwen --jobs fixtures/jobs.jsonl --shard \"$SHARD/4\" --output \"part-$SHARD.jsonl\""
     ));
     assert!(scripts.contains("cat part-*.jsonl > results.jsonl"));
     assert_eq!(wf["jobs"]["merge"]["needs"].as_str(), Some("shard"));
