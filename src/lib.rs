@@ -17,6 +17,7 @@ mod job;
 mod output;
 mod progress;
 mod prompt;
+mod prompt_file;
 mod secret;
 mod signals;
 

@@ -187,6 +187,12 @@ fn distribution_files_open_with_a_comment_saying_why() {
         (".github/workflows/release.yml", "# "),
         ("examples/github-actions/pr-review.yml", "# "),
         ("examples/github-actions/sharded-batch.yml", "# "),
+        ("examples/github-actions/issue-triage.yml", "# "),
+        (
+            "examples/github-actions/migrate-from-ai-inference.yml",
+            "# ",
+        ),
+        ("examples/github-actions/prompts/triage.prompt.yml", "# "),
         ("examples/qwen.env.sample", "# "),
         ("fixtures/jobs.yaml", "# "),
         ("fixtures/README.md", "<!-- "),
@@ -201,6 +207,8 @@ fn distribution_files_open_with_a_comment_saying_why() {
     for script in [
         "scripts/static-root-test.sh",
         "scripts/action-run.sh",
+        "scripts/action-install.sh",
+        "scripts/lint-ci.sh",
         "examples/pipelines.sh",
     ] {
         let text = read(script);

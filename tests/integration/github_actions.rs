@@ -1,10 +1,12 @@
 //! GitHub Actions: `action.yml` matches the README and keeps the key off command lines, its run script
-//! sets the outputs (run for real against wiremock), and the workflows hold the rules CI relies on.
+//! maps every input (a fake qwen records the arguments) and sets the outputs (run for real against
+//! wiremock), the examples run through it, and the workflows hold the rules CI relies on.
 #![allow(
     clippy::expect_used,
     reason = "helpers outside #[test] functions fail the test by panicking, like the tests themselves"
 )]
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -13,7 +15,7 @@ use serde_yaml::Value as Yaml;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const INPUTS: [&str; 8] = [
+const INPUTS: [&str; 21] = [
     "prompt",
     "prompt-file",
     "jobs",
@@ -22,8 +24,29 @@ const INPUTS: [&str; 8] = [
     "api-key",
     "output-format",
     "extra-args",
+    "endpoint",
+    "token",
+    "system-prompt",
+    "system-prompt-file",
+    "input",
+    "file_input",
+    "max-tokens",
+    "max-completion-tokens",
+    "temperature",
+    "top-p",
+    "custom-headers",
+    "version",
+    "download-base-url",
 ];
-const OUTPUTS: [&str; 3] = ["result", "exit-code", "results-file"];
+const OUTPUTS: [&str; 5] = [
+    "result",
+    "response",
+    "response-file",
+    "exit-code",
+    "results-file",
+];
+/// Inputs read by the install step, not by the run script.
+const INSTALL_INPUTS: [&str; 2] = ["version", "download-base-url"];
 const KEY: &str = "sk-action-test-key-4242";
 
 fn repo_file(rel: &str) -> PathBuf {
@@ -131,37 +154,111 @@ fn readme_action_tables_match_action_yml() {
     assert_eq!(readme_action_table("output"), keys(&action["outputs"]));
 }
 
+fn step<'a>(action: &'a Yaml, id: &str) -> &'a Yaml {
+    action["runs"]["steps"]
+        .as_sequence()
+        .expect("steps")
+        .iter()
+        .find(|s| s["id"].as_str() == Some(id))
+        .unwrap_or_else(|| panic!("a step with id `{id}`"))
+}
+
 #[test]
 fn action_passes_the_key_only_through_the_environment() {
     let action = yaml("action.yml");
-    let steps = action["runs"]["steps"].as_sequence().expect("steps");
-    let run = steps
-        .iter()
-        .find(|s| s["id"].as_str() == Some("run"))
-        .expect("a step with id `run`");
+    let run = step(&action, "run");
     let key_env = run["env"]["OPENAI_API_KEY"]
         .as_str()
         .expect("OPENAI_API_KEY in env");
-    assert!(key_env.contains("inputs.api-key"), "{key_env}");
+    // `token` (v2's name) first, then `api-key`, then the job's environment; never github.token.
+    assert_eq!(
+        key_env,
+        "${{ inputs.token || inputs.api-key || env.OPENAI_API_KEY }}"
+    );
+    assert_eq!(
+        action["inputs"]["token"]["default"].as_str(),
+        Some(""),
+        "token has no default"
+    );
+    assert_eq!(action["inputs"]["max-tokens"]["default"].as_str(), Some(""));
+    assert!(!read("action.yml").contains("github.token"));
     for script in run_scripts(&action) {
-        // Inputs reach scripts only through env: no `${{ inputs.* }}` spliced into shell code.
-        assert!(
-            !script.contains("inputs."),
-            "input spliced into a script: {script}"
-        );
+        // Inputs reach scripts only through env: no `${{ ... }}` spliced into shell code.
+        assert!(!script.contains("${{"), "expression in a script: {script}");
         assert!(
             !script.contains("OPENAI_API_KEY"),
             "key named in a script: {script}"
         );
     }
-    let script = read("scripts/action-run.sh");
+    for file in ["scripts/action-run.sh", "scripts/action-install.sh"] {
+        let script = read(file);
+        assert!(
+            !script.contains("--openai-api-key"),
+            "{file} passes the key as a flag"
+        );
+        assert!(
+            !script.contains("set -x"),
+            "tracing would print the command lines"
+        );
+    }
+}
+
+#[test]
+fn action_masks_the_secret_inputs_in_its_first_step() {
+    let action = yaml("action.yml");
+    let first = &action["runs"]["steps"][0];
+    let run = step(&action, "run");
     assert!(
-        !script.contains("--openai-api-key"),
-        "the run script passes the key as a flag"
+        first["run"]
+            .as_str()
+            .is_some_and(|r| r.contains("action-run.sh\" --mask")),
+        "{first:?}"
     );
-    assert!(
-        !script.contains("set -x"),
-        "tracing would print the command lines"
+    for var in ["OPENAI_API_KEY", "QWEN_ACTION_CUSTOM_HEADERS"] {
+        assert_eq!(first["env"][var], run["env"][var], "{var}");
+    }
+    assert_eq!(
+        first["env"]["QWEN_ACTION_TOKEN"].as_str(),
+        Some("${{ inputs.token }}")
+    );
+    assert_eq!(
+        first["env"]["QWEN_ACTION_API_KEY"].as_str(),
+        Some("${{ inputs.api-key }}")
+    );
+}
+
+/// Every input the run script reads arrives as `QWEN_ACTION_<NAME>` = `${{ inputs.<name> }}`, so the
+/// tests below, which set those variables, exercise what the action passes.
+#[test]
+fn action_run_step_passes_each_input_under_its_qwen_action_name() {
+    let action = yaml("action.yml");
+    let env = &step(&action, "run")["env"];
+    for name in INPUTS {
+        if INSTALL_INPUTS.contains(&name) || name == "token" || name == "api-key" {
+            continue;
+        }
+        let var = format!(
+            "QWEN_ACTION_{}",
+            name.to_ascii_uppercase().replace('-', "_")
+        );
+        assert_eq!(
+            env[var.as_str()].as_str(),
+            Some(format!("${{{{ inputs.{name} }}}}").as_str()),
+            "{var}"
+        );
+    }
+    let install = &step(&action, "install")["env"];
+    assert_eq!(
+        install["QWEN_INSTALL_VERSION"].as_str(),
+        Some("${{ inputs.version }}")
+    );
+    assert_eq!(
+        install["QWEN_INSTALL_BASE_URL"].as_str(),
+        Some("${{ inputs.download-base-url }}")
+    );
+    assert_eq!(
+        install["QWEN_INSTALL_ACTION_REF"].as_str(),
+        Some("${{ github.action_ref }}")
     );
 }
 
@@ -188,9 +285,78 @@ async fn server_answering(text: &str) -> MockServer {
     server
 }
 
+/// A runner's directories for one action run: HOME, the workspace (cwd) and `RUNNER_TEMP`.
+struct ActionEnv {
+    dir: tempfile::TempDir,
+}
+
+impl ActionEnv {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for d in ["home", "work", "runner-temp"] {
+            std::fs::create_dir_all(dir.path().join(d)).expect("mkdir");
+        }
+        Self { dir }
+    }
+    fn work(&self) -> PathBuf {
+        self.dir.path().join("work")
+    }
+    fn runner_temp(&self) -> PathBuf {
+        self.dir.path().join("runner-temp")
+    }
+
+    /// Run `scripts/action-run.sh` as the action's step does: inputs as `QWEN_ACTION_*` variables,
+    /// the key as `OPENAI_API_KEY`, a cleared environment plus `extra_env`.
+    fn run(
+        self,
+        inputs: &[(&str, &str)],
+        key: Option<&str>,
+        extra_env: &[(String, String)],
+    ) -> ActionRun {
+        let github_output = self.dir.path().join("github-output");
+        std::fs::write(&github_output, "").expect("create GITHUB_OUTPUT");
+        let mut cmd = Command::new("bash");
+        cmd.arg(repo_file("scripts/action-run.sh"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path().join("home"))
+            .env("CI", "true")
+            .env("GITHUB_ACTIONS", "true")
+            .env("RUNNER_TEMP", self.runner_temp())
+            .env("GITHUB_OUTPUT", &github_output)
+            .env("QWEN_BIN", env!("CARGO_BIN_EXE_qwen"))
+            .current_dir(self.work())
+            .stdin(Stdio::null());
+        if let Some(key) = key {
+            cmd.env("OPENAI_API_KEY", key);
+        }
+        for (name, value) in inputs {
+            cmd.env(input_var(name), value);
+        }
+        for (name, value) in extra_env {
+            cmd.env(name, value);
+        }
+        let output = cmd.output().expect("run bash");
+        let github_output = std::fs::read_to_string(&github_output).expect("read GITHUB_OUTPUT");
+        ActionRun {
+            output,
+            github_output,
+            env: self,
+        }
+    }
+}
+
+fn input_var(name: &str) -> String {
+    format!(
+        "QWEN_ACTION_{}",
+        name.to_ascii_uppercase().replace('-', "_")
+    )
+}
+
 struct ActionRun {
     output: Output,
     github_output: String,
+    env: ActionEnv,
 }
 
 impl ActionRun {
@@ -238,68 +404,129 @@ impl ActionRun {
             .map(|(_, v)| v)
     }
 
-    /// The key appears nowhere but in the `::add-mask::` command, which the runner consumes
-    /// (it is not shown) and which must come before any other line of qwen's.
-    fn assert_key_never_shown(&self) {
+    /// The secrets appear nowhere but in `::add-mask::` commands, which the runner consumes (they
+    /// are not shown) and which come before any other line.
+    fn assert_secrets_never_shown(&self, secrets: &[&str]) {
         let stderr = self.stderr();
-        let mask = format!("::add-mask::{KEY}");
-        let shown: Vec<&str> = stderr.lines().filter(|l| *l != mask).collect();
-        for (what, text) in [
-            ("stdout", self.stdout()),
-            ("stderr", shown.join("\n")),
-            ("GITHUB_OUTPUT", self.github_output.clone()),
-        ] {
-            assert!(!text.contains(KEY), "the key leaked on {what}: {text}");
-        }
-        if stderr.contains(&mask) {
-            assert_eq!(
-                stderr.lines().next(),
-                Some(mask.as_str()),
-                "the mask comes first:\n{stderr}"
+        let masks: Vec<String> = secrets.iter().map(|s| format!("::add-mask::{s}")).collect();
+        let lines: Vec<&str> = stderr.lines().collect();
+        let first_other = lines
+            .iter()
+            .position(|l| !l.starts_with("::add-mask::"))
+            .unwrap_or(lines.len());
+        for mask in &masks {
+            assert!(
+                lines[..first_other].contains(&mask.as_str()),
+                "`{mask}` is not among the first lines:\n{stderr}"
             );
         }
+        let shown: Vec<&str> = lines[first_other..].to_vec();
+        for secret in secrets {
+            for (what, text) in [
+                ("stdout", self.stdout()),
+                ("stderr", shown.join("\n")),
+                ("GITHUB_OUTPUT", self.github_output.clone()),
+            ] {
+                assert!(
+                    !text.contains(secret),
+                    "`{secret}` leaked on {what}: {text}"
+                );
+            }
+        }
+    }
+
+    fn assert_key_never_shown(&self) {
+        self.assert_secrets_never_shown(&[KEY]);
+    }
+
+    /// The log copy of qwen's stdout, checked to sit between `::stop-commands::<token>` and
+    /// `::<token>::` with a token of 32 hex digits.
+    fn logged_answer(&self) -> String {
+        let stdout = self.stdout();
+        let first = stdout.lines().next().unwrap_or_default();
+        let token = first
+            .strip_prefix("::stop-commands::")
+            .unwrap_or_else(|| panic!("no stop-commands first: {stdout}"));
+        assert_eq!(token.len(), 32, "{token}");
+        assert!(token.chars().all(|c| c.is_ascii_hexdigit()), "{token}");
+        let end = format!("::{token}::\n");
+        assert!(stdout.ends_with(&end), "not resumed at the end: {stdout}");
+        stdout[first.len() + 1..stdout.len() - end.len()].to_owned()
     }
 }
 
-/// Run `scripts/action-run.sh` as the action's step does: inputs as `QWEN_ACTION_*` variables,
-/// the key as `OPENAI_API_KEY`, a cleared environment and temporary HOME, `RUNNER_TEMP` and cwd.
 fn run_action(inputs: &[(&str, &str)], key: Option<&str>) -> ActionRun {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let home = dir.path().join("home");
-    let work = dir.path().join("work");
-    let runner_temp = dir.path().join("runner-temp");
-    for d in [&home, &work, &runner_temp] {
-        std::fs::create_dir_all(d).expect("mkdir");
+    ActionEnv::new().run(inputs, key, &[])
+}
+
+/// A stand-in for qwen that records its arguments (and the content of every `--var name=@file`) and
+/// the key it was given, and prints a chosen answer.
+struct FakeQwen {
+    dir: tempfile::TempDir,
+}
+
+impl FakeQwen {
+    fn new(answer: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let script = r#"#!/usr/bin/env bash
+d=$(dirname "$0")
+: >"$d/argv"; : >"$d/vars"
+prev=""
+for a in "$@"; do
+  printf '%s\0' "$a" >>"$d/argv"
+  if [ "$prev" = --var ]; then
+    case $a in *=@*) printf '%s\0%s\0' "${a%%=@*}" "$(cat -- "${a#*=@}"; printf x)" >>"$d/vars" ;; esac
+  fi
+  prev=$a
+done
+printf '%s' "${OPENAI_API_KEY-<unset>}" >"$d/key"
+[ -f "$d/stderr" ] && cat -- "$d/stderr" >&2
+cat -- "$d/answer"
+exit "$(cat -- "$d/code")"
+"#;
+        let bin = dir.path().join("qwen");
+        std::fs::write(&bin, script).expect("write fake");
+        std::fs::write(dir.path().join("answer"), answer).expect("write answer");
+        std::fs::write(dir.path().join("code"), "0").expect("write code");
+        let mut perms = std::fs::metadata(&bin).expect("stat").permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        std::fs::set_permissions(&bin, perms).expect("chmod");
+        Self { dir }
     }
-    let github_output = dir.path().join("github-output");
-    std::fs::write(&github_output, "").expect("create GITHUB_OUTPUT");
-    let mut cmd = Command::new("bash");
-    cmd.arg(repo_file("scripts/action-run.sh"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", &home)
-        .env("CI", "true")
-        .env("GITHUB_ACTIONS", "true")
-        .env("RUNNER_TEMP", &runner_temp)
-        .env("GITHUB_OUTPUT", &github_output)
-        .env("QWEN_BIN", env!("CARGO_BIN_EXE_qwen"))
-        .current_dir(&work)
-        .stdin(Stdio::null());
-    if let Some(key) = key {
-        cmd.env("OPENAI_API_KEY", key);
+    fn env(&self) -> Vec<(String, String)> {
+        let bin = self.dir.path().join("qwen");
+        vec![("QWEN_BIN".into(), bin.to_string_lossy().into_owned())]
     }
-    for (name, value) in inputs {
-        let var = format!(
-            "QWEN_ACTION_{}",
-            name.to_ascii_uppercase().replace('-', "_")
-        );
-        cmd.env(var, value);
+    fn argv(&self) -> Vec<String> {
+        let raw = std::fs::read(self.dir.path().join("argv")).unwrap_or_default();
+        raw.split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect()
     }
-    let output = cmd.output().expect("run bash");
-    let github_output = std::fs::read_to_string(&github_output).expect("read GITHUB_OUTPUT");
-    ActionRun {
-        output,
-        github_output,
+    fn ran(&self) -> bool {
+        self.dir.path().join("argv").exists()
+    }
+    /// `--var` values read from their files (the trailing `x` keeps final newlines through `$(...)`).
+    fn vars(&self) -> Vec<(String, String)> {
+        let raw = std::fs::read(self.dir.path().join("vars")).unwrap_or_default();
+        let parts: Vec<String> = raw
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        parts
+            .chunks(2)
+            .filter(|c| c.len() == 2)
+            .map(|c| {
+                (
+                    c[0].clone(),
+                    c[1].strip_suffix('x').unwrap_or(&c[1]).to_owned(),
+                )
+            })
+            .collect()
+    }
+    fn key(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("key")).unwrap_or_default()
     }
 }
 
@@ -315,10 +542,17 @@ async fn action_single_run_sets_a_multiline_result_and_exit_code_zero() {
     let run = run_action(&[("prompt", "hello"), ("base-url", &url)], Some(KEY));
     assert_eq!(run.code(), Some(0), "stderr: {}", run.stderr());
     assert_eq!(run.output("result").as_deref(), Some(answer));
+    assert_eq!(run.output("response").as_deref(), Some(answer));
     assert_eq!(run.output("exit-code").as_deref(), Some("0"));
     assert_eq!(run.output("results-file").as_deref(), Some(""));
+    let file = run.output("response-file").expect("response-file");
+    assert!(file.contains("/runner-temp/qwen-response-"), "{file}");
     assert_eq!(
-        run.stdout(),
+        std::fs::read_to_string(&file).expect("response file"),
+        format!("{answer}\n")
+    );
+    assert_eq!(
+        run.logged_answer(),
         format!("{answer}\n"),
         "the answer is in the log too"
     );
@@ -447,6 +681,678 @@ fn action_batch_sets_results_file_under_runner_temp() {
     assert_eq!(run.output("exit-code"), run.code().map(|c| c.to_string()));
 }
 
+// ---- v2 inputs, mapped (a fake qwen records what it is given) ----------------------------------
+
+type Inputs = &'static [(&'static str, &'static str)];
+
+/// One row: the inputs, then argument pairs (or single arguments) that must appear in qwen's argv.
+struct Mapping {
+    inputs: Inputs,
+    want: &'static [&'static [&'static str]],
+    absent: &'static [&'static str],
+}
+
+const MAPPINGS: &[Mapping] = &[
+    Mapping {
+        inputs: &[("prompt", "hi")],
+        want: &[&["--prompt", "hi"]],
+        absent: &["--max-tokens", "--system-prompt"],
+    },
+    Mapping {
+        inputs: &[("prompt", "hi"), ("model", "m1")],
+        want: &[&["--model", "m1"]],
+        absent: &[],
+    },
+    Mapping {
+        inputs: &[("prompt", "hi"), ("endpoint", "http://127.0.0.1:9/v1")],
+        want: &[&["--openai-base-url", "http://127.0.0.1:9/v1"]],
+        absent: &[],
+    },
+    Mapping {
+        inputs: &[("prompt", "hi"), ("base-url", "http://127.0.0.1:9/v1")],
+        want: &[&["--openai-base-url", "http://127.0.0.1:9/v1"]],
+        absent: &[],
+    },
+    Mapping {
+        inputs: &[
+            ("prompt", "hi"),
+            ("base-url", "http://x/v1"),
+            ("endpoint", "http://x/v1"),
+        ],
+        want: &[&["--openai-base-url", "http://x/v1"]],
+        absent: &[],
+    },
+    Mapping {
+        inputs: &[("prompt", "hi"), ("max-tokens", "300")],
+        want: &[&["--max-tokens", "300"]],
+        absent: &[],
+    },
+    Mapping {
+        inputs: &[("prompt", "hi"), ("max-completion-tokens", "300")],
+        want: &[&["--max-tokens", "300"]],
+        absent: &[],
+    },
+    Mapping {
+        inputs: &[("prompt", "hi"), ("temperature", "0.3")],
+        want: &[&["--temperature", "0.3"]],
+        absent: &[],
+    },
+    Mapping {
+        inputs: &[("prompt", "hi"), ("top-p", "0.9")],
+        want: &[&["--top-p", "0.9"]],
+        absent: &[],
+    },
+    Mapping {
+        inputs: &[("prompt", "hi"), ("system-prompt", "Be brief.")],
+        want: &[&["--system-prompt", "Be brief."]],
+        absent: &[],
+    },
+    Mapping {
+        inputs: &[("prompt", "hi"), ("output-format", "json")],
+        want: &[&["--output-format", "json"]],
+        absent: &[],
+    },
+    Mapping {
+        inputs: &[("prompt", "hi"), ("extra-args", "--retries 2")],
+        want: &[&["--retries", "2"]],
+        absent: &[],
+    },
+    Mapping {
+        inputs: &[
+            ("prompt", "hi"),
+            ("custom-headers", "X-Team: qa\nX-Trace: 'a b'\n"),
+        ],
+        want: &[&["--header", "X-Team: qa"], &["--header", "X-Trace: a b"]],
+        absent: &[],
+    },
+    Mapping {
+        inputs: &[
+            ("prompt", "hi"),
+            ("custom-headers", r#"{"X-Team": "qa", "X-Json": "a\"b"}"#),
+        ],
+        want: &[&["--header", "X-Team: qa"], &["--header", "X-Json: a\"b"]],
+        absent: &[],
+    },
+];
+
+#[test]
+fn action_maps_every_v2_input_to_qwen_flags() {
+    let rows = MAPPINGS;
+    let mut covered = BTreeSet::new();
+    for row in rows {
+        let fake = FakeQwen::new("ok");
+        let run = ActionEnv::new().run(row.inputs, Some(KEY), &fake.env());
+        assert_eq!(run.code(), Some(0), "{:?}: {}", row.inputs, run.stderr());
+        let argv = fake.argv();
+        for want in row.want {
+            assert!(
+                argv.windows(want.len()).any(|w| w == *want),
+                "{:?}: no {want:?} in {argv:?}",
+                row.inputs
+            );
+        }
+        for flag in row.absent {
+            assert!(
+                !argv.iter().any(|a| a == flag),
+                "{:?}: {flag} in {argv:?}",
+                row.inputs
+            );
+        }
+        assert_eq!(fake.key(), KEY, "the key arrives in the environment");
+        assert!(
+            !argv.iter().any(|a| a.contains(KEY)),
+            "the key is on the command line"
+        );
+        covered.extend(row.inputs.iter().map(|(n, _)| *n));
+    }
+    // The rest of the inputs have their own tests below (files, maps, jobs, install, key).
+    covered.extend([
+        "prompt-file",
+        "system-prompt-file",
+        "input",
+        "file_input",
+        "jobs",
+        "token",
+        "api-key",
+    ]);
+    covered.extend(INSTALL_INPUTS);
+    let all: BTreeSet<&str> = INPUTS.into_iter().collect();
+    assert_eq!(covered, all);
+}
+
+#[test]
+fn action_refuses_inputs_that_contradict_each_other_or_do_not_parse() {
+    let rows: [(Inputs, i32, &str); 10] = [
+        (
+            &[
+                ("prompt", "hi"),
+                ("base-url", "http://a/v1"),
+                ("endpoint", "http://b/v1"),
+            ],
+            2,
+            "`base-url` and `endpoint`",
+        ),
+        (
+            &[
+                ("prompt", "hi"),
+                ("max-tokens", "1"),
+                ("max-completion-tokens", "2"),
+            ],
+            2,
+            "`max-tokens` and `max-completion-tokens`",
+        ),
+        (
+            &[
+                ("prompt", "hi"),
+                ("system-prompt", "a"),
+                ("system-prompt-file", "b.txt"),
+            ],
+            2,
+            "not both",
+        ),
+        (
+            &[
+                ("prompt", "hi"),
+                ("system-prompt-file", "/nonexistent/system.txt"),
+            ],
+            42,
+            "cannot be read",
+        ),
+        (
+            &[("prompt", "hi"), ("input", "a: 1")],
+            2,
+            "need a .prompt.yml",
+        ),
+        (
+            &[("prompt", "hi"), ("custom-headers", "X-A:\n  nested: map")],
+            2,
+            "custom-headers is not a map",
+        ),
+        (
+            &[("prompt", "hi"), ("custom-headers", "X-A: [1, 2]")],
+            2,
+            "custom-headers is not a map",
+        ),
+        (
+            &[("prompt", "hi"), ("custom-headers", "Bad Name: x")],
+            2,
+            "header 1 has a name that is not a header name",
+        ),
+        (
+            &[("prompt", "hi"), ("custom-headers", "X-A: 1\nX-A: 2")],
+            2,
+            "custom-headers is not a map",
+        ),
+        (
+            &[("jobs", "jobs.jsonl"), ("input", "a: 1")],
+            2,
+            "not to jobs",
+        ),
+    ];
+    for (inputs, code, message) in rows {
+        let fake = FakeQwen::new("ok");
+        let run = ActionEnv::new().run(inputs, Some(KEY), &fake.env());
+        assert_eq!(run.code(), Some(code), "{inputs:?}: {}", run.stderr());
+        assert_eq!(
+            run.output("exit-code"),
+            Some(code.to_string()),
+            "{inputs:?}"
+        );
+        assert!(
+            run.stderr().contains("::error title=qwen action::"),
+            "{}",
+            run.stderr()
+        );
+        assert!(
+            run.stderr().contains(message),
+            "{inputs:?}: {}",
+            run.stderr()
+        );
+        assert!(!fake.ran(), "{inputs:?}: qwen ran");
+    }
+}
+
+#[test]
+fn action_reads_the_system_prompt_from_a_file() {
+    let fake = FakeQwen::new("ok");
+    let env = ActionEnv::new();
+    let file = env.work().join("system.txt");
+    std::fs::write(&file, "You review Rust.\nBe terse.\n").expect("write");
+    let run = env.run(
+        &[("prompt", "hi"), ("system-prompt-file", "system.txt")],
+        Some(KEY),
+        &fake.env(),
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    let argv = fake.argv();
+    let at = argv
+        .iter()
+        .position(|a| a == "--system-prompt")
+        .expect("--system-prompt");
+    assert_eq!(argv[at + 1], "You review Rust.\nBe terse.");
+}
+
+#[test]
+fn action_passes_a_prompt_files_input_and_file_input_as_var_flags() {
+    let fake = FakeQwen::new("ok");
+    let env = ActionEnv::new();
+    std::fs::write(env.work().join("review.prompt.yml"), "messages: []\n").expect("write");
+    std::fs::write(env.work().join("pr.diff"), "+added\n").expect("write");
+    let input = "lang: Rust\nquoted: \"a \\\"b\\\" #c\"\nat: '@not-a-path'\nnotes: |\n  one\n\n  two\n# a comment\nempty:\n";
+    let run = env.run(
+        &[
+            ("prompt-file", "review.prompt.yml"),
+            ("input", input),
+            ("file_input", "{\"diff\": \"pr.diff\"}"),
+        ],
+        Some(KEY),
+        &fake.env(),
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    let argv = fake.argv();
+    assert!(
+        argv.windows(2)
+            .any(|w| w == ["--prompt-file", "review.prompt.yml"]),
+        "{argv:?}"
+    );
+    assert!(
+        argv.windows(2).any(|w| w == ["--var", "diff=@pr.diff"]),
+        "{argv:?}"
+    );
+    assert!(!argv.iter().any(|a| a == "--prompt"), "{argv:?}");
+    let vars = fake.vars();
+    let want = [
+        ("lang", "Rust"),
+        ("quoted", "a \"b\" #c"),
+        ("at", "@not-a-path"),
+        ("notes", "one\n\ntwo\n"),
+        ("empty", ""),
+        ("diff", "+added\n"),
+    ];
+    assert_eq!(
+        vars,
+        want.map(|(k, v)| (k.to_owned(), v.to_owned())).to_vec()
+    );
+    // The files that carried the values are gone with the step.
+    let left: Vec<String> = std::fs::read_dir(run.env.runner_temp())
+        .expect("runner temp")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("qwen-vars."))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn action_refuses_a_missing_file_input_and_a_prompt_beside_a_prompt_file() {
+    let fake = FakeQwen::new("ok");
+    let env = ActionEnv::new();
+    std::fs::write(env.work().join("t.prompt.yaml"), "messages: []\n").expect("write");
+    let run = env.run(
+        &[
+            ("prompt-file", "t.prompt.yaml"),
+            ("file_input", "diff: missing.diff"),
+        ],
+        Some(KEY),
+        &fake.env(),
+    );
+    assert_eq!(run.code(), Some(42), "{}", run.stderr());
+    assert!(run.stderr().contains("missing.diff"), "{}", run.stderr());
+    assert!(!fake.ran());
+
+    let env = ActionEnv::new();
+    std::fs::write(env.work().join("t.prompt.yml"), "messages: []\n").expect("write");
+    let run = env.run(
+        &[("prompt-file", "t.prompt.yml"), ("prompt", "hi")],
+        Some(KEY),
+        &fake.env(),
+    );
+    assert_eq!(run.code(), Some(2), "{}", run.stderr());
+    assert!(!fake.ran());
+}
+
+#[test]
+fn action_masks_the_key_and_every_header_value_before_anything_else() {
+    let fake = FakeQwen::new("fine");
+    let headers = "X-Api-Token: hdr-secret-1\nX-Other: \"hdr-secret-2\"\n";
+    let run = ActionEnv::new().run(
+        &[("prompt", "hi"), ("custom-headers", headers)],
+        Some(KEY),
+        &fake.env(),
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    run.assert_secrets_never_shown(&[KEY, "hdr-secret-1", "hdr-secret-2"]);
+
+    // An unreadable map is refused, and still every line of it is masked first.
+    let run = ActionEnv::new().run(
+        &[
+            ("prompt", "hi"),
+            ("custom-headers", "X-A: [x]\nhdr-secret-3"),
+        ],
+        Some(KEY),
+        &fake.env(),
+    );
+    assert_eq!(run.code(), Some(2));
+    run.assert_secrets_never_shown(&[KEY, "hdr-secret-3"]);
+}
+
+#[test]
+fn action_mask_mode_prints_only_masks_and_sets_no_output() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let github_output = dir.path().join("out");
+    let out = Command::new("bash")
+        .arg(repo_file("scripts/action-run.sh"))
+        .arg("--mask")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("OPENAI_API_KEY", KEY)
+        .env("QWEN_ACTION_CUSTOM_HEADERS", "{\"X-A\": \"v%1\\nv2\"}")
+        .env("QWEN_ACTION_TOKEN", KEY)
+        .env("QWEN_ACTION_API_KEY", "other-key")
+        .env("GITHUB_OUTPUT", &github_output)
+        .env("QWEN_BIN", "/nonexistent/qwen")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr,
+        format!(
+            "::add-mask::{KEY}\n::add-mask::{KEY}\n::add-mask::other-key\n::add-mask::v%251%0Av2\n::add-mask::v%251\n::add-mask::v2\n"
+        )
+    );
+    assert!(
+        !github_output.exists()
+            || std::fs::read_to_string(&github_output)
+                .unwrap_or_default()
+                .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn action_stops_workflow_commands_in_the_answer_it_copies_into_the_log() {
+    let answer = "::warning::pwned\n::add-mask::x\n::stop-commands::guess\n::error::done";
+    let server = server_answering(answer).await;
+    let url = base_url(&server);
+    let run = run_action(&[("prompt", "hi"), ("base-url", &url)], Some(KEY));
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert_eq!(run.logged_answer(), format!("{answer}\n"));
+    assert_eq!(run.output("result").as_deref(), Some(answer));
+}
+
+/// The runner reads both streams as one log: qwen's own workflow commands on stderr (its masks and
+/// annotations) must come before the stopped stretch, never inside it.
+#[test]
+fn action_copies_the_answer_after_qwens_own_workflow_commands() {
+    let fake = FakeQwen::new("::warning::from the server\n");
+    std::fs::write(
+        fake.dir.path().join("stderr"),
+        "::add-mask::oauth-token\n::error::boom\n",
+    )
+    .expect("write");
+    let env = ActionEnv::new();
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg("exec bash \"$0\" 2>&1")
+        .arg(repo_file("scripts/action-run.sh"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUNNER_TEMP", env.runner_temp())
+        .env("OPENAI_API_KEY", KEY)
+        .env("QWEN_ACTION_PROMPT", "hi")
+        .env("QWEN_BIN", fake.dir.path().join("qwen"))
+        .current_dir(env.work())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0));
+    let log = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = log.lines().collect();
+    let stop = lines
+        .iter()
+        .position(|l| l.starts_with("::stop-commands::"))
+        .expect("stop-commands");
+    let token = &lines[stop]["::stop-commands::".len()..];
+    let end = format!("::{token}::");
+    assert_eq!(
+        lines[stop + 1..],
+        ["::warning::from the server", end.as_str()]
+    );
+    let error = lines
+        .iter()
+        .position(|l| *l == "::error::boom")
+        .expect("qwen's annotation");
+    let mask = lines
+        .iter()
+        .position(|l| *l == "::add-mask::oauth-token")
+        .expect("qwen's mask");
+    assert!(error < stop && mask < stop, "{log}");
+}
+
+#[test]
+fn action_leaves_an_answer_over_256_kib_to_response_file_with_a_warning() {
+    let big = "x".repeat(256 * 1024 + 1);
+    let fake = FakeQwen::new(&big);
+    let run = ActionEnv::new().run(&[("prompt", "hi")], Some(KEY), &fake.env());
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert_eq!(run.output("result").as_deref(), Some(""));
+    assert_eq!(run.output("response").as_deref(), Some(""));
+    let file = run.output("response-file").expect("response-file");
+    assert_eq!(std::fs::read_to_string(&file).expect("read"), big);
+    assert!(
+        run.stderr()
+            .contains("::warning title=qwen action::the answer is 262145 bytes")
+            && run.stderr().contains("response-file"),
+        "{}",
+        run.stderr()
+    );
+
+    // Exactly 256 KiB still fits.
+    let fits = "y".repeat(256 * 1024);
+    let fake = FakeQwen::new(&fits);
+    let run = ActionEnv::new().run(&[("prompt", "hi")], Some(KEY), &fake.env());
+    assert_eq!(run.output("response").as_deref(), Some(fits.as_str()));
+    assert!(!run.stderr().contains("::warning"));
+}
+
+// ---- the examples, run through the action's script ------------------------------------------------
+
+/// The `with:` of the example's step that uses this action, with `${{ ... }}` replaced from `values`.
+fn example_inputs(rel: &str, values: &[(&str, &str)]) -> Vec<(String, String)> {
+    let wf = yaml(rel);
+    let jobs = wf["jobs"].as_mapping().expect("jobs");
+    let step = jobs
+        .values()
+        .filter_map(|j| j["steps"].as_sequence())
+        .flatten()
+        .find(|s| {
+            s["uses"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("qwen-headless/qwen@"))
+        })
+        .unwrap_or_else(|| panic!("{rel}: no step uses the action"));
+    let uses = step["uses"].as_str().unwrap_or_default();
+    let sha = uses.split('@').nth(1).unwrap_or_default();
+    assert!(
+        sha.len() == 40 && sha.chars().all(|c| c.is_ascii_hexdigit()),
+        "{rel}: {uses}"
+    );
+    let mut out = Vec::new();
+    for (name, value) in step["with"].as_mapping().expect("with") {
+        let name = name.as_str().expect("input name").to_owned();
+        assert!(
+            INPUTS.contains(&name.as_str()),
+            "{rel}: unknown input {name}"
+        );
+        let mut value = match value {
+            Yaml::String(s) => s.clone(),
+            Yaml::Number(n) => n.to_string(),
+            other => panic!("{rel}: {name} is {other:?}"),
+        };
+        while let Some(start) = value.find("${{") {
+            let end = value[start..].find("}}").expect("closing }}") + start + 2;
+            let expr = value[start + 3..end - 2].trim();
+            let (_, with) = values
+                .iter()
+                .find(|(e, _)| *e == expr)
+                .unwrap_or_else(|| panic!("{rel}: no test value for `{expr}`"));
+            value.replace_range(start..end, with);
+        }
+        out.push((name, value));
+    }
+    out
+}
+
+fn as_inputs(pairs: &[(String, String)]) -> Vec<(&str, &str)> {
+    pairs
+        .iter()
+        .filter(|(n, _)| !INSTALL_INPUTS.contains(&n.as_str()))
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect()
+}
+
+#[tokio::test]
+async fn example_pr_review_runs_through_the_action_against_a_local_server() {
+    let server = server_answering("Looks fine.").await;
+    let url = base_url(&server);
+    let env = ActionEnv::new();
+    let temp = env.runner_temp().to_string_lossy().into_owned();
+    std::fs::write(env.runner_temp().join("pr.diff"), "+fn main() {}\n").expect("write diff");
+    let inputs = example_inputs(
+        "examples/github-actions/pr-review.yml",
+        &[
+            ("runner.temp", &temp),
+            ("secrets.OPENAI_API_KEY", KEY),
+            ("vars.OPENAI_BASE_URL", &url),
+            ("vars.OPENAI_MODEL", "review-model"),
+        ],
+    );
+    let run = env.run(
+        &as_inputs(&inputs),
+        None,
+        &[("OPENAI_API_KEY".into(), KEY.into())],
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert_eq!(run.output("result").as_deref(), Some("Looks fine."));
+    let body: Value =
+        serde_json::from_slice(&server.received_requests().await.expect("requests")[0].body)
+            .expect("json");
+    assert_eq!(body["model"], "review-model");
+    assert_eq!(body["max_tokens"], 1500);
+    assert_eq!(body["temperature"], 0.2);
+    let prompt = body["messages"][0]["content"].as_str().expect("content");
+    assert!(
+        prompt.starts_with("+fn main() {}\n\n\nReview this pull request diff."),
+        "{prompt}"
+    );
+    run.assert_key_never_shown();
+}
+
+#[tokio::test]
+async fn example_migration_runs_the_v2_inputs_against_a_local_server() {
+    let server = server_answering("- one").await;
+    let url = base_url(&server);
+    let rel = "examples/github-actions/migrate-from-ai-inference.yml";
+    let inputs = example_inputs(
+        rel,
+        &[
+            ("secrets.OPENAI_API_KEY", KEY),
+            ("vars.OPENAI_BASE_URL", &url),
+        ],
+    );
+    let names: Vec<&str> = inputs.iter().map(|(n, _)| n.as_str()).collect();
+    for v2 in [
+        "system-prompt",
+        "prompt",
+        "model",
+        "max-tokens",
+        "endpoint",
+        "token",
+    ] {
+        assert!(names.contains(&v2), "{v2} missing from {names:?}");
+    }
+    // The key comes from `token` (action.yml: inputs.token || inputs.api-key || env.OPENAI_API_KEY).
+    let token = inputs
+        .iter()
+        .find(|(n, _)| n == "token")
+        .map(|(_, v)| v.clone())
+        .expect("token");
+    let run = ActionEnv::new().run(&as_inputs(&inputs), Some(&token), &[]);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert_eq!(run.output("response").as_deref(), Some("- one"));
+    let body: Value =
+        serde_json::from_slice(&server.received_requests().await.expect("requests")[0].body)
+            .expect("json");
+    assert_eq!(body["model"], "gpt-4o-mini");
+    assert_eq!(body["max_tokens"], 400);
+    assert_eq!(body["messages"][0]["role"], "system");
+    assert_eq!(
+        body["messages"][0]["content"],
+        "You write release notes for engineers."
+    );
+    // The v2 "before" is shown in the comment, and a later step reads `response`.
+    let text = read(rel);
+    assert!(text.contains("#         uses: actions/ai-inference@v2"));
+    assert!(text.contains("steps.summary.outputs.response"));
+    run.assert_key_never_shown();
+}
+
+#[test]
+fn example_issue_triage_passes_its_prompt_file_and_drives_the_label_step() {
+    let rel = "examples/github-actions/issue-triage.yml";
+    let fake = FakeQwen::new(r#"{"kind":"bug","reason":"it crashes"}"#);
+    let env = ActionEnv::new();
+    let temp = env.runner_temp().to_string_lossy().into_owned();
+    let prompts = env.work().join(".github/prompts");
+    std::fs::create_dir_all(&prompts).expect("mkdir");
+    std::fs::copy(
+        repo_file("examples/github-actions/prompts/triage.prompt.yml"),
+        prompts.join("triage.prompt.yml"),
+    )
+    .expect("copy the prompt file");
+    std::fs::write(env.runner_temp().join("title.txt"), "App crashes").expect("write");
+    std::fs::write(env.runner_temp().join("body.txt"), "on start").expect("write");
+    let inputs = example_inputs(
+        rel,
+        &[
+            ("runner.temp", &temp),
+            ("secrets.OPENAI_API_KEY", KEY),
+            ("vars.OPENAI_BASE_URL", "http://127.0.0.1:9/v1"),
+        ],
+    );
+    let run = env.run(&as_inputs(&inputs), Some(KEY), &fake.env());
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    let argv = fake.argv();
+    assert!(
+        argv.windows(2)
+            .any(|w| w == ["--prompt-file", ".github/prompts/triage.prompt.yml"]),
+        "{argv:?}"
+    );
+    assert_eq!(
+        fake.vars(),
+        [
+            ("title".to_owned(), "App crashes".to_owned()),
+            ("body".to_owned(), "on start".to_owned())
+        ]
+    );
+    let response: Value =
+        serde_json::from_str(&run.output("response").expect("response")).expect("JSON");
+    assert_eq!(response["kind"], "bug");
+
+    // The label step's `if:` reads that field of the response.
+    let wf = yaml(rel);
+    let steps = wf["jobs"]["triage"]["steps"].as_sequence().expect("steps");
+    let label = steps
+        .iter()
+        .find(|s| s["name"].as_str() == Some("Label a bug"))
+        .expect("label step");
+    assert_eq!(
+        label["if"].as_str(),
+        Some(
+            "steps.triage.outputs.exit-code == '0' && fromJSON(steps.triage.outputs.response).kind == 'bug'"
+        )
+    );
+}
+
 // ---- workflows ------------------------------------------------------------------------------
 
 fn cargo_rust_version() -> String {
@@ -487,8 +1393,9 @@ fn ci_workflow_checks_fmt_clippy_tests_and_the_declared_rust_version() {
     );
     assert!(scripts.contains("cargo nextest run --locked"), "{scripts}");
     let text = read(".github/workflows/ci.yml");
-    assert!(text.contains("taiki-e/install-action@nextest"));
+    assert!(text.contains("tool: nextest"));
     assert!(!text.contains("contents: write"));
+    assert!(scripts.contains("./scripts/lint-ci.sh"), "{scripts}");
 
     let msrv = ci["jobs"]["msrv"]["strategy"]["matrix"]["rust"]
         .as_sequence()
@@ -498,26 +1405,128 @@ fn ci_workflow_checks_fmt_clippy_tests_and_the_declared_rust_version() {
 }
 
 #[test]
-fn release_workflow_ships_static_binaries_with_checksums_on_tags() {
+fn release_workflow_ships_linux_and_macos_binaries_with_one_sha256sums_on_tags() {
     let release = yaml(".github/workflows/release.yml");
     let tags = &triggers(&release)["push"]["tags"];
     assert_eq!(tags.as_sequence().map(Vec::len), Some(1));
     assert_eq!(tags[0].as_str(), Some("v*"));
-    assert_eq!(release["permissions"]["contents"].as_str(), Some("write"));
-    let targets: Vec<&str> = release["jobs"]["build"]["strategy"]["matrix"]["include"]
+    // Nothing by default; read for the builds, write only where the release is published.
+    assert_eq!(
+        release["permissions"]
+            .as_mapping()
+            .map(serde_yaml::Mapping::len),
+        Some(0)
+    );
+    assert_eq!(
+        release["jobs"]["build"]["permissions"]["contents"].as_str(),
+        Some("read")
+    );
+    assert_eq!(
+        release["jobs"]["release"]["permissions"]["contents"].as_str(),
+        Some("write")
+    );
+    let matrix: Vec<(&str, &str)> = release["jobs"]["build"]["strategy"]["matrix"]["include"]
         .as_sequence()
         .expect("build matrix")
         .iter()
-        .filter_map(|e| e["target"].as_str())
+        .map(|e| {
+            (
+                e["target"].as_str().unwrap_or_default(),
+                e["os"].as_str().unwrap_or_default(),
+            )
+        })
         .collect();
     assert_eq!(
-        targets,
-        ["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"]
+        matrix,
+        [
+            ("x86_64-unknown-linux-musl", "ubuntu-latest"),
+            ("aarch64-unknown-linux-musl", "ubuntu-latest"),
+            ("x86_64-apple-darwin", "macos-latest"),
+            ("aarch64-apple-darwin", "macos-latest"),
+        ]
     );
-    let text = read(".github/workflows/release.yml");
-    assert!(text.contains("sha256sum"));
-    assert!(text.contains("softprops/action-gh-release"));
-    assert!(text.contains("--locked"));
+    let scripts = run_scripts(&release).join("\n");
+    assert!(scripts.contains("cargo build --release --locked --target \"$TARGET\""));
+    assert!(
+        scripts.contains("name=\"qwen-$VERSION-$TARGET\""),
+        "the asset name the install script expects"
+    );
+    assert!(scripts.contains("sha256sum qwen-*.tar.gz > SHA256SUMS"));
+    assert!(scripts.contains("gh release create") && scripts.contains("gh release upload"));
+    assert!(!read(".github/workflows/release.yml").contains("softprops/"));
+    // The install script looks for exactly these assets.
+    let install = read("scripts/action-install.sh");
+    for target in matrix.iter().map(|(t, _)| t) {
+        assert!(install.contains(&format!("target={target}")), "{target}");
+    }
+    assert!(install.contains("asset=\"qwen-$version-$target.tar.gz\""));
+}
+
+/// Every `uses:` of the action, the workflows and the examples is pinned to a full commit SHA with the
+/// version in a comment (GitHub's own `actions/*` too, so zizmor needs no configuration); every
+/// checkout leaves no credentials behind.
+#[test]
+fn workflows_pin_third_party_actions_and_do_not_persist_credentials() {
+    let mut files = vec![
+        "action.yml".to_owned(),
+        ".github/workflows/ci.yml".to_owned(),
+        ".github/workflows/release.yml".to_owned(),
+    ];
+    for entry in std::fs::read_dir(repo_file("examples/github-actions")).expect("examples") {
+        let name = entry
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        if Path::new(&name).extension().is_some_and(|e| e == "yml") {
+            files.push(format!("examples/github-actions/{name}"));
+        }
+    }
+    assert!(files.len() >= 7, "{files:?}");
+    for file in &files {
+        let text = read(file);
+        for line in text.lines() {
+            let Some(uses) = line
+                .trim_start()
+                .trim_start_matches("- ")
+                .strip_prefix("uses: ")
+            else {
+                continue;
+            };
+            let (_, rest) = uses
+                .split_once('@')
+                .unwrap_or_else(|| panic!("{file}: {line}"));
+            let reference = rest.split_whitespace().next().unwrap_or_default();
+            assert!(
+                reference.len() == 40 && reference.chars().all(|c| c.is_ascii_hexdigit()),
+                "{file}: `{line}` is not pinned to a commit"
+            );
+            assert!(rest.contains(" # "), "{file}: `{line}` names no version");
+        }
+        let doc = yaml(file);
+        let mut steps: Vec<&Yaml> = Vec::new();
+        if let Some(jobs) = doc.get("jobs").and_then(Yaml::as_mapping) {
+            for job in jobs.values() {
+                steps.extend(job["steps"].as_sequence().into_iter().flatten());
+            }
+        }
+        for s in steps {
+            if s["uses"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("actions/checkout@"))
+            {
+                assert_eq!(
+                    s["with"]["persist-credentials"].as_bool(),
+                    Some(false),
+                    "{file}"
+                );
+            }
+        }
+    }
+    assert!(
+        !repo_file(".github/zizmor.yml").exists() && !repo_file("zizmor.yml").exists(),
+        "zizmor runs at its default settings"
+    );
 }
 
 #[test]
@@ -561,7 +1570,7 @@ fn example_sharded_batch_covers_four_shards_and_merges_them() {
     assert_eq!(shards, [1, 2, 3, 4]);
     let scripts = run_scripts(&wf).join("\n");
     assert!(scripts.contains(
-        "qwen --jobs fixtures/jobs.jsonl --shard ${{ matrix.shard }}/4 --output part-${{ matrix.shard }}.jsonl"
+        "qwen --jobs fixtures/jobs.jsonl --shard \"$SHARD/4\" --output \"part-$SHARD.jsonl\""
     ));
     assert!(scripts.contains("cat part-*.jsonl > results.jsonl"));
     assert_eq!(wf["jobs"]["merge"]["needs"].as_str(), Some("shard"));

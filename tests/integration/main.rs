@@ -4,6 +4,7 @@
     reason = "helpers outside #[test] functions fail the test by panicking, like the tests themselves"
 )]
 
+mod action_install;
 mod actions_env;
 mod architecture;
 mod batch_support;
