@@ -1,11 +1,12 @@
 //! Batch runs: many jobs from a file, bounded concurrency, one result line per finished job,
 //! resumable, sharded, and honest about what did not finish.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
@@ -13,9 +14,11 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{Context, load_config};
+use crate::ask::{self, Answer, AskFailure, Request};
 use crate::auth;
+use crate::budget::TokenBudget;
 use crate::cli::{OutputFormat, RunArgs};
-use crate::client::{ApiError, ChatClient, Completion, Failure, Usage};
+use crate::client::{ApiError, ChatClient, Usage};
 use crate::config::Source;
 use crate::error::Error;
 use crate::exit::ExitStatus;
@@ -26,12 +29,13 @@ use crate::progress::Progress;
 use crate::run::{
     Authenticated, OauthSession, append_step_summary, authenticate, client_settings, rate_limit,
 };
+use crate::schema::SharedMode;
 
 /// What became of one job.
 struct JobOutcome {
     job: JobMeta,
     /// `None`: cancelled before it finished (no line is written).
-    result: Option<Result<Completion, Failure>>,
+    result: Option<Result<Answer, AskFailure>>,
     elapsed: Duration,
 }
 
@@ -54,6 +58,12 @@ pub struct Summary {
     pub retried: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// All tokens the servers reported (what `--max-total-tokens` counts).
+    pub total_tokens: u64,
+    /// `--max-total-tokens`, when given.
+    pub token_budget: Option<u64>,
+    /// Successful answers per model that gave them (fallback models included).
+    pub answers_by_model: BTreeMap<String, u64>,
     pub wall_ms: u128,
     pub requests_per_sec: f64,
     pub exit_code: u8,
@@ -83,6 +93,8 @@ impl Summary {
 enum Stop {
     Signal(&'static str),
     WallTime,
+    /// `--max-total-tokens` reached: no new job was dispatched.
+    TokenBudget,
     /// stdout was closed (`| head`): a quiet end.
     OutputClosed,
     /// The results file could not be written: the batch fails.
@@ -134,6 +146,7 @@ fn prepare_and_run(
 ) -> Result<ExitStatus, Error> {
     let started = Instant::now();
     let batch = &args.batch;
+    let schema = crate::run::structured_options(args, ctx)?;
     let config = load_config(&args.config, ctx)?;
     let plan = auth::credentials(&config, ctx.env.home().as_deref())?;
     let Authenticated {
@@ -161,6 +174,8 @@ fn prepare_and_run(
         system: args.system_prompt.clone(),
         fields,
         max_input_bytes: args.max_input_bytes,
+        schema,
+        fallback_models: args.structured.fallback_models.clone(),
     };
 
     let output_path = batch.output.as_ref().map(|o| ctx.cwd.join(o));
@@ -191,7 +206,12 @@ fn prepare_and_run(
 
     let mut summary = Summary {
         jobs: validation.in_scope,
+        token_budget: batch.max_total_tokens,
         ..Summary::default()
+    };
+    let common = Shared {
+        mode: Arc::new(SharedMode::default()),
+        schema_retries: args.structured.schema_retries,
     };
     let in_github = github::is_github_actions(&ctx.env);
     let mut jobs = file.jobs()?;
@@ -238,6 +258,7 @@ fn prepare_and_run(
         &mut next_job,
         concurrency,
         batch,
+        &common,
         &mut |outcome: JobOutcome| {
             let line = result_line(&meta, &outcome, format);
             count(&mut summary, &outcome);
@@ -260,7 +281,7 @@ fn prepare_and_run(
     let status = match stop {
         Some(Stop::Signal("SIGTERM")) => ExitStatus::Terminated,
         Some(Stop::Signal(_)) => ExitStatus::Interrupted,
-        Some(Stop::WallTime) => ExitStatus::WallTime,
+        Some(Stop::WallTime | Stop::TokenBudget) => ExitStatus::WallTime,
         Some(Stop::OutputClosed) => return Ok(ExitStatus::Success),
         None if summary.failed == 0 => ExitStatus::Success,
         None if summary.failed == summary.failed_temporary => ExitStatus::TempFail,
@@ -298,8 +319,15 @@ fn prepare_and_run(
     Ok(status)
 }
 
+/// What every job of the run shares: the `response_format` degradation and the repair-turn limit.
+struct Shared {
+    mode: Arc<SharedMode>,
+    schema_retries: u32,
+}
+
 type NextJob<'a> = dyn FnMut() -> Option<Result<Job, (JobMeta, String)>> + 'a;
 
+#[allow(clippy::too_many_arguments)]
 /// The dispatcher: keeps at most `concurrency` jobs in flight, hands every finished one to
 /// `on_done` (the single writer), and stops on a signal, the wall-time limit or a closed output.
 #[allow(clippy::too_many_lines)]
@@ -308,6 +336,7 @@ async fn dispatch(
     next_job: &mut NextJob<'_>,
     concurrency: usize,
     batch: &crate::cli::BatchArgs,
+    shared: &Shared,
     on_done: &mut dyn FnMut(JobOutcome) -> Result<(), Stop>,
     progress: &Progress,
     mut oauth: Option<&mut OauthSession>,
@@ -323,6 +352,8 @@ async fn dispatch(
         .max_wall_time
         .map_or(far, |d| tokio::time::Instant::now() + d);
     let mut grace_deadline = far;
+    let mut budget = TokenBudget::new(batch.max_total_tokens);
+    let mut budget_hit = false;
     let mut tick = tokio::time::interval(progress.tick_every());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
@@ -330,13 +361,23 @@ async fn dispatch(
         while dispatching && set.len() < concurrency {
             match next_job() {
                 None => dispatching = false,
+                Some(_) if budget.exhausted() => {
+                    // The job stays without a line: `--resume` runs it later.
+                    dispatching = false;
+                    budget_hit = true;
+                    diag::warn(&format!(
+                        "--max-total-tokens reached ({} of {} tokens used): no new jobs; {} in flight finish",
+                        budget.used(),
+                        budget.limit().unwrap_or_default(),
+                        set.len()
+                    ));
+                }
                 Some(Err((meta, reason))) => {
                     let outcome = JobOutcome {
-                        result: Some(Err(Failure {
-                            error: ApiError::InvalidResponse(format!("invalid job: {reason}")),
-                            attempts: 0,
-                            api_duration: Duration::ZERO,
-                        })),
+                        result: Some(Err(AskFailure::without_request(
+                            ApiError::InvalidResponse(format!("invalid job: {reason}")),
+                            &meta.model,
+                        ))),
                         job: meta,
                         elapsed: Duration::ZERO,
                     };
@@ -363,6 +404,7 @@ async fn dispatch(
                         client.clone(),
                         job,
                         meta.clone(),
+                        (Arc::clone(&shared.mode), shared.schema_retries),
                         hard_cancel.clone(),
                     ));
                     in_flight.insert(handle.id(), meta);
@@ -380,18 +422,20 @@ async fn dispatch(
                     Some(Err(e)) => {
                         let Some(job) = in_flight.remove(&e.id()) else { continue };
                         let message = if e.is_panic() { "the job panicked" } else { "the job was aborted" };
+                        let mut failure = AskFailure::without_request(
+                            ApiError::InvalidResponse(message.to_owned()),
+                            &job.model,
+                        );
+                        failure.attempts = 1;
                         JobOutcome {
                             job,
-                            result: Some(Err(Failure {
-                                error: ApiError::InvalidResponse(message.to_owned()),
-                                attempts: 1,
-                                api_duration: Duration::ZERO,
-                            })),
+                            result: Some(Err(failure)),
                             elapsed: Duration::ZERO,
                         }
                     }
                     None => continue,
                 };
+                budget.add(tokens_of(&outcome));
                 if outcome.result.is_some()
                     && let Err(why) = on_done(outcome)
                 {
@@ -425,19 +469,40 @@ async fn dispatch(
             _ = tick.tick() => progress.tick(),
         }
     }
+    if stop.is_none() && budget_hit {
+        stop = Some(Stop::TokenBudget);
+    }
     stop
+}
+
+/// The tokens a finished job reported, answered or refused (a schema failure's answers count too).
+fn tokens_of(outcome: &JobOutcome) -> u64 {
+    let usage = match &outcome.result {
+        Some(Ok(a)) => a.completion.usage,
+        Some(Err(f)) => f.usage,
+        None => None,
+    };
+    usage.map_or(0, |u| u.total_tokens)
 }
 
 async fn run_job(
     client: ChatClient,
     job: Job,
     meta: JobMeta,
+    (mode, schema_retries): (Arc<SharedMode>, u32),
     cancel: CancellationToken,
 ) -> JobOutcome {
     let started = Instant::now();
     let mut ignore_deltas = |_: &str| Ok(());
+    let request = Request {
+        models: crate::fallback::model_order(&job.model, &job.fallback_models),
+        body: job.body,
+        schema: job.schema,
+        schema_retries,
+        mode: &mode,
+    };
     let result = tokio::select! {
-        r = client.send(&job.body, &mut ignore_deltas, false) => Some(r),
+        r = ask::ask(&client, &request, &mut ignore_deltas, false) => Some(r),
         () = cancel.cancelled() => None,
     };
     JobOutcome {
@@ -448,14 +513,21 @@ async fn run_job(
 }
 
 fn count(summary: &mut Summary, outcome: &JobOutcome) {
+    let usage = match &outcome.result {
+        Some(Ok(a)) => a.completion.usage,
+        Some(Err(f)) => f.usage,
+        None => None,
+    };
+    if let Some(u) = usage {
+        summary.input_tokens += u.input_tokens;
+        summary.output_tokens += u.output_tokens;
+        summary.total_tokens += u.total_tokens;
+    }
     match &outcome.result {
-        Some(Ok(c)) => {
+        Some(Ok(a)) => {
             summary.succeeded += 1;
-            summary.retried += u64::from(c.attempts > 1);
-            if let Some(u) = c.usage {
-                summary.input_tokens += u.input_tokens;
-                summary.output_tokens += u.output_tokens;
-            }
+            summary.retried += u64::from(a.completion.attempts > 1);
+            *summary.answers_by_model.entry(a.model.clone()).or_default() += 1;
         }
         Some(Err(f)) => {
             summary.failed += 1;
@@ -489,15 +561,25 @@ fn result_line(meta: &RunMeta, outcome: &JobOutcome, format: OutputFormat) -> Va
     };
     let elapsed = outcome.elapsed.as_millis();
     let message = match result {
-        Ok(c) => output::result_message(&job_meta, Ok(c), elapsed, c.api_duration.as_millis()),
+        Ok(a) => {
+            let c = &a.completion;
+            let mut m =
+                output::result_message(&job_meta, Ok(c), elapsed, c.api_duration.as_millis());
+            output::with_fields(&mut m, ask::answer_fields(a));
+            m
+        }
         Err(f) => {
             let text = f.error.to_string();
-            output::result_message(
+            let mut m = output::result_message(
                 &job_meta,
                 Err((f.error.kind(), &text, f.attempts)),
                 elapsed,
                 f.api_duration.as_millis(),
-            )
+            );
+            let mut extra = ask::failure_fields(f);
+            extra.insert("error".into(), Value::Object(f.error.error_fields()));
+            output::with_fields(&mut m, extra);
+            m
         }
     };
     let mut line = Map::new();
@@ -515,30 +597,33 @@ fn openai_usage(usage: Option<Usage>) -> Value {
     })
 }
 
-fn openai_batch_line(job: &JobMeta, result: &Result<Completion, Failure>) -> Value {
+fn openai_batch_line(job: &JobMeta, result: &Result<Answer, AskFailure>) -> Value {
     let id = format!("batch_req_{}", uuid::Uuid::new_v4().simple());
     match result {
-        Ok(c) => json!({
-            "id": id,
-            "custom_id": job.id,
-            "response": {
-                "status_code": 200,
-                "request_id": c.request_id,
-                "body": {
-                    "id": c.response_id,
-                    "object": "chat.completion",
-                    "created": c.created,
-                    "model": c.server_model.as_deref().unwrap_or(&job.model),
-                    "choices": [{
-                        "index": 0,
-                        "message": {"role": "assistant", "content": c.text},
-                        "finish_reason": c.finish_reason,
-                    }],
-                    "usage": openai_usage(c.usage),
+        Ok(a) => {
+            let c = &a.completion;
+            json!({
+                "id": id,
+                "custom_id": job.id,
+                "response": {
+                    "status_code": 200,
+                    "request_id": c.request_id,
+                    "body": {
+                        "id": c.response_id,
+                        "object": "chat.completion",
+                        "created": c.created,
+                        "model": c.server_model.as_deref().unwrap_or(&a.model),
+                        "choices": [{
+                            "index": 0,
+                            "message": {"role": "assistant", "content": c.text},
+                            "finish_reason": c.finish_reason,
+                        }],
+                        "usage": openai_usage(c.usage),
+                    },
                 },
-            },
-            "error": null,
-        }),
+                "error": null,
+            })
+        }
         Err(f) => match f.error.status() {
             Some(status) => json!({
                 "id": id,
@@ -680,6 +765,14 @@ fn report(summary: &Summary, stop: Option<Stop>, summary_path: Option<&Path>) ->
         Some(Stop::WallTime) => {
             text.push_str("batch: stopped at --max-wall-time; run again with --resume to finish\n");
         }
+        Some(Stop::TokenBudget) => {
+            let _ = writeln!(
+                text,
+                "batch: stopped at --max-total-tokens ({} tokens used of {}); run again with --resume to finish",
+                summary.total_tokens,
+                summary.token_budget.unwrap_or_default()
+            );
+        }
         Some(Stop::OutputFailed(why)) => {
             let _ = writeln!(
                 text,
@@ -687,6 +780,14 @@ fn report(summary: &Summary, stop: Option<Stop>, summary_path: Option<&Path>) ->
             );
         }
         _ => {}
+    }
+    if summary.answers_by_model.len() > 1 {
+        let counts: Vec<String> = summary
+            .answers_by_model
+            .iter()
+            .map(|(model, n)| format!("{model} {n}"))
+            .collect();
+        let _ = writeln!(text, "batch: answers per model: {}", counts.join(", "));
     }
     diag::text(&text);
     if let Some(path) = summary_path {

@@ -22,7 +22,8 @@ Examples:
 Configuration (first found wins): flags, then OPENAI_API_KEY / OPENAI_BASE_URL / OPENAI_MODEL,
 then the first .qwen/.env or .env walking up from the current directory (then ~/.qwen/.env, ~/.env).
 
-Exit codes: 0 ok, 1 failed, 2 usage, 41 auth, 42 input, 52 config, 55 wall time, 75 temporary (retry later),
+Exit codes: 0 ok, 1 failed, 2 usage, 41 auth, 42 input, 52 config, 55 budget (wall time, tokens), 65 answer does not match --json-schema,
+75 temporary (retry later),
 130/143 interrupted.";
 
 #[derive(Debug, Parser)]
@@ -214,7 +215,31 @@ pub struct RunArgs {
     pub connect_timeout: Duration,
 
     #[command(flatten)]
+    pub structured: StructuredArgs,
+
+    #[command(flatten)]
     pub batch: BatchArgs,
+}
+
+/// Answers a CI step can trust: `--json-schema`, fallback models, a result file.
+#[derive(Debug, Clone, Args)]
+pub struct StructuredArgs {
+    /// Ask for JSON matching this JSON Schema (inline JSON or @path); stdout gets only the validated value.
+    #[arg(long, value_name = "SCHEMA")]
+    pub json_schema: Option<String>,
+
+    /// With --json-schema: how many times a non-matching answer is sent back with its errors (exit 65 after).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub schema_retries: u32,
+
+    /// When the model has no capacity (503, 529, overloaded, 429 after retries), send the request to
+    /// MODEL instead (repeatable, at most 3, tried in order).
+    #[arg(long = "fallback-model", value_name = "MODEL")]
+    pub fallback_models: Vec<String>,
+
+    /// Also write the final answer (the text, or the validated JSON) to FILE, atomically; untouched on failure.
+    #[arg(long, value_name = "FILE", conflicts_with = "jobs")]
+    pub result_file: Option<String>,
 }
 
 /// A `K/N` shard of a job file.
@@ -253,6 +278,10 @@ pub struct BatchArgs {
     /// Stop after this long: cancel in-flight work, keep what finished, exit 55.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub max_wall_time: Option<Duration>,
+
+    /// Dispatch no new job once the reported usage reaches N tokens; in-flight jobs finish, exit 55.
+    #[arg(long, value_name = "N", requires = "jobs")]
+    pub max_total_tokens: Option<u64>,
 
     /// Run only the jobs whose position modulo N is K-1 (K from 1 to N).
     #[arg(long, value_name = "K/N", value_parser = parse_shard)]

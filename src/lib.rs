@@ -1,14 +1,17 @@
 //! Library behind the `qwen` and `qwen-code` binaries: a headless runner for OpenAI-compatible chat APIs.
 
 pub mod app;
+pub mod ask;
 pub mod auth;
 pub mod auth_commands;
 pub mod batch;
+pub mod budget;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod error;
 pub mod exit;
+pub mod fallback;
 pub mod fsutil;
 pub mod generate;
 pub mod gha;
@@ -19,7 +22,9 @@ pub mod oauth;
 pub mod output;
 pub mod progress;
 pub mod prompt;
+pub mod result_file;
 pub mod run;
+pub mod schema;
 pub mod settings;
 pub mod signals;
 pub mod status;

@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 use std::time::Instant;
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::cli::OutputFormat;
 use crate::client::{Completion, Usage};
@@ -114,6 +114,24 @@ pub fn result_message(
     }
 }
 
+/// Add `extra` to a result message (replacing fields of the same name); an `error` object in
+/// `extra` is merged into the message's own.
+pub fn with_fields(message: &mut Value, extra: Map<String, Value>) {
+    let Value::Object(map) = message else {
+        return;
+    };
+    for (key, value) in extra {
+        match (map.get_mut(&key), value) {
+            (Some(Value::Object(inner)), Value::Object(more)) if key == "error" => {
+                inner.extend(more);
+            }
+            (_, value) => {
+                map.insert(key, value);
+            }
+        }
+    }
+}
+
 /// Writes one single run's messages in the chosen format.
 pub struct RunOutput {
     format: OutputFormat,
@@ -218,7 +236,22 @@ impl RunOutput {
     }
 
     /// Any text started on a retried attempt is dropped by the JSON formats; text mode never retries after output.
-    pub fn success(&mut self, completion: &Completion) -> io::Result<()> {
+    /// `extra` adds fields to the result message (`structured_result`, `fallback_from`, ...). With
+    /// `structured_result`, text mode writes the answer here (it was not streamed): the compact
+    /// value and one newline.
+    pub fn success(
+        &mut self,
+        completion: &Completion,
+        extra: Map<String, Value>,
+    ) -> io::Result<()> {
+        if self.format == OutputFormat::Text && extra.contains_key("structured_result") {
+            let mut line = completion.text.clone();
+            line.push('\n');
+            return write_stdout(line.as_bytes());
+        }
+        if let Some(Value::String(model)) = extra.get("model") {
+            self.meta.model.clone_from(model);
+        }
         if self.format == OutputFormat::Text {
             if !self.ends_with_newline {
                 write_stdout(b"\n")?;
@@ -245,18 +278,25 @@ impl RunOutput {
             },
         });
         self.emit(assistant)?;
-        let result = result_message(
+        let mut result = result_message(
             &self.meta,
             Ok(completion),
             self.started.elapsed().as_millis(),
             completion.api_duration.as_millis(),
         );
+        with_fields(&mut result, extra);
         self.emit(result)?;
         self.finish()
     }
 
     /// A failed run: stderr gets the message; the JSON formats still get a valid document.
-    pub fn failure(&mut self, err: &Error, attempts: u32, api_ms: u128) -> io::Result<()> {
+    pub fn failure(
+        &mut self,
+        err: &Error,
+        attempts: u32,
+        api_ms: u128,
+        extra: Map<String, Value>,
+    ) -> io::Result<()> {
         diag::error(err);
         if self.format == OutputFormat::Text {
             if !self.ends_with_newline {
@@ -265,12 +305,13 @@ impl RunOutput {
             return Ok(());
         }
         let message = err.to_string();
-        let result = result_message(
+        let mut result = result_message(
             &self.meta,
             Err((err.kind(), &message, attempts)),
             self.started.elapsed().as_millis(),
             api_ms,
         );
+        with_fields(&mut result, extra);
         self.emit(result)?;
         self.finish()
     }

@@ -6,6 +6,8 @@ use std::time::Instant;
 use serde_json::{Value, json};
 
 use crate::app::{Context, load_config};
+use crate::ask::{self, AskError, Request};
+use crate::schema::{OutputSchema, SharedMode};
 use secrecy::ExposeSecret;
 
 use crate::auth::{self, AuthPlan, Credentials};
@@ -201,12 +203,21 @@ fn prepare(
     Ok((config, client, prompt))
 }
 
+#[allow(clippy::too_many_lines)]
 pub fn single(
     args: &RunArgs,
     ctx: &Context,
     runtime: &tokio::runtime::Runtime,
     started: Instant,
 ) -> ExitStatus {
+    // `--json-schema` and `--fallback-model` are checked before anything is read or sent.
+    let schema = match structured_options(args, ctx) {
+        Ok(schema) => schema,
+        Err(err) => {
+            diag::error(&err);
+            return err.exit_status();
+        }
+    };
     let prepared = prepare(args, ctx, runtime);
     let model = match &prepared {
         Ok((config, ..)) => config.model.value.clone(),
@@ -238,33 +249,69 @@ pub fn single(
                 args,
             );
             drop(prompt);
-            let deltas_are_final = out.deltas_are_final();
+            let deltas_are_final = out.deltas_are_final() && schema.is_none();
+            let mode = SharedMode::default();
+            let request = Request {
+                body,
+                models: crate::fallback::model_order(
+                    &config.model.value,
+                    &args.structured.fallback_models,
+                ),
+                schema,
+                schema_retries: args.structured.schema_retries,
+                mode: &mode,
+            };
             let outcome = runtime.block_on(async {
                 let mut on_delta = |text: &str| out.delta(text);
                 tokio::select! {
-                    r = client.send(&body, &mut on_delta, deltas_are_final) => Ok(r),
+                    r = ask::ask(&client, &request, &mut on_delta, deltas_are_final) => Ok(r),
                     signal = crate::signals::interrupted() => Err(signal),
                 }
             });
             match outcome {
-                Ok(Ok(completion)) => Ok(completion),
-                Ok(Err(failure)) if matches!(failure.error, ApiError::OutputClosed) => {
+                Ok(Ok(answer)) => Ok(answer),
+                Ok(Err(failure))
+                    if matches!(failure.error, AskError::Api(ApiError::OutputClosed)) =>
+                {
                     return ExitStatus::Success;
                 }
-                Ok(Err(failure)) => Err((
-                    Error::Api(failure.error),
-                    failure.attempts,
-                    failure.api_duration.as_millis(),
-                )),
-                Err(signal) => Err((Error::Interrupted { signal }, 1, 0)),
+                Ok(Err(failure)) => {
+                    let mut extra = ask::failure_fields(&failure);
+                    let fields = failure.error.error_fields();
+                    if !fields.is_empty() {
+                        extra.insert("error".into(), serde_json::Value::Object(fields));
+                    }
+                    Err((
+                        failure.error.into_error(),
+                        failure.attempts,
+                        failure.api_duration.as_millis(),
+                        extra,
+                    ))
+                }
+                Err(signal) => Err((Error::Interrupted { signal }, 1, 0, serde_json::Map::new())),
             }
         }
-        Err((err, _)) => Err((err, 0, 0)),
+        Err((err, _)) => Err((err, 0, 0, serde_json::Map::new())),
+    };
+    // `--result-file`: written before the success is reported, so that a failure to write it is
+    // the run's failure; never written when the run failed.
+    let result = match (result, &args.structured.result_file) {
+        (Ok(answer), Some(file)) => match write_result_file(&ctx.cwd.join(file), &answer) {
+            Ok(()) => Ok(answer),
+            Err(err) => Err((
+                err,
+                answer.completion.attempts,
+                0,
+                ask::answer_fields(&answer),
+            )),
+        },
+        (other, _) => other,
     };
     let summary_path = github::step_summary_path(&ctx.env);
     match result {
-        Ok(completion) => {
-            let _ = out.success(&completion);
+        Ok(answer) => {
+            let completion = &answer.completion;
+            let _ = out.success(completion, ask::answer_fields(&answer));
             if let Some(path) = summary_path {
                 let md = github::single_run_summary(
                     &model,
@@ -276,8 +323,8 @@ pub fn single(
             }
             ExitStatus::Success
         }
-        Err((err, attempts, api_ms)) => {
-            let _ = out.failure(&err, attempts, api_ms);
+        Err((err, attempts, api_ms, extra)) => {
+            let _ = out.failure(&err, attempts, api_ms, extra);
             if github::is_github_actions(&ctx.env) {
                 diag::raw(&github::error_command(Some("qwen"), &err.to_string()));
             }
@@ -293,6 +340,50 @@ pub fn single(
             err.exit_status()
         }
     }
+}
+
+/// The checked `--json-schema` (exit 2 when it is not a usable schema) and `--fallback-model` list.
+pub fn structured_options(
+    args: &RunArgs,
+    ctx: &Context,
+) -> Result<Option<Arc<OutputSchema>>, Error> {
+    let usage = |message: String, hint: &str| Error::Usage {
+        message,
+        hint: hint.to_owned(),
+    };
+    crate::fallback::check_list(&args.structured.fallback_models).map_err(|e| {
+        usage(
+            format!("--fallback-model: {e}"),
+            "give at most 3 model names",
+        )
+    })?;
+    let Some(arg) = &args.structured.json_schema else {
+        return Ok(None);
+    };
+    let value = crate::schema::load_arg(arg, &ctx.cwd)
+        .map_err(|e| usage(format!("--json-schema: {e}"), "nothing was sent"))?;
+    OutputSchema::compile(value)
+        .map(|s| Some(Arc::new(s)))
+        .map_err(|e| {
+            usage(
+                format!("--json-schema: {e}"),
+                "fix the schema (draft 2020-12 or draft-07); nothing was sent",
+            )
+        })
+}
+
+/// Write the answer to `--result-file`: the text as it came, or the validated JSON value and a newline.
+fn write_result_file(path: &std::path::Path, answer: &ask::Answer) -> Result<(), Error> {
+    let mut bytes = answer.completion.text.clone().into_bytes();
+    if answer.structured.is_some() {
+        bytes.push(b'\n');
+    }
+    crate::result_file::write(path, &bytes).map_err(|e| {
+        Error::Io(format!(
+            "cannot write the result file `{}`: {e}",
+            path.display()
+        ))
+    })
 }
 
 /// Append to `$GITHUB_STEP_SUMMARY`; a failure to do so is a warning, never the run's failure.

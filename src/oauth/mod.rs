@@ -402,6 +402,7 @@ pub async fn request_device_code(
             status,
             message: format!("the Qwen OAuth server failed: {text}"),
             retry_after: None,
+            code: None,
         }));
     }
     Err(login_failed(format!(
@@ -527,6 +528,7 @@ pub async fn refresh(
                 crate::auth::scrub(&text, &secret)
             ),
             retry_after: None,
+            code: None,
         })),
         other => {
             let text = match other {
