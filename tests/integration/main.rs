@@ -19,5 +19,6 @@ mod oauth;
 mod output;
 mod precedence;
 mod retries;
+mod schema;
 mod secrets;
 mod stdin;
