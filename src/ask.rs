@@ -39,6 +39,8 @@ pub struct Answer {
     pub fallback_from: Vec<String>,
     /// With a schema: how it was asked for in the end.
     pub response_format: Option<FormatMode>,
+    /// Answers received (1, plus the repair turns).
+    pub turns: u32,
 }
 
 /// Why no acceptable answer came.
@@ -118,6 +120,8 @@ pub struct AskFailure {
     pub fallback_from: Vec<String>,
     /// Tokens the server reported for the answers that were refused.
     pub usage: Option<Usage>,
+    /// Answers received (refused by the schema).
+    pub turns: u32,
 }
 
 impl AskFailure {
@@ -130,6 +134,7 @@ impl AskFailure {
             model: model.to_owned(),
             fallback_from: Vec::new(),
             usage: None,
+            turns: 0,
         }
     }
 }
@@ -147,6 +152,9 @@ pub fn answer_fields(answer: &Answer) -> Map<String, Value> {
     if let Some(mode) = answer.response_format {
         map.insert("response_format".into(), json!(mode.as_str()));
     }
+    if answer.turns > 1 {
+        map.insert("num_turns".into(), json!(answer.turns));
+    }
     map
 }
 
@@ -156,6 +164,10 @@ pub fn failure_fields(failure: &AskFailure) -> Map<String, Value> {
     map.insert("model".into(), json!(failure.model));
     if !failure.fallback_from.is_empty() {
         map.insert("fallback_from".into(), json!(failure.fallback_from));
+    }
+    if failure.turns > 0 {
+        map.insert("num_turns".into(), json!(failure.turns));
+        map.insert("usage".into(), crate::output::usage_json(failure.usage));
     }
     map
 }
@@ -252,13 +264,17 @@ pub async fn ask(
         started: Instant::now(),
     };
     let mut usage = None;
+    let mut turns = 0;
     let outcome = match &request.schema {
         None => models
             .send(&request.body, on_delta, deltas_are_final)
             .await
-            .map(|c| (c, None, None))
+            .map(|c| {
+                turns = 1;
+                (c, None, None)
+            })
             .map_err(AskError::Api),
-        Some(schema) => structured(&mut models, request, schema, &mut usage).await,
+        Some(schema) => structured(&mut models, request, schema, &mut usage, &mut turns).await,
     };
     let api_duration = models.started.elapsed();
     match outcome {
@@ -274,6 +290,7 @@ pub async fn ask(
                 model: models.model().to_owned(),
                 fallback_from: models.tried(),
                 response_format: mode,
+                turns,
             })
         }
         Err(error) => Err(AskFailure {
@@ -283,6 +300,7 @@ pub async fn ask(
             model: models.model().to_owned(),
             fallback_from: models.tried(),
             usage,
+            turns,
         }),
     }
 }
@@ -296,6 +314,7 @@ async fn structured(
     request: &Request<'_>,
     schema: &OutputSchema,
     usage: &mut Option<Usage>,
+    turns: &mut u32,
 ) -> Result<Structured, AskError> {
     let mut ignore = |_: &str| Ok(());
     let mut conversation = request.body.clone();
@@ -325,6 +344,7 @@ async fn structured(
             Err(e) => return Err(AskError::Api(e)),
         };
         add_usage(usage, completion.usage);
+        *turns += 1;
         match schema.check(&completion.text) {
             Ok(value) => {
                 let text = value.to_string();

@@ -11,6 +11,7 @@ Examples:
   echo \"Summarize this\" | qwen --json                 one prompt from stdin, JSON result
   git diff | qwen \"Review this change\" -o stream-json  stdin + prompt, JSON lines as they happen
   qwen -m gpt-4o-mini \"Write a haiku about CI\"         plain text answer on stdout
+  qwen --json-schema @label.schema.json \"Classify: ...\"  stdout: one validated JSON value
   qwen auth status                                     which key, URL and model would be used, and why
   qwen --jobs reviews.yaml --output results.jsonl --concurrency 16    a batch, one JSON line per job
   qwen --jobs batch.jsonl --resume --output results.jsonl             finish a batch after a crash
@@ -22,9 +23,8 @@ Examples:
 Configuration (first found wins): flags, then OPENAI_API_KEY / OPENAI_BASE_URL / OPENAI_MODEL,
 then the first .qwen/.env or .env walking up from the current directory (then ~/.qwen/.env, ~/.env).
 
-Exit codes: 0 ok, 1 failed, 2 usage, 41 auth, 42 input, 52 config, 55 budget (wall time, tokens), 65 answer does not match --json-schema,
-75 temporary (retry later),
-130/143 interrupted.";
+Exit codes: 0 ok, 1 failed, 2 usage, 41 auth, 42 input, 52 config, 55 budget (wall time, tokens),
+65 no answer matched --json-schema, 75 temporary (retry later), 130/143 interrupted.";
 
 #[derive(Debug, Parser)]
 #[command(

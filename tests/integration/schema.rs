@@ -149,6 +149,9 @@ async fn an_answer_that_never_matches_exits_65_after_one_plus_n_requests() {
     let result = r.result();
     assert_error_result(&result, "schema_validation");
     assert_eq!(result["error"]["last_answer"], "Sure! It is a bug.");
+    // Four answers were received, and their tokens are reported.
+    assert_eq!(result["num_turns"], 4);
+    assert_eq!(result["usage"]["total_tokens"], 4 * 14);
     assert!(
         result["error"]["message"]
             .as_str()
