@@ -40,9 +40,10 @@ impl RetryPolicy {
     }
 }
 
-/// Whether an HTTP status is worth another try.
+/// Whether an HTTP status is worth another try. 529 is the "overloaded" status of Anthropic-style
+/// APIs and some gateways: temporary, like 503.
 pub fn is_retryable_status(status: u16) -> bool {
-    matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
+    matches!(status, 408 | 429 | 500 | 502 | 503 | 504 | 529)
 }
 
 /// The wait a server asks for: `retry-after-ms` (milliseconds), else `Retry-After` (seconds or an HTTP date).
@@ -129,7 +130,7 @@ mod tests {
 
     #[test]
     fn retryable_statuses() {
-        for s in [408, 429, 500, 502, 503, 504] {
+        for s in [408, 429, 500, 502, 503, 504, 529] {
             assert!(is_retryable_status(s));
         }
         for s in [400, 401, 403, 404, 422, 501] {
