@@ -570,3 +570,60 @@ async fn max_total_tokens_stops_dispatch_with_exit_55_and_resume_finishes() {
     assert_eq!(lines.len(), 4);
     assert!(lines.values().all(|l| l["is_error"] == false));
 }
+
+#[tokio::test]
+async fn a_rate_limit_429_falls_back_but_insufficient_quota_does_not() {
+    let env = TestEnv::new();
+    let server = MockServer::start().await;
+    chat()
+        .and(body_string_contains(r#""model":"primary""#))
+        .respond_with(ResponseTemplate::new(429).set_body_json(json!({"error": {
+            "message": "Rate limit reached for requests", "type": "requests", "code": "rate_limit_exceeded"}})))
+        .mount(&server)
+        .await;
+    chat()
+        .and(body_string_contains(r#""model":"backup""#))
+        .respond_with(answer("from backup"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let r = qwen(
+        &env,
+        &server,
+        &[
+            "--json",
+            "-m",
+            "primary",
+            "--fallback-model",
+            "backup",
+            "hi",
+        ],
+    );
+    r.code(0);
+    assert_eq!(r.result()["model"], "backup");
+
+    // `OpenAI`'s quota error is a 429 too, but another model cannot fix the account.
+    let server = MockServer::start().await;
+    chat()
+        .and(body_string_contains(r#""model":"primary""#))
+        .respond_with(ResponseTemplate::new(429).set_body_json(json!({"error": {
+            "message": "You exceeded your current quota, please check your plan and billing details.",
+            "type": "insufficient_quota", "param": null, "code": "insufficient_quota"}})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    chat()
+        .and(body_string_contains(r#""model":"backup""#))
+        .respond_with(answer("from backup"))
+        .expect(0)
+        .mount(&server)
+        .await;
+    qwen(
+        &env,
+        &server,
+        &["-m", "primary", "--fallback-model", "backup", "hi"],
+    )
+    .code(75)
+    .stdout_empty()
+    .stderr_lacks("trying `backup`");
+}
