@@ -111,7 +111,9 @@ fn usage_document(format: OutputFormat, err: &Error, ctx: &Context, started: Ins
         cwd: ctx.cwd.display().to_string(),
     };
     let mut out = RunOutput::new(format, false, meta, started);
-    let _ = out.init().and_then(|()| out.failure(err, 0, 0));
+    let _ = out
+        .init()
+        .and_then(|()| out.failure(err, 0, 0, &crate::output::Extras::default()));
 }
 
 /// Run `work` on a fresh multi-thread runtime, then drop the runtime without waiting.

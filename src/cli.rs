@@ -12,6 +12,7 @@ Examples:
   echo \"Summarize this\" | qwen --json                 one prompt from stdin, JSON result
   git diff | qwen \"Review this change\" -o stream-json  stdin + prompt, JSON lines as they happen
   qwen -m gpt-4o-mini \"Write a haiku about CI\"         plain text answer on stdout
+  qwen --json-schema @label.schema.json \"Classify: ...\"  stdout: one validated JSON value
   qwen auth status                                     which key, URL and model would be used, and why
   qwen --jobs reviews.yaml --output results.jsonl --concurrency 16    a batch, one JSON line per job
   qwen --jobs batch.jsonl --resume --output results.jsonl             finish a batch after a crash
@@ -23,8 +24,8 @@ Examples:
 Configuration (first found wins): flags, then OPENAI_API_KEY / OPENAI_BASE_URL / OPENAI_MODEL,
 then the first .qwen/.env or .env walking up from the current directory (then ~/.qwen/.env, ~/.env).
 
-Exit codes: 0 ok, 1 failed, 2 usage, 41 auth, 42 input, 52 config, 55 wall time, 75 temporary (retry later),
-130/143 interrupted.";
+Exit codes: 0 ok, 1 failed, 2 usage, 41 auth, 42 input, 52 config, 55 budget (wall time, tokens),
+65 no answer matched --json-schema, 75 temporary (retry later), 130/143 interrupted.";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -215,7 +216,31 @@ pub(crate) struct RunArgs {
     pub(crate) connect_timeout: Duration,
 
     #[command(flatten)]
+    pub(crate) structured: StructuredArgs,
+
+    #[command(flatten)]
     pub(crate) batch: BatchArgs,
+}
+
+/// Answers a CI step can trust: `--json-schema`, fallback models, a result file.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct StructuredArgs {
+    /// Ask for JSON matching this JSON Schema (inline JSON or @path); stdout gets only the validated value.
+    #[arg(long, value_name = "SCHEMA")]
+    pub(crate) json_schema: Option<String>,
+
+    /// With --json-schema: how many times a non-matching answer is sent back with its errors (exit 65 after).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub(crate) schema_retries: u32,
+
+    /// When the model has no capacity (503, 529, overloaded, 429 after retries), send the request to
+    /// MODEL instead (repeatable, at most 3, tried in order).
+    #[arg(long = "fallback-model", value_name = "MODEL")]
+    pub(crate) fallback_models: Vec<String>,
+
+    /// Also write the final answer (the text, or the validated JSON) to FILE, atomically; untouched on failure.
+    #[arg(long, value_name = "FILE", conflicts_with = "jobs")]
+    pub(crate) result_file: Option<String>,
 }
 
 /// A `K/N` shard of a job file.
@@ -254,6 +279,10 @@ pub(crate) struct BatchArgs {
     /// Stop after this long: cancel in-flight work, keep what finished, exit 55.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub(crate) max_wall_time: Option<Duration>,
+
+    /// Dispatch no new job once the reported usage reaches N tokens; in-flight jobs finish, exit 55.
+    #[arg(long, value_name = "N", requires = "jobs")]
+    pub(crate) max_total_tokens: Option<u64>,
 
     /// Run only the jobs whose position modulo N is K-1 (K from 1 to N).
     #[arg(long, value_name = "K/N", value_parser = parse_shard)]

@@ -42,6 +42,10 @@ pub(crate) enum Error {
     #[error(transparent)]
     Api(#[from] ApiError),
 
+    /// `--json-schema`: no answer matched the schema, even after the repair turns.
+    #[error("the answer does not match the JSON schema: {summary}")]
+    SchemaValidation { summary: String },
+
     #[error("interrupted by {signal}")]
     Interrupted { signal: Signal },
 
@@ -105,6 +109,7 @@ impl Error {
             Self::Usage { .. } => ExitStatus::Usage,
             Self::Config { .. } | Self::DotEnvUnreadable { .. } => ExitStatus::Config,
             Self::Api(api) => api.exit_status(),
+            Self::SchemaValidation { .. } => ExitStatus::DataErr,
             Self::Interrupted {
                 signal: Signal::Terminate,
             } => ExitStatus::Terminated,
@@ -123,6 +128,7 @@ impl Error {
             Self::Usage { .. } => "usage_error",
             Self::Config { .. } | Self::DotEnvUnreadable { .. } => "configuration_error",
             Self::Api(api) => api.kind(),
+            Self::SchemaValidation { .. } => "schema_validation",
             Self::Interrupted { .. } => "interrupted",
             Self::Io { .. } => "io_error",
             Self::Internal(_) => "internal_error",
@@ -140,6 +146,9 @@ impl Error {
                 "fix the file's permissions or syntax (KEY=value lines), or remove it".to_owned(),
             ),
             Self::Api(api) => api.hint(),
+            Self::SchemaValidation { .. } => Some(
+                "the last answer is in `error.last_answer` of the JSON result (-o json); make the prompt or schema clearer, or raise --schema-retries".to_owned(),
+            ),
             Self::Interrupted { .. } | Self::Io { .. } | Self::Internal(_) | Self::Busy(_) => None,
         }
     }

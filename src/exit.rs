@@ -12,7 +12,8 @@ use std::process::ExitCode;
 /// | 41 | authentication: no key, OAuth refused in a non-interactive session, a login denied, expired or cancelled, HTTP 401/403 |
 /// | 42 | input: no prompt, input too large, unreadable input, invalid job file, output file in the way |
 /// | 52 | configuration: bad base URL, unreadable `.env` or `settings.json`, untrusted project base URL, no CA bundle |
-/// | 55 | `--max-wall-time` exceeded (batch) |
+/// | 55 | a budget ran out (batch): `--max-wall-time` or `--max-total-tokens`; `--resume` finishes later |
+/// | 65 | `--json-schema`: no answer matched the schema after `--schema-retries` repair turns (single run; `error.type: "schema_validation"`) |
 /// | 75 | temporary failure: retries exhausted on 429/5xx/network/timeout; a CI step may retry |
 /// | 130 / 143 | interrupted by SIGINT / SIGTERM |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -24,6 +25,7 @@ pub(crate) enum ExitStatus {
     Input,
     Config,
     WallTime,
+    DataErr,
     TempFail,
     Interrupted,
     Terminated,
@@ -39,6 +41,7 @@ impl ExitStatus {
             Self::Input => 42,
             Self::Config => 52,
             Self::WallTime => 55,
+            Self::DataErr => 65,
             Self::TempFail => 75,
             Self::Interrupted => 130,
             Self::Terminated => 143,

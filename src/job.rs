@@ -5,10 +5,12 @@ use std::fmt;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
 use crate::error::Error;
+use crate::schema::OutputSchema;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum JobFormat {
@@ -28,6 +30,10 @@ pub(crate) struct JobDefaults {
     pub(crate) fields: Map<String, Value>,
     /// The largest prompt file accepted.
     pub(crate) max_input_bytes: u64,
+    /// `--json-schema` (beats the file's `defaults.json_schema`, loses to a job's own).
+    pub(crate) schema: Option<Arc<OutputSchema>>,
+    /// `--fallback-model` (beats the file's `defaults.fallback_models`, loses to a job's own).
+    pub(crate) fallback_models: Vec<String>,
 }
 
 /// A job ready to send.
@@ -37,6 +43,10 @@ pub(crate) struct Job {
     pub(crate) index: usize,
     pub(crate) model: String,
     pub(crate) body: Value,
+    /// The schema its answer must match, if any.
+    pub(crate) schema: Option<Arc<OutputSchema>>,
+    /// Models to try when `model` has no capacity.
+    pub(crate) fallback_models: Vec<String>,
 }
 
 /// Where in the file a job stands, for error messages.
@@ -71,6 +81,10 @@ pub(crate) struct JobFile {
     path: PathBuf,
     base_dir: PathBuf,
     file_defaults: Map<String, Value>,
+    /// The file's `defaults.json_schema`, checked once when the file is opened.
+    default_schema: Option<Arc<OutputSchema>>,
+    /// The file's `defaults.fallback_models`.
+    default_fallbacks: Option<Vec<String>>,
     _spool: Option<tempfile::TempPath>,
 }
 
@@ -115,6 +129,8 @@ impl JobFile {
                 path: path.to_path_buf(),
                 base_dir: cwd.to_owned(),
                 file_defaults: Map::new(),
+                default_schema: None,
+                default_fallbacks: None,
                 _spool: Some(path),
             });
         }
@@ -148,6 +164,8 @@ impl JobFile {
             path,
             base_dir,
             file_defaults: Map::new(),
+            default_schema: None,
+            default_fallbacks: None,
             _spool: None,
         };
         if format != JobFormat::Jsonl
@@ -160,8 +178,43 @@ impl JobFile {
                 ));
             }
             file.file_defaults = d;
+            file.take_structured_defaults()?;
         }
         Ok(file)
+    }
+
+    /// Move `json_schema` and `fallback_models` out of the file's `defaults` (they are not request
+    /// fields) and check them now: a bad one is an input error before anything is sent.
+    fn take_structured_defaults(&mut self) -> Result<(), Error> {
+        let bad = |what: &str, why: String| {
+            Error::input(
+                format!("{}: `defaults.{what}`: {why}", self.name),
+                "fix the file; nothing was sent",
+            )
+        };
+        if let Some(value) = self.file_defaults.remove("json_schema") {
+            let schema = job_schema(&value, &self.base_dir).map_err(|e| bad("json_schema", e))?;
+            self.default_schema = Some(schema);
+        }
+        if let Some(value) = self.file_defaults.remove("fallback_models") {
+            self.default_fallbacks =
+                Some(fallback_list(&value).map_err(|e| bad("fallback_models", e))?);
+        }
+        Ok(())
+    }
+
+    /// The schema and fallback models of a job that names none: the flag's, else the file's defaults.
+    fn structured_defaults(
+        &self,
+        defaults: &JobDefaults,
+    ) -> (Option<Arc<OutputSchema>>, Vec<String>) {
+        let schema = defaults.schema.clone().or(self.default_schema.clone());
+        let fallbacks = if defaults.fallback_models.is_empty() {
+            self.default_fallbacks.clone().unwrap_or_default()
+        } else {
+            defaults.fallback_models.clone()
+        };
+        (schema, fallbacks)
     }
 
     /// A YAML or JSON document: (defaults, jobs).
@@ -291,9 +344,16 @@ impl JobFile {
         let Value::Object(job) = value? else {
             return Err("a job must be an object".to_owned());
         };
+        let (schema_default, fallback_default) = self.structured_defaults(defaults);
         if let (Some(custom_id), Some(body)) = (job.get("custom_id"), job.get("body")) {
-            return batch_api_job(&job, custom_id, body, index, defaults);
+            return batch_api_job(&job, custom_id, body, index, defaults).map(|j| Job {
+                schema: schema_default,
+                fallback_models: fallback_default,
+                ..j
+            });
         }
+        let mut schema = schema_default;
+        let mut fallback_models = fallback_default;
         // The job, then explicit flags, then the file's `defaults`, then the configured model.
         let mut fields = self.file_defaults.clone();
         let file_system = fields.remove("system");
@@ -336,6 +396,16 @@ impl JobFile {
                     Value::String(s) => system = Some(s),
                     _ => return Err("`system` must be a string".to_owned()),
                 },
+                "json_schema" => {
+                    schema = Some(
+                        job_schema(&value, &self.base_dir)
+                            .map_err(|e| format!("`json_schema`: {e}"))?,
+                    );
+                }
+                "fallback_models" => {
+                    fallback_models =
+                        fallback_list(&value).map_err(|e| format!("`fallback_models`: {e}"))?;
+                }
                 _ => {
                     fields.insert(key, value);
                 }
@@ -369,6 +439,8 @@ impl JobFile {
             index,
             model,
             body: Value::Object(body),
+            schema,
+            fallback_models,
         })
     }
 
@@ -392,6 +464,26 @@ impl JobFile {
         }
         Ok(text)
     }
+}
+
+/// A `json_schema` value of a job or of `defaults`, loaded (a path stays inside `base_dir`) and checked.
+fn job_schema(value: &Value, base_dir: &Path) -> Result<Arc<OutputSchema>, String> {
+    let schema = crate::schema::load_job_value(value, base_dir)?;
+    OutputSchema::compile(schema).map(Arc::new)
+}
+
+/// A `fallback_models` value: a list of at most 3 model names.
+fn fallback_list(value: &Value) -> Result<Vec<String>, String> {
+    let Value::Array(items) = value else {
+        return Err("must be a list of model names".to_owned());
+    };
+    let models = items
+        .iter()
+        .map(|m| m.as_str().map(str::to_owned))
+        .collect::<Option<Vec<_>>>()
+        .ok_or("must be a list of model names")?;
+    crate::fallback::check_list(&models)?;
+    Ok(models)
 }
 
 /// The id of a job without one: stable from its position, so `--resume` finds it again.
@@ -461,6 +553,8 @@ fn batch_api_job(
         index,
         model,
         body: Value::Object(body),
+        schema: None,
+        fallback_models: Vec::new(),
     })
 }
 

@@ -2,7 +2,9 @@
 //! APIs. `ARCHITECTURE.md` at the repository root maps the modules.
 
 mod app;
+mod ask;
 mod auth;
+mod budget;
 mod cli;
 mod client;
 mod commands;
@@ -11,6 +13,7 @@ mod context;
 mod diag;
 mod error;
 mod exit;
+mod fallback;
 mod fsutil;
 mod gitignore;
 mod job;
@@ -18,6 +21,8 @@ mod output;
 mod progress;
 mod prompt;
 mod prompt_file;
+mod result_file;
+mod schema;
 mod secret;
 mod signals;
 

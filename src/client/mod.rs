@@ -67,6 +67,8 @@ pub(crate) enum ApiError {
         status: u16,
         message: String,
         retry_after: Option<Duration>,
+        /// The body's `error.code`, else `error.type` (`insufficient_quota`, `overloaded_error`).
+        code: Option<String>,
     },
     #[error("network error: {0}")]
     Network(String),
@@ -167,12 +169,11 @@ impl ApiError {
     }
 }
 
-/// An `ApiError` after the retry policy gave up, with what was spent on it.
+/// An `ApiError` after the retry policy gave up, with the attempts spent on it.
 #[derive(Debug, Clone)]
 pub(crate) struct Failure {
     pub(crate) error: ApiError,
     pub(crate) attempts: u32,
-    pub(crate) api_duration: Duration,
 }
 
 /// Spaces requests out to at most `per_minute`, shared by all clones of a client.
@@ -352,7 +353,6 @@ impl ChatClient {
                     return Err(Failure {
                         error,
                         attempts: attempt,
-                        api_duration: start.elapsed(),
                     });
                 }
             };
@@ -525,6 +525,7 @@ impl ChatClient {
             status: status.as_u16(),
             message,
             retry_after,
+            code: error_code(&body),
         }
     }
 
@@ -622,6 +623,18 @@ fn error_message(body: &str) -> String {
     short
 }
 
+/// The machine-readable kind of an error body: `error.code` when it is a string, else `error.type`
+/// (`OpenAI`: `{"error": {"type": "insufficient_quota", "code": "insufficient_quota"}}`; Anthropic-style
+/// gateways: `{"type": "error", "error": {"type": "overloaded_error"}}`). Bounded: a name, not text.
+fn error_code(body: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(body).ok()?;
+    let code = v
+        .pointer("/error/code")
+        .and_then(Value::as_str)
+        .or_else(|| v.pointer("/error/type").and_then(Value::as_str))?;
+    (code.len() <= 64).then(|| code.to_owned())
+}
+
 /// The body with the streaming fields set, whatever the caller gave.
 fn streaming_body(body: &Value) -> Value {
     let mut body = body.clone();
@@ -656,6 +669,7 @@ mod tests {
             status,
             message: String::new(),
             retry_after: None,
+            code: None,
         };
         assert_eq!(http(401).exit_status(), ExitStatus::Auth);
         assert_eq!(http(403).exit_status(), ExitStatus::Auth);

@@ -81,9 +81,10 @@ impl RetryPolicy {
     }
 }
 
-/// Whether an HTTP status is worth another try.
+/// Whether an HTTP status is worth another try. 529 is the "overloaded" status of Anthropic-style
+/// APIs and some gateways: temporary, like 503.
 pub(crate) fn is_retryable_status(status: u16) -> bool {
-    matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
+    matches!(status, 408 | 429 | 500 | 502 | 503 | 504 | 529)
 }
 
 /// The wait a server asks for: `retry-after-ms` (milliseconds), else `Retry-After` (seconds or an HTTP date).
@@ -183,6 +184,7 @@ mod tests {
             status,
             message: String::new(),
             retry_after,
+            code: None,
         };
         let secs = |s| Some(Duration::from_secs(s));
         let backoff1 = Some((Duration::from_millis(50), Duration::from_millis(100)));
@@ -228,7 +230,7 @@ mod tests {
 
     #[test]
     fn retryable_statuses() {
-        for s in [408, 429, 500, 502, 503, 504] {
+        for s in [408, 429, 500, 502, 503, 504, 529] {
             assert!(is_retryable_status(s));
         }
         for s in [400, 401, 403, 404, 422, 501] {

@@ -8,6 +8,8 @@ pub(crate) mod generate;
 pub(crate) mod login;
 pub(crate) mod run;
 
+use std::sync::Arc;
+
 use secrecy::ExposeSecret;
 
 use crate::cli::{ConfigArgs, RunArgs};
@@ -17,6 +19,7 @@ use crate::context::Context;
 use crate::diag;
 use crate::error::Error;
 use crate::output::github;
+use crate::schema::OutputSchema;
 
 /// Load the configuration for a command, then say what must be said about it: the key is masked
 /// first under GitHub Actions, and `--debug` shows where each value came from.
@@ -59,6 +62,33 @@ pub(crate) fn client_settings(
         debug: config.debug.is_some(),
         max_connections,
     }
+}
+
+/// The checked `--json-schema` (exit 2 when it is not a usable schema, before anything is read
+/// or sent) and `--fallback-model` list.
+pub(crate) fn structured_options(
+    args: &RunArgs,
+    ctx: &Context,
+) -> Result<Option<Arc<OutputSchema>>, Error> {
+    crate::fallback::check_list(&args.structured.fallback_models).map_err(|e| {
+        Error::usage(
+            format!("--fallback-model: {e}"),
+            Some("give at most 3 model names"),
+        )
+    })?;
+    let Some(arg) = &args.structured.json_schema else {
+        return Ok(None);
+    };
+    let value = crate::schema::load_arg(arg, &ctx.cwd)
+        .map_err(|e| Error::usage(format!("--json-schema: {e}"), Some("nothing was sent")))?;
+    OutputSchema::compile(value)
+        .map(|s| Some(Arc::new(s)))
+        .map_err(|e| {
+            Error::usage(
+                format!("--json-schema: {e}"),
+                Some("fix the schema (draft 2020-12 or draft-07); nothing was sent"),
+            )
+        })
 }
 
 fn debug_config(config: &ResolvedConfig) {

@@ -4,18 +4,22 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::{client_settings, load_config};
+use std::sync::Arc;
+
+use super::{client_settings, load_config, structured_options};
+use crate::ask::{self, Answer, AskError, Request};
 use crate::auth::{self, session};
 use crate::cli::{OutputFormat, RunArgs};
-use crate::client::{ApiError, ChatClient, Completion};
+use crate::client::{ApiError, ChatClient};
 use crate::config::ResolvedConfig;
 use crate::config::resolve::DEFAULT_MODEL;
 use crate::context::Context;
 use crate::diag;
 use crate::error::Error;
 use crate::exit::ExitStatus;
-use crate::output::{RunMeta, RunOutput, github};
+use crate::output::{Extras, RunMeta, RunOutput, github};
 use crate::prompt::{InputSpec, read_prompt};
+use crate::schema::{OutputSchema, SharedMode};
 
 /// The request body for one prompt.
 pub(crate) fn chat_body(model: &str, system: Option<&str>, prompt: &str, args: &RunArgs) -> Value {
@@ -34,18 +38,21 @@ pub(crate) fn chat_body(model: &str, system: Option<&str>, prompt: &str, args: &
     body
 }
 
-/// Everything a run needs before it sends: configuration, a connected client, and the prompt.
+/// Everything a run needs before it sends: configuration, a connected client, the prompt, and
+/// the schema its answer must match.
 struct Prepared {
     config: ResolvedConfig,
     client: ChatClient,
     prompt: String,
+    schema: Option<Arc<OutputSchema>>,
 }
 
-/// A run that failed, with what it spent.
+/// A run that failed, with what it spent and what its result says besides the error.
 struct RunFailure {
     error: Error,
     attempts: u32,
     api_ms: u128,
+    extras: Box<Extras>,
 }
 
 impl From<Error> for RunFailure {
@@ -54,6 +61,7 @@ impl From<Error> for RunFailure {
             error,
             attempts: 0,
             api_ms: 0,
+            extras: Box::default(),
         }
     }
 }
@@ -66,6 +74,7 @@ fn prepare(
     ctx: &Context,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<Prepared, (Error, Option<String>)> {
+    let schema = structured_options(args, ctx).map_err(|e| (e, None))?;
     let home = ctx.env.home();
     let mut config = load_config(&args.config, ctx).map_err(|e| (e, None))?;
     let mut plan = auth::credentials(&config, home.as_deref());
@@ -95,6 +104,7 @@ fn prepare(
         config,
         client: session.client,
         prompt,
+        schema,
     })
 }
 
@@ -129,12 +139,27 @@ pub(crate) fn command(
         Ok(prepared) => send(prepared, args, &mut out, runtime),
         Err((err, _)) => Err(err.into()),
     };
+    // `--result-file`: written before the success is reported, so that a failure to write it is
+    // the run's failure; never written when the run failed.
+    let outcome = match (outcome, &args.structured.result_file) {
+        (Ok(Some(answer)), Some(file)) => match write_result_file(&ctx.cwd.join(file), &answer) {
+            Ok(()) => Ok(Some(answer)),
+            Err(error) => Err(RunFailure {
+                error,
+                attempts: answer.completion.attempts,
+                api_ms: answer.completion.api_duration.as_millis(),
+                extras: Box::new(ask::answer_extras(&answer)),
+            }),
+        },
+        (other, _) => other,
+    };
     let summary_path = github::step_summary_path(&ctx.env);
     let elapsed_ms = started.elapsed().as_millis();
     match outcome {
         Ok(None) => Ok(ExitStatus::Success),
-        Ok(Some(completion)) => {
-            let _ = out.success(&completion);
+        Ok(Some(answer)) => {
+            let completion = &answer.completion;
+            let _ = out.success(completion, &ask::answer_extras(&answer));
             if let Some(path) = summary_path {
                 let md = github::single_run_summary(
                     &model,
@@ -147,7 +172,12 @@ pub(crate) fn command(
             Ok(ExitStatus::Success)
         }
         Err(failure) => {
-            let _ = out.failure(&failure.error, failure.attempts, failure.api_ms);
+            let _ = out.failure(
+                &failure.error,
+                failure.attempts,
+                failure.api_ms,
+                &failure.extras,
+            );
             if let Some(path) = summary_path {
                 let message = failure.error.to_string();
                 let md = github::single_run_summary(&model, None, elapsed_ms, Err(&message));
@@ -158,18 +188,20 @@ pub(crate) fn command(
     }
 }
 
-/// Send the prompt, streaming the answer into `out`. `Ok(None)`: stdout was closed on the way,
-/// a quiet end.
+/// Send the prompt, streaming the answer into `out` (with a schema, nothing is streamed: an
+/// answer that may still be refused is never shown). `Ok(None)`: stdout was closed on the way, a
+/// quiet end.
 fn send(
     prepared: Prepared,
     args: &RunArgs,
     out: &mut RunOutput,
     runtime: &tokio::runtime::Runtime,
-) -> Result<Option<Completion>, RunFailure> {
+) -> Result<Option<Answer>, RunFailure> {
     let Prepared {
         config,
         client,
         prompt,
+        schema,
     } = prepared;
     let body = chat_body(
         &config.model.value,
@@ -178,28 +210,51 @@ fn send(
         args,
     );
     drop(prompt);
-    let deltas_are_final = out.deltas_are_final();
+    let deltas_are_final = out.deltas_are_final() && schema.is_none();
+    let mode = SharedMode::default();
+    let request = Request {
+        body,
+        models: crate::fallback::model_order(&config.model.value, &args.structured.fallback_models),
+        schema,
+        schema_retries: args.structured.schema_retries,
+        mode: &mode,
+    };
     let outcome = runtime.block_on(async {
         let mut on_delta = |text: &str| out.delta(text);
         tokio::select! {
-            r = client.send(&body, &mut on_delta, deltas_are_final) => Ok(r),
+            r = ask::ask(&client, &request, &mut on_delta, deltas_are_final) => Ok(r),
             signal = crate::signals::interrupted() => Err(signal),
         }
     });
     match outcome {
-        Ok(Ok(completion)) => Ok(Some(completion)),
-        Ok(Err(failure)) if matches!(failure.error, ApiError::OutputClosed) => Ok(None),
+        Ok(Ok(answer)) => Ok(Some(answer)),
+        Ok(Err(failure)) if matches!(failure.error, AskError::Api(ApiError::OutputClosed)) => {
+            Ok(None)
+        }
         Ok(Err(failure)) => Err(RunFailure {
-            error: Error::Api(failure.error),
+            extras: Box::new(ask::failure_extras(&failure)),
             attempts: failure.attempts,
             api_ms: failure.api_duration.as_millis(),
+            error: failure.error.into_error(),
         }),
         Err(signal) => Err(RunFailure {
             error: Error::Interrupted { signal },
             attempts: 1,
             api_ms: Duration::ZERO.as_millis(),
+            extras: Box::default(),
         }),
     }
+}
+
+/// Write the answer to `--result-file`: the text as it came, or the validated JSON value and a
+/// newline.
+fn write_result_file(path: &std::path::Path, answer: &Answer) -> Result<(), Error> {
+    let mut bytes = answer.completion.text.clone().into_bytes();
+    if answer.structured.is_some() {
+        bytes.push(b'\n');
+    }
+    crate::result_file::write(path, &bytes)
+        .map_err(|e| Error::file("write the result file", path, e))
 }
 
 /// Append to `$GITHUB_STEP_SUMMARY`; a failure to do so is a warning, never the run's failure.

@@ -19,7 +19,7 @@ use crate::client::Completion;
 use crate::error::Error;
 use schema::{
     AssistantBody, AssistantMessage, ContentBlock, Delta, ErrorInfo, InitMessage, ResultMessage,
-    StreamEvent, StreamEventMessage, StreamMessageStart,
+    StreamEvent, StreamEventMessage, StreamMessageStart, UsageJson,
 };
 
 /// Write a whole piece of data to stdout and flush it. `Err` means stdout is gone (e.g. `| head`).
@@ -47,6 +47,42 @@ pub(crate) enum Outcome<'a> {
     },
 }
 
+/// What a result says beyond the answer itself: the model that answered after a fallback, the
+/// validated value, how the schema was asked for, the turns and usage of a longer exchange, and
+/// the last answer that failed its schema.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Extras {
+    pub(crate) model: Option<String>,
+    pub(crate) structured_result: Option<Value>,
+    pub(crate) fallback_from: Vec<String>,
+    pub(crate) response_format: Option<String>,
+    pub(crate) num_turns: Option<u32>,
+    pub(crate) usage: Option<UsageJson>,
+    pub(crate) last_answer: Option<String>,
+}
+
+impl Extras {
+    fn apply(&self, message: &mut ResultMessage) {
+        if let Some(model) = &self.model {
+            message.model.clone_from(model);
+        }
+        message
+            .structured_result
+            .clone_from(&self.structured_result);
+        message.fallback_from.clone_from(&self.fallback_from);
+        message.response_format.clone_from(&self.response_format);
+        if let Some(turns) = self.num_turns {
+            message.num_turns = turns;
+        }
+        if let Some(usage) = self.usage {
+            message.usage = usage;
+        }
+        if let Some(error) = &mut message.error {
+            error.last_answer.clone_from(&self.last_answer);
+        }
+    }
+}
+
 fn millis(ms: u128) -> u64 {
     u64::try_from(ms).unwrap_or(u64::MAX)
 }
@@ -55,6 +91,7 @@ fn millis(ms: u128) -> u64 {
 pub(crate) fn result_message(
     meta: &RunMeta,
     outcome: &Outcome<'_>,
+    extras: &Extras,
     duration_ms: u128,
     duration_api_ms: u128,
 ) -> ResultMessage {
@@ -72,10 +109,11 @@ pub(crate) fn result_message(
             Some(ErrorInfo {
                 kind: (*kind).to_owned(),
                 message: (*message).to_owned(),
+                last_answer: None,
             }),
         ),
     };
-    ResultMessage {
+    let mut message = ResultMessage {
         kind: "result".to_owned(),
         subtype: subtype.to_owned(),
         uuid: uuid::Uuid::new_v4().to_string(),
@@ -92,8 +130,13 @@ pub(crate) fn result_message(
         permission_denials: Vec::new(),
         model: meta.model.clone(),
         attempts,
+        structured_result: None,
+        fallback_from: Vec::new(),
+        response_format: None,
         error,
-    }
+    };
+    extras.apply(&mut message);
+    message
 }
 
 /// Writes one single run's messages in the chosen format.
@@ -219,7 +262,17 @@ impl RunOutput {
     }
 
     /// Any text started on a retried attempt is dropped by the JSON formats; text mode never retries after output.
-    pub(crate) fn success(&mut self, completion: &Completion) -> io::Result<()> {
+    /// With a validated value (`--json-schema`), text mode writes the answer here (it was not
+    /// streamed): the compact value and one newline.
+    pub(crate) fn success(&mut self, completion: &Completion, extras: &Extras) -> io::Result<()> {
+        if self.format == OutputFormat::Text && extras.structured_result.is_some() {
+            let mut line = completion.text.clone().into_bytes();
+            line.push(b'\n');
+            return write_stdout(&line);
+        }
+        if let Some(model) = &extras.model {
+            self.meta.model.clone_from(model);
+        }
         if self.format == OutputFormat::Text {
             if !self.ends_with_newline {
                 write_stdout(b"\n")?;
@@ -251,6 +304,7 @@ impl RunOutput {
         let result = result_message(
             &self.meta,
             &Outcome::Success(completion),
+            extras,
             self.started.elapsed().as_millis(),
             completion.api_duration.as_millis(),
         );
@@ -260,7 +314,13 @@ impl RunOutput {
 
     /// A failed run: the JSON formats still get a valid document (the caller reports the error
     /// on stderr).
-    pub(crate) fn failure(&mut self, err: &Error, attempts: u32, api_ms: u128) -> io::Result<()> {
+    pub(crate) fn failure(
+        &mut self,
+        err: &Error,
+        attempts: u32,
+        api_ms: u128,
+        extras: &Extras,
+    ) -> io::Result<()> {
         if self.format == OutputFormat::Text {
             if !self.ends_with_newline {
                 write_stdout(b"\n")?;
@@ -276,6 +336,7 @@ impl RunOutput {
         let result = result_message(
             &self.meta,
             &outcome,
+            extras,
             self.started.elapsed().as_millis(),
             api_ms,
         );

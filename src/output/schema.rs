@@ -85,6 +85,9 @@ pub(crate) struct ErrorInfo {
     #[serde(rename = "type")]
     pub(crate) kind: String,
     pub(crate) message: String,
+    /// `schema_validation`: the last raw answer, which did not match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) last_answer: Option<String>,
 }
 
 /// `{"type":"result",...}`: how the run ended. A success has `result` and no `error`; a failure
@@ -106,6 +109,16 @@ pub(crate) struct ResultMessage {
     pub(crate) permission_denials: Vec<Value>,
     pub(crate) model: String,
     pub(crate) attempts: u32,
+    /// `--json-schema`: the validated value (`result` holds its JSON text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) structured_result: Option<Value>,
+    /// `--fallback-model`: the models tried before the one that answered (`model`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) fallback_from: Vec<String>,
+    /// `--json-schema`: how the schema was asked for in the end (`json_schema`, `json_object`,
+    /// `none`), when the server refused the better ways.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) response_format: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) error: Option<ErrorInfo>,
 }
@@ -259,6 +272,9 @@ mod tests {
             permission_denials: vec![],
             model: "m".into(),
             attempts: 1,
+            structured_result: None,
+            fallback_from: Vec::new(),
+            response_format: None,
             error: None,
         };
         let ok = serde_json::to_string(&m).unwrap();
@@ -271,6 +287,7 @@ mod tests {
         m.error = Some(ErrorInfo {
             kind: "api_error".into(),
             message: "x".into(),
+            last_answer: None,
         });
         let failed = serde_json::to_value(&m).unwrap();
         assert!(failed.get("result").is_none());

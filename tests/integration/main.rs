@@ -23,6 +23,7 @@ mod oauth;
 mod output;
 mod precedence;
 mod retries;
+mod schema;
 mod secrets;
 mod stdin;
 mod usage;

@@ -402,6 +402,7 @@ pub(crate) async fn request_device_code(
             status,
             message: format!("the Qwen OAuth server failed: {text}"),
             retry_after: None,
+            code: None,
         }));
     }
     Err(login_failed(format!(
@@ -528,6 +529,7 @@ pub(crate) async fn refresh(
                 crate::secret::scrub(&text, &secret)
             ),
             retry_after: None,
+            code: None,
         })),
         other => {
             let text = match other {

@@ -9,11 +9,16 @@ use tokio::task::{Id, JoinError, JoinSet};
 use tokio::time::Instant as Deadline;
 use tokio_util::sync::CancellationToken;
 
+use std::sync::Arc;
+
+use crate::ask::{self, Answer, AskFailure, Request};
 use crate::auth::session::OauthSession;
-use crate::client::{ApiError, ChatClient, Completion, Failure};
+use crate::budget::TokenBudget;
+use crate::client::{ApiError, ChatClient};
 use crate::diag;
 use crate::job::Job;
 use crate::progress::Progress;
+use crate::schema::SharedMode;
 use crate::signals::{Listener, Signal};
 
 /// Who a job is, for its result line.
@@ -28,7 +33,7 @@ pub(crate) struct JobMeta {
 pub(crate) struct JobOutcome {
     pub(crate) job: JobMeta,
     /// `None`: cancelled before it finished (no line is written).
-    pub(crate) result: Option<Result<Completion, Failure>>,
+    pub(crate) result: Option<Result<Answer, AskFailure>>,
     pub(crate) elapsed: Duration,
 }
 
@@ -43,14 +48,21 @@ impl JobOutcome {
     }
 
     fn failed(job: JobMeta, error: ApiError, attempts: u32) -> Self {
+        let mut failure = AskFailure::without_request(error, &job.model);
+        failure.attempts = attempts;
         Self {
             job,
-            result: Some(Err(Failure {
-                error,
-                attempts,
-                api_duration: Duration::ZERO,
-            })),
+            result: Some(Err(failure)),
             elapsed: Duration::ZERO,
+        }
+    }
+
+    /// The tokens the job reported, answered or refused (a schema failure's answers count too).
+    pub(crate) fn usage(&self) -> Option<crate::client::Usage> {
+        match &self.result {
+            Some(Ok(a)) => a.completion.usage,
+            Some(Err(f)) => f.usage,
+            None => None,
         }
     }
 }
@@ -60,6 +72,8 @@ impl JobOutcome {
 pub(crate) enum Stop {
     Signal(Signal),
     WallTime,
+    /// `--max-total-tokens` reached: no new job was dispatched.
+    TokenBudget,
     /// stdout was closed (`| head`): a quiet end.
     OutputClosed,
     /// The results file could not be written: the batch fails.
@@ -76,11 +90,21 @@ pub(crate) struct Limits {
     pub(crate) concurrency: usize,
     pub(crate) max_wall_time: Option<Duration>,
     pub(crate) shutdown_grace: Duration,
+    pub(crate) max_total_tokens: Option<u64>,
+}
+
+/// What every job of the run shares: the `response_format` degradation and the repair-turn limit.
+pub(crate) struct Shared {
+    pub(crate) mode: Arc<SharedMode>,
+    pub(crate) schema_retries: u32,
 }
 
 pub(crate) struct Dispatcher<'a> {
     client: &'a ChatClient,
     limits: Limits,
+    shared: Shared,
+    budget: TokenBudget,
+    budget_hit: bool,
     progress: &'a Progress,
     oauth: Option<&'a mut OauthSession>,
     set: JoinSet<JobOutcome>,
@@ -101,6 +125,7 @@ impl<'a> Dispatcher<'a> {
     pub(crate) fn new(
         client: &'a ChatClient,
         limits: Limits,
+        shared: Shared,
         progress: &'a Progress,
         oauth: Option<&'a mut OauthSession>,
     ) -> Self {
@@ -109,7 +134,10 @@ impl<'a> Dispatcher<'a> {
             .map_or_else(far_future, |d| Deadline::now() + d);
         Self {
             client,
+            budget: TokenBudget::new(limits.max_total_tokens),
+            budget_hit: false,
             limits,
+            shared,
             progress,
             oauth,
             set: JoinSet::new(),
@@ -149,6 +177,9 @@ impl<'a> Dispatcher<'a> {
                 _ = tick.tick() => self.progress.tick(),
             }
         }
+        if self.stop.is_none() && self.budget_hit {
+            self.stop = Some(Stop::TokenBudget);
+        }
         self.stop
     }
 
@@ -164,6 +195,7 @@ impl<'a> Dispatcher<'a> {
         while self.dispatching && self.set.len() < self.limits.concurrency {
             match next_job() {
                 None => self.dispatching = false,
+                Some(_) if self.budget.exhausted() => self.on_budget_spent(),
                 Some(Err((meta, reason))) => {
                     if let Err(why) = on_done(JobOutcome::invalid(meta, &reason)) {
                         self.halt(why);
@@ -172,6 +204,19 @@ impl<'a> Dispatcher<'a> {
                 Some(Ok(job)) => self.spawn(job).await,
             }
         }
+    }
+
+    /// `--max-total-tokens` reached: the job just taken stays without a line (`--resume` runs
+    /// it later), and no new job starts.
+    fn on_budget_spent(&mut self) {
+        self.dispatching = false;
+        self.budget_hit = true;
+        diag::warn(&format!(
+            "--max-total-tokens reached ({} of {} tokens used): no new jobs; {} in flight finish",
+            self.budget.used(),
+            self.budget.limit().unwrap_or_default(),
+            self.set.len()
+        ));
     }
 
     async fn spawn(&mut self, job: Job) {
@@ -191,6 +236,7 @@ impl<'a> Dispatcher<'a> {
             self.client.clone(),
             job,
             meta.clone(),
+            (Arc::clone(&self.shared.mode), self.shared.schema_retries),
             self.hard_cancel.clone(),
         );
         let handle = self.set.spawn(task);
@@ -221,6 +267,8 @@ impl<'a> Dispatcher<'a> {
             }
             None => return,
         };
+        self.budget
+            .add(outcome.usage().map_or(0, |u| u.total_tokens));
         if outcome.result.is_some()
             && let Err(why) = on_done(outcome)
         {
@@ -255,12 +303,20 @@ async fn run_job(
     client: ChatClient,
     job: Job,
     meta: JobMeta,
+    (mode, schema_retries): (Arc<SharedMode>, u32),
     cancel: CancellationToken,
 ) -> JobOutcome {
     let started = Instant::now();
     let mut ignore_deltas = |_: &str| Ok(());
+    let request = Request {
+        models: crate::fallback::model_order(&job.model, &job.fallback_models),
+        body: job.body,
+        schema: job.schema,
+        schema_retries,
+        mode: &mode,
+    };
     let result = tokio::select! {
-        r = client.send(&job.body, &mut ignore_deltas, false) => Some(r),
+        r = ask::ask(&client, &request, &mut ignore_deltas, false) => Some(r),
         () = cancel.cancelled() => None,
     };
     JobOutcome {

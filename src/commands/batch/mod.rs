@@ -9,6 +9,7 @@ mod plan;
 mod results;
 mod summary;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::run::append_step_summary;
@@ -22,7 +23,8 @@ use crate::exit::ExitStatus;
 use crate::job::{Job, declared_id};
 use crate::output::{RunMeta, github};
 use crate::progress::Progress;
-use dispatch::{Dispatcher, JobMeta, JobOutcome, Limits, Stop};
+use crate::schema::SharedMode;
+use dispatch::{Dispatcher, JobMeta, JobOutcome, Limits, Shared, Stop};
 use plan::Plan;
 use results::Sink;
 use summary::Summary;
@@ -50,6 +52,7 @@ pub(crate) fn command(
 
     let mut summary = Summary {
         jobs: plan.validation.in_scope,
+        token_budget: batch.max_total_tokens,
         ..Summary::default()
     };
     let in_github = github::is_github_actions(&ctx.env);
@@ -84,8 +87,19 @@ pub(crate) fn command(
         concurrency,
         max_wall_time: batch.max_wall_time,
         shutdown_grace: batch.shutdown_grace,
+        max_total_tokens: batch.max_total_tokens,
     };
-    let dispatcher = Dispatcher::new(&session.client, limits, &progress, session.oauth.as_mut());
+    let shared = Shared {
+        mode: Arc::new(SharedMode::default()),
+        schema_retries: args.structured.schema_retries,
+    };
+    let dispatcher = Dispatcher::new(
+        &session.client,
+        limits,
+        shared,
+        &progress,
+        session.oauth.as_mut(),
+    );
     let stop = runtime.block_on(dispatcher.run(&mut next_job, &mut on_done));
     progress.clear();
     let summary_path = batch.summary.as_ref().map(|s| ctx.cwd.join(s));

@@ -7,12 +7,16 @@ use std::path::PathBuf;
 
 use serde_json::{Map, json};
 
+use std::sync::Arc;
+
+use super::super::structured_options;
 use super::results::existing_output;
 use crate::cli::{RunArgs, Shard};
 use crate::config::{ResolvedConfig, Source};
 use crate::context::Context;
 use crate::error::Error;
 use crate::job::{JobDefaults, JobFile, Validation};
+use crate::schema::OutputSchema;
 
 pub(crate) struct Plan {
     pub(crate) file: JobFile,
@@ -32,7 +36,11 @@ impl Plan {
 }
 
 /// Flags beat a job file's `defaults`; a job's own fields beat both.
-fn defaults(args: &RunArgs, config: &ResolvedConfig) -> JobDefaults {
+fn defaults(
+    args: &RunArgs,
+    config: &ResolvedConfig,
+    schema: Option<Arc<OutputSchema>>,
+) -> JobDefaults {
     let mut fields = Map::new();
     if matches!(config.model.source, Source::Flag(_)) {
         fields.insert("model".into(), json!(config.model.value));
@@ -48,6 +56,8 @@ fn defaults(args: &RunArgs, config: &ResolvedConfig) -> JobDefaults {
         system: args.system_prompt.clone(),
         fields,
         max_input_bytes: args.max_input_bytes,
+        schema,
+        fallback_models: args.structured.fallback_models.clone(),
     }
 }
 
@@ -60,7 +70,7 @@ pub(crate) fn build(
 ) -> Result<Plan, Error> {
     let batch = &args.batch;
     let file = JobFile::open(jobs_spec, &ctx.cwd)?;
-    let defaults = defaults(args, config);
+    let defaults = defaults(args, config, structured_options(args, ctx)?);
     let output_path = batch.output.as_ref().map(|o| ctx.cwd.join(o));
     let done = match &output_path {
         Some(path) => existing_output(path, batch.resume, batch.overwrite)?,

@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 
 use super::dispatch::{JobMeta, JobOutcome, Stop};
+use crate::ask::{self, Answer, AskFailure};
 use crate::cli::BatchFormat;
-use crate::client::{Completion, Failure, Usage};
+use crate::client::Usage;
 use crate::error::Error;
 use crate::output::schema::{
     BatchLine, OpenAiBatchError, OpenAiBatchLine, OpenAiBatchResponse, successful_id,
@@ -71,11 +72,12 @@ pub(crate) fn write_result(
     };
     let elapsed = outcome.elapsed.as_millis();
     let message = match result {
-        Ok(c) => result_message(
+        Ok(a) => result_message(
             &job_meta,
-            &Outcome::Success(c),
+            &Outcome::Success(&a.completion),
+            &ask::answer_extras(a),
             elapsed,
-            c.api_duration.as_millis(),
+            a.completion.api_duration.as_millis(),
         ),
         Err(f) => {
             let text = f.error.to_string();
@@ -84,7 +86,14 @@ pub(crate) fn write_result(
                 message: &text,
                 attempts: f.attempts,
             };
-            result_message(&job_meta, &failure, elapsed, f.api_duration.as_millis())
+            let extras = ask::failure_extras(f);
+            result_message(
+                &job_meta,
+                &failure,
+                &extras,
+                elapsed,
+                f.api_duration.as_millis(),
+            )
         }
     };
     sink.write_line(&BatchLine {
@@ -100,24 +109,24 @@ fn openai_usage(usage: Option<Usage>) -> serde_json::Value {
     })
 }
 
-fn openai_batch_line(job: &JobMeta, result: &Result<Completion, Failure>) -> OpenAiBatchLine {
+fn openai_batch_line(job: &JobMeta, result: &Result<Answer, AskFailure>) -> OpenAiBatchLine {
     let id = format!("batch_req_{}", uuid::Uuid::new_v4().simple());
     let (response, error) = match result {
-        Ok(c) => (
+        Ok(a) => (
             Some(OpenAiBatchResponse {
                 status_code: 200,
-                request_id: c.request_id.clone(),
+                request_id: a.completion.request_id.clone(),
                 body: json!({
-                    "id": c.response_id,
+                    "id": a.completion.response_id,
                     "object": "chat.completion",
-                    "created": c.created,
-                    "model": c.server_model.as_deref().unwrap_or(&job.model),
+                    "created": a.completion.created,
+                    "model": a.completion.server_model.as_deref().unwrap_or(&a.model),
                     "choices": [{
                         "index": 0,
-                        "message": {"role": "assistant", "content": c.text},
-                        "finish_reason": c.finish_reason,
+                        "message": {"role": "assistant", "content": a.completion.text},
+                        "finish_reason": a.completion.finish_reason,
                     }],
-                    "usage": openai_usage(c.usage),
+                    "usage": openai_usage(a.completion.usage),
                 }),
             }),
             None,

@@ -1,6 +1,7 @@
 //! The end of a batch: its figures (stderr, `--summary FILE`, the GitHub step summary) and the
 //! one rule that turns how it ended into an exit status.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
@@ -28,6 +29,12 @@ pub(crate) struct Summary {
     pub(crate) retried: u64,
     pub(crate) input_tokens: u64,
     pub(crate) output_tokens: u64,
+    /// All tokens the servers reported (what `--max-total-tokens` counts).
+    pub(crate) total_tokens: u64,
+    /// `--max-total-tokens`, when given.
+    pub(crate) token_budget: Option<u64>,
+    /// Successful answers per model that gave them (fallback models included).
+    pub(crate) answers_by_model: BTreeMap<String, u64>,
     pub(crate) wall_ms: u128,
     pub(crate) requests_per_sec: f64,
     pub(crate) exit_code: u8,
@@ -38,14 +45,16 @@ pub(crate) struct Summary {
 impl Summary {
     /// Count one finished job.
     pub(crate) fn count(&mut self, outcome: &JobOutcome) {
+        if let Some(u) = outcome.usage() {
+            self.input_tokens += u.input_tokens;
+            self.output_tokens += u.output_tokens;
+            self.total_tokens += u.total_tokens;
+        }
         match &outcome.result {
-            Some(Ok(c)) => {
+            Some(Ok(a)) => {
                 self.succeeded += 1;
-                self.retried += u64::from(c.attempts > 1);
-                if let Some(u) = c.usage {
-                    self.input_tokens += u.input_tokens;
-                    self.output_tokens += u.output_tokens;
-                }
+                self.retried += u64::from(a.completion.attempts > 1);
+                *self.answers_by_model.entry(a.model.clone()).or_default() += 1;
             }
             Some(Err(f)) => {
                 self.failed += 1;
@@ -84,7 +93,7 @@ impl Summary {
 pub(crate) fn outcome(stop: Option<&Stop>, summary: &Summary) -> ExitStatus {
     match stop {
         Some(Stop::Signal(signal)) => Error::Interrupted { signal: *signal }.exit_status(),
-        Some(Stop::WallTime) => ExitStatus::WallTime,
+        Some(Stop::WallTime | Stop::TokenBudget) => ExitStatus::WallTime,
         Some(Stop::OutputClosed) => ExitStatus::Success,
         None if summary.failed == 0 => ExitStatus::Success,
         None if summary.failed == summary.failed_temporary => ExitStatus::TempFail,
@@ -124,6 +133,14 @@ pub(crate) fn report(
         Some(Stop::WallTime) => {
             text.push_str("batch: stopped at --max-wall-time; run again with --resume to finish\n");
         }
+        Some(Stop::TokenBudget) => {
+            let _ = writeln!(
+                text,
+                "batch: stopped at --max-total-tokens ({} tokens used of {}); run again with --resume to finish",
+                summary.total_tokens,
+                summary.token_budget.unwrap_or_default()
+            );
+        }
         Some(Stop::OutputFailed(why)) => {
             let _ = writeln!(
                 text,
@@ -131,6 +148,14 @@ pub(crate) fn report(
             );
         }
         _ => {}
+    }
+    if summary.answers_by_model.len() > 1 {
+        let counts: Vec<String> = summary
+            .answers_by_model
+            .iter()
+            .map(|(model, n)| format!("{model} {n}"))
+            .collect();
+        let _ = writeln!(text, "batch: answers per model: {}", counts.join(", "));
     }
     diag::text(&text);
     if let Some(path) = summary_path {
@@ -170,6 +195,7 @@ mod tests {
                 ExitStatus::Interrupted,
             ),
             (Some(Stop::WallTime), counts(0, 0), ExitStatus::WallTime),
+            (Some(Stop::TokenBudget), counts(1, 0), ExitStatus::WallTime),
             (Some(Stop::OutputClosed), counts(2, 0), ExitStatus::Success),
             (
                 Some(Stop::OutputFailed("disk full".into())),

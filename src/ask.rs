@@ -1,0 +1,357 @@
+//! One prompt's whole exchange as the commands make it: the request to the first model with
+//! capacity (`--fallback-model`), and with `--json-schema` the conversation that ends in a
+//! validated JSON value (degrading `response_format`, repair turns). Used by the single run and by
+//! every job of a batch; knows nothing about output formats.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::client::{ApiError, ChatClient, Completion, Failure, Usage};
+use crate::error::Error;
+use crate::exit::ExitStatus;
+use crate::fallback;
+use crate::output::Extras;
+use crate::schema::{self, FormatMode, OutputSchema, SharedMode};
+
+/// What to ask and how.
+pub(crate) struct Request<'a> {
+    /// The chat body; its `model` is replaced by the model each attempt goes to.
+    pub(crate) body: Value,
+    /// The models in order (the first is the primary).
+    pub(crate) models: Vec<String>,
+    pub(crate) schema: Option<Arc<OutputSchema>>,
+    /// Repair turns after the first answer (`--schema-retries`).
+    pub(crate) schema_retries: u32,
+    /// The run's `response_format` degradation, shared by all its requests.
+    pub(crate) mode: &'a SharedMode,
+}
+
+/// A finished answer. `completion.text` is the final text (with a schema: the validated value,
+/// compact); its usage, attempts and API time add up every request made for it.
+#[derive(Debug, Clone)]
+pub(crate) struct Answer {
+    pub(crate) completion: Completion,
+    pub(crate) structured: Option<Value>,
+    /// The model that answered.
+    pub(crate) model: String,
+    /// The models tried before it, in order.
+    pub(crate) fallback_from: Vec<String>,
+    /// With a schema: how it was asked for in the end.
+    pub(crate) response_format: Option<FormatMode>,
+    /// Answers received (1, plus the repair turns).
+    pub(crate) turns: u32,
+}
+
+/// Why no acceptable answer came.
+#[derive(Debug, Clone)]
+pub(crate) enum AskError {
+    Api(ApiError),
+    /// Every answer failed the schema, after the repair turns.
+    Schema {
+        errors: Vec<String>,
+        last_answer: String,
+    },
+}
+
+impl std::fmt::Display for AskError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Api(e) => e.fmt(f),
+            Self::Schema { errors, .. } => write!(
+                f,
+                "the answer does not match the JSON schema: {}",
+                schema::summarize_errors(errors)
+            ),
+        }
+    }
+}
+
+impl AskError {
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Self::Api(e) => e.kind(),
+            Self::Schema { .. } => "schema_validation",
+        }
+    }
+
+    pub(crate) fn exit_status(&self) -> ExitStatus {
+        match self {
+            Self::Api(e) => e.exit_status(),
+            Self::Schema { .. } => ExitStatus::DataErr,
+        }
+    }
+
+    /// The HTTP status behind the failure, when there was one.
+    pub(crate) fn status(&self) -> Option<u16> {
+        match self {
+            Self::Api(e) => e.status(),
+            Self::Schema { .. } => None,
+        }
+    }
+
+    pub(crate) fn into_error(self) -> Error {
+        match self {
+            Self::Api(e) => Error::Api(e),
+            Self::Schema { errors, .. } => Error::SchemaValidation {
+                summary: schema::summarize_errors(&errors),
+            },
+        }
+    }
+}
+
+/// A failure with what was spent on it.
+#[derive(Debug, Clone)]
+pub(crate) struct AskFailure {
+    pub(crate) error: AskError,
+    pub(crate) attempts: u32,
+    pub(crate) api_duration: Duration,
+    /// The model of the last request.
+    pub(crate) model: String,
+    pub(crate) fallback_from: Vec<String>,
+    /// Tokens the server reported for the answers that were refused.
+    pub(crate) usage: Option<Usage>,
+    /// Answers received (refused by the schema).
+    pub(crate) turns: u32,
+}
+
+impl AskFailure {
+    /// A failure that never reached a server (an invalid job).
+    pub(crate) fn without_request(error: ApiError, model: &str) -> Self {
+        Self {
+            error: AskError::Api(error),
+            attempts: 0,
+            api_duration: Duration::ZERO,
+            model: model.to_owned(),
+            fallback_from: Vec::new(),
+            usage: None,
+            turns: 0,
+        }
+    }
+}
+
+/// What the result of an answer says beyond the answer itself.
+pub(crate) fn answer_extras(answer: &Answer) -> Extras {
+    Extras {
+        model: Some(answer.model.clone()),
+        structured_result: answer.structured.clone(),
+        fallback_from: answer.fallback_from.clone(),
+        response_format: answer.response_format.map(|m| m.as_str().to_owned()),
+        num_turns: (answer.turns > 1).then_some(answer.turns),
+        usage: None,
+        last_answer: None,
+    }
+}
+
+/// What the result of a failure says beyond the error: the model of the last request, the
+/// models tried before it, what the refused answers cost, and the last of them.
+pub(crate) fn failure_extras(failure: &AskFailure) -> Extras {
+    Extras {
+        model: Some(failure.model.clone()),
+        structured_result: None,
+        fallback_from: failure.fallback_from.clone(),
+        response_format: None,
+        num_turns: (failure.turns > 0).then_some(failure.turns),
+        usage: (failure.turns > 0).then(|| failure.usage.into()),
+        last_answer: match &failure.error {
+            AskError::Schema { last_answer, .. } => Some(last_answer.clone()),
+            AskError::Api(_) => None,
+        },
+    }
+}
+
+fn add_usage(total: &mut Option<Usage>, more: Option<Usage>) {
+    if let Some(u) = more {
+        let t = total.get_or_insert_with(Usage::default);
+        t.input_tokens += u.input_tokens;
+        t.output_tokens += u.output_tokens;
+        t.total_tokens += u.total_tokens;
+    }
+}
+
+type OnDelta<'d> = dyn FnMut(&str) -> std::io::Result<()> + Send + 'd;
+
+/// Sends requests down the model list: a capacity failure moves this and every later request of
+/// the exchange to the next model.
+struct Models<'a> {
+    client: &'a ChatClient,
+    list: &'a [String],
+    current: usize,
+    attempts: u32,
+    started: Instant,
+}
+
+impl Models<'_> {
+    fn model(&self) -> &str {
+        &self.list[self.current]
+    }
+
+    fn tried(&self) -> Vec<String> {
+        self.list[..self.current].to_vec()
+    }
+
+    async fn send(
+        &mut self,
+        body: &Value,
+        on_delta: &mut OnDelta<'_>,
+        deltas_are_final: bool,
+    ) -> Result<Completion, ApiError> {
+        loop {
+            let mut body = body.clone();
+            body["model"] = json!(self.model());
+            let mut emitted = false;
+            let result = {
+                let mut tracked = |text: &str| {
+                    emitted = true;
+                    on_delta(text)
+                };
+                self.client
+                    .send(&body, &mut tracked, deltas_are_final)
+                    .await
+            };
+            match result {
+                Ok(c) => {
+                    self.attempts += c.attempts;
+                    return Ok(c);
+                }
+                Err(Failure {
+                    error, attempts, ..
+                }) => {
+                    self.attempts += attempts;
+                    let shown = deltas_are_final && emitted;
+                    if !shown && fallback::is_capacity(&error) && self.current + 1 < self.list.len()
+                    {
+                        crate::diag::warn(&format!(
+                            "warning: `{}` has no capacity ({error}); trying `{}`",
+                            self.model(),
+                            self.list[self.current + 1]
+                        ));
+                        self.current += 1;
+                        continue;
+                    }
+                    return Err(error);
+                }
+            }
+        }
+    }
+}
+
+/// Ask, falling back and (with a schema) validating. `on_delta` sees the text as it arrives only
+/// without a schema: an answer that may still be refused is never shown.
+pub(crate) async fn ask(
+    client: &ChatClient,
+    request: &Request<'_>,
+    on_delta: &mut OnDelta<'_>,
+    deltas_are_final: bool,
+) -> Result<Answer, AskFailure> {
+    let mut models = Models {
+        client,
+        list: &request.models,
+        current: 0,
+        attempts: 0,
+        started: Instant::now(),
+    };
+    let mut usage = None;
+    let mut turns = 0;
+    let outcome = match &request.schema {
+        None => models
+            .send(&request.body, on_delta, deltas_are_final)
+            .await
+            .map(|c| {
+                turns = 1;
+                (c, None, None)
+            })
+            .map_err(AskError::Api),
+        Some(schema) => structured(&mut models, request, schema, &mut usage, &mut turns).await,
+    };
+    let api_duration = models.started.elapsed();
+    match outcome {
+        Ok((mut completion, structured, mode)) => {
+            if request.schema.is_some() {
+                completion.usage = usage;
+            }
+            completion.attempts = models.attempts;
+            completion.api_duration = api_duration;
+            Ok(Answer {
+                completion,
+                structured,
+                model: models.model().to_owned(),
+                fallback_from: models.tried(),
+                response_format: mode,
+                turns,
+            })
+        }
+        Err(error) => Err(AskFailure {
+            error,
+            attempts: models.attempts,
+            api_duration,
+            model: models.model().to_owned(),
+            fallback_from: models.tried(),
+            usage,
+            turns,
+        }),
+    }
+}
+
+type Structured = (Completion, Option<Value>, Option<FormatMode>);
+
+/// The schema conversation: ask in the run's current mode (degrading on a refusal), validate,
+/// and on a wrong answer send it back with the errors, up to `schema_retries` times.
+async fn structured(
+    models: &mut Models<'_>,
+    request: &Request<'_>,
+    schema: &OutputSchema,
+    usage: &mut Option<Usage>,
+    turns: &mut u32,
+) -> Result<Structured, AskError> {
+    let mut ignore = |_: &str| Ok(());
+    let mut conversation = request.body.clone();
+    let mut repairs = 0;
+    loop {
+        let mode = request.mode.get();
+        let mut body = conversation.clone();
+        schema.apply(&mut body, mode);
+        let completion = match models.send(&body, &mut ignore, false).await {
+            Ok(c) => c,
+            Err(e) if schema::refuses_response_format(&e) => {
+                let Some(weaker) = mode.degrade() else {
+                    return Err(AskError::Api(e));
+                };
+                crate::diag::warn(&format!(
+                    "warning: the server refused `response_format` {} ({e}); asking with {} from now on",
+                    mode.as_str(),
+                    match weaker {
+                        FormatMode::JsonObject =>
+                            "`json_object` and the schema in the system message",
+                        _ => "the schema in the system message only",
+                    }
+                ));
+                request.mode.degrade_to(weaker);
+                continue;
+            }
+            Err(e) => return Err(AskError::Api(e)),
+        };
+        add_usage(usage, completion.usage);
+        *turns += 1;
+        match schema.check(&completion.text) {
+            Ok(value) => {
+                let text = value.to_string();
+                return Ok((Completion { text, ..completion }, Some(value), Some(mode)));
+            }
+            Err(errors) if repairs >= request.schema_retries => {
+                return Err(AskError::Schema {
+                    errors,
+                    last_answer: completion.text,
+                });
+            }
+            Err(errors) => {
+                repairs += 1;
+                if let Some(Value::Array(messages)) = conversation.get_mut("messages") {
+                    messages.push(json!({"role": "assistant", "content": completion.text}));
+                    messages.push(json!({"role": "user", "content": schema::repair_turn(&errors)}));
+                }
+            }
+        }
+    }
+}
