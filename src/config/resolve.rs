@@ -333,6 +333,103 @@ mod tests {
         assert_eq!(c.base_url.source, Source::Default);
     }
 
+    /// The precedence matrix for key, base URL and model: every combination of flag, variable and
+    /// `.env` value (each absent, empty or set) against the value and source that must win.
+    #[test]
+    fn precedence_matrix_for_key_base_url_and_model() {
+        #[derive(Clone, Copy, Debug)]
+        enum At {
+            Absent,
+            Empty,
+            Set,
+        }
+        let states = [At::Absent, At::Empty, At::Set];
+        // (variable, flag value, env value, file value, default)
+        let fields = [
+            ("OPENAI_API_KEY", "flag-key", "env-key", "file-key", None),
+            (
+                "OPENAI_BASE_URL",
+                "http://127.0.0.1:1/flag",
+                "http://127.0.0.1:1/env",
+                "http://127.0.0.1:1/file",
+                Some(DEFAULT_BASE_URL),
+            ),
+            (
+                "OPENAI_MODEL",
+                "flag-model",
+                "env-model",
+                "file-model",
+                Some(DEFAULT_MODEL),
+            ),
+        ];
+        for (var, flag_v, env_v, file_v, default) in fields {
+            for flag in states {
+                for envs in states {
+                    for file in states {
+                        let pick = |at: At, v: &'static str| match at {
+                            At::Absent => None,
+                            At::Empty => Some(""),
+                            At::Set => Some(v),
+                        };
+                        let flag_value = pick(flag, flag_v).map(str::to_owned);
+                        let mut flags = ConfigFlags::default();
+                        match var {
+                            "OPENAI_API_KEY" => flags.api_key = flag_value,
+                            "OPENAI_BASE_URL" => flags.base_url = flag_value,
+                            _ => flags.model = flag_value,
+                        }
+                        let env_pairs: Vec<(&str, &str)> =
+                            pick(envs, env_v).map(|v| (var, v)).into_iter().collect();
+                        let env = EnvSnapshot::from_pairs(env_pairs);
+                        let file_pairs: Vec<(&str, &str)> =
+                            pick(file, file_v).map(|v| (var, v)).into_iter().collect();
+                        // A base URL in a project file with no key from elsewhere is trusted here:
+                        // the trust rule is auth's, tested there.
+                        let found = dotenv(DotEnvKind::ProjectQwen, &file_pairs);
+                        let c = resolve(&flags, &env, found, None, Terminal::default()).unwrap();
+                        let (want, want_source) = if matches!(flag, At::Set) {
+                            (Some(flag_v), "flag")
+                        } else if matches!(envs, At::Set) {
+                            (Some(env_v), "env")
+                        } else if matches!(file, At::Set) {
+                            (Some(file_v), "dotenv")
+                        } else {
+                            (default, "default")
+                        };
+                        let label = format!("{var}: flag {flag:?}, env {envs:?}, file {file:?}");
+                        let (got, source) = match var {
+                            "OPENAI_API_KEY" => (
+                                c.api_key
+                                    .as_ref()
+                                    .map(|k| k.value.expose_secret().to_owned()),
+                                c.api_key.as_ref().map(|k| k.source.clone()),
+                            ),
+                            "OPENAI_BASE_URL" => (
+                                Some(c.base_url.value.as_str().trim_end_matches('/').to_owned()),
+                                Some(c.base_url.source.clone()),
+                            ),
+                            _ => (Some(c.model.value.clone()), Some(c.model.source.clone())),
+                        };
+                        assert_eq!(
+                            got.as_deref(),
+                            want.map(|w| w.trim_end_matches('/')),
+                            "{label}"
+                        );
+                        let source_kind = source.map(|s| match s {
+                            Source::Flag(_) => "flag",
+                            Source::Env(_) => "env",
+                            Source::DotEnv { .. } => "dotenv",
+                            Source::Default => "default",
+                            Source::Setting(_) => "setting",
+                        });
+                        let want_kind = (want.is_some()).then_some(want_source);
+                        assert_eq!(source_kind, want_kind, "{label}");
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn empty_variable_counts_as_unset_and_is_remembered() {
         let env = EnvSnapshot::from_pairs([("OPENAI_API_KEY", "")]);

@@ -1,4 +1,6 @@
 //! Flag beats environment beats `.env` beats default, for key, base URL and model; empty counts as unset.
+//! The full matrix is a unit test of the pure resolver (`config::resolve`,
+//! `precedence_matrix_for_key_base_url_and_model`); these tests prove the winner reaches the wire.
 
 use serde_json::json;
 use wiremock::MockServer;
@@ -102,43 +104,6 @@ async fn base_url_flag_beats_env_and_dotenv() {
     .stderr_empty();
 }
 
-#[tokio::test]
-async fn base_url_env_beats_dotenv() {
-    let env = TestEnv::new();
-    let (from_env, file) = (server_expecting(1).await, server_expecting(0).await);
-    env.write_project(
-        ".env",
-        &format!(
-            "OPENAI_API_KEY=file-key\nOPENAI_BASE_URL={}\n",
-            base_url(&file)
-        ),
-    );
-    run(env
-        .cmd()
-        .env("OPENAI_BASE_URL", base_url(&from_env))
-        .arg("hi"))
-    .code(0)
-    .stdout_is("ok\n")
-    .stderr_empty();
-}
-
-#[tokio::test]
-async fn base_url_from_dotenv_when_neither_flag_nor_env() {
-    let env = TestEnv::new();
-    let file = server_expecting(1).await;
-    env.write_project(
-        ".env",
-        &format!(
-            "OPENAI_API_KEY=file-key\nOPENAI_BASE_URL={}\n",
-            base_url(&file)
-        ),
-    );
-    run(env.cmd().arg("hi"))
-        .code(0)
-        .stdout_is("ok\n")
-        .stderr_empty();
-}
-
 #[test]
 fn base_url_and_model_default_when_set_nowhere() {
     let env = TestEnv::new();
@@ -173,38 +138,6 @@ async fn model_flag_beats_env_and_dotenv() {
 }
 
 #[tokio::test]
-async fn model_env_beats_dotenv() {
-    let env = TestEnv::new();
-    let server = server_for_model("env-model").await;
-    env.write_project(".env", "OPENAI_MODEL=file-model\n");
-    let r = run(env
-        .cmd_for(&server)
-        .env("OPENAI_MODEL", "env-model")
-        .args(["--json", "hi"]));
-    r.code(0).stderr_empty();
-    assert_eq!(r.result()["model"], "env-model");
-}
-
-#[tokio::test]
-async fn model_from_dotenv_when_neither_flag_nor_env() {
-    let env = TestEnv::new();
-    let server = server_for_model("file-model").await;
-    env.write_project(".env", "OPENAI_MODEL=file-model\n");
-    let r = run(env.cmd_for(&server).args(["--json", "hi"]));
-    r.code(0).stderr_empty();
-    assert_eq!(r.result()["model"], "file-model");
-}
-
-#[tokio::test]
-async fn model_defaults_to_gpt_4o() {
-    let env = TestEnv::new();
-    let server = server_for_model("gpt-4o").await;
-    let r = run(env.cmd_for(&server).args(["--json", "hi"]));
-    r.code(0).stderr_empty();
-    assert_eq!(r.result()["model"], "gpt-4o");
-}
-
-#[tokio::test]
 async fn empty_env_key_falls_through_to_dotenv() {
     let env = TestEnv::new();
     let server = server_for_key("file-key").await;
@@ -217,26 +150,6 @@ async fn empty_env_key_falls_through_to_dotenv() {
     .code(0)
     .stdout_is("ok\n")
     .stderr_empty();
-}
-
-#[tokio::test]
-async fn empty_env_base_url_and_model_fall_through_to_dotenv() {
-    let env = TestEnv::new();
-    let server = server_for_model("file-model").await;
-    env.write_project(
-        ".env",
-        &format!(
-            "OPENAI_API_KEY=file-key\nOPENAI_BASE_URL={}\nOPENAI_MODEL=file-model\n",
-            base_url(&server)
-        ),
-    );
-    let r = run(env
-        .cmd()
-        .env("OPENAI_BASE_URL", "")
-        .env("OPENAI_MODEL", "")
-        .args(["--json", "hi"]));
-    r.code(0).stderr_empty();
-    assert_eq!(r.result()["model"], "file-model");
 }
 
 #[tokio::test]
