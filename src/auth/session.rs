@@ -32,6 +32,7 @@ pub(crate) struct OauthSession {
     endpoints: Endpoints,
     expiry_ms: Option<u64>,
     mask: bool,
+    clock: creds::Clock,
 }
 
 impl OauthSession {
@@ -40,11 +41,12 @@ impl OauthSession {
     pub(crate) async fn keep_fresh(&mut self, client: &ChatClient) -> Result<(), Error> {
         let due = self
             .expiry_ms
-            .is_some_and(|e| creds::now_ms().saturating_add(REFRESH_MARGIN_MS) >= e);
+            .is_some_and(|e| self.clock.now_ms().saturating_add(REFRESH_MARGIN_MS) >= e);
         if !due {
             return Ok(());
         }
-        let fresh = creds::ensure_fresh(&self.paths, &self.http, &self.endpoints).await?;
+        let fresh =
+            creds::ensure_fresh(&self.paths, &self.http, &self.endpoints, &self.clock).await?;
         let credentials = oauth_credentials(&fresh)?;
         if self.mask {
             diag::raw(&github::mask_command(credentials.api_key.expose_secret()));
@@ -101,7 +103,8 @@ fn oauth_session(
 ) -> Result<(Credentials, OauthSession), Error> {
     let endpoints = Endpoints::from_env(env)?;
     let http = oauth::http_client()?;
-    let fresh = runtime.block_on(creds::ensure_fresh(&paths, &http, &endpoints))?;
+    let clock = creds::Clock::from_env(env);
+    let fresh = runtime.block_on(creds::ensure_fresh(&paths, &http, &endpoints, &clock))?;
     let credentials = oauth_credentials(&fresh)?;
     let mask = github::is_github_actions(env);
     if mask {
@@ -120,6 +123,7 @@ fn oauth_session(
         endpoints,
         expiry_ms: fresh.expiry_date,
         mask,
+        clock,
     };
     Ok((credentials, session))
 }

@@ -18,6 +18,8 @@ pub(crate) const QWEN_OAUTH_BASE_URL: &str = "QWEN_OAUTH_BASE_URL";
 /// Hidden, for tests: how long one second of the device flow's schedule (interval, `slow_down`,
 /// `expires_in`) lasts, in milliseconds.
 pub(crate) const QWEN_OAUTH_POLL_UNIT_MS: &str = "QWEN_OAUTH_POLL_UNIT_MS";
+/// Hidden, for tests: a file holding milliseconds by which the OAuth refresh clock runs ahead.
+pub(crate) const QWEN_TEST_CLOCK_OFFSET_FILE: &str = "QWEN_TEST_CLOCK_OFFSET_FILE";
 /// Never open a browser (`BROWSER=none` does the same).
 pub(crate) const QWEN_NO_BROWSER: &str = "QWEN_NO_BROWSER";
 pub(crate) const BROWSER: &str = "BROWSER";

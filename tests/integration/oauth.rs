@@ -439,16 +439,33 @@ async fn auth_status_shows_the_method_its_source_and_redacted_oauth_creds() {
     assert!(!text.contains(ACCESS));
 }
 
+/// Answers the chat, and on the first request moves the test clock two hours ahead: the token
+/// handed out at the start then expires during the batch, whatever the machine's load.
+struct AnswerAndAdvanceClock {
+    clock_file: std::path::PathBuf,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl wiremock::Respond for AnswerAndAdvanceClock {
+    fn respond(&self, _request: &wiremock::Request) -> ResponseTemplate {
+        if self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            std::fs::write(&self.clock_file, "7200000").expect("advance the test clock");
+        }
+        chat_answer("pong")
+    }
+}
+
 #[tokio::test]
 async fn a_batch_refreshes_the_token_when_it_expires_mid_run() {
     let sandbox = TestEnv::new();
     let server = MockServer::start().await;
     // The first refresh (at the start: the cached token is about to expire) gives a token good for
-    // 31 s, that is due for refresh again 1 s later; the second gives a long-lived one.
+    // an hour; the first chat request moves the clock two hours ahead, so the next job refreshes
+    // again and gets the second token.
     post(TOKEN_PATH)
         .and(body_string_contains("grant_type=refresh_token"))
         .respond_with(ResponseTemplate::new(200).set_body_json(
-            json!({"access_token": "short-lived-token-000000", "token_type": "Bearer", "expires_in": 31}),
+            json!({"access_token": "short-lived-token-000000", "token_type": "Bearer", "expires_in": 3600}),
         ))
         .up_to_n_times(1)
         .expect(1)
@@ -457,13 +474,18 @@ async fn a_batch_refreshes_the_token_when_it_expires_mid_run() {
     post(TOKEN_PATH)
         .and(body_string_contains("grant_type=refresh_token"))
         .respond_with(ResponseTemplate::new(200).set_body_json(
-            json!({"access_token": REFRESHED, "token_type": "Bearer", "expires_in": 3600}),
+            json!({"access_token": REFRESHED, "token_type": "Bearer", "expires_in": 36000}),
         ))
         .expect(1)
         .mount(&server)
         .await;
+    let clock_file = sandbox.project_path("clock-offset-ms");
+    std::fs::write(&clock_file, "0").expect("write the clock file");
     chat()
-        .respond_with(chat_answer("pong").set_delay(Duration::from_millis(700)))
+        .respond_with(AnswerAndAdvanceClock {
+            clock_file: clock_file.clone(),
+            calls: std::sync::atomic::AtomicUsize::new(0),
+        })
         .mount(&server)
         .await;
     sandbox.write_creds(&creds(&server.uri(), ACCESS, 10_000));
@@ -475,6 +497,7 @@ async fn a_batch_refreshes_the_token_when_it_expires_mid_run() {
         sandbox
             .auth_cmd()
             .env("QWEN_OAUTH_BASE_URL", server.uri())
+            .env("QWEN_TEST_CLOCK_OFFSET_FILE", &clock_file)
             .args([
                 "--auth-type",
                 "qwen-oauth",
@@ -492,12 +515,14 @@ async fn a_batch_refreshes_the_token_when_it_expires_mid_run() {
         .filter(|r| r.url.path() == CHAT_PATH)
         .map(|r| r.headers["authorization"].to_str().unwrap().to_owned())
         .collect();
-    assert_eq!(tokens.len(), 3);
-    assert_eq!(tokens[0], "Bearer short-lived-token-000000");
     assert_eq!(
-        tokens[2],
-        format!("Bearer {REFRESHED}"),
-        "the last job goes out with the refreshed token"
+        tokens,
+        [
+            "Bearer short-lived-token-000000".to_owned(),
+            format!("Bearer {REFRESHED}"),
+            format!("Bearer {REFRESHED}"),
+        ],
+        "the jobs after the expiry go out with the refreshed token"
     );
     assert_eq!(sandbox.read_creds()["access_token"], REFRESHED);
 }

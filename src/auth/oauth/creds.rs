@@ -167,6 +167,34 @@ pub(crate) fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// The time a long run's token refreshes are decided by: the system clock, moved forward by the
+/// milliseconds written in the file named by `QWEN_TEST_CLOCK_OFFSET_FILE` (hidden, for tests, so
+/// that "the token expired mid-run" is a fact the test sets, not a race with a loaded machine).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Clock {
+    offset_file: Option<std::path::PathBuf>,
+}
+
+impl Clock {
+    pub(crate) fn from_env(env: &crate::config::env::EnvSnapshot) -> Self {
+        Self {
+            offset_file: env
+                .get(crate::config::env::QWEN_TEST_CLOCK_OFFSET_FILE)
+                .map(std::path::PathBuf::from),
+        }
+    }
+
+    pub(crate) fn now_ms(&self) -> u64 {
+        let offset = self
+            .offset_file
+            .as_ref()
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .and_then(|t| t.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        now_ms().saturating_add(offset)
+    }
+}
+
 fn unreadable(path: &Path, why: &str) -> Error {
     Error::auth(
         format!(
@@ -315,9 +343,10 @@ pub(crate) async fn ensure_fresh(
     paths: &CredsPaths,
     http: &reqwest::Client,
     endpoints: &Endpoints,
+    clock: &Clock,
 ) -> Result<OAuthCreds, Error> {
     let cached = load(&paths.creds)?.ok_or_else(|| gone(&paths.creds))?;
-    match cached.freshness(now_ms()) {
+    match cached.freshness(clock.now_ms()) {
         Freshness::Fresh => return Ok(cached),
         Freshness::Dead => return Err(gone(&paths.creds)),
         Freshness::Refreshable => {}
@@ -325,13 +354,13 @@ pub(crate) async fn ensure_fresh(
     let _guard = lock(&paths.lock).await?;
     let _qwen_code_guard = qwen_code_lock(&paths.qwen_code_lock).await?;
     let current = load(&paths.creds)?.ok_or_else(|| gone(&paths.creds))?;
-    let refresh_token = match current.freshness(now_ms()) {
+    let refresh_token = match current.freshness(clock.now_ms()) {
         Freshness::Fresh => return Ok(current),
         Freshness::Dead => return Err(gone(&paths.creds)),
         Freshness::Refreshable => current.refresh_token.clone().unwrap_or_default(),
     };
     let grant = super::refresh(http, endpoints, &refresh_token).await?;
-    let renewed = OAuthCreds::from_grant(grant, now_ms(), Some(&current));
+    let renewed = OAuthCreds::from_grant(grant, clock.now_ms(), Some(&current));
     save(&paths.creds, &renewed)?;
     Ok(renewed)
 }
