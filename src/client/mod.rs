@@ -93,6 +93,10 @@ pub(crate) enum ApiError {
     OutputClosed,
     #[error("cannot set up the HTTP client: {0}")]
     Setup(String),
+    #[error(
+        "cannot set up the HTTP client: the API key has characters not allowed in an HTTP header"
+    )]
+    InvalidKey,
 }
 
 impl ApiError {
@@ -119,7 +123,7 @@ impl ApiError {
             } => ExitStatus::Auth,
             Self::RetryAfterTooLong { .. } => ExitStatus::TempFail,
             Self::OutputClosed => ExitStatus::Success,
-            Self::Setup(_) => ExitStatus::Config,
+            Self::Setup(_) | Self::InvalidKey => ExitStatus::Config,
             e if e.is_retryable() => ExitStatus::TempFail,
             _ => ExitStatus::Failure,
         }
@@ -139,7 +143,7 @@ impl ApiError {
             Self::StreamError(_) => "stream_error",
             Self::InvalidResponse(_) => "invalid_response",
             Self::OutputClosed => "output_closed",
-            Self::Setup(_) => "configuration_error",
+            Self::Setup(_) | Self::InvalidKey => "configuration_error",
         }
     }
 
@@ -153,9 +157,7 @@ impl ApiError {
             Self::Http { status: 404, .. } => {
                 "check OPENAI_BASE_URL (it usually ends in /v1) and the model name"
             }
-            Self::Setup(why) if why.contains("header") => {
-                "check the key for stray characters, such as a newline from a file"
-            }
+            Self::InvalidKey => "check the key for stray characters, such as a newline from a file",
             Self::Setup(_) => {
                 "TLS needs a CA bundle: install the `ca-certificates` package, or point SSL_CERT_FILE at a PEM bundle"
             }
@@ -223,9 +225,7 @@ struct Bearer {
 impl Bearer {
     fn new(key: SecretString) -> Result<Self, ApiError> {
         let mut header = HeaderValue::from_str(&format!("Bearer {}", key.expose_secret()))
-            .map_err(|_| {
-                ApiError::Setup("the API key has characters not allowed in an HTTP header".into())
-            })?;
+            .map_err(|_| ApiError::InvalidKey)?;
         header.set_sensitive(true);
         Ok(Self { header, key })
     }
