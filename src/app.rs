@@ -109,6 +109,9 @@ pub fn run(cli: Cli, ctx: &Context) -> ExitStatus {
         // Generated text needs neither configuration nor the async runtime.
         Some(Command::Completions { shell }) => generate::completions(shell),
         Some(Command::Man) => generate::man(),
+        Some(Command::Batch(args)) => {
+            with_runtime(|runtime| crate::provider_batch::run(*args, ctx, runtime))
+        }
         None => match &cli.run.batch.jobs {
             Some(jobs) => with_runtime(|runtime| batch::run(&cli.run, jobs, ctx, runtime)),
             None if cli.run.format() == OutputFormat::OpenaiBatch => {

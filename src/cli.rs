@@ -15,6 +15,7 @@ Examples:
   qwen --jobs reviews.yaml --output results.jsonl --concurrency 16    a batch, one JSON line per job
   qwen --jobs batch.jsonl --resume --output results.jsonl             finish a batch after a crash
   qwen --jobs prompts.jsonl --shard 2/4 --output part-2.jsonl         one leg of a CI matrix
+  qwen batch submit reviews.yaml --name nightly --wait --output results.jsonl   the provider's Batch API
   qwen completions zsh > ~/.zfunc/_qwen                shell completions (bash, zsh, fish, powershell)
   qwen man > qwen.1                                    the man page
   qwen auth login                                      set up a key or log in with Qwen OAuth (in a terminal)
@@ -54,6 +55,8 @@ pub enum Command {
     },
     /// Print the man page (roff) to stdout, e.g. `qwen man > qwen.1`.
     Man,
+    /// Hand a job file to the provider's Batch API: submit, status, fetch, cancel, list.
+    Batch(Box<crate::provider_batch::args::ProviderBatchArgs>),
 }
 
 #[derive(Debug, Args)]

@@ -19,6 +19,7 @@ pub mod oauth;
 pub mod output;
 pub mod progress;
 pub mod prompt;
+pub mod provider_batch;
 pub mod run;
 pub mod settings;
 pub mod signals;

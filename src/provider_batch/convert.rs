@@ -1,0 +1,499 @@
+//! Both conversions of a provider batch, streamed line by line: jobs into Batch API input files
+//! (split by model and by the per-file limits), and the provider's output and error files back
+//! into qwen's result lines, exactly one per job.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::Path;
+
+use serde_json::{Map, Value, json};
+
+use super::ledger::Part;
+use crate::client::{ApiError, Completion, Usage};
+use crate::error::Error;
+use crate::exit::ExitStatus;
+use crate::job::{JobDefaults, JobFile};
+use crate::output::{self, RunMeta};
+
+/// The provider's limits per input file (`OpenAI`: 50,000 requests, 200 MB).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_requests: u64,
+    pub max_bytes: u64,
+}
+
+/// The longest line read from a provider's output or error file.
+const MAX_LINE_BYTES: usize = 64 * 1024 * 1024;
+
+/// The index of jobs (`jobs.jsonl`): id, position in the job file, model, part.
+pub const JOBS_FILE: &str = "jobs.jsonl";
+
+struct OpenPart {
+    part: usize,
+    writer: BufWriter<File>,
+    requests: u64,
+    bytes: u64,
+}
+
+fn io_err(what: &Path, e: &std::io::Error) -> Error {
+    Error::Io(format!("cannot write `{}`: {e}", what.display()))
+}
+
+/// Write every job of `file` as a Batch API input line into part files under `dir`, one model per
+/// part, no part over `limits`; and the job index. Returns the parts and the number of jobs.
+pub fn plan(
+    file: &JobFile,
+    defaults: &JobDefaults,
+    limits: Limits,
+    dir: &Path,
+) -> Result<(Vec<Part>, u64), Error> {
+    crate::fsutil::create_private_dir_all(dir).map_err(|e| io_err(dir, &e))?;
+    let index_path = dir.join(JOBS_FILE);
+    let mut index = BufWriter::new(File::create(&index_path).map_err(|e| io_err(&index_path, &e))?);
+    let mut open: HashMap<String, OpenPart> = HashMap::new();
+    let mut parts: Vec<Part> = Vec::new();
+    let mut jobs = 0u64;
+    for raw in file.jobs()? {
+        let job = file
+            .build(raw.value, raw.index, defaults)
+            .map_err(|reason| {
+                Error::input(
+                    format!("{}: {}: {reason}", file.name, raw.position),
+                    "the job file changed while it was read; nothing was uploaded",
+                )
+            })?;
+        let mut body = job.body;
+        if let Some(map) = body.as_object_mut() {
+            map.remove("stream");
+            map.remove("stream_options");
+        }
+        let mut line = serde_json::to_vec(&json!({
+            "custom_id": job.id,
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": body,
+        }))
+        .unwrap_or_default();
+        line.push(b'\n');
+        let size = line.len() as u64;
+        if size > limits.max_bytes {
+            return Err(Error::input(
+                format!(
+                    "{}: {}: the request is {size} bytes, more than --max-file-bytes ({})",
+                    file.name, raw.position, limits.max_bytes
+                ),
+                "shorten the job or raise --max-file-bytes; nothing was uploaded",
+            ));
+        }
+        let full = open.get(&job.model).is_some_and(|p| {
+            p.requests + 1 > limits.max_requests || p.bytes + size > limits.max_bytes
+        });
+        if full && let Some(done) = open.remove(&job.model) {
+            finish(done, &mut parts, dir)?;
+        }
+        if !open.contains_key(&job.model) {
+            // Every part opened so far is in `parts`: numbers run 1, 2, 3, … in opening order.
+            let number = parts.len() + 1;
+            let path = dir.join(part_file(number));
+            let writer = BufWriter::new(File::create(&path).map_err(|e| io_err(&path, &e))?);
+            parts.push(Part {
+                part: number,
+                model: job.model.clone(),
+                input: part_file(number),
+                ..Part::default()
+            });
+            open.insert(
+                job.model.clone(),
+                OpenPart {
+                    part: number,
+                    writer,
+                    requests: 0,
+                    bytes: 0,
+                },
+            );
+        }
+        if let Some(p) = open.get_mut(&job.model) {
+            p.writer
+                .write_all(&line)
+                .map_err(|e| io_err(&dir.join(part_file(p.part)), &e))?;
+            p.requests += 1;
+            p.bytes += size;
+            let mut entry = serde_json::to_vec(&json!({
+                "id": job.id, "index": job.index, "model": job.model, "part": p.part,
+            }))
+            .unwrap_or_default();
+            entry.push(b'\n');
+            index
+                .write_all(&entry)
+                .map_err(|e| io_err(&index_path, &e))?;
+        }
+        jobs += 1;
+    }
+    for (_, p) in open.drain() {
+        finish(p, &mut parts, dir)?;
+    }
+    index.flush().map_err(|e| io_err(&index_path, &e))?;
+    parts.sort_by_key(|p| p.part);
+    Ok((parts, jobs))
+}
+
+fn part_file(number: usize) -> String {
+    format!("part-{number:04}.input.jsonl")
+}
+
+fn finish(mut p: OpenPart, parts: &mut [Part], dir: &Path) -> Result<(), Error> {
+    let path = dir.join(part_file(p.part));
+    p.writer.flush().map_err(|e| io_err(&path, &e))?;
+    p.writer
+        .get_ref()
+        .sync_all()
+        .map_err(|e| io_err(&path, &e))?;
+    if let Some(entry) = parts.iter_mut().find(|e| e.part == p.part) {
+        entry.requests = p.requests;
+        entry.bytes = p.bytes;
+    }
+    Ok(())
+}
+
+/// One job of the index.
+struct Entry {
+    index: usize,
+    model: String,
+    part: usize,
+    written: bool,
+}
+
+/// The job index, in job-file order.
+struct JobIndex {
+    order: Vec<String>,
+    by_id: HashMap<String, Entry>,
+}
+
+fn load_index(dir: &Path) -> Result<JobIndex, Error> {
+    let path = dir.join(JOBS_FILE);
+    let file = File::open(&path).map_err(|e| {
+        Error::input(
+            format!("cannot read the job index `{}`: {e}", path.display()),
+            "",
+        )
+    })?;
+    let mut index = JobIndex {
+        order: Vec::new(),
+        by_id: HashMap::new(),
+    };
+    for line in BufReader::new(file).lines() {
+        let line = line.map_err(|e| Error::input(format!("`{}`: {e}", path.display()), ""))?;
+        let v: Value = serde_json::from_str(&line)
+            .map_err(|e| Error::input(format!("`{}` is damaged: {e}", path.display()), ""))?;
+        let id = v["id"].as_str().unwrap_or_default().to_owned();
+        index.by_id.insert(
+            id.clone(),
+            Entry {
+                index: usize::try_from(v["index"].as_u64().unwrap_or(0)).unwrap_or(0),
+                model: v["model"].as_str().unwrap_or_default().to_owned(),
+                part: usize::try_from(v["part"].as_u64().unwrap_or(0)).unwrap_or(0),
+                written: false,
+            },
+        );
+        index.order.push(id);
+    }
+    Ok(index)
+}
+
+/// What the conversion found.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Tally {
+    pub jobs: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub failed_temporary: u64,
+    /// Jobs the provider never ran (expired, cancelled, failed batch).
+    pub not_run: u64,
+    /// Provider lines for unknown or already seen ids, left out.
+    pub ignored: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+impl Tally {
+    /// 0 all succeeded; 75 every failure is temporary (expired, provider failure, 429/5xx); else 1.
+    pub fn exit_status(&self) -> ExitStatus {
+        if self.failed == 0 {
+            ExitStatus::Success
+        } else if self.failed == self.failed_temporary {
+            ExitStatus::TempFail
+        } else {
+            ExitStatus::Failure
+        }
+    }
+}
+
+/// The format of the converted results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// qwen's result lines, like a local batch.
+    Local,
+    /// The provider's own lines.
+    OpenaiBatch,
+}
+
+/// How one provider line ended.
+enum Outcome {
+    Ok(Completion),
+    Err(ApiError),
+}
+
+/// Convert the downloaded files of every part into one line per job, written to `out`.
+/// `scrub` removes the key from any server text.
+pub fn results(
+    dir: &Path,
+    parts: &[Part],
+    format: Format,
+    meta: &RunMeta,
+    scrub: &dyn Fn(&str) -> String,
+    out: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+) -> Result<Tally, Error> {
+    let mut index = load_index(dir)?;
+    let mut tally = Tally {
+        jobs: index.order.len() as u64,
+        ..Tally::default()
+    };
+    let write_err = |e: std::io::Error| Error::Io(format!("cannot write a result line: {e}"));
+    for part in parts {
+        for rel in [&part.output, &part.errors].into_iter().flatten() {
+            let path = dir.join(rel);
+            let file = File::open(&path)
+                .map_err(|e| Error::Io(format!("cannot read `{}`: {e}", path.display())))?;
+            let mut reader = BufReader::with_capacity(64 * 1024, file);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                let n = Read::by_ref(&mut reader)
+                    .take(MAX_LINE_BYTES as u64 + 1)
+                    .read_until(b'\n', &mut buf)
+                    .map_err(|e| Error::Io(format!("cannot read `{}`: {e}", path.display())))?;
+                if n == 0 {
+                    break;
+                }
+                if buf.len() > MAX_LINE_BYTES {
+                    return Err(Error::Io(format!(
+                        "`{}`: a line is longer than {MAX_LINE_BYTES} bytes",
+                        path.display()
+                    )));
+                }
+                let text = String::from_utf8_lossy(&buf);
+                if text.trim().is_empty() {
+                    continue;
+                }
+                let Ok(line) = serde_json::from_str::<Value>(&text) else {
+                    tally.ignored += 1;
+                    continue;
+                };
+                let Some(id) = line.get("custom_id").and_then(Value::as_str) else {
+                    tally.ignored += 1;
+                    continue;
+                };
+                let Some(entry) = index.by_id.get_mut(id).filter(|e| !e.written) else {
+                    tally.ignored += 1;
+                    continue;
+                };
+                entry.written = true;
+                let outcome = classify(&line, scrub);
+                count(&mut tally, &outcome);
+                let bytes = match format {
+                    Format::OpenaiBatch => {
+                        let mut b = scrub(text.trim_end()).into_bytes();
+                        b.push(b'\n');
+                        b
+                    }
+                    Format::Local => local_line(meta, id, entry, &outcome, 1),
+                };
+                out(&bytes).map_err(write_err)?;
+            }
+        }
+    }
+    for id in &index.order {
+        let Some(entry) = index.by_id.get(id).filter(|e| !e.written) else {
+            continue;
+        };
+        let part = parts.iter().find(|p| p.part == entry.part);
+        let (kind, message, temporary) = not_run_reason(part);
+        tally.failed += 1;
+        tally.not_run += 1;
+        if temporary {
+            tally.failed_temporary += 1;
+        }
+        let bytes = match format {
+            Format::OpenaiBatch => {
+                let mut b = serde_json::to_vec(&json!({
+                    "id": null,
+                    "custom_id": id,
+                    "response": null,
+                    "error": {"code": kind, "message": message},
+                }))
+                .unwrap_or_default();
+                b.push(b'\n');
+                b
+            }
+            Format::Local => {
+                let mut job_meta = meta.clone();
+                job_meta.model.clone_from(&entry.model);
+                let message = output::result_message(&job_meta, Err((kind, &message, 0)), 0, 0);
+                line_with_id(id, entry.index, message)
+            }
+        };
+        out(&bytes).map_err(write_err)?;
+    }
+    Ok(tally)
+}
+
+/// Why a job has no line from the provider, and whether that is temporary.
+fn not_run_reason(part: Option<&Part>) -> (&'static str, String, bool) {
+    let id = part.and_then(|p| p.batch_id.as_deref()).unwrap_or("?");
+    let hint = "run it locally with `qwen --jobs FILE --resume --output FILE`, or submit again";
+    match part.and_then(|p| p.status.as_deref()) {
+        Some("expired") => (
+            "batch_expired",
+            format!("the provider's batch `{id}` expired before this request ran; {hint}"),
+            true,
+        ),
+        Some("cancelled") => (
+            "batch_cancelled",
+            format!("the provider's batch `{id}` was cancelled before this request ran; {hint}"),
+            false,
+        ),
+        Some("failed") => (
+            "batch_failed",
+            format!(
+                "the provider failed batch `{id}`{}; {hint}",
+                part.and_then(|p| p.batch_error.as_deref())
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            ),
+            true,
+        ),
+        _ => (
+            "missing_result",
+            format!("the provider's batch `{id}` ended without a line for this request; {hint}"),
+            true,
+        ),
+    }
+}
+
+fn count(tally: &mut Tally, outcome: &Outcome) {
+    match outcome {
+        Outcome::Ok(c) => {
+            tally.succeeded += 1;
+            if let Some(u) = c.usage {
+                tally.input_tokens += u.input_tokens;
+                tally.output_tokens += u.output_tokens;
+            }
+        }
+        Outcome::Err(e) => {
+            tally.failed += 1;
+            if e.exit_status() == ExitStatus::TempFail {
+                tally.failed_temporary += 1;
+            }
+        }
+    }
+}
+
+/// A provider line (`{"id","custom_id","response":{"status_code","request_id","body"},"error"}`)
+/// as a completion or an error.
+fn classify(line: &Value, scrub: &dyn Fn(&str) -> String) -> Outcome {
+    if let Some(error) = line.get("error").filter(|e| !e.is_null()) {
+        let code = error.get("code").and_then(Value::as_str).unwrap_or("error");
+        let message = error.get("message").and_then(Value::as_str).unwrap_or("");
+        return Outcome::Err(ApiError::InvalidResponse(scrub(&format!(
+            "the provider could not run the request: {code}: {message}"
+        ))));
+    }
+    let Some(response) = line.get("response").filter(|r| !r.is_null()) else {
+        return Outcome::Err(ApiError::InvalidResponse(
+            "the provider's line has neither `response` nor `error`".into(),
+        ));
+    };
+    let status = response
+        .get("status_code")
+        .and_then(Value::as_u64)
+        .and_then(|s| u16::try_from(s).ok())
+        .unwrap_or(0);
+    let body = response.get("body").unwrap_or(&Value::Null);
+    if status != 200 {
+        let message = body
+            .pointer("/error/message")
+            .and_then(Value::as_str)
+            .map_or_else(|| body.to_string(), str::to_owned);
+        let short: String = message.chars().take(500).collect();
+        return Outcome::Err(ApiError::Http {
+            status,
+            message: scrub(&short),
+            retry_after: None,
+        });
+    }
+    let Some(choice) = body.pointer("/choices/0") else {
+        return Outcome::Err(ApiError::InvalidResponse(
+            "the response has no choices".into(),
+        ));
+    };
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
+    Outcome::Ok(Completion {
+        text: choice
+            .pointer("/message/content")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        usage: body.get("usage").and_then(usage_of),
+        finish_reason: text(choice.get("finish_reason")),
+        response_id: text(body.get("id")),
+        request_id: text(response.get("request_id")),
+        server_model: text(body.get("model")),
+        created: body.get("created").and_then(Value::as_u64),
+        attempts: 1,
+        api_duration: std::time::Duration::ZERO,
+    })
+}
+
+fn usage_of(v: &Value) -> Option<Usage> {
+    let n = |k: &str| v.get(k).and_then(Value::as_u64);
+    let input = n("prompt_tokens")?;
+    let output = n("completion_tokens").unwrap_or(0);
+    Some(Usage {
+        input_tokens: input,
+        output_tokens: output,
+        total_tokens: n("total_tokens").unwrap_or(input + output),
+    })
+}
+
+/// A local result line: the same fields as a local batch's (`id`, `index`, then the result message).
+fn local_line(
+    meta: &RunMeta,
+    id: &str,
+    entry: &Entry,
+    outcome: &Outcome,
+    attempts: u32,
+) -> Vec<u8> {
+    let mut job_meta = meta.clone();
+    job_meta.model.clone_from(&entry.model);
+    let message = match outcome {
+        Outcome::Ok(c) => output::result_message(&job_meta, Ok(c), 0, 0),
+        Outcome::Err(e) => {
+            let text = e.to_string();
+            output::result_message(&job_meta, Err((e.kind(), &text, attempts)), 0, 0)
+        }
+    };
+    line_with_id(id, entry.index, message)
+}
+
+fn line_with_id(id: &str, index: usize, message: Value) -> Vec<u8> {
+    let mut line = Map::new();
+    line.insert("id".into(), json!(id));
+    line.insert("index".into(), json!(index));
+    if let Value::Object(rest) = message {
+        line.extend(rest);
+    }
+    let mut bytes = serde_json::to_vec(&Value::Object(line)).unwrap_or_default();
+    bytes.push(b'\n');
+    bytes
+}
