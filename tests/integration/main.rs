@@ -5,6 +5,8 @@
 )]
 
 mod actions_env;
+mod batch_api;
+mod batch_api_emulator;
 mod batch_support;
 mod common;
 mod common_oauth;
