@@ -3,6 +3,7 @@
 //! provider's own line format, and the key kept out of every output.
 
 use std::collections::{BTreeSet, HashMap};
+use std::fmt::Write as _;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -278,12 +279,14 @@ fn parts_respect_the_per_file_limit_and_hold_one_model_each() {
     let env = TestEnv::new();
     env.write_project(
         "jobs.jsonl",
-        &(0..7)
-            .map(|i| {
-                let model = if i % 3 == 0 { "other-model" } else { "gpt-4o" };
-                format!("{{\"id\":\"j{i}\",\"prompt\":\"p{i}\",\"model\":\"{model}\"}}\n")
-            })
-            .collect::<String>(),
+        &(0..7).fold(String::new(), |mut text, i| {
+            let model = if i % 3 == 0 { "other-model" } else { "gpt-4o" };
+            let _ = writeln!(
+                text,
+                "{{\"id\":\"j{i}\",\"prompt\":\"p{i}\",\"model\":\"{model}\"}}"
+            );
+            text
+        }),
     );
     let emu = Emulator::start(KEY);
     emu.set_max_requests(3);

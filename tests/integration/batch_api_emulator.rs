@@ -13,7 +13,6 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -567,22 +566,21 @@ fn step(s: &mut State, i: usize) {
                 b.ran = b.total / 2;
             }
         }
-        "in_progress" => match ending {
-            Ending::Expire { ran } => {
+        "in_progress" => {
+            if let Ending::Expire { ran } = ending {
                 let ran = ran.min(s.batches[i].total);
                 s.batches[i].ran = ran;
                 write_results(s, i);
                 let b = &mut s.batches[i];
                 b.status = "expired".into();
                 b.stamps.insert("expired_at".into(), json!(now));
-            }
-            _ => {
+            } else {
                 let b = &mut s.batches[i];
                 b.ran = b.total;
                 b.status = "finalizing".into();
                 b.stamps.insert("finalizing_at".into(), json!(now));
             }
-        },
+        }
         "finalizing" => {
             write_results(s, i);
             let b = &mut s.batches[i];
