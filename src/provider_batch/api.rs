@@ -73,6 +73,18 @@ struct BatchList {
 #[derive(Debug, Deserialize)]
 struct FileObject {
     id: String,
+    #[serde(default)]
+    filename: String,
+}
+
+/// `ListFilesResponse`.
+#[derive(Debug, Deserialize)]
+struct FileList {
+    data: Vec<FileObject>,
+    #[serde(default)]
+    has_more: bool,
+    #[serde(default)]
+    last_id: Option<String>,
 }
 
 /// A client for one base URL and key.
@@ -337,6 +349,41 @@ impl BatchApi {
                 return Ok(None);
             }
             after = page.last_id.or(last);
+            if after.is_none() {
+                return Ok(None);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The id of an uploaded batch file named `filename` (an upload whose answer was lost), walking
+    /// `GET /files?purpose=batch&order=desc&limit=&after=` for at most `max_pages` pages.
+    pub async fn find_file(
+        &self,
+        filename: &str,
+        max_pages: usize,
+    ) -> Result<Option<String>, ApiError> {
+        let mut after: Option<String> = None;
+        for _ in 0..max_pages {
+            let mut url = self.url("files");
+            {
+                let mut q = url.query_pairs_mut();
+                q.append_pair("purpose", "batch");
+                q.append_pair("order", "desc");
+                q.append_pair("limit", "1000");
+                if let Some(a) = &after {
+                    q.append_pair("after", a);
+                }
+            }
+            let value = self.json_idempotent(Method::GET, url, None).await?;
+            let page: FileList = serde_json::from_value(value).map_err(|e| {
+                ApiError::InvalidResponse(format!("the file list is not a list ({e})"))
+            })?;
+            let last = page.data.last().map(|f| f.id.clone());
+            if let Some(found) = page.data.into_iter().find(|f| f.filename == filename) {
+                return Ok(Some(found.id));
+            }
+            after = page.last_id.or(last).filter(|_| page.has_more);
             if after.is_none() {
                 return Ok(None);
             }

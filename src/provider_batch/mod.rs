@@ -316,10 +316,17 @@ async fn submit_parts(api: &BatchApi, place: &Place, ledger: &mut Ledger) -> Res
             continue;
         }
         let number = ledger.parts[i].part;
+        // Unique to this submission and part, so that a lost upload answer can be found again.
+        let filename = format!(
+            "qwen-{}-{}-part-{number}.jsonl",
+            ledger.name, ledger.submission
+        );
+        if ledger.parts[i].input_file_id.is_none() && ledger.parts[i].upload == Step::Started {
+            ledger.parts[i].input_file_id = api.find_file(&filename, FIND_PAGES).await?;
+        }
         if ledger.parts[i].input_file_id.is_none() {
             ledger.parts[i].upload = Step::Started;
             place.save(ledger)?;
-            let filename = format!("qwen-{}-part-{number}.jsonl", ledger.name);
             let id = api
                 .upload(&place.path(&ledger.parts[i].input), &filename)
                 .await?;

@@ -236,6 +236,57 @@ fn a_crash_after_the_upload_resumes_without_uploading_again() {
 }
 
 #[test]
+fn a_crash_while_the_upload_answer_is_lost_finds_the_file_instead_of_uploading_again() {
+    let env = TestEnv::new();
+    env.write_project("jobs.yaml", OK_JOBS);
+    let emu = Emulator::start(KEY);
+    crash_during(&env, &emu, Hang::AfterUpload, |e| e.file_count() == 1);
+    let ledger = env.read_project(".qwen/batches/n.json");
+    assert!(ledger.contains("\"upload\": \"started\""), "{ledger}");
+    let r = qwen(&env, &emu, &["batch", "submit", "jobs.yaml", "--name", "n"]);
+    r.code(0);
+    assert_eq!(emu.count("POST /v1/files"), 1, "{:?}", emu.log());
+    assert_eq!(emu.count("GET /v1/files"), 1, "{:?}", emu.log());
+    assert_eq!(emu.file_count(), 1);
+    assert_eq!(emu.batch_count(), 1);
+}
+
+#[test]
+fn a_failed_batch_gives_every_job_a_temporary_error_line() {
+    let env = TestEnv::new();
+    env.write_project("jobs.yaml", OK_JOBS);
+    let emu = Emulator::start(KEY);
+    emu.set_ending(Ending::Fail);
+    let r = qwen(
+        &env,
+        &emu,
+        &[
+            "batch",
+            "submit",
+            "jobs.yaml",
+            "--wait",
+            "--poll-interval",
+            "10ms",
+            "--output",
+            "r.jsonl",
+        ],
+    );
+    r.code(75).stderr_has("failed 1");
+    let results = lines_by_id(&env.read_project("r.jsonl"));
+    assert_eq!(results.len(), 5);
+    for v in results.values() {
+        assert_eq!(v["error"]["type"], "batch_failed");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .expect("message")
+                .contains("rejected"),
+            "{v}"
+        );
+    }
+}
+
+#[test]
 fn a_crash_after_the_create_finds_the_batch_instead_of_creating_another() {
     let env = TestEnv::new();
     env.write_project("jobs.yaml", OK_JOBS);
@@ -579,13 +630,19 @@ fn max_wall_time_stops_waiting_and_leaves_the_batch_running() {
     assert_eq!(emu.statuses(), vec!["validating"]);
 }
 
-#[test]
-fn batch_is_a_command_word_and_a_prompt_needs_p() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_is_a_command_word_and_a_prompt_needs_p() {
     let env = TestEnv::new();
     let emu = Emulator::start(KEY);
-    // `qwen batch` alone is the command, not a prompt.
-    qwen(&env, &emu, &["batch"]).code(2).stdout_empty();
+    // `qwen batch …` is the command, not a prompt.
+    qwen(&env, &emu, &["batch", "these", "files"])
+        .code(2)
+        .stdout_empty();
     assert!(emu.log().is_empty());
+    let server = crate::common::server_expecting(1).await;
+    run(env.cmd_for(&server).args(["-p", "batch these files"]))
+        .code(0)
+        .stdout_is("ok\n");
 }
 
 /// GNU time's figures for one command: (wall seconds, user+system seconds, peak RSS in KiB).
@@ -608,8 +665,10 @@ fn timed(env: &TestEnv, emu: &Emulator, bin: &str, args: &[&str]) -> (f64, f64, 
         stderr
             .lines()
             .find_map(|l| l.trim().strip_prefix(name))
-            .map(|v| v.trim().to_owned())
-            .unwrap_or_else(|| panic!("no `{name}` in:\n{stderr}"))
+            .map_or_else(
+                || panic!("no `{name}` in:\n{stderr}"),
+                |v| v.trim().to_owned(),
+            )
     };
     let wall = field("Elapsed (wall clock) time (h:mm:ss or m:ss):")
         .rsplit(':')
@@ -630,7 +689,11 @@ fn timed(env: &TestEnv, emu: &Emulator, bin: &str, args: &[&str]) -> (f64, f64, 
 /// --run-ignored only -E 'test(bench_provider_batch)' --no-capture`.
 #[test]
 #[ignore = "a benchmark: run on demand with QWEN_BENCH_BIN"]
-#[allow(clippy::print_stderr, reason = "the benchmark reports its figures")]
+#[allow(
+    clippy::print_stderr,
+    clippy::cast_precision_loss,
+    reason = "the benchmark reports its figures"
+)]
 fn bench_provider_batch_submit_and_fetch_100k_jobs() {
     let bin = std::env::var("QWEN_BENCH_BIN").expect("QWEN_BENCH_BIN: the qwen binary to measure");
     let n: usize = std::env::var("QWEN_BENCH_JOBS")

@@ -37,6 +37,8 @@ pub enum Hang {
     BeforeCreate,
     /// Create the batch, then never answer.
     AfterCreate,
+    /// Store the uploaded file, then never answer.
+    AfterUpload,
 }
 
 #[derive(Debug, Clone)]
@@ -304,6 +306,7 @@ fn route(
     let segments: Vec<&str> = path.trim_start_matches("/v1/").split('/').collect();
     match (method, segments.as_slice()) {
         ("POST", ["files"]) => upload(s, content_type, body),
+        ("GET", ["files"]) => list_files(s, query),
         ("GET", ["files", id, "content"]) => match s.files.get(*id) {
             Some(f) => Response::builder()
                 .status(StatusCode::OK)
@@ -507,6 +510,53 @@ fn list(s: &State, query: &str) -> Response<Full<Bytes>> {
             "last_id": page.last().map(|b| b["id"].clone()),
             "has_more": has_more,
         }),
+    )
+}
+
+/// `GET /files?purpose=&limit=&order=&after=` (`ListFilesResponse`; `limit` 1..10,000, default
+/// 10,000; `order` by `created_at`, default `desc`).
+fn list_files(s: &State, query: &str) -> Response<Full<Bytes>> {
+    let mut purpose = None;
+    let mut after = None;
+    let mut limit = 10_000usize;
+    let mut ascending = false;
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("purpose", v)) => purpose = Some(v.to_owned()),
+            Some(("after", v)) => after = Some(v.to_owned()),
+            Some(("limit", v)) => limit = v.parse().unwrap_or(0),
+            Some(("order", v)) => ascending = v == "asc",
+            _ => {}
+        }
+    }
+    if !(1..=10_000).contains(&limit) {
+        return error(StatusCode::BAD_REQUEST, "limit must be between 1 and 10000");
+    }
+    // Ids grow with creation time.
+    let mut files: Vec<(&String, &FileRec)> = s
+        .files
+        .iter()
+        .filter(|(_, f)| purpose.as_ref().is_none_or(|p| &f.purpose == p))
+        .collect();
+    files.sort_by(|a, b| (a.1.created_at, a.0).cmp(&(b.1.created_at, b.0)));
+    if !ascending {
+        files.reverse();
+    }
+    let start = after
+        .and_then(|a| files.iter().position(|(id, _)| **id == a).map(|p| p + 1))
+        .unwrap_or(0);
+    let page: Vec<Value> = files
+        .iter()
+        .skip(start)
+        .take(limit)
+        .map(|(id, f)| json!({"id": id, "object": "file", "bytes": f.bytes.len(), "created_at": f.created_at,
+            "expires_at": null, "filename": f.filename, "purpose": f.purpose, "status": "processed"}))
+        .collect();
+    let has_more = start + page.len() < files.len();
+    reply(
+        StatusCode::OK,
+        &json!({"object": "list", "data": page, "first_id": page.first().map(|f| f["id"].clone()),
+            "last_id": page.last().map(|f| f["id"].clone()), "has_more": has_more}),
     )
 }
 
