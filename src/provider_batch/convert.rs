@@ -497,3 +497,118 @@ fn line_with_id(id: &str, index: usize, message: Value) -> Vec<u8> {
     bytes.push(b'\n');
     bytes
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan_of(jobs: &str, limits: Limits) -> (Vec<Part>, u64, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("jobs.jsonl"), jobs).unwrap();
+        let file = JobFile::open("jobs.jsonl", dir.path()).unwrap();
+        let defaults = JobDefaults {
+            model: "m".into(),
+            max_input_bytes: 1024,
+            ..JobDefaults::default()
+        };
+        let (parts, n) = plan(&file, &defaults, limits, &dir.path().join("state")).unwrap();
+        (parts, n, dir)
+    }
+
+    #[test]
+    fn parts_split_at_the_byte_limit_and_keep_every_job_once() {
+        let mut jobs = String::new();
+        for i in 0..10 {
+            jobs.push_str(
+                &[
+                    "{\"id\":\"j",
+                    &i.to_string(),
+                    "\",\"prompt\":\"p\",\"stream\":true}\n",
+                ]
+                .concat(),
+            );
+        }
+        // One input line is 128 bytes: three fit in 400.
+        let (parts, n, dir) = plan_of(
+            &jobs,
+            Limits {
+                max_requests: 1000,
+                max_bytes: 400,
+            },
+        );
+        assert_eq!(n, 10);
+        assert_eq!(parts.len(), 4, "{parts:?}");
+        let mut seen = Vec::new();
+        for p in &parts {
+            assert!(p.bytes <= 400 && p.requests <= 3, "{p:?}");
+            let text = std::fs::read_to_string(dir.path().join("state").join(&p.input)).unwrap();
+            assert_eq!(text.len() as u64, p.bytes);
+            for line in text.lines() {
+                let v: Value = serde_json::from_str(line).unwrap();
+                assert!(v["body"].get("stream").is_none(), "{line}");
+                seen.push(v["custom_id"].as_str().unwrap().to_owned());
+            }
+        }
+        assert_eq!(seen, (0..10).map(|i| format!("j{i}")).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_request_larger_than_a_file_is_an_input_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("jobs.jsonl"), "{\"prompt\":\"hello\"}\n").unwrap();
+        let file = JobFile::open("jobs.jsonl", dir.path()).unwrap();
+        let limits = Limits {
+            max_requests: 10,
+            max_bytes: 20,
+        };
+        let err = plan(
+            &file,
+            &JobDefaults::default(),
+            limits,
+            &dir.path().join("s"),
+        )
+        .unwrap_err();
+        assert_eq!(err.exit_status(), ExitStatus::Input);
+    }
+
+    #[test]
+    fn provider_lines_are_classified_like_local_outcomes() {
+        let keep = |t: &str| t.to_owned();
+        let ok = json!({"custom_id": "a", "response": {"status_code": 200, "request_id": "r",
+            "body": {"id": "c", "model": "m", "choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}],
+                     "usage": {"prompt_tokens": 3, "completion_tokens": 1}}}, "error": null});
+        let Outcome::Ok(c) = classify(&ok, &keep) else {
+            panic!("a success")
+        };
+        assert_eq!((c.text.as_str(), c.usage.unwrap().total_tokens), ("hi", 4));
+        let cases = [
+            (
+                json!({"response": {"status_code": 429, "body": {"error": {"message": "slow"}}}}),
+                "rate_limit_error",
+                true,
+            ),
+            (
+                json!({"response": {"status_code": 400, "body": {"error": {"message": "bad"}}}}),
+                "api_error",
+                false,
+            ),
+            (
+                json!({"response": null, "error": {"code": "x", "message": "y"}}),
+                "invalid_response",
+                false,
+            ),
+            (
+                json!({"response": {"status_code": 200, "body": {}}}),
+                "invalid_response",
+                false,
+            ),
+        ];
+        for (line, kind, temporary) in cases {
+            let Outcome::Err(e) = classify(&line, &keep) else {
+                panic!("an error: {line}")
+            };
+            assert_eq!(e.kind(), kind, "{line}");
+            assert_eq!(e.exit_status() == ExitStatus::TempFail, temporary, "{line}");
+        }
+    }
+}
