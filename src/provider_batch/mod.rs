@@ -194,6 +194,12 @@ fn submit(
     }
     let mut ledger = if let Some(existing) = place.load()? {
         check_base_url(&existing, &session)?;
+        if existing.job_file != args.jobs {
+            diag::warn(&format!(
+                "warning: batch `{name}` was submitted from `{}`; resuming that submission, not `{}` (use another --name for a new batch)",
+                existing.job_file, args.jobs
+            ));
+        }
         if !args.common.quiet {
             diag::warn(&format!(
                 "batch `{name}`: resuming the submission recorded in `{}`",
