@@ -186,6 +186,18 @@ fn submit(
     runtime: &tokio::runtime::Runtime,
 ) -> Result<ExitStatus, Error> {
     let started = Instant::now();
+    let out = &args.output;
+    if !args.wait
+        && (out.output.is_some()
+            || out.delete_remote
+            || out.overwrite
+            || out.output_format != ResultFormat::Json)
+    {
+        return Err(Error::Usage {
+            message: "--output, -o, --overwrite and --delete-remote need --wait".to_owned(),
+            hint: "add --wait, or pass them to `qwen batch fetch NAME` later".to_owned(),
+        });
+    }
     let name = batch_name(args)?;
     let place = Place::new(&state_dir(args.common.state_dir.as_deref(), ctx), &name);
     let session = session(&args.common, ctx)?;

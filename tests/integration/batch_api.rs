@@ -161,6 +161,21 @@ async fn fetched_lines_have_the_fields_of_a_local_batch() {
 }
 
 #[test]
+fn output_flags_without_wait_are_a_usage_error() {
+    let env = TestEnv::new();
+    env.write_project("jobs.yaml", OK_JOBS);
+    let emu = Emulator::start(KEY);
+    qwen(
+        &env,
+        &emu,
+        &["batch", "submit", "jobs.yaml", "--output", "r.jsonl"],
+    )
+    .code(2)
+    .stderr_has("need --wait");
+    assert!(emu.log().is_empty());
+}
+
+#[test]
 fn an_invalid_job_file_uploads_nothing() {
     let env = TestEnv::new();
     env.write_project("jobs.yaml", "jobs:\n  - id: a\n  - id: b\n    prompt: ok\n");

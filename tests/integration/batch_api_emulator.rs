@@ -285,8 +285,9 @@ async fn handle(
     let (response, hang_after) = {
         let mut s = state.lock().expect("emulator lock");
         let r = route(&mut s, &method, &path, &query, &content_type, &body);
-        let hang_after =
-            method == "POST" && path == "/v1/batches" && s.hang == Some(Hang::AfterCreate);
+        let hang_after = method == "POST"
+            && ((path == "/v1/batches" && s.hang == Some(Hang::AfterCreate))
+                || (path == "/v1/files" && s.hang == Some(Hang::AfterUpload)));
         (r, hang_after)
     };
     if hang_after {
