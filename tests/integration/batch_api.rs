@@ -645,6 +645,39 @@ fn max_wall_time_stops_waiting_and_leaves_the_batch_running() {
     assert_eq!(emu.statuses(), vec!["validating"]);
 }
 
+#[test]
+fn sigint_while_waiting_exits_130_and_leaves_the_batch_running() {
+    let env = TestEnv::new();
+    env.write_project("jobs.yaml", OK_JOBS);
+    let emu = Emulator::start(KEY);
+    emu.set_tick_on_poll(false);
+    let mut child = crate::batch_support::spawn(
+        &env,
+        &emu.base_url,
+        &[
+            "batch",
+            "submit",
+            "jobs.yaml",
+            "--name",
+            "s",
+            "--wait",
+            "--poll-interval",
+            "10ms",
+        ],
+    );
+    // The progress line says the batch exists and is being polled.
+    child.wait_until("the first progress line", Duration::from_secs(20), |c| {
+        c.stderr_now().contains("validating 1")
+    });
+    child.signal("INT");
+    let r = child.wait(Duration::from_secs(20));
+    r.code(130)
+        .stdout_empty()
+        .stderr_has("keeps running at the provider");
+    assert_eq!(emu.statuses(), vec!["validating"]);
+    assert_eq!(emu.count("POST /v1/batches/"), 0, "not cancelled");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_is_a_command_word_and_a_prompt_needs_p() {
     let env = TestEnv::new();
