@@ -65,6 +65,8 @@ struct BatchRec {
     error_file_id: Option<String>,
     errors: Option<Value>,
     model: Option<String>,
+    /// Requests that ran and ended in the error file.
+    failed: usize,
 }
 
 struct State {
@@ -473,6 +475,7 @@ fn create(s: &mut State, body: &[u8]) -> Response<Full<Bytes>> {
         error_file_id: None,
         errors: None,
         model: None,
+        failed: 0,
     };
     let answer = batch_json(&batch);
     s.batches.push(batch);
@@ -590,7 +593,7 @@ fn batch_json(b: &BatchRec) -> Value {
         "expired_at": stamp("expired_at"),
         "cancelling_at": stamp("cancelling_at"),
         "cancelled_at": stamp("cancelled_at"),
-        "request_counts": {"total": b.total, "completed": completed, "failed": 0},
+        "request_counts": {"total": b.total, "completed": completed - b.failed.min(completed), "failed": b.failed},
         "metadata": b.metadata,
     })
 }
@@ -772,9 +775,14 @@ fn write_results(s: &mut State, i: usize) {
         );
         Some(id)
     };
+    let failed = errors
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count();
     let output_id = store(output, "batch_output");
     let error_id = store(errors, "batch_output");
     let b = &mut s.batches[i];
     b.output_file_id = output_id;
     b.error_file_id = error_id;
+    b.failed = failed;
 }
