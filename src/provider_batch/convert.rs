@@ -156,21 +156,32 @@ fn finish(mut p: OpenPart, parts: &mut [Part], dir: &Path) -> Result<(), Error> 
     Ok(())
 }
 
-/// One job of the index.
+/// One job of the index: small, because there is one per job in memory during a fetch.
+#[derive(Clone, Copy)]
 struct Entry {
     index: usize,
-    model: String,
-    part: usize,
+    /// Into `JobIndex::models`.
+    model: u32,
+    part: u32,
     written: bool,
 }
 
-/// The job index, in job-file order.
+/// The job index: id → entry; the few distinct models are stored once.
 struct JobIndex {
-    order: Vec<String>,
-    by_id: HashMap<String, Entry>,
+    models: Vec<String>,
+    by_id: HashMap<Box<str>, Entry>,
 }
 
-fn load_index(dir: &Path) -> Result<JobIndex, Error> {
+impl JobIndex {
+    fn model(&self, entry: Entry) -> &str {
+        self.models
+            .get(entry.model as usize)
+            .map_or("", String::as_str)
+    }
+}
+
+/// The ids of the job index, in job-file order (streamed).
+fn index_ids(dir: &Path) -> Result<impl Iterator<Item = Result<String, Error>>, Error> {
     let path = dir.join(JOBS_FILE);
     let file = File::open(&path).map_err(|e| {
         Error::input(
@@ -178,27 +189,49 @@ fn load_index(dir: &Path) -> Result<JobIndex, Error> {
             "",
         )
     })?;
-    let mut index = JobIndex {
-        order: Vec::new(),
-        by_id: HashMap::new(),
-    };
+    Ok(BufReader::new(file).lines().map(move |line| {
+        let damaged = |e: &dyn std::fmt::Display| {
+            Error::input(format!("`{}` is damaged: {e}", path.display()), "")
+        };
+        let line = line.map_err(|e| damaged(&e))?;
+        let v: Value = serde_json::from_str(&line).map_err(|e| damaged(&e))?;
+        Ok(v["id"].as_str().unwrap_or_default().to_owned())
+    }))
+}
+
+fn load_index(dir: &Path) -> Result<JobIndex, Error> {
+    let mut by_id = HashMap::new();
+    let mut models: Vec<String> = Vec::new();
+    let path = dir.join(JOBS_FILE);
+    let file = File::open(&path).map_err(|e| {
+        Error::input(
+            format!("cannot read the job index `{}`: {e}", path.display()),
+            "",
+        )
+    })?;
     for line in BufReader::new(file).lines() {
-        let line = line.map_err(|e| Error::input(format!("`{}`: {e}", path.display()), ""))?;
-        let v: Value = serde_json::from_str(&line)
-            .map_err(|e| Error::input(format!("`{}` is damaged: {e}", path.display()), ""))?;
-        let id = v["id"].as_str().unwrap_or_default().to_owned();
-        index.by_id.insert(
-            id.clone(),
+        let damaged = |e: &dyn std::fmt::Display| {
+            Error::input(format!("`{}` is damaged: {e}", path.display()), "")
+        };
+        let line = line.map_err(|e| damaged(&e))?;
+        let v: Value = serde_json::from_str(&line).map_err(|e| damaged(&e))?;
+        let model = v["model"].as_str().unwrap_or_default();
+        let slot = models.iter().position(|m| m == model).unwrap_or_else(|| {
+            models.push(model.to_owned());
+            models.len() - 1
+        });
+        by_id.insert(
+            Box::from(v["id"].as_str().unwrap_or_default()),
             Entry {
                 index: usize::try_from(v["index"].as_u64().unwrap_or(0)).unwrap_or(0),
-                model: v["model"].as_str().unwrap_or_default().to_owned(),
-                part: usize::try_from(v["part"].as_u64().unwrap_or(0)).unwrap_or(0),
+                model: u32::try_from(slot).unwrap_or(0),
+                part: u32::try_from(v["part"].as_u64().unwrap_or(0)).unwrap_or(0),
                 written: false,
             },
         );
-        index.order.push(id);
     }
-    Ok(index)
+    by_id.shrink_to_fit();
+    Ok(JobIndex { models, by_id })
 }
 
 /// What the conversion found.
@@ -256,7 +289,7 @@ pub fn results(
 ) -> Result<Tally, Error> {
     let mut index = load_index(dir)?;
     let mut tally = Tally {
-        jobs: index.order.len() as u64,
+        jobs: index.by_id.len() as u64,
         ..Tally::default()
     };
     let write_err = |e: std::io::Error| Error::Io(format!("cannot write a result line: {e}"));
@@ -299,6 +332,7 @@ pub fn results(
                     continue;
                 };
                 entry.written = true;
+                let entry = *entry;
                 let outcome = classify(&line, scrub);
                 count(&mut tally, &outcome);
                 let bytes = match format {
@@ -307,17 +341,22 @@ pub fn results(
                         b.push(b'\n');
                         b
                     }
-                    Format::Local => local_line(meta, id, entry, &outcome, 1),
+                    Format::Local => {
+                        local_line(meta, id, entry.index, index.model(entry), &outcome, 1)
+                    }
                 };
                 out(&bytes).map_err(write_err)?;
             }
         }
     }
-    for id in &index.order {
-        let Some(entry) = index.by_id.get(id).filter(|e| !e.written) else {
+    for id in index_ids(dir)? {
+        let id = id?;
+        let Some(entry) = index.by_id.get(id.as_str()).copied().filter(|e| !e.written) else {
             continue;
         };
-        let part = parts.iter().find(|p| p.part == entry.part);
+        let part = parts
+            .iter()
+            .find(|p| p.part as u64 == u64::from(entry.part));
         let (kind, message, temporary) = not_run_reason(part);
         tally.failed += 1;
         tally.not_run += 1;
@@ -338,9 +377,9 @@ pub fn results(
             }
             Format::Local => {
                 let mut job_meta = meta.clone();
-                job_meta.model.clone_from(&entry.model);
+                index.model(entry).clone_into(&mut job_meta.model);
                 let message = output::result_message(&job_meta, Err((kind, &message, 0)), 0, 0);
-                line_with_id(id, entry.index, message)
+                line_with_id(&id, entry.index, message)
             }
         };
         out(&bytes).map_err(write_err)?;
@@ -470,12 +509,13 @@ fn usage_of(v: &Value) -> Option<Usage> {
 fn local_line(
     meta: &RunMeta,
     id: &str,
-    entry: &Entry,
+    index: usize,
+    model: &str,
     outcome: &Outcome,
     attempts: u32,
 ) -> Vec<u8> {
     let mut job_meta = meta.clone();
-    job_meta.model.clone_from(&entry.model);
+    model.clone_into(&mut job_meta.model);
     let message = match outcome {
         Outcome::Ok(c) => output::result_message(&job_meta, Ok(c), 0, 0),
         Outcome::Err(e) => {
@@ -483,7 +523,7 @@ fn local_line(
             output::result_message(&job_meta, Err((e.kind(), &text, attempts)), 0, 0)
         }
     };
-    line_with_id(id, entry.index, message)
+    line_with_id(id, index, message)
 }
 
 fn line_with_id(id: &str, index: usize, message: Value) -> Vec<u8> {
