@@ -42,6 +42,9 @@ pub struct Part {
     pub error_file_id: Option<String>,
     /// A batch-level error (`errors.data[0]`), for a failed batch.
     pub batch_error: Option<String>,
+    /// Downloading this part's output and error files (each renamed into place when complete).
+    #[serde(default)]
+    pub download: Step,
     /// The downloaded output and error files, relative to the ledger's directory.
     pub output: Option<String>,
     pub errors: Option<String>,

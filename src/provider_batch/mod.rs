@@ -637,6 +637,10 @@ async fn download_all(api: &BatchApi, place: &Place, ledger: &mut Ledger) -> Res
             if have.as_ref().is_some_and(|rel| place.path(rel).is_file()) {
                 continue;
             }
+            if ledger.parts[i].download != Step::Started {
+                ledger.parts[i].download = Step::Started;
+                place.save(ledger)?;
+            }
             let rel = format!("part-{number:04}.{kind}.jsonl");
             let partial = place.path(&format!("{rel}.download"));
             crate::fsutil::create_private_dir_all(&place.dir)
@@ -649,6 +653,10 @@ async fn download_all(api: &BatchApi, place: &Place, ledger: &mut Ledger) -> Res
             } else {
                 ledger.parts[i].errors = Some(rel);
             }
+            place.save(ledger)?;
+        }
+        if ledger.parts[i].download != Step::Done {
+            ledger.parts[i].download = Step::Done;
             place.save(ledger)?;
         }
     }

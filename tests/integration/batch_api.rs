@@ -123,6 +123,7 @@ fn submit_wait_fetch_writes_one_local_line_per_job() {
         serde_json::from_str(&env.read_project(".qwen/batches/nightly.json")).expect("the ledger");
     assert_eq!(ledger["parts"][0]["status"], "completed");
     assert_eq!(ledger["parts"][0]["create"], "done");
+    assert_eq!(ledger["parts"][0]["download"], "done");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
