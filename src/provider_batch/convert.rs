@@ -275,6 +275,12 @@ pub enum Format {
 enum Outcome {
     Ok(Completion),
     Err(ApiError),
+    /// The provider never ran the request (`error.code` `batch_expired` or `batch_cancelled`).
+    NotRun {
+        kind: &'static str,
+        message: String,
+        temporary: bool,
+    },
 }
 
 /// Convert the downloaded files of every part into one line per job, written to `out`.
@@ -435,6 +441,13 @@ fn count(tally: &mut Tally, outcome: &Outcome) {
                 tally.failed_temporary += 1;
             }
         }
+        Outcome::NotRun { temporary, .. } => {
+            tally.failed += 1;
+            tally.not_run += 1;
+            if *temporary {
+                tally.failed_temporary += 1;
+            }
+        }
     }
 }
 
@@ -444,6 +457,21 @@ fn classify(line: &Value, scrub: &dyn Fn(&str) -> String) -> Outcome {
     if let Some(error) = line.get("error").filter(|e| !e.is_null()) {
         let code = error.get("code").and_then(Value::as_str).unwrap_or("error");
         let message = error.get("message").and_then(Value::as_str).unwrap_or("");
+        // OpenAI lists the requests an expired (or cancelled) batch never ran in the error file.
+        let not_run = match code {
+            "batch_expired" => Some(("batch_expired", true)),
+            "batch_cancelled" => Some(("batch_cancelled", false)),
+            _ => None,
+        };
+        if let Some((kind, temporary)) = not_run {
+            return Outcome::NotRun {
+                kind,
+                message: scrub(&format!(
+                    "the provider never ran this request ({message}); run it locally with `qwen --jobs FILE --resume --output FILE`, or submit again"
+                )),
+                temporary,
+            };
+        }
         return Outcome::Err(ApiError::InvalidResponse(scrub(&format!(
             "the provider could not run the request: {code}: {message}"
         ))));
@@ -521,6 +549,9 @@ fn local_line(
         Outcome::Err(e) => {
             let text = e.to_string();
             output::result_message(&job_meta, Err((e.kind(), &text, attempts)), 0, 0)
+        }
+        Outcome::NotRun { kind, message, .. } => {
+            output::result_message(&job_meta, Err((kind, message, 0)), 0, 0)
         }
     };
     line_with_id(id, index, message)
@@ -643,6 +674,15 @@ mod tests {
                 false,
             ),
         ];
+        let expired =
+            json!({"response": null, "error": {"code": "batch_expired", "message": "late"}});
+        let Outcome::NotRun {
+            kind, temporary, ..
+        } = classify(&expired, &keep)
+        else {
+            panic!("not run")
+        };
+        assert_eq!((kind, temporary), ("batch_expired", true));
         for (line, kind, temporary) in cases {
             let Outcome::Err(e) = classify(&line, &keep) else {
                 panic!("an error: {line}")

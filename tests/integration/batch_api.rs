@@ -429,6 +429,14 @@ async fn an_expired_batch_gives_error_lines_that_a_local_resume_runs_exactly() {
         .filter(|(_, v)| v["is_error"] == true)
         .map(|(k, v)| {
             assert_eq!(v["error"]["type"], "batch_expired");
+            // From the provider's error file, where an expired batch lists what it never ran.
+            assert!(
+                v["error"]["message"]
+                    .as_str()
+                    .expect("message")
+                    .contains("never ran"),
+                "{v}"
+            );
             k.clone()
         })
         .collect();

@@ -744,6 +744,17 @@ fn write_results(s: &mut State, i: usize) {
         bytes.push(b'\n');
         target.extend_from_slice(&bytes);
     }
+    // An expired batch lists the requests it never ran in the error file (`batch_expired`).
+    if s.batches[i].status == "in_progress" && matches!(s.ending, Ending::Expire { .. }) {
+        for line in lines.iter().skip(ran) {
+            let mut bytes = json!({"id": format!("batch_req_{i}_x"), "custom_id": line["custom_id"], "response": null,
+                "error": {"code": "batch_expired", "message": "This request could not be executed before the completion window expired."}})
+            .to_string()
+            .into_bytes();
+            bytes.push(b'\n');
+            errors.extend_from_slice(&bytes);
+        }
+    }
     // The provider writes lines in any order: reverse them to prove nobody relies on order.
     let reorder = |bytes: Vec<u8>| -> Vec<u8> {
         let mut lines: Vec<&[u8]> = bytes
