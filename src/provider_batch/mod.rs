@@ -231,7 +231,7 @@ fn submit(
         return Ok(e.exit_status());
     }
     let mut summary = format!(
-        "batch `{name}`: {} jobs in {} part(s) submitted:",
+        "batch `{name}`: {} jobs submitted, parts: {}",
         ledger.jobs,
         ledger.parts.len()
     );
@@ -468,7 +468,7 @@ fn progress_line(ledger: &Ledger) -> String {
     }
     let states: Vec<String> = states.iter().map(|(k, n)| format!("{k} {n}")).collect();
     format!(
-        "batch `{}`: {} ({} parts); requests {completed}/{total} completed, {failed} failed",
+        "batch `{}`: {} (parts: {}); requests {completed}/{total} completed, {failed} failed",
         ledger.name,
         states.join(", "),
         ledger.parts.len()
@@ -723,7 +723,7 @@ fn print_status(ledger: &Ledger, json: bool) {
         t
     } else {
         let mut t = format!(
-            "{}: {} ({} jobs, {} parts)\n",
+            "{}: {} (jobs: {}, parts: {})\n",
             ledger.name,
             ledger.overall_status(),
             ledger.jobs,
