@@ -7,7 +7,7 @@ use std::time::Instant;
 use clap::{CommandFactory, FromArgMatches};
 
 use crate::cli::{AuthCommand, Cli, Command, Mode, OutputFormat};
-use crate::commands::{auth_manage, auth_status, batch, generate, login, run};
+use crate::commands::{auth_manage, auth_status, batch, generate, login, provider_batch, run};
 use crate::config::resolve::DEFAULT_MODEL;
 use crate::context::Context;
 use crate::diag;
@@ -81,6 +81,9 @@ fn dispatch(
         // Generated text needs neither configuration nor the async runtime.
         Some(Command::Completions { shell }) => Ok(generate::completions(shell)),
         Some(Command::Man) => generate::man(),
+        Some(Command::Batch(args)) => {
+            with_runtime(|runtime| provider_batch::command(*args, ctx, runtime))
+        }
         None => {
             let mode = match cli.run.mode(matches) {
                 Ok(mode) => mode,

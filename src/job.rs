@@ -36,6 +36,43 @@ pub(crate) struct JobDefaults {
     pub(crate) fallback_models: Vec<String>,
 }
 
+/// The request-shaping flags of a command line, as a batch applies them to every job.
+pub(crate) struct Flags<'a> {
+    /// The configured model, and whether it came from `-m`/`--model` (then it beats a file's
+    /// `defaults`).
+    pub(crate) model: &'a str,
+    pub(crate) model_from_flag: bool,
+    pub(crate) temperature: Option<f64>,
+    pub(crate) max_tokens: Option<u32>,
+    pub(crate) system: Option<&'a str>,
+    pub(crate) max_input_bytes: u64,
+}
+
+impl JobDefaults {
+    /// Flags beat a job file's `defaults`; a job's own fields beat both. The same rule for a
+    /// local batch and a provider batch.
+    pub(crate) fn from_flags(flags: &Flags<'_>) -> Self {
+        let mut fields = Map::new();
+        if flags.model_from_flag {
+            fields.insert("model".into(), json!(flags.model));
+        }
+        if let Some(t) = flags.temperature {
+            fields.insert("temperature".into(), json!(t));
+        }
+        if let Some(n) = flags.max_tokens {
+            fields.insert("max_tokens".into(), json!(n));
+        }
+        Self {
+            model: flags.model.to_owned(),
+            system: flags.system.map(str::to_owned),
+            fields,
+            max_input_bytes: flags.max_input_bytes,
+            schema: None,
+            fallback_models: Vec::new(),
+        }
+    }
+}
+
 /// A job ready to send.
 #[derive(Debug, Clone)]
 pub(crate) struct Job {

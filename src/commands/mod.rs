@@ -6,6 +6,7 @@ pub(crate) mod auth_status;
 pub(crate) mod batch;
 pub(crate) mod generate;
 pub(crate) mod login;
+pub(crate) mod provider_batch;
 pub(crate) mod run;
 
 use std::sync::Arc;

@@ -7,6 +7,8 @@
 mod action_install;
 mod actions_env;
 mod architecture;
+mod batch_api;
+mod batch_api_emulator;
 mod batch_support;
 mod common;
 mod common_oauth;

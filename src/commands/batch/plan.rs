@@ -5,8 +5,6 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-use serde_json::{Map, json};
-
 use std::sync::Arc;
 
 use super::super::structured_options;
@@ -15,7 +13,7 @@ use crate::cli::{RunArgs, Shard};
 use crate::config::{ResolvedConfig, Source};
 use crate::context::Context;
 use crate::error::Error;
-use crate::job::{JobDefaults, JobFile, Validation};
+use crate::job::{Flags, JobDefaults, JobFile, Validation};
 use crate::schema::OutputSchema;
 
 pub(crate) struct Plan {
@@ -41,24 +39,19 @@ fn defaults(
     config: &ResolvedConfig,
     schema: Option<Arc<OutputSchema>>,
 ) -> JobDefaults {
-    let mut fields = Map::new();
-    if matches!(config.model.source, Source::Flag(_)) {
-        fields.insert("model".into(), json!(config.model.value));
-    }
-    if let Some(t) = args.temperature {
-        fields.insert("temperature".into(), json!(t));
-    }
-    if let Some(n) = args.max_tokens {
-        fields.insert("max_tokens".into(), json!(n));
-    }
-    JobDefaults {
-        model: config.model.value.clone(),
-        system: args.system_prompt.clone(),
-        fields,
+    let mut defaults = JobDefaults::from_flags(&Flags {
+        model: &config.model.value,
+        model_from_flag: matches!(config.model.source, Source::Flag(_)),
+        temperature: args.temperature,
+        max_tokens: args.max_tokens,
+        system: args.system_prompt.as_deref(),
         max_input_bytes: args.max_input_bytes,
-        schema,
-        fallback_models: args.structured.fallback_models.clone(),
-    }
+    });
+    defaults.schema = schema;
+    defaults
+        .fallback_models
+        .clone_from(&args.structured.fallback_models);
+    defaults
 }
 
 /// Read and validate the job file (exit 42 before anything is sent), and check the results file.

@@ -1,5 +1,7 @@
 //! Command-line types only (clap derive); no behaviour lives here.
 
+pub(crate) mod provider_batch;
+
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -17,6 +19,7 @@ Examples:
   qwen --jobs reviews.yaml --output results.jsonl --concurrency 16    a batch, one JSON line per job
   qwen --jobs batch.jsonl --resume --output results.jsonl             finish a batch after a crash
   qwen --jobs prompts.jsonl --shard 2/4 --output part-2.jsonl         one leg of a CI matrix
+  qwen batch submit reviews.yaml --name nightly --wait --output results.jsonl   the provider's Batch API
   qwen completions zsh > ~/.zfunc/_qwen                shell completions (bash, zsh, fish, powershell)
   qwen man > qwen.1                                    the man page
   qwen auth login                                      set up a key or log in with Qwen OAuth (in a terminal)
@@ -56,6 +59,8 @@ pub(crate) enum Command {
     },
     /// Print the man page (roff) to stdout, e.g. `qwen man > qwen.1`.
     Man,
+    /// Hand a job file to the provider's Batch API: submit, status, fetch, cancel, list.
+    Batch(Box<provider_batch::ProviderBatchArgs>),
 }
 
 #[derive(Debug, Args)]

@@ -1,0 +1,465 @@
+//! The provider's Files and Batches endpoints (the `OpenAI` Batch API, spoken by `OpenAI`, Azure
+//! `OpenAI` v1, `DashScope` and others): upload, create, retrieve, list, cancel, download, delete.
+//! Knows nothing about jobs or ledgers; every text a server sends goes through `scrubbed`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use reqwest::{Method, StatusCode, Url};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tokio::io::AsyncWriteExt;
+
+use crate::client::{ApiError, transport_error};
+use crate::secret::scrub;
+
+/// The largest JSON answer read from the API (a batch, a list page, a file object).
+const MAX_JSON_BYTES: usize = 16 * 1024 * 1024;
+
+/// `request_counts` of a batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RequestCounts {
+    #[serde(default)]
+    pub(crate) total: u64,
+    #[serde(default)]
+    pub(crate) completed: u64,
+    #[serde(default)]
+    pub(crate) failed: u64,
+}
+
+/// The fields of the Batch object qwen uses (`components/schemas/Batch` of the `OpenAI` spec).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(crate) struct Batch {
+    pub(crate) id: String,
+    pub(crate) status: String,
+    #[serde(default)]
+    pub(crate) output_file_id: Option<String>,
+    #[serde(default)]
+    pub(crate) error_file_id: Option<String>,
+    #[serde(default)]
+    pub(crate) request_counts: Option<RequestCounts>,
+    #[serde(default)]
+    pub(crate) metadata: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub(crate) errors: Option<Value>,
+}
+
+impl Batch {
+    /// A status after which nothing changes at the provider.
+    pub(crate) fn is_terminal(status: &str) -> bool {
+        matches!(status, "completed" | "failed" | "expired" | "cancelled")
+    }
+
+    /// The first of the batch-level errors (`errors.data[0]`), as `code: message`.
+    pub(crate) fn first_error(&self) -> Option<String> {
+        let e = self.errors.as_ref()?.pointer("/data/0")?;
+        let code = e.get("code").and_then(Value::as_str).unwrap_or("error");
+        let message = e.get("message").and_then(Value::as_str).unwrap_or("");
+        Some(format!("{code}: {message}"))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct BatchList {
+    data: Vec<Batch>,
+    #[serde(default)]
+    has_more: bool,
+    #[serde(default)]
+    last_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct FileObject {
+    id: String,
+    #[serde(default)]
+    filename: String,
+}
+
+/// `ListFilesResponse`.
+#[derive(Debug, Deserialize)]
+struct FileList {
+    data: Vec<FileObject>,
+    #[serde(default)]
+    has_more: bool,
+    #[serde(default)]
+    last_id: Option<String>,
+}
+
+/// A client for one base URL and key.
+#[derive(Clone)]
+pub(crate) struct BatchApi {
+    http: reqwest::Client,
+    base: Url,
+    auth: HeaderValue,
+    key: SecretString,
+    retries: u32,
+    retry_base: Duration,
+}
+
+impl BatchApi {
+    pub(crate) fn new(
+        base: &Url,
+        key: SecretString,
+        connect_timeout: Duration,
+        idle_timeout: Duration,
+        retries: u32,
+        retry_base: Duration,
+    ) -> Result<Self, ApiError> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .read_timeout(idle_timeout)
+            .user_agent(concat!("qwen-headless/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ApiError::Setup(e.to_string()))?;
+        let mut auth =
+            HeaderValue::from_str(&format!("Bearer {}", key.expose_secret())).map_err(|_| {
+                ApiError::Setup("the API key has characters not allowed in an HTTP header".into())
+            })?;
+        auth.set_sensitive(true);
+        Ok(Self {
+            http,
+            base: base.clone(),
+            auth,
+            key,
+            retries,
+            retry_base,
+        })
+    }
+
+    fn url(&self, path: &str) -> Url {
+        crate::client::url::endpoint(&self.base, path)
+    }
+
+    /// Server or transport text without the key.
+    pub(crate) fn scrubbed(&self, text: &str) -> String {
+        scrub(text, &self.key)
+    }
+
+    fn request(&self, method: Method, url: Url) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, url)
+            .header(AUTHORIZATION, self.auth.clone())
+    }
+
+    async fn error_of(&self, status: StatusCode, response: reqwest::Response) -> ApiError {
+        let body = read_bounded(response, 64 * 1024).await.unwrap_or_default();
+        let text = String::from_utf8_lossy(&body);
+        let message = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| {
+                v.pointer("/error/message")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| text.chars().take(500).collect());
+        ApiError::Http {
+            status: status.as_u16(),
+            message: self.scrubbed(&message),
+            retry_after: None,
+            code: None,
+        }
+    }
+
+    fn transport(&self, e: &reqwest::Error) -> ApiError {
+        match transport_error(e) {
+            ApiError::Timeout(d) => ApiError::Timeout(self.scrubbed(&d)),
+            ApiError::Network(d) => ApiError::Network(self.scrubbed(&d)),
+            other => other,
+        }
+    }
+
+    /// A request without side effects (or one that may be repeated), retried on 408/429/5xx and
+    /// network errors with a doubling backoff.
+    async fn json_idempotent(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+    ) -> Result<Value, ApiError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = self.json_once(method.clone(), url.clone(), body).await;
+            match result {
+                Err(e) if e.is_retryable() && attempt <= self.retries => {
+                    let wait = self.retry_base.saturating_mul(1 << (attempt - 1).min(6));
+                    tokio::time::sleep(wait.min(Duration::from_secs(30))).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn json_once(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+    ) -> Result<Value, ApiError> {
+        let mut request = self.request(method, url);
+        if let Some(body) = body {
+            request = request
+                .header(CONTENT_TYPE, "application/json")
+                .body(serde_json::to_vec(body).unwrap_or_default());
+        }
+        let response = request.send().await.map_err(|e| self.transport(&e))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(self.error_of(status, response).await);
+        }
+        let bytes = read_bounded(response, MAX_JSON_BYTES)
+            .await
+            .map_err(|e| self.transport_or_limit(e))?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::InvalidResponse(format!("the Batch API answered with invalid JSON ({e})"))
+        })
+    }
+
+    fn transport_or_limit(&self, e: ReadError) -> ApiError {
+        match e {
+            ReadError::Transport(e) => self.transport(&e),
+            ReadError::TooLarge(max) => {
+                ApiError::InvalidResponse(format!("the answer is larger than {max} bytes"))
+            }
+        }
+    }
+
+    /// `POST /files` (multipart/form-data, `purpose=batch`, `file`), streamed from `path`.
+    /// Returns the file id.
+    pub(crate) async fn upload(&self, path: &Path, filename: &str) -> Result<String, ApiError> {
+        use tokio::io::AsyncReadExt;
+        let boundary = format!("qwen-{}", uuid::Uuid::new_v4().simple());
+        let head = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n\
+             Content-Type: application/jsonl\r\n\r\n"
+        );
+        let tail = format!("\r\n--{boundary}--\r\n");
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| ApiError::Network(format!("cannot read `{}`: {e}", path.display())))?;
+        let size = file
+            .metadata()
+            .await
+            .map_err(|e| ApiError::Network(format!("cannot read `{}`: {e}", path.display())))?
+            .len();
+        let length = head.len() as u64 + size + tail.len() as u64;
+        let reader = std::io::Cursor::new(head.into_bytes())
+            .chain(file)
+            .chain(std::io::Cursor::new(tail.into_bytes()));
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
+            reader,
+            64 * 1024,
+        ));
+        let response = self
+            .request(Method::POST, self.url("files"))
+            .header(
+                CONTENT_TYPE,
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .header(CONTENT_LENGTH, length)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.transport(&e))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(self.error_of(status, response).await);
+        }
+        let bytes = read_bounded(response, MAX_JSON_BYTES)
+            .await
+            .map_err(|e| self.transport_or_limit(e))?;
+        let file: FileObject = serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::InvalidResponse(format!("the file upload answered without an id ({e})"))
+        })?;
+        Ok(file.id)
+    }
+
+    /// `POST /batches`. Not retried: a create whose answer is lost is found again by `find`.
+    pub(crate) async fn create(
+        &self,
+        input_file_id: &str,
+        completion_window: &str,
+        metadata: &Map<String, Value>,
+    ) -> Result<Batch, ApiError> {
+        let body = serde_json::json!({
+            "input_file_id": input_file_id,
+            "endpoint": "/v1/chat/completions",
+            "completion_window": completion_window,
+            "metadata": metadata,
+        });
+        let value = self
+            .json_once(Method::POST, self.url("batches"), Some(&body))
+            .await?;
+        parse_batch(value)
+    }
+
+    /// `GET /batches/{id}`.
+    pub(crate) async fn retrieve(&self, id: &str) -> Result<Batch, ApiError> {
+        let value = self
+            .json_idempotent(Method::GET, self.url(&format!("batches/{id}")), None)
+            .await?;
+        parse_batch(value)
+    }
+
+    /// `POST /batches/{id}/cancel` (repeating it is harmless).
+    pub(crate) async fn cancel(&self, id: &str) -> Result<Batch, ApiError> {
+        let value = self
+            .json_idempotent(
+                Method::POST,
+                self.url(&format!("batches/{id}/cancel")),
+                None,
+            )
+            .await?;
+        parse_batch(value)
+    }
+
+    /// The batch whose `metadata` holds every pair of `wanted`, walking `GET /batches?after=&limit=`
+    /// (newest first) for at most `max_pages` pages.
+    pub(crate) async fn find(
+        &self,
+        wanted: &Map<String, Value>,
+        max_pages: usize,
+    ) -> Result<Option<Batch>, ApiError> {
+        let mut after: Option<String> = None;
+        for _ in 0..max_pages {
+            let mut url = self.url("batches");
+            {
+                let mut q = url.query_pairs_mut();
+                q.append_pair("limit", "100");
+                if let Some(a) = &after {
+                    q.append_pair("after", a);
+                }
+            }
+            let value = self.json_idempotent(Method::GET, url, None).await?;
+            let page: BatchList = serde_json::from_value(value).map_err(|e| {
+                ApiError::InvalidResponse(format!("the batch list is not a list ({e})"))
+            })?;
+            let last = page.data.last().map(|b| b.id.clone());
+            if let Some(found) = page.data.into_iter().find(|b| {
+                b.metadata
+                    .as_ref()
+                    .is_some_and(|m| wanted.iter().all(|(k, v)| m.get(k) == Some(v)))
+            }) {
+                return Ok(Some(found));
+            }
+            if !page.has_more {
+                return Ok(None);
+            }
+            after = page.last_id.or(last);
+            if after.is_none() {
+                return Ok(None);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The id of an uploaded batch file named `filename` (an upload whose answer was lost), walking
+    /// `GET /files?purpose=batch&order=desc&limit=&after=` for at most `max_pages` pages.
+    pub(crate) async fn find_file(
+        &self,
+        filename: &str,
+        max_pages: usize,
+    ) -> Result<Option<String>, ApiError> {
+        let mut after: Option<String> = None;
+        for _ in 0..max_pages {
+            let mut url = self.url("files");
+            {
+                let mut q = url.query_pairs_mut();
+                q.append_pair("purpose", "batch");
+                q.append_pair("order", "desc");
+                q.append_pair("limit", "1000");
+                if let Some(a) = &after {
+                    q.append_pair("after", a);
+                }
+            }
+            let value = self.json_idempotent(Method::GET, url, None).await?;
+            let page: FileList = serde_json::from_value(value).map_err(|e| {
+                ApiError::InvalidResponse(format!("the file list is not a list ({e})"))
+            })?;
+            let last = page.data.last().map(|f| f.id.clone());
+            if let Some(found) = page.data.into_iter().find(|f| f.filename == filename) {
+                return Ok(Some(found.id));
+            }
+            after = page.last_id.or(last).filter(|_| page.has_more);
+            if after.is_none() {
+                return Ok(None);
+            }
+        }
+        Ok(None)
+    }
+
+    /// `GET /files/{id}/content` into `dest`, streamed; the caller renames it into place.
+    pub(crate) async fn download(&self, id: &str, dest: &Path) -> Result<u64, ApiError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.download_once(id, dest).await {
+                Err(e) if e.is_retryable() && attempt <= self.retries => {
+                    let wait = self.retry_base.saturating_mul(1 << (attempt - 1).min(6));
+                    tokio::time::sleep(wait.min(Duration::from_secs(30))).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn download_once(&self, id: &str, dest: &Path) -> Result<u64, ApiError> {
+        let local = |e: std::io::Error| {
+            ApiError::Network(format!("cannot write `{}`: {e}", dest.display()))
+        };
+        let mut response = self
+            .request(Method::GET, self.url(&format!("files/{id}/content")))
+            .send()
+            .await
+            .map_err(|e| self.transport(&e))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(self.error_of(status, response).await);
+        }
+        let mut file = tokio::fs::File::create(dest).await.map_err(local)?;
+        let mut written = 0u64;
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.transport(&e))? {
+            file.write_all(&chunk).await.map_err(local)?;
+            written += chunk.len() as u64;
+        }
+        file.flush().await.map_err(local)?;
+        file.sync_all().await.map_err(local)?;
+        Ok(written)
+    }
+
+    /// `DELETE /files/{id}`; a file already gone counts as deleted.
+    pub(crate) async fn delete_file(&self, id: &str) -> Result<(), ApiError> {
+        match self
+            .json_idempotent(Method::DELETE, self.url(&format!("files/{id}")), None)
+            .await
+        {
+            Ok(_) | Err(ApiError::Http { status: 404, .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn parse_batch(value: Value) -> Result<Batch, ApiError> {
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::InvalidResponse(format!("the answer is not a batch object ({e})")))
+}
+
+enum ReadError {
+    Transport(reqwest::Error),
+    TooLarge(usize),
+}
+
+async fn read_bounded(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, ReadError> {
+    let mut out = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(ReadError::Transport)? {
+        if out.len() + chunk.len() > max {
+            return Err(ReadError::TooLarge(max));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}

@@ -1,0 +1,729 @@
+//! Both conversions of a provider batch, streamed line by line: jobs into Batch API input files
+//! (split by model and by the per-file limits), and the provider's output and error files back
+//! into qwen's result lines, exactly one per job.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use super::ledger::Part;
+use crate::client::{ApiError, Completion, Usage};
+use crate::error::Error;
+use crate::exit::ExitStatus;
+use crate::job::{JobDefaults, JobFile};
+use crate::output::Extras;
+use crate::output::schema::{BatchLine, ResultMessage};
+use crate::output::{self, RunMeta};
+
+/// The provider's limits per input file (`OpenAI`: 50,000 requests, 200 MB).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) max_requests: u64,
+    pub(crate) max_bytes: u64,
+}
+
+/// The longest line read from a provider's output or error file.
+const MAX_LINE_BYTES: usize = 64 * 1024 * 1024;
+
+/// The index of jobs (`jobs.jsonl`): id, position in the job file, model, part.
+pub(crate) const JOBS_FILE: &str = "jobs.jsonl";
+
+struct OpenPart {
+    part: usize,
+    writer: BufWriter<File>,
+    requests: u64,
+    bytes: u64,
+}
+
+fn io_err(what: &Path, e: std::io::Error) -> Error {
+    Error::file("write", what, e)
+}
+
+/// Write every job of `file` as a Batch API input line into part files under `dir`, one model per
+/// part, no part over `limits`; and the job index. Returns the parts and the number of jobs.
+pub(crate) fn plan(
+    file: &JobFile,
+    defaults: &JobDefaults,
+    limits: Limits,
+    dir: &Path,
+) -> Result<(Vec<Part>, u64), Error> {
+    crate::fsutil::create_private_dir_all(dir).map_err(|e| io_err(dir, e))?;
+    let index_path = dir.join(JOBS_FILE);
+    let mut index = BufWriter::new(File::create(&index_path).map_err(|e| io_err(&index_path, e))?);
+    let mut open: HashMap<String, OpenPart> = HashMap::new();
+    let mut parts: Vec<Part> = Vec::new();
+    let mut jobs = 0u64;
+    for raw in file.jobs()? {
+        let job = file
+            .build(raw.value, raw.index, defaults)
+            .map_err(|reason| {
+                Error::input(
+                    format!("{}: {}: {reason}", file.name, raw.position),
+                    "the job file changed while it was read; nothing was uploaded",
+                )
+            })?;
+        let mut body = job.body;
+        if let Some(map) = body.as_object_mut() {
+            map.remove("stream");
+            map.remove("stream_options");
+        }
+        let mut line = serde_json::to_vec(&json!({
+            "custom_id": job.id,
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": body,
+        }))
+        .unwrap_or_default();
+        line.push(b'\n');
+        let size = line.len() as u64;
+        if size > limits.max_bytes {
+            return Err(Error::input(
+                format!(
+                    "{}: {}: the request is {size} bytes, more than --max-file-bytes ({})",
+                    file.name, raw.position, limits.max_bytes
+                ),
+                "shorten the job or raise --max-file-bytes; nothing was uploaded",
+            ));
+        }
+        let full = open.get(&job.model).is_some_and(|p| {
+            p.requests + 1 > limits.max_requests || p.bytes + size > limits.max_bytes
+        });
+        if full && let Some(done) = open.remove(&job.model) {
+            finish(done, &mut parts, dir)?;
+        }
+        if !open.contains_key(&job.model) {
+            // Every part opened so far is in `parts`: numbers run 1, 2, 3, … in opening order.
+            let number = parts.len() + 1;
+            let path = dir.join(part_file(number));
+            let writer = BufWriter::new(File::create(&path).map_err(|e| io_err(&path, e))?);
+            parts.push(Part {
+                part: number,
+                model: job.model.clone(),
+                input: part_file(number),
+                ..Part::default()
+            });
+            open.insert(
+                job.model.clone(),
+                OpenPart {
+                    part: number,
+                    writer,
+                    requests: 0,
+                    bytes: 0,
+                },
+            );
+        }
+        if let Some(p) = open.get_mut(&job.model) {
+            p.writer
+                .write_all(&line)
+                .map_err(|e| io_err(&dir.join(part_file(p.part)), e))?;
+            p.requests += 1;
+            p.bytes += size;
+            let mut entry = serde_json::to_vec(&json!({
+                "id": job.id, "index": job.index, "model": job.model, "part": p.part,
+            }))
+            .unwrap_or_default();
+            entry.push(b'\n');
+            index
+                .write_all(&entry)
+                .map_err(|e| io_err(&index_path, e))?;
+        }
+        jobs += 1;
+    }
+    for (_, p) in open.drain() {
+        finish(p, &mut parts, dir)?;
+    }
+    index.flush().map_err(|e| io_err(&index_path, e))?;
+    parts.sort_by_key(|p| p.part);
+    Ok((parts, jobs))
+}
+
+fn part_file(number: usize) -> String {
+    format!("part-{number:04}.input.jsonl")
+}
+
+fn finish(mut p: OpenPart, parts: &mut [Part], dir: &Path) -> Result<(), Error> {
+    let path = dir.join(part_file(p.part));
+    p.writer.flush().map_err(|e| io_err(&path, e))?;
+    p.writer
+        .get_ref()
+        .sync_all()
+        .map_err(|e| io_err(&path, e))?;
+    if let Some(entry) = parts.iter_mut().find(|e| e.part == p.part) {
+        entry.requests = p.requests;
+        entry.bytes = p.bytes;
+    }
+    Ok(())
+}
+
+/// One job of the index: small, because there is one per job in memory during a fetch.
+#[derive(Clone, Copy)]
+struct Entry {
+    index: usize,
+    /// Into `JobIndex::models`.
+    model: u32,
+    part: u32,
+    written: bool,
+}
+
+/// The job index: id → entry; the few distinct models are stored once.
+struct JobIndex {
+    models: Vec<String>,
+    by_id: HashMap<Box<str>, Entry>,
+}
+
+impl JobIndex {
+    fn model(&self, entry: Entry) -> &str {
+        self.models
+            .get(entry.model as usize)
+            .map_or("", String::as_str)
+    }
+}
+
+/// The ids of the job index, in job-file order (streamed).
+fn index_ids(dir: &Path) -> Result<impl Iterator<Item = Result<String, Error>>, Error> {
+    let path = dir.join(JOBS_FILE);
+    let file = File::open(&path).map_err(|e| {
+        Error::input(
+            format!("cannot read the job index `{}`: {e}", path.display()),
+            "",
+        )
+    })?;
+    Ok(BufReader::new(file).lines().map(move |line| {
+        let damaged = |e: &dyn std::fmt::Display| {
+            Error::input(format!("`{}` is damaged: {e}", path.display()), "")
+        };
+        let line = line.map_err(|e| damaged(&e))?;
+        let v: Value = serde_json::from_str(&line).map_err(|e| damaged(&e))?;
+        Ok(v["id"].as_str().unwrap_or_default().to_owned())
+    }))
+}
+
+fn load_index(dir: &Path) -> Result<JobIndex, Error> {
+    let mut by_id = HashMap::new();
+    let mut models: Vec<String> = Vec::new();
+    let path = dir.join(JOBS_FILE);
+    let file = File::open(&path).map_err(|e| {
+        Error::input(
+            format!("cannot read the job index `{}`: {e}", path.display()),
+            "",
+        )
+    })?;
+    for line in BufReader::new(file).lines() {
+        let damaged = |e: &dyn std::fmt::Display| {
+            Error::input(format!("`{}` is damaged: {e}", path.display()), "")
+        };
+        let line = line.map_err(|e| damaged(&e))?;
+        let v: Value = serde_json::from_str(&line).map_err(|e| damaged(&e))?;
+        let model = v["model"].as_str().unwrap_or_default();
+        let slot = models.iter().position(|m| m == model).unwrap_or_else(|| {
+            models.push(model.to_owned());
+            models.len() - 1
+        });
+        by_id.insert(
+            Box::from(v["id"].as_str().unwrap_or_default()),
+            Entry {
+                index: usize::try_from(v["index"].as_u64().unwrap_or(0)).unwrap_or(0),
+                model: u32::try_from(slot).unwrap_or(0),
+                part: u32::try_from(v["part"].as_u64().unwrap_or(0)).unwrap_or(0),
+                written: false,
+            },
+        );
+    }
+    by_id.shrink_to_fit();
+    Ok(JobIndex { models, by_id })
+}
+
+/// What the conversion found.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub(crate) struct Tally {
+    pub(crate) jobs: u64,
+    pub(crate) succeeded: u64,
+    pub(crate) failed: u64,
+    pub(crate) failed_temporary: u64,
+    /// Jobs the provider never ran (expired, cancelled, failed batch).
+    pub(crate) not_run: u64,
+    /// Provider lines for unknown or already seen ids, left out.
+    pub(crate) ignored: u64,
+    pub(crate) input_tokens: u64,
+    pub(crate) output_tokens: u64,
+}
+
+impl Tally {
+    /// 0 all succeeded; 75 every failure is temporary (expired, provider failure, 429/5xx); else 1.
+    pub(crate) fn exit_status(&self) -> ExitStatus {
+        if self.failed == 0 {
+            ExitStatus::Success
+        } else if self.failed == self.failed_temporary {
+            ExitStatus::TempFail
+        } else {
+            ExitStatus::Failure
+        }
+    }
+}
+
+/// The format of the converted results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// qwen's result lines, like a local batch.
+    Local,
+    /// The provider's own lines.
+    OpenaiBatch,
+}
+
+/// How one provider line ended.
+enum Outcome {
+    Ok(Completion),
+    Err(ApiError),
+    /// The provider never ran the request (`error.code` `batch_expired` or `batch_cancelled`).
+    NotRun {
+        kind: &'static str,
+        message: String,
+        temporary: bool,
+    },
+}
+
+/// Convert the downloaded files of every part into one line per job, written to `out`.
+/// `scrub` removes the key from any server text.
+pub(crate) fn results(
+    dir: &Path,
+    parts: &[Part],
+    format: Format,
+    meta: &RunMeta,
+    scrub: &dyn Fn(&str) -> String,
+    out: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+) -> Result<Tally, Error> {
+    let mut index = load_index(dir)?;
+    let mut tally = Tally {
+        jobs: index.by_id.len() as u64,
+        ..Tally::default()
+    };
+    let write_err = |e: std::io::Error| Error::Io {
+        context: "cannot write a result line".to_owned(),
+        source: e,
+    };
+    for part in parts {
+        for rel in [&part.output, &part.errors].into_iter().flatten() {
+            let path = dir.join(rel);
+            let file = File::open(&path).map_err(|e| Error::file("read", &path, e))?;
+            let mut reader = BufReader::with_capacity(64 * 1024, file);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                let n = Read::by_ref(&mut reader)
+                    .take(MAX_LINE_BYTES as u64 + 1)
+                    .read_until(b'\n', &mut buf)
+                    .map_err(|e| Error::file("read", &path, e))?;
+                if n == 0 {
+                    break;
+                }
+                if buf.len() > MAX_LINE_BYTES {
+                    return Err(Error::Input {
+                        message: format!(
+                            "`{}`: a line is longer than {MAX_LINE_BYTES} bytes",
+                            path.display()
+                        ),
+                        hint: None,
+                    });
+                }
+                let text = String::from_utf8_lossy(&buf);
+                if text.trim().is_empty() {
+                    continue;
+                }
+                let Ok(line) = serde_json::from_str::<Value>(&text) else {
+                    tally.ignored += 1;
+                    continue;
+                };
+                let Some(id) = line.get("custom_id").and_then(Value::as_str) else {
+                    tally.ignored += 1;
+                    continue;
+                };
+                let Some(entry) = index.by_id.get_mut(id).filter(|e| !e.written) else {
+                    tally.ignored += 1;
+                    continue;
+                };
+                entry.written = true;
+                let entry = *entry;
+                let outcome = classify(&line, scrub);
+                count(&mut tally, &outcome);
+                let bytes = match format {
+                    Format::OpenaiBatch => {
+                        let mut b = scrub(text.trim_end()).into_bytes();
+                        b.push(b'\n');
+                        b
+                    }
+                    Format::Local => {
+                        local_line(meta, id, entry.index, index.model(entry), &outcome, 1)
+                    }
+                };
+                out(&bytes).map_err(write_err)?;
+            }
+        }
+    }
+    not_run_lines(dir, parts, format, meta, &index, &mut tally, &mut |b| {
+        out(b).map_err(write_err)
+    })?;
+    Ok(tally)
+}
+
+/// An error line for every job the provider's files do not mention, so that `--resume` runs it.
+fn not_run_lines(
+    dir: &Path,
+    parts: &[Part],
+    format: Format,
+    meta: &RunMeta,
+    index: &JobIndex,
+    tally: &mut Tally,
+    out: &mut dyn FnMut(&[u8]) -> Result<(), Error>,
+) -> Result<(), Error> {
+    for id in index_ids(dir)? {
+        let id = id?;
+        let Some(entry) = index.by_id.get(id.as_str()).copied().filter(|e| !e.written) else {
+            continue;
+        };
+        let part = parts
+            .iter()
+            .find(|p| p.part as u64 == u64::from(entry.part));
+        let (kind, message, temporary) = not_run_reason(part);
+        let outcome = Outcome::NotRun {
+            kind,
+            message,
+            temporary,
+        };
+        count(tally, &outcome);
+        let bytes = match format {
+            Format::OpenaiBatch => {
+                let Outcome::NotRun { message, .. } = &outcome else {
+                    continue;
+                };
+                let mut b = serde_json::to_vec(&json!({
+                    "id": null,
+                    "custom_id": id,
+                    "response": null,
+                    "error": {"code": kind, "message": message},
+                }))
+                .unwrap_or_default();
+                b.push(b'\n');
+                b
+            }
+            Format::Local => local_line(meta, &id, entry.index, index.model(entry), &outcome, 0),
+        };
+        out(&bytes)?;
+    }
+    Ok(())
+}
+
+/// Why a job has no line from the provider, and whether that is temporary.
+fn not_run_reason(part: Option<&Part>) -> (&'static str, String, bool) {
+    let id = part.and_then(|p| p.batch_id.as_deref()).unwrap_or("?");
+    let hint = "run it locally with `qwen --jobs FILE --resume --output FILE`, or submit again";
+    match part.and_then(|p| p.status.as_deref()) {
+        Some("expired") => (
+            "batch_expired",
+            format!("the provider's batch `{id}` expired before this request ran; {hint}"),
+            true,
+        ),
+        Some("cancelled") => (
+            "batch_cancelled",
+            format!("the provider's batch `{id}` was cancelled before this request ran; {hint}"),
+            false,
+        ),
+        Some("failed") => (
+            "batch_failed",
+            format!(
+                "the provider failed batch `{id}`{}; {hint}",
+                part.and_then(|p| p.batch_error.as_deref())
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            ),
+            true,
+        ),
+        _ => (
+            "missing_result",
+            format!("the provider's batch `{id}` ended without a line for this request; {hint}"),
+            true,
+        ),
+    }
+}
+
+fn count(tally: &mut Tally, outcome: &Outcome) {
+    match outcome {
+        Outcome::Ok(c) => {
+            tally.succeeded += 1;
+            if let Some(u) = c.usage {
+                tally.input_tokens += u.input_tokens;
+                tally.output_tokens += u.output_tokens;
+            }
+        }
+        Outcome::Err(e) => {
+            tally.failed += 1;
+            if e.exit_status() == ExitStatus::TempFail {
+                tally.failed_temporary += 1;
+            }
+        }
+        Outcome::NotRun { temporary, .. } => {
+            tally.failed += 1;
+            tally.not_run += 1;
+            if *temporary {
+                tally.failed_temporary += 1;
+            }
+        }
+    }
+}
+
+/// A provider line (`{"id","custom_id","response":{"status_code","request_id","body"},"error"}`)
+/// as a completion or an error.
+fn classify(line: &Value, scrub: &dyn Fn(&str) -> String) -> Outcome {
+    if let Some(error) = line.get("error").filter(|e| !e.is_null()) {
+        let code = error.get("code").and_then(Value::as_str).unwrap_or("error");
+        let message = error.get("message").and_then(Value::as_str).unwrap_or("");
+        // OpenAI lists the requests an expired (or cancelled) batch never ran in the error file.
+        let not_run = match code {
+            "batch_expired" => Some(("batch_expired", true)),
+            "batch_cancelled" => Some(("batch_cancelled", false)),
+            _ => None,
+        };
+        if let Some((kind, temporary)) = not_run {
+            return Outcome::NotRun {
+                kind,
+                message: scrub(&format!(
+                    "the provider never ran this request ({message}); run it locally with `qwen --jobs FILE --resume --output FILE`, or submit again"
+                )),
+                temporary,
+            };
+        }
+        return Outcome::Err(ApiError::InvalidResponse(scrub(&format!(
+            "the provider could not run the request: {code}: {message}"
+        ))));
+    }
+    let Some(response) = line.get("response").filter(|r| !r.is_null()) else {
+        return Outcome::Err(ApiError::InvalidResponse(
+            "the provider's line has neither `response` nor `error`".into(),
+        ));
+    };
+    let status = response
+        .get("status_code")
+        .and_then(Value::as_u64)
+        .and_then(|s| u16::try_from(s).ok())
+        .unwrap_or(0);
+    let body = response.get("body").unwrap_or(&Value::Null);
+    if status != 200 {
+        let message = body
+            .pointer("/error/message")
+            .and_then(Value::as_str)
+            .map_or_else(|| body.to_string(), str::to_owned);
+        let short: String = message.chars().take(500).collect();
+        return Outcome::Err(ApiError::Http {
+            code: None,
+            status,
+            message: scrub(&short),
+            retry_after: None,
+        });
+    }
+    let Some(choice) = body.pointer("/choices/0") else {
+        return Outcome::Err(ApiError::InvalidResponse(
+            "the response has no choices".into(),
+        ));
+    };
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
+    Outcome::Ok(Completion {
+        text: choice
+            .pointer("/message/content")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        usage: body.get("usage").and_then(usage_of),
+        finish_reason: text(choice.get("finish_reason")),
+        response_id: text(body.get("id")),
+        request_id: text(response.get("request_id")),
+        server_model: text(body.get("model")),
+        created: body.get("created").and_then(Value::as_u64),
+        attempts: 1,
+        api_duration: std::time::Duration::ZERO,
+    })
+}
+
+fn usage_of(v: &Value) -> Option<Usage> {
+    let n = |k: &str| v.get(k).and_then(Value::as_u64);
+    let input = n("prompt_tokens")?;
+    let output = n("completion_tokens").unwrap_or(0);
+    Some(Usage {
+        input_tokens: input,
+        output_tokens: output,
+        total_tokens: n("total_tokens").unwrap_or(input + output),
+    })
+}
+
+/// A local result line: the same fields as a local batch's (`id`, `index`, then the result message).
+fn local_line(
+    meta: &RunMeta,
+    id: &str,
+    index: usize,
+    model: &str,
+    outcome: &Outcome,
+    attempts: u32,
+) -> Vec<u8> {
+    let mut job_meta = meta.clone();
+    model.clone_into(&mut job_meta.model);
+    let none = Extras::default();
+    let message = match outcome {
+        Outcome::Ok(c) => {
+            output::result_message(&job_meta, &output::Outcome::Success(c), &none, 0, 0)
+        }
+        Outcome::Err(e) => {
+            let text = e.to_string();
+            let failure = output::Outcome::Failure {
+                kind: e.kind(),
+                message: &text,
+                attempts,
+            };
+            output::result_message(&job_meta, &failure, &none, 0, 0)
+        }
+        Outcome::NotRun { kind, message, .. } => {
+            let failure = output::Outcome::Failure {
+                kind,
+                message,
+                attempts: 0,
+            };
+            output::result_message(&job_meta, &failure, &none, 0, 0)
+        }
+    };
+    line_with_id(id, index, message)
+}
+
+fn line_with_id(id: &str, index: usize, message: ResultMessage) -> Vec<u8> {
+    let line = BatchLine {
+        id: id.to_owned(),
+        index,
+        result: message,
+    };
+    let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
+    bytes.push(b'\n');
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan_of(jobs: &str, limits: Limits) -> (Vec<Part>, u64, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("jobs.jsonl"), jobs).unwrap();
+        let file = JobFile::open("jobs.jsonl", dir.path()).unwrap();
+        let defaults = JobDefaults {
+            model: "m".into(),
+            max_input_bytes: 1024,
+            ..JobDefaults::default()
+        };
+        let (parts, n) = plan(&file, &defaults, limits, &dir.path().join("state")).unwrap();
+        (parts, n, dir)
+    }
+
+    #[test]
+    fn parts_split_at_the_byte_limit_and_keep_every_job_once() {
+        let mut jobs = String::new();
+        for i in 0..10 {
+            jobs.push_str(
+                &[
+                    "{\"id\":\"j",
+                    &i.to_string(),
+                    "\",\"prompt\":\"p\",\"stream\":true}\n",
+                ]
+                .concat(),
+            );
+        }
+        // One input line is 128 bytes: three fit in 400.
+        let (parts, n, dir) = plan_of(
+            &jobs,
+            Limits {
+                max_requests: 1000,
+                max_bytes: 400,
+            },
+        );
+        assert_eq!(n, 10);
+        assert_eq!(parts.len(), 4, "{parts:?}");
+        let mut seen = Vec::new();
+        for p in &parts {
+            assert!(p.bytes <= 400 && p.requests <= 3, "{p:?}");
+            let text = std::fs::read_to_string(dir.path().join("state").join(&p.input)).unwrap();
+            assert_eq!(text.len() as u64, p.bytes);
+            for line in text.lines() {
+                let v: Value = serde_json::from_str(line).unwrap();
+                assert!(v["body"].get("stream").is_none(), "{line}");
+                seen.push(v["custom_id"].as_str().unwrap().to_owned());
+            }
+        }
+        assert_eq!(seen, (0..10).map(|i| format!("j{i}")).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_request_larger_than_a_file_is_an_input_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("jobs.jsonl"), "{\"prompt\":\"hello\"}\n").unwrap();
+        let file = JobFile::open("jobs.jsonl", dir.path()).unwrap();
+        let limits = Limits {
+            max_requests: 10,
+            max_bytes: 20,
+        };
+        let err = plan(
+            &file,
+            &JobDefaults::default(),
+            limits,
+            &dir.path().join("s"),
+        )
+        .unwrap_err();
+        assert_eq!(err.exit_status(), ExitStatus::Input);
+    }
+
+    #[test]
+    fn provider_lines_are_classified_like_local_outcomes() {
+        let keep = |t: &str| t.to_owned();
+        let ok = json!({"custom_id": "a", "response": {"status_code": 200, "request_id": "r",
+            "body": {"id": "c", "model": "m", "choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}],
+                     "usage": {"prompt_tokens": 3, "completion_tokens": 1}}}, "error": null});
+        let Outcome::Ok(c) = classify(&ok, &keep) else {
+            panic!("a success")
+        };
+        assert_eq!((c.text.as_str(), c.usage.unwrap().total_tokens), ("hi", 4));
+        let cases = [
+            (
+                json!({"response": {"status_code": 429, "body": {"error": {"message": "slow"}}}}),
+                "rate_limit_error",
+                true,
+            ),
+            (
+                json!({"response": {"status_code": 400, "body": {"error": {"message": "bad"}}}}),
+                "api_error",
+                false,
+            ),
+            (
+                json!({"response": null, "error": {"code": "x", "message": "y"}}),
+                "invalid_response",
+                false,
+            ),
+            (
+                json!({"response": {"status_code": 200, "body": {}}}),
+                "invalid_response",
+                false,
+            ),
+        ];
+        let expired =
+            json!({"response": null, "error": {"code": "batch_expired", "message": "late"}});
+        let Outcome::NotRun {
+            kind, temporary, ..
+        } = classify(&expired, &keep)
+        else {
+            panic!("not run")
+        };
+        assert_eq!((kind, temporary), ("batch_expired", true));
+        for (line, kind, temporary) in cases {
+            let Outcome::Err(e) = classify(&line, &keep) else {
+                panic!("an error: {line}")
+            };
+            assert_eq!(e.kind(), kind, "{line}");
+            assert_eq!(e.exit_status() == ExitStatus::TempFail, temporary, "{line}");
+        }
+    }
+}

@@ -1,0 +1,829 @@
+//! `qwen batch submit|status|fetch|cancel|list` against the local Files + Batches emulator: the
+//! full path, crashes at each step, splitting, expiry then a local `--resume`, cancel, the
+//! provider's own line format, and the key kept out of every output.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt::Write as _;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::batch_api_emulator::{Emulator, Ending, Hang};
+use crate::common::{KEY, Run, TestEnv, run, server_answering, wait_bounded};
+
+/// Five jobs; `b` is refused by the provider (a per-line 400).
+const JOBS: &str = "\
+jobs:
+  - id: a
+    prompt: first
+  - id: b
+    prompt: FAIL400 please
+  - id: c
+    prompt: third
+  - id: d
+    prompt: fourth
+  - id: e
+    prompt: fifth
+";
+
+const OK_JOBS: &str = "\
+jobs:
+  - id: a
+    prompt: first
+  - id: b
+    prompt: second
+  - id: c
+    prompt: third
+  - id: d
+    prompt: fourth
+  - id: e
+    prompt: fifth
+";
+
+fn qwen(env: &TestEnv, emu: &Emulator, args: &[&str]) -> Run {
+    run(env.cmd_with(&emu.base_url, KEY).args(args))
+}
+
+/// The result lines of a file, by id; fails when an id appears twice.
+fn lines_by_id(text: &str) -> HashMap<String, Value> {
+    let mut by_id = HashMap::new();
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line).expect("a JSON line");
+        let id = v
+            .get("custom_id")
+            .or_else(|| v.get("id"))
+            .and_then(Value::as_str)
+            .expect("an id")
+            .to_owned();
+        assert!(
+            by_id.insert(id.clone(), v).is_none(),
+            "`{id}` twice in:\n{text}"
+        );
+    }
+    by_id
+}
+
+fn ids(list: &[&str]) -> BTreeSet<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn keys(map: &HashMap<String, Value>) -> BTreeSet<String> {
+    map.keys().cloned().collect()
+}
+
+#[test]
+fn submit_wait_fetch_writes_one_local_line_per_job() {
+    let env = TestEnv::new();
+    env.write_project("jobs.yaml", JOBS);
+    let emu = Emulator::start(KEY);
+    let r = qwen(
+        &env,
+        &emu,
+        &[
+            "batch",
+            "submit",
+            "jobs.yaml",
+            "--name",
+            "nightly",
+            "--wait",
+            "--poll-interval",
+            "10ms",
+            "--output",
+            "results.jsonl",
+        ],
+    );
+    // One job was refused for good: exit 1.
+    r.code(1).stdout_empty().stderr_has("1 failed");
+    let results = lines_by_id(&env.read_project("results.jsonl"));
+    assert_eq!(keys(&results), ids(&["a", "b", "c", "d", "e"]));
+    assert_eq!(results["a"]["result"], "echo: first");
+    assert_eq!(results["a"]["is_error"], false);
+    assert_eq!(results["a"]["index"], 0);
+    assert_eq!(results["a"]["usage"]["input_tokens"], 10);
+    assert_eq!(results["b"]["is_error"], true);
+    assert_eq!(results["b"]["error"]["type"], "api_error");
+    // Each job became one Batch API input line, without `stream`.
+    let uploads = emu.uploads();
+    assert_eq!(uploads.len(), 1);
+    let input: Vec<Value> = uploads[0]
+        .1
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(input.len(), 5);
+    assert_eq!(input[0]["custom_id"], "a");
+    assert_eq!(input[0]["method"], "POST");
+    assert_eq!(input[0]["url"], "/v1/chat/completions");
+    assert_eq!(input[0]["body"]["messages"][0]["content"], "first");
+    assert!(input[0]["body"].get("stream").is_none());
+    // Metadata names the batch and the part.
+    assert_eq!(emu.batch_count(), 1);
+    let ledger: Value =
+        serde_json::from_str(&env.read_project(".qwen/batches/nightly.json")).expect("the ledger");
+    assert_eq!(ledger["parts"][0]["status"], "completed");
+    assert_eq!(ledger["parts"][0]["create"], "done");
+    assert_eq!(ledger["parts"][0]["download"], "done");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetched_lines_have_the_fields_of_a_local_batch() {
+    let env = TestEnv::new();
+    env.write_project("jobs.yaml", OK_JOBS);
+    let emu = Emulator::start(KEY);
+    let server = server_answering(&["echo"]).await;
+    let local = run(env
+        .cmd_for(&server)
+        .args(["--jobs", "jobs.yaml", "--output", "local.jsonl"]));
+    local.code(0);
+    let remote = qwen(
+        &env,
+        &emu,
+        &[
+            "batch",
+            "submit",
+            "jobs.yaml",
+            "--wait",
+            "--poll-interval",
+            "10ms",
+            "--output",
+            "remote.jsonl",
+        ],
+    );
+    remote.code(0);
+    let fields = |text: &str| -> BTreeSet<String> {
+        let v: Value = serde_json::from_str(text.lines().next().expect("a line")).expect("JSON");
+        v.as_object().expect("an object").keys().cloned().collect()
+    };
+    assert_eq!(
+        fields(&env.read_project("local.jsonl")),
+        fields(&env.read_project("remote.jsonl"))
+    );
+}
+
+#[test]
+fn output_flags_without_wait_are_a_usage_error() {
+    let env = TestEnv::new();
+    env.write_project("jobs.yaml", OK_JOBS);
+    let emu = Emulator::start(KEY);
+    qwen(
+        &env,
+        &emu,
+        &["batch", "submit", "jobs.yaml", "--output", "r.jsonl"],
+    )
+    .code(2)
+    .stderr_has("need --wait");
+    assert!(emu.log().is_empty());
+}
+
+#[test]
+fn an_invalid_job_file_uploads_nothing() {
+    let env = TestEnv::new();
+    env.write_project("jobs.yaml", "jobs:\n  - id: a\n  - id: b\n    prompt: ok\n");
+    let emu = Emulator::start(KEY);
+    qwen(&env, &emu, &["batch", "submit", "jobs.yaml"])
+        .code(42)
+        .stdout_empty()
+        .stderr_has("nothing was sent");
+    assert!(emu.log().is_empty(), "{:?}", emu.log());
+}
+
+#[test]
+fn qwen_oauth_is_refused_before_anything_is_sent() {
+    let env = TestEnv::new();
+    env.write_project("jobs.yaml", OK_JOBS);
+    let emu = Emulator::start(KEY);
+    let expiry = crate::common_oauth::now_ms() + 3_600_000;
+    env.write_home(
+        ".qwen/oauth_creds.json",
+        &serde_json::json!({"access_token": "tok-oauth-1234", "refresh_token": "r", "token_type": "Bearer",
+            "expiry_date": expiry, "resource_url": "127.0.0.1:9"}).to_string(),
+    );
+    run(env
+        .cmd()
+        .args(["batch", "submit", "jobs.yaml", "--auth-type", "qwen-oauth"]))
+    .code(41)
+    .stdout_empty()
+    .stderr_has("Qwen OAuth");
+    assert!(emu.log().is_empty());
+}
+
+/// Start `qwen batch submit` as a child, wait until the emulator holds `request`, kill it.
+fn crash_during(env: &TestEnv, emu: &Emulator, hang: Hang, ready: impl Fn(&Emulator) -> bool) {
+    emu.set_hang(Some(hang));
+    let mut child = env
+        .std_cmd()
+        .env("OPENAI_API_KEY", KEY)
+        .env("OPENAI_BASE_URL", &emu.base_url)
+        .args(["batch", "submit", "jobs.yaml", "--name", "n"])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn qwen");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !ready(emu) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never reached: {:?}",
+            emu.log()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().expect("kill qwen");
+    let _ = wait_bounded(child, Duration::from_secs(20));
+    emu.set_hang(None);
+}
+
+#[test]
+fn a_crash_after_the_upload_resumes_without_uploading_again() {
+    let env = TestEnv::new();
+    env.write_project("jobs.yaml", OK_JOBS);
+    let emu = Emulator::start(KEY);
+    crash_during(&env, &emu, Hang::BeforeCreate, |e| {
+        e.count("POST /v1/batches") == 1
+    });
+    let ledger = env.read_project(".qwen/batches/n.json");
+    assert!(ledger.contains("\"upload\": \"done\""), "{ledger}");
+    assert_eq!(emu.batch_count(), 0);
+    let r = qwen(&env, &emu, &["batch", "submit", "jobs.yaml", "--name", "n"]);
+    r.code(0).stderr_has("resuming");
+    assert_eq!(emu.count("POST /v1/files"), 1, "{:?}", emu.log());
+    assert_eq!(emu.batch_count(), 1);
+    assert_eq!(r.stdout.trim(), "batch_000002");
+}
+
+#[test]
+fn a_crash_while_the_upload_answer_is_lost_finds_the_file_instead_of_uploading_again() {
+    let env = TestEnv::new();
+    env.write_project("jobs.yaml", OK_JOBS);
+    let emu = Emulator::start(KEY);
+    crash_during(&env, &emu, Hang::AfterUpload, |e| e.file_count() == 1);
+    let ledger = env.read_project(".qwen/batches/n.json");
+    assert!(ledger.contains("\"upload\": \"started\""), "{ledger}");
+    let r = qwen(&env, &emu, &["batch", "submit", "jobs.yaml", "--name", "n"]);
+    r.code(0);
+    assert_eq!(emu.count("POST /v1/files"), 1, "{:?}", emu.log());
+    assert_eq!(emu.count("GET /v1/files"), 1, "{:?}", emu.log());
+    assert_eq!(emu.file_count(), 1);
+    assert_eq!(emu.batch_count(), 1);
+}
+
+#[test]
+fn a_failed_batch_gives_every_job_a_temporary_error_line() {
+    let env = TestEnv::new();
+    env.write_project("jobs.yaml", OK_JOBS);
+    let emu = Emulator::start(KEY);
+    emu.set_ending(Ending::Fail);
+    let r = qwen(
+        &env,
+        &emu,
+        &[
+            "batch",
+            "submit",
+            "jobs.yaml",
+            "--wait",
+            "--poll-interval",
+            "10ms",
+            "--output",
+            "r.jsonl",
+        ],
+    );
+    r.code(75).stderr_has("failed 1");
+    let results = lines_by_id(&env.read_project("r.jsonl"));
+    assert_eq!(results.len(), 5);
+    for v in results.values() {
+        assert_eq!(v["error"]["type"], "batch_failed");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .expect("message")
+                .contains("rejected"),
+            "{v}"
+        );
+    }
+}
+
+#[test]
+fn a_crash_after_the_create_finds_the_batch_instead_of_creating_another() {
+    let env = TestEnv::new();
+    env.write_project("jobs.yaml", OK_JOBS);
+    let emu = Emulator::start(KEY);
+    crash_during(&env, &emu, Hang::AfterCreate, |e| e.batch_count() == 1);
+    let ledger = env.read_project(".qwen/batches/n.json");
+    assert!(ledger.contains("\"create\": \"started\""), "{ledger}");
+    let r = qwen(&env, &emu, &["batch", "submit", "jobs.yaml", "--name", "n"]);
+    r.code(0);
+    assert_eq!(emu.batch_count(), 1, "{:?}", emu.log());
+    assert_eq!(emu.count("POST /v1/files"), 1);
+    assert_eq!(emu.count("POST /v1/batches"), 1, "{:?}", emu.log());
+    assert_eq!(r.stdout.trim(), "batch_000002");
+    // And the rest of the way works: every job once.
+    let f = qwen(
+        &env,
+        &emu,
+        &[
+            "batch",
+            "submit",
+            "jobs.yaml",
+            "--name",
+            "n",
+            "--wait",
+            "--poll-interval",
+            "10ms",
+            "--output",
+            "r.jsonl",
+        ],
+    );
+    f.code(0);
+    assert_eq!(
+        keys(&lines_by_id(&env.read_project("r.jsonl"))),
+        ids(&["a", "b", "c", "d", "e"])
+    );
+    assert_eq!(emu.batch_count(), 1);
+}
+
+#[test]
+fn parts_respect_the_per_file_limit_and_hold_one_model_each() {
+    let env = TestEnv::new();
+    env.write_project(
+        "jobs.jsonl",
+        &(0..7).fold(String::new(), |mut text, i| {
+            let model = if i % 3 == 0 { "other-model" } else { "gpt-4o" };
+            let _ = writeln!(
+                text,
+                "{{\"id\":\"j{i}\",\"prompt\":\"p{i}\",\"model\":\"{model}\"}}"
+            );
+            text
+        }),
+    );
+    let emu = Emulator::start(KEY);
+    emu.set_max_requests(3);
+    let r = qwen(
+        &env,
+        &emu,
+        &[
+            "batch",
+            "submit",
+            "jobs.jsonl",
+            "--name",
+            "split",
+            "--max-requests-per-file",
+            "3",
+            "--wait",
+            "--poll-interval",
+            "10ms",
+            "--output",
+            "r.jsonl",
+        ],
+    );
+    r.code(0);
+    // gpt-4o: 4 jobs -> 3 + 1; other-model: 3 jobs -> 3.
+    let uploads = emu.uploads();
+    assert_eq!(uploads.len(), 3, "{uploads:?}");
+    for (_, content) in &uploads {
+        let models: BTreeSet<String> = content
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).expect("JSON")["body"]["model"]
+                    .as_str()
+                    .expect("model")
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(models.len(), 1, "{content}");
+        assert!(content.lines().count() <= 3);
+    }
+    assert_eq!(emu.statuses(), vec!["completed"; 3]);
+    let results = lines_by_id(&env.read_project("r.jsonl"));
+    assert_eq!(results.len(), 7);
+    assert_eq!(results["j3"]["model"], "other-model");
+    assert_eq!(results["j3"]["index"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_batch_gives_error_lines_that_a_local_resume_runs_exactly() {
+    let env = TestEnv::new();
+    env.write_project("jobs.yaml", OK_JOBS);
+    let emu = Emulator::start(KEY);
+    emu.set_ending(Ending::Expire { ran: 2 });
+    let r = qwen(
+        &env,
+        &emu,
+        &[
+            "batch",
+            "submit",
+            "jobs.yaml",
+            "--name",
+            "x",
+            "--wait",
+            "--poll-interval",
+            "10ms",
+            "--output",
+            "results.jsonl",
+        ],
+    );
+    r.code(75).stderr_has("--resume");
+    let results = lines_by_id(&env.read_project("results.jsonl"));
+    assert_eq!(results.len(), 5);
+    let failed: BTreeSet<String> = results
+        .iter()
+        .filter(|(_, v)| v["is_error"] == true)
+        .map(|(k, v)| {
+            assert_eq!(v["error"]["type"], "batch_expired");
+            // From the provider's error file, where an expired batch lists what it never ran.
+            assert!(
+                v["error"]["message"]
+                    .as_str()
+                    .expect("message")
+                    .contains("never ran"),
+                "{v}"
+            );
+            k.clone()
+        })
+        .collect();
+    assert_eq!(failed, ids(&["c", "d", "e"]));
+    // The local run sends exactly the three that did not run.
+    let server = crate::common::server_expecting(3).await;
+    run(env.cmd_for(&server).args([
+        "--jobs",
+        "jobs.yaml",
+        "--resume",
+        "--output",
+        "results.jsonl",
+    ]))
+    .code(0);
+    let after = lines_by_id(&env.read_project("results.jsonl"));
+    assert_eq!(keys(&after), ids(&["a", "b", "c", "d", "e"]));
+    assert!(after.values().all(|v| v["is_error"] == false));
+}
+
+#[test]
+fn cancel_then_fetch_gives_the_unrun_jobs_error_lines() {
+    let env = TestEnv::new();
+    env.write_project("jobs.yaml", OK_JOBS);
+    let emu = Emulator::start(KEY);
+    emu.set_tick_on_poll(false);
+    let s = qwen(&env, &emu, &["batch", "submit", "jobs.yaml", "--name", "c"]);
+    s.code(0);
+    assert_eq!(s.stdout, "batch_000002\n");
+    emu.advance(); // validating -> in_progress, half of it ran
+    qwen(&env, &emu, &["batch", "status", "c"])
+        .code(0)
+        .stdout_has("in_progress");
+    qwen(&env, &emu, &["batch", "cancel", "c"])
+        .code(0)
+        .stdout_has("cancelling");
+    // Not ended yet: fetch says so (temporary).
+    qwen(&env, &emu, &["batch", "fetch", "c", "--output", "r.jsonl"])
+        .code(75)
+        .stderr_has("has not finished");
+    emu.advance(); // cancelling -> cancelled
+    let st = qwen(&env, &emu, &["batch", "status", "c", "--json"]);
+    st.code(0);
+    let status: Value = serde_json::from_str(&st.stdout).expect("JSON");
+    assert_eq!(status["status"], "cancelled");
+    let f = qwen(&env, &emu, &["batch", "fetch", "c", "--output", "r.jsonl"]);
+    f.code(1);
+    let results = lines_by_id(&env.read_project("r.jsonl"));
+    assert_eq!(keys(&results), ids(&["a", "b", "c", "d", "e"]));
+    let cancelled = results
+        .values()
+        .filter(|v| v["error"]["type"] == "batch_cancelled")
+        .count();
+    assert_eq!(cancelled, 3, "{results:?}");
+    // `list` knows the batch without the network.
+    run(env.cmd().args(["batch", "list"]))
+        .code(0)
+        .stdout_has("c\tcancelled\t5 jobs");
+}
+
+#[test]
+fn openai_batch_format_keeps_the_provider_lines() {
+    let env = TestEnv::new();
+    env.write_project("jobs.yaml", JOBS);
+    let emu = Emulator::start(KEY);
+    emu.set_ending(Ending::Expire { ran: 4 });
+    let r = qwen(
+        &env,
+        &emu,
+        &[
+            "batch",
+            "submit",
+            "jobs.yaml",
+            "--wait",
+            "--poll-interval",
+            "10ms",
+            "-o",
+            "openai-batch",
+        ],
+    );
+    r.code(1);
+    let lines = lines_by_id(&r.stdout);
+    assert_eq!(keys(&lines), ids(&["a", "b", "c", "d", "e"]));
+    assert_eq!(lines["a"]["response"]["status_code"], 200);
+    assert_eq!(
+        lines["a"]["response"]["body"]["choices"][0]["message"]["content"],
+        "echo: first"
+    );
+    assert!(
+        lines["a"]["id"]
+            .as_str()
+            .expect("id")
+            .starts_with("batch_req_")
+    );
+    assert_eq!(lines["b"]["response"]["status_code"], 400);
+    assert_eq!(lines["e"]["response"], Value::Null);
+    assert_eq!(lines["e"]["error"]["code"], "batch_expired");
+}
+
+#[test]
+fn the_key_is_never_printed_or_stored_in_results() {
+    let env = TestEnv::new();
+    env.write_project(
+        "jobs.yaml",
+        "jobs:\n  - id: a\n    prompt: LEAKKEY\n  - id: b\n    prompt: fine\n",
+    );
+    let emu = Emulator::start(KEY);
+    for format in ["json", "openai-batch"] {
+        let out = format!("r-{format}.jsonl");
+        let r = qwen(
+            &env,
+            &emu,
+            &[
+                "batch",
+                "submit",
+                "jobs.yaml",
+                "--name",
+                format,
+                "--wait",
+                "--poll-interval",
+                "10ms",
+                "-o",
+                format,
+                "--output",
+                &out,
+                "--debug",
+            ],
+        );
+        r.code(1);
+        let results = env.read_project(&out);
+        let ledger = env.read_project(&format!(".qwen/batches/{format}.json"));
+        for text in [&r.stdout, &r.stderr, &results, &ledger] {
+            assert!(!text.contains(KEY), "the key leaked:\n{text}");
+        }
+        assert!(results.contains("[REDACTED]"), "{results}");
+    }
+}
+
+#[test]
+fn a_second_fetch_does_not_download_again_and_delete_remote_cleans_up() {
+    let env = TestEnv::new();
+    env.write_project("jobs.yaml", JOBS);
+    let emu = Emulator::start(KEY);
+    qwen(
+        &env,
+        &emu,
+        &[
+            "batch",
+            "submit",
+            "jobs.yaml",
+            "--name",
+            "f",
+            "--wait",
+            "--poll-interval",
+            "10ms",
+            "--output",
+            "one.jsonl",
+        ],
+    )
+    .code(1);
+    let downloads = emu.count("GET /v1/files/");
+    assert_eq!(downloads, 2, "output and error files: {:?}", emu.log());
+    qwen(
+        &env,
+        &emu,
+        &["batch", "fetch", "f", "--output", "one.jsonl"],
+    )
+    .code(42)
+    .stderr_has("--overwrite");
+    let again = qwen(
+        &env,
+        &emu,
+        &[
+            "batch",
+            "fetch",
+            "f",
+            "--output",
+            "one.jsonl",
+            "--overwrite",
+            "--delete-remote",
+        ],
+    );
+    again.code(1);
+    assert_eq!(emu.count("GET /v1/files/"), downloads);
+    assert_eq!(keys(&lines_by_id(&env.read_project("one.jsonl"))).len(), 5);
+    assert_eq!(
+        emu.file_count(),
+        0,
+        "input, output and error files are deleted"
+    );
+}
+
+#[test]
+fn max_wall_time_stops_waiting_and_leaves_the_batch_running() {
+    let env = TestEnv::new();
+    env.write_project("jobs.yaml", OK_JOBS);
+    let emu = Emulator::start(KEY);
+    emu.set_tick_on_poll(false);
+    let r = qwen(
+        &env,
+        &emu,
+        &[
+            "batch",
+            "submit",
+            "jobs.yaml",
+            "--name",
+            "w",
+            "--wait",
+            "--poll-interval",
+            "10ms",
+            "--max-wall-time",
+            "200ms",
+        ],
+    );
+    r.code(55).stdout_empty().stderr_has("qwen batch fetch w");
+    assert_eq!(emu.statuses(), vec!["validating"]);
+}
+
+#[test]
+fn sigint_while_waiting_exits_130_and_leaves_the_batch_running() {
+    let env = TestEnv::new();
+    env.write_project("jobs.yaml", OK_JOBS);
+    let emu = Emulator::start(KEY);
+    emu.set_tick_on_poll(false);
+    let mut child = crate::batch_support::spawn(
+        &env,
+        &emu.base_url,
+        &[
+            "batch",
+            "submit",
+            "jobs.yaml",
+            "--name",
+            "s",
+            "--wait",
+            "--poll-interval",
+            "10ms",
+        ],
+    );
+    // The progress line says the batch exists and is being polled.
+    child.wait_until("the first progress line", Duration::from_secs(20), |c| {
+        c.stderr_now().contains("validating 1")
+    });
+    child.signal("INT");
+    let r = child.wait(Duration::from_secs(20));
+    r.code(130)
+        .stdout_empty()
+        .stderr_has("keeps running at the provider");
+    assert_eq!(emu.statuses(), vec!["validating"]);
+    assert_eq!(emu.count("POST /v1/batches/"), 0, "not cancelled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_is_a_command_word_and_a_prompt_needs_p() {
+    let env = TestEnv::new();
+    let emu = Emulator::start(KEY);
+    // `qwen batch …` is the command, not a prompt.
+    qwen(&env, &emu, &["batch", "these", "files"])
+        .code(2)
+        .stdout_empty();
+    assert!(emu.log().is_empty());
+    let server = crate::common::server_expecting(1).await;
+    run(env.cmd_for(&server).args(["-p", "batch these files"]))
+        .code(0)
+        .stdout_is("ok\n");
+}
+
+/// GNU time's figures for one command: (wall seconds, user+system seconds, peak RSS in KiB).
+fn timed(env: &TestEnv, emu: &Emulator, bin: &str, args: &[&str]) -> (f64, f64, u64) {
+    let out = std::process::Command::new("/usr/bin/time")
+        .arg("-v")
+        .arg(bin)
+        .args(args)
+        .env_clear()
+        .env("HOME", &env.home)
+        .env("OPENAI_API_KEY", KEY)
+        .env("OPENAI_BASE_URL", &emu.base_url)
+        .current_dir(&env.project)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run GNU time");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{args:?} failed:\n{stderr}");
+    let field = |name: &str| -> String {
+        stderr
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .map_or_else(
+                || panic!("no `{name}` in:\n{stderr}"),
+                |v| v.trim().to_owned(),
+            )
+    };
+    let wall = field("Elapsed (wall clock) time (h:mm:ss or m:ss):")
+        .rsplit(':')
+        .next()
+        .and_then(|s| s.parse::<f64>().ok())
+        .expect("seconds");
+    let cpu = field("User time (seconds):").parse::<f64>().expect("user")
+        + field("System time (seconds):")
+            .parse::<f64>()
+            .expect("system");
+    let rss = field("Maximum resident set size (kbytes):")
+        .parse()
+        .expect("rss");
+    (wall, cpu, rss)
+}
+
+/// The benchmark of BENCHMARKS.md: `QWEN_BENCH_BIN=target/release/qwen cargo nextest run
+/// --run-ignored only -E 'test(bench_provider_batch)' --no-capture`.
+#[test]
+#[ignore = "a benchmark: run on demand with QWEN_BENCH_BIN"]
+#[allow(
+    clippy::print_stderr,
+    clippy::cast_precision_loss,
+    reason = "the benchmark reports its figures"
+)]
+fn bench_provider_batch_submit_and_fetch_100k_jobs() {
+    let bin = std::env::var("QWEN_BENCH_BIN").expect("QWEN_BENCH_BIN: the qwen binary to measure");
+    let n: usize = std::env::var("QWEN_BENCH_JOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let env = TestEnv::new();
+    let mut jobs = String::with_capacity(n * 80);
+    for i in 0..n {
+        let _ = writeln!(
+            jobs,
+            "{{\"id\":\"job-{i}\",\"prompt\":\"Summarise item number {i} of the nightly review queue in one line.\"}}"
+        );
+    }
+    env.write_project("jobs.jsonl", &jobs);
+    let emu = Emulator::start(KEY);
+    emu.set_tick_on_poll(false);
+    let submit = timed(
+        &env,
+        &emu,
+        &bin,
+        &[
+            "batch",
+            "submit",
+            "jobs.jsonl",
+            "--name",
+            "bench",
+            "--quiet",
+        ],
+    );
+    let parts = emu.batch_count();
+    for _ in 0..3 {
+        emu.advance();
+    }
+    assert!(emu.statuses().iter().all(|s| s == "completed"));
+    let fetch = timed(
+        &env,
+        &emu,
+        &bin,
+        &[
+            "batch",
+            "fetch",
+            "bench",
+            "--output",
+            "results.jsonl",
+            "--quiet",
+        ],
+    );
+    let results = env.read_project("results.jsonl");
+    let ids: std::collections::HashSet<&str> = results
+        .lines()
+        .map(|l| {
+            l.split("\"id\":\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .expect("an id")
+        })
+        .collect();
+    assert_eq!(ids.len(), n);
+    assert_eq!(results.lines().count(), n);
+    let input_mb = jobs.len() as f64 / 1e6;
+    let uploaded: usize = emu.uploads().iter().map(|(_, c)| c.len()).sum();
+    eprintln!(
+        "jobs {n} ({input_mb:.1} MB job file, {:.1} MB uploaded in {parts} parts, {:.1} MB results)\n\
+         submit: wall {:.2} s, cpu {:.2} s, peak RSS {:.1} MiB\n\
+         fetch:  wall {:.2} s, cpu {:.2} s, peak RSS {:.1} MiB",
+        uploaded as f64 / 1e6,
+        results.len() as f64 / 1e6,
+        submit.0,
+        submit.1,
+        submit.2 as f64 / 1024.0,
+        fetch.0,
+        fetch.1,
+        fetch.2 as f64 / 1024.0,
+    );
+}

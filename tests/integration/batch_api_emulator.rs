@@ -1,0 +1,799 @@
+//! A local emulator of the provider's Files and Batches endpoints, written from the `OpenAI` API
+//! reference (`openai/openai-openapi`, `openapi.yaml`): `POST /files` (multipart, `CreateFileRequest`:
+//! `file` + `purpose=batch`, answers an `OpenAIFile`), `POST /batches` (`CreateBatchRequest`:
+//! `input_file_id`, `endpoint`, `completion_window`, `metadata`), `GET /batches/{batch_id}`,
+//! `GET /batches?after=&limit=` (`ListBatchesResponse`: `object=list`, `data`, `first_id`, `last_id`,
+//! `has_more`; newest first, `limit` 1..100, default 20), `POST /batches/{batch_id}/cancel` (the batch
+//! goes `cancelling`, later `cancelled` with partial results), `GET /files/{file_id}/content`,
+//! `DELETE /files/{file_id}` (`DeleteFileResponse`). Batches move `validating → in_progress →
+//! finalizing → completed` (or `failed`, `expired`, `cancelling → cancelled`) one step per tick of
+//! a clock the test controls. Output and error files hold the Batch API's per-line shape:
+//! `{"id","custom_id","response":{"status_code","request_id","body"},"error"}`.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, Response, StatusCode};
+use serde_json::{Map, Value, json};
+
+/// How a batch ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// Every request runs.
+    Complete,
+    /// The batch fails validation (no output).
+    Fail,
+    /// The window ends after `ran` requests ran: partial output, then `expired`.
+    Expire { ran: usize },
+}
+
+/// When to stop answering (a process killed while it waits loses the answer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Hang {
+    /// Never answer `POST /batches`, and do not create the batch.
+    BeforeCreate,
+    /// Create the batch, then never answer.
+    AfterCreate,
+    /// Store the uploaded file, then never answer.
+    AfterUpload,
+}
+
+#[derive(Debug, Clone)]
+struct FileRec {
+    filename: String,
+    purpose: String,
+    bytes: Vec<u8>,
+    created_at: u64,
+}
+
+#[derive(Debug, Clone)]
+struct BatchRec {
+    id: String,
+    input_file_id: String,
+    completion_window: String,
+    metadata: Value,
+    status: String,
+    created_at: u64,
+    stamps: Map<String, Value>,
+    total: usize,
+    /// Requests that ran so far (the first `ran` lines of the input).
+    ran: usize,
+    output_file_id: Option<String>,
+    error_file_id: Option<String>,
+    errors: Option<Value>,
+    model: Option<String>,
+    /// Requests that ran and ended in the error file.
+    failed: usize,
+}
+
+struct State {
+    key: String,
+    files: HashMap<String, FileRec>,
+    batches: Vec<BatchRec>,
+    next: u64,
+    clock: u64,
+    ending: Ending,
+    /// Advance a batch one step on every `GET /batches/{id}` (for `--wait`).
+    tick_on_poll: bool,
+    hang: Option<Hang>,
+    /// Reject an input file with more lines than this, or with more than one model.
+    max_requests: usize,
+    one_model_per_file: bool,
+    log: Vec<String>,
+}
+
+/// A running emulator on 127.0.0.1.
+pub(crate) struct Emulator {
+    pub(crate) base_url: String,
+    state: Arc<Mutex<State>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Emulator {
+    pub(crate) fn start(key: &str) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let base_url = format!("http://{}/v1", listener.local_addr().expect("address"));
+        let state = Arc::new(Mutex::new(State {
+            key: key.to_owned(),
+            files: HashMap::new(),
+            batches: Vec::new(),
+            next: 0,
+            clock: 1_700_000_000,
+            ending: Ending::Complete,
+            tick_on_poll: true,
+            hang: None,
+            max_requests: 50_000,
+            one_model_per_file: true,
+            log: Vec::new(),
+        }));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let shared = Arc::clone(&state);
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("a runtime for the emulator");
+            runtime.block_on(async move {
+                let listener =
+                    tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
+                let accept = async {
+                    loop {
+                        let Ok((socket, _)) = listener.accept().await else {
+                            continue;
+                        };
+                        let state = Arc::clone(&shared);
+                        tokio::spawn(async move {
+                            let service = hyper::service::service_fn(move |req| {
+                                let state = Arc::clone(&state);
+                                async move { Ok::<_, Infallible>(handle(req, state).await) }
+                            });
+                            let _ = hyper::server::conn::http1::Builder::new()
+                                .serve_connection(hyper_util::rt::TokioIo::new(socket), service)
+                                .await;
+                        });
+                    }
+                };
+                tokio::select! {
+                    () = accept => {}
+                    _ = stopped => {}
+                }
+            });
+        });
+        Self {
+            base_url,
+            state,
+            stop: Some(stop),
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        f(&mut self.state.lock().expect("emulator lock"))
+    }
+
+    pub(crate) fn set_ending(&self, ending: Ending) {
+        self.with(|s| s.ending = ending);
+    }
+
+    pub(crate) fn set_tick_on_poll(&self, on: bool) {
+        self.with(|s| s.tick_on_poll = on);
+    }
+
+    pub(crate) fn set_hang(&self, hang: Option<Hang>) {
+        self.with(|s| s.hang = hang);
+    }
+
+    pub(crate) fn set_max_requests(&self, n: usize) {
+        self.with(|s| s.max_requests = n);
+    }
+
+    /// One tick of the clock: every batch that has not ended moves one step.
+    pub(crate) fn advance(&self) {
+        self.with(|s| {
+            for i in 0..s.batches.len() {
+                step(s, i);
+            }
+        });
+    }
+
+    /// `METHOD /path` of every request, in order.
+    pub(crate) fn log(&self) -> Vec<String> {
+        self.with(|s| s.log.clone())
+    }
+
+    pub(crate) fn count(&self, prefix: &str) -> usize {
+        self.log().iter().filter(|l| l.starts_with(prefix)).count()
+    }
+
+    /// (filename, content) of every file uploaded with purpose `batch`.
+    pub(crate) fn uploads(&self) -> Vec<(String, String)> {
+        self.with(|s| {
+            let mut files: Vec<_> = s
+                .files
+                .iter()
+                .filter(|(_, f)| f.purpose == "batch")
+                .map(|(id, f)| {
+                    (
+                        id.clone(),
+                        f.filename.clone(),
+                        String::from_utf8_lossy(&f.bytes).into_owned(),
+                    )
+                })
+                .collect();
+            files.sort();
+            files.into_iter().map(|(_, n, c)| (n, c)).collect()
+        })
+    }
+
+    pub(crate) fn batch_count(&self) -> usize {
+        self.with(|s| s.batches.len())
+    }
+
+    pub(crate) fn statuses(&self) -> Vec<String> {
+        self.with(|s| s.batches.iter().map(|b| b.status.clone()).collect())
+    }
+
+    pub(crate) fn file_count(&self) -> usize {
+        self.with(|s| s.files.len())
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn reply(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("a response")
+}
+
+fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    reply(
+        status,
+        &json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": null}}),
+    )
+}
+
+async fn handle(
+    req: Request<hyper::body::Incoming>,
+    state: Arc<Mutex<State>>,
+) -> Response<Full<Bytes>> {
+    let method = req.method().as_str().to_owned();
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or_default().to_owned();
+    let auth = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let content_type = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return error(StatusCode::BAD_REQUEST, "unreadable body"),
+    };
+    let hang = {
+        let mut s = state.lock().expect("emulator lock");
+        s.log.push(format!("{method} {path}"));
+        if auth != format!("Bearer {}", s.key) {
+            return error(StatusCode::UNAUTHORIZED, "Incorrect API key provided");
+        }
+        let hang = s.hang.clone();
+        if method == "POST" && path == "/v1/batches" && hang == Some(Hang::BeforeCreate) {
+            Some(())
+        } else {
+            None
+        }
+    };
+    if hang.is_some() {
+        std::future::pending::<()>().await;
+    }
+    let (response, hang_after) = {
+        let mut s = state.lock().expect("emulator lock");
+        let r = route(&mut s, &method, &path, &query, &content_type, &body);
+        let hang_after = method == "POST"
+            && ((path == "/v1/batches" && s.hang == Some(Hang::AfterCreate))
+                || (path == "/v1/files" && s.hang == Some(Hang::AfterUpload)));
+        (r, hang_after)
+    };
+    if hang_after {
+        std::future::pending::<()>().await;
+    }
+    response
+}
+
+fn route(
+    s: &mut State,
+    method: &str,
+    path: &str,
+    query: &str,
+    content_type: &str,
+    body: &[u8],
+) -> Response<Full<Bytes>> {
+    let segments: Vec<&str> = path.trim_start_matches("/v1/").split('/').collect();
+    match (method, segments.as_slice()) {
+        ("POST", ["files"]) => upload(s, content_type, body),
+        ("GET", ["files"]) => list_files(s, query),
+        ("GET", ["files", id, "content"]) => match s.files.get(*id) {
+            Some(f) => Response::builder()
+                .status(StatusCode::OK)
+                .header("content-type", "application/octet-stream")
+                .body(Full::new(Bytes::from(f.bytes.clone())))
+                .expect("a response"),
+            None => error(StatusCode::NOT_FOUND, "No such File object"),
+        },
+        ("DELETE", ["files", id]) => match s.files.remove(*id) {
+            Some(_) => reply(
+                StatusCode::OK,
+                &json!({"id": id, "object": "file", "deleted": true}),
+            ),
+            None => error(StatusCode::NOT_FOUND, "No such File object"),
+        },
+        ("POST", ["batches"]) => create(s, body),
+        ("GET", ["batches"]) => list(s, query),
+        ("GET", ["batches", id]) => {
+            let Some(i) = s.batches.iter().position(|b| b.id == *id) else {
+                return error(StatusCode::NOT_FOUND, "No such Batch object");
+            };
+            if s.tick_on_poll {
+                step(s, i);
+            }
+            reply(StatusCode::OK, &batch_json(&s.batches[i]))
+        }
+        ("POST", ["batches", id, "cancel"]) => {
+            let now = s.clock;
+            let Some(b) = s.batches.iter_mut().find(|b| b.id == *id) else {
+                return error(StatusCode::NOT_FOUND, "No such Batch object");
+            };
+            if matches!(
+                b.status.as_str(),
+                "validating" | "in_progress" | "finalizing"
+            ) {
+                b.status = "cancelling".into();
+                b.stamps.insert("cancelling_at".into(), json!(now));
+            }
+            reply(StatusCode::OK, &batch_json(b))
+        }
+        _ => error(StatusCode::NOT_FOUND, "unknown endpoint"),
+    }
+}
+
+/// `multipart/form-data` with a `purpose` field and a `file` part.
+fn upload(s: &mut State, content_type: &str, body: &[u8]) -> Response<Full<Bytes>> {
+    let Some(boundary) = content_type
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("boundary="))
+    else {
+        return error(StatusCode::BAD_REQUEST, "expected multipart/form-data");
+    };
+    let delimiter = format!("--{boundary}");
+    let mut purpose = None;
+    let mut file = None;
+    for part in split(body, delimiter.as_bytes()).into_iter().skip(1) {
+        if part.starts_with(b"--") {
+            break;
+        }
+        let Some(head_end) = part.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&part[..head_end]).into_owned();
+        let mut content = &part[head_end + 4..];
+        content = content.strip_suffix(b"\r\n").unwrap_or(content);
+        if head.contains("name=\"purpose\"") {
+            purpose = Some(String::from_utf8_lossy(content).into_owned());
+        } else if head.contains("name=\"file\"") {
+            let filename = head
+                .split("filename=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or("upload")
+                .to_owned();
+            file = Some((filename, content.to_vec()));
+        }
+    }
+    let (Some(purpose), Some((filename, bytes))) = (purpose, file) else {
+        return error(StatusCode::BAD_REQUEST, "`file` and `purpose` are required");
+    };
+    if purpose != "batch" {
+        return error(StatusCode::BAD_REQUEST, "purpose must be batch");
+    }
+    s.next += 1;
+    let id = format!("file-{:06}", s.next);
+    let record = FileRec {
+        filename: filename.clone(),
+        purpose: purpose.clone(),
+        created_at: s.clock,
+        bytes,
+    };
+    let answer = json!({
+        "id": id, "object": "file", "bytes": record.bytes.len(), "created_at": record.created_at,
+        "expires_at": null, "filename": filename, "purpose": purpose, "status": "processed",
+    });
+    s.files.insert(id, record);
+    reply(StatusCode::OK, &answer)
+}
+
+fn split<'a>(haystack: &'a [u8], needle: &[u8]) -> Vec<&'a [u8]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    // Jump from one occurrence of the needle's first byte to the next (fast even unoptimised).
+    while let Some(offset) = haystack[i..].iter().position(|b| *b == needle[0]) {
+        i += offset;
+        if haystack[i..].starts_with(needle) {
+            out.push(&haystack[start..i]);
+            i += needle.len();
+            start = i;
+        } else {
+            i += 1;
+        }
+    }
+    out.push(&haystack[start..]);
+    out
+}
+
+fn create(s: &mut State, body: &[u8]) -> Response<Full<Bytes>> {
+    let Ok(req) = serde_json::from_slice::<Value>(body) else {
+        return error(StatusCode::BAD_REQUEST, "invalid JSON");
+    };
+    let Some(input) = req["input_file_id"].as_str() else {
+        return error(StatusCode::BAD_REQUEST, "input_file_id is required");
+    };
+    if req["endpoint"] != "/v1/chat/completions" {
+        return error(StatusCode::BAD_REQUEST, "unsupported endpoint");
+    }
+    let window = req["completion_window"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    if window != "24h" {
+        return error(StatusCode::BAD_REQUEST, "completion_window must be 24h");
+    }
+    if let Some(m) = req["metadata"].as_object()
+        && (m.len() > 16
+            || m.iter()
+                .any(|(k, v)| k.len() > 64 || v.as_str().is_none_or(|v| v.len() > 512)))
+    {
+        return error(StatusCode::BAD_REQUEST, "invalid metadata");
+    }
+    let Some(file) = s.files.get(input) else {
+        return error(StatusCode::BAD_REQUEST, "No such File object");
+    };
+    let total = file
+        .bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count();
+    s.next += 1;
+    let batch = BatchRec {
+        id: format!("batch_{:06}", s.next),
+        input_file_id: input.to_owned(),
+        completion_window: window,
+        metadata: req.get("metadata").cloned().unwrap_or(Value::Null),
+        status: "validating".into(),
+        created_at: s.clock,
+        stamps: Map::new(),
+        total,
+        ran: 0,
+        output_file_id: None,
+        error_file_id: None,
+        errors: None,
+        model: None,
+        failed: 0,
+    };
+    let answer = batch_json(&batch);
+    s.batches.push(batch);
+    reply(StatusCode::OK, &answer)
+}
+
+fn list(s: &State, query: &str) -> Response<Full<Bytes>> {
+    let mut after = None;
+    let mut limit = 20usize;
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("after", v)) => after = Some(v.to_owned()),
+            Some(("limit", v)) => limit = v.parse().unwrap_or(20),
+            _ => {}
+        }
+    }
+    if !(1..=100).contains(&limit) {
+        return error(StatusCode::BAD_REQUEST, "limit must be between 1 and 100");
+    }
+    // Newest first.
+    let newest: Vec<&BatchRec> = s.batches.iter().rev().collect();
+    let start = after
+        .and_then(|a| newest.iter().position(|b| b.id == a).map(|p| p + 1))
+        .unwrap_or(0);
+    let page: Vec<Value> = newest
+        .iter()
+        .skip(start)
+        .take(limit)
+        .map(|b| batch_json(b))
+        .collect();
+    let has_more = start + page.len() < newest.len();
+    reply(
+        StatusCode::OK,
+        &json!({
+            "object": "list",
+            "data": page,
+            "first_id": page.first().map(|b| b["id"].clone()),
+            "last_id": page.last().map(|b| b["id"].clone()),
+            "has_more": has_more,
+        }),
+    )
+}
+
+/// `GET /files?purpose=&limit=&order=&after=` (`ListFilesResponse`; `limit` 1..10,000, default
+/// 10,000; `order` by `created_at`, default `desc`).
+fn list_files(s: &State, query: &str) -> Response<Full<Bytes>> {
+    let mut purpose = None;
+    let mut after = None;
+    let mut limit = 10_000usize;
+    let mut ascending = false;
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("purpose", v)) => purpose = Some(v.to_owned()),
+            Some(("after", v)) => after = Some(v.to_owned()),
+            Some(("limit", v)) => limit = v.parse().unwrap_or(0),
+            Some(("order", v)) => ascending = v == "asc",
+            _ => {}
+        }
+    }
+    if !(1..=10_000).contains(&limit) {
+        return error(StatusCode::BAD_REQUEST, "limit must be between 1 and 10000");
+    }
+    // Ids grow with creation time.
+    let mut files: Vec<(&String, &FileRec)> = s
+        .files
+        .iter()
+        .filter(|(_, f)| purpose.as_ref().is_none_or(|p| &f.purpose == p))
+        .collect();
+    files.sort_by(|a, b| (a.1.created_at, a.0).cmp(&(b.1.created_at, b.0)));
+    if !ascending {
+        files.reverse();
+    }
+    let start = after
+        .and_then(|a| files.iter().position(|(id, _)| **id == a).map(|p| p + 1))
+        .unwrap_or(0);
+    let page: Vec<Value> = files
+        .iter()
+        .skip(start)
+        .take(limit)
+        .map(|(id, f)| json!({"id": id, "object": "file", "bytes": f.bytes.len(), "created_at": f.created_at,
+            "expires_at": null, "filename": f.filename, "purpose": f.purpose, "status": "processed"}))
+        .collect();
+    let has_more = start + page.len() < files.len();
+    reply(
+        StatusCode::OK,
+        &json!({"object": "list", "data": page, "first_id": page.first().map(|f| f["id"].clone()),
+            "last_id": page.last().map(|f| f["id"].clone()), "has_more": has_more}),
+    )
+}
+
+fn batch_json(b: &BatchRec) -> Value {
+    let stamp = |k: &str| b.stamps.get(k).cloned().unwrap_or(Value::Null);
+    let completed = if matches!(b.status.as_str(), "completed" | "expired" | "cancelled") {
+        b.ran
+    } else {
+        b.ran / 2
+    };
+    json!({
+        "id": b.id,
+        "object": "batch",
+        "endpoint": "/v1/chat/completions",
+        "model": b.model,
+        "errors": b.errors,
+        "input_file_id": b.input_file_id,
+        "completion_window": b.completion_window,
+        "status": b.status,
+        "output_file_id": b.output_file_id,
+        "error_file_id": b.error_file_id,
+        "created_at": b.created_at,
+        "in_progress_at": stamp("in_progress_at"),
+        "expires_at": b.created_at + 86_400,
+        "finalizing_at": stamp("finalizing_at"),
+        "completed_at": stamp("completed_at"),
+        "failed_at": stamp("failed_at"),
+        "expired_at": stamp("expired_at"),
+        "cancelling_at": stamp("cancelling_at"),
+        "cancelled_at": stamp("cancelled_at"),
+        "request_counts": {"total": b.total, "completed": completed - b.failed.min(completed), "failed": b.failed},
+        "metadata": b.metadata,
+    })
+}
+
+/// Move batch `i` one step along its life.
+fn step(s: &mut State, i: usize) {
+    s.clock += 1;
+    let now = s.clock;
+    let ending = s.ending;
+    let status = s.batches[i].status.clone();
+    match status.as_str() {
+        "validating" => {
+            let problem = validate(s, i);
+            let b = &mut s.batches[i];
+            if let Some(problem) = problem.or_else(|| {
+                (ending == Ending::Fail).then(|| "the input file was rejected".to_owned())
+            }) {
+                b.status = "failed".into();
+                b.errors = Some(
+                    json!({"object": "list", "data": [{"code": "invalid_request", "message": problem, "param": null, "line": null}]}),
+                );
+                b.stamps.insert("failed_at".into(), json!(now));
+            } else {
+                b.status = "in_progress".into();
+                b.stamps.insert("in_progress_at".into(), json!(now));
+                b.ran = b.total / 2;
+            }
+        }
+        "in_progress" => {
+            if let Ending::Expire { ran } = ending {
+                let ran = ran.min(s.batches[i].total);
+                s.batches[i].ran = ran;
+                write_results(s, i);
+                let b = &mut s.batches[i];
+                b.status = "expired".into();
+                b.stamps.insert("expired_at".into(), json!(now));
+            } else {
+                let b = &mut s.batches[i];
+                b.ran = b.total;
+                b.status = "finalizing".into();
+                b.stamps.insert("finalizing_at".into(), json!(now));
+            }
+        }
+        "finalizing" => {
+            write_results(s, i);
+            let b = &mut s.batches[i];
+            b.status = "completed".into();
+            b.stamps.insert("completed_at".into(), json!(now));
+        }
+        "cancelling" => {
+            write_results(s, i);
+            let b = &mut s.batches[i];
+            b.status = "cancelled".into();
+            b.stamps.insert("cancelled_at".into(), json!(now));
+        }
+        _ => {}
+    }
+}
+
+fn input_lines(s: &State, i: usize) -> Vec<Value> {
+    let file = &s.files[&s.batches[i].input_file_id];
+    file.bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap_or(Value::Null))
+        .collect()
+}
+
+/// What the provider's validation would reject.
+fn validate(s: &mut State, i: usize) -> Option<String> {
+    let lines = input_lines(s, i);
+    if lines.len() > s.max_requests {
+        return Some(format!(
+            "the file has {} requests, more than {}",
+            lines.len(),
+            s.max_requests
+        ));
+    }
+    let mut ids = std::collections::HashSet::new();
+    let mut models = std::collections::HashSet::new();
+    for (n, l) in lines.iter().enumerate() {
+        let ok = l["custom_id"].is_string()
+            && l["method"] == "POST"
+            && l["url"] == "/v1/chat/completions"
+            && l["body"]["model"].is_string()
+            && l["body"]["messages"].is_array()
+            && l["body"].get("stream").is_none();
+        if !ok {
+            return Some(format!("line {}: not a valid request", n + 1));
+        }
+        if !ids.insert(l["custom_id"].as_str().unwrap_or_default().to_owned()) {
+            return Some(format!("line {}: duplicate custom_id", n + 1));
+        }
+        models.insert(l["body"]["model"].as_str().unwrap_or_default().to_owned());
+    }
+    if s.one_model_per_file && models.len() > 1 {
+        return Some("the file uses more than one model".into());
+    }
+    s.batches[i].model = models.into_iter().next();
+    None
+}
+
+/// The output and error files of the requests that ran (the first `ran` lines).
+fn write_results(s: &mut State, i: usize) {
+    let lines = input_lines(s, i);
+    let ran = s.batches[i].ran.min(lines.len());
+    let mut output = Vec::new();
+    let mut errors = Vec::new();
+    for (n, line) in lines.iter().take(ran).enumerate() {
+        let custom_id = line["custom_id"].clone();
+        let prompt = line["body"]["messages"]
+            .as_array()
+            .and_then(|m| m.last())
+            .and_then(|m| m["content"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        let model = line["body"]["model"].clone();
+        let id = format!("batch_req_{i}_{n}");
+        let (target, value) = if prompt.contains("FAIL400") {
+            (
+                &mut errors,
+                json!({"id": id, "custom_id": custom_id, "response": {"status_code": 400, "request_id": format!("req_{n}"),
+                "body": {"error": {"message": "the prompt was refused", "type": "invalid_request_error", "param": null, "code": null}}}, "error": null}),
+            )
+        } else if prompt.contains("LEAKKEY") {
+            (
+                &mut errors,
+                json!({"id": id, "custom_id": custom_id, "response": {"status_code": 401, "request_id": format!("req_{n}"),
+                "body": {"error": {"message": format!("Incorrect API key provided: {}", s.key), "type": "invalid_request_error"}}}, "error": null}),
+            )
+        } else if prompt.contains("NORESPONSE") {
+            (
+                &mut errors,
+                json!({"id": id, "custom_id": custom_id, "response": null,
+                "error": {"code": "batch_expired", "message": "This request could not be executed before the completion window expired."}}),
+            )
+        } else {
+            let text = format!("echo: {prompt}");
+            (
+                &mut output,
+                json!({"id": id, "custom_id": custom_id, "response": {"status_code": 200, "request_id": format!("req_{n}"),
+                "body": {"id": format!("chatcmpl-{n}"), "object": "chat.completion", "created": s.clock, "model": model,
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": null}, "logprobs": null, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12}, "system_fingerprint": null}}, "error": null}),
+            )
+        };
+        let mut bytes = value.to_string().into_bytes();
+        bytes.push(b'\n');
+        target.extend_from_slice(&bytes);
+    }
+    // An expired batch lists the requests it never ran in the error file (`batch_expired`).
+    if s.batches[i].status == "in_progress" && matches!(s.ending, Ending::Expire { .. }) {
+        for line in lines.iter().skip(ran) {
+            let mut bytes = json!({"id": format!("batch_req_{i}_x"), "custom_id": line["custom_id"], "response": null,
+                "error": {"code": "batch_expired", "message": "This request could not be executed before the completion window expired."}})
+            .to_string()
+            .into_bytes();
+            bytes.push(b'\n');
+            errors.extend_from_slice(&bytes);
+        }
+    }
+    // The provider writes lines in any order: reverse them to prove nobody relies on order.
+    let reorder = |bytes: Vec<u8>| -> Vec<u8> {
+        let mut lines: Vec<&[u8]> = bytes
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
+        lines.reverse();
+        let mut out = Vec::with_capacity(bytes.len());
+        for l in lines {
+            out.extend_from_slice(l);
+            out.push(b'\n');
+        }
+        out
+    };
+    let mut store = |bytes: Vec<u8>, purpose: &str| -> Option<String> {
+        if bytes.is_empty() {
+            return None;
+        }
+        s.next += 1;
+        let id = format!("file-{:06}", s.next);
+        s.files.insert(
+            id.clone(),
+            FileRec {
+                filename: format!("{purpose}.jsonl"),
+                purpose: purpose.to_owned(),
+                bytes: reorder(bytes),
+                created_at: s.clock,
+            },
+        );
+        Some(id)
+    };
+    let failed = errors
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count();
+    let output_id = store(output, "batch_output");
+    let error_id = store(errors, "batch_output");
+    let b = &mut s.batches[i];
+    b.output_file_id = output_id;
+    b.error_file_id = error_id;
+    b.failed = failed;
+}
