@@ -97,6 +97,8 @@ if ! installed; then
   fi
   installed || install
   flock -u 9
+else
+  log "already installed in $venv"
 fi
 
 if $print; then
