@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app::{Context, load_config};
 use crate::auth;
 use crate::cli::{OutputFormat, RunArgs};
-use crate::client::{ApiError, ChatClient, Completion, Failure, Usage};
+use crate::client::{ApiError, ChatClient, Completion, Failure, Pacers, PacingSettings, Usage};
 use crate::config::Source;
 use crate::error::Error;
 use crate::exit::ExitStatus;
@@ -56,12 +56,19 @@ pub struct Summary {
     pub output_tokens: u64,
     pub wall_ms: u128,
     pub requests_per_sec: f64,
+    /// 429s for rate received (each one re-queued its request; none is a job's failure).
+    pub rate_limited: u64,
+    /// Requests the server admitted (answered with anything but a 429) per second of wall time.
+    pub effective_requests_per_sec: f64,
     pub exit_code: u8,
     /// (id, error type, message) of the failed jobs, the first 100.
     pub failures: Vec<(String, String, String)>,
 }
 
 const MAX_LISTED_FAILURES: usize = 100;
+/// The first shared pause after a 429 that names no wait: `--retry-base-delay`, at most this
+/// (a pause stops the whole batch, so it starts short and doubles while 429s continue).
+const SHARED_BACKOFF_CAP: Duration = Duration::from_millis(250);
 /// At most this many failed jobs become GitHub `::error::` annotations (GitHub shows only a few).
 const MAX_ANNOTATIONS: u64 = 10;
 
@@ -77,6 +84,16 @@ impl Summary {
         let finished = (self.succeeded + self.failed) as f64;
         self.requests_per_sec = if secs > 0.0 { finished / secs } else { 0.0 };
     }
+
+    /// The pacing figures (429s received, admitted requests per second).
+    fn paced(&mut self, pacers: &Pacers) {
+        self.rate_limited = pacers.rate_limited();
+        let secs =
+            Duration::from_millis(u64::try_from(self.wall_ms).unwrap_or(u64::MAX)).as_secs_f64();
+        #[allow(clippy::cast_precision_loss)]
+        let answered = pacers.answered() as f64;
+        self.effective_requests_per_sec = if secs > 0.0 { answered / secs } else { 0.0 };
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +104,19 @@ enum Stop {
     OutputClosed,
     /// The results file could not be written: the batch fails.
     OutputFailed(String),
+    /// The server refused for longer than `--max-rate-limit-wait`: exit 75, resumable.
+    RateLimited(Duration),
+    /// The account is out of quota (billing): every job would fail the same way; exit 1.
+    Quota(String),
+}
+
+/// Whether a job's failure ends the dispatching of the whole batch (pacing; see `client::pacing`).
+fn batch_stop(error: &ApiError) -> Option<Stop> {
+    match error {
+        ApiError::RateLimitWait { waited } => Some(Stop::RateLimited(*waited)),
+        ApiError::QuotaExhausted { message } => Some(Stop::Quota(message.clone())),
+        _ => None,
+    }
 }
 
 /// Where result lines go.
@@ -188,6 +218,14 @@ fn prepare_and_run(
     )
     .map_err(Error::Api)?
     .with_rate_limit(rate_limit(batch.rpm, oauth.is_some()));
+    let pacers = std::sync::Arc::new(Pacers::new(PacingSettings {
+        max_concurrency: concurrency,
+        max_rate_limit_wait: batch.max_rate_limit_wait,
+        tpm: batch.tpm,
+        base_backoff: args.retry_base_delay.min(SHARED_BACKOFF_CAP),
+        max_backoff: Duration::from_secs(30),
+    }));
+    let client = client.with_pacers(std::sync::Arc::clone(&pacers));
 
     let mut summary = Summary {
         jobs: validation.in_scope,
@@ -253,18 +291,21 @@ fn prepare_and_run(
         },
         &progress,
         oauth.as_mut(),
+        &pacers,
     ));
     progress.clear();
 
     summary.finish(validation.in_scope - validation.pending, started.elapsed());
+    summary.paced(&pacers);
     let status = match stop {
         Some(Stop::Signal("SIGTERM")) => ExitStatus::Terminated,
         Some(Stop::Signal(_)) => ExitStatus::Interrupted,
         Some(Stop::WallTime) => ExitStatus::WallTime,
         Some(Stop::OutputClosed) => return Ok(ExitStatus::Success),
+        Some(Stop::RateLimited(_)) => ExitStatus::TempFail,
         None if summary.failed == 0 => ExitStatus::Success,
         None if summary.failed == summary.failed_temporary => ExitStatus::TempFail,
-        Some(Stop::OutputFailed(_)) | None => ExitStatus::Failure,
+        Some(Stop::OutputFailed(_) | Stop::Quota(_)) | None => ExitStatus::Failure,
     };
     summary.exit_code = status.code();
     if in_github && summary.failed > MAX_ANNOTATIONS {
@@ -302,7 +343,7 @@ type NextJob<'a> = dyn FnMut() -> Option<Result<Job, (JobMeta, String)>> + 'a;
 
 /// The dispatcher: keeps at most `concurrency` jobs in flight, hands every finished one to
 /// `on_done` (the single writer), and stops on a signal, the wall-time limit or a closed output.
-#[allow(clippy::too_many_lines)]
+#[allow(clippy::too_many_lines, clippy::too_many_arguments)]
 async fn dispatch(
     client: &ChatClient,
     next_job: &mut NextJob<'_>,
@@ -311,6 +352,7 @@ async fn dispatch(
     on_done: &mut dyn FnMut(JobOutcome) -> Result<(), Stop>,
     progress: &Progress,
     mut oauth: Option<&mut OauthSession>,
+    pacers: &Pacers,
 ) -> Option<Stop> {
     let mut set = JoinSet::new();
     let mut in_flight: HashMap<tokio::task::Id, JobMeta> = HashMap::new();
@@ -392,6 +434,28 @@ async fn dispatch(
                     }
                     None => continue,
                 };
+                let mut outcome = outcome;
+                if let Some(Err(f)) = &outcome.result
+                    && let Some(why) = batch_stop(&f.error)
+                {
+                    // Stop dispatching; what is in flight finishes. A job refused by the pacer was
+                    // never answered: it gets no line (--resume runs it).
+                    if matches!(why, Stop::RateLimited(_)) {
+                        outcome.result = None;
+                    } else {
+                        // Out of quota: whatever waits or runs would fail the same way.
+                        hard_cancel.cancel();
+                    }
+                    if stop.is_none() {
+                        diag::warn(&match &why {
+                            Stop::Quota(_) => "error: the API reports insufficient quota (billing): no new jobs are started".to_owned(),
+                            _ => format!("the server has refused for --max-rate-limit-wait ({}s): no new jobs; finishing {} in flight", batch.max_rate_limit_wait.as_secs(), set.len()),
+                        });
+                        stop = Some(why);
+                    }
+                    dispatching = false;
+                }
+                progress.held_back(pacers.held_back());
                 if outcome.result.is_some()
                     && let Err(why) = on_done(outcome)
                 {
@@ -422,7 +486,10 @@ async fn dispatch(
             () = tokio::time::sleep_until(grace_deadline), if !hard_cancel.is_cancelled() => {
                 hard_cancel.cancel();
             }
-            _ = tick.tick() => progress.tick(),
+            _ = tick.tick() => {
+                progress.held_back(pacers.held_back());
+                progress.tick();
+            }
         }
     }
     stop
@@ -657,7 +724,7 @@ fn report(summary: &Summary, stop: Option<Stop>, summary_path: Option<&Path>) ->
     let secs =
         Duration::from_millis(u64::try_from(summary.wall_ms).unwrap_or(u64::MAX)).as_secs_f64();
     let mut text = format!(
-        "batch: {} jobs: {} succeeded, {} failed ({} temporary), {} retried, {} skipped (resume), {} not run; tokens in {} out {}; {:.1}s, {:.1} req/s\n",
+        "batch: {} jobs: {} succeeded, {} failed ({} temporary), {} retried, {} skipped (resume), {} not run; tokens in {} out {}; {:.1}s, {:.1} req/s; {} rate limited (429), {:.1} req/s admitted\n",
         summary.jobs,
         summary.succeeded,
         summary.failed,
@@ -669,6 +736,8 @@ fn report(summary: &Summary, stop: Option<Stop>, summary_path: Option<&Path>) ->
         summary.output_tokens,
         secs,
         summary.requests_per_sec,
+        summary.rate_limited,
+        summary.effective_requests_per_sec,
     );
     match stop {
         Some(Stop::Signal(s)) => {
@@ -679,6 +748,19 @@ fn report(summary: &Summary, stop: Option<Stop>, summary_path: Option<&Path>) ->
         }
         Some(Stop::WallTime) => {
             text.push_str("batch: stopped at --max-wall-time; run again with --resume to finish\n");
+        }
+        Some(Stop::RateLimited(waited)) => {
+            let _ = writeln!(
+                text,
+                "batch: stopped: the server refused every request for {}s (--max-rate-limit-wait); run again later with --resume to finish",
+                waited.as_secs()
+            );
+        }
+        Some(Stop::Quota(message)) => {
+            let _ = writeln!(
+                text,
+                "error: the API refused for insufficient quota: {message}\nhint: the account behind the key is out of credit or over its spending limit: check the provider's billing page, then run again with --resume"
+            );
         }
         Some(Stop::OutputFailed(why)) => {
             let _ = writeln!(

@@ -1,5 +1,6 @@
 //! The HTTP side: one streaming chat request with retries. Knows nothing about jobs or output formats.
 
+pub mod pacing;
 pub mod retry;
 pub mod sse;
 
@@ -15,6 +16,7 @@ use serde_json::Value;
 use crate::auth::scrub;
 use crate::exit::ExitStatus;
 use crate::output::diag;
+pub use pacing::{Pacers, PacingSettings};
 pub use retry::RetryPolicy;
 use sse::SseParser;
 
@@ -82,6 +84,13 @@ pub enum ApiError {
         wait: Duration,
         max: Duration,
     },
+    #[error("HTTP 429: insufficient quota: {message}")]
+    QuotaExhausted { message: String },
+    #[error(
+        "the server refused every request for {}s (--max-rate-limit-wait); nothing more was sent",
+        waited.as_secs()
+    )]
+    RateLimitWait { waited: Duration },
     #[error("standard output was closed")]
     OutputClosed,
     #[error("cannot set up the HTTP client: {0}")]
@@ -101,6 +110,7 @@ impl ApiError {
     pub fn status(&self) -> Option<u16> {
         match self {
             Self::Http { status, .. } | Self::RetryAfterTooLong { status, .. } => Some(*status),
+            Self::QuotaExhausted { .. } => Some(429),
             _ => None,
         }
     }
@@ -110,7 +120,7 @@ impl ApiError {
             Self::Http {
                 status: 401 | 403, ..
             } => ExitStatus::Auth,
-            Self::RetryAfterTooLong { .. } => ExitStatus::TempFail,
+            Self::RetryAfterTooLong { .. } | Self::RateLimitWait { .. } => ExitStatus::TempFail,
             Self::OutputClosed => ExitStatus::Success,
             Self::Setup(_) => ExitStatus::Config,
             e if e.is_retryable() => ExitStatus::TempFail,
@@ -123,7 +133,10 @@ impl ApiError {
             Self::Http {
                 status: 401 | 403, ..
             } => "authentication_error",
-            Self::Http { status: 429, .. } | Self::RetryAfterTooLong { .. } => "rate_limit_error",
+            Self::Http { status: 429, .. }
+            | Self::RetryAfterTooLong { .. }
+            | Self::RateLimitWait { .. } => "rate_limit_error",
+            Self::QuotaExhausted { .. } => "insufficient_quota",
             Self::Http { status, .. } if *status >= 500 => "server_error",
             Self::Http { .. } => "api_error",
             Self::Network(_) => "network_error",
@@ -154,6 +167,12 @@ impl ApiError {
             }
             Self::RetryAfterTooLong { .. } => {
                 "raise --max-retry-wait, or retry the step later (exit 75 means temporary)"
+            }
+            Self::QuotaExhausted { .. } => {
+                "the account behind the key is out of credit or over its spending limit: check the provider's billing page; retrying will not help"
+            }
+            Self::RateLimitWait { .. } => {
+                "run again later with --resume (exit 75 means temporary), or raise --max-rate-limit-wait"
             }
             e if e.is_retryable() => "the failure looks temporary: retry later (exit 75)",
             _ => return None,
@@ -233,6 +252,8 @@ pub struct ChatClient {
     bearer: Arc<std::sync::RwLock<Bearer>>,
     settings: ClientSettings,
     limiter: Option<Arc<RateLimiter>>,
+    /// A batch's shared pacing (see `pacing`); `None` for a single run.
+    pacers: Option<Arc<Pacers>>,
 }
 
 /// Install the TLS crypto provider once per process (reqwest is built without a default one).
@@ -272,6 +293,7 @@ impl ChatClient {
             bearer: Arc::new(std::sync::RwLock::new(Bearer::new(key)?)),
             settings,
             limiter: None,
+            pacers: None,
         })
     }
 
@@ -298,6 +320,13 @@ impl ChatClient {
         self
     }
 
+    /// Pace requests to the server's limits, shared by all clones (a batch).
+    #[must_use]
+    pub fn with_pacers(mut self, pacers: Arc<Pacers>) -> Self {
+        self.pacers = Some(pacers);
+        self
+    }
+
     pub fn url(&self) -> &Url {
         &self.url
     }
@@ -305,7 +334,9 @@ impl ChatClient {
     /// Send one chat request (`body` is the full JSON body; streaming fields are set here),
     /// retrying per the policy. `on_delta` gets each piece of text as it arrives; when
     /// `deltas_are_final` is set, text handed to it counts as shown to the user, so a stream
-    /// cut after that is not retried.
+    /// cut after that is not retried. In a batch (`with_pacers`), each attempt first waits its
+    /// turn at the pacer of its model, and a 429 for rate sends it back to the line.
+    #[allow(clippy::too_many_lines)]
     pub async fn send(
         &self,
         body: &Value,
@@ -314,17 +345,67 @@ impl ChatClient {
     ) -> Result<Completion, Failure> {
         let start = Instant::now();
         let body = streaming_body(body);
+        let model = body
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let pacer = self
+            .pacers
+            .as_ref()
+            .map(|p| p.get(self.url.as_str(), model));
         let mut attempt = 0;
+        // Failures that count against --retries (a paced 429 does not).
+        let mut failures = 0;
         loop {
+            let turn = match &pacer {
+                Some(pacer) => {
+                    let estimate = pacing::estimate_tokens(&body, pacer.typical_output());
+                    match pacer.acquire(estimate).await {
+                        Ok(turn) => Some(turn),
+                        Err(pacing::Refusal::WaitExceeded(waited)) => {
+                            return Err(Failure {
+                                error: ApiError::RateLimitWait { waited },
+                                attempts: attempt,
+                                api_duration: start.elapsed(),
+                            });
+                        }
+                    }
+                }
+                None => None,
+            };
             attempt += 1;
             let mut emitted = false;
+            let mut rate = pacing::RateHeaders::default();
             let result = {
                 let mut tracked = |text: &str| {
                     emitted = true;
                     on_delta(text)
                 };
-                self.attempt(&body, &mut tracked, attempt).await
+                self.attempt(&body, &mut tracked, attempt, &mut rate).await
             };
+            if let Some(turn) = turn {
+                if let Err(ApiError::Http {
+                    status: 429,
+                    retry_after,
+                    ..
+                }) = &result
+                {
+                    // Rate, not a failure of this request: back to the line, the budget untouched.
+                    if self.settings.debug {
+                        diag::debug(&format!(
+                            "attempt {attempt}: HTTP 429 (rate); the batch pauses and this request waits its turn again"
+                        ));
+                    }
+                    turn.rate_limited(&rate, *retry_after);
+                    continue;
+                }
+                let usage = result
+                    .as_ref()
+                    .ok()
+                    .and_then(|c| c.usage)
+                    .map(|u| (u.total_tokens, u.output_tokens));
+                turn.answered(&rate, result.is_ok(), usage);
+            }
             let error = match result {
                 Ok(mut completion) => {
                     completion.attempts = attempt;
@@ -338,8 +419,9 @@ impl ChatClient {
                 attempts: attempt,
                 api_duration: start.elapsed(),
             };
+            failures += 1;
             let retry = error.is_retryable() && !(deltas_are_final && emitted);
-            if !retry || attempt > self.settings.retry.retries {
+            if !retry || failures > self.settings.retry.retries {
                 return Err(fail(error));
             }
             let server_wait = match &error {
@@ -355,7 +437,7 @@ impl ChatClient {
                     }));
                 }
                 Some(wait) => wait,
-                None => self.settings.retry.backoff(attempt),
+                None => self.settings.retry.backoff(failures),
             };
             if self.settings.debug {
                 diag::debug(&format!(
@@ -372,6 +454,7 @@ impl ChatClient {
         body: &Value,
         on_delta: &mut (dyn FnMut(&str) -> std::io::Result<()> + Send),
         attempt: u32,
+        rate: &mut pacing::RateHeaders,
     ) -> Result<Completion, ApiError> {
         if let Some(limiter) = &self.limiter {
             limiter.acquire().await;
@@ -393,6 +476,7 @@ impl ChatClient {
             .await
             .map_err(|e| self.transport_error(&e))?;
         let status = response.status();
+        *rate = pacing::RateHeaders::parse(response.headers());
         let request_id = ["x-request-id", "request-id", "x-dashscope-request-id"]
             .iter()
             .find_map(|h| response.headers().get(*h)?.to_str().ok().map(str::to_owned));
@@ -404,7 +488,7 @@ impl ChatClient {
             ));
         }
         if !status.is_success() {
-            return Err(self.http_error(status, response).await);
+            return Err(self.http_error(status, response, rate).await);
         }
         let is_sse = response
             .headers()
@@ -518,9 +602,23 @@ impl ChatClient {
         })
     }
 
-    async fn http_error(&self, status: StatusCode, response: reqwest::Response) -> ApiError {
-        let retry_after = retry::retry_after(response.headers(), SystemTime::now());
+    async fn http_error(
+        &self,
+        status: StatusCode,
+        response: reqwest::Response,
+        rate: &pacing::RateHeaders,
+    ) -> ApiError {
+        let mut retry_after = retry::retry_after(response.headers(), SystemTime::now());
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            // OpenAI's 429 often names no Retry-After, only when its budgets reset.
+            retry_after = retry_after.or_else(|| rate.wait_hint());
+        }
         let body = response.text().await.unwrap_or_default();
+        if status == StatusCode::TOO_MANY_REQUESTS && is_insufficient_quota(&body) {
+            return ApiError::QuotaExhausted {
+                message: self.scrubbed_message(&body),
+            };
+        }
         let mut message = self.scrubbed_message(&body);
         if message.is_empty() {
             status
@@ -607,6 +705,17 @@ fn apply_chunk(
         }
     }
     Ok(())
+}
+
+/// Whether a 429 body is the "out of credit" answer rather than a rate limit:
+/// `"code": "insufficient_quota"`, or (older keys, `"code": null`) `"type": "insufficient_quota"`.
+fn is_insufficient_quota(body: &str) -> bool {
+    let Ok(v) = serde_json::from_str::<Value>(body) else {
+        return false;
+    };
+    ["/error/code", "/error/type", "/code", "/type"]
+        .iter()
+        .any(|p| v.pointer(p).and_then(Value::as_str) == Some("insufficient_quota"))
 }
 
 /// The human part of an error body: `error.message`, `message`, or the text itself (shortened).

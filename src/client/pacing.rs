@@ -1,0 +1,676 @@
+//! Batch pacing against the server's real limits: one shared view per (base URL, model) of what the
+//! server allows (its `x-ratelimit-*` headers, its 429s), so that a batch pauses, slows and speeds up
+//! as one instead of as many independent retry timers.
+//
+// What servers send (the formats reproduced by the tests):
+// - OpenAI (<https://platform.openai.com/docs/guides/rate-limits>, "Rate limits in headers"):
+//   `x-ratelimit-limit-requests`, `x-ratelimit-remaining-requests`, `x-ratelimit-reset-requests`
+//   and the `-tokens` equivalents, the resets as Go-style durations: `1s`, `6m0s`, `20ms`,
+//   `1h2m3.5s` (seen in the field: `x-ratelimit-reset-requests: 12ms`, OpenAI community thread
+//   "How to get rate limit reset time for response API?"). "Reset" is the time until the
+//   allowance is whole again, so `(limit - remaining) / reset` is the refill rate. Azure OpenAI,
+//   Groq (requests per day, tokens per minute, same names and formats) and OpenRouter send the same family.
+// - A 429 for rate has `"code": "rate_limit_exceeded"`; a 429 for billing has
+//   `{"error": {"message": "You exceeded your current quota, please check your plan and billing
+//   details.", "type": "insufficient_quota", "param": null, "code": "insufficient_quota"}}`
+//   (ChatGPTNextWeb/NextChat#3123; older keys send `"code": null` with the same `type`). The
+//   quota case is detected in `super::ApiError::from_http` and never reaches a pacer.
+// - `retry-after-ms` before `Retry-After` (seconds or an HTTP date), as openai-python's
+//   `_calculate_retry_timeout` reads them (`super::retry::retry_after`).
+//
+// The pacer is a gate: a request waits its turn in FIFO order (a 429'd request goes back to the
+// end of the line instead of sleeping on a timer of its own), and the head of the line waits until
+// (1) no shared pause is running, (2) fewer requests are in flight than the adaptive window,
+// (3) the server's remaining request and token budget, as estimated from its last headers and
+// what was sent since, covers the request, and (4) the `--tpm` cap allows it.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// Each success raises a learnt pace by this factor (about 2 % a second at 10 requests/s).
+const PACE_GROWTH: f64 = 1.002;
+/// A 429 sets the learnt pace to this share of the rate the server was admitting.
+const PACE_BACKOFF: f64 = 0.85;
+
+/// How a batch paces itself, from its flags.
+#[derive(Debug, Clone, Copy)]
+pub struct PacingSettings {
+    /// `--concurrency`: the window never grows above it.
+    pub max_concurrency: usize,
+    /// `--max-rate-limit-wait`: refused this long without a success in between, the batch gives up.
+    pub max_rate_limit_wait: Duration,
+    /// `--tpm`: at most this many (estimated) tokens per minute.
+    pub tpm: Option<u32>,
+    /// The first shared backoff after a 429 that names no wait (`--retry-base-delay`, capped).
+    pub base_backoff: Duration,
+    /// The longest shared backoff chosen without a server hint.
+    pub max_backoff: Duration,
+}
+
+/// Why a pacer refuses to send any more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `--max-rate-limit-wait` passed with nothing but 429s.
+    WaitExceeded(Duration),
+}
+
+/// The rate-limit headers of one response; absent values are `None`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RateHeaders {
+    pub limit_requests: Option<f64>,
+    pub remaining_requests: Option<f64>,
+    pub reset_requests: Option<Duration>,
+    pub limit_tokens: Option<f64>,
+    pub remaining_tokens: Option<f64>,
+    pub reset_tokens: Option<Duration>,
+}
+
+impl RateHeaders {
+    pub fn parse(headers: &HeaderMap) -> Self {
+        let text = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+        };
+        let number = |name: &str| {
+            text(name)
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|n| n.is_finite() && *n >= 0.0)
+        };
+        let reset = |name: &str| text(name).and_then(parse_reset);
+        Self {
+            limit_requests: number("x-ratelimit-limit-requests"),
+            remaining_requests: number("x-ratelimit-remaining-requests"),
+            reset_requests: reset("x-ratelimit-reset-requests"),
+            limit_tokens: number("x-ratelimit-limit-tokens"),
+            remaining_tokens: number("x-ratelimit-remaining-tokens"),
+            reset_tokens: reset("x-ratelimit-reset-tokens"),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.remaining_requests.is_none() && self.remaining_tokens.is_none()
+    }
+
+    /// The wait these headers imply after a 429: the reset of whichever budget is spent (both when
+    /// both are, the longer), or of any budget named when none is reported spent.
+    pub fn wait_hint(&self) -> Option<Duration> {
+        let spent = |remaining: Option<f64>| remaining.is_some_and(|r| r < 1.0);
+        let req = self
+            .reset_requests
+            .filter(|_| spent(self.remaining_requests));
+        let tok = self.reset_tokens.filter(|_| spent(self.remaining_tokens));
+        match (req, tok) {
+            (None, None) => self.reset_requests.max(self.reset_tokens),
+            (a, b) => a.max(b),
+        }
+    }
+}
+
+/// A reset value: a Go-style duration (`1s`, `6m0s`, `20ms`, `1h2m3.5s`, `250us`), or a plain
+/// number of seconds as some servers send. Bounded: at most a day.
+pub fn parse_reset(text: &str) -> Option<Duration> {
+    const DAY: f64 = 86_400.0;
+    let text = text.trim();
+    if text.is_empty() || text.len() > 64 {
+        return None;
+    }
+    if let Ok(secs) = text.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(DAY)));
+    }
+    let mut total = 0.0_f64;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return None;
+        }
+        let value: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            "ns" => 1e-9,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += value * scale;
+    }
+    Some(Duration::from_secs_f64(total.min(DAY)))
+}
+
+/// A request's estimated token cost: prompt characters / 4 plus the completion allowance.
+pub fn estimate_tokens(body: &serde_json::Value, typical_output: u64) -> u64 {
+    let chars: usize = body
+        .get("messages")
+        .and_then(serde_json::Value::as_array)
+        .map_or(0, |messages| {
+            messages
+                .iter()
+                .map(|m| match m.get("content") {
+                    Some(serde_json::Value::String(s)) => s.chars().count(),
+                    Some(other) => other.to_string().len(),
+                    None => 0,
+                })
+                .sum()
+        });
+    let max_tokens = ["max_completion_tokens", "max_tokens"]
+        .iter()
+        .find_map(|k| body.get(*k).and_then(serde_json::Value::as_u64));
+    (chars as u64).div_ceil(4) + max_tokens.unwrap_or(typical_output)
+}
+
+/// The server's budget of one kind (requests or tokens), modelled as the bucket its headers describe.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    limit: f64,
+    /// Per second; from `(limit - remaining) / reset`, else `limit` per minute.
+    refill: f64,
+    /// What the server had left after the request with sequence number `seq` was admitted …
+    remaining: f64,
+    seq: u64,
+    /// … which was sent at `at`, when `spent` had been spent in total.
+    at: Instant,
+    spent: f64,
+}
+
+impl Budget {
+    fn update(
+        old: Option<Self>,
+        limit: Option<f64>,
+        remaining: f64,
+        reset: Option<Duration>,
+        stamp: (u64, Instant, f64),
+    ) -> Option<Self> {
+        let (seq, at, spent) = stamp;
+        if old.is_some_and(|b| b.seq > seq) {
+            return old;
+        }
+        let limit = limit
+            .or(old.map(|b| b.limit))
+            .unwrap_or(remaining)
+            .max(remaining);
+        let measured = reset
+            .filter(|r| !r.is_zero() && remaining < limit)
+            .map(|r| (limit - remaining) / r.as_secs_f64());
+        let refill = measured
+            .or(old.map(|b| b.refill))
+            .unwrap_or(limit / 60.0)
+            .max(1e-6);
+        Some(Self {
+            limit,
+            refill,
+            remaining,
+            seq,
+            at,
+            spent,
+        })
+    }
+
+    /// What is left now, given what was spent since the last report.
+    fn available(&self, now: Instant, spent_now: f64) -> f64 {
+        let refilled = self.refill * now.saturating_duration_since(self.at).as_secs_f64();
+        (self.remaining - (spent_now - self.spent) + refilled).min(self.limit)
+    }
+
+    /// How long until `cost` is available (zero when it is, or can never be more).
+    fn wait_for(&self, cost: f64, now: Instant, spent_now: f64) -> Duration {
+        let need = cost.min(self.limit) - self.available(now, spent_now);
+        if need <= 0.0 {
+            return Duration::ZERO;
+        }
+        Duration::from_secs_f64((need / self.refill).min(3600.0))
+    }
+}
+
+/// The mutable state of one pacer.
+#[derive(Debug)]
+struct State {
+    settings: PacingSettings,
+    /// No request starts before this.
+    paused_until: Option<Instant>,
+    /// The adaptive window (AIMD): requests in flight at once.
+    window: f64,
+    /// Until the first 429 the window doubles on each success (slow start).
+    slow_start: bool,
+    in_flight: usize,
+    /// The learnt pace (requests/s) when the server says nothing but 429: set on a 429 below the
+    /// rate that was being admitted, raised a little with each success.
+    pace: Option<f64>,
+    next_paced: Instant,
+    /// When the window and pace were last lowered: a 429 for a request sent earlier is the same event.
+    last_decrease: Option<Instant>,
+    /// Recent successes (send times), to measure the rate the server admits.
+    admitted: VecDeque<Instant>,
+    requests: Option<Budget>,
+    tokens: Option<Budget>,
+    /// Sequence number and estimated tokens of everything sent.
+    sent: u64,
+    tokens_spent: f64,
+    /// `--tpm`: the earliest start of the next request.
+    next_tpm: Instant,
+    /// The first 429 since the last success.
+    refusing_since: Option<Instant>,
+    /// Consecutive 429s naming no wait, for the shared backoff.
+    bare_streak: u32,
+    refused: Option<Refusal>,
+    /// Output tokens of answers so far, to estimate a request without `max_tokens`.
+    output_tokens: u64,
+    /// Smoothed time from send to answer.
+    latency: Option<f64>,
+    answers: u64,
+}
+
+/// Counters of all pacers of a batch.
+#[derive(Debug, Default)]
+struct Totals {
+    rate_limited: u64,
+    answered: u64,
+}
+
+/// One (base URL, model)'s shared view of the server's limits.
+#[derive(Debug)]
+pub struct Pacer {
+    state: Mutex<State>,
+    /// Wakes the head of the line when something changed (a request ended, a pause was set).
+    changed: Notify,
+    /// The line: FIFO, held by the request whose turn it is while it waits.
+    line: tokio::sync::Mutex<()>,
+    totals: Arc<Mutex<Totals>>,
+}
+
+/// The pacers of one batch, one per (base URL, model), created on first use.
+#[derive(Debug)]
+pub struct Pacers {
+    settings: PacingSettings,
+    by_key: Mutex<HashMap<(String, String), Arc<Pacer>>>,
+    totals: Arc<Mutex<Totals>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Pacers {
+    pub fn new(settings: PacingSettings) -> Self {
+        Self {
+            settings,
+            by_key: Mutex::new(HashMap::new()),
+            totals: Arc::default(),
+        }
+    }
+
+    /// The pacer of `model` at `base_url`.
+    pub fn get(&self, base_url: &str, model: &str) -> Arc<Pacer> {
+        let mut map = lock(&self.by_key);
+        let key = (base_url.to_owned(), model.to_owned());
+        Arc::clone(
+            map.entry(key)
+                .or_insert_with(|| Arc::new(Pacer::new(self.settings, Arc::clone(&self.totals)))),
+        )
+    }
+
+    /// 429s received so far (all models).
+    pub fn rate_limited(&self) -> u64 {
+        lock(&self.totals).rate_limited
+    }
+
+    /// Answers other than a 429 received so far (all models).
+    pub fn answered(&self) -> u64 {
+        lock(&self.totals).answered
+    }
+
+    /// For the progress line: `held back by the server for 12s, pace 9.8 req/s, 3 at once`, when
+    /// some pacer is pausing or refusing now.
+    pub fn held_back(&self) -> Option<String> {
+        let now = Instant::now();
+        let pacers: Vec<Arc<Pacer>> = lock(&self.by_key).values().cloned().collect();
+        pacers.iter().find_map(|p| p.held_back(now))
+    }
+}
+
+/// A granted turn: the request is in flight until this is resolved or dropped.
+#[derive(Debug)]
+pub struct Turn {
+    pacer: Arc<Pacer>,
+    seq: u64,
+    sent_at: Instant,
+    tokens_before: f64,
+    estimate: f64,
+    done: bool,
+}
+
+impl Pacer {
+    fn new(settings: PacingSettings, totals: Arc<Mutex<Totals>>) -> Self {
+        let now = Instant::now();
+        Self {
+            state: Mutex::new(State {
+                settings,
+                paused_until: None,
+                window: 1.0,
+                slow_start: true,
+                in_flight: 0,
+                pace: None,
+                next_paced: now,
+                last_decrease: None,
+                admitted: VecDeque::new(),
+                requests: None,
+                tokens: None,
+                sent: 0,
+                tokens_spent: 0.0,
+                next_tpm: now,
+                refusing_since: None,
+                bare_streak: 0,
+                refused: None,
+                output_tokens: 0,
+                latency: None,
+                answers: 0,
+            }),
+            changed: Notify::new(),
+            line: tokio::sync::Mutex::new(()),
+            totals,
+        }
+    }
+
+    /// A typical answer's length so far, for requests that set no `max_tokens`.
+    pub fn typical_output(&self) -> u64 {
+        let s = lock(&self.state);
+        s.output_tokens.checked_div(s.answers).unwrap_or(0)
+    }
+
+    /// Wait for this request's turn (`estimate`: its token cost). Fails once the server has refused
+    /// for longer than `--max-rate-limit-wait`.
+    pub async fn acquire(self: &Arc<Self>, estimate: u64) -> Result<Turn, Refusal> {
+        #[allow(clippy::cast_precision_loss)]
+        let estimate = estimate as f64;
+        let _head = self.line.lock().await;
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let now = Instant::now();
+            let wait = {
+                let mut s = lock(&self.state);
+                if let Some(refusal) = s.refused {
+                    return Err(refusal);
+                }
+                if let Some(since) = s.refusing_since {
+                    let limit = s.settings.max_rate_limit_wait;
+                    if now.saturating_duration_since(since) >= limit {
+                        let refusal = Refusal::WaitExceeded(limit);
+                        s.refused = Some(refusal);
+                        drop(s);
+                        self.changed.notify_waiters();
+                        return Err(refusal);
+                    }
+                }
+                match s.wait(now, estimate) {
+                    Wait::Ready => {
+                        let turn = s.take(self, now, estimate);
+                        return Ok(turn);
+                    }
+                    Wait::Until(at) => {
+                        let deadline = s
+                            .refusing_since
+                            .map(|since| since + s.settings.max_rate_limit_wait);
+                        Some(deadline.map_or(at, |d| at.min(d)))
+                    }
+                    Wait::Slot => None,
+                }
+            };
+            match wait {
+                Some(at) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(at) => {}
+                        () = &mut notified => {}
+                    }
+                }
+                None => notified.await,
+            }
+        }
+    }
+
+    fn held_back(&self, now: Instant) -> Option<String> {
+        let s = lock(&self.state);
+        let since = s.refusing_since?;
+        let held = now.saturating_duration_since(since).as_secs();
+        let pace = s
+            .pace
+            .or_else(|| s.requests.map(|b| b.refill))
+            .map_or_else(String::new, |p| format!(", pace {p:.1} req/s"));
+        Some(format!(
+            "held back by the server for {held}s{pace}, {} at once",
+            s.effective_window()
+        ))
+    }
+}
+
+enum Wait {
+    Ready,
+    Until(Instant),
+    /// Until a request in flight ends.
+    Slot,
+}
+
+impl State {
+    fn effective_window(&self) -> usize {
+        if self.requests.is_some() || self.tokens.is_some() {
+            // The headers say what is allowed: no need to guess with a window.
+            return self.settings.max_concurrency.max(1);
+        }
+        let mut w = self.window.floor().max(1.0);
+        if let (Some(pace), Some(latency)) = (self.pace, self.latency) {
+            // With a learnt pace, the window must not be what holds the pace back.
+            w = w.max((pace * latency).ceil() + 1.0);
+        }
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let w = w.min(1e6) as usize;
+        w.min(self.settings.max_concurrency.max(1))
+    }
+
+    fn wait(&self, now: Instant, estimate: f64) -> Wait {
+        let mut at = now;
+        if let Some(until) = self.paused_until {
+            at = at.max(until);
+        }
+        if self.pace.is_some() {
+            at = at.max(self.next_paced);
+        }
+        at = at.max(self.next_tpm);
+        #[allow(clippy::cast_precision_loss)]
+        let sent = self.sent as f64;
+        if let Some(b) = &self.requests {
+            at = at.max(now + b.wait_for(1.0, now, sent));
+        }
+        if let Some(b) = &self.tokens {
+            at = at.max(now + b.wait_for(estimate, now, self.tokens_spent));
+        }
+        if at > now {
+            return Wait::Until(at);
+        }
+        if self.in_flight >= self.effective_window() {
+            return Wait::Slot;
+        }
+        Wait::Ready
+    }
+
+    fn take(&mut self, pacer: &Arc<Pacer>, now: Instant, estimate: f64) -> Turn {
+        self.sent += 1;
+        self.in_flight += 1;
+        let tokens_before = self.tokens_spent;
+        self.tokens_spent += estimate;
+        if let Some(pace) = self.pace {
+            self.next_paced = self.next_paced.max(now) + Duration::from_secs_f64(1.0 / pace);
+        }
+        if let Some(tpm) = self.settings.tpm {
+            let per_token = 60.0 / f64::from(tpm.max(1));
+            self.next_tpm = self.next_tpm.max(now)
+                + Duration::from_secs_f64((estimate * per_token).min(3600.0));
+        }
+        Turn {
+            pacer: Arc::clone(pacer),
+            seq: self.sent,
+            sent_at: now,
+            tokens_before,
+            estimate,
+            done: false,
+        }
+    }
+
+    fn observe(&mut self, turn: &Turn, headers: &RateHeaders) {
+        #[allow(clippy::cast_precision_loss)]
+        let stamp_req = (turn.seq, turn.sent_at, turn.seq as f64);
+        if let Some(remaining) = headers.remaining_requests {
+            self.requests = Budget::update(
+                self.requests,
+                headers.limit_requests,
+                remaining,
+                headers.reset_requests,
+                stamp_req,
+            );
+        }
+        if let Some(remaining) = headers.remaining_tokens {
+            // The server counted this request's estimate when it admitted it, as we do.
+            let stamp = (turn.seq, turn.sent_at, turn.tokens_before + turn.estimate);
+            self.tokens = Budget::update(
+                self.tokens,
+                headers.limit_tokens,
+                remaining,
+                headers.reset_tokens,
+                stamp,
+            );
+        }
+    }
+}
+
+impl Turn {
+    /// The request was answered (anything but a 429 for rate): adjust to its headers, and on a
+    /// success to its usage (`(total, output)` tokens), which corrects the token estimate.
+    pub fn answered(mut self, headers: &RateHeaders, success: bool, usage: Option<(u64, u64)>) {
+        self.done = true;
+        let pacer = Arc::clone(&self.pacer);
+        let now = Instant::now();
+        {
+            let mut s = lock(&pacer.state);
+            s.in_flight = s.in_flight.saturating_sub(1);
+            s.observe(&self, headers);
+            if success {
+                s.refusing_since = None;
+                s.bare_streak = 0;
+                #[allow(clippy::cast_precision_loss)]
+                let max = s.settings.max_concurrency.max(1) as f64;
+                s.window = if s.slow_start {
+                    (s.window + 1.0).min(max)
+                } else {
+                    (s.window + 1.0 / s.window.max(1.0)).min(max)
+                };
+                if let Some(pace) = s.pace {
+                    s.pace = Some(pace * PACE_GROWTH);
+                }
+                let took = now.saturating_duration_since(self.sent_at).as_secs_f64();
+                s.latency = Some(s.latency.map_or(took, |l| l * 0.9 + took * 0.1));
+                s.admitted.push_back(self.sent_at);
+                while s.admitted.len() > 64 {
+                    s.admitted.pop_front();
+                }
+                if let Some((total, output)) = usage {
+                    #[allow(clippy::cast_precision_loss)]
+                    let correction = total as f64 - self.estimate;
+                    s.tokens_spent += correction;
+                    s.output_tokens += output;
+                    s.answers += 1;
+                }
+            }
+            drop(s);
+        }
+        lock(&pacer.totals).answered += 1;
+        pacer.changed.notify_one();
+    }
+
+    /// The request was refused for rate: pause everyone for the server's hint, or a shared backoff;
+    /// shrink the window and the pace once per event.
+    pub fn rate_limited(mut self, headers: &RateHeaders, hint: Option<Duration>) {
+        self.done = true;
+        let pacer = Arc::clone(&self.pacer);
+        let now = Instant::now();
+        {
+            let mut s = lock(&pacer.state);
+            s.in_flight = s.in_flight.saturating_sub(1);
+            s.observe(&self, headers);
+            s.refusing_since.get_or_insert(now);
+            let hint = hint.or_else(|| headers.wait_hint());
+            let new_event = s.last_decrease.is_none_or(|t| self.sent_at >= t);
+            let pause = if let Some(wait) = hint {
+                wait
+            } else {
+                if new_event {
+                    s.bare_streak += 1;
+                }
+                let exp = s
+                    .settings
+                    .base_backoff
+                    .saturating_mul(1 << s.bare_streak.saturating_sub(1).min(16));
+                exp.min(s.settings.max_backoff)
+            };
+            let until = now + pause;
+            s.paused_until = Some(s.paused_until.map_or(until, |p| p.max(until)));
+            if new_event {
+                s.last_decrease = Some(now);
+                s.slow_start = false;
+                s.window = (s.window / 2.0).max(1.0);
+                if headers.is_empty() {
+                    let measured = s.admitted_rate(now);
+                    let current = s.pace.unwrap_or(f64::INFINITY);
+                    let next = measured.map_or(current, |m| m.min(current)) * PACE_BACKOFF;
+                    if next.is_finite() {
+                        s.pace = Some(next.max(0.01));
+                    }
+                }
+            }
+            drop(s);
+        }
+        lock(&pacer.totals).rate_limited += 1;
+        pacer.changed.notify_one();
+    }
+}
+
+impl State {
+    /// The rate of successes over the recent ones (requests per second), when enough are known.
+    fn admitted_rate(&self, now: Instant) -> Option<f64> {
+        let first = *self.admitted.front()?;
+        let n = self.admitted.len();
+        if n < 4 {
+            return None;
+        }
+        let span = now.saturating_duration_since(first).as_secs_f64();
+        #[allow(clippy::cast_precision_loss)]
+        let rate = n as f64 / span.max(0.05);
+        Some(rate)
+    }
+}
+
+impl Drop for Turn {
+    /// A turn dropped unresolved (the request was cancelled, or failed without an answer) frees its slot.
+    fn drop(&mut self) {
+        if !self.done {
+            let mut s = lock(&self.pacer.state);
+            s.in_flight = s.in_flight.saturating_sub(1);
+            drop(s);
+            self.pacer.changed.notify_one();
+        }
+    }
+}
