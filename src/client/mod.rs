@@ -362,9 +362,17 @@ impl ChatClient {
                     let estimate = pacing::estimate_tokens(&body, pacer.typical_output());
                     match pacer.acquire(estimate).await {
                         Ok(turn) => Some(turn),
-                        Err(pacing::Refusal::WaitExceeded(waited)) => {
+                        Err(refusal) => {
+                            let error = match refusal {
+                                pacing::Refusal::WaitExceeded(waited) => {
+                                    ApiError::RateLimitWait { waited }
+                                }
+                                pacing::Refusal::Quota(message) => {
+                                    ApiError::QuotaExhausted { message }
+                                }
+                            };
                             return Err(Failure {
-                                error: ApiError::RateLimitWait { waited },
+                                error,
                                 attempts: attempt,
                                 api_duration: start.elapsed(),
                             });
@@ -398,6 +406,16 @@ impl ChatClient {
                     }
                     turn.rate_limited(&rate, *retry_after);
                     continue;
+                }
+                if let Err(ApiError::QuotaExhausted { message }) = &result {
+                    turn.quota_exhausted(message);
+                    return Err(Failure {
+                        error: ApiError::QuotaExhausted {
+                            message: message.clone(),
+                        },
+                        attempts: attempt,
+                        api_duration: start.elapsed(),
+                    });
                 }
                 let usage = result
                     .as_ref()

@@ -53,10 +53,12 @@ pub struct PacingSettings {
 }
 
 /// Why a pacer refuses to send any more.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
     /// `--max-rate-limit-wait` passed with nothing but 429s.
     WaitExceeded(Duration),
+    /// The server said the account is out of quota (its message): nothing more is sent.
+    Quota(String),
 }
 
 /// The rate-limit headers of one response; absent values are `None`.
@@ -405,14 +407,14 @@ impl Pacer {
             let now = Instant::now();
             let wait = {
                 let mut s = lock(&self.state);
-                if let Some(refusal) = s.refused {
-                    return Err(refusal);
+                if let Some(refusal) = &s.refused {
+                    return Err(refusal.clone());
                 }
                 if let Some(since) = s.refusing_since {
                     let limit = s.settings.max_rate_limit_wait;
                     if now.saturating_duration_since(since) >= limit {
                         let refusal = Refusal::WaitExceeded(limit);
-                        s.refused = Some(refusal);
+                        s.refused = Some(refusal.clone());
                         drop(s);
                         self.changed.notify_waiters();
                         return Err(refusal);
@@ -598,6 +600,18 @@ impl Turn {
             drop(s);
         }
         lock(&pacer.totals).answered += 1;
+        pacer.changed.notify_one();
+    }
+
+    /// The server answered that the account is out of quota: every later request is refused here.
+    pub fn quota_exhausted(mut self, message: &str) {
+        self.done = true;
+        let pacer = Arc::clone(&self.pacer);
+        {
+            let mut s = lock(&pacer.state);
+            s.in_flight = s.in_flight.saturating_sub(1);
+            s.refused = Some(Refusal::Quota(message.to_owned()));
+        }
         pacer.changed.notify_one();
     }
 

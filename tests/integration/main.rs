@@ -18,6 +18,7 @@ mod login;
 mod oauth;
 mod output;
 mod precedence;
+mod ratelimit;
 mod retries;
 mod secrets;
 mod stdin;
