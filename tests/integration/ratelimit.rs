@@ -6,6 +6,7 @@
     reason = "helpers outside #[test] functions fail the test by panicking, like the tests themselves"
 )]
 
+use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -14,7 +15,7 @@ use serde_json::{Value, json};
 use crate::batch_support::{file_lines, jsonl, last_user_message, sorted};
 use crate::common::{Run, TestEnv, run};
 
-/// OpenAI's 429 for rate (the body real servers send; `code: rate_limit_exceeded`).
+/// The 429 for rate OpenAI sends (the body real servers send; `code: rate_limit_exceeded`).
 fn rate_limit_body() -> String {
     json!({"error": {
         "message": "Rate limit reached for gpt-4o-mini in organization org-test on requests per min (RPM): Limit 3, Used 3, Requested 1. Please try again in 20s.",
@@ -25,7 +26,7 @@ fn rate_limit_body() -> String {
     .to_string()
 }
 
-/// OpenAI's 429 for billing (ChatGPTNextWeb/NextChat#3123).
+/// The 429 for billing OpenAI sends (`ChatGPTNextWeb/NextChat#3123`).
 fn quota_body() -> String {
     json!({"error": {
         "message": "You exceeded your current quota, please check your plan and billing details.",
@@ -171,6 +172,7 @@ impl Drop for LimitedServer {
 }
 
 /// Decide the answer to one request.
+#[allow(clippy::too_many_lines)]
 fn decide(state: &mut State, prompt: &str) -> Reply {
     let now = Instant::now();
     state.requests += 1;
@@ -329,7 +331,7 @@ async fn serve(mut socket: tokio::net::TcpStream, state: &Mutex<State>) -> std::
             reply.body.len()
         );
         for (name, value) in &reply.headers {
-            response.push_str(&format!("{name}: {value}\r\n"));
+            let _ = write!(response, "{name}: {value}\r\n");
         }
         response.push_str("\r\n");
         response.push_str(&reply.body);
