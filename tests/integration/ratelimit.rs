@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use crate::batch_support::{file_lines, jsonl, last_user_message, sorted};
 use crate::common::{Run, TestEnv, run};
 
-/// The 429 for rate OpenAI sends (the body real servers send; `code: rate_limit_exceeded`).
+// The 429 for rate OpenAI sends (the body real servers send; `code: rate_limit_exceeded`).
 fn rate_limit_body() -> String {
     json!({"error": {
         "message": "Rate limit reached for gpt-4o-mini in organization org-test on requests per min (RPM): Limit 3, Used 3, Requested 1. Please try again in 20s.",
@@ -26,7 +26,7 @@ fn rate_limit_body() -> String {
     .to_string()
 }
 
-/// The 429 for billing OpenAI sends (`ChatGPTNextWeb/NextChat#3123`).
+// The 429 for billing OpenAI sends (`ChatGPTNextWeb/NextChat#3123`).
 fn quota_body() -> String {
     json!({"error": {
         "message": "You exceeded your current quota, please check your plan and billing details.",
