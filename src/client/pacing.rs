@@ -627,7 +627,7 @@ impl Turn {
             s.observe(&self, headers);
             s.refusing_since.get_or_insert(now);
             let hint = hint.or_else(|| headers.wait_hint());
-            let new_event = s.last_decrease.is_none_or(|t| self.sent_at >= t);
+            let new_event = s.last_decrease.is_none_or(|t| self.sent_at > t);
             let pause = if let Some(wait) = hint {
                 wait
             } else {
@@ -686,5 +686,317 @@ impl Drop for Turn {
             drop(s);
             self.pacer.changed.notify_one();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+    use serde_json::json;
+
+    fn settings() -> PacingSettings {
+        PacingSettings {
+            max_concurrency: 8,
+            max_rate_limit_wait: Duration::from_secs(600),
+            tpm: None,
+            base_backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+
+    fn pacer(settings: PacingSettings) -> Arc<Pacer> {
+        Pacers::new(settings).get("http://127.0.0.1/v1/", "m")
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> RateHeaders {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.insert(*k, HeaderValue::from_static(v));
+        }
+        RateHeaders::parse(&map)
+    }
+
+    /// Whether `acquire` is still waiting after `after` of virtual time.
+    async fn waits(pacer: &Arc<Pacer>, estimate: u64, after: Duration) -> bool {
+        tokio::time::timeout(after, pacer.acquire(estimate))
+            .await
+            .is_err()
+    }
+
+    #[test]
+    fn openai_reset_durations() {
+        let ms = Duration::from_millis;
+        let cases = [
+            ("1s", Some(ms(1000))),
+            ("6m0s", Some(ms(360_000))),
+            ("20ms", Some(ms(20))),
+            ("1h2m3.5s", Some(ms(3_723_500))),
+            ("0s", Some(Duration::ZERO)),
+            ("250us", Some(Duration::from_micros(250))),
+            ("7.66s", Some(ms(7660))),
+            ("2m59.56s", Some(ms(179_560))),
+            ("1.5", Some(ms(1500))),
+            ("48h", Some(Duration::from_secs(86_400))),
+            ("", None),
+            ("soon", None),
+            ("5x", None),
+            ("s", None),
+            ("-1s", None),
+        ];
+        for (text, want) in cases {
+            let got = parse_reset(text)
+                .map(|d| Duration::from_micros(u64::try_from(d.as_micros()).unwrap()));
+            assert_eq!(got, want, "{text}");
+        }
+    }
+
+    #[test]
+    fn headers_and_their_wait_hint() {
+        let h = headers(&[
+            ("x-ratelimit-limit-requests", "60"),
+            ("x-ratelimit-remaining-requests", "0"),
+            ("x-ratelimit-reset-requests", "1s"),
+            ("x-ratelimit-limit-tokens", "150000"),
+            ("x-ratelimit-remaining-tokens", "149984"),
+            ("x-ratelimit-reset-tokens", "6m0s"),
+        ]);
+        assert_eq!(h.limit_requests, Some(60.0));
+        assert_eq!(h.remaining_tokens, Some(149_984.0));
+        // The spent budget decides, not the longer reset.
+        assert_eq!(h.wait_hint(), Some(Duration::from_secs(1)));
+        let h = headers(&[
+            ("x-ratelimit-remaining-tokens", "0"),
+            ("x-ratelimit-reset-tokens", "20ms"),
+        ]);
+        assert_eq!(h.wait_hint(), Some(Duration::from_millis(20)));
+        assert_eq!(headers(&[]).wait_hint(), None);
+        assert!(headers(&[("x-ratelimit-remaining-requests", "nope")]).is_empty());
+    }
+
+    #[test]
+    fn token_estimate_is_prompt_chars_over_4_plus_max_tokens() {
+        let body = json!({"messages": [
+            {"role": "system", "content": "abcd"},
+            {"role": "user", "content": "efghijkl"}
+        ], "max_tokens": 100});
+        assert_eq!(estimate_tokens(&body, 7), 3 + 100);
+        let body = json!({"messages": [{"role": "user", "content": "abcde"}]});
+        assert_eq!(
+            estimate_tokens(&body, 7),
+            2 + 7,
+            "the typical answer without max_tokens"
+        );
+        let body = json!({"messages": [], "max_completion_tokens": 50});
+        assert_eq!(estimate_tokens(&body, 7), 50);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_start_then_the_window_grows_to_the_concurrency_and_no_further() {
+        let p = pacer(settings());
+        let first = p.acquire(1).await.unwrap();
+        assert!(waits(&p, 1, Duration::from_secs(5)).await, "one at first");
+        first.answered(&RateHeaders::default(), true, None);
+        for _ in 0..20 {
+            let turns: Vec<Turn> = {
+                let mut v = Vec::new();
+                while let Ok(Ok(t)) =
+                    tokio::time::timeout(Duration::from_millis(1), p.acquire(1)).await
+                {
+                    v.push(t);
+                }
+                v
+            };
+            assert!(
+                turns.len() <= 8,
+                "never above --concurrency: {}",
+                turns.len()
+            );
+            for t in turns {
+                t.answered(&RateHeaders::default(), true, None);
+            }
+        }
+        assert_eq!(lock(&p.state).effective_window(), 8);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_with_a_hint_pauses_everyone_and_halves_the_window() {
+        let p = pacer(settings());
+        lock(&p.state).window = 8.0;
+        let turns: Vec<Turn> = futures_take(&p, 4).await;
+        let mut turns = turns.into_iter();
+        turns
+            .next()
+            .unwrap()
+            .rate_limited(&RateHeaders::default(), Some(Duration::from_secs(2)));
+        assert_eq!(lock(&p.state).effective_window(), 4);
+        // The others of the same moment are the same event: no second halving.
+        turns
+            .next()
+            .unwrap()
+            .rate_limited(&RateHeaders::default(), Some(Duration::from_secs(2)));
+        assert_eq!(lock(&p.state).effective_window(), 4);
+        let started = Instant::now();
+        assert!(waits(&p, 1, Duration::from_millis(1990)).await, "paused");
+        let _t = p.acquire(1).await.unwrap();
+        assert!(started.elapsed() >= Duration::from_secs(2));
+        assert!(p.held_back(Instant::now()).is_some());
+    }
+
+    async fn futures_take(p: &Arc<Pacer>, n: usize) -> Vec<Turn> {
+        let mut v = Vec::new();
+        for _ in 0..n {
+            v.push(p.acquire(1).await.unwrap());
+        }
+        v
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_bare_429_pauses_for_a_shared_backoff_that_doubles_and_learns_a_pace() {
+        let p = pacer(settings());
+        lock(&p.state).window = 8.0;
+        // Eight successes, sent 100 ms apart: the server admitted about 10/s.
+        for _ in 0..8 {
+            let t = p.acquire(1).await.unwrap();
+            tokio::time::advance(Duration::from_millis(100)).await;
+            t.answered(&RateHeaders::default(), true, None);
+        }
+        let t = p.acquire(1).await.unwrap();
+        t.rate_limited(&RateHeaders::default(), None);
+        let pace = lock(&p.state).pace.unwrap();
+        assert!(pace < 10.0 && pace > 5.0, "{pace}");
+        assert!(
+            waits(&p, 1, Duration::from_millis(240)).await,
+            "250 ms pause"
+        );
+        let t = p.acquire(1).await.unwrap();
+        t.rate_limited(&RateHeaders::default(), None);
+        assert!(
+            waits(&p, 1, Duration::from_millis(490)).await,
+            "then 500 ms"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn remaining_requests_zero_waits_for_the_refill() {
+        let p = pacer(settings());
+        let t = p.acquire(1).await.unwrap();
+        t.answered(
+            &headers(&[
+                ("x-ratelimit-limit-requests", "10"),
+                ("x-ratelimit-remaining-requests", "0"),
+                ("x-ratelimit-reset-requests", "1s"),
+            ]),
+            true,
+            None,
+        );
+        // 10 per second refill: the next slot in 100 ms, then one each 100 ms.
+        assert!(waits(&p, 1, Duration::from_millis(95)).await);
+        let _a = p.acquire(1).await.unwrap();
+        assert!(waits(&p, 1, Duration::from_millis(95)).await);
+        let _b = p.acquire(1).await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_token_budget_is_spent_by_estimate_and_corrected_by_usage() {
+        let p = pacer(settings());
+        let t = p.acquire(500).await.unwrap();
+        t.answered(
+            &headers(&[
+                ("x-ratelimit-limit-tokens", "1000"),
+                ("x-ratelimit-remaining-tokens", "500"),
+                ("x-ratelimit-reset-tokens", "50s"),
+            ]),
+            true,
+            Some((100, 20)),
+        );
+        // The request cost 100, not 500: 400 came back, so 900 are there.
+        let _a = p.acquire(850).await.unwrap();
+        // Now 50 are left and 10 come back each second: 500 more take 45 s.
+        assert!(waits(&p, 500, Duration::from_secs(44)).await);
+        assert_eq!(p.typical_output(), 20);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tpm_caps_what_the_server_would_allow() {
+        let p = pacer(PacingSettings {
+            tpm: Some(600),
+            ..settings()
+        });
+        lock(&p.state).window = 8.0;
+        let _a = p.acquire(100).await.unwrap();
+        // 600 a minute is 10 a second: 100 tokens hold the next request 10 s.
+        assert!(waits(&p, 100, Duration::from_millis(9_900)).await);
+        let _b = p.acquire(100).await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refused_for_max_rate_limit_wait_gives_up_for_everyone() {
+        let p = pacer(PacingSettings {
+            max_rate_limit_wait: Duration::from_secs(5),
+            ..settings()
+        });
+        loop {
+            match p.acquire(1).await {
+                Ok(t) => t.rate_limited(&RateHeaders::default(), Some(Duration::from_secs(1))),
+                Err(refusal) => {
+                    assert_eq!(refusal, Refusal::WaitExceeded(Duration::from_secs(5)));
+                    break;
+                }
+            }
+        }
+        assert!(p.acquire(1).await.is_err(), "and stays refused");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_success_resets_the_max_rate_limit_wait_clock() {
+        let p = pacer(PacingSettings {
+            max_rate_limit_wait: Duration::from_secs(5),
+            ..settings()
+        });
+        for _ in 0..4 {
+            let t = p.acquire(1).await.unwrap();
+            t.rate_limited(&RateHeaders::default(), Some(Duration::from_secs(3)));
+            let t = p.acquire(1).await.unwrap();
+            t.answered(&RateHeaders::default(), true, None);
+        }
+        assert!(p.acquire(1).await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn quota_refuses_every_later_request() {
+        let p = pacer(settings());
+        let t = p.acquire(1).await.unwrap();
+        t.quota_exhausted("out of credit");
+        assert_eq!(
+            p.acquire(1).await.unwrap_err(),
+            Refusal::Quota("out of credit".into())
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pacers_are_per_base_url_and_model_and_count_429s() {
+        let pacers = Pacers::new(settings());
+        let a = pacers.get("http://x/v1/", "m1");
+        let b = pacers.get("http://x/v1/", "m2");
+        let t = a.acquire(1).await.unwrap();
+        t.rate_limited(&RateHeaders::default(), Some(Duration::from_secs(60)));
+        // m2 is not paused by m1's limit.
+        assert!(!waits(&b, 1, Duration::from_millis(1)).await);
+        assert!(Arc::ptr_eq(&a, &pacers.get("http://x/v1/", "m1")));
+        assert_eq!(pacers.rate_limited(), 1);
+        assert!(
+            pacers
+                .held_back()
+                .is_some_and(|s| s.contains("held back by the server"))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_turn_frees_its_slot() {
+        let p = pacer(settings());
+        let t = p.acquire(1).await.unwrap();
+        drop(t);
+        assert!(!waits(&p, 1, Duration::from_millis(1)).await);
     }
 }
