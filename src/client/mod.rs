@@ -359,8 +359,8 @@ impl ChatClient {
         loop {
             let turn = match &pacer {
                 Some(pacer) => {
-                    let estimate = pacing::estimate_tokens(&body, pacer.typical_output());
-                    match pacer.acquire(estimate).await {
+                    let (estimate, prompt) = pacer.estimate(&body);
+                    match pacer.acquire_for(estimate, prompt).await {
                         Ok(turn) => Some(turn),
                         Err(refusal) => {
                             let error = match refusal {
@@ -392,19 +392,14 @@ impl ChatClient {
                 self.attempt(&body, &mut tracked, attempt, &mut rate).await
             };
             if let Some(turn) = turn {
-                if let Err(ApiError::Http {
-                    status: 429,
-                    retry_after,
-                    ..
-                }) = &result
-                {
+                if let Err(ApiError::Http { status: 429, .. }) = &result {
                     // Rate, not a failure of this request: back to the line, the budget untouched.
                     if self.settings.debug {
                         diag::debug(&format!(
                             "attempt {attempt}: HTTP 429 (rate); the batch pauses and this request waits its turn again"
                         ));
                     }
-                    turn.rate_limited(&rate, *retry_after);
+                    turn.rate_limited(&rate, None);
                     continue;
                 }
                 if let Err(ApiError::QuotaExhausted { message }) = &result {
@@ -421,7 +416,7 @@ impl ChatClient {
                     .as_ref()
                     .ok()
                     .and_then(|c| c.usage)
-                    .map(|u| (u.total_tokens, u.output_tokens));
+                    .map(|u| (u.input_tokens, u.output_tokens));
                 turn.answered(&rate, result.is_ok(), usage);
             }
             let error = match result {

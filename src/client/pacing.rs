@@ -70,6 +70,8 @@ pub struct RateHeaders {
     pub limit_tokens: Option<f64>,
     pub remaining_tokens: Option<f64>,
     pub reset_tokens: Option<Duration>,
+    /// `retry-after-ms` / `Retry-After`, when sent.
+    pub retry_after: Option<Duration>,
 }
 
 impl RateHeaders {
@@ -93,6 +95,7 @@ impl RateHeaders {
             limit_tokens: number("x-ratelimit-limit-tokens"),
             remaining_tokens: number("x-ratelimit-remaining-tokens"),
             reset_tokens: reset("x-ratelimit-reset-tokens"),
+            retry_after: super::retry::retry_after(headers, std::time::SystemTime::now()),
         }
     }
 
@@ -155,8 +158,15 @@ pub fn parse_reset(text: &str) -> Option<Duration> {
     Some(Duration::from_secs_f64(total.min(DAY)))
 }
 
-/// A request's estimated token cost: prompt characters / 4 plus the completion allowance.
+/// A request's estimated token cost: prompt characters / 4 plus the completion allowance
+/// (`max_tokens`, else `typical_output`).
 pub fn estimate_tokens(body: &serde_json::Value, typical_output: u64) -> u64 {
+    let (prompt, max_tokens) = estimate_parts(body);
+    prompt + max_tokens.unwrap_or(typical_output)
+}
+
+/// The prompt's estimated tokens (characters / 4) and the completion allowance, if the body sets one.
+fn estimate_parts(body: &serde_json::Value) -> (u64, Option<u64>) {
     let chars: usize = body
         .get("messages")
         .and_then(serde_json::Value::as_array)
@@ -173,7 +183,7 @@ pub fn estimate_tokens(body: &serde_json::Value, typical_output: u64) -> u64 {
     let max_tokens = ["max_completion_tokens", "max_tokens"]
         .iter()
         .find_map(|k| body.get(*k).and_then(serde_json::Value::as_u64));
-    (chars as u64).div_ceil(4) + max_tokens.unwrap_or(typical_output)
+    ((chars as u64).div_ceil(4), max_tokens)
 }
 
 /// The server's budget of one kind (requests or tokens), modelled as the bucket its headers describe.
@@ -206,13 +216,19 @@ impl Budget {
             .or(old.map(|b| b.limit))
             .unwrap_or(remaining)
             .max(remaining);
+        // `remaining` is whole (rounded down) while the reset is exact, so one measurement may
+        // overstate the rate by up to one unit: the lowest of them is the closest.
         let measured = reset
             .filter(|r| !r.is_zero() && remaining < limit)
             .map(|r| (limit - remaining) / r.as_secs_f64());
-        let refill = measured
-            .or(old.map(|b| b.refill))
-            .unwrap_or(limit / 60.0)
-            .max(1e-6);
+        let previous = old
+            .filter(|b| (b.limit - limit).abs() < 0.5)
+            .map(|b| b.refill);
+        let refill = match (measured, previous) {
+            (Some(m), Some(p)) => m.min(p),
+            (m, p) => m.or(p).unwrap_or(limit / 60.0),
+        }
+        .max(1e-6);
         Some(Self {
             limit,
             refill,
@@ -274,6 +290,9 @@ struct State {
     output_tokens: u64,
     /// Smoothed time from send to answer.
     latency: Option<f64>,
+    /// Prompt tokens estimated (characters / 4) and reported by the server, for the successes.
+    prompt_estimated: u64,
+    prompt_reported: u64,
     answers: u64,
 }
 
@@ -353,6 +372,7 @@ pub struct Turn {
     sent_at: Instant,
     tokens_before: f64,
     estimate: f64,
+    prompt_estimate: u64,
     done: bool,
 }
 
@@ -380,6 +400,8 @@ impl Pacer {
                 refused: None,
                 output_tokens: 0,
                 latency: None,
+                prompt_estimated: 0,
+                prompt_reported: 0,
                 answers: 0,
             }),
             changed: Notify::new(),
@@ -394,9 +416,39 @@ impl Pacer {
         s.output_tokens.checked_div(s.answers).unwrap_or(0)
     }
 
+    /// The estimated token cost of `body`: prompt characters / 4, corrected by the ratio of the
+    /// prompt tokens the server reported to what was estimated so far, plus `max_tokens` (else the
+    /// typical answer's length so far). Returns (cost, uncorrected prompt estimate).
+    pub fn estimate(&self, body: &serde_json::Value) -> (u64, u64) {
+        let (prompt, max_tokens) = estimate_parts(body);
+        let s = lock(&self.state);
+        let typical = s.output_tokens.checked_div(s.answers).unwrap_or(0);
+        #[allow(
+            clippy::cast_precision_loss,
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss
+        )]
+        let corrected = if s.prompt_estimated > 0 {
+            (prompt as f64 * (s.prompt_reported as f64 / s.prompt_estimated as f64)).ceil() as u64
+        } else {
+            prompt
+        };
+        (corrected + max_tokens.unwrap_or(typical), prompt)
+    }
+
     /// Wait for this request's turn (`estimate`: its token cost). Fails once the server has refused
     /// for longer than `--max-rate-limit-wait`.
     pub async fn acquire(self: &Arc<Self>, estimate: u64) -> Result<Turn, Refusal> {
+        self.acquire_for(estimate, 0).await
+    }
+
+    /// `acquire`, knowing the uncorrected prompt estimate (see `estimate`) so that the usage of the
+    /// answer can correct later estimates.
+    pub async fn acquire_for(
+        self: &Arc<Self>,
+        estimate: u64,
+        prompt: u64,
+    ) -> Result<Turn, Refusal> {
         #[allow(clippy::cast_precision_loss)]
         let estimate = estimate as f64;
         let _head = self.line.lock().await;
@@ -422,7 +474,8 @@ impl Pacer {
                 }
                 match s.wait(now, estimate) {
                     Wait::Ready => {
-                        let turn = s.take(self, now, estimate);
+                        let mut turn = s.take(self, now, estimate);
+                        turn.prompt_estimate = prompt;
                         return Ok(turn);
                     }
                     Wait::Until(at) => {
@@ -529,6 +582,7 @@ impl State {
             sent_at: now,
             tokens_before,
             estimate,
+            prompt_estimate: 0,
             done: false,
         }
     }
@@ -561,7 +615,9 @@ impl State {
 
 impl Turn {
     /// The request was answered (anything but a 429 for rate): adjust to its headers, and on a
-    /// success to its usage (`(total, output)` tokens), which corrects the token estimate.
+    /// success to its usage (`(input, output)` tokens), which corrects later estimates. The budget
+    /// itself is corrected by the server's next headers, not by usage: servers differ in whether
+    /// they give back what `max_tokens` reserved.
     pub fn answered(mut self, headers: &RateHeaders, success: bool, usage: Option<(u64, u64)>) {
         self.done = true;
         let pacer = Arc::clone(&self.pacer);
@@ -589,10 +645,11 @@ impl Turn {
                 while s.admitted.len() > 64 {
                     s.admitted.pop_front();
                 }
-                if let Some((total, output)) = usage {
-                    #[allow(clippy::cast_precision_loss)]
-                    let correction = total as f64 - self.estimate;
-                    s.tokens_spent += correction;
+                if let Some((input, output)) = usage {
+                    if self.prompt_estimate > 0 {
+                        s.prompt_estimated += self.prompt_estimate;
+                        s.prompt_reported += input;
+                    }
                     s.output_tokens += output;
                     s.answers += 1;
                 }
@@ -618,6 +675,7 @@ impl Turn {
     /// The request was refused for rate: pause everyone for the server's hint, or a shared backoff;
     /// shrink the window and the pace once per event.
     pub fn rate_limited(mut self, headers: &RateHeaders, hint: Option<Duration>) {
+        let hint = hint.or(headers.retry_after);
         self.done = true;
         let pacer = Arc::clone(&self.pacer);
         let now = Instant::now();
@@ -626,6 +684,8 @@ impl Turn {
             s.in_flight = s.in_flight.saturating_sub(1);
             s.observe(&self, headers);
             s.refusing_since.get_or_insert(now);
+            // Without Retry-After, the reset of the spent budget (OpenAI, Azure, Groq); with
+            // neither, a shared backoff.
             let hint = hint.or_else(|| headers.wait_hint());
             let new_event = s.last_decrease.is_none_or(|t| self.sent_at > t);
             let pause = if let Some(wait) = hint {
@@ -910,11 +970,29 @@ mod tests {
             true,
             Some((100, 20)),
         );
-        // The request cost 100, not 500: 400 came back, so 900 are there.
-        let _a = p.acquire(850).await.unwrap();
-        // Now 50 are left and 10 come back each second: 500 more take 45 s.
-        assert!(waits(&p, 500, Duration::from_secs(44)).await);
+        // 500 are left, and 10 come back each second: 900 take 40 s.
+        assert!(waits(&p, 900, Duration::from_secs(39)).await);
+        let _a = p.acquire(400).await.unwrap();
         assert_eq!(p.typical_output(), 20);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn usage_corrects_later_estimates() {
+        let p = pacer(settings());
+        let body =
+            json!({"messages": [{"role": "user", "content": "x".repeat(400)}], "max_tokens": 10});
+        assert_eq!(p.estimate(&body), (110, 100));
+        let (cost, prompt) = p.estimate(&body);
+        let t = p.acquire_for(cost, prompt).await.unwrap();
+        // The server counted 150 prompt tokens where 100 were estimated.
+        t.answered(&RateHeaders::default(), true, Some((150, 5)));
+        assert_eq!(p.estimate(&body), (160, 100));
+        let without = json!({"messages": [{"role": "user", "content": "x".repeat(400)}]});
+        assert_eq!(
+            p.estimate(&without).0,
+            150 + 5,
+            "the typical answer stands in for max_tokens"
+        );
     }
 
     #[tokio::test(start_paused = true)]
