@@ -189,68 +189,83 @@ fn estimate_parts(body: &serde_json::Value) -> (u64, Option<u64>) {
     ((chars as u64).div_ceil(4), max_tokens)
 }
 
-/// The server's budget of one kind (requests or tokens), modelled as the bucket its headers describe.
+/// The server's budget of one kind (requests or tokens), modelled as the bucket its headers
+/// describe: a level that refills at `refill` per second up to `limit`, spent locally as requests
+/// leave and re-anchored on each report (never upwards: the local model knows when the bucket
+/// was full and refilled nothing, which a report from a request sent earlier cannot).
 #[derive(Debug, Clone, Copy)]
 struct Budget {
     limit: f64,
     /// Per second; from `(limit - remaining) / reset`, else `limit` per minute.
     refill: f64,
-    /// What the server had left after the request with sequence number `seq` was admitted …
-    remaining: f64,
+    level: f64,
+    level_at: Instant,
+    /// The sequence number of the request whose report the level was last anchored on.
     seq: u64,
-    /// … which was sent at `at`, when `spent` had been spent in total.
-    at: Instant,
-    spent: f64,
+}
+
+/// One report: what was left when request `seq` (sent at `sent_at`) was admitted, and what has
+/// been spent since it was sent.
+struct Report {
+    limit: Option<f64>,
+    remaining: f64,
+    reset: Option<Duration>,
+    seq: u64,
+    sent_at: Instant,
+    spent_since: f64,
 }
 
 impl Budget {
-    fn update(
-        old: Option<Self>,
-        limit: Option<f64>,
-        remaining: f64,
-        reset: Option<Duration>,
-        stamp: (u64, Instant, f64),
-    ) -> Option<Self> {
-        let (seq, at, spent) = stamp;
-        if old.is_some_and(|b| b.seq > seq) {
+    fn update(old: Option<Self>, r: &Report, now: Instant) -> Option<Self> {
+        if old.is_some_and(|b| b.seq > r.seq) {
             return old;
         }
-        let limit = limit
+        let limit = r
+            .limit
             .or(old.map(|b| b.limit))
-            .unwrap_or(remaining)
-            .max(remaining);
+            .unwrap_or(r.remaining)
+            .max(r.remaining);
         // `remaining` is whole (rounded down) while the reset is exact, so one measurement may
         // overstate the rate by up to one unit: the lowest of them is the closest.
-        let measured = reset
-            .filter(|r| !r.is_zero() && remaining < limit)
-            .map(|r| (limit - remaining) / r.as_secs_f64());
-        let previous = old
-            .filter(|b| (b.limit - limit).abs() < 0.5)
-            .map(|b| b.refill);
-        let refill = match (measured, previous) {
+        let measured = r
+            .reset
+            .filter(|d| !d.is_zero() && r.remaining < limit)
+            .map(|d| (limit - r.remaining) / d.as_secs_f64());
+        let same_limit = old.filter(|b| (b.limit - limit).abs() < 0.5);
+        let refill = match (measured, same_limit.map(|b| b.refill)) {
             (Some(m), Some(p)) => m.min(p),
             (m, p) => m.or(p).unwrap_or(limit / 60.0),
         }
         .max(1e-6);
+        let elapsed = now.saturating_duration_since(r.sent_at).as_secs_f64();
+        let reported = (r.remaining - r.spent_since + refill * elapsed).min(limit);
+        let level = match same_limit {
+            Some(b) => b.level_now(now).min(reported),
+            None => reported,
+        };
         Some(Self {
             limit,
             refill,
-            remaining,
-            seq,
-            at,
-            spent,
+            level,
+            level_at: now,
+            seq: r.seq,
         })
     }
 
-    /// What is left now, given what was spent since the last report.
-    fn available(&self, now: Instant, spent_now: f64) -> f64 {
-        let refilled = self.refill * now.saturating_duration_since(self.at).as_secs_f64();
-        (self.remaining - (spent_now - self.spent) + refilled).min(self.limit)
+    fn level_now(&self, now: Instant) -> f64 {
+        let dt = now.saturating_duration_since(self.level_at).as_secs_f64();
+        (self.level + self.refill * dt).min(self.limit)
     }
 
-    /// How long until `cost` is available (zero when it is, or can never be more).
-    fn wait_for(&self, cost: f64, now: Instant, spent_now: f64) -> Duration {
-        let need = cost.min(self.limit) - self.available(now, spent_now);
+    fn spend(&mut self, cost: f64, now: Instant) {
+        self.level = self.level_now(now) - cost;
+        self.level_at = now;
+    }
+
+    /// How long until `cost` is available (zero when it is; a cost above the limit waits for a
+    /// full bucket).
+    fn wait_for(&self, cost: f64, now: Instant) -> Duration {
+        let need = cost.min(self.limit) - self.level_now(now);
         if need <= 0.0 {
             return Duration::ZERO;
         }
@@ -550,13 +565,11 @@ impl State {
             at = at.max(self.next_paced);
         }
         at = at.max(self.next_tpm);
-        #[allow(clippy::cast_precision_loss)]
-        let sent = self.sent as f64;
         if let Some(b) = &self.requests {
-            at = at.max(now + b.wait_for(1.0, now, sent));
+            at = at.max(now + b.wait_for(1.0, now));
         }
         if let Some(b) = &self.tokens {
-            at = at.max(now + b.wait_for(estimate, now, self.tokens_spent));
+            at = at.max(now + b.wait_for(estimate, now));
         }
         if at > now {
             return Wait::Until(at);
@@ -572,6 +585,12 @@ impl State {
         self.in_flight += 1;
         let tokens_before = self.tokens_spent;
         self.tokens_spent += estimate;
+        if let Some(b) = self.requests.as_mut() {
+            b.spend(1.0, now);
+        }
+        if let Some(b) = self.tokens.as_mut() {
+            b.spend(estimate, now);
+        }
         if let Some(pace) = self.pace {
             self.next_paced = self.next_paced.max(now) + Duration::from_secs_f64(1.0 / pace);
         }
@@ -592,27 +611,30 @@ impl State {
     }
 
     fn observe(&mut self, turn: &Turn, headers: &RateHeaders) {
-        #[allow(clippy::cast_precision_loss)]
-        let stamp_req = (turn.seq, turn.sent_at, turn.seq as f64);
+        let now = Instant::now();
         if let Some(remaining) = headers.remaining_requests {
-            self.requests = Budget::update(
-                self.requests,
-                headers.limit_requests,
+            #[allow(clippy::cast_precision_loss)]
+            let report = Report {
+                limit: headers.limit_requests,
                 remaining,
-                headers.reset_requests,
-                stamp_req,
-            );
+                reset: headers.reset_requests,
+                seq: turn.seq,
+                sent_at: turn.sent_at,
+                spent_since: (self.sent - turn.seq) as f64,
+            };
+            self.requests = Budget::update(self.requests, &report, now);
         }
         if let Some(remaining) = headers.remaining_tokens {
-            // The server counted this request's estimate when it admitted it, as we do.
-            let stamp = (turn.seq, turn.sent_at, turn.tokens_before + turn.estimate);
-            self.tokens = Budget::update(
-                self.tokens,
-                headers.limit_tokens,
+            // The server counted this request's cost when it admitted it, as we did.
+            let report = Report {
+                limit: headers.limit_tokens,
                 remaining,
-                headers.reset_tokens,
-                stamp,
-            );
+                reset: headers.reset_tokens,
+                seq: turn.seq,
+                sent_at: turn.sent_at,
+                spent_since: self.tokens_spent - (turn.tokens_before + turn.estimate),
+            };
+            self.tokens = Budget::update(self.tokens, &report, now);
         }
     }
 }
