@@ -989,6 +989,31 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn an_idle_budget_refills_only_up_to_its_limit() {
+        let p = pacer(PacingSettings {
+            max_concurrency: 50,
+            ..settings()
+        });
+        let t = p.acquire(1).await.unwrap();
+        t.answered(
+            &headers(&[
+                ("x-ratelimit-limit-requests", "10"),
+                ("x-ratelimit-remaining-requests", "0"),
+                ("x-ratelimit-reset-requests", "1s"),
+            ]),
+            true,
+            None,
+        );
+        // Five seconds idle refill ten, not fifty: ten go at once, the eleventh waits.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let mut turns = Vec::new();
+        for _ in 0..10 {
+            turns.push(p.acquire(1).await.unwrap());
+        }
+        assert!(waits(&p, 1, Duration::from_millis(95)).await);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn the_token_budget_is_spent_by_estimate_and_corrected_by_usage() {
         let p = pacer(settings());
         let t = p.acquire(500).await.unwrap();
