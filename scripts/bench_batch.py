@@ -6,6 +6,10 @@ peak memory (max RSS) of the qwen process, for each job count given.
 
     python3 scripts/bench_batch.py                      # 10,000 and 100,000 jobs, concurrency 100, 50 ms
     python3 scripts/bench_batch.py --jobs 10000 --concurrency 100 --latency-ms 50
+    python3 scripts/bench_batch.py --jobs 1000000 --concurrency 1000 --latency-ms 500   # ~9 minutes
+
+While a run goes on, the qwen process's resident memory is sampled (from /proc) each time the
+number of finished jobs reaches a power of ten from 10,000 up: the memory curve of one run.
 """
 import argparse
 import json
@@ -22,7 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def build():
     subprocess.run(
-        ["cargo", "build", "--release", "--quiet", "--bin", "qwen", "--example", "echo-server"],
+        ["nice", "-n", "19", "cargo", "build", "--release", "--quiet", "--bin", "qwen", "--example", "echo-server"],
         cwd=ROOT, check=True)
     return (os.path.join(ROOT, "target", "release", "qwen"),
             os.path.join(ROOT, "target", "release", "examples", "echo-server"))
@@ -53,12 +57,15 @@ def run_once(qwen, base_url, jobs, concurrency, latency_ms, workdir):
     # interpreter's own peak RSS when it is larger).
     timing = os.path.join(workdir, "time.txt")
     start = time.monotonic()
-    proc = subprocess.run([GNU_TIME, "-f", "%M %U %S", "-o", timing,
-                           qwen, "--jobs", job_file, "--output", out,
-                           "--concurrency", str(concurrency), "--quiet"],
-                          env=env, cwd=workdir, stderr=subprocess.PIPE, text=True)
+    errors = open(os.path.join(workdir, "stderr.txt"), "w+")
+    proc = subprocess.Popen([GNU_TIME, "-f", "%M %U %S", "-o", timing,
+                             qwen, "--jobs", job_file, "--output", out,
+                             "--concurrency", str(concurrency), "--quiet"],
+                            env=env, cwd=workdir, stderr=errors, text=True)
+    curve = sample_rss(proc, out, jobs)
     wall = time.monotonic() - start
-    stderr = proc.stderr
+    errors.seek(0)
+    stderr = errors.read()
     code = proc.returncode
     with open(timing) as f:
         max_rss_kib, user, system = f.read().split()[-3:]
@@ -79,7 +86,56 @@ def run_once(qwen, base_url, jobs, concurrency, latency_ms, workdir):
         "of_ideal_pct": round(100 * achieved / ideal, 1),
         "cpu_ms_per_request": round(1000 * cpu / jobs, 3),
         "peak_rss_mib": round(int(max_rss_kib) / 1024, 1),
+        "rss_curve": curve,
     }
+
+
+def qwen_pid(time_pid):
+    """The pid of qwen, the child of GNU time."""
+    try:
+        with open(f"/proc/{time_pid}/task/{time_pid}/children") as f:
+            children = f.read().split()
+        return int(children[0]) if children else None
+    except OSError:
+        return None
+
+
+def rss_mib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
+def sample_rss(proc, out, jobs):
+    """Wait for `proc`; meanwhile note qwen's RSS when the finished jobs (result lines) first
+    reach 10,000, 100,000, 1,000,000 … (and the last sample before the end)."""
+    marks = [m for m in (10_000, 100_000, 1_000_000, 10_000_000) if m <= jobs]
+    curve = {}
+    lines, offset, pid, last = 0, 0, None, None
+    while proc.poll() is None:
+        time.sleep(0.2)
+        pid = pid or qwen_pid(proc.pid)
+        if pid is None or not os.path.exists(out):
+            continue
+        with open(out, "rb") as f:
+            f.seek(offset)
+            chunk = f.read()
+        offset += len(chunk)
+        lines += chunk.count(b"\n")
+        rss = rss_mib(pid)
+        if rss is not None:
+            last = (lines, rss)
+        for m in marks:
+            if m not in curve and lines >= m and rss is not None:
+                curve[m] = rss
+    if last and marks and marks[-1] not in curve:
+        curve[marks[-1]] = last[1]
+    return curve
 
 
 def main():
@@ -97,11 +153,19 @@ def main():
         with tempfile.TemporaryDirectory() as workdir:
             print("| jobs | concurrency | latency | wall | throughput | ideal | of ideal | CPU/request | peak RSS |")
             print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+            curves = []
             for jobs in counts:
                 r = run_once(qwen, base_url, jobs, args.concurrency, args.latency_ms, workdir)
                 print(f"| {r['jobs']:,} | {r['concurrency']} | {r['latency_ms']} ms | {r['wall_s']} s "
                       f"| {r['throughput_rps']} req/s | {r['ideal_rps']} req/s | {r['of_ideal_pct']} % "
                       f"| {r['cpu_ms_per_request']} ms | {r['peak_rss_mib']} MiB |", flush=True)
+                curves.append((jobs, r["rss_curve"]))
+            print()
+            print("| run | RSS after 10k jobs | after 100k | after 1M |")
+            print("|---:|---:|---:|---:|")
+            for jobs, curve in curves:
+                cells = [f"{curve[m]} MiB" if m in curve else "-" for m in (10_000, 100_000, 1_000_000)]
+                print(f"| {jobs:,} jobs | " + " | ".join(cells) + " |", flush=True)
     finally:
         server.kill()
 

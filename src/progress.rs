@@ -19,6 +19,8 @@ pub(crate) struct Progress {
     done: AtomicU64,
     failed: AtomicU64,
     in_flight: AtomicUsize,
+    /// Set while the server holds the batch back (`client::Pacers::held_back`).
+    held_back: std::sync::Mutex<Option<String>>,
     started: Instant,
 }
 
@@ -44,6 +46,7 @@ impl Progress {
             done: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            held_back: std::sync::Mutex::new(None),
             started: Instant::now(),
         }
     }
@@ -71,13 +74,37 @@ impl Progress {
         self.in_flight.store(n, Ordering::Relaxed);
     }
 
+    /// Whether (and how) the server is holding the batch back now.
+    pub(crate) fn held_back(&self, note: Option<String>) {
+        if matches!(self.mode, Mode::Quiet) {
+            return;
+        }
+        let mut slot = self
+            .held_back
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *slot != note {
+            *slot = note;
+            drop(slot);
+            if let Mode::Bar(bar) = &self.mode {
+                bar.set_message(self.counts());
+            }
+        }
+    }
+
     fn counts(&self) -> String {
         let done = self.done.load(Ordering::Relaxed);
         let secs = self.started.elapsed().as_secs_f64().max(1e-3);
         #[allow(clippy::cast_precision_loss)]
         let rate = done as f64 / secs;
+        let held = self
+            .held_back
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .map_or_else(String::new, |note| format!(", {note}"));
         format!(
-            "{} failed, {} in flight, {rate:.1} req/s",
+            "{} failed, {} in flight, {rate:.1} req/s{held}",
             self.failed.load(Ordering::Relaxed),
             self.in_flight.load(Ordering::Relaxed),
         )

@@ -281,6 +281,15 @@ pub(crate) struct BatchArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) rpm: Option<u32>,
 
+    /// At most N (estimated) tokens per minute (client side): prompt characters / 4 plus max tokens.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub tpm: Option<u32>,
+
+    /// Stop dispatching when the server has refused (429) for this long without one success:
+    /// finish what is in flight and exit 75 (resumable).
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub max_rate_limit_wait: Duration,
+
     /// Stop after this long: cancel in-flight work, keep what finished, exit 55.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub(crate) max_wall_time: Option<Duration>,

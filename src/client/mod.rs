@@ -1,5 +1,6 @@
 //! The HTTP side: one streaming chat request with retries. Knows nothing about jobs or output formats.
 
+pub(crate) mod pacing;
 pub(crate) mod retry;
 pub(crate) mod sse;
 pub(crate) mod url;
@@ -16,6 +17,7 @@ use serde_json::Value;
 use crate::diag;
 use crate::exit::ExitStatus;
 use crate::secret::scrub;
+pub(crate) use pacing::Pacers;
 pub(crate) use retry::{Decision, RetryPolicy};
 use sse::SseParser;
 
@@ -89,6 +91,13 @@ pub(crate) enum ApiError {
         wait: Duration,
         max: Duration,
     },
+    #[error("HTTP 429: insufficient quota: {message}")]
+    QuotaExhausted { message: String },
+    #[error(
+        "the server refused every request for {}s (--max-rate-limit-wait); nothing more was sent",
+        waited.as_secs()
+    )]
+    RateLimitWait { waited: Duration },
     #[error("standard output was closed")]
     OutputClosed,
     #[error("cannot set up the HTTP client: {0}")]
@@ -112,6 +121,7 @@ impl ApiError {
     pub(crate) fn status(&self) -> Option<u16> {
         match self {
             Self::Http { status, .. } | Self::RetryAfterTooLong { status, .. } => Some(*status),
+            Self::QuotaExhausted { .. } => Some(429),
             _ => None,
         }
     }
@@ -121,7 +131,7 @@ impl ApiError {
             Self::Http {
                 status: 401 | 403, ..
             } => ExitStatus::Auth,
-            Self::RetryAfterTooLong { .. } => ExitStatus::TempFail,
+            Self::RetryAfterTooLong { .. } | Self::RateLimitWait { .. } => ExitStatus::TempFail,
             Self::OutputClosed => ExitStatus::Success,
             Self::Setup(_) | Self::InvalidKey => ExitStatus::Config,
             e if e.is_retryable() => ExitStatus::TempFail,
@@ -134,7 +144,10 @@ impl ApiError {
             Self::Http {
                 status: 401 | 403, ..
             } => "authentication_error",
-            Self::Http { status: 429, .. } | Self::RetryAfterTooLong { .. } => "rate_limit_error",
+            Self::Http { status: 429, .. }
+            | Self::RetryAfterTooLong { .. }
+            | Self::RateLimitWait { .. } => "rate_limit_error",
+            Self::QuotaExhausted { .. } => "insufficient_quota",
             Self::Http { status, .. } if *status >= 500 => "server_error",
             Self::Http { .. } => "api_error",
             Self::Network(_) => "network_error",
@@ -164,11 +177,37 @@ impl ApiError {
             Self::RetryAfterTooLong { .. } => {
                 "raise --max-retry-wait, or retry the step later (exit 75 means temporary)"
             }
+            Self::QuotaExhausted { .. } => {
+                "the account behind the key is out of credit or over its spending limit: check the provider's billing page; retrying will not help"
+            }
+            Self::RateLimitWait { .. } => {
+                "run again later with --resume (exit 75 means temporary), or raise --max-rate-limit-wait"
+            }
             e if e.is_retryable() => "the failure looks temporary: retry later (exit 75)",
             _ => return None,
         };
         Some(hint.to_owned())
     }
+}
+
+/// What became of a paced attempt.
+#[derive(Debug, PartialEq, Eq)]
+enum Settled {
+    /// Refused for rate: wait for another turn.
+    Requeue,
+    Answered,
+}
+
+/// Wait for a turn at the pacer; a pacer that gave up (quota, or refused for too long) says why.
+async fn wait_turn(pacer: &Arc<pacing::Pacer>, body: &Value) -> Result<pacing::Turn, ApiError> {
+    let (estimate, prompt) = pacer.estimate(body);
+    pacer
+        .acquire_for(estimate, prompt)
+        .await
+        .map_err(|refusal| match refusal {
+            pacing::Refusal::WaitExceeded(waited) => ApiError::RateLimitWait { waited },
+            pacing::Refusal::Quota(message) => ApiError::QuotaExhausted { message },
+        })
 }
 
 /// An `ApiError` after the retry policy gave up, with the attempts spent on it.
@@ -239,6 +278,8 @@ pub(crate) struct ChatClient {
     bearer: Arc<std::sync::RwLock<Bearer>>,
     settings: ClientSettings,
     limiter: Option<Arc<RateLimiter>>,
+    /// A batch's shared pacing (see `pacing`); `None` for a single run.
+    pacers: Option<Arc<Pacers>>,
 }
 
 /// Install the TLS crypto provider once per process (reqwest is built without a default one).
@@ -278,6 +319,7 @@ impl ChatClient {
             bearer: Arc::new(std::sync::RwLock::new(Bearer::new(key)?)),
             settings,
             limiter: None,
+            pacers: None,
         })
     }
 
@@ -304,10 +346,19 @@ impl ChatClient {
         self
     }
 
+    /// Pace requests to the server's limits, shared by all clones (a batch).
+    #[must_use]
+    pub(crate) fn with_pacers(mut self, pacers: Arc<Pacers>) -> Self {
+        self.pacers = Some(pacers);
+        self
+    }
+
     /// Send one chat request (`body` is the full JSON body; streaming fields are set here),
     /// retrying per the policy. `on_delta` gets each piece of text as it arrives; when
     /// `deltas_are_final` is set, text handed to it counts as shown to the user, so a stream
-    /// cut after that is not retried.
+    /// cut after that is not retried. In a batch (`with_pacers`), each attempt first waits its
+    /// turn at the pacer of its model, and a 429 for rate sends it back to the line without
+    /// counting against `--retries`.
     pub(crate) async fn send(
         &self,
         body: &Value,
@@ -316,17 +367,46 @@ impl ChatClient {
     ) -> Result<Completion, Failure> {
         let start = Instant::now();
         let body = streaming_body(body);
+        let model = body
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let pacer = self
+            .pacers
+            .as_ref()
+            .map(|p| p.get(self.url.as_str(), model));
         let mut attempt = 0;
+        // Failures that count against --retries (a paced 429 does not).
+        let mut failures = 0;
         loop {
+            let turn = match &pacer {
+                Some(pacer) => Some(wait_turn(pacer, &body).await.map_err(|error| Failure {
+                    error,
+                    attempts: attempt,
+                })?),
+                None => None,
+            };
             attempt += 1;
             let mut emitted = false;
+            let mut rate = pacing::RateHeaders::default();
             let result = {
                 let mut tracked = |text: &str| {
                     emitted = true;
                     on_delta(text)
                 };
-                self.attempt(&body, &mut tracked, attempt).await
+                self.attempt(&body, &mut tracked, attempt, &mut rate).await
             };
+            if let Some(turn) = turn
+                && self
+                    .settle(turn, &result, &rate, attempt)
+                    .map_err(|error| Failure {
+                        error,
+                        attempts: attempt,
+                    })?
+                    == Settled::Requeue
+            {
+                continue;
+            }
             let error = match result {
                 Ok(mut completion) => {
                     completion.attempts = attempt;
@@ -335,11 +415,9 @@ impl ChatClient {
                 }
                 Err(e) => e,
             };
-            let wait = match self
-                .settings
-                .retry
-                .decide(error, attempt, deltas_are_final && emitted)
-            {
+            failures += 1;
+            let shown = deltas_are_final && emitted;
+            let wait = match self.settings.retry.decide(error, failures, shown) {
                 Decision::Retry { error, wait } => {
                     if self.settings.debug {
                         diag::debug(&format!(
@@ -360,11 +438,49 @@ impl ChatClient {
         }
     }
 
+    /// Tell the pacer how a paced attempt went: a 429 for rate goes back to the line, quota
+    /// stops everyone (`Err`), anything else is an answer that corrects the budget.
+    fn settle(
+        &self,
+        turn: pacing::Turn,
+        result: &Result<Completion, ApiError>,
+        rate: &pacing::RateHeaders,
+        attempt: u32,
+    ) -> Result<Settled, ApiError> {
+        match result {
+            Err(ApiError::Http { status: 429, .. }) => {
+                if self.settings.debug {
+                    diag::debug(&format!(
+                        "attempt {attempt}: HTTP 429 (rate); the batch pauses and this request waits its turn again"
+                    ));
+                }
+                turn.rate_limited(rate, None);
+                Ok(Settled::Requeue)
+            }
+            Err(ApiError::QuotaExhausted { message }) => {
+                turn.quota_exhausted(message);
+                Err(ApiError::QuotaExhausted {
+                    message: message.clone(),
+                })
+            }
+            _ => {
+                let usage = result
+                    .as_ref()
+                    .ok()
+                    .and_then(|c| c.usage)
+                    .map(|u| (u.input_tokens, u.output_tokens));
+                turn.answered(rate, result.is_ok(), usage);
+                Ok(Settled::Answered)
+            }
+        }
+    }
+
     async fn attempt(
         &self,
         body: &Value,
         on_delta: &mut (dyn FnMut(&str) -> std::io::Result<()> + Send),
         attempt: u32,
+        rate: &mut pacing::RateHeaders,
     ) -> Result<Completion, ApiError> {
         if let Some(limiter) = &self.limiter {
             limiter.acquire().await;
@@ -386,6 +502,7 @@ impl ChatClient {
             .await
             .map_err(|e| self.transport_error(&e))?;
         let status = response.status();
+        *rate = pacing::RateHeaders::parse(response.headers());
         let request_id = ["x-request-id", "request-id", "x-dashscope-request-id"]
             .iter()
             .find_map(|h| response.headers().get(*h)?.to_str().ok().map(str::to_owned));
@@ -397,7 +514,7 @@ impl ChatClient {
             ));
         }
         if !status.is_success() {
-            return Err(self.http_error(status, response).await);
+            return Err(self.http_error(status, response, rate).await);
         }
         let is_sse = response
             .headers()
@@ -511,9 +628,23 @@ impl ChatClient {
         })
     }
 
-    async fn http_error(&self, status: StatusCode, response: reqwest::Response) -> ApiError {
-        let retry_after = retry::retry_after(response.headers(), SystemTime::now());
+    async fn http_error(
+        &self,
+        status: StatusCode,
+        response: reqwest::Response,
+        rate: &pacing::RateHeaders,
+    ) -> ApiError {
+        let mut retry_after = retry::retry_after(response.headers(), SystemTime::now());
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            // OpenAI's 429 often names no Retry-After, only when its budgets reset.
+            retry_after = retry_after.or_else(|| rate.wait_hint());
+        }
         let body = response.text().await.unwrap_or_default();
+        if status == StatusCode::TOO_MANY_REQUESTS && is_insufficient_quota(&body) {
+            return ApiError::QuotaExhausted {
+                message: self.scrubbed_message(&body),
+            };
+        }
         let mut message = self.scrubbed_message(&body);
         if message.is_empty() {
             status
@@ -601,6 +732,17 @@ fn apply_chunk(
         }
     }
     Ok(())
+}
+
+/// Whether a 429 body is the "out of credit" answer rather than a rate limit:
+/// `"code": "insufficient_quota"`, or (older keys, `"code": null`) `"type": "insufficient_quota"`.
+fn is_insufficient_quota(body: &str) -> bool {
+    let Ok(v) = serde_json::from_str::<Value>(body) else {
+        return false;
+    };
+    ["/error/code", "/error/type", "/code", "/type"]
+        .iter()
+        .any(|p| v.pointer(p).and_then(Value::as_str) == Some("insufficient_quota"))
 }
 
 /// The human part of an error body: `error.message`, `message`, or the text itself (shortened).

@@ -623,7 +623,9 @@ async fn a_rate_limit_429_falls_back_but_insufficient_quota_does_not() {
         &server,
         &["-m", "primary", "--fallback-model", "backup", "hi"],
     )
-    .code(75)
+    // Quota is billing, not capacity (issue 10): exit 1 at once, and no fallback.
+    .code(1)
     .stdout_empty()
+    .stderr_has("insufficient quota")
     .stderr_lacks("trying `backup`");
 }

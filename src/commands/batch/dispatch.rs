@@ -11,10 +11,10 @@ use tokio_util::sync::CancellationToken;
 
 use std::sync::Arc;
 
-use crate::ask::{self, Answer, AskFailure, Request};
+use crate::ask::{self, Answer, AskError, AskFailure, Request};
 use crate::auth::session::OauthSession;
 use crate::budget::TokenBudget;
-use crate::client::{ApiError, ChatClient};
+use crate::client::{ApiError, ChatClient, Pacers};
 use crate::diag;
 use crate::job::Job;
 use crate::progress::Progress;
@@ -74,6 +74,10 @@ pub(crate) enum Stop {
     WallTime,
     /// `--max-total-tokens` reached: no new job was dispatched.
     TokenBudget,
+    /// The server refused for longer than `--max-rate-limit-wait`: exit 75, resumable.
+    RateLimited(Duration),
+    /// The account is out of quota (billing): every job would fail the same way; exit 1.
+    Quota(String),
     /// stdout was closed (`| head`): a quiet end.
     OutputClosed,
     /// The results file could not be written: the batch fails.
@@ -91,6 +95,7 @@ pub(crate) struct Limits {
     pub(crate) max_wall_time: Option<Duration>,
     pub(crate) shutdown_grace: Duration,
     pub(crate) max_total_tokens: Option<u64>,
+    pub(crate) max_rate_limit_wait: Duration,
 }
 
 /// What every job of the run shares: the `response_format` degradation and the repair-turn limit.
@@ -101,6 +106,7 @@ pub(crate) struct Shared {
 
 pub(crate) struct Dispatcher<'a> {
     client: &'a ChatClient,
+    pacers: &'a Pacers,
     limits: Limits,
     shared: Shared,
     budget: TokenBudget,
@@ -124,6 +130,7 @@ fn far_future() -> Deadline {
 impl<'a> Dispatcher<'a> {
     pub(crate) fn new(
         client: &'a ChatClient,
+        pacers: &'a Pacers,
         limits: Limits,
         shared: Shared,
         progress: &'a Progress,
@@ -134,6 +141,7 @@ impl<'a> Dispatcher<'a> {
             .map_or_else(far_future, |d| Deadline::now() + d);
         Self {
             client,
+            pacers,
             budget: TokenBudget::new(limits.max_total_tokens),
             budget_hit: false,
             limits,
@@ -174,7 +182,10 @@ impl<'a> Dispatcher<'a> {
                 () = tokio::time::sleep_until(self.grace_deadline), if !self.hard_cancel.is_cancelled() => {
                     self.hard_cancel.cancel();
                 }
-                _ = tick.tick() => self.progress.tick(),
+                _ = tick.tick() => {
+                    self.progress.held_back(self.pacers.held_back());
+                    self.progress.tick();
+                }
             }
         }
         if self.stop.is_none() && self.budget_hit {
@@ -269,11 +280,48 @@ impl<'a> Dispatcher<'a> {
         };
         self.budget
             .add(outcome.usage().map_or(0, |u| u.total_tokens));
+        let outcome = self.rate_stop(outcome);
+        self.progress.held_back(self.pacers.held_back());
         if outcome.result.is_some()
             && let Err(why) = on_done(outcome)
         {
             self.halt(why);
         }
+    }
+
+    /// A job refused by the pacer ends the dispatching of the whole batch: after
+    /// `--max-rate-limit-wait` the job was never answered and gets no line (`--resume` runs it);
+    /// out of quota, whatever waits or runs would fail the same way, so it is cancelled.
+    fn rate_stop(&mut self, mut outcome: JobOutcome) -> JobOutcome {
+        let why = match &outcome.result {
+            Some(Err(f)) => match &f.error {
+                AskError::Api(ApiError::RateLimitWait { waited }) => Stop::RateLimited(*waited),
+                AskError::Api(ApiError::QuotaExhausted { message }) => Stop::Quota(message.clone()),
+                _ => return outcome,
+            },
+            _ => return outcome,
+        };
+        if matches!(why, Stop::RateLimited(_)) {
+            outcome.result = None;
+        } else {
+            self.hard_cancel.cancel();
+        }
+        if self.stop.is_none() {
+            diag::warn(&match &why {
+                Stop::Quota(_) => {
+                    "error: the API reports insufficient quota (billing): no new jobs are started"
+                        .to_owned()
+                }
+                _ => format!(
+                    "the server has refused for --max-rate-limit-wait ({}s): no new jobs; finishing {} in flight",
+                    self.limits.max_rate_limit_wait.as_secs(),
+                    self.set.len()
+                ),
+            });
+            self.stop = Some(why);
+        }
+        self.dispatching = false;
+        outcome
     }
 
     /// The first signal stops dispatching and gives in-flight jobs the grace period; a second

@@ -10,12 +10,14 @@ mod results;
 mod summary;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::run::append_step_summary;
 use super::{client_settings, load_config};
 use crate::auth::{self, session};
 use crate::cli::{BatchFormat, RunArgs};
+use crate::client::Pacers;
+use crate::client::pacing::PacingSettings;
 use crate::context::Context;
 use crate::diag;
 use crate::error::Error;
@@ -29,6 +31,9 @@ use plan::Plan;
 use results::Sink;
 use summary::Summary;
 
+/// The first shared pause after a 429 that names no wait: `--retry-base-delay`, at most this
+/// (a pause stops the whole batch, so it starts short and doubles while 429s continue).
+const SHARED_BACKOFF_CAP: Duration = Duration::from_millis(250);
 /// At most this many failed jobs become GitHub `::error::` annotations (GitHub shows only a few).
 const MAX_ANNOTATIONS: u64 = 10;
 
@@ -47,6 +52,14 @@ pub(crate) fn command(
     let concurrency = batch.concurrency as usize;
     let settings = client_settings(args, &config, concurrency);
     let mut session = session::connect(credentials, settings, batch.rpm, &ctx.env, runtime)?;
+    let pacers = Arc::new(Pacers::new(PacingSettings {
+        max_concurrency: concurrency,
+        max_rate_limit_wait: batch.max_rate_limit_wait,
+        tpm: batch.tpm,
+        base_backoff: args.retry_base_delay.min(SHARED_BACKOFF_CAP),
+        max_backoff: Duration::from_secs(30),
+    }));
+    session.client = session.client.with_pacers(Arc::clone(&pacers));
     let plan = plan::build(args, &config, jobs_spec, ctx)?;
     let mut sink = Sink::open(plan.output_path.as_deref(), batch.resume, &plan.done)?;
 
@@ -88,6 +101,7 @@ pub(crate) fn command(
         max_wall_time: batch.max_wall_time,
         shutdown_grace: batch.shutdown_grace,
         max_total_tokens: batch.max_total_tokens,
+        max_rate_limit_wait: batch.max_rate_limit_wait,
     };
     let shared = Shared {
         mode: Arc::new(SharedMode::default()),
@@ -95,6 +109,7 @@ pub(crate) fn command(
     };
     let dispatcher = Dispatcher::new(
         &session.client,
+        &pacers,
         limits,
         shared,
         &progress,
@@ -105,6 +120,7 @@ pub(crate) fn command(
     let summary_path = batch.summary.as_ref().map(|s| ctx.cwd.join(s));
     let skipped = plan.validation.in_scope - plan.validation.pending;
     summary.finish(skipped, started.elapsed());
+    summary.paced(&pacers);
     finish(&mut summary, stop.as_ref(), summary_path.as_deref(), ctx)
 }
 

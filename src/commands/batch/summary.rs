@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::dispatch::{JobOutcome, Stop};
+use crate::client::Pacers;
 use crate::diag;
 use crate::error::Error;
 use crate::exit::ExitStatus;
@@ -37,6 +38,10 @@ pub(crate) struct Summary {
     pub(crate) answers_by_model: BTreeMap<String, u64>,
     pub(crate) wall_ms: u128,
     pub(crate) requests_per_sec: f64,
+    /// 429s for rate received (each one re-queued its request; none is a job's failure).
+    pub(crate) rate_limited: u64,
+    /// Requests the server admitted (answered with anything but a 429) per second of wall time.
+    pub(crate) effective_requests_per_sec: f64,
     pub(crate) exit_code: u8,
     /// The failed jobs, the first 100.
     pub(crate) failures: Vec<JobFailure>,
@@ -74,6 +79,16 @@ impl Summary {
         }
     }
 
+    /// The pacing figures (429s received, admitted requests per second).
+    pub(crate) fn paced(&mut self, pacers: &Pacers) {
+        self.rate_limited = pacers.rate_limited();
+        let secs =
+            Duration::from_millis(u64::try_from(self.wall_ms).unwrap_or(u64::MAX)).as_secs_f64();
+        #[allow(clippy::cast_precision_loss)]
+        let answered = pacers.answered() as f64;
+        self.effective_requests_per_sec = if secs > 0.0 { answered / secs } else { 0.0 };
+    }
+
     pub(crate) fn finish(&mut self, skipped: u64, wall: Duration) {
         self.skipped_resumed = skipped;
         self.not_run = self
@@ -94,10 +109,11 @@ pub(crate) fn outcome(stop: Option<&Stop>, summary: &Summary) -> ExitStatus {
     match stop {
         Some(Stop::Signal(signal)) => Error::Interrupted { signal: *signal }.exit_status(),
         Some(Stop::WallTime | Stop::TokenBudget) => ExitStatus::WallTime,
+        Some(Stop::RateLimited(_)) => ExitStatus::TempFail,
         Some(Stop::OutputClosed) => ExitStatus::Success,
         None if summary.failed == 0 => ExitStatus::Success,
         None if summary.failed == summary.failed_temporary => ExitStatus::TempFail,
-        Some(Stop::OutputFailed(_)) | None => ExitStatus::Failure,
+        Some(Stop::OutputFailed(_) | Stop::Quota(_)) | None => ExitStatus::Failure,
     }
 }
 
@@ -110,7 +126,7 @@ pub(crate) fn report(
     let secs =
         Duration::from_millis(u64::try_from(summary.wall_ms).unwrap_or(u64::MAX)).as_secs_f64();
     let mut text = format!(
-        "batch: {} jobs: {} succeeded, {} failed ({} temporary), {} retried, {} skipped (resume), {} not run; tokens in {} out {}; {:.1}s, {:.1} req/s\n",
+        "batch: {} jobs: {} succeeded, {} failed ({} temporary), {} retried, {} skipped (resume), {} not run; tokens in {} out {}; {:.1}s, {:.1} req/s; {} rate limited (429), {:.1} req/s admitted\n",
         summary.jobs,
         summary.succeeded,
         summary.failed,
@@ -122,6 +138,8 @@ pub(crate) fn report(
         summary.output_tokens,
         secs,
         summary.requests_per_sec,
+        summary.rate_limited,
+        summary.effective_requests_per_sec,
     );
     match stop {
         Some(Stop::Signal(s)) => {
@@ -139,6 +157,19 @@ pub(crate) fn report(
                 "batch: stopped at --max-total-tokens ({} tokens used of {}); run again with --resume to finish",
                 summary.total_tokens,
                 summary.token_budget.unwrap_or_default()
+            );
+        }
+        Some(Stop::RateLimited(waited)) => {
+            let _ = writeln!(
+                text,
+                "batch: stopped: the server refused every request for {}s (--max-rate-limit-wait); run again later with --resume to finish",
+                waited.as_secs()
+            );
+        }
+        Some(Stop::Quota(message)) => {
+            let _ = writeln!(
+                text,
+                "error: the API refused for insufficient quota: {message}\nhint: the account behind the key is out of credit or over its spending limit: check the provider's billing page, then run again with --resume"
             );
         }
         Some(Stop::OutputFailed(why)) => {
@@ -196,6 +227,16 @@ mod tests {
             ),
             (Some(Stop::WallTime), counts(0, 0), ExitStatus::WallTime),
             (Some(Stop::TokenBudget), counts(1, 0), ExitStatus::WallTime),
+            (
+                Some(Stop::RateLimited(Duration::from_secs(600))),
+                counts(0, 0),
+                ExitStatus::TempFail,
+            ),
+            (
+                Some(Stop::Quota("billing".into())),
+                counts(0, 0),
+                ExitStatus::Failure,
+            ),
             (Some(Stop::OutputClosed), counts(2, 0), ExitStatus::Success),
             (
                 Some(Stop::OutputFailed("disk full".into())),

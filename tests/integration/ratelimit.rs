@@ -1,0 +1,631 @@
+//! Batches against a rate-limited server: no job lost whatever the server says (x-ratelimit-*
+//! headers, Retry-After only, a bare 429), quota is not rate, the server's wait hints are honoured
+//! and the pause is shared, and a server that never recovers ends the batch resumably.
+#![allow(
+    clippy::expect_used,
+    reason = "helpers outside #[test] functions fail the test by panicking, like the tests themselves"
+)]
+
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::{Value, json};
+
+use crate::batch_support::{file_lines, jsonl, last_user_message, sorted};
+use crate::common::{Run, TestEnv, run};
+
+// The 429 for rate OpenAI sends (the body real servers send; `code: rate_limit_exceeded`).
+fn rate_limit_body() -> String {
+    json!({"error": {
+        "message": "Rate limit reached for gpt-4o-mini in organization org-test on requests per min (RPM): Limit 3, Used 3, Requested 1. Please try again in 20s.",
+        "type": "requests",
+        "param": null,
+        "code": "rate_limit_exceeded"
+    }})
+    .to_string()
+}
+
+// The 429 for billing OpenAI sends (`ChatGPTNextWeb/NextChat#3123`).
+fn quota_body() -> String {
+    json!({"error": {
+        "message": "You exceeded your current quota, please check your plan and billing details.",
+        "type": "insufficient_quota",
+        "param": null,
+        "code": "insufficient_quota"
+    }})
+    .to_string()
+}
+
+/// How the test server treats a request.
+#[derive(Clone)]
+enum Mode {
+    /// A token bucket (`rate` per second, `burst`); beyond it a 429 in the given style.
+    Bucket { rate: f64, burst: f64, style: Style },
+    /// The first request gets a 429 with these headers and the server refuses (and counts as
+    /// "early") everything that arrives before `pause` has passed; then it answers everything.
+    PauseOnce {
+        headers: Vec<(String, String)>,
+        pause: Duration,
+    },
+    /// The same, with the pause ending at a wall-clock time (an HTTP date has whole seconds).
+    PauseUntil {
+        headers: Vec<(String, String)>,
+        until: SystemTime,
+    },
+    /// Request number `at` (1-based) gets a 429 with `retry-after-ms`; requests arriving during the
+    /// pause (after a grace for those already on their way) are early.
+    PauseAt { at: usize, pause: Duration },
+    /// A 429 for rate, always.
+    Never,
+    /// A 429 for quota, always.
+    Quota,
+    /// Answers everything.
+    Open,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Style {
+    Headers,
+    RetryAfter,
+    Bare,
+}
+
+struct State {
+    mode: Mode,
+    level: f64,
+    at: Instant,
+    requests: usize,
+    rejected: usize,
+    /// Requests that arrived while the server's announced pause was running.
+    early: usize,
+    quiet: Option<(Instant, Instant)>,
+}
+
+/// A raw HTTP/1.1 server on 127.0.0.1 with a rate limit (wiremock cannot keep a token bucket).
+struct LimitedServer {
+    base_url: String,
+    state: Arc<Mutex<State>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl LimitedServer {
+    fn start(mode: Mode) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let base_url = format!("http://{}/v1", listener.local_addr().expect("address"));
+        let burst = match &mode {
+            Mode::Bucket { burst, .. } => *burst,
+            _ => 0.0,
+        };
+        let state = Arc::new(Mutex::new(State {
+            mode,
+            level: burst,
+            at: Instant::now(),
+            requests: 0,
+            rejected: 0,
+            early: 0,
+            quiet: None,
+        }));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let shared = Arc::clone(&state);
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the server");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                let accept = async {
+                    loop {
+                        let Ok((socket, _)) = listener.accept().await else {
+                            continue;
+                        };
+                        let state = Arc::clone(&shared);
+                        tokio::spawn(async move {
+                            let _ = serve(socket, &state).await;
+                        });
+                    }
+                };
+                tokio::select! {
+                    () = accept => {}
+                    _ = stopped => {}
+                }
+            });
+        });
+        Self {
+            base_url,
+            state,
+            stop: Some(stop),
+        }
+    }
+
+    fn set_mode(&self, mode: Mode) {
+        self.state.lock().expect("lock").mode = mode;
+    }
+
+    fn requests(&self) -> usize {
+        self.state.lock().expect("lock").requests
+    }
+
+    fn rejected(&self) -> usize {
+        self.state.lock().expect("lock").rejected
+    }
+
+    fn early(&self) -> usize {
+        self.state.lock().expect("lock").early
+    }
+}
+
+impl Drop for LimitedServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Decide the answer to one request.
+#[allow(clippy::too_many_lines)]
+fn decide(state: &mut State, prompt: &str) -> Reply {
+    let now = Instant::now();
+    state.requests += 1;
+    let ok = |prompt: &str| {
+        Reply {
+        status: 200,
+        headers: Vec::new(),
+        body: json!({
+            "id": "chatcmpl-limited", "object": "chat.completion", "created": 1,
+            "model": "test-model",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": prompt}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12}
+        })
+        .to_string(),
+    }
+    };
+    let refuse = |headers: Vec<(String, String)>, body: String| Reply {
+        status: 429,
+        headers,
+        body,
+    };
+    if let Some((from, until)) = state.quiet
+        && now >= from
+        && now < until
+    {
+        state.early += 1;
+        state.rejected += 1;
+        return refuse(Vec::new(), rate_limit_body());
+    }
+    let mode = state.mode.clone();
+    match mode {
+        Mode::Open => ok(prompt),
+        Mode::Never => {
+            state.rejected += 1;
+            refuse(
+                vec![("retry-after-ms".into(), "20".into())],
+                rate_limit_body(),
+            )
+        }
+        Mode::Quota => {
+            state.rejected += 1;
+            refuse(Vec::new(), quota_body())
+        }
+        Mode::PauseUntil { headers, until } => {
+            // Less a little: the client's clock is read a moment after the server's.
+            let pause = until
+                .duration_since(SystemTime::now())
+                .unwrap_or_default()
+                .saturating_sub(Duration::from_millis(20));
+            state.mode = Mode::PauseOnce { headers, pause };
+            state.requests -= 1;
+            decide(state, prompt)
+        }
+        Mode::PauseOnce { headers, pause } => {
+            if state.requests == 1 {
+                state.rejected += 1;
+                // Requests sent with the first one, before its 429 came back, are not early.
+                state.quiet = Some((now + Duration::from_millis(150), now + pause));
+                refuse(headers, rate_limit_body())
+            } else {
+                ok(prompt)
+            }
+        }
+        Mode::PauseAt { at, pause } => {
+            if state.requests == at {
+                state.rejected += 1;
+                // Requests already on their way when the 429 leaves are not early.
+                state.quiet = Some((now + Duration::from_millis(150), now + pause));
+                refuse(
+                    vec![("retry-after-ms".into(), pause.as_millis().to_string())],
+                    rate_limit_body(),
+                )
+            } else {
+                ok(prompt)
+            }
+        }
+        Mode::Bucket { rate, burst, style } => {
+            state.level =
+                (state.level + now.duration_since(state.at).as_secs_f64() * rate).min(burst);
+            state.at = now;
+            let admitted = state.level >= 1.0;
+            if admitted {
+                state.level -= 1.0;
+            }
+            let mut headers = Vec::new();
+            if style == Style::Headers {
+                let full_in = (burst - state.level) / rate;
+                headers = vec![
+                    ("x-ratelimit-limit-requests".into(), format!("{burst}")),
+                    (
+                        "x-ratelimit-remaining-requests".into(),
+                        format!("{}", state.level.floor()),
+                    ),
+                    (
+                        "x-ratelimit-reset-requests".into(),
+                        format!("{}ms", (full_in * 1000.0).ceil()),
+                    ),
+                ];
+            }
+            if admitted {
+                let mut reply = ok(prompt);
+                reply.headers = headers;
+                return reply;
+            }
+            state.rejected += 1;
+            if style == Style::RetryAfter {
+                let wait = (1.0 - state.level) / rate;
+                headers.push(("retry-after".into(), format!("{}", wait.ceil().max(1.0))));
+            }
+            refuse(headers, rate_limit_body())
+        }
+    }
+}
+
+async fn serve(mut socket: tokio::net::TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        let head_end = loop {
+            if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break pos + 4;
+            }
+            let mut chunk = [0u8; 8192];
+            let n = socket.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        while buf.len() < head_end + length {
+            let mut chunk = [0u8; 8192];
+            let n = socket.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let body: Value =
+            serde_json::from_slice(&buf[head_end..head_end + length]).unwrap_or_default();
+        buf.drain(..head_end + length);
+        let prompt = last_user_message(&body).unwrap_or_default();
+        let reply = decide(&mut state.lock().expect("lock"), &prompt);
+        let mut response = format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+            reply.status,
+            if reply.status == 200 {
+                "OK"
+            } else {
+                "Too Many Requests"
+            },
+            reply.body.len()
+        );
+        for (name, value) in &reply.headers {
+            let _ = write!(response, "{name}: {value}\r\n");
+        }
+        response.push_str("\r\n");
+        response.push_str(&reply.body);
+        socket.write_all(response.as_bytes()).await?;
+        socket.flush().await?;
+    }
+}
+
+/// `n` jobs `{id: j<i>, prompt: "prompt j<i>"}`.
+fn write_jobs(env: &TestEnv, n: usize) {
+    let jobs: Vec<Value> = (0..n)
+        .map(|i| json!({"id": format!("j{i}"), "prompt": format!("prompt j{i}")}))
+        .collect();
+    env.write_project("jobs.jsonl", &jsonl(&jobs));
+}
+
+fn batch(env: &TestEnv, server: &LimitedServer, args: &[&str]) -> Run {
+    run(env
+        .cmd_with(&server.base_url, crate::common::KEY)
+        .args(["--jobs", "jobs.jsonl", "--output", "out.jsonl", "--quiet"])
+        .args(args))
+}
+
+/// Every job has exactly one line, and it is a success.
+#[track_caller]
+fn all_succeeded(env: &TestEnv, n: usize) {
+    let lines = file_lines(env, "out.jsonl");
+    let mut ids: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            assert_eq!(l["is_error"], false, "a job failed: {l}");
+            l["id"].as_str().expect("an id").to_owned()
+        })
+        .collect();
+    ids.sort();
+    let want: Vec<String> = sorted(&(0..n).map(|i| format!("j{i}")).collect::<Vec<_>>());
+    assert_eq!(ids, want);
+}
+
+/// A batch against each kind of limited server loses no job, with no retry budget at all
+/// (`--retries 0`): a 429 for rate is not a job's failure.
+fn no_job_lost(style: Style) {
+    let env = TestEnv::new();
+    write_jobs(&env, 24);
+    let server = LimitedServer::start(Mode::Bucket {
+        rate: 40.0,
+        burst: 4.0,
+        style,
+    });
+    let out = batch(
+        &env,
+        &server,
+        &[
+            "--concurrency",
+            "8",
+            "--retries",
+            "0",
+            "--retry-base-delay",
+            "0",
+            "--summary",
+            "summary.json",
+        ],
+    );
+    out.code(0);
+    all_succeeded(&env, 24);
+    let summary: Value =
+        serde_json::from_str(&env.read_project("summary.json")).expect("summary JSON");
+    assert_eq!(summary["succeeded"], 24);
+    assert_eq!(
+        summary["rate_limited"].as_u64(),
+        Some(server.rejected() as u64),
+        "the summary counts every 429: {summary}"
+    );
+    assert!(summary["effective_requests_per_sec"].as_f64().is_some());
+}
+
+#[test]
+fn no_job_lost_with_openai_ratelimit_headers() {
+    no_job_lost(Style::Headers);
+}
+
+#[test]
+fn no_job_lost_with_retry_after_only() {
+    no_job_lost(Style::RetryAfter);
+}
+
+#[test]
+fn no_job_lost_with_bare_429() {
+    no_job_lost(Style::Bare);
+}
+
+#[test]
+fn insufficient_quota_stops_the_batch_with_exit_1_and_no_retries() {
+    let env = TestEnv::new();
+    write_jobs(&env, 10);
+    let server = LimitedServer::start(Mode::Quota);
+    let out = batch(&env, &server, &["--concurrency", "4", "--retries", "5"]);
+    out.code(1)
+        .stderr_has("billing")
+        .stderr_has("insufficient quota");
+    // The batch starts with --concurrency 4 requests at most; none is retried, no other job is sent.
+    assert!(server.requests() <= 4, "{} requests", server.requests());
+    // The refused job has its line; the others are not run, or refused without a request.
+    let lines = file_lines(&env, "out.jsonl");
+    for line in &lines {
+        assert_eq!(line["error"]["type"], "insufficient_quota", "{line}");
+    }
+}
+
+#[test]
+fn insufficient_quota_in_a_single_run_is_exit_1_without_retries() {
+    let env = TestEnv::new();
+    let server = LimitedServer::start(Mode::Quota);
+    let out =
+        run(env
+            .cmd_with(&server.base_url, crate::common::KEY)
+            .args(["--retries", "3", "hello"]));
+    out.code(1).stderr_has("billing");
+    assert_eq!(server.requests(), 1);
+}
+
+/// The first request is refused with `headers`; the batch waits the pause out (no request while it
+/// runs) and then finishes.
+fn honours(headers: &[(&str, &str)], pause: Duration) {
+    let headers = headers
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    honours_mode(Mode::PauseOnce { headers, pause });
+}
+
+fn honours_mode(mode: Mode) {
+    let env = TestEnv::new();
+    write_jobs(&env, 8);
+    let server = LimitedServer::start(mode);
+    let out = batch(&env, &server, &["--concurrency", "4", "--retries", "0"]);
+    out.code(0);
+    all_succeeded(&env, 8);
+    assert_eq!(server.early(), 0, "a request was sent during the pause");
+}
+
+#[test]
+fn retry_after_in_seconds_is_honoured() {
+    honours(&[("retry-after", "1")], Duration::from_millis(950));
+}
+
+#[test]
+fn retry_after_ms_is_honoured() {
+    honours(&[("retry-after-ms", "400")], Duration::from_millis(380));
+}
+
+#[test]
+fn retry_after_as_an_http_date_is_honoured() {
+    let date = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(2));
+    // The date has whole seconds: the pause ends at that second, between 1 and 2 s from now.
+    let until = httpdate::parse_http_date(&date).expect("a date");
+    honours_mode(Mode::PauseUntil {
+        headers: vec![("retry-after".into(), date)],
+        until,
+    });
+}
+
+#[test]
+fn openai_reset_durations_are_honoured() {
+    honours(
+        &[
+            ("x-ratelimit-limit-requests", "60"),
+            ("x-ratelimit-remaining-requests", "0"),
+            ("x-ratelimit-reset-requests", "600ms"),
+            ("x-ratelimit-limit-tokens", "150000"),
+            ("x-ratelimit-remaining-tokens", "149000"),
+            ("x-ratelimit-reset-tokens", "0s"),
+        ],
+        Duration::from_millis(580),
+    );
+}
+
+#[test]
+fn a_long_retry_after_pauses_the_batch_instead_of_failing_jobs() {
+    // 2 s is beyond --max-retry-wait 1s: a single run would fail; a batch waits.
+    let env = TestEnv::new();
+    write_jobs(&env, 4);
+    let server = LimitedServer::start(Mode::PauseOnce {
+        headers: vec![("x-ratelimit-reset-tokens".into(), "1.5s".into())],
+        pause: Duration::from_millis(1450),
+    });
+    let out = batch(
+        &env,
+        &server,
+        &["--concurrency", "4", "--max-retry-wait", "1s"],
+    );
+    out.code(0);
+    all_succeeded(&env, 4);
+    assert_eq!(server.early(), 0);
+}
+
+#[test]
+fn the_pause_is_shared_by_the_requests_in_flight() {
+    let env = TestEnv::new();
+    write_jobs(&env, 40);
+    let server = LimitedServer::start(Mode::PauseAt {
+        at: 12,
+        pause: Duration::from_millis(800),
+    });
+    let out = batch(
+        &env,
+        &server,
+        &[
+            "--concurrency",
+            "8",
+            "--retries",
+            "0",
+            "--summary",
+            "s.json",
+        ],
+    );
+    out.code(0);
+    all_succeeded(&env, 40);
+    assert_eq!(
+        server.early(),
+        0,
+        "requests were sent while the server's pause ran"
+    );
+}
+
+#[test]
+fn single_run_honours_openai_reset_hint() {
+    let env = TestEnv::new();
+    let server = LimitedServer::start(Mode::PauseOnce {
+        headers: vec![
+            ("x-ratelimit-remaining-requests".into(), "0".into()),
+            ("x-ratelimit-reset-requests".into(), "300ms".into()),
+        ],
+        pause: Duration::from_millis(280),
+    });
+    let out =
+        run(env
+            .cmd_with(&server.base_url, crate::common::KEY)
+            .args(["--retries", "1", "hello"]));
+    out.code(0);
+    assert_eq!(server.early(), 0);
+    assert_eq!(server.requests(), 2);
+}
+
+#[test]
+fn single_run_refuses_a_reset_beyond_max_retry_wait() {
+    let env = TestEnv::new();
+    let server = LimitedServer::start(Mode::PauseOnce {
+        headers: vec![
+            ("x-ratelimit-remaining-tokens".into(), "0".into()),
+            ("x-ratelimit-reset-tokens".into(), "6m0s".into()),
+        ],
+        pause: Duration::from_secs(360),
+    });
+    let out = run(env.cmd_with(&server.base_url, crate::common::KEY).args([
+        "--retries",
+        "3",
+        "--max-retry-wait",
+        "10s",
+        "hello",
+    ]));
+    out.code(75).stderr_has("360s");
+    assert_eq!(server.requests(), 1);
+}
+
+#[test]
+fn a_server_that_never_recovers_ends_the_batch_with_75_and_resume_finishes_it() {
+    let env = TestEnv::new();
+    write_jobs(&env, 12);
+    let server = LimitedServer::start(Mode::Never);
+    let out = batch(
+        &env,
+        &server,
+        &[
+            "--concurrency",
+            "4",
+            "--max-rate-limit-wait",
+            "300ms",
+            "--retry-base-delay",
+            "0",
+        ],
+    );
+    out.code(75)
+        .stderr_has("--max-rate-limit-wait")
+        .stderr_has("--resume");
+    let lines = file_lines(&env, "out.jsonl");
+    assert!(
+        lines.iter().all(|l| l["is_error"] == true),
+        "no success is possible: {lines:#?}"
+    );
+
+    server.set_mode(Mode::Open);
+    let out = batch(&env, &server, &["--concurrency", "4", "--resume"]);
+    out.code(0);
+    all_succeeded(&env, 12);
+}
