@@ -1597,3 +1597,28 @@ async fn on_a_terminal_progress_is_a_live_bar() {
     );
     assert!(screen.contains("batch: 6 jobs: 6 succeeded"), "{screen}");
 }
+
+#[tokio::test]
+async fn answers_without_usage_are_counted_as_unknown_not_zero() {
+    // llama.cpp's server streams without usage even when asked (`stream_options.include_usage`).
+    let env = TestEnv::new();
+    let server = crate::common::server_mounting(
+        chat().respond_with(
+            crate::common::Sse::new()
+                .text("no usage here")
+                .finish("stop")
+                .done()
+                .respond(),
+        ),
+        2,
+    )
+    .await;
+    env.write_project("jobs.jsonl", &numbered_jobs("u", 2));
+    let r = run_jobs(&env, &server, &[]);
+    r.code(0)
+        .stderr_has("2 succeeded")
+        .stderr_has("batch: 2 answers came without usage");
+    for line in r.json_lines() {
+        assert_eq!(line["usage"]["input_tokens"], serde_json::Value::Null);
+    }
+}

@@ -30,6 +30,8 @@ pub(crate) struct Summary {
     pub(crate) retried: u64,
     pub(crate) input_tokens: u64,
     pub(crate) output_tokens: u64,
+    /// Answers whose server reported no usage (their tokens are unknown, not zero).
+    pub(crate) answers_without_usage: u64,
     /// All tokens the servers reported (what `--max-total-tokens` counts).
     pub(crate) total_tokens: u64,
     /// `--max-total-tokens`, when given.
@@ -58,6 +60,7 @@ impl Summary {
         match &outcome.result {
             Some(Ok(a)) => {
                 self.succeeded += 1;
+                self.answers_without_usage += u64::from(a.completion.usage.is_none());
                 self.retried += u64::from(a.completion.attempts > 1);
                 *self.answers_by_model.entry(a.model.clone()).or_default() += 1;
             }
@@ -141,6 +144,13 @@ pub(crate) fn report(
         summary.rate_limited,
         summary.effective_requests_per_sec,
     );
+    if summary.answers_without_usage > 0 {
+        let _ = writeln!(
+            text,
+            "batch: {} answers came without usage (the server did not report it): their tokens are unknown, not counted",
+            summary.answers_without_usage
+        );
+    }
     match stop {
         Some(Stop::Signal(s)) => {
             let _ = writeln!(
