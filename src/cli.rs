@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::client::params::ExtraHeader;
 use crate::config::{AuthType, ConfigFlags};
 use crate::error::Error;
 
@@ -124,6 +125,35 @@ pub(crate) struct ConfigArgs {
     /// Debug lines on stderr (also DEBUG=1 or `DEBUG_MODE=1`). Keys are never printed.
     #[arg(long)]
     pub(crate) debug: bool,
+
+    /// Send this header with every request, `'Name: value'` (repeatable; e.g. `OpenRouter`'s
+    /// `HTTP-Referer`, `X-Title`). Values are never printed; names holding key, token, secret, auth,
+    /// password, cookie or signature are treated like the key.
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
+    pub(crate) headers: Vec<ExtraHeader>,
+}
+
+/// `-H 'Name: value'`, checked (exit 2 when it cannot be sent; the value is never quoted).
+pub(crate) fn parse_header(spec: &str) -> Result<ExtraHeader, String> {
+    ExtraHeader::parse(spec)
+}
+
+/// `--reasoning-effort`: how long a reasoning model may think (`reasoning_effort`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ReasoningEffort {
+    Low,
+    Medium,
+    High,
+}
+
+impl ReasoningEffort {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+        }
+    }
 }
 
 impl ConfigArgs {
@@ -171,9 +201,44 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "T")]
     pub(crate) temperature: Option<f64>,
 
-    /// Maximum number of tokens in the answer.
+    /// Maximum number of tokens in the answer (sent as `max_completion_tokens` to `OpenAI` and Azure
+    /// `OpenAI`, `max_tokens` elsewhere).
     #[arg(long, value_name = "N")]
     pub(crate) max_tokens: Option<u32>,
+
+    /// Nucleus sampling: sample from the tokens that make up this probability mass.
+    #[arg(long, value_name = "P")]
+    pub(crate) top_p: Option<f64>,
+
+    /// Sampling seed, for providers that offer repeatable sampling.
+    #[arg(long, value_name = "N")]
+    pub(crate) seed: Option<i64>,
+
+    /// Stop the answer where the model would write TEXT (repeatable).
+    #[arg(long = "stop", value_name = "TEXT")]
+    pub(crate) stop: Vec<String>,
+
+    /// Reasoning models: how much to reason (sends `reasoning_effort`).
+    #[arg(long, value_enum, value_name = "EFFORT")]
+    pub(crate) reasoning_effort: Option<ReasoningEffort>,
+
+    /// Write the model's reasoning to stderr as it arrives (it never goes to stdout as text).
+    #[arg(long)]
+    pub(crate) show_reasoning: bool,
+
+    /// A JSON object merged into the request body at the top level (inline, or @file.json), e.g.
+    /// `'{"enable_thinking": true}'`; it cannot set `model`, `messages` or `stream`.
+    #[arg(long, value_name = "JSON")]
+    pub(crate) extra_body: Option<String>,
+
+    /// Read the prompt from FILE: a `.prompt.yml`/`.prompt.yaml` prompt file (messages, model,
+    /// `modelParameters`, `responseFormat`), or any other file, whose text is the prompt.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["prompt_words", "prompt", "jobs"])]
+    pub(crate) prompt_file: Option<String>,
+
+    /// A prompt file's `{{name}}` variable: `name=value`, or `name=@path` for a file's text (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE", requires = "prompt_file")]
+    pub(crate) vars: Vec<String>,
 
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text, value_name = "FORMAT")]
@@ -380,6 +445,12 @@ impl RunArgs {
             return Err(Error::usage(
                 "--include-partial-messages only applies to -o stream-json",
                 Some("add -o stream-json, or drop --include-partial-messages"),
+            ));
+        }
+        if self.show_reasoning && self.batch.jobs.is_some() {
+            return Err(Error::usage(
+                "--show-reasoning applies to a single run; a batch's result lines carry `reasoning`",
+                Some("drop --show-reasoning"),
             ));
         }
         let Some(jobs) = &self.batch.jobs else {

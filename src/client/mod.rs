@@ -1,5 +1,6 @@
 //! The HTTP side: one streaming chat request with retries. Knows nothing about jobs or output formats.
 
+pub(crate) mod params;
 pub(crate) mod retry;
 pub(crate) mod sse;
 pub(crate) mod url;
@@ -29,6 +30,10 @@ pub(crate) struct Usage {
     pub(crate) input_tokens: u64,
     pub(crate) output_tokens: u64,
     pub(crate) total_tokens: u64,
+    /// Of `output_tokens`, those spent reasoning, when the server says
+    /// (`completion_tokens_details.reasoning_tokens`, or `output_tokens_details`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reasoning_tokens: Option<u64>,
 }
 
 impl Usage {
@@ -36,18 +41,50 @@ impl Usage {
         let n = |k: &str| v.get(k).and_then(Value::as_u64);
         let input = n("prompt_tokens")?;
         let output = n("completion_tokens").unwrap_or(0);
+        let reasoning = ["completion_tokens_details", "output_tokens_details"]
+            .iter()
+            .find_map(|d| v.get(*d)?.get("reasoning_tokens")?.as_u64());
         Some(Self {
             input_tokens: input,
             output_tokens: output,
             total_tokens: n("total_tokens").unwrap_or(input + output),
+            reasoning_tokens: reasoning,
         })
     }
+}
+
+/// A piece of a streamed answer: the text, or the model's reasoning before it
+/// (`delta.reasoning_content` on `DashScope`, `DeepSeek`, vLLM and Ollama; `delta.reasoning` on
+/// `OpenRouter` and newer vLLM).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Piece<'a> {
+    Text(&'a str),
+    Reasoning(&'a str),
+}
+
+/// The callback that sees each piece as it arrives.
+pub(crate) type OnPiece<'d> = dyn FnMut(Piece<'_>) -> std::io::Result<()> + Send + 'd;
+
+/// One request as a caller hands it to [`ChatClient::send`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Outgoing<'a> {
+    /// The full JSON body; the streaming fields are set by the client.
+    pub(crate) body: &'a Value,
+    /// Headers of this request only (a job's `headers`), over the client's own.
+    pub(crate) headers: &'a [params::ExtraHeader],
+    /// The body's `max_tokens` is qwen's own limit (a flag or a job's field): the client sends it
+    /// under the name the host reads. `false` for a body the user wrote out in full.
+    pub(crate) own_token_limit: bool,
 }
 
 /// A finished answer.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Completion {
     pub(crate) text: String,
+    /// The reasoning streamed before the text (empty when there was none).
+    pub(crate) reasoning: String,
+    /// What was changed in the request because a server refused part of it (`adjusted`).
+    pub(crate) adjusted: Vec<String>,
     /// `None` when the server sent no usage.
     pub(crate) usage: Option<Usage>,
     pub(crate) finish_reason: Option<String>,
@@ -89,6 +126,8 @@ pub(crate) enum ApiError {
         wait: Duration,
         max: Duration,
     },
+    #[error("{}", empty_after_reasoning(finish_reason.as_deref()))]
+    EmptyAfterReasoning { finish_reason: Option<String> },
     #[error("standard output was closed")]
     OutputClosed,
     #[error("cannot set up the HTTP client: {0}")]
@@ -138,6 +177,7 @@ impl ApiError {
             Self::StreamCut => "stream_cut",
             Self::StreamError(_) => "stream_error",
             Self::InvalidResponse(_) => "invalid_response",
+            Self::EmptyAfterReasoning { .. } => "empty_answer",
             Self::OutputClosed => "output_closed",
             Self::Setup(_) => "configuration_error",
         }
@@ -162,10 +202,26 @@ impl ApiError {
             Self::RetryAfterTooLong { .. } => {
                 "raise --max-retry-wait, or retry the step later (exit 75 means temporary)"
             }
+            Self::EmptyAfterReasoning {
+                finish_reason: Some(reason),
+            } if reason == "length" => {
+                "raise --max-tokens (reasoning counts against it), or lower --reasoning-effort"
+            }
+            Self::EmptyAfterReasoning { .. } => {
+                "run again, or ask for a shorter answer; --show-reasoning shows what the model thought"
+            }
             e if e.is_retryable() => "the failure looks temporary: retry later (exit 75)",
             _ => return None,
         };
         Some(hint.to_owned())
+    }
+}
+
+fn empty_after_reasoning(finish_reason: Option<&str>) -> String {
+    match finish_reason {
+        Some("length") => "the answer was empty after reasoning: the token limit was reached while the model was still reasoning (finish_reason: length)".to_owned(),
+        Some(reason) => format!("the answer was empty after reasoning (finish_reason: {reason})"),
+        None => "the answer was empty after reasoning".to_owned(),
     }
 }
 
@@ -211,6 +267,8 @@ pub(crate) struct ClientSettings {
     pub(crate) retry: RetryPolicy,
     pub(crate) debug: bool,
     pub(crate) max_connections: usize,
+    /// `-H/--header`: sent with every request.
+    pub(crate) headers: Vec<params::ExtraHeader>,
 }
 
 /// The key and the `Authorization` header made from it. Shared by all clones of a client, so
@@ -239,6 +297,10 @@ pub(crate) struct ChatClient {
     bearer: Arc<std::sync::RwLock<Bearer>>,
     settings: ClientSettings,
     limiter: Option<Arc<RateLimiter>>,
+    /// The token-limit name this host reads, for qwen's own limit.
+    token_param: params::Param,
+    /// Adjustments learned from refusals, shared by all clones (a batch adjusts once).
+    learned: params::Learned,
 }
 
 /// Install the TLS crypto provider once per process (reqwest is built without a default one).
@@ -276,8 +338,10 @@ impl ChatClient {
             http,
             url: url::endpoint(base_url, "chat/completions"),
             bearer: Arc::new(std::sync::RwLock::new(Bearer::new(key)?)),
+            token_param: params::token_param_for(base_url),
             settings,
             limiter: None,
+            learned: params::Learned::default(),
         })
     }
 
@@ -304,42 +368,62 @@ impl ChatClient {
         self
     }
 
-    /// Send one chat request (`body` is the full JSON body; streaming fields are set here),
-    /// retrying per the policy. `on_delta` gets each piece of text as it arrives; when
-    /// `deltas_are_final` is set, text handed to it counts as shown to the user, so a stream
-    /// cut after that is not retried.
+    /// Send one chat request, retrying per the policy. `on_piece` gets each piece of text (and of
+    /// reasoning) as it arrives; when `deltas_are_final` is set, text handed to it counts as shown
+    /// to the user, so a stream cut after that is not retried. A 400 that refuses one of the
+    /// parameters in [`params::Param`] gets one adjusted retry per parameter, reported once per run
+    /// and remembered for every later request of this client and its clones.
     pub(crate) async fn send(
         &self,
-        body: &Value,
-        on_delta: &mut (dyn FnMut(&str) -> std::io::Result<()> + Send),
+        request: Outgoing<'_>,
+        on_piece: &mut OnPiece<'_>,
         deltas_are_final: bool,
     ) -> Result<Completion, Failure> {
         let start = Instant::now();
-        let body = streaming_body(body);
+        let mut body = streaming_body(request.body);
+        let mut adjusted: Vec<params::Adjustment> = Vec::new();
+        if let Some(map) = body.as_object_mut() {
+            if request.own_token_limit && self.token_param == params::Param::MaxCompletionTokens {
+                params::Adjustment::Rename {
+                    from: params::Param::MaxTokens,
+                    to: params::Param::MaxCompletionTokens,
+                }
+                .apply(map);
+            }
+            adjusted = self.learned.apply(map);
+        }
         let mut attempt = 0;
+        let mut adjusted_retries = 0;
         loop {
             attempt += 1;
             let mut emitted = false;
             let result = {
-                let mut tracked = |text: &str| {
-                    emitted = true;
-                    on_delta(text)
+                let mut tracked = |piece: Piece<'_>| {
+                    emitted |= matches!(piece, Piece::Text(_));
+                    on_piece(piece)
                 };
-                self.attempt(&body, &mut tracked, attempt).await
+                self.attempt(&body, request.headers, &mut tracked, attempt)
+                    .await
             };
             let error = match result {
                 Ok(mut completion) => {
                     completion.attempts = attempt;
                     completion.api_duration = start.elapsed();
+                    completion.adjusted = adjusted.iter().map(|a| a.describe()).collect();
                     return Ok(completion);
                 }
                 Err(e) => e,
             };
-            let wait = match self
-                .settings
-                .retry
-                .decide(error, attempt, deltas_are_final && emitted)
-            {
+            if let Some(adjustment) = self.adjustment(&error, &mut body, &adjusted) {
+                adjusted.push(adjustment);
+                adjusted_retries += 1;
+                continue;
+            }
+            let wait = match self.settings.retry.decide(
+                error,
+                attempt - adjusted_retries,
+                deltas_are_final && emitted,
+            ) {
                 Decision::Retry { error, wait } => {
                     if self.settings.debug {
                         diag::debug(&format!(
@@ -360,10 +444,45 @@ impl ChatClient {
         }
     }
 
+    /// The one adjusted retry for a refused parameter: change `body`, learn it for the run, and
+    /// say so once. `None` when the error is no such refusal, or the parameter was adjusted already.
+    fn adjustment(
+        &self,
+        error: &ApiError,
+        body: &mut Value,
+        done: &[params::Adjustment],
+    ) -> Option<params::Adjustment> {
+        let ApiError::Http {
+            status,
+            message,
+            code,
+            ..
+        } = error
+        else {
+            return None;
+        };
+        let param = params::refused_param(*status, code.as_deref(), message)?;
+        let map = body.as_object_mut()?;
+        let adjustment = params::adjustment_for(param, map)?;
+        if done.contains(&adjustment) {
+            return None;
+        }
+        adjustment.apply(map);
+        if self.learned.remember(adjustment) {
+            diag::warn(&format!(
+                "warning: the server refused `{}` (HTTP {status}: {message}); retrying with {}, and for the rest of this run",
+                param.name(),
+                adjustment.describe()
+            ));
+        }
+        Some(adjustment)
+    }
+
     async fn attempt(
         &self,
         body: &Value,
-        on_delta: &mut (dyn FnMut(&str) -> std::io::Result<()> + Send),
+        headers: &[params::ExtraHeader],
+        on_piece: &mut OnPiece<'_>,
         attempt: u32,
     ) -> Result<Completion, ApiError> {
         if let Some(limiter) = &self.limiter {
@@ -376,9 +495,18 @@ impl ChatClient {
                 body.get("model").and_then(Value::as_str).unwrap_or("?")
             ));
         }
-        let response = self
-            .http
-            .post(self.url.clone())
+        let mut builder = self.http.post(self.url.clone());
+        for h in params::merge_headers(&self.settings.headers, headers) {
+            let mut value = HeaderValue::from_str(&h.value).map_err(|_| {
+                ApiError::Setup(format!(
+                    "the header `{}` has a value not allowed in a header",
+                    h.name
+                ))
+            })?;
+            value.set_sensitive(h.is_secret());
+            builder = builder.header(h.name.as_str(), value);
+        }
+        let response = builder
             .header(AUTHORIZATION, self.auth_header())
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .body(serde_json::to_vec(body).unwrap_or_default())
@@ -405,10 +533,15 @@ impl ChatClient {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.contains("text/event-stream"));
         let mut completion = if is_sse {
-            self.read_stream(response, on_delta).await?
+            self.read_stream(response, on_piece).await?
         } else {
-            self.read_whole(response, on_delta).await?
+            self.read_whole(response, on_piece).await?
         };
+        if completion.text.is_empty() && !completion.reasoning.is_empty() {
+            return Err(ApiError::EmptyAfterReasoning {
+                finish_reason: completion.finish_reason,
+            });
+        }
         completion.request_id = request_id;
         Ok(completion)
     }
@@ -416,7 +549,7 @@ impl ChatClient {
     async fn read_stream(
         &self,
         mut response: reqwest::Response,
-        on_delta: &mut (dyn FnMut(&str) -> std::io::Result<()> + Send),
+        on_piece: &mut OnPiece<'_>,
     ) -> Result<Completion, ApiError> {
         let mut parser = SseParser::default();
         let mut events = Vec::new();
@@ -453,7 +586,7 @@ impl ChatClient {
                 if chunk.get("error").is_some() {
                     return Err(ApiError::StreamError(self.scrubbed_message(&event.data)));
                 }
-                apply_chunk(&chunk, &mut completion, on_delta)?;
+                apply_chunk(&chunk, &mut completion, on_piece)?;
             }
         }
         if completion.finish_reason.is_none() && !saw_done {
@@ -466,7 +599,7 @@ impl ChatClient {
     async fn read_whole(
         &self,
         response: reqwest::Response,
-        on_delta: &mut (dyn FnMut(&str) -> std::io::Result<()> + Send),
+        on_piece: &mut OnPiece<'_>,
     ) -> Result<Completion, ApiError> {
         let bytes = response
             .bytes()
@@ -490,11 +623,20 @@ impl ChatClient {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
+        let reasoning = choice
+            .get("message")
+            .and_then(reasoning_of)
+            .unwrap_or_default()
+            .to_owned();
+        if !reasoning.is_empty() {
+            on_piece(Piece::Reasoning(&reasoning)).map_err(|_| ApiError::OutputClosed)?;
+        }
         if !text.is_empty() {
-            on_delta(&text).map_err(|_| ApiError::OutputClosed)?;
+            on_piece(Piece::Text(&text)).map_err(|_| ApiError::OutputClosed)?;
         }
         Ok(Completion {
             text,
+            reasoning,
             usage: value.get("usage").and_then(Usage::from_openai),
             finish_reason: choice
                 .get("finish_reason")
@@ -538,10 +680,16 @@ impl ChatClient {
     }
 
     fn scrubbed(&self, text: &str) -> String {
-        match self.bearer.read() {
+        let mut text = match self.bearer.read() {
             Ok(b) => scrub(text, &b.key),
             Err(poisoned) => scrub(text, &poisoned.into_inner().key),
+        };
+        // Header values that carry credentials are treated like the key; others (`X-Title: CI`)
+        // are not, so that ordinary words are not blanked.
+        for h in self.settings.headers.iter().filter(|h| h.is_secret()) {
+            text = scrub(&text, &SecretString::from(h.value.clone()));
         }
+        text
     }
 
     /// The human part of a server's error body, without the key: scrubbed before it is shortened
@@ -576,7 +724,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 fn apply_chunk(
     chunk: &Value,
     completion: &mut Completion,
-    on_delta: &mut (dyn FnMut(&str) -> std::io::Result<()> + Send),
+    on_piece: &mut OnPiece<'_>,
 ) -> Result<(), ApiError> {
     if completion.response_id.is_none() {
         completion.response_id = chunk.get("id").and_then(Value::as_str).map(str::to_owned);
@@ -590,17 +738,32 @@ fn apply_chunk(
         completion.usage = Some(usage);
     }
     if let Some(choice) = chunk.pointer("/choices/0") {
+        if let Some(reasoning) = choice.get("delta").and_then(reasoning_of) {
+            completion.reasoning.push_str(reasoning);
+            on_piece(Piece::Reasoning(reasoning)).map_err(|_| ApiError::OutputClosed)?;
+        }
         if let Some(text) = choice.pointer("/delta/content").and_then(Value::as_str)
             && !text.is_empty()
         {
             completion.text.push_str(text);
-            on_delta(text).map_err(|_| ApiError::OutputClosed)?;
+            on_piece(Piece::Text(text)).map_err(|_| ApiError::OutputClosed)?;
         }
         if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
             completion.finish_reason = Some(reason.to_owned());
         }
     }
     Ok(())
+}
+
+/// The reasoning in a delta or a message: `reasoning_content` (`DashScope`, `DeepSeek`, vLLM,
+/// Ollama), else `reasoning` (`OpenRouter`, newer vLLM); one of them, so a server that sends both
+/// with the same text is not read twice. (`DeepSeek`'s API guide, "Reasoning Model":
+/// `chunk.choices[0].delta.reasoning_content`; `OpenRouter`'s "Reasoning Tokens" guide:
+/// `delta.reasoning` in streamed chunks.)
+fn reasoning_of(v: &Value) -> Option<&str> {
+    ["reasoning_content", "reasoning"]
+        .iter()
+        .find_map(|k| v.get(*k)?.as_str().filter(|t| !t.is_empty()))
 }
 
 /// The human part of an error body: `error.message`, `message`, or the text itself (shortened).

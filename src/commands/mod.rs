@@ -38,8 +38,20 @@ pub(crate) fn load_config(args: &ConfigArgs, ctx: &Context) -> Result<ResolvedCo
     {
         diag::raw(&github::mask_command(key.value.expose_secret()));
     }
+    if github::is_github_actions(&ctx.env) {
+        for h in args.headers.iter().filter(|h| h.is_secret()) {
+            diag::raw(&github::mask_command(&h.value));
+        }
+    }
     if config.debug.is_some() {
         debug_config(&config);
+        for h in &args.headers {
+            diag::debug(&format!(
+                "header {}: {} (--header)",
+                h.name,
+                crate::secret::redact(&secrecy::SecretString::from(h.value.clone()))
+            ));
+        }
     }
     Ok(config)
 }
@@ -61,6 +73,7 @@ pub(crate) fn client_settings(
         },
         debug: config.debug.is_some(),
         max_connections,
+        headers: args.config.headers.clone(),
     }
 }
 

@@ -40,18 +40,16 @@ fn defaults(
     args: &RunArgs,
     config: &ResolvedConfig,
     schema: Option<Arc<OutputSchema>>,
+    extra_body: Map<String, serde_json::Value>,
 ) -> JobDefaults {
     let mut fields = Map::new();
     if matches!(config.model.source, Source::Flag(_)) {
         fields.insert("model".into(), json!(config.model.value));
     }
-    if let Some(t) = args.temperature {
-        fields.insert("temperature".into(), json!(t));
-    }
-    if let Some(n) = args.max_tokens {
-        fields.insert("max_tokens".into(), json!(n));
-    }
+    fields.extend(crate::request::flag_fields(args));
     JobDefaults {
+        extra_body,
+        headers: args.config.headers.clone(),
         model: config.model.value.clone(),
         system: args.system_prompt.clone(),
         fields,
@@ -70,7 +68,12 @@ pub(crate) fn build(
 ) -> Result<Plan, Error> {
     let batch = &args.batch;
     let file = JobFile::open(jobs_spec, &ctx.cwd)?;
-    let defaults = defaults(args, config, structured_options(args, ctx)?);
+    let extra_body = match &args.extra_body {
+        Some(arg) => crate::request::load_extra_body(arg, &ctx.cwd)
+            .map_err(|e| Error::usage(format!("--extra-body: {e}"), Some("nothing was sent")))?,
+        None => Map::new(),
+    };
+    let defaults = defaults(args, config, structured_options(args, ctx)?, extra_body);
     let output_path = batch.output.as_ref().map(|o| ctx.cwd.join(o));
     let done = match &output_path {
         Some(path) => existing_output(path, batch.resume, batch.overwrite)?,
