@@ -129,13 +129,27 @@ pub(crate) struct ConfigArgs {
     /// Send this header with every request, `'Name: value'` (repeatable; e.g. `OpenRouter`'s
     /// `HTTP-Referer`, `X-Title`). Values are never printed; names holding key, token, secret, auth,
     /// password, cookie or signature are treated like the key.
-    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
-    pub(crate) headers: Vec<ExtraHeader>,
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+    pub(crate) header_specs: Vec<String>,
 }
 
-/// `-H 'Name: value'`, checked (exit 2 when it cannot be sent; the value is never quoted).
-pub(crate) fn parse_header(spec: &str) -> Result<ExtraHeader, String> {
-    ExtraHeader::parse(spec)
+impl ConfigArgs {
+    /// The `-H` headers, checked: exit 2 when one cannot be sent. Checked here rather than by clap,
+    /// whose message would quote the whole argument, value included.
+    pub(crate) fn headers(&self) -> Result<Vec<ExtraHeader>, Error> {
+        self.header_specs
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                ExtraHeader::parse(spec).map_err(|e| {
+                    Error::usage(
+                        format!("-H/--header {}: {e}", i + 1),
+                        Some("write -H 'Name: value'; give the key with OPENAI_API_KEY, not a header"),
+                    )
+                })
+            })
+            .collect()
+    }
 }
 
 /// `--reasoning-effort`: how long a reasoning model may think (`reasoning_effort`).
@@ -237,7 +251,7 @@ pub(crate) struct RunArgs {
     pub(crate) prompt_file: Option<String>,
 
     /// A prompt file's `{{name}}` variable: `name=value`, or `name=@path` for a file's text (repeatable).
-    #[arg(long = "var", value_name = "NAME=VALUE", requires = "prompt_file")]
+    #[arg(long = "var", value_name = "NAME=VALUE")]
     pub(crate) vars: Vec<String>,
 
     /// Output format.
@@ -445,6 +459,12 @@ impl RunArgs {
             return Err(Error::usage(
                 "--include-partial-messages only applies to -o stream-json",
                 Some("add -o stream-json, or drop --include-partial-messages"),
+            ));
+        }
+        if !self.vars.is_empty() && self.prompt_file.is_none() {
+            return Err(Error::usage(
+                "--var fills the placeholders of a prompt file",
+                Some("add --prompt-file NAME.prompt.yml, or drop --var"),
             ));
         }
         if self.show_reasoning && self.batch.jobs.is_some() {

@@ -9,8 +9,11 @@
 //! not supported with this model. Use 'max_completion_tokens' instead.", "type":
 //! "invalid_request_error", "param": "max_tokens", "code": "unsupported_parameter"}}`, and a
 //! non-default `temperature`/`top_p` with `"Unsupported value: 'temperature' does not support 0.2 with
-//! this model. Only the default (1) value is supported."` (`code: unsupported_value`), as quoted in
-//! actions/ai-inference#116 and openai/openai-python#2072.
+//! this model. Only the default (1) value is supported."` (`code: unsupported_value`), or for some
+//! models `"Unsupported parameter: 'temperature' is not supported with this model."`. The exact
+//! bodies are quoted in griptape-ai/ComfyUI-Griptape#312 (`max_tokens`, gpt-5), holoviz/lumen#1087
+//! (`temperature`, Azure `OpenAI`) and BeehiveInnovations/pal-mcp-server#78 (both `temperature`
+//! forms, o3).
 
 use std::sync::{Arc, Mutex};
 

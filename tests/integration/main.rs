@@ -22,6 +22,7 @@ mod login;
 mod oauth;
 mod output;
 mod precedence;
+mod providers;
 mod retries;
 mod schema;
 mod secrets;

@@ -41,6 +41,7 @@ fn defaults(
     config: &ResolvedConfig,
     schema: Option<Arc<OutputSchema>>,
     extra_body: Map<String, serde_json::Value>,
+    headers: Vec<crate::client::params::ExtraHeader>,
 ) -> JobDefaults {
     let mut fields = Map::new();
     if matches!(config.model.source, Source::Flag(_)) {
@@ -49,7 +50,7 @@ fn defaults(
     fields.extend(crate::request::flag_fields(args));
     JobDefaults {
         extra_body,
-        headers: args.config.headers.clone(),
+        headers,
         model: config.model.value.clone(),
         system: args.system_prompt.clone(),
         fields,
@@ -73,7 +74,13 @@ pub(crate) fn build(
             .map_err(|e| Error::usage(format!("--extra-body: {e}"), Some("nothing was sent")))?,
         None => Map::new(),
     };
-    let defaults = defaults(args, config, structured_options(args, ctx)?, extra_body);
+    let defaults = defaults(
+        args,
+        config,
+        structured_options(args, ctx)?,
+        extra_body,
+        args.config.headers()?,
+    );
     let output_path = batch.output.as_ref().map(|o| ctx.cwd.join(o));
     let done = match &output_path {
         Some(path) => existing_output(path, batch.resume, batch.overwrite)?,
