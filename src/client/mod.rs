@@ -54,8 +54,8 @@ impl Usage {
 }
 
 /// A piece of a streamed answer: the text, or the model's reasoning before it
-/// (`delta.reasoning_content` on `DashScope`, `DeepSeek`, vLLM and Ollama; `delta.reasoning` on
-/// `OpenRouter` and newer vLLM).
+/// (`delta.reasoning_content` on `DashScope`, `DeepSeek`, vLLM and llama.cpp; `delta.reasoning` on
+/// `OpenRouter`, Ollama and newer vLLM).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Piece<'a> {
     Text(&'a str),
@@ -756,10 +756,11 @@ fn apply_chunk(
 }
 
 /// The reasoning in a delta or a message: `reasoning_content` (`DashScope`, `DeepSeek`, vLLM,
-/// Ollama), else `reasoning` (`OpenRouter`, newer vLLM); one of them, so a server that sends both
-/// with the same text is not read twice. (`DeepSeek`'s API guide, "Reasoning Model":
+/// llama.cpp), else `reasoning` (`OpenRouter`, Ollama, newer vLLM); one of them, so a server that
+/// sends both with the same text is not read twice. (`DeepSeek`'s API guide, "Reasoning Model":
 /// `chunk.choices[0].delta.reasoning_content`; `OpenRouter`'s "Reasoning Tokens" guide:
-/// `delta.reasoning` in streamed chunks.)
+/// `delta.reasoning` in streamed chunks; Ollama's `/v1` streams `{"delta": {"content": "",
+/// "reasoning": "..."}}`, as captured in dirac-run/dirac#227 and anomalyco/opencode#46061.)
 fn reasoning_of(v: &Value) -> Option<&str> {
     ["reasoning_content", "reasoning"]
         .iter()
