@@ -108,6 +108,8 @@ pub(crate) struct Validation {
     pub(crate) in_scope: u64,
     /// Of those, the jobs the `pending` test kept (not already done).
     pub(crate) pending: u64,
+    /// The values of the jobs' credential-looking headers: masked and scrubbed like the key.
+    pub(crate) secret_headers: std::collections::BTreeSet<String>,
 }
 
 const MAX_REPORTED_ERRORS: usize = 20;
@@ -316,6 +318,12 @@ impl JobFile {
             counts.total += 1;
             match self.build(raw.value, raw.index, defaults) {
                 Ok(job) => {
+                    counts.secret_headers.extend(
+                        job.headers
+                            .iter()
+                            .filter(|h| h.is_secret())
+                            .map(|h| h.value.clone()),
+                    );
                     if in_scope(job.index) {
                         counts.in_scope += 1;
                         counts.pending += u64::from(pending(&job.id));

@@ -301,6 +301,8 @@ pub(crate) struct ChatClient {
     token_param: params::Param,
     /// Adjustments learned from refusals, shared by all clones (a batch adjusts once).
     learned: params::Learned,
+    /// Header values that carry credentials (`-H`, a job file's `headers`): scrubbed like the key.
+    secrets: Arc<std::sync::RwLock<Vec<SecretString>>>,
 }
 
 /// Install the TLS crypto provider once per process (reqwest is built without a default one).
@@ -342,6 +344,17 @@ impl ChatClient {
             settings,
             limiter: None,
             learned: params::Learned::default(),
+            secrets: Arc::default(),
+        })
+        .inspect(|client| {
+            let values: Vec<String> = client
+                .settings
+                .headers
+                .iter()
+                .filter(|h| h.is_secret())
+                .map(|h| h.value.clone())
+                .collect();
+            client.add_secrets(values);
         })
     }
 
@@ -353,6 +366,16 @@ impl ChatClient {
             Err(poisoned) => *poisoned.into_inner() = bearer,
         }
         Ok(())
+    }
+
+    /// Scrub these values from server text from now on, like the key (a job file's credential
+    /// headers), for this client and all its clones.
+    pub(crate) fn add_secrets(&self, values: impl IntoIterator<Item = String>) {
+        let mut list = match self.secrets.write() {
+            Ok(l) => l,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        list.extend(values.into_iter().map(SecretString::from));
     }
 
     fn auth_header(&self) -> HeaderValue {
@@ -686,8 +709,12 @@ impl ChatClient {
         };
         // Header values that carry credentials are treated like the key; others (`X-Title: CI`)
         // are not, so that ordinary words are not blanked.
-        for h in self.settings.headers.iter().filter(|h| h.is_secret()) {
-            text = scrub(&text, &SecretString::from(h.value.clone()));
+        let secrets = match self.secrets.read() {
+            Ok(l) => l,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        for secret in secrets.iter() {
+            text = scrub(&text, secret);
         }
         text
     }

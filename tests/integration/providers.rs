@@ -647,3 +647,51 @@ jobs:
     .code(42)
     .stderr_has("cannot set `model`");
 }
+
+#[tokio::test]
+async fn batch_lines_carry_reasoning_and_a_jobs_credential_header_is_masked_and_scrubbed() {
+    let env = TestEnv::new();
+    let secret = "tenant-secret-123456789";
+    let server = MockServer::start().await;
+    chat()
+        .and(wiremock::matchers::header("x-tenant-token", secret))
+        .respond_with(
+            ResponseTemplate::new(400).set_body_json(
+                json!({"error": {"message": format!("tenant {secret} is unknown")}}),
+            ),
+        )
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    chat()
+        .respond_with(dashscope_thinking_stream().respond())
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    env.write_project(
+        "jobs.yaml",
+        &format!(
+            "jobs:\n  - id: think\n    prompt: hi\n  - id: tenant\n    prompt: hi\n    headers: {{X-Tenant-Token: {secret}}}\n"
+        ),
+    );
+    let out = run(env.cmd_for(&server).env("GITHUB_ACTIONS", "true").args([
+        "--jobs",
+        "jobs.yaml",
+        "--concurrency",
+        "1",
+        "-q",
+    ]));
+    out.code(1).stderr_has(&format!("::add-mask::{secret}"));
+    let lines = out.json_lines();
+    let think = lines.iter().find(|l| l["id"] == "think").expect("a line");
+    assert_eq!(think["reasoning"], "The user greets. Answer briefly.");
+    assert_eq!(think["result"], "Hello there");
+    let tenant = lines.iter().find(|l| l["id"] == "tenant").expect("a line");
+    assert!(tenant.get("reasoning").is_none());
+    let message = tenant["error"]["message"].as_str().expect("a message");
+    assert!(
+        !message.contains(secret) && message.contains("[REDACTED]"),
+        "{message}"
+    );
+    assert_eq!(out.stderr.matches(secret).count(), 1, "{}", out.stderr);
+}

@@ -48,6 +48,14 @@ pub(crate) fn command(
     let settings = client_settings(args, &config, concurrency);
     let mut session = session::connect(credentials, settings, batch.rpm, &ctx.env, runtime)?;
     let plan = plan::build(args, &config, jobs_spec, ctx)?;
+    if github::is_github_actions(&ctx.env) {
+        for value in &plan.validation.secret_headers {
+            diag::raw(&github::mask_command(value));
+        }
+    }
+    session
+        .client
+        .add_secrets(plan.validation.secret_headers.iter().cloned());
     let mut sink = Sink::open(plan.output_path.as_deref(), batch.resume, &plan.done)?;
 
     let mut summary = Summary {
