@@ -442,6 +442,9 @@ impl RunOutput {
         extras: &Extras,
     ) -> io::Result<()> {
         self.end_reasoning_line();
+        if self.partial && self.format == OutputFormat::StreamJson {
+            self.close_block()?;
+        }
         if self.format == OutputFormat::Text {
             if !self.ends_with_newline {
                 write_stdout(b"\n")?;

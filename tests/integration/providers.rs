@@ -422,7 +422,7 @@ async fn headers_are_checked_and_credential_headers_are_masked_and_scrubbed_but_
         chat().respond_with(ResponseTemplate::new(400).set_body_json(
             json!({"error": {"message": format!("bad tenant key {secret} for CI")}}),
         )),
-        1,
+        2,
     )
     .await;
     let out = run(env.cmd_for(&server).env("GITHUB_ACTIONS", "true").args([
@@ -459,6 +459,19 @@ async fn headers_are_checked_and_credential_headers_are_masked_and_scrubbed_but_
         let out = run(env.cmd_for(&server).args(["-H", bad, "hi"]));
         out.code(2).stderr_lacks("Bearer x");
     }
+    let debug = run(env.cmd_for(&server).args([
+        "--debug",
+        "-H",
+        &format!("X-Api-Key: {secret}"),
+        "-H",
+        "X-Title: CI",
+        "hi",
+    ]));
+    debug
+        .code(1)
+        .stderr_has("DEBUG header X-Api-Key: hdr…10 (--header)")
+        .stderr_has("DEBUG header X-Title: **** (--header)");
+    assert!(!debug.stderr.contains(secret), "{}", debug.stderr);
     let status = run(env.cmd_for(&server).args([
         "auth",
         "status",
