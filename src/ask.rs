@@ -119,6 +119,8 @@ pub(crate) struct AskFailure {
     pub(crate) usage: Option<Usage>,
     /// Answers received (refused by the schema).
     pub(crate) turns: u32,
+    /// What was changed in the requests because a server refused part of them.
+    pub(crate) adjusted: Vec<String>,
 }
 
 impl AskFailure {
@@ -132,6 +134,7 @@ impl AskFailure {
             fallback_from: Vec::new(),
             usage: None,
             turns: 0,
+            adjusted: Vec::new(),
         }
     }
 }
@@ -164,7 +167,7 @@ pub(crate) fn failure_extras(failure: &AskFailure) -> Extras {
             AskError::Schema { last_answer, .. } => Some(last_answer.clone()),
             AskError::Api(_) => None,
         },
-        adjusted: Vec::new(),
+        adjusted: failure.adjusted.clone(),
     }
 }
 
@@ -190,11 +193,21 @@ struct Models<'a> {
     current: usize,
     attempts: u32,
     started: Instant,
+    /// Every adjustment made to the exchange's requests, in order, once each.
+    adjusted: Vec<String>,
 }
 
 impl Models<'_> {
     fn model(&self) -> &str {
         &self.list[self.current]
+    }
+
+    fn note_adjusted(&mut self, adjusted: &[String]) {
+        for a in adjusted {
+            if !self.adjusted.contains(a) {
+                self.adjusted.push(a.clone());
+            }
+        }
     }
 
     fn tried(&self) -> Vec<String> {
@@ -228,12 +241,16 @@ impl Models<'_> {
             match result {
                 Ok(c) => {
                     self.attempts += c.attempts;
+                    self.note_adjusted(&c.adjusted);
                     return Ok(c);
                 }
                 Err(Failure {
-                    error, attempts, ..
+                    error,
+                    attempts,
+                    adjusted,
                 }) => {
                     self.attempts += attempts;
+                    self.note_adjusted(&adjusted);
                     let shown = deltas_are_final && emitted;
                     if !shown && fallback::is_capacity(&error) && self.current + 1 < self.list.len()
                     {
@@ -268,6 +285,7 @@ pub(crate) async fn ask(
         current: 0,
         attempts: 0,
         started: Instant::now(),
+        adjusted: Vec::new(),
     };
     let mut usage = None;
     let mut turns = 0;
@@ -290,6 +308,7 @@ pub(crate) async fn ask(
             }
             completion.attempts = models.attempts;
             completion.api_duration = api_duration;
+            completion.adjusted.clone_from(&models.adjusted);
             Ok(Answer {
                 completion,
                 structured,
@@ -307,6 +326,7 @@ pub(crate) async fn ask(
             fallback_from: models.tried(),
             usage,
             turns,
+            adjusted: models.adjusted,
         }),
     }
 }

@@ -230,6 +230,8 @@ fn empty_after_reasoning(finish_reason: Option<&str>) -> String {
 pub(crate) struct Failure {
     pub(crate) error: ApiError,
     pub(crate) attempts: u32,
+    /// What was changed in the request before it failed for good (`adjusted`).
+    pub(crate) adjusted: Vec<String>,
 }
 
 /// Spaces requests out to at most `per_minute`, shared by all clones of a client.
@@ -460,6 +462,7 @@ impl ChatClient {
                     return Err(Failure {
                         error,
                         attempts: attempt,
+                        adjusted: adjusted.iter().map(|a| a.describe()).collect(),
                     });
                 }
             };

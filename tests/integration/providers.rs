@@ -708,3 +708,33 @@ async fn batch_lines_carry_reasoning_and_a_jobs_credential_header_is_masked_and_
     );
     assert_eq!(out.stderr.matches(secret).count(), 1, "{}", out.stderr);
 }
+
+#[tokio::test]
+async fn an_adjusted_request_that_still_fails_says_what_was_adjusted() {
+    let env = TestEnv::new();
+    let server = MockServer::start().await;
+    chat()
+        .and(BodyHas("max_tokens"))
+        .respond_with(openai_max_tokens_refusal())
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    chat()
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": {
+            "message": "This model's maximum context length is 8 tokens.",
+            "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}})))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let out = run(env
+        .cmd_for(&server)
+        .args(["--max-tokens", "5", "-o", "json", "hi"]));
+    out.code(1).stderr_has("maximum context length");
+    let result = out.result();
+    assert_eq!(result["is_error"], true);
+    assert_eq!(
+        result["adjusted"],
+        json!(["max_completion_tokens instead of max_tokens"])
+    );
+    assert_eq!(result["attempts"], 2);
+}
