@@ -256,8 +256,11 @@ impl ExtraHeader {
         if value.contains(['\r', '\n']) {
             return Err(format!("the value of `{name}` holds a line break"));
         }
-        if value.chars().any(|c| c != '\t' && (c.is_control())) {
-            return Err(format!("the value of `{name}` holds a control character"));
+        // What an HTTP header value may carry as text: visible ASCII, spaces and tabs.
+        if !value.chars().all(|c| c == '\t' || (' '..='~').contains(&c)) {
+            return Err(format!(
+                "the value of `{name}` holds a control or non-ASCII character"
+            ));
         }
         Ok(Self {
             name: name.to_owned(),
@@ -423,6 +426,7 @@ mod tests {
             "authorization: x",
             "Host: x",
             "X-A: a\u{7}b",
+            "X-A: caf\u{e9}",
         ] {
             let err = ExtraHeader::parse(bad).expect_err(bad);
             assert!(!err.contains("Bearer"), "{err}");
