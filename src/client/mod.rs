@@ -858,6 +858,48 @@ mod tests {
     }
 
     #[test]
+    fn reasoning_is_read_from_either_field_once() {
+        use serde_json::json;
+        let cases = [
+            (json!({"reasoning_content": "a"}), Some("a")),
+            (json!({"reasoning": "b"}), Some("b")),
+            (
+                json!({"reasoning_content": "same", "reasoning": "same"}),
+                Some("same"),
+            ),
+            (
+                json!({"reasoning_content": null, "reasoning": "c"}),
+                Some("c"),
+            ),
+            (json!({"reasoning_content": "", "content": "x"}), None),
+            (json!({"content": "x"}), None),
+        ];
+        for (delta, want) in cases {
+            assert_eq!(reasoning_of(&delta), want, "{delta}");
+        }
+        let mut completion = Completion::default();
+        let mut pieces = Vec::new();
+        let mut on_piece = |p: Piece<'_>| {
+            pieces.push(format!("{p:?}"));
+            Ok(())
+        };
+        for chunk in [
+            json!({"choices": [{"delta": {"reasoning": "think"}}]}),
+            json!({"choices": [{"delta": {"content": "say"}, "finish_reason": "stop"}],
+                   "usage": {"prompt_tokens": 1, "completion_tokens": 5,
+                             "output_tokens_details": {"reasoning_tokens": 4}}}),
+        ] {
+            apply_chunk(&chunk, &mut completion, &mut on_piece).expect("applied");
+        }
+        assert_eq!(
+            (completion.reasoning.as_str(), completion.text.as_str()),
+            ("think", "say")
+        );
+        assert_eq!(completion.usage.and_then(|u| u.reasoning_tokens), Some(4));
+        assert_eq!(pieces, ["Reasoning(\"think\")", "Text(\"say\")"]);
+    }
+
+    #[test]
     fn exit_status_of_api_errors() {
         let http = |status| ApiError::Http {
             status,

@@ -738,3 +738,32 @@ async fn an_adjusted_request_that_still_fails_says_what_was_adjusted() {
     );
     assert_eq!(result["attempts"], 2);
 }
+
+/// A server that ignores `stream: true` and answers with one body (llama-cpp-python and vLLM do so
+/// for some requests) still has its `message.reasoning_content` read.
+#[tokio::test]
+async fn a_whole_json_answer_with_reasoning_content_gets_its_thinking_message_too() {
+    let env = TestEnv::new();
+    let body = json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "deepseek-r1",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "42", "reasoning_content": "6 times 7."},
+                     "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 9, "total_tokens": 12,
+                  "completion_tokens_details": {"reasoning_tokens": 5}}});
+    let server = server_mounting(
+        chat().respond_with(ResponseTemplate::new(200).set_body_json(body)),
+        1,
+    )
+    .await;
+    let out = run(env.cmd_for(&server).args(["-o", "json", "hi"]));
+    out.code(0);
+    let doc = out.json();
+    assert_eq!(
+        doc[1]["message"]["content"][0],
+        json!({"type": "thinking", "thinking": "6 times 7."})
+    );
+    assert_eq!(
+        doc[2]["message"]["content"][0],
+        json!({"type": "text", "text": "42"})
+    );
+    assert_eq!(out.result()["usage"]["reasoning_tokens"], 5);
+}
