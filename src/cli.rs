@@ -127,9 +127,9 @@ pub(crate) struct ConfigArgs {
     #[arg(long)]
     pub(crate) debug: bool,
 
-    /// Send this header with every request, `'Name: value'` (repeatable; e.g. `OpenRouter`'s
-    /// `HTTP-Referer`, `X-Title`). Values are never printed; names holding key, token, secret, auth,
-    /// password, cookie or signature are treated like the key.
+    /// Send this header with every request, 'Name: value' (repeatable; e.g. 'X-Title: CI'). Values
+    /// are never printed; names holding key, token, secret, auth, password, cookie or signature
+    /// are treated like the key (masked, scrubbed).
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
     pub(crate) header_specs: Vec<String>,
 }
