@@ -406,17 +406,10 @@ impl ChatClient {
     ) -> Result<Completion, Failure> {
         let start = Instant::now();
         let mut body = streaming_body(request.body);
-        let mut adjusted: Vec<params::Adjustment> = Vec::new();
-        if let Some(map) = body.as_object_mut() {
-            if request.own_token_limit && self.token_param == params::Param::MaxCompletionTokens {
-                params::Adjustment::Rename {
-                    from: params::Param::MaxTokens,
-                    to: params::Param::MaxCompletionTokens,
-                }
-                .apply(map);
-            }
-            adjusted = self.learned.apply(map);
-        }
+        let mut adjusted = self.learned.prepare(
+            &mut body,
+            request.own_token_limit.then_some(self.token_param),
+        );
         let mut attempt = 0;
         let mut adjusted_retries = 0;
         loop {
@@ -439,7 +432,7 @@ impl ChatClient {
                 }
                 Err(e) => e,
             };
-            if let Some(adjustment) = self.adjustment(&error, &mut body, &adjusted) {
+            if let Some(adjustment) = self.learned.retry_adjustment(&error, &mut body, &adjusted) {
                 adjusted.push(adjustment);
                 adjusted_retries += 1;
                 continue;
@@ -468,40 +461,6 @@ impl ChatClient {
             };
             tokio::time::sleep(wait).await;
         }
-    }
-
-    /// The one adjusted retry for a refused parameter: change `body`, learn it for the run, and
-    /// say so once. `None` when the error is no such refusal, or the parameter was adjusted already.
-    fn adjustment(
-        &self,
-        error: &ApiError,
-        body: &mut Value,
-        done: &[params::Adjustment],
-    ) -> Option<params::Adjustment> {
-        let ApiError::Http {
-            status,
-            message,
-            code,
-            ..
-        } = error
-        else {
-            return None;
-        };
-        let param = params::refused_param(*status, code.as_deref(), message)?;
-        let map = body.as_object_mut()?;
-        let adjustment = params::adjustment_for(param, map)?;
-        if done.contains(&adjustment) {
-            return None;
-        }
-        adjustment.apply(map);
-        if self.learned.remember(adjustment) {
-            diag::warn(&format!(
-                "warning: the server refused `{}` (HTTP {status}: {message}); retrying with {}, and for the rest of this run",
-                param.name(),
-                adjustment.describe()
-            ));
-        }
-        Some(adjustment)
     }
 
     async fn attempt(

@@ -20,6 +20,8 @@ use std::sync::{Arc, Mutex};
 use reqwest::Url;
 use serde_json::{Map, Value};
 
+use super::ApiError;
+
 /// A request parameter some servers refuse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Param {
@@ -187,9 +189,55 @@ impl Learned {
         true
     }
 
-    /// Apply what this run learned to `body`; returns what was changed.
-    pub(crate) fn apply(&self, body: &mut Map<String, Value>) -> Vec<Adjustment> {
-        self.list().into_iter().filter(|a| a.apply(body)).collect()
+    /// The one adjusted retry for a refused parameter: change `body`, learn it for the run, and
+    /// say so once (a one-line warning). `None` when the error is no such refusal, or when this
+    /// request already had that adjustment.
+    pub(crate) fn retry_adjustment(
+        &self,
+        error: &ApiError,
+        body: &mut Value,
+        done: &[Adjustment],
+    ) -> Option<Adjustment> {
+        let ApiError::Http {
+            status,
+            message,
+            code,
+            ..
+        } = error
+        else {
+            return None;
+        };
+        let param = refused_param(*status, code.as_deref(), message)?;
+        let map = body.as_object_mut()?;
+        let adjustment = adjustment_for(param, map)?;
+        if done.contains(&adjustment) {
+            return None;
+        }
+        adjustment.apply(map);
+        if self.remember(adjustment) {
+            crate::diag::warn(&format!(
+                "warning: the server refused `{}` (HTTP {status}: {message}); retrying with {}, and for the rest of this run",
+                param.name(),
+                adjustment.describe()
+            ));
+        }
+        Some(adjustment)
+    }
+
+    /// A body before its first attempt: qwen's own token limit named for the host (`token_param`,
+    /// when the limit is qwen's), then what this run learned; returns the learned changes made.
+    pub(crate) fn prepare(&self, body: &mut Value, token_param: Option<Param>) -> Vec<Adjustment> {
+        let Some(map) = body.as_object_mut() else {
+            return Vec::new();
+        };
+        if token_param == Some(Param::MaxCompletionTokens) {
+            Adjustment::Rename {
+                from: Param::MaxTokens,
+                to: Param::MaxCompletionTokens,
+            }
+            .apply(map);
+        }
+        self.list().into_iter().filter(|a| a.apply(map)).collect()
     }
 }
 
@@ -392,14 +440,20 @@ mod tests {
         assert!(learned.remember(rename));
         assert!(!learned.clone().remember(rename));
         assert!(learned.remember(Adjustment::Drop(Param::Temperature)));
-        let mut next = json!({"max_tokens": 9, "temperature": 1, "top_p": 1})
-            .as_object()
-            .cloned()
-            .expect("object");
-        assert_eq!(learned.apply(&mut next).len(), 2);
+        let mut next = json!({"max_tokens": 9, "temperature": 1, "top_p": 1});
+        assert_eq!(learned.prepare(&mut next, Some(Param::MaxTokens)).len(), 2);
+        assert_eq!(next, json!({"max_completion_tokens": 9, "top_p": 1}));
+        let mut openai = json!({"max_tokens": 9});
+        let fresh = Learned::default();
+        assert!(
+            fresh
+                .prepare(&mut openai, Some(Param::MaxCompletionTokens))
+                .is_empty()
+        );
         assert_eq!(
-            Value::Object(next),
-            json!({"max_completion_tokens": 9, "top_p": 1})
+            openai,
+            json!({"max_completion_tokens": 9}),
+            "the host's name, not an adjustment"
         );
     }
 
