@@ -210,6 +210,13 @@ impl JobFile {
             let schema = job_schema(&value, &self.base_dir).map_err(|e| bad("json_schema", e))?;
             self.default_schema = Some(schema);
         }
+        // Kept in `file_defaults` (each job merges over them), but checked once, here.
+        if let Some(value) = self.file_defaults.get("extra_body") {
+            extra_body_of(value).map_err(|e| bad("extra_body", e))?;
+        }
+        if let Some(value) = self.file_defaults.get("headers") {
+            headers_of(value).map_err(|e| bad("headers", e))?;
+        }
         if let Some(value) = self.file_defaults.remove("fallback_models") {
             self.default_fallbacks =
                 Some(fallback_list(&value).map_err(|e| bad("fallback_models", e))?);

@@ -659,6 +659,16 @@ jobs:
         .args(["--jobs", "jobs/model.yaml", "-q"]))
     .code(42)
     .stderr_has("cannot set `model`");
+    env.write_project(
+        "jobs/bad-defaults.yaml",
+        "defaults:\n  headers: {Authorization: Bearer x}\njobs:\n  - prompt: hi\n",
+    );
+    run(env
+        .cmd_for(&server)
+        .args(["--jobs", "jobs/bad-defaults.yaml", "-q"]))
+    .code(42)
+    .stderr_has("`defaults.headers`")
+    .stderr_lacks("Bearer x");
 }
 
 #[tokio::test]
