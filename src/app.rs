@@ -113,7 +113,7 @@ fn usage_document(format: OutputFormat, err: &Error, ctx: &Context, started: Ins
         model: DEFAULT_MODEL.to_owned(),
         cwd: ctx.cwd.display().to_string(),
     };
-    let mut out = RunOutput::new(format, false, meta, started);
+    let mut out = RunOutput::new(format, false, meta, started, false);
     let _ = out
         .init()
         .and_then(|()| out.failure(err, 0, 0, &crate::output::Extras::default()));

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::client::{ApiError, ChatClient, Completion, Failure, Usage};
+use crate::client::params::ExtraHeader;
+use crate::client::{ApiError, ChatClient, Completion, Failure, OnPiece, Outgoing, Piece, Usage};
 use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::fallback;
@@ -26,6 +27,10 @@ pub(crate) struct Request<'a> {
     pub(crate) schema_retries: u32,
     /// The run's `response_format` degradation, shared by all its requests.
     pub(crate) mode: &'a SharedMode,
+    /// Headers of this request only (a job's `headers`).
+    pub(crate) headers: Vec<ExtraHeader>,
+    /// `max_tokens` in `body` is qwen's own limit: the client names it as the host expects.
+    pub(crate) own_token_limit: bool,
 }
 
 /// A finished answer. `completion.text` is the final text (with a schema: the validated value,
@@ -114,6 +119,8 @@ pub(crate) struct AskFailure {
     pub(crate) usage: Option<Usage>,
     /// Answers received (refused by the schema).
     pub(crate) turns: u32,
+    /// What was changed in the requests because a server refused part of them.
+    pub(crate) adjusted: Vec<String>,
 }
 
 impl AskFailure {
@@ -127,6 +134,7 @@ impl AskFailure {
             fallback_from: Vec::new(),
             usage: None,
             turns: 0,
+            adjusted: Vec::new(),
         }
     }
 }
@@ -141,6 +149,7 @@ pub(crate) fn answer_extras(answer: &Answer) -> Extras {
         num_turns: (answer.turns > 1).then_some(answer.turns),
         usage: None,
         last_answer: None,
+        adjusted: answer.completion.adjusted.clone(),
     }
 }
 
@@ -158,6 +167,7 @@ pub(crate) fn failure_extras(failure: &AskFailure) -> Extras {
             AskError::Schema { last_answer, .. } => Some(last_answer.clone()),
             AskError::Api(_) => None,
         },
+        adjusted: failure.adjusted.clone(),
     }
 }
 
@@ -167,24 +177,37 @@ fn add_usage(total: &mut Option<Usage>, more: Option<Usage>) {
         t.input_tokens += u.input_tokens;
         t.output_tokens += u.output_tokens;
         t.total_tokens += u.total_tokens;
+        if let Some(r) = u.reasoning_tokens {
+            *t.reasoning_tokens.get_or_insert(0) += r;
+        }
     }
 }
-
-type OnDelta<'d> = dyn FnMut(&str) -> std::io::Result<()> + Send + 'd;
 
 /// Sends requests down the model list: a capacity failure moves this and every later request of
 /// the exchange to the next model.
 struct Models<'a> {
     client: &'a ChatClient,
     list: &'a [String],
+    headers: &'a [ExtraHeader],
+    own_token_limit: bool,
     current: usize,
     attempts: u32,
     started: Instant,
+    /// Every adjustment made to the exchange's requests, in order, once each.
+    adjusted: Vec<String>,
 }
 
 impl Models<'_> {
     fn model(&self) -> &str {
         &self.list[self.current]
+    }
+
+    fn note_adjusted(&mut self, adjusted: &[String]) {
+        for a in adjusted {
+            if !self.adjusted.contains(a) {
+                self.adjusted.push(a.clone());
+            }
+        }
     }
 
     fn tried(&self) -> Vec<String> {
@@ -194,7 +217,7 @@ impl Models<'_> {
     async fn send(
         &mut self,
         body: &Value,
-        on_delta: &mut OnDelta<'_>,
+        on_delta: &mut OnPiece<'_>,
         deltas_are_final: bool,
     ) -> Result<Completion, ApiError> {
         loop {
@@ -202,23 +225,32 @@ impl Models<'_> {
             body["model"] = json!(self.model());
             let mut emitted = false;
             let result = {
-                let mut tracked = |text: &str| {
-                    emitted = true;
-                    on_delta(text)
+                let mut tracked = |piece: Piece<'_>| {
+                    emitted |= matches!(piece, Piece::Text(_));
+                    on_delta(piece)
+                };
+                let outgoing = Outgoing {
+                    body: &body,
+                    headers: self.headers,
+                    own_token_limit: self.own_token_limit,
                 };
                 self.client
-                    .send(&body, &mut tracked, deltas_are_final)
+                    .send(outgoing, &mut tracked, deltas_are_final)
                     .await
             };
             match result {
                 Ok(c) => {
                     self.attempts += c.attempts;
+                    self.note_adjusted(&c.adjusted);
                     return Ok(c);
                 }
                 Err(Failure {
-                    error, attempts, ..
+                    error,
+                    attempts,
+                    adjusted,
                 }) => {
                     self.attempts += attempts;
+                    self.note_adjusted(&adjusted);
                     let shown = deltas_are_final && emitted;
                     if !shown && fallback::is_capacity(&error) && self.current + 1 < self.list.len()
                     {
@@ -242,15 +274,18 @@ impl Models<'_> {
 pub(crate) async fn ask(
     client: &ChatClient,
     request: &Request<'_>,
-    on_delta: &mut OnDelta<'_>,
+    on_delta: &mut OnPiece<'_>,
     deltas_are_final: bool,
 ) -> Result<Answer, AskFailure> {
     let mut models = Models {
         client,
         list: &request.models,
+        headers: &request.headers,
+        own_token_limit: request.own_token_limit,
         current: 0,
         attempts: 0,
         started: Instant::now(),
+        adjusted: Vec::new(),
     };
     let mut usage = None;
     let mut turns = 0;
@@ -273,6 +308,7 @@ pub(crate) async fn ask(
             }
             completion.attempts = models.attempts;
             completion.api_duration = api_duration;
+            completion.adjusted.clone_from(&models.adjusted);
             Ok(Answer {
                 completion,
                 structured,
@@ -290,6 +326,7 @@ pub(crate) async fn ask(
             fallback_from: models.tried(),
             usage,
             turns,
+            adjusted: models.adjusted,
         }),
     }
 }
@@ -305,7 +342,7 @@ async fn structured(
     usage: &mut Option<Usage>,
     turns: &mut u32,
 ) -> Result<Structured, AskError> {
-    let mut ignore = |_: &str| Ok(());
+    let mut ignore = |_: Piece<'_>| Ok(());
     let mut conversation = request.body.clone();
     let mut repairs = 0;
     loop {

@@ -9,7 +9,10 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
+use crate::client::params::{ExtraHeader, merge_headers};
 use crate::error::Error;
+use crate::prompt_file::{self, ResponseFormat, VarValue};
+use crate::request;
 use crate::schema::OutputSchema;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +37,10 @@ pub(crate) struct JobDefaults {
     pub(crate) schema: Option<Arc<OutputSchema>>,
     /// `--fallback-model` (beats the file's `defaults.fallback_models`, loses to a job's own).
     pub(crate) fallback_models: Vec<String>,
+    /// `--extra-body` (key by key: beats the file's `defaults.extra_body`, loses to a job's own).
+    pub(crate) extra_body: Map<String, Value>,
+    /// `-H/--header` (by name: beats the file's `defaults.headers`, loses to a job's own).
+    pub(crate) headers: Vec<ExtraHeader>,
 }
 
 /// The request-shaping flags of a command line, as a batch applies them to every job.
@@ -42,8 +49,8 @@ pub(crate) struct Flags<'a> {
     /// `defaults`).
     pub(crate) model: &'a str,
     pub(crate) model_from_flag: bool,
-    pub(crate) temperature: Option<f64>,
-    pub(crate) max_tokens: Option<u32>,
+    /// Request fields the flags set (`temperature`, `max_tokens`, `top_p`, ...).
+    pub(crate) fields: Map<String, Value>,
     pub(crate) system: Option<&'a str>,
     pub(crate) max_input_bytes: u64,
 }
@@ -51,17 +58,12 @@ pub(crate) struct Flags<'a> {
 impl JobDefaults {
     /// Flags beat a job file's `defaults`; a job's own fields beat both. The same rule for a
     /// local batch and a provider batch.
-    pub(crate) fn from_flags(flags: &Flags<'_>) -> Self {
+    pub(crate) fn from_flags(flags: Flags<'_>) -> Self {
         let mut fields = Map::new();
         if flags.model_from_flag {
             fields.insert("model".into(), json!(flags.model));
         }
-        if let Some(t) = flags.temperature {
-            fields.insert("temperature".into(), json!(t));
-        }
-        if let Some(n) = flags.max_tokens {
-            fields.insert("max_tokens".into(), json!(n));
-        }
+        fields.extend(flags.fields);
         Self {
             model: flags.model.to_owned(),
             system: flags.system.map(str::to_owned),
@@ -69,6 +71,8 @@ impl JobDefaults {
             max_input_bytes: flags.max_input_bytes,
             schema: None,
             fallback_models: Vec::new(),
+            extra_body: Map::new(),
+            headers: Vec::new(),
         }
     }
 }
@@ -84,6 +88,10 @@ pub(crate) struct Job {
     pub(crate) schema: Option<Arc<OutputSchema>>,
     /// Models to try when `model` has no capacity.
     pub(crate) fallback_models: Vec<String>,
+    /// Headers of this job's request (the flags' and the file's, merged).
+    pub(crate) headers: Vec<ExtraHeader>,
+    /// `max_tokens` in `body` is qwen's own limit (false for a Batch API body, sent as written).
+    pub(crate) own_token_limit: bool,
 }
 
 /// Where in the file a job stands, for error messages.
@@ -134,16 +142,19 @@ pub(crate) struct Validation {
     pub(crate) in_scope: u64,
     /// Of those, the jobs the `pending` test kept (not already done).
     pub(crate) pending: u64,
+    /// The values of the jobs' credential-looking headers: masked and scrubbed like the key.
+    pub(crate) secret_headers: std::collections::BTreeSet<String>,
 }
 
 const MAX_REPORTED_ERRORS: usize = 20;
 
 /// Keys that name or make up one job, and so have no meaning in a file's `defaults`.
-const PER_JOB_ONLY: [&str; 6] = [
+const PER_JOB_ONLY: [&str; 7] = [
     "id",
     "custom_id",
     "prompt",
     "prompt_file",
+    "vars",
     "messages",
     "body",
 ];
@@ -232,6 +243,13 @@ impl JobFile {
         if let Some(value) = self.file_defaults.remove("json_schema") {
             let schema = job_schema(&value, &self.base_dir).map_err(|e| bad("json_schema", e))?;
             self.default_schema = Some(schema);
+        }
+        // Kept in `file_defaults` (each job merges over them), but checked once, here.
+        if let Some(value) = self.file_defaults.get("extra_body") {
+            extra_body_of(value).map_err(|e| bad("extra_body", e))?;
+        }
+        if let Some(value) = self.file_defaults.get("headers") {
+            headers_of(value).map_err(|e| bad("headers", e))?;
         }
         if let Some(value) = self.file_defaults.remove("fallback_models") {
             self.default_fallbacks =
@@ -341,6 +359,12 @@ impl JobFile {
             counts.total += 1;
             match self.build(raw.value, raw.index, defaults) {
                 Ok(job) => {
+                    counts.secret_headers.extend(
+                        job.headers
+                            .iter()
+                            .filter(|h| h.is_secret())
+                            .map(|h| h.value.clone()),
+                    );
                     if in_scope(job.index) {
                         counts.in_scope += 1;
                         counts.pending += u64::from(pending(&job.id));
@@ -386,14 +410,27 @@ impl JobFile {
             return batch_api_job(&job, custom_id, body, index, defaults).map(|j| Job {
                 schema: schema_default,
                 fallback_models: fallback_default,
+                headers: defaults.headers.clone(),
                 ..j
             });
         }
+        let mut job = job;
+        let (extra_body, headers) = self.extra_body_and_headers(&mut job, defaults)?;
+        let vars = match job.remove("vars") {
+            None => Vec::new(),
+            Some(v) => self.vars_of(&v)?,
+        };
         let mut schema = schema_default;
         let mut fallback_models = fallback_default;
         // The job, then explicit flags, then the file's `defaults`, then the configured model.
         let mut fields = self.file_defaults.clone();
+        fields.remove("extra_body");
+        fields.remove("headers");
         let file_system = fields.remove("system");
+        // A `.prompt.yml` prompt file's model and parameters sit above the file's `defaults`
+        // and below the flags and the job's own fields.
+        let from_prompt_file =
+            self.job_prompt_file(&job, &vars, defaults, &mut fields, &mut schema)?;
         fields.extend(defaults.fields.clone());
         let mut system = defaults.system.clone().or(match file_system {
             Some(Value::String(s)) => Some(s),
@@ -423,7 +460,9 @@ impl JobFile {
                     let Value::String(rel) = value else {
                         return Err("`prompt_file` must be a path".to_owned());
                     };
-                    prompt = Some(self.prompt_file(&rel, defaults.max_input_bytes)?);
+                    if from_prompt_file.is_none() {
+                        prompt = Some(self.prompt_file(&rel, defaults.max_input_bytes)?);
+                    }
                 }
                 "messages" => match value {
                     Value::Array(list) if !list.is_empty() => messages = Some(list),
@@ -448,37 +487,146 @@ impl JobFile {
                 }
             }
         }
-        let mut list = match (prompt, messages) {
-            (Some(_), Some(_)) => {
-                return Err(
-                    "a job has either `prompt` (or `prompt_file`) or `messages`, not both"
-                        .to_owned(),
-                );
-            }
-            (None, None) => return Err("the job has neither `prompt` nor `messages`".to_owned()),
-            (Some(p), None) => vec![json!({"role": "user", "content": p})],
-            (None, Some(m)) => m,
-        };
-        if let Some(system) = system {
-            list.insert(0, json!({"role": "system", "content": system}));
-        }
+        let list = message_list(prompt, messages, system, from_prompt_file.as_ref())?;
         let model = match fields.remove("model") {
             None => defaults.model.clone(),
             Some(Value::String(m)) if !m.trim().is_empty() => m,
             Some(_) => return Err("`model` must be a non-empty string".to_owned()),
         };
-        let mut body = Map::new();
-        body.insert("model".into(), Value::String(model.clone()));
-        body.insert("messages".into(), Value::Array(list));
-        body.extend(fields);
+        let body = request::body(&model, list, &extra_body, fields);
         Ok(Job {
             id: id.unwrap_or_else(|| default_id(index)),
             index,
             model,
-            body: Value::Object(body),
+            body,
             schema,
             fallback_models,
+            headers,
+            own_token_limit: true,
         })
+    }
+
+    /// A job's `extra_body` and `headers`, merged key by key over the flags' and the file's
+    /// `defaults` (taken out of `job`).
+    fn extra_body_and_headers(
+        &self,
+        job: &mut Map<String, Value>,
+        defaults: &JobDefaults,
+    ) -> Result<(Map<String, Value>, Vec<ExtraHeader>), String> {
+        let mut extra_body = match self.file_defaults.get("extra_body") {
+            Some(v) => extra_body_of(v).map_err(|e| format!("`defaults.extra_body`: {e}"))?,
+            None => Map::new(),
+        };
+        extra_body.extend(defaults.extra_body.clone());
+        if let Some(v) = job.remove("extra_body") {
+            extra_body.extend(extra_body_of(&v).map_err(|e| format!("`extra_body`: {e}"))?);
+        }
+        let mut headers = match self.file_defaults.get("headers") {
+            Some(v) => headers_of(v).map_err(|e| format!("`defaults.headers`: {e}"))?,
+            None => Vec::new(),
+        };
+        headers = merge_headers(&headers, &defaults.headers);
+        if let Some(v) = job.remove("headers") {
+            headers = merge_headers(
+                &headers,
+                &headers_of(&v).map_err(|e| format!("`headers`: {e}"))?,
+            );
+        }
+        Ok((extra_body, headers))
+    }
+
+    /// A job's `.prompt.yml` `prompt_file`, if it names one: its model and parameters go into
+    /// `fields` (above the file's `defaults`, below the flags and the job's own fields), its
+    /// `jsonSchema` into `schema` unless `--json-schema` was given.
+    fn job_prompt_file(
+        &self,
+        job: &Map<String, Value>,
+        vars: &[(String, VarValue)],
+        defaults: &JobDefaults,
+        fields: &mut Map<String, Value>,
+        schema: &mut Option<Arc<OutputSchema>>,
+    ) -> Result<Option<prompt_file::PromptFile>, String> {
+        let Some(Value::String(rel)) = job.get("prompt_file") else {
+            if vars.is_empty() {
+                return Ok(None);
+            }
+            return Err(
+                "`vars` fill a `.prompt.yml` prompt file's placeholders: give `prompt_file: NAME.prompt.yml`"
+                    .to_owned(),
+            );
+        };
+        if !prompt_file::is_prompt_file(Path::new(rel)) {
+            if vars.is_empty() {
+                return Ok(None);
+            }
+            return Err(format!(
+                "`vars` fill a `.prompt.yml` prompt file's placeholders; `{rel}` is read as plain text"
+            ));
+        }
+        let file = self.prompt_file_yml(rel, vars, defaults.max_input_bytes)?;
+        fields.extend(request::prompt_file_fields(&file.parameters));
+        if let Some(model) = &file.model {
+            fields.insert("model".into(), json!(model));
+        }
+        if let ResponseFormat::JsonSchema(spec) = &file.response_format
+            && defaults.schema.is_none()
+        {
+            *schema = Some(Arc::new(
+                OutputSchema::compile(spec.schema.clone())
+                    .map_err(|e| format!("prompt_file `{rel}`: `jsonSchema`: {e}"))?,
+            ));
+        }
+        Ok(Some(file))
+    }
+
+    /// A job's `vars`: a map of names to text, or to `@path` (a file inside the job file's tree).
+    fn vars_of(&self, value: &Value) -> Result<Vec<(String, VarValue)>, String> {
+        let Value::Object(map) = value else {
+            return Err("`vars` must be a map of names to values".to_owned());
+        };
+        map.iter()
+            .map(|(name, v)| {
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    _ => return Err(format!("`vars.{name}` must be text")),
+                };
+                let (name, value) = prompt_file::parse_var(&format!("{name}={text}"))
+                    .map_err(|e| format!("`vars`: {}", e.message))?;
+                if let VarValue::File(path) = &value {
+                    let rel = path.to_string_lossy();
+                    crate::schema::confined(&self.base_dir, &rel)
+                        .map_err(|e| format!("`vars.{name}`: {e}"))?;
+                }
+                Ok((name, value))
+            })
+            .collect()
+    }
+
+    /// A `.prompt.yml` `prompt_file`, confined to the job file's tree, its `@path` variables too.
+    fn prompt_file_yml(
+        &self,
+        rel: &str,
+        vars: &[(String, VarValue)],
+        max: u64,
+    ) -> Result<prompt_file::PromptFile, String> {
+        let path =
+            crate::schema::confined(&self.base_dir, rel).map_err(|e| format!("prompt_file {e}"))?;
+        let rendered =
+            prompt_file::load(&path, vars, |p| {
+                let inside = crate::schema::confined(&self.base_dir, &p.to_string_lossy())
+                    .map_err(|e| prompt_file::PromptFileError {
+                        message: e,
+                        hint: String::new(),
+                    })?;
+                prompt_file::read_capped(&inside, max)
+            })
+            .map_err(|e| e.message.replace(&path.display().to_string(), rel))?;
+        for warning in &rendered.warnings {
+            crate::diag::warn(&format!("warning: job file: {warning}"));
+        }
+        Ok(rendered.prompt)
     }
 
     fn prompt_file(&self, rel: &str, max: u64) -> Result<String, String> {
@@ -507,6 +655,58 @@ impl JobFile {
 fn job_schema(value: &Value, base_dir: &Path) -> Result<Arc<OutputSchema>, String> {
     let schema = crate::schema::load_job_value(value, base_dir)?;
     OutputSchema::compile(schema).map(Arc::new)
+}
+
+/// A job's messages: from its `.prompt.yml` prompt file, its `prompt` (or plain `prompt_file`),
+/// or its `messages`; the `system` message first.
+fn message_list(
+    prompt: Option<String>,
+    messages: Option<Vec<Value>>,
+    system: Option<String>,
+    prompt_file: Option<&prompt_file::PromptFile>,
+) -> Result<Vec<Value>, String> {
+    if let Some(file) = prompt_file {
+        if prompt.is_some() || messages.is_some() {
+            return Err(
+                "a job with a `.prompt.yml` `prompt_file` takes its messages from it: give no `prompt` or `messages`"
+                    .to_owned(),
+            );
+        }
+        return Ok(request::prompt_file_messages(file, system.as_deref()));
+    }
+    let mut list = match (prompt, messages) {
+        (Some(_), Some(_)) => {
+            return Err(
+                "a job has either `prompt` (or `prompt_file`) or `messages`, not both".to_owned(),
+            );
+        }
+        (None, None) => return Err("the job has neither `prompt` nor `messages`".to_owned()),
+        (Some(p), None) => vec![json!({"role": "user", "content": p})],
+        (None, Some(m)) => m,
+    };
+    if let Some(system) = system {
+        list.insert(0, json!({"role": "system", "content": system}));
+    }
+    Ok(list)
+}
+
+/// An `extra_body` value: a JSON object that leaves `model`, `messages` and `stream` alone.
+fn extra_body_of(value: &Value) -> Result<Map<String, Value>, String> {
+    request::check_extra_body(value.clone())
+}
+
+/// A `headers` value: a map of header names to text values, each checked like `-H`.
+fn headers_of(value: &Value) -> Result<Vec<ExtraHeader>, String> {
+    let Value::Object(map) = value else {
+        return Err("must be a map of header names to values".to_owned());
+    };
+    map.iter()
+        .map(|(name, v)| match v {
+            Value::String(s) => ExtraHeader::new(name, s),
+            Value::Number(n) => ExtraHeader::new(name, &n.to_string()),
+            _ => Err(format!("the value of `{name}` must be text")),
+        })
+        .collect()
 }
 
 /// A `fallback_models` value: a list of at most 3 model names.
@@ -592,6 +792,8 @@ fn batch_api_job(
         body: Value::Object(body),
         schema: None,
         fallback_models: Vec::new(),
+        headers: Vec::new(),
+        own_token_limit: false,
     })
 }
 

@@ -21,6 +21,7 @@ mod output;
 mod progress;
 mod prompt;
 mod prompt_file;
+mod request;
 mod result_file;
 mod schema;
 mod secret;

@@ -15,8 +15,6 @@
 //! This module does no I/O of its own except reading the prompt file: a variable's `@path` goes
 //! through the resolver the caller passes, so the caller decides where such paths may point.
 
-#![allow(dead_code, reason = "wired into the CLI in the next commit")]
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -101,7 +99,9 @@ pub(crate) struct JsonSchema {
 }
 
 impl JsonSchema {
-    /// The chat API's `response_format` value.
+    /// The chat API's `response_format` value, as the file asks for it (qwen sends its own, from
+    /// the schema, through `--json-schema`'s path; this shows what the file means).
+    #[cfg(test)]
     pub(crate) fn response_format(&self) -> Json {
         let mut spec = serde_json::Map::new();
         spec.insert("name".into(), Json::String(self.name.clone()));

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::client::params::ExtraHeader;
 use crate::config::{AuthType, ConfigFlags};
 use crate::error::Error;
 
@@ -15,6 +16,7 @@ Examples:
   git diff | qwen \"Review this change\" -o stream-json  stdin + prompt, JSON lines as they happen
   qwen -m gpt-4o-mini \"Write a haiku about CI\"         plain text answer on stdout
   qwen --json-schema @label.schema.json \"Classify: ...\"  stdout: one validated JSON value
+  qwen --prompt-file review.prompt.yml --var diff=@pr.diff  a GitHub-style prompt file with variables
   qwen auth status                                     which key, URL and model would be used, and why
   qwen --jobs reviews.yaml --output results.jsonl --concurrency 16    a batch, one JSON line per job
   qwen --jobs batch.jsonl --resume --output results.jsonl             finish a batch after a crash
@@ -129,6 +131,49 @@ pub(crate) struct ConfigArgs {
     /// Debug lines on stderr (also DEBUG=1 or `DEBUG_MODE=1`). Keys are never printed.
     #[arg(long)]
     pub(crate) debug: bool,
+
+    /// Send this header with every request, 'Name: value' (repeatable; e.g. 'X-Title: CI'). Values
+    /// are never printed; names holding key, token, secret, auth, password, cookie or signature
+    /// are treated like the key (masked, scrubbed).
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+    pub(crate) header_specs: Vec<String>,
+}
+
+impl ConfigArgs {
+    /// The `-H` headers, checked: exit 2 when one cannot be sent. Checked here rather than by clap,
+    /// whose message would quote the whole argument, value included.
+    pub(crate) fn headers(&self) -> Result<Vec<ExtraHeader>, Error> {
+        self.header_specs
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                ExtraHeader::parse(spec).map_err(|e| {
+                    Error::usage(
+                        format!("-H/--header {}: {e}", i + 1),
+                        Some("write -H 'Name: value'; give the key with OPENAI_API_KEY, not a header"),
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+/// `--reasoning-effort`: how long a reasoning model may think (`reasoning_effort`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ReasoningEffort {
+    Low,
+    Medium,
+    High,
+}
+
+impl ReasoningEffort {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+        }
+    }
 }
 
 impl ConfigArgs {
@@ -176,9 +221,44 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "T")]
     pub(crate) temperature: Option<f64>,
 
-    /// Maximum number of tokens in the answer.
+    /// Maximum number of tokens in the answer (sent as `max_completion_tokens` to `OpenAI` and Azure
+    /// `OpenAI`, `max_tokens` elsewhere).
     #[arg(long, value_name = "N")]
     pub(crate) max_tokens: Option<u32>,
+
+    /// Nucleus sampling: sample from the tokens that make up this probability mass.
+    #[arg(long, value_name = "P")]
+    pub(crate) top_p: Option<f64>,
+
+    /// Sampling seed, for providers that offer repeatable sampling.
+    #[arg(long, value_name = "N")]
+    pub(crate) seed: Option<i64>,
+
+    /// Stop the answer where the model would write TEXT (repeatable).
+    #[arg(long = "stop", value_name = "TEXT")]
+    pub(crate) stop: Vec<String>,
+
+    /// Reasoning models: how much to reason (sends `reasoning_effort`).
+    #[arg(long, value_enum, value_name = "EFFORT")]
+    pub(crate) reasoning_effort: Option<ReasoningEffort>,
+
+    /// Write the model's reasoning to stderr as it arrives (it never goes to stdout as text).
+    #[arg(long)]
+    pub(crate) show_reasoning: bool,
+
+    /// A JSON object merged into the request body at the top level (inline, or @file.json), e.g.
+    /// `'{"enable_thinking": true}'`; it cannot set `model`, `messages` or `stream`.
+    #[arg(long, value_name = "JSON")]
+    pub(crate) extra_body: Option<String>,
+
+    /// Read the prompt from FILE: a `.prompt.yml`/`.prompt.yaml` prompt file (messages, model,
+    /// `modelParameters`, `responseFormat`), or any other file, whose text is the prompt.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["prompt_words", "prompt", "jobs"])]
+    pub(crate) prompt_file: Option<String>,
+
+    /// A prompt file's `{{name}}` variable: `name=value`, or `name=@path` for a file's text (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub(crate) vars: Vec<String>,
 
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text, value_name = "FORMAT")]
@@ -394,6 +474,18 @@ impl RunArgs {
             return Err(Error::usage(
                 "--include-partial-messages only applies to -o stream-json",
                 Some("add -o stream-json, or drop --include-partial-messages"),
+            ));
+        }
+        if !self.vars.is_empty() && self.prompt_file.is_none() {
+            return Err(Error::usage(
+                "--var fills the placeholders of a prompt file",
+                Some("add --prompt-file NAME.prompt.yml, or drop --var"),
+            ));
+        }
+        if self.show_reasoning && self.batch.jobs.is_some() {
+            return Err(Error::usage(
+                "--show-reasoning applies to a single run; a batch's result lines carry `reasoning`",
+                Some("drop --show-reasoning"),
             ));
         }
         let Some(jobs) = &self.batch.jobs else {

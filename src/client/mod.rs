@@ -1,6 +1,7 @@
 //! The HTTP side: one streaming chat request with retries. Knows nothing about jobs or output formats.
 
 pub(crate) mod pacing;
+pub(crate) mod params;
 pub(crate) mod retry;
 pub(crate) mod sse;
 pub(crate) mod url;
@@ -31,25 +32,61 @@ pub(crate) struct Usage {
     pub(crate) input_tokens: u64,
     pub(crate) output_tokens: u64,
     pub(crate) total_tokens: u64,
+    /// Of `output_tokens`, those spent reasoning, when the server says
+    /// (`completion_tokens_details.reasoning_tokens`, or `output_tokens_details`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reasoning_tokens: Option<u64>,
 }
 
 impl Usage {
-    fn from_openai(v: &Value) -> Option<Self> {
+    pub(crate) fn from_openai(v: &Value) -> Option<Self> {
         let n = |k: &str| v.get(k).and_then(Value::as_u64);
         let input = n("prompt_tokens")?;
         let output = n("completion_tokens").unwrap_or(0);
+        let reasoning = ["completion_tokens_details", "output_tokens_details"]
+            .iter()
+            .find_map(|d| v.get(*d)?.get("reasoning_tokens")?.as_u64());
         Some(Self {
             input_tokens: input,
             output_tokens: output,
             total_tokens: n("total_tokens").unwrap_or(input + output),
+            reasoning_tokens: reasoning,
         })
     }
+}
+
+/// A piece of a streamed answer: the text, or the model's reasoning before it
+/// (`delta.reasoning_content` on `DashScope`, `DeepSeek`, vLLM and llama.cpp; `delta.reasoning` on
+/// `OpenRouter`, Ollama and newer vLLM).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Piece<'a> {
+    Text(&'a str),
+    Reasoning(&'a str),
+}
+
+/// The callback that sees each piece as it arrives.
+pub(crate) type OnPiece<'d> = dyn FnMut(Piece<'_>) -> std::io::Result<()> + Send + 'd;
+
+/// One request as a caller hands it to [`ChatClient::send`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Outgoing<'a> {
+    /// The full JSON body; the streaming fields are set by the client.
+    pub(crate) body: &'a Value,
+    /// Headers of this request only (a job's `headers`), over the client's own.
+    pub(crate) headers: &'a [params::ExtraHeader],
+    /// The body's `max_tokens` is qwen's own limit (a flag or a job's field): the client sends it
+    /// under the name the host reads. `false` for a body the user wrote out in full.
+    pub(crate) own_token_limit: bool,
 }
 
 /// A finished answer.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Completion {
     pub(crate) text: String,
+    /// The reasoning streamed before the text (empty when there was none).
+    pub(crate) reasoning: String,
+    /// What was changed in the request because a server refused part of it (`adjusted`).
+    pub(crate) adjusted: Vec<String>,
     /// `None` when the server sent no usage.
     pub(crate) usage: Option<Usage>,
     pub(crate) finish_reason: Option<String>,
@@ -98,6 +135,8 @@ pub(crate) enum ApiError {
         waited.as_secs()
     )]
     RateLimitWait { waited: Duration },
+    #[error("{}", empty_after_reasoning(finish_reason.as_deref()))]
+    EmptyAfterReasoning { finish_reason: Option<String> },
     #[error("standard output was closed")]
     OutputClosed,
     #[error("cannot set up the HTTP client: {0}")]
@@ -155,6 +194,7 @@ impl ApiError {
             Self::StreamCut => "stream_cut",
             Self::StreamError(_) => "stream_error",
             Self::InvalidResponse(_) => "invalid_response",
+            Self::EmptyAfterReasoning { .. } => "empty_answer",
             Self::OutputClosed => "output_closed",
             Self::Setup(_) | Self::InvalidKey => "configuration_error",
         }
@@ -183,6 +223,14 @@ impl ApiError {
             Self::RateLimitWait { .. } => {
                 "run again later with --resume (exit 75 means temporary), or raise --max-rate-limit-wait"
             }
+            Self::EmptyAfterReasoning {
+                finish_reason: Some(reason),
+            } if reason == "length" => {
+                "raise --max-tokens (reasoning counts against it), or lower --reasoning-effort"
+            }
+            Self::EmptyAfterReasoning { .. } => {
+                "run again, or ask for a shorter answer; --show-reasoning shows what the model thought"
+            }
             e if e.is_retryable() => "the failure looks temporary: retry later (exit 75)",
             _ => return None,
         };
@@ -210,11 +258,21 @@ async fn wait_turn(pacer: &Arc<pacing::Pacer>, body: &Value) -> Result<pacing::T
         })
 }
 
+fn empty_after_reasoning(finish_reason: Option<&str>) -> String {
+    match finish_reason {
+        Some("length") => "the answer was empty after reasoning: the token limit was reached while the model was still reasoning (finish_reason: length)".to_owned(),
+        Some(reason) => format!("the answer was empty after reasoning (finish_reason: {reason})"),
+        None => "the answer was empty after reasoning".to_owned(),
+    }
+}
+
 /// An `ApiError` after the retry policy gave up, with the attempts spent on it.
 #[derive(Debug, Clone)]
 pub(crate) struct Failure {
     pub(crate) error: ApiError,
     pub(crate) attempts: u32,
+    /// What was changed in the request before it failed for good (`adjusted`).
+    pub(crate) adjusted: Vec<String>,
 }
 
 /// Spaces requests out to at most `per_minute`, shared by all clones of a client.
@@ -252,6 +310,8 @@ pub(crate) struct ClientSettings {
     pub(crate) retry: RetryPolicy,
     pub(crate) debug: bool,
     pub(crate) max_connections: usize,
+    /// `-H/--header`: sent with every request.
+    pub(crate) headers: Vec<params::ExtraHeader>,
 }
 
 /// The key and the `Authorization` header made from it. Shared by all clones of a client, so
@@ -280,6 +340,12 @@ pub(crate) struct ChatClient {
     limiter: Option<Arc<RateLimiter>>,
     /// A batch's shared pacing (see `pacing`); `None` for a single run.
     pacers: Option<Arc<Pacers>>,
+    /// The token-limit name this host reads, for qwen's own limit.
+    token_param: params::Param,
+    /// Adjustments learned from refusals, shared by all clones (a batch adjusts once).
+    learned: params::Learned,
+    /// Header values that carry credentials (`-H`, a job file's `headers`): scrubbed like the key.
+    secrets: Arc<std::sync::RwLock<Vec<SecretString>>>,
 }
 
 /// Install the TLS crypto provider once per process (reqwest is built without a default one).
@@ -317,9 +383,22 @@ impl ChatClient {
             http,
             url: url::endpoint(base_url, "chat/completions"),
             bearer: Arc::new(std::sync::RwLock::new(Bearer::new(key)?)),
+            token_param: params::token_param_for(base_url),
             settings,
             limiter: None,
             pacers: None,
+            learned: params::Learned::default(),
+            secrets: Arc::default(),
+        })
+        .inspect(|client| {
+            let values: Vec<String> = client
+                .settings
+                .headers
+                .iter()
+                .filter(|h| h.is_secret())
+                .map(|h| h.value.clone())
+                .collect();
+            client.add_secrets(values);
         })
     }
 
@@ -331,6 +410,16 @@ impl ChatClient {
             Err(poisoned) => *poisoned.into_inner() = bearer,
         }
         Ok(())
+    }
+
+    /// Scrub these values from server text from now on, like the key (a job file's credential
+    /// headers), for this client and all its clones.
+    pub(crate) fn add_secrets(&self, values: impl IntoIterator<Item = String>) {
+        let mut list = match self.secrets.write() {
+            Ok(l) => l,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        list.extend(values.into_iter().map(SecretString::from));
     }
 
     fn auth_header(&self) -> HeaderValue {
@@ -353,36 +442,43 @@ impl ChatClient {
         self
     }
 
-    /// Send one chat request (`body` is the full JSON body; streaming fields are set here),
-    /// retrying per the policy. `on_delta` gets each piece of text as it arrives; when
-    /// `deltas_are_final` is set, text handed to it counts as shown to the user, so a stream
-    /// cut after that is not retried. In a batch (`with_pacers`), each attempt first waits its
-    /// turn at the pacer of its model, and a 429 for rate sends it back to the line without
-    /// counting against `--retries`.
+    /// Send one chat request, retrying per the policy. `on_piece` gets each piece of text (and of
+    /// reasoning) as it arrives; when `deltas_are_final` is set, text handed to it counts as shown
+    /// to the user, so a stream cut after that is not retried. A 400 that refuses one of the
+    /// parameters in [`params::Param`] gets one adjusted retry per parameter, reported once per run
+    /// and remembered for every later request of this client and its clones. In a batch
+    /// (`with_pacers`), each attempt first waits its turn at the pacer of its model, and a 429 for
+    /// rate sends it back to the line; neither counts against `--retries`.
     pub(crate) async fn send(
         &self,
-        body: &Value,
-        on_delta: &mut (dyn FnMut(&str) -> std::io::Result<()> + Send),
+        request: Outgoing<'_>,
+        on_piece: &mut OnPiece<'_>,
         deltas_are_final: bool,
     ) -> Result<Completion, Failure> {
         let start = Instant::now();
-        let body = streaming_body(body);
+        let mut body = streaming_body(request.body);
+        let mut adjusted = self.learned.prepare(
+            &mut body,
+            request.own_token_limit.then_some(self.token_param),
+        );
+        let mut attempt = 0;
         let model = body
             .get("model")
             .and_then(Value::as_str)
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .to_owned();
         let pacer = self
             .pacers
             .as_ref()
-            .map(|p| p.get(self.url.as_str(), model));
-        let mut attempt = 0;
-        // Failures that count against --retries (a paced 429 does not).
+            .map(|p| p.get(self.url.as_str(), &model));
+        // Failures that count against --retries (a paced 429 and an adjusted retry do not).
         let mut failures = 0;
         loop {
             let turn = match &pacer {
                 Some(pacer) => Some(wait_turn(pacer, &body).await.map_err(|error| Failure {
                     error,
                     attempts: attempt,
+                    adjusted: adjusted.iter().map(|a| a.describe()).collect(),
                 })?),
                 None => None,
             };
@@ -390,11 +486,12 @@ impl ChatClient {
             let mut emitted = false;
             let mut rate = pacing::RateHeaders::default();
             let result = {
-                let mut tracked = |text: &str| {
-                    emitted = true;
-                    on_delta(text)
+                let mut tracked = |piece: Piece<'_>| {
+                    emitted |= matches!(piece, Piece::Text(_));
+                    on_piece(piece)
                 };
-                self.attempt(&body, &mut tracked, attempt, &mut rate).await
+                self.attempt(&body, request.headers, &mut tracked, attempt, &mut rate)
+                    .await
             };
             if let Some(turn) = turn
                 && self
@@ -402,6 +499,7 @@ impl ChatClient {
                     .map_err(|error| Failure {
                         error,
                         attempts: attempt,
+                        adjusted: adjusted.iter().map(|a| a.describe()).collect(),
                     })?
                     == Settled::Requeue
             {
@@ -411,29 +509,39 @@ impl ChatClient {
                 Ok(mut completion) => {
                     completion.attempts = attempt;
                     completion.api_duration = start.elapsed();
+                    completion.adjusted = adjusted.iter().map(|a| a.describe()).collect();
                     return Ok(completion);
                 }
                 Err(e) => e,
             };
+            if let Some(adjustment) = self.learned.retry_adjustment(&error, &mut body, &adjusted) {
+                adjusted.push(adjustment);
+                continue;
+            }
             failures += 1;
-            let shown = deltas_are_final && emitted;
-            let wait = match self.settings.retry.decide(error, failures, shown) {
-                Decision::Retry { error, wait } => {
-                    if self.settings.debug {
-                        diag::debug(&format!(
-                            "attempt {attempt} failed ({error}); retrying in {} ms",
-                            wait.as_millis()
-                        ));
+            let wait =
+                match self
+                    .settings
+                    .retry
+                    .decide(error, failures, deltas_are_final && emitted)
+                {
+                    Decision::Retry { error, wait } => {
+                        if self.settings.debug {
+                            diag::debug(&format!(
+                                "attempt {attempt} failed ({error}); retrying in {} ms",
+                                wait.as_millis()
+                            ));
+                        }
+                        wait
                     }
-                    wait
-                }
-                Decision::GiveUp(error) => {
-                    return Err(Failure {
-                        error,
-                        attempts: attempt,
-                    });
-                }
-            };
+                    Decision::GiveUp(error) => {
+                        return Err(Failure {
+                            error,
+                            attempts: attempt,
+                            adjusted: adjusted.iter().map(|a| a.describe()).collect(),
+                        });
+                    }
+                };
             tokio::time::sleep(wait).await;
         }
     }
@@ -478,7 +586,8 @@ impl ChatClient {
     async fn attempt(
         &self,
         body: &Value,
-        on_delta: &mut (dyn FnMut(&str) -> std::io::Result<()> + Send),
+        headers: &[params::ExtraHeader],
+        on_piece: &mut OnPiece<'_>,
         attempt: u32,
         rate: &mut pacing::RateHeaders,
     ) -> Result<Completion, ApiError> {
@@ -492,9 +601,18 @@ impl ChatClient {
                 body.get("model").and_then(Value::as_str).unwrap_or("?")
             ));
         }
-        let response = self
-            .http
-            .post(self.url.clone())
+        let mut builder = self.http.post(self.url.clone());
+        for h in params::merge_headers(&self.settings.headers, headers) {
+            let mut value = HeaderValue::from_str(&h.value).map_err(|_| {
+                ApiError::Setup(format!(
+                    "the header `{}` has a value not allowed in a header",
+                    h.name
+                ))
+            })?;
+            value.set_sensitive(h.is_secret());
+            builder = builder.header(h.name.as_str(), value);
+        }
+        let response = builder
             .header(AUTHORIZATION, self.auth_header())
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .body(serde_json::to_vec(body).unwrap_or_default())
@@ -522,10 +640,15 @@ impl ChatClient {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.contains("text/event-stream"));
         let mut completion = if is_sse {
-            self.read_stream(response, on_delta).await?
+            self.read_stream(response, on_piece).await?
         } else {
-            self.read_whole(response, on_delta).await?
+            self.read_whole(response, on_piece).await?
         };
+        if completion.text.is_empty() && !completion.reasoning.is_empty() {
+            return Err(ApiError::EmptyAfterReasoning {
+                finish_reason: completion.finish_reason,
+            });
+        }
         completion.request_id = request_id;
         Ok(completion)
     }
@@ -533,7 +656,7 @@ impl ChatClient {
     async fn read_stream(
         &self,
         mut response: reqwest::Response,
-        on_delta: &mut (dyn FnMut(&str) -> std::io::Result<()> + Send),
+        on_piece: &mut OnPiece<'_>,
     ) -> Result<Completion, ApiError> {
         let mut parser = SseParser::default();
         let mut events = Vec::new();
@@ -570,7 +693,7 @@ impl ChatClient {
                 if chunk.get("error").is_some() {
                     return Err(ApiError::StreamError(self.scrubbed_message(&event.data)));
                 }
-                apply_chunk(&chunk, &mut completion, on_delta)?;
+                apply_chunk(&chunk, &mut completion, on_piece)?;
             }
         }
         if completion.finish_reason.is_none() && !saw_done {
@@ -583,7 +706,7 @@ impl ChatClient {
     async fn read_whole(
         &self,
         response: reqwest::Response,
-        on_delta: &mut (dyn FnMut(&str) -> std::io::Result<()> + Send),
+        on_piece: &mut OnPiece<'_>,
     ) -> Result<Completion, ApiError> {
         let bytes = response
             .bytes()
@@ -607,11 +730,20 @@ impl ChatClient {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
+        let reasoning = choice
+            .get("message")
+            .and_then(reasoning_of)
+            .unwrap_or_default()
+            .to_owned();
+        if !reasoning.is_empty() {
+            on_piece(Piece::Reasoning(&reasoning)).map_err(|_| ApiError::OutputClosed)?;
+        }
         if !text.is_empty() {
-            on_delta(&text).map_err(|_| ApiError::OutputClosed)?;
+            on_piece(Piece::Text(&text)).map_err(|_| ApiError::OutputClosed)?;
         }
         Ok(Completion {
             text,
+            reasoning,
             usage: value.get("usage").and_then(Usage::from_openai),
             finish_reason: choice
                 .get("finish_reason")
@@ -669,10 +801,20 @@ impl ChatClient {
     }
 
     fn scrubbed(&self, text: &str) -> String {
-        match self.bearer.read() {
+        let mut text = match self.bearer.read() {
             Ok(b) => scrub(text, &b.key),
             Err(poisoned) => scrub(text, &poisoned.into_inner().key),
+        };
+        // Header values that carry credentials are treated like the key; others (`X-Title: CI`)
+        // are not, so that ordinary words are not blanked.
+        let secrets = match self.secrets.read() {
+            Ok(l) => l,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        for secret in secrets.iter() {
+            text = scrub(&text, secret);
         }
+        text
     }
 
     /// The human part of a server's error body, without the key: scrubbed before it is shortened
@@ -707,7 +849,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 fn apply_chunk(
     chunk: &Value,
     completion: &mut Completion,
-    on_delta: &mut (dyn FnMut(&str) -> std::io::Result<()> + Send),
+    on_piece: &mut OnPiece<'_>,
 ) -> Result<(), ApiError> {
     if completion.response_id.is_none() {
         completion.response_id = chunk.get("id").and_then(Value::as_str).map(str::to_owned);
@@ -721,11 +863,15 @@ fn apply_chunk(
         completion.usage = Some(usage);
     }
     if let Some(choice) = chunk.pointer("/choices/0") {
+        if let Some(reasoning) = choice.get("delta").and_then(reasoning_of) {
+            completion.reasoning.push_str(reasoning);
+            on_piece(Piece::Reasoning(reasoning)).map_err(|_| ApiError::OutputClosed)?;
+        }
         if let Some(text) = choice.pointer("/delta/content").and_then(Value::as_str)
             && !text.is_empty()
         {
             completion.text.push_str(text);
-            on_delta(text).map_err(|_| ApiError::OutputClosed)?;
+            on_piece(Piece::Text(text)).map_err(|_| ApiError::OutputClosed)?;
         }
         if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
             completion.finish_reason = Some(reason.to_owned());
@@ -743,6 +889,18 @@ fn is_insufficient_quota(body: &str) -> bool {
     ["/error/code", "/error/type", "/code", "/type"]
         .iter()
         .any(|p| v.pointer(p).and_then(Value::as_str) == Some("insufficient_quota"))
+}
+
+/// The reasoning in a delta or a message: `reasoning_content` (`DashScope`, `DeepSeek`, vLLM,
+/// llama.cpp), else `reasoning` (`OpenRouter`, Ollama, newer vLLM); one of them, so a server that
+/// sends both with the same text is not read twice. (`DeepSeek`'s API guide, "Reasoning Model":
+/// `chunk.choices[0].delta.reasoning_content`; `OpenRouter`'s "Reasoning Tokens" guide:
+/// `delta.reasoning` in streamed chunks; Ollama's `/v1` streams `{"delta": {"content": "",
+/// "reasoning": "..."}}`, as captured in dirac-run/dirac#227 and anomalyco/opencode#46061.)
+fn reasoning_of(v: &Value) -> Option<&str> {
+    ["reasoning_content", "reasoning"]
+        .iter()
+        .find_map(|k| v.get(*k)?.as_str().filter(|t| !t.is_empty()))
 }
 
 /// The human part of an error body: `error.message`, `message`, or the text itself (shortened).
@@ -803,6 +961,48 @@ mod tests {
         assert_eq!(error_message(r#"{"message":"slow down"}"#), "slow down");
         assert_eq!(error_message(r#"{"error":"plain"}"#), "plain");
         assert_eq!(error_message("  upstream failure \n"), "upstream failure");
+    }
+
+    #[test]
+    fn reasoning_is_read_from_either_field_once() {
+        use serde_json::json;
+        let cases = [
+            (json!({"reasoning_content": "a"}), Some("a")),
+            (json!({"reasoning": "b"}), Some("b")),
+            (
+                json!({"reasoning_content": "same", "reasoning": "same"}),
+                Some("same"),
+            ),
+            (
+                json!({"reasoning_content": null, "reasoning": "c"}),
+                Some("c"),
+            ),
+            (json!({"reasoning_content": "", "content": "x"}), None),
+            (json!({"content": "x"}), None),
+        ];
+        for (delta, want) in cases {
+            assert_eq!(reasoning_of(&delta), want, "{delta}");
+        }
+        let mut completion = Completion::default();
+        let mut pieces = Vec::new();
+        let mut on_piece = |p: Piece<'_>| {
+            pieces.push(format!("{p:?}"));
+            Ok(())
+        };
+        for chunk in [
+            json!({"choices": [{"delta": {"reasoning": "think"}}]}),
+            json!({"choices": [{"delta": {"content": "say"}, "finish_reason": "stop"}],
+                   "usage": {"prompt_tokens": 1, "completion_tokens": 5,
+                             "output_tokens_details": {"reasoning_tokens": 4}}}),
+        ] {
+            apply_chunk(&chunk, &mut completion, &mut on_piece).expect("applied");
+        }
+        assert_eq!(
+            (completion.reasoning.as_str(), completion.text.as_str()),
+            ("think", "say")
+        );
+        assert_eq!(completion.usage.and_then(|u| u.reasoning_tokens), Some(4));
+        assert_eq!(pieces, ["Reasoning(\"think\")", "Text(\"say\")"]);
     }
 
     #[test]

@@ -143,6 +143,13 @@ pub(crate) fn command(
             },
             "understood": !matches!(view.selection, Selection::Unknown(_)),
         });
+        let headers = args.headers()?;
+        if !headers.is_empty() {
+            doc["headers"] = headers
+                .iter()
+                .map(|h| json!({"name": h.name, "value": redacted_header(&h.value), "source": {"type": "flag", "name": "--header"}}))
+                .collect();
+        }
         doc["ready"] = json!(check.is_ok());
         doc["error"] = check.as_ref().err().map_or(
             Value::Null,
@@ -151,6 +158,14 @@ pub(crate) fn command(
         format!("{doc}\n")
     } else {
         let mut text = status_text(&config, &view);
+        for h in &args.headers()? {
+            let _ = writeln!(
+                text,
+                "header:      {}: {} (--header)",
+                h.name,
+                redacted_header(&h.value)
+            );
+        }
         let _ = match &check {
             Ok(_) => writeln!(text, "ready:       yes"),
             Err(e) => writeln!(
@@ -168,6 +183,11 @@ pub(crate) fn command(
         Err(e) if as_json => Ok(e.exit_status()),
         Err(e) => Err(e),
     }
+}
+
+/// A `-H` value as status shows it: redacted like the key, whatever its name.
+fn redacted_header(value: &str) -> String {
+    crate::secret::redact(&SecretString::from(value.to_owned()))
 }
 
 fn status_json(config: &ResolvedConfig) -> Value {

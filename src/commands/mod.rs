@@ -25,6 +25,7 @@ use crate::schema::OutputSchema;
 /// Load the configuration for a command, then say what must be said about it: the key is masked
 /// first under GitHub Actions, and `--debug` shows where each value came from.
 pub(crate) fn load_config(args: &ConfigArgs, ctx: &Context) -> Result<ResolvedConfig, Error> {
+    let headers = args.headers()?;
     let config = config::load(&args.flags(), &ctx.env, ctx.terminal, &ctx.cwd)?;
     for warning in config
         .dotenv
@@ -39,8 +40,20 @@ pub(crate) fn load_config(args: &ConfigArgs, ctx: &Context) -> Result<ResolvedCo
     {
         diag::raw(&github::mask_command(key.value.expose_secret()));
     }
+    if github::is_github_actions(&ctx.env) {
+        for h in headers.iter().filter(|h| h.is_secret()) {
+            diag::raw(&github::mask_command(&h.value));
+        }
+    }
     if config.debug.is_some() {
         debug_config(&config);
+        for h in &headers {
+            diag::debug(&format!(
+                "header {}: {} (--header)",
+                h.name,
+                crate::secret::redact(&secrecy::SecretString::from(h.value.clone()))
+            ));
+        }
     }
     Ok(config)
 }
@@ -62,6 +75,8 @@ pub(crate) fn client_settings(
         },
         debug: config.debug.is_some(),
         max_connections,
+        // Checked by `load_config`, which every command calls first.
+        headers: args.config.headers().unwrap_or_default(),
     }
 }
 

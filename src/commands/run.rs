@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use std::sync::Arc;
 
@@ -10,8 +10,8 @@ use super::{client_settings, load_config, structured_options};
 use crate::ask::{self, Answer, AskError, Request};
 use crate::auth::{self, session};
 use crate::cli::{OutputFormat, RunArgs};
-use crate::client::{ApiError, ChatClient};
-use crate::config::ResolvedConfig;
+use crate::client::{ApiError, ChatClient, Piece};
+use crate::config::Source;
 use crate::config::resolve::DEFAULT_MODEL;
 use crate::context::Context;
 use crate::diag;
@@ -19,32 +19,25 @@ use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::output::{Extras, RunMeta, RunOutput, github};
 use crate::prompt::{InputSpec, read_prompt};
+use crate::prompt_file::{self, PromptFile, ResponseFormat};
+use crate::request;
 use crate::schema::{OutputSchema, SharedMode};
 
-/// The request body for one prompt.
-pub(crate) fn chat_body(model: &str, system: Option<&str>, prompt: &str, args: &RunArgs) -> Value {
-    let mut messages = Vec::new();
-    if let Some(system) = system {
-        messages.push(json!({"role": "system", "content": system}));
-    }
-    messages.push(json!({"role": "user", "content": prompt}));
-    let mut body = json!({"model": model, "messages": messages});
-    if let Some(t) = args.temperature {
-        body["temperature"] = json!(t);
-    }
-    if let Some(n) = args.max_tokens {
-        body["max_tokens"] = json!(n);
-    }
-    body
+/// Everything a run needs before it sends: configuration, a connected client, the request body,
+/// and the schema its answer must match.
+struct Prepared {
+    client: ChatClient,
+    /// The model asked for: a `-m` flag, else the prompt file's `model`, else the configured one.
+    model: String,
+    body: Value,
+    schema: Option<Arc<OutputSchema>>,
 }
 
-/// Everything a run needs before it sends: configuration, a connected client, the prompt, and
-/// the schema its answer must match.
-struct Prepared {
-    config: ResolvedConfig,
-    client: ChatClient,
-    prompt: String,
-    schema: Option<Arc<OutputSchema>>,
+/// What a run sends: from a `.prompt.yml` prompt file, or a prompt text (arguments, stdin, or a
+/// plain `--prompt-file`).
+enum Input {
+    PromptFile(Box<PromptFile>),
+    Text(String),
 }
 
 /// A run that failed, with what it spent and what its result says besides the error.
@@ -74,7 +67,22 @@ fn prepare(
     ctx: &Context,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<Prepared, (Error, Option<String>)> {
-    let schema = structured_options(args, ctx).map_err(|e| (e, None))?;
+    let mut schema = structured_options(args, ctx).map_err(|e| (e, None))?;
+    let extra = match &args.extra_body {
+        Some(arg) => request::load_extra_body(arg, &ctx.cwd).map_err(|e| {
+            (
+                Error::usage(format!("--extra-body: {e}"), Some("nothing was sent")),
+                None,
+            )
+        })?,
+        None => Map::new(),
+    };
+    let vars = args
+        .vars
+        .iter()
+        .map(|v| prompt_file::parse_var(v))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| (Error::usage(e.message, Some(&e.hint)), None))?;
     let home = ctx.env.home();
     let mut config = load_config(&args.config, ctx).map_err(|e| (e, None))?;
     let mut plan = auth::credentials(&config, home.as_deref());
@@ -90,22 +98,89 @@ fn prepare(
     let settings = client_settings(args, &config, 1);
     let session = session::connect(plan.map_err(with_model)?, settings, None, &ctx.env, runtime)
         .map_err(with_model)?;
-    let prompt = read_prompt(
+    let input = read_input(args, ctx, &vars).map_err(with_model)?;
+    let flags = request::flag_fields(args);
+    let system = args.system_prompt.as_deref();
+    let (model, messages, fields) = match input {
+        Input::Text(prompt) => {
+            let mut messages = Vec::new();
+            if let Some(system) = system {
+                messages.push(json!({"role": "system", "content": system}));
+            }
+            messages.push(json!({"role": "user", "content": prompt}));
+            (config.model.value.clone(), messages, flags)
+        }
+        Input::PromptFile(file) => {
+            // Command-line flags win over the file's values.
+            let model = match (&config.model.source, &file.model) {
+                (Source::Flag(_), _) | (_, None) => config.model.value.clone(),
+                (_, Some(m)) => m.clone(),
+            };
+            let mut fields = request::prompt_file_fields(&file.parameters);
+            fields.extend(flags);
+            if schema.is_none()
+                && let ResponseFormat::JsonSchema(spec) = &file.response_format
+            {
+                let compiled = OutputSchema::compile(spec.schema.clone()).map_err(|e| {
+                    with_model(Error::input(
+                        format!("the prompt file's `jsonSchema`: {e}"),
+                        "fix the schema in the prompt file (draft 2020-12 or draft-07); nothing was sent",
+                    ))
+                })?;
+                schema = Some(Arc::new(compiled));
+            }
+            (model, request::prompt_file_messages(&file, system), fields)
+        }
+    };
+    let body = request::body(&model, messages, &extra, fields);
+    Ok(Prepared {
+        client: session.client,
+        model,
+        body,
+        schema,
+    })
+}
+
+/// The prompt: a `.prompt.yml` prompt file filled with its `--var`s (their `@path`s relative to
+/// the working directory), or a text from the arguments, a plain `--prompt-file`, and stdin.
+fn read_input(
+    args: &RunArgs,
+    ctx: &Context,
+    vars: &[(String, prompt_file::VarValue)],
+) -> Result<Input, Error> {
+    let max = args.max_input_bytes;
+    let mut arg = args.prompt_arg();
+    if let Some(file) = &args.prompt_file {
+        let path = ctx.cwd.join(file);
+        if prompt_file::is_prompt_file(&path) {
+            let rendered = prompt_file::load(&path, vars, |p| {
+                prompt_file::read_capped(&ctx.cwd.join(p), max)
+            })?;
+            for warning in &rendered.warnings {
+                diag::warn(&format!("warning: {warning}"));
+            }
+            return Ok(Input::PromptFile(Box::new(rendered.prompt)));
+        }
+        if !vars.is_empty() {
+            return Err(Error::usage(
+                format!(
+                    "--var fills a `.prompt.yml` prompt file's placeholders; `{file}` is read as plain text"
+                ),
+                Some("name the prompt file *.prompt.yml or *.prompt.yaml, or drop --var"),
+            ));
+        }
+        arg = Some(prompt_file::read_capped(&path, max)?);
+    }
+    read_prompt(
         &InputSpec {
-            arg: args.prompt_arg(),
+            arg,
             stdin_is_terminal: ctx.terminal.stdin,
             stdin_timeout: args.stdin_timeout,
-            max_bytes: args.max_input_bytes,
+            max_bytes: max,
         },
         std::io::stdin(),
     )
-    .map_err(with_model)?;
-    Ok(Prepared {
-        config,
-        client: session.client,
-        prompt,
-        schema,
-    })
+    .map(Input::Text)
 }
 
 /// `qwen [PROMPT]`: send one prompt and write its result in `format`.
@@ -119,7 +194,7 @@ pub(crate) fn command(
 ) -> Result<ExitStatus, Error> {
     let prepared = prepare(args, ctx, runtime);
     let model = match &prepared {
-        Ok(p) => p.config.model.value.clone(),
+        Ok(p) => p.model.clone(),
         Err((_, model)) => model.clone().unwrap_or_else(|| DEFAULT_MODEL.to_owned()),
     };
     let meta = RunMeta {
@@ -127,7 +202,7 @@ pub(crate) fn command(
         model: model.clone(),
         cwd: ctx.cwd.display().to_string(),
     };
-    let mut out = RunOutput::new(format, partial, meta, started);
+    let mut out = RunOutput::new(format, partial, meta, started, args.show_reasoning);
     if out.init().is_err() {
         // stdout is already gone: a prepared run ends quietly, a failed one still says why.
         return match prepared {
@@ -198,29 +273,24 @@ fn send(
     runtime: &tokio::runtime::Runtime,
 ) -> Result<Option<Answer>, RunFailure> {
     let Prepared {
-        config,
         client,
-        prompt,
+        model,
+        body,
         schema,
     } = prepared;
-    let body = chat_body(
-        &config.model.value,
-        args.system_prompt.as_deref(),
-        &prompt,
-        args,
-    );
-    drop(prompt);
     let deltas_are_final = out.deltas_are_final() && schema.is_none();
     let mode = SharedMode::default();
     let request = Request {
         body,
-        models: crate::fallback::model_order(&config.model.value, &args.structured.fallback_models),
+        models: crate::fallback::model_order(&model, &args.structured.fallback_models),
         schema,
         schema_retries: args.structured.schema_retries,
         mode: &mode,
+        headers: Vec::new(),
+        own_token_limit: true,
     };
     let outcome = runtime.block_on(async {
-        let mut on_delta = |text: &str| out.delta(text);
+        let mut on_delta = |piece: Piece<'_>| out.delta(piece);
         tokio::select! {
             r = ask::ask(&client, &request, &mut on_delta, deltas_are_final) => Ok(r),
             signal = crate::signals::interrupted() => Err(signal),

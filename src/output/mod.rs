@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::cli::OutputFormat;
-use crate::client::Completion;
+use crate::client::{Completion, Piece};
 use crate::error::Error;
 use schema::{
     AssistantBody, AssistantMessage, ContentBlock, Delta, ErrorInfo, InitMessage, ResultMessage,
@@ -59,6 +59,8 @@ pub(crate) struct Extras {
     pub(crate) num_turns: Option<u32>,
     pub(crate) usage: Option<UsageJson>,
     pub(crate) last_answer: Option<String>,
+    /// Changes made to the request after a server refused part of it.
+    pub(crate) adjusted: Vec<String>,
 }
 
 impl Extras {
@@ -71,6 +73,7 @@ impl Extras {
             .clone_from(&self.structured_result);
         message.fallback_from.clone_from(&self.fallback_from);
         message.response_format.clone_from(&self.response_format);
+        message.adjusted.clone_from(&self.adjusted);
         if let Some(turns) = self.num_turns {
             message.num_turns = turns;
         }
@@ -133,6 +136,8 @@ pub(crate) fn result_message(
         structured_result: None,
         fallback_from: Vec::new(),
         response_format: None,
+        adjusted: Vec::new(),
+        reasoning: None,
         error,
     };
     extras.apply(&mut message);
@@ -151,6 +156,29 @@ pub(crate) struct RunOutput {
     ends_with_newline: bool,
     wrote_text: bool,
     message_id: String,
+    /// `--show-reasoning`: reasoning goes to stderr as it arrives.
+    reasoning_stderr: ReasoningOnStderr,
+    /// With partial messages: the streamed message whose block is open.
+    open: Option<Block>,
+    thinking_id: String,
+}
+
+/// Where the reasoning stands on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReasoningOnStderr {
+    /// Not shown (no `--show-reasoning`).
+    Hidden,
+    /// Shown when it comes.
+    Waiting,
+    /// Shown; whether its last byte was a newline.
+    Shown { newline: bool },
+}
+
+/// The content block a streamed message holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Block {
+    Thinking,
+    Text,
 }
 
 impl RunOutput {
@@ -159,6 +187,7 @@ impl RunOutput {
         partial: bool,
         meta: RunMeta,
         started: Instant,
+        show_reasoning: bool,
     ) -> Self {
         Self {
             format,
@@ -169,6 +198,13 @@ impl RunOutput {
             ends_with_newline: true,
             wrote_text: false,
             message_id: uuid::Uuid::new_v4().to_string(),
+            reasoning_stderr: if show_reasoning {
+                ReasoningOnStderr::Waiting
+            } else {
+                ReasoningOnStderr::Hidden
+            },
+            open: None,
+            thinking_id: uuid::Uuid::new_v4().to_string(),
         }
     }
 
@@ -224,38 +260,103 @@ impl RunOutput {
         self.emit(&message)
     }
 
-    /// A piece of the answer as it arrives.
-    pub(crate) fn delta(&mut self, text: &str) -> io::Result<()> {
-        match self.format {
-            OutputFormat::Text => {
-                write_stdout(text.as_bytes())?;
-                self.ends_with_newline = text.ends_with('\n');
-            }
-            OutputFormat::StreamJson if self.partial => {
-                if !self.wrote_text {
-                    self.stream_event(StreamEvent::MessageStart {
-                        message: StreamMessageStart {
-                            id: self.message_id.clone(),
-                            role: "assistant".to_owned(),
-                            model: self.meta.model.clone(),
-                            content: Vec::new(),
-                        },
-                    })?;
-                    self.stream_event(StreamEvent::ContentBlockStart {
+    /// Reasoning shown on stderr ends with a newline before anything else is written.
+    fn end_reasoning_line(&mut self) {
+        if self.reasoning_stderr == (ReasoningOnStderr::Shown { newline: false }) {
+            crate::diag::text("\n");
+            self.reasoning_stderr = ReasoningOnStderr::Shown { newline: true };
+        }
+    }
+
+    /// Start a streamed message holding one block of `block`'s kind (partial messages only).
+    fn open_block(&mut self, block: Block) -> io::Result<()> {
+        let (id, content_block) = match block {
+            Block::Thinking => (
+                self.thinking_id.clone(),
+                ContentBlock::Thinking {
+                    thinking: String::new(),
+                },
+            ),
+            Block::Text => (
+                self.message_id.clone(),
+                ContentBlock::Text {
+                    text: String::new(),
+                },
+            ),
+        };
+        self.stream_event(StreamEvent::MessageStart {
+            message: StreamMessageStart {
+                id,
+                role: "assistant".to_owned(),
+                model: self.meta.model.clone(),
+                content: Vec::new(),
+            },
+        })?;
+        self.stream_event(StreamEvent::ContentBlockStart {
+            index: 0,
+            content_block,
+        })?;
+        self.open = Some(block);
+        Ok(())
+    }
+
+    /// Stop the open streamed message, if any.
+    fn close_block(&mut self) -> io::Result<()> {
+        if self.open.take().is_some() {
+            self.stream_event(StreamEvent::ContentBlockStop { index: 0 })?;
+            self.stream_event(StreamEvent::MessageStop)?;
+        }
+        Ok(())
+    }
+
+    /// A piece of the answer (or of the reasoning before it) as it arrives. Reasoning never goes
+    /// to stdout in text mode; `--show-reasoning` writes it to stderr.
+    pub(crate) fn delta(&mut self, piece: Piece<'_>) -> io::Result<()> {
+        let streaming = self.format == OutputFormat::StreamJson && self.partial;
+        match piece {
+            Piece::Reasoning(thinking) => {
+                if self.reasoning_stderr != ReasoningOnStderr::Hidden {
+                    crate::diag::text(thinking);
+                    self.reasoning_stderr = ReasoningOnStderr::Shown {
+                        newline: thinking.ends_with('\n'),
+                    };
+                }
+                // Reasoning that comes after the text has started stays in the final message.
+                if streaming && !self.wrote_text {
+                    if self.open.is_none() {
+                        self.open_block(Block::Thinking)?;
+                    }
+                    self.stream_event(StreamEvent::ContentBlockDelta {
                         index: 0,
-                        content_block: ContentBlock::Text {
-                            text: String::new(),
+                        delta: Delta::ThinkingDelta {
+                            thinking: thinking.to_owned(),
                         },
                     })?;
                 }
-                self.stream_event(StreamEvent::ContentBlockDelta {
-                    index: 0,
-                    delta: Delta::TextDelta {
-                        text: text.to_owned(),
-                    },
-                })?;
+                return Ok(());
             }
-            _ => {}
+            Piece::Text(text) => {
+                self.end_reasoning_line();
+                match self.format {
+                    OutputFormat::Text => {
+                        write_stdout(text.as_bytes())?;
+                        self.ends_with_newline = text.ends_with('\n');
+                    }
+                    OutputFormat::StreamJson if self.partial => {
+                        if self.open != Some(Block::Text) {
+                            self.close_block()?;
+                            self.open_block(Block::Text)?;
+                        }
+                        self.stream_event(StreamEvent::ContentBlockDelta {
+                            index: 0,
+                            delta: Delta::TextDelta {
+                                text: text.to_owned(),
+                            },
+                        })?;
+                    }
+                    _ => {}
+                }
+            }
         }
         self.wrote_text = true;
         Ok(())
@@ -279,9 +380,28 @@ impl RunOutput {
             }
             return Ok(());
         }
-        if self.partial && self.format == OutputFormat::StreamJson && self.wrote_text {
-            self.stream_event(StreamEvent::ContentBlockStop { index: 0 })?;
-            self.stream_event(StreamEvent::MessageStop)?;
+        if self.partial && self.format == OutputFormat::StreamJson {
+            self.close_block()?;
+        }
+        if !completion.reasoning.is_empty() {
+            let thinking = AssistantMessage {
+                kind: "assistant".to_owned(),
+                uuid: uuid::Uuid::new_v4().to_string(),
+                session_id: self.meta.session_id.clone(),
+                parent_tool_use_id: None,
+                message: AssistantBody {
+                    id: self.thinking_id.clone(),
+                    kind: "message".to_owned(),
+                    role: "assistant".to_owned(),
+                    model: self.meta.model.clone(),
+                    content: vec![ContentBlock::Thinking {
+                        thinking: completion.reasoning.clone(),
+                    }],
+                    stop_reason: None,
+                    usage: UsageJson::default(),
+                },
+            };
+            self.emit(&thinking)?;
         }
         let assistant = AssistantMessage {
             kind: "assistant".to_owned(),
@@ -321,6 +441,10 @@ impl RunOutput {
         api_ms: u128,
         extras: &Extras,
     ) -> io::Result<()> {
+        self.end_reasoning_line();
+        if self.partial && self.format == OutputFormat::StreamJson {
+            self.close_block()?;
+        }
         if self.format == OutputFormat::Text {
             if !self.ends_with_newline {
                 write_stdout(b"\n")?;

@@ -20,6 +20,9 @@ pub(crate) struct UsageJson {
     pub(crate) input_tokens: Option<u64>,
     pub(crate) output_tokens: Option<u64>,
     pub(crate) total_tokens: Option<u64>,
+    /// Of `output_tokens`, those spent reasoning, when the server reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) reasoning_tokens: Option<u64>,
 }
 
 impl From<Option<Usage>> for UsageJson {
@@ -28,6 +31,7 @@ impl From<Option<Usage>> for UsageJson {
             input_tokens: Some(u.input_tokens),
             output_tokens: Some(u.output_tokens),
             total_tokens: Some(u.total_tokens),
+            reasoning_tokens: u.reasoning_tokens,
         })
     }
 }
@@ -52,7 +56,14 @@ pub(crate) struct InitMessage {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub(crate) enum ContentBlock {
-    Text { text: String },
+    Text {
+        text: String,
+    },
+    /// The model's reasoning, in an assistant message of its own before the text (as Qwen Code
+    /// writes one content-block type per assistant message).
+    Thinking {
+        thinking: String,
+    },
 }
 
 /// The `message` inside an assistant message.
@@ -119,6 +130,13 @@ pub(crate) struct ResultMessage {
     /// `none`), when the server refused the better ways.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) response_format: Option<String>,
+    /// What qwen changed in the request because the server refused part of it
+    /// (`max_completion_tokens instead of max_tokens`, `temperature removed`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) adjusted: Vec<String>,
+    /// Batch lines: the model's reasoning before its answer, when it streamed any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) reasoning: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) error: Option<ErrorInfo>,
 }
@@ -196,6 +214,7 @@ pub(crate) struct StreamMessageStart {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub(crate) enum Delta {
     TextDelta { text: String },
+    ThinkingDelta { thinking: String },
 }
 
 /// One line of `-o openai-batch` output, as the `OpenAI` Batch API writes it.
@@ -275,6 +294,8 @@ mod tests {
             structured_result: None,
             fallback_from: Vec::new(),
             response_format: None,
+            adjusted: Vec::new(),
+            reasoning: None,
             error: None,
         };
         let ok = serde_json::to_string(&m).unwrap();

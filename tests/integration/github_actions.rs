@@ -1576,3 +1576,61 @@ fn example_sharded_batch_covers_four_shards_and_merges_them() {
     assert_eq!(wf["jobs"]["merge"]["needs"].as_str(), Some("shard"));
     assert!(repo_file("fixtures/jobs.jsonl").is_file());
 }
+
+/// The flags the action passes (`--prompt-file`, `--var name=@file`, `--top-p`, `--header`) reach
+/// the request through the real qwen: the prompt file's messages filled from `input` and
+/// `file_input`, its `modelParameters` under the inputs, the headers sent and their values masked.
+#[tokio::test]
+async fn a_prompt_file_with_inputs_top_p_and_headers_runs_through_the_real_qwen() {
+    let server = server_answering("LGTM").await;
+    let env = ActionEnv::new();
+    std::fs::write(
+        env.work().join("review.prompt.yml"),
+        "model: file-model\nmodelParameters:\n  maxTokens: 300\n  topP: 0.5\nmessages:\n  - role: system\n    content: You review {{lang}}.\n  - role: user\n    content: \"Diff:\\n{{diff}}\"\n",
+    )
+    .expect("write");
+    std::fs::write(env.work().join("pr.diff"), "+ fn main() {}\n").expect("write");
+    let url = format!("{}/v1", server.uri());
+    let run = env.run(
+        &[
+            ("prompt-file", "review.prompt.yml"),
+            ("input", "lang: Rust"),
+            ("file_input", "diff: pr.diff"),
+            ("endpoint", &url),
+            ("top-p", "0.9"),
+            (
+                "custom-headers",
+                "X-Team: qa\nX-Tenant-Key: tenant-key-000111",
+            ),
+        ],
+        Some(KEY),
+        &[],
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    run.assert_secrets_never_shown(&[KEY, "tenant-key-000111"]);
+    assert_eq!(run.output("response").as_deref(), Some("LGTM"));
+    let requests = server.received_requests().await.expect("recorded");
+    assert_eq!(requests.len(), 1);
+    let body: Value = requests[0].body_json().expect("json");
+    assert_eq!(body["model"], "file-model");
+    assert_eq!(
+        body["top_p"], 0.9,
+        "the input wins over modelParameters.topP"
+    );
+    assert_eq!(body["max_tokens"], 300);
+    assert_eq!(
+        body["messages"],
+        json!([
+            {"role": "system", "content": "You review Rust."},
+            {"role": "user", "content": "Diff:\n+ fn main() {}\n"}
+        ])
+    );
+    let header = |name: &str| {
+        requests[0]
+            .headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
+    assert_eq!(header("x-team").as_deref(), Some("qa"));
+    assert_eq!(header("x-tenant-key").as_deref(), Some("tenant-key-000111"));
+}

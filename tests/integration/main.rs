@@ -24,6 +24,7 @@ mod login;
 mod oauth;
 mod output;
 mod precedence;
+mod providers;
 mod ratelimit;
 mod retries;
 mod schema;

@@ -355,13 +355,15 @@ async fn run_job(
     cancel: CancellationToken,
 ) -> JobOutcome {
     let started = Instant::now();
-    let mut ignore_deltas = |_: &str| Ok(());
+    let mut ignore_deltas = |_: crate::client::Piece<'_>| Ok(());
     let request = Request {
         models: crate::fallback::model_order(&job.model, &job.fallback_models),
         body: job.body,
         schema: job.schema,
         schema_retries,
         mode: &mode,
+        headers: job.headers,
+        own_token_limit: job.own_token_limit,
     };
     let result = tokio::select! {
         r = ask::ask(&client, &request, &mut ignore_deltas, false) => Some(r),

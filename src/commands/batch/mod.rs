@@ -61,6 +61,14 @@ pub(crate) fn command(
     }));
     session.client = session.client.with_pacers(Arc::clone(&pacers));
     let plan = plan::build(args, &config, jobs_spec, ctx)?;
+    if github::is_github_actions(&ctx.env) {
+        for value in &plan.validation.secret_headers {
+            diag::raw(&github::mask_command(value));
+        }
+    }
+    session
+        .client
+        .add_secrets(plan.validation.secret_headers.iter().cloned());
     let mut sink = Sink::open(plan.output_path.as_deref(), batch.resume, &plan.done)?;
 
     let mut summary = Summary {

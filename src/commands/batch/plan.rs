@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use std::sync::Arc;
 
+use serde_json::Map;
+
 use super::super::structured_options;
 use super::results::existing_output;
 use crate::cli::{RunArgs, Shard};
@@ -38,16 +40,19 @@ fn defaults(
     args: &RunArgs,
     config: &ResolvedConfig,
     schema: Option<Arc<OutputSchema>>,
+    extra_body: Map<String, serde_json::Value>,
+    headers: Vec<crate::client::params::ExtraHeader>,
 ) -> JobDefaults {
-    let mut defaults = JobDefaults::from_flags(&Flags {
+    let mut defaults = JobDefaults::from_flags(Flags {
         model: &config.model.value,
         model_from_flag: matches!(config.model.source, Source::Flag(_)),
-        temperature: args.temperature,
-        max_tokens: args.max_tokens,
+        fields: crate::request::flag_fields(args),
         system: args.system_prompt.as_deref(),
         max_input_bytes: args.max_input_bytes,
     });
     defaults.schema = schema;
+    defaults.extra_body = extra_body;
+    defaults.headers = headers;
     defaults
         .fallback_models
         .clone_from(&args.structured.fallback_models);
@@ -63,7 +68,18 @@ pub(crate) fn build(
 ) -> Result<Plan, Error> {
     let batch = &args.batch;
     let file = JobFile::open(jobs_spec, &ctx.cwd)?;
-    let defaults = defaults(args, config, structured_options(args, ctx)?);
+    let extra_body = match &args.extra_body {
+        Some(arg) => crate::request::load_extra_body(arg, &ctx.cwd)
+            .map_err(|e| Error::usage(format!("--extra-body: {e}"), Some("nothing was sent")))?,
+        None => Map::new(),
+    };
+    let defaults = defaults(
+        args,
+        config,
+        structured_options(args, ctx)?,
+        extra_body,
+        args.config.headers()?,
+    );
     let output_path = batch.output.as_ref().map(|o| ctx.cwd.join(o));
     let done = match &output_path {
         Some(path) => existing_output(path, batch.resume, batch.overwrite)?,

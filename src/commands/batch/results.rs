@@ -72,13 +72,18 @@ pub(crate) fn write_result(
     };
     let elapsed = outcome.elapsed.as_millis();
     let message = match result {
-        Ok(a) => result_message(
-            &job_meta,
-            &Outcome::Success(&a.completion),
-            &ask::answer_extras(a),
-            elapsed,
-            a.completion.api_duration.as_millis(),
-        ),
+        Ok(a) => {
+            let mut message = result_message(
+                &job_meta,
+                &Outcome::Success(&a.completion),
+                &ask::answer_extras(a),
+                elapsed,
+                a.completion.api_duration.as_millis(),
+            );
+            // A batch line has no thinking message of its own: the reasoning rides along.
+            message.reasoning = Some(a.completion.reasoning.clone()).filter(|r| !r.is_empty());
+            message
+        }
         Err(f) => {
             let text = f.error.to_string();
             let failure = Outcome::Failure {

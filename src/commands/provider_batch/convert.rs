@@ -534,25 +534,14 @@ fn classify(line: &Value, scrub: &dyn Fn(&str) -> String) -> Outcome {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned(),
-        usage: body.get("usage").and_then(usage_of),
+        usage: body.get("usage").and_then(Usage::from_openai),
         finish_reason: text(choice.get("finish_reason")),
         response_id: text(body.get("id")),
         request_id: text(response.get("request_id")),
         server_model: text(body.get("model")),
         created: body.get("created").and_then(Value::as_u64),
         attempts: 1,
-        api_duration: std::time::Duration::ZERO,
-    })
-}
-
-fn usage_of(v: &Value) -> Option<Usage> {
-    let n = |k: &str| v.get(k).and_then(Value::as_u64);
-    let input = n("prompt_tokens")?;
-    let output = n("completion_tokens").unwrap_or(0);
-    Some(Usage {
-        input_tokens: input,
-        output_tokens: output,
-        total_tokens: n("total_tokens").unwrap_or(input + output),
+        ..Completion::default()
     })
 }
 

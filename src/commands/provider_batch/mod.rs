@@ -12,7 +12,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::auth::{self, AuthPlan};
 use crate::cli::provider_batch::{
@@ -137,11 +137,17 @@ fn now_secs() -> u64 {
 
 /// The per-job defaults of a submit: the same precedence as a local batch.
 fn job_defaults(args: &SubmitArgs, session: &Session) -> JobDefaults {
-    JobDefaults::from_flags(&Flags {
+    let mut fields = Map::new();
+    if let Some(t) = args.temperature {
+        fields.insert("temperature".into(), json!(t));
+    }
+    if let Some(n) = args.max_tokens {
+        fields.insert("max_tokens".into(), json!(n));
+    }
+    JobDefaults::from_flags(Flags {
         model: &session.model.value,
         model_from_flag: session.model.from_flag,
-        temperature: args.temperature,
-        max_tokens: args.max_tokens,
+        fields,
         system: args.system_prompt.as_deref(),
         max_input_bytes: args.max_input_bytes,
     })
