@@ -259,6 +259,10 @@ impl Shard {
 
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Batch (with --jobs)")]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "clap flags: each bool is one switch on the command line"
+)]
 pub(crate) struct BatchArgs {
     /// Run every job of a YAML, JSON or JSON Lines file (`-`: JSON Lines on stdin).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["prompt_words", "prompt"])]
@@ -295,6 +299,11 @@ pub(crate) struct BatchArgs {
     /// Replace a non-empty --output file instead of refusing.
     #[arg(long, requires = "output")]
     pub(crate) overwrite: bool,
+
+    /// Let paths in the job file (`prompt_file`, `json_schema`) lead outside its directory: absolute
+    /// paths, `..`, symlinks out. Only for job files you wrote yourself.
+    #[arg(long)]
+    pub(crate) allow_outside_paths: bool,
 
     /// Also write the end-of-run summary as JSON to FILE.
     #[arg(long, value_name = "FILE", requires = "jobs")]
@@ -342,7 +351,7 @@ pub(crate) enum Mode {
 }
 
 /// Flags that only mean something in a batch (their clap ids and spellings).
-const BATCH_ONLY: [(&str, &str); 9] = [
+const BATCH_ONLY: [(&str, &str); 10] = [
     ("output", "--output"),
     ("concurrency", "--concurrency"),
     ("rpm", "--rpm"),
@@ -352,6 +361,7 @@ const BATCH_ONLY: [(&str, &str); 9] = [
     ("summary", "--summary"),
     ("progress_interval", "--progress-interval"),
     ("shutdown_grace", "--shutdown-grace"),
+    ("allow_outside_paths", "--allow-outside-paths"),
 ];
 
 impl RunArgs {

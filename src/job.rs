@@ -3,13 +3,14 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
 use crate::error::Error;
+use crate::paths::JobPaths;
 use crate::schema::OutputSchema;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +80,8 @@ pub(crate) struct JobFile {
     pub(crate) name: String,
     pub(crate) format: JobFormat,
     path: PathBuf,
-    base_dir: PathBuf,
+    /// Where the paths the file names may lead (the one door: [`JobPaths`]).
+    paths: JobPaths,
     file_defaults: Map<String, Value>,
     /// The file's `defaults.json_schema`, checked once when the file is opened.
     default_schema: Option<Arc<OutputSchema>>,
@@ -112,7 +114,9 @@ const PER_JOB_ONLY: [&str; 6] = [
 ];
 
 impl JobFile {
-    pub(crate) fn open(spec: &str, cwd: &Path) -> Result<Self, Error> {
+    /// Open `spec` (`-`: standard input). `allow_outside_paths`: the paths the file names may lead
+    /// anywhere (`--allow-outside-paths`); otherwise they stay inside the file's directory.
+    pub(crate) fn open(spec: &str, cwd: &Path, allow_outside_paths: bool) -> Result<Self, Error> {
         if spec == "-" {
             let mut spool = tempfile::NamedTempFile::new()
                 .map_err(|e| Error::input(format!("cannot spool standard input: {e}"), ""))?;
@@ -127,7 +131,7 @@ impl JobFile {
                 name: "<stdin>".to_owned(),
                 format: JobFormat::Jsonl,
                 path: path.to_path_buf(),
-                base_dir: cwd.to_owned(),
+                paths: JobPaths::new(cwd.to_owned(), allow_outside_paths),
                 file_defaults: Map::new(),
                 default_schema: None,
                 default_fallbacks: None,
@@ -162,7 +166,7 @@ impl JobFile {
             name: spec.to_owned(),
             format,
             path,
-            base_dir,
+            paths: JobPaths::new(base_dir, allow_outside_paths),
             file_defaults: Map::new(),
             default_schema: None,
             default_fallbacks: None,
@@ -193,7 +197,7 @@ impl JobFile {
             )
         };
         if let Some(value) = self.file_defaults.remove("json_schema") {
-            let schema = job_schema(&value, &self.base_dir).map_err(|e| bad("json_schema", e))?;
+            let schema = job_schema(&value, &self.paths).map_err(|e| bad("json_schema", e))?;
             self.default_schema = Some(schema);
         }
         if let Some(value) = self.file_defaults.remove("fallback_models") {
@@ -398,7 +402,7 @@ impl JobFile {
                 },
                 "json_schema" => {
                     schema = Some(
-                        job_schema(&value, &self.base_dir)
+                        job_schema(&value, &self.paths)
                             .map_err(|e| format!("`json_schema`: {e}"))?,
                     );
                 }
@@ -445,20 +449,7 @@ impl JobFile {
     }
 
     fn prompt_file(&self, rel: &str, max: u64) -> Result<String, String> {
-        let path = self.base_dir.join(rel);
-        let meta = std::fs::metadata(&path).map_err(|e| format!("prompt_file `{rel}`: {e}"))?;
-        if !meta.is_file() {
-            return Err(format!("prompt_file `{rel}` is not a file"));
-        }
-        if meta.len() > max {
-            return Err(format!(
-                "prompt_file `{rel}` is larger than --max-input-bytes ({max})"
-            ));
-        }
-        let mut text = String::new();
-        File::open(&path)
-            .and_then(|mut f| f.read_to_string(&mut text))
-            .map_err(|e| format!("prompt_file `{rel}`: {e}"))?;
+        let text = self.paths.read("prompt_file", rel, max)?;
         if text.trim().is_empty() {
             return Err(format!("prompt_file `{rel}` is empty"));
         }
@@ -466,9 +457,9 @@ impl JobFile {
     }
 }
 
-/// A `json_schema` value of a job or of `defaults`, loaded (a path stays inside `base_dir`) and checked.
-fn job_schema(value: &Value, base_dir: &Path) -> Result<Arc<OutputSchema>, String> {
-    let schema = crate::schema::load_job_value(value, base_dir)?;
+/// A `json_schema` value of a job or of `defaults`, loaded (a path goes through `paths`) and checked.
+fn job_schema(value: &Value, paths: &JobPaths) -> Result<Arc<OutputSchema>, String> {
+    let schema = crate::schema::load_job_value(value, paths)?;
     OutputSchema::compile(schema).map(Arc::new)
 }
 

@@ -69,7 +69,7 @@ pub(crate) fn build(
     ctx: &Context,
 ) -> Result<Plan, Error> {
     let batch = &args.batch;
-    let file = JobFile::open(jobs_spec, &ctx.cwd)?;
+    let file = JobFile::open(jobs_spec, &ctx.cwd, batch.allow_outside_paths)?;
     let defaults = defaults(args, config, structured_options(args, ctx)?);
     let output_path = batch.output.as_ref().map(|o| ctx.cwd.join(o));
     let done = match &output_path {
