@@ -60,6 +60,13 @@ pub(crate) enum Error {
     #[error("{0}")]
     Busy(String),
 
+    /// A file this run must own (the results file) is locked by another process: exit 75, try later.
+    #[error("{message}")]
+    InUse {
+        message: String,
+        hint: Option<String>,
+    },
+
     /// A failure that is not about the user's input or the outside world (encoding our own data).
     #[error("{0}")]
     Internal(String),
@@ -117,6 +124,7 @@ impl Error {
                 signal: Signal::Interrupt,
             } => ExitStatus::Interrupted,
             Self::Io { .. } | Self::Internal(_) | Self::Busy(_) => ExitStatus::Failure,
+            Self::InUse { .. } => ExitStatus::TempFail,
         }
     }
 
@@ -132,7 +140,7 @@ impl Error {
             Self::Interrupted { .. } => "interrupted",
             Self::Io { .. } => "io_error",
             Self::Internal(_) => "internal_error",
-            Self::Busy(_) => "busy",
+            Self::Busy(_) | Self::InUse { .. } => "busy",
         }
     }
 
@@ -141,7 +149,8 @@ impl Error {
             Self::Auth { hint, .. }
             | Self::Input { hint, .. }
             | Self::Usage { hint, .. }
-            | Self::Config { hint, .. } => hint.clone(),
+            | Self::Config { hint, .. }
+            | Self::InUse { hint, .. } => hint.clone(),
             Self::DotEnvUnreadable { .. } => Some(
                 "fix the file's permissions or syntax (KEY=value lines), or remove it".to_owned(),
             ),

@@ -66,6 +66,31 @@ pub(crate) fn client_settings(
 
 /// The checked `--json-schema` (exit 2 when it is not a usable schema, before anything is read
 /// or sent) and `--fallback-model` list.
+/// Refuse (usage error, exit 2, before anything is read or written) a command line on which two
+/// of the files it names are the same file: an output would destroy an input or another output.
+/// `files` pairs a flag with its path (relative to the working directory); `-` is standard input.
+pub(crate) fn refuse_same_files(
+    files: &[(&str, Option<&str>)],
+    ctx: &Context,
+) -> Result<(), Error> {
+    let named: Vec<(&str, std::path::PathBuf)> = files
+        .iter()
+        .filter_map(|(flag, path)| Some((*flag, ctx.cwd.join((*path)?))))
+        .filter(|(_, path)| path.as_os_str() != ctx.cwd.join("-").as_os_str())
+        .collect();
+    for (i, (flag_a, a)) in named.iter().enumerate() {
+        for (flag_b, b) in &named[i + 1..] {
+            if crate::fsutil::same_file(a, b) {
+                return Err(Error::usage(
+                    format!("{flag_a} and {flag_b} name the same file `{}`", b.display()),
+                    Some("give each its own file; nothing was read or written"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn structured_options(
     args: &RunArgs,
     ctx: &Context,

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use std::sync::Arc;
 
-use super::{client_settings, load_config, structured_options};
+use super::{client_settings, load_config, refuse_same_files, structured_options};
 use crate::ask::{self, Answer, AskError, Request};
 use crate::auth::{self, session};
 use crate::cli::{OutputFormat, RunArgs};
@@ -74,6 +74,19 @@ fn prepare(
     ctx: &Context,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<Prepared, (Error, Option<String>)> {
+    let schema_file = args
+        .structured
+        .json_schema
+        .as_deref()
+        .and_then(|s| s.strip_prefix('@'));
+    refuse_same_files(
+        &[
+            ("--json-schema", schema_file),
+            ("--result-file", args.structured.result_file.as_deref()),
+        ],
+        ctx,
+    )
+    .map_err(|e| (e, None))?;
     let schema = structured_options(args, ctx).map_err(|e| (e, None))?;
     let home = ctx.env.home();
     let mut config = load_config(&args.config, ctx).map_err(|e| (e, None))?;

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use wiremock::MockServer;
 
 use crate::batch_support::{echo_server, file_lines, ids, jsonl, sorted};
@@ -116,4 +116,189 @@ async fn a_prompt_file_that_claims_to_be_empty_is_still_bounded() {
     r.code(42)
         .stderr_has("prompt_file `/proc/self/environ` is larger than 8 bytes");
     assert_eq!(request_count(&server).await, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Outputs never destroy inputs
+
+#[tokio::test]
+async fn an_output_that_is_an_input_or_another_output_is_refused_before_anything_is_touched() {
+    let env = TestEnv::new();
+    let server = echo_server(Duration::ZERO).await;
+    let jobs = jsonl(&[
+        json!({"id": "a", "prompt": "one"}),
+        json!({"id": "b", "prompt": "two"}),
+    ]);
+    env.write_project("j.jsonl", &jobs);
+    env.write_project("done.jsonl", "{\"keep\": true}\n");
+    env.write_project("schema.json", r#"{"type": "string"}"#);
+    std::os::unix::fs::symlink(env.project_path("j.jsonl"), env.project_path("link.jsonl"))
+        .expect("symlink");
+    std::fs::hard_link(env.project_path("j.jsonl"), env.project_path("hard.jsonl"))
+        .expect("hard link");
+    let cases: [&[&str]; 7] = [
+        &["--jobs", "j.jsonl", "--output", "j.jsonl"],
+        &["--jobs", "j.jsonl", "--output", "./link.jsonl"],
+        &["--jobs", "j.jsonl", "--output", "hard.jsonl", "--overwrite"],
+        &["--jobs", "j.jsonl", "--summary", "j.jsonl"],
+        &[
+            "--jobs",
+            "j.jsonl",
+            "--output",
+            "done.jsonl",
+            "--summary",
+            "done.jsonl",
+            "--resume",
+        ],
+        &[
+            "--jobs",
+            "j.jsonl",
+            "--output",
+            "new.jsonl",
+            "--summary",
+            "./new.jsonl",
+        ],
+        &[
+            "--jobs",
+            "j.jsonl",
+            "--json-schema",
+            "@schema.json",
+            "--summary",
+            "schema.json",
+        ],
+    ];
+    for args in cases {
+        run(env.cmd_for(&server).args(args))
+            .code(2)
+            .stdout_empty()
+            .stderr_has("name the same file")
+            .stderr_has("nothing was read or written");
+        assert_eq!(env.read_project("j.jsonl"), jobs, "{args:?}");
+        assert_eq!(
+            env.read_project("done.jsonl"),
+            "{\"keep\": true}\n",
+            "{args:?}"
+        );
+        assert_eq!(
+            env.read_project("schema.json"),
+            r#"{"type": "string"}"#,
+            "{args:?}"
+        );
+        assert!(!env.project_path("new.jsonl").exists(), "{args:?}");
+    }
+    // A single run: --result-file must not overwrite the --json-schema file it reads.
+    let r = run(env.cmd_for(&server).args([
+        "--json-schema",
+        "@schema.json",
+        "--result-file",
+        "schema.json",
+        "--json",
+        "hi",
+    ]));
+    r.code(2)
+        .stderr_has("--json-schema and --result-file name the same file");
+    assert_eq!(r.result()["is_error"], true);
+    assert_eq!(env.read_project("schema.json"), r#"{"type": "string"}"#);
+    assert_eq!(request_count(&server).await, 0, "nothing may be sent");
+}
+
+#[tokio::test]
+async fn a_second_run_on_the_same_output_exits_75_naming_the_holder() {
+    let env = TestEnv::new();
+    let server = echo_server(Duration::from_secs(60)).await;
+    env.write_project("j.jsonl", &jsonl(&[json!({"id": "a", "prompt": "one"})]));
+    let mut first = env
+        .std_cmd()
+        .env("OPENAI_API_KEY", KEY)
+        .env("OPENAI_BASE_URL", base_url(&server))
+        .args(["--jobs", "j.jsonl", "--output", "o.jsonl", "-q"])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn the first qwen");
+    for _ in 0..2000 {
+        if request_count(&server).await > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(request_count(&server).await, 1, "the first run is sending");
+    let r = run(env
+        .cmd_for(&server)
+        .args(["--jobs", "j.jsonl", "--output", "o.jsonl", "--resume"]));
+    let _ = first.kill();
+    let _ = first.wait();
+    r.code(75)
+        .stderr_has("is being written by another qwen process")
+        .stderr_has(&format!("(pid {})", first.id()));
+    assert_eq!(
+        request_count(&server).await,
+        1,
+        "the second run sent nothing"
+    );
+}
+
+/// A successful result line for `id`, as a batch writes it.
+fn success_line(id: &str, text: &str) -> String {
+    json!({"id": id, "index": 0, "type": "result", "subtype": "success", "uuid": "u",
+        "session_id": "s", "is_error": false, "duration_ms": 1, "duration_api_ms": 1,
+        "num_turns": 1, "result": text,
+        "usage": {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2},
+        "permission_denials": [], "model": "m", "attempts": 1})
+    .to_string()
+}
+
+#[tokio::test]
+async fn resume_keeps_one_line_per_id_its_mode_and_its_symlink() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new();
+    let server = echo_server(Duration::ZERO).await;
+    env.write_project(
+        "j.jsonl",
+        &jsonl(&[
+            json!({"id": "a", "prompt": "one"}),
+            json!({"id": "b", "prompt": "two"}),
+            json!({"id": "c", "prompt": "three"}),
+        ]),
+    );
+    // What two torn concurrent runs left: `a` twice, `b` failed then half a line.
+    let damaged = format!(
+        "{}\n{}\n{{\"id\":\"b\",\"type\":\"result\",\"is_error\":true}}\n{}\n{}",
+        success_line("a", "first"),
+        success_line("a", "second"),
+        success_line("a", "last"),
+        &success_line("b", "torn")[..40]
+    );
+    env.write_project("real/out.jsonl", &damaged);
+    std::fs::set_permissions(
+        env.project_path("real/out.jsonl"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .expect("chmod");
+    std::os::unix::fs::symlink("real/out.jsonl", env.project_path("out.jsonl")).expect("symlink");
+    let r = run(env.cmd_for(&server).args([
+        "--jobs",
+        "j.jsonl",
+        "--output",
+        "out.jsonl",
+        "--resume",
+        "-q",
+    ]));
+    r.code(0);
+    let lines = file_lines(&env, "real/out.jsonl");
+    assert_eq!(sorted(&ids(&lines)), ["a", "b", "c"], "one line per id");
+    let a = lines.iter().find(|l| l["id"] == "a").expect("a");
+    assert_eq!(a["result"], "last", "the last successful line wins");
+    assert!(
+        std::fs::symlink_metadata(env.project_path("out.jsonl"))
+            .expect("link")
+            .file_type()
+            .is_symlink(),
+        "the symlink stays a symlink"
+    );
+    let mode = std::fs::metadata(env.project_path("real/out.jsonl"))
+        .expect("target")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o644, "the mode is kept");
+    assert_eq!(request_bodies(&server).await.len(), 2, "b and c ran");
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::run::append_step_summary;
-use super::{client_settings, load_config};
+use super::{client_settings, load_config, refuse_same_files};
 use crate::auth::{self, session};
 use crate::cli::{BatchFormat, RunArgs};
 use crate::context::Context;
@@ -42,13 +42,27 @@ pub(crate) fn command(
 ) -> Result<ExitStatus, Error> {
     let started = Instant::now();
     let batch = &args.batch;
+    let schema_file = args
+        .structured
+        .json_schema
+        .as_deref()
+        .and_then(|s| s.strip_prefix('@'));
+    refuse_same_files(
+        &[
+            ("--jobs", Some(jobs_spec)),
+            ("--json-schema", schema_file),
+            ("--output", batch.output.as_deref()),
+            ("--summary", batch.summary.as_deref()),
+        ],
+        ctx,
+    )?;
     let config = load_config(&args.config, ctx)?;
     let credentials = auth::credentials(&config, ctx.env.home().as_deref())?;
     let concurrency = batch.concurrency as usize;
     let settings = client_settings(args, &config, concurrency);
     let mut session = session::connect(credentials, settings, batch.rpm, &ctx.env, runtime)?;
-    let plan = plan::build(args, &config, jobs_spec, ctx)?;
-    let mut sink = Sink::open(plan.output_path.as_deref(), batch.resume, &plan.done)?;
+    let mut plan = plan::build(args, &config, jobs_spec, ctx)?;
+    let mut sink = Sink::open(plan.output.take(), batch.resume, &plan.done)?;
 
     let mut summary = Summary {
         jobs: plan.validation.in_scope,

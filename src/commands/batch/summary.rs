@@ -95,6 +95,8 @@ pub(crate) fn outcome(stop: Option<&Stop>, summary: &Summary) -> ExitStatus {
         Some(Stop::Signal(signal)) => Error::Interrupted { signal: *signal }.exit_status(),
         Some(Stop::WallTime | Stop::TokenBudget) => ExitStatus::WallTime,
         Some(Stop::OutputClosed) => ExitStatus::Success,
+        // Jobs left without a result (the job file changed under the run, say) are never a success.
+        None if summary.not_run > 0 => ExitStatus::Failure,
         None if summary.failed == 0 => ExitStatus::Success,
         None if summary.failed == summary.failed_temporary => ExitStatus::TempFail,
         Some(Stop::OutputFailed(_)) | None => ExitStatus::Failure,
@@ -139,6 +141,13 @@ pub(crate) fn report(
                 "batch: stopped at --max-total-tokens ({} tokens used of {}); run again with --resume to finish",
                 summary.total_tokens,
                 summary.token_budget.unwrap_or_default()
+            );
+        }
+        None if summary.not_run > 0 => {
+            let _ = writeln!(
+                text,
+                "error: {} jobs were not run (the job file changed while the batch ran?); run again with --resume to finish",
+                summary.not_run
             );
         }
         Some(Stop::OutputFailed(why)) => {
@@ -197,6 +206,14 @@ mod tests {
             (Some(Stop::WallTime), counts(0, 0), ExitStatus::WallTime),
             (Some(Stop::TokenBudget), counts(1, 0), ExitStatus::WallTime),
             (Some(Stop::OutputClosed), counts(2, 0), ExitStatus::Success),
+            (
+                None,
+                Summary {
+                    not_run: 1,
+                    ..counts(0, 0)
+                },
+                ExitStatus::Failure,
+            ),
             (
                 Some(Stop::OutputFailed("disk full".into())),
                 counts(0, 0),
