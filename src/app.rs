@@ -79,7 +79,7 @@ fn dispatch(
             AuthCommand::Logout { env, user } => auth_manage::logout(env, user, ctx),
         },
         // Generated text needs neither configuration nor the async runtime.
-        Some(Command::Completions { shell }) => Ok(generate::completions(shell)),
+        Some(Command::Completions { shell }) => generate::completions(shell),
         Some(Command::Man) => generate::man(),
         None => {
             let mode = match cli.run.mode(matches) {

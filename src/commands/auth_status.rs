@@ -161,7 +161,7 @@ pub(crate) fn command(
         };
         text
     };
-    let _ = write_stdout(text.as_bytes());
+    crate::output::quiet_if_closed(write_stdout(text.as_bytes()))?;
     match check {
         Ok(_) => Ok(ExitStatus::Success),
         // The JSON document already says why.

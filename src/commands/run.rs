@@ -141,11 +141,13 @@ pub(crate) fn command(
         cwd: ctx.cwd.display().to_string(),
     };
     let mut out = RunOutput::new(format, partial, meta, started);
-    if out.init().is_err() {
-        // stdout is already gone: a prepared run ends quietly, a failed one still says why.
+    if let Err(e) = out.init() {
+        // stdout is already gone: a prepared run ends quietly, a failed one still says why; a
+        // stdout that cannot be written (a full disk) is the run's failure.
         return match prepared {
-            Ok(_) => Ok(ExitStatus::Success),
             Err((err, _)) => Err(err),
+            Ok(_) if crate::output::is_closed(&e) => Ok(ExitStatus::Success),
+            Ok(_) => Err(crate::output::stdout_failed(e)),
         };
     }
     let outcome = match prepared {
@@ -172,7 +174,8 @@ pub(crate) fn command(
         Ok(None) => Ok(ExitStatus::Success),
         Ok(Some(answer)) => {
             let completion = &answer.completion;
-            let _ = out.success(completion, &ask::answer_extras(&answer));
+            // A lost answer is no success: only a closed pipe ends quietly.
+            crate::output::quiet_if_closed(out.success(completion, &ask::answer_extras(&answer)))?;
             if let Some(path) = summary_path {
                 let md = github::single_run_summary(
                     &model,
@@ -232,8 +235,17 @@ fn send(
         schema_retries: args.structured.schema_retries,
         mode: &mode,
     };
+    // The client turns any delta write error into `OutputClosed`; this keeps the ones that are not
+    // a closed pipe, which fail the run.
+    let mut write_failure = None;
     let outcome = runtime.block_on(async {
-        let mut on_delta = |text: &str| out.delta(text);
+        let mut on_delta = |text: &str| {
+            out.delta(text).inspect_err(|e| {
+                if !crate::output::is_closed(e) {
+                    write_failure = Some(std::io::Error::new(e.kind(), e.to_string()));
+                }
+            })
+        };
         tokio::select! {
             r = ask::ask(&client, &request, &mut on_delta, deltas_are_final) => Ok(r),
             signal = crate::signals::interrupted() => Err(signal),
@@ -242,7 +254,15 @@ fn send(
     match outcome {
         Ok(Ok(answer)) => Ok(Some(answer)),
         Ok(Err(failure)) if matches!(failure.error, AskError::Api(ApiError::OutputClosed)) => {
-            Ok(None)
+            match write_failure {
+                None => Ok(None),
+                Some(e) => Err(RunFailure {
+                    attempts: failure.attempts,
+                    api_ms: failure.api_duration.as_millis(),
+                    extras: Box::new(ask::failure_extras(&failure)),
+                    error: crate::output::stdout_failed(e),
+                }),
+            }
         }
         Ok(Err(failure)) => Err(RunFailure {
             extras: Box::new(ask::failure_extras(&failure)),

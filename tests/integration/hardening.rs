@@ -302,3 +302,57 @@ async fn resume_keeps_one_line_per_id_its_mode_and_its_symlink() {
     assert_eq!(mode & 0o777, 0o644, "the mode is kept");
     assert_eq!(request_bodies(&server).await.len(), 2, "b and c ran");
 }
+
+// ---------------------------------------------------------------------------------------------
+// 4. Write errors are failures
+
+/// Run with stdout on `/dev/full` (every write fails with ENOSPC).
+fn run_to_dev_full(env: &TestEnv, base: &str, args: &[&str]) -> crate::common::Run {
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("open /dev/full");
+    let output = env
+        .std_cmd()
+        .env("OPENAI_API_KEY", KEY)
+        .env("OPENAI_BASE_URL", base)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(full)
+        .output()
+        .expect("run qwen");
+    crate::common::Run {
+        code: output.status.code(),
+        stdout: String::new(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+#[tokio::test]
+async fn a_stdout_that_cannot_be_written_fails_every_command() {
+    let env = TestEnv::new();
+    let server = echo_server(Duration::ZERO).await;
+    let base = base_url(&server);
+    env.write_project("j.jsonl", &jsonl(&[json!({"id": "a", "prompt": "one"})]));
+    let cases: [&[&str]; 9] = [
+        &["hi"],
+        &["--json", "hi"],
+        &["-o", "stream-json", "hi"],
+        &["-o", "stream-json", "--include-partial-messages", "hi"],
+        &["--json-schema", r#"{"type": "string"}"#, r#""hi""#],
+        &["auth", "status"],
+        &["auth", "status", "--json"],
+        &["completions", "bash"],
+        &["man"],
+    ];
+    for args in cases {
+        run_to_dev_full(&env, &base, args)
+            .code(1)
+            .stderr_has("cannot write to standard output");
+    }
+    // A batch to a full stdout: the line that was not written is not counted as succeeded.
+    run_to_dev_full(&env, &base, &["--jobs", "j.jsonl"])
+        .code(1)
+        .stderr_has("cannot write a result line to standard output")
+        .stderr_has("batch: 1 jobs: 0 succeeded, 0 failed");
+}

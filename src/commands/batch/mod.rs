@@ -86,6 +86,8 @@ pub(crate) fn command(
     let mut jobs = plan.file.jobs()?;
     let mut next_job = || next_job(&plan, &mut jobs);
     let mut on_done = |outcome: JobOutcome| {
+        // A job counts only once its line is written: a line lost to a full disk is not a success.
+        results::write_result(&mut sink, &meta, &outcome, format)?;
         summary.count(&outcome);
         if in_github
             && summary.failed <= MAX_ANNOTATIONS
@@ -95,7 +97,7 @@ pub(crate) fn command(
             diag::raw(&github::error_command(Some(&title), &f.error.to_string()));
         }
         progress.finished(outcome.result.as_ref().is_some_and(Result::is_ok));
-        results::write_result(&mut sink, &meta, &outcome, format)
+        Ok(())
     };
     let limits = Limits {
         concurrency,

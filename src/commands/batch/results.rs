@@ -128,7 +128,15 @@ impl Sink {
                 .write_all(&bytes)
                 .and_then(|()| f.flush())
                 .map_err(|e| Stop::OutputFailed(format!("cannot write a result line: {e}"))),
-            Self::Stdout => output::write_stdout(&bytes).map_err(|_| Stop::OutputClosed),
+            Self::Stdout => output::write_stdout(&bytes).map_err(|e| {
+                if output::is_closed(&e) {
+                    Stop::OutputClosed
+                } else {
+                    Stop::OutputFailed(format!(
+                        "cannot write a result line to standard output: {e}"
+                    ))
+                }
+            }),
         }
     }
 }
