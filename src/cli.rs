@@ -280,7 +280,7 @@ pub(crate) struct BatchArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) rpm: Option<u32>,
 
-    /// Stop after this long: cancel in-flight work, keep what finished, exit 55.
+    /// Stop after this long: cancel in-flight work, keep what finished, exit 55 (a single run too).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub(crate) max_wall_time: Option<Duration>,
 
@@ -481,7 +481,11 @@ pub(crate) fn json_format_in(args: &[std::ffi::OsString]) -> Option<OutputFormat
     found
 }
 
-/// `500ms`, `2s`, `1.5s`, `5m`, `1h`; a bare number is seconds.
+/// The longest duration any flag takes (a year): longer ones are a usage error, never an overflow
+/// when a deadline is computed from them.
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
+
+/// `500ms`, `2s`, `1.5s`, `5m`, `1h`; a bare number is seconds; at most [`MAX_DURATION`].
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -502,7 +506,11 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
             ));
         }
     };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
+    let duration = Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))?;
+    if duration > MAX_DURATION {
+        return Err(format!("`{text}` is too long: at most 365 days (8760h)"));
+    }
+    Ok(duration)
 }
 
 #[cfg(test)]
@@ -522,7 +530,19 @@ mod tests {
         for (text, want) in ok {
             assert_eq!(parse_duration(text), Ok(want), "{text}");
         }
-        for bad in ["", "abc", "5x", "-1s"] {
+        assert_eq!(parse_duration("8760h"), Ok(MAX_DURATION));
+        for bad in [
+            "",
+            "abc",
+            "5x",
+            "-1s",
+            "8761h",
+            "10000000000000000000s",
+            "1e400",
+            "NaN",
+            "inf",
+            "1.7976931348623157e308",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

@@ -46,6 +46,10 @@ pub(crate) enum Error {
     #[error("the answer does not match the JSON schema: {summary}")]
     SchemaValidation { summary: String },
 
+    /// `--max-wall-time` reached by a single run.
+    #[error("the run did not finish within --max-wall-time ({}s)", limit.as_secs_f64())]
+    WallTime { limit: std::time::Duration },
+
     #[error("interrupted by {signal}")]
     Interrupted { signal: Signal },
 
@@ -117,6 +121,7 @@ impl Error {
             Self::Config { .. } | Self::DotEnvUnreadable { .. } => ExitStatus::Config,
             Self::Api(api) => api.exit_status(),
             Self::SchemaValidation { .. } => ExitStatus::DataErr,
+            Self::WallTime { .. } => ExitStatus::WallTime,
             Self::Interrupted {
                 signal: Signal::Terminate,
             } => ExitStatus::Terminated,
@@ -138,6 +143,7 @@ impl Error {
             Self::Api(api) => api.kind(),
             Self::SchemaValidation { .. } => "schema_validation",
             Self::Interrupted { .. } => "interrupted",
+            Self::WallTime { .. } => "wall_time",
             Self::Io { .. } => "io_error",
             Self::Internal(_) => "internal_error",
             Self::Busy(_) | Self::InUse { .. } => "busy",
@@ -157,6 +163,9 @@ impl Error {
             Self::Api(api) => api.hint(),
             Self::SchemaValidation { .. } => Some(
                 "the last answer is in `error.last_answer` of the JSON result (-o json); make the prompt or schema clearer, or raise --schema-retries".to_owned(),
+            ),
+            Self::WallTime { .. } => Some(
+                "raise --max-wall-time, or ask for less (a shorter answer, --max-tokens)".to_owned(),
             ),
             Self::Interrupted { .. } | Self::Io { .. } | Self::Internal(_) | Self::Busy(_) => None,
         }

@@ -116,17 +116,18 @@ const PER_JOB_ONLY: [&str; 6] = [
 impl JobFile {
     /// Open `spec` (`-`: standard input). `allow_outside_paths`: the paths the file names may lead
     /// anywhere (`--allow-outside-paths`); otherwise they stay inside the file's directory.
-    pub(crate) fn open(spec: &str, cwd: &Path, allow_outside_paths: bool) -> Result<Self, Error> {
+    /// `spooled`: standard input already copied by [`spool_stdin`] (for `-`).
+    pub(crate) fn open(
+        spec: &str,
+        cwd: &Path,
+        allow_outside_paths: bool,
+        spooled: Option<tempfile::TempPath>,
+    ) -> Result<Self, Error> {
         if spec == "-" {
-            let mut spool = tempfile::NamedTempFile::new()
-                .map_err(|e| Error::input(format!("cannot spool standard input: {e}"), ""))?;
-            std::io::copy(&mut std::io::stdin().lock(), &mut spool).map_err(|e| {
-                Error::input(
-                    format!("cannot read the job list from standard input: {e}"),
-                    "",
-                )
-            })?;
-            let path = spool.into_temp_path();
+            let path = match spooled {
+                Some(path) => path,
+                None => spool_stdin()?,
+            };
             return Ok(Self {
                 name: "<stdin>".to_owned(),
                 format: JobFormat::Jsonl,
@@ -455,6 +456,19 @@ impl JobFile {
         }
         Ok(text)
     }
+}
+
+/// Copy standard input (a `--jobs -` list) to a temporary file, so that it can be read twice.
+pub(crate) fn spool_stdin() -> Result<tempfile::TempPath, Error> {
+    let mut spool = tempfile::NamedTempFile::new()
+        .map_err(|e| Error::input(format!("cannot spool standard input: {e}"), ""))?;
+    std::io::copy(&mut std::io::stdin().lock(), &mut spool).map_err(|e| {
+        Error::input(
+            format!("cannot read the job list from standard input: {e}"),
+            "",
+        )
+    })?;
+    Ok(spool.into_temp_path())
 }
 
 /// A `json_schema` value of a job or of `defaults`, loaded (a path goes through `paths`) and checked.

@@ -66,6 +66,28 @@ pub(crate) fn client_settings(
 
 /// The checked `--json-schema` (exit 2 when it is not a usable schema, before anything is read
 /// or sent) and `--fallback-model` list.
+/// Run `read` (a blocking read of standard input) on a thread of its own, and wait for it or for
+/// SIGINT/SIGTERM, whichever comes first: a signal while waiting for input ends the run as an
+/// interrupted one (130/143, with its JSON document), not by the default disposition. The reading
+/// thread is left behind; the process ends without it.
+pub(crate) fn interruptible<T: Send + 'static>(
+    runtime: &tokio::runtime::Runtime,
+    read: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    runtime.block_on(async {
+        // The handlers are installed before the read starts, so no signal falls between.
+        let mut signals = crate::signals::Listener::new();
+        std::thread::spawn(move || {
+            let _ = tx.send(read());
+        });
+        tokio::select! {
+            read = rx => read.unwrap_or_else(|_| Err(Error::Internal("the input reader ended".to_owned()))),
+            signal = signals.next() => Err(Error::Interrupted { signal }),
+        }
+    })
+}
+
 /// Refuse (usage error, exit 2, before anything is read or written) a command line on which two
 /// of the files it names are the same file: an output would destroy an input or another output.
 /// `files` pairs a flag with its path (relative to the working directory); `-` is standard input.

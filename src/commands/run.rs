@@ -103,16 +103,14 @@ fn prepare(
     let settings = client_settings(args, &config, 1);
     let session = session::connect(plan.map_err(with_model)?, settings, None, &ctx.env, runtime)
         .map_err(with_model)?;
-    let prompt = read_prompt(
-        &InputSpec {
-            arg: args.prompt_arg(),
-            stdin_is_terminal: ctx.terminal.stdin,
-            stdin_timeout: args.stdin_timeout,
-            max_bytes: args.max_input_bytes,
-        },
-        std::io::stdin(),
-    )
-    .map_err(with_model)?;
+    let spec = InputSpec {
+        arg: args.prompt_arg(),
+        stdin_is_terminal: ctx.terminal.stdin,
+        stdin_timeout: args.stdin_timeout,
+        max_bytes: args.max_input_bytes,
+    };
+    let prompt = super::interruptible(runtime, move || read_prompt(&spec, std::io::stdin()))
+        .map_err(with_model)?;
     Ok(Prepared {
         config,
         client: session.client,
@@ -151,7 +149,7 @@ pub(crate) fn command(
         };
     }
     let outcome = match prepared {
-        Ok(prepared) => send(prepared, args, &mut out, runtime),
+        Ok(prepared) => send(prepared, args, &mut out, runtime, started),
         Err((err, _)) => Err(err.into()),
     };
     // `--result-file`: written before the success is reported, so that a failure to write it is
@@ -212,7 +210,11 @@ fn send(
     args: &RunArgs,
     out: &mut RunOutput,
     runtime: &tokio::runtime::Runtime,
+    started: Instant,
 ) -> Result<Option<Answer>, RunFailure> {
+    // `--max-wall-time` bounds the whole run (counted from its start), however slowly a server trickles.
+    let limit = args.batch.max_wall_time;
+    let left = limit.map(|l| l.saturating_sub(started.elapsed()));
     let Prepared {
         config,
         client,
@@ -248,7 +250,8 @@ fn send(
         };
         tokio::select! {
             r = ask::ask(&client, &request, &mut on_delta, deltas_are_final) => Ok(r),
-            signal = crate::signals::interrupted() => Err(signal),
+            signal = crate::signals::interrupted() => Err(Error::Interrupted { signal }),
+            () = sleep_or_never(left) => Err(Error::WallTime { limit: limit.unwrap_or_default() }),
         }
     });
     match outcome {
@@ -270,12 +273,20 @@ fn send(
             api_ms: failure.api_duration.as_millis(),
             error: failure.error.into_error(),
         }),
-        Err(signal) => Err(RunFailure {
-            error: Error::Interrupted { signal },
+        Err(error) => Err(RunFailure {
+            error,
             attempts: 1,
             api_ms: Duration::ZERO.as_millis(),
             extras: Box::default(),
         }),
+    }
+}
+
+/// Sleep for `d`, or forever without one.
+async fn sleep_or_never(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
     }
 }
 

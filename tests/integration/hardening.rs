@@ -356,3 +356,131 @@ async fn a_stdout_that_cannot_be_written_fails_every_command() {
         .stderr_has("cannot write a result line to standard output")
         .stderr_has("batch: 1 jobs: 0 succeeded, 0 failed");
 }
+
+// ---------------------------------------------------------------------------------------------
+// 6. Signals, time and limits
+
+const DURATION_FLAGS: [&str; 8] = [
+    "--stdin-timeout",
+    "--retry-base-delay",
+    "--max-retry-wait",
+    "--idle-timeout",
+    "--connect-timeout",
+    "--max-wall-time",
+    "--progress-interval",
+    "--shutdown-grace",
+];
+
+#[tokio::test]
+async fn no_duration_flag_panics_on_huge_zero_or_negative_values() {
+    let env = TestEnv::new();
+    let server = echo_server(Duration::ZERO).await;
+    env.write_project("j.jsonl", &jsonl(&[json!({"id": "a", "prompt": "one"})]));
+    for flag in DURATION_FLAGS {
+        for (value, usage_error) in [
+            ("10000000000000000000s", true),
+            ("18446744073709551615", true),
+            ("9999999h", true),
+            ("-1s", true),
+            ("NaN", true),
+            ("0", false),
+            ("0ms", false),
+        ] {
+            let arg = format!("{flag}={value}");
+            let r = run(env
+                .cmd_for(&server)
+                .args(["--jobs", "j.jsonl", "--retries", "0", &arg])
+                .write_stdin(""));
+            assert_ne!(r.code, Some(101), "{arg}: panicked\n{}", r.stderr);
+            assert!(!r.stderr.contains("panicked"), "{arg}\n{}", r.stderr);
+            if usage_error {
+                r.code(2);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn max_wall_time_bounds_a_single_run_against_a_trickling_server() {
+    use crate::common::{Sse, chat};
+    let env = TestEnv::new();
+    let server = MockServer::start().await;
+    // The idle timeout never fires (a byte keeps coming), but the answer never ends in time.
+    chat()
+        .respond_with(
+            Sse::answer(&["slow"])
+                .respond()
+                .set_delay(Duration::from_secs(60)),
+        )
+        .mount(&server)
+        .await;
+    let r = run(env
+        .cmd_for(&server)
+        .args(["--json", "--max-wall-time", "300ms", "hi"])
+        .write_stdin(""));
+    r.code(55).stderr_has("--max-wall-time");
+    let result = r.result();
+    assert_eq!(result["is_error"], true);
+    assert_eq!(result["error"]["type"], "wall_time");
+}
+
+/// Whether `pid` has a handler installed for signal number `sig` (`SigCgt` in /proc/PID/status):
+/// the moment a signal is caught rather than fatal, read from the kernel, not guessed with a sleep.
+fn catches(pid: u32, sig: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (sig - 1)) != 0)
+}
+
+fn signal_while_waiting_for_stdin(
+    env: &TestEnv,
+    base: &str,
+    args: &[&str],
+    signal: (&str, u32),
+) -> crate::common::Run {
+    let child = env
+        .std_cmd()
+        .env("OPENAI_API_KEY", KEY)
+        .env("OPENAI_BASE_URL", base)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn qwen");
+    let pid = child.id();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !catches(pid, signal.1) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "qwen never listened for {}",
+            signal.0
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{}", signal.0), &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    // stdin stays open (held by `child`) the whole time: `sleep 100 | qwen`.
+    crate::common::wait_bounded(child, Duration::from_secs(15))
+}
+
+#[tokio::test]
+async fn a_signal_while_waiting_for_stdin_is_an_interrupted_run_with_its_document() {
+    let env = TestEnv::new();
+    let server = echo_server(Duration::ZERO).await;
+    let base = base_url(&server);
+    let r = signal_while_waiting_for_stdin(&env, &base, &["--json"], ("TERM", 15));
+    r.code(143).stderr_has("interrupted by SIGTERM");
+    assert_eq!(r.result()["error"]["type"], "interrupted");
+    let r = signal_while_waiting_for_stdin(&env, &base, &["-o", "stream-json"], ("INT", 2));
+    r.code(130);
+    let last = r.json_lines().pop().expect("a result line");
+    assert_eq!(last["error"]["type"], "interrupted");
+    let r = signal_while_waiting_for_stdin(&env, &base, &["--jobs", "-"], ("TERM", 15));
+    r.code(143).stderr_has("interrupted by SIGTERM");
+    assert_eq!(request_count(&server).await, 0);
+}

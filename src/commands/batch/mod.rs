@@ -61,7 +61,13 @@ pub(crate) fn command(
     let concurrency = batch.concurrency as usize;
     let settings = client_settings(args, &config, concurrency);
     let mut session = session::connect(credentials, settings, batch.rpm, &ctx.env, runtime)?;
-    let mut plan = plan::build(args, &config, jobs_spec, ctx)?;
+    // `--jobs -`: standard input is read first, and a signal while waiting for it is an interruption.
+    let spooled = if jobs_spec == "-" {
+        Some(super::interruptible(runtime, crate::job::spool_stdin)?)
+    } else {
+        None
+    };
+    let mut plan = plan::build(args, &config, jobs_spec, spooled, ctx)?;
     let mut sink = Sink::open(plan.output.take(), batch.resume, &plan.done)?;
 
     let mut summary = Summary {

@@ -66,10 +66,11 @@ pub(crate) fn build(
     args: &RunArgs,
     config: &ResolvedConfig,
     jobs_spec: &str,
+    spooled: Option<tempfile::TempPath>,
     ctx: &Context,
 ) -> Result<Plan, Error> {
     let batch = &args.batch;
-    let file = JobFile::open(jobs_spec, &ctx.cwd, batch.allow_outside_paths)?;
+    let file = JobFile::open(jobs_spec, &ctx.cwd, batch.allow_outside_paths, spooled)?;
     let defaults = defaults(args, config, structured_options(args, ctx)?);
     // Locked before it is read: a second run on the same file stops here (exit 75).
     let output = batch
