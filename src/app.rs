@@ -18,6 +18,7 @@ use crate::output::{RunMeta, RunOutput, github};
 /// The whole program, given the name it was called by and its arguments.
 pub(crate) fn main(bin_name: &'static str, args: Vec<OsString>, ctx: &Context) -> ExitStatus {
     let started = Instant::now();
+    let args = crate::cli::help_words_as_prompt(args);
     let json_format = crate::cli::json_format_in(&args);
     let parsed = Cli::command()
         .name(bin_name)

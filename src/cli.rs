@@ -168,7 +168,7 @@ pub(crate) struct RunArgs {
     pub(crate) system_prompt: Option<String>,
 
     /// Sampling temperature.
-    #[arg(long, value_name = "T")]
+    #[arg(long, value_name = "T", value_parser = parse_finite)]
     pub(crate) temperature: Option<f64>,
 
     /// Maximum number of tokens in the answer.
@@ -481,9 +481,31 @@ pub(crate) fn json_format_in(args: &[std::ffi::OsString]) -> Option<OutputFormat
     found
 }
 
+/// A finite number (`NaN` and `inf` parse as `f64` but have no JSON form: they would be sent as `null`).
+pub(crate) fn parse_finite(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(n) if n.is_finite() => Ok(n),
+        Ok(_) => Err(format!("`{text}` is not a finite number")),
+        Err(_) => Err(format!("`{text}` is not a number")),
+    }
+}
+
 /// The longest duration any flag takes (a year): longer ones are a usage error, never an overflow
 /// when a deadline is computed from them.
 pub(crate) const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
+
+/// `qwen help me` is a prompt, not the help command: `help` stays a command only alone or before
+/// a command name (`qwen help auth`). Returns the arguments with `--` put before such a prompt.
+pub(crate) fn help_words_as_prompt(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let word = |i: usize| args.get(i).and_then(|a| a.to_str());
+    let commands = ["auth", "completions", "man", "help"];
+    if word(1) == Some("help")
+        && word(2).is_some_and(|w| !w.starts_with('-') && !commands.contains(&w))
+    {
+        args.insert(1, "--".into());
+    }
+    args
+}
 
 /// `500ms`, `2s`, `1.5s`, `5m`, `1h`; a bare number is seconds; at most [`MAX_DURATION`].
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {

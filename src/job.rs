@@ -226,20 +226,37 @@ impl JobFile {
     fn document(&self) -> Result<(Value, Vec<Value>), Error> {
         let text = std::fs::read_to_string(&self.path)
             .map_err(|e| Error::input(format!("cannot read `{}`: {e}", self.name), ""))?;
+        // A UTF-8 byte order mark (Windows editors write one) is not part of the document.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
         let doc: Value = match self.format {
-            JobFormat::Yaml => serde_yaml::from_str(&text).map_err(|e| {
-                Error::input(
-                    format!("{}: invalid YAML: {e}", self.name),
-                    "fix the file; nothing was sent",
-                )
-            })?,
-            _ => serde_json::from_str(&text).map_err(|e| {
+            JobFormat::Yaml => {
+                let yaml: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
+                    Error::input(
+                        format!("{}: invalid YAML: {e}", self.name),
+                        "fix the file; nothing was sent",
+                    )
+                })?;
+                // JSON has no NaN or infinity: converted, they would be sent as `null`.
+                if has_non_finite(&yaml) {
+                    return Err(Error::input(
+                        format!("{}: a number is NaN or infinite (.nan, .inf)", self.name),
+                        "use a finite number; nothing was sent",
+                    ));
+                }
+                serde_json::to_value(yaml)
+                    .map_err(|e| Error::input(format!("{}: invalid YAML: {e}", self.name), ""))?
+            }
+            _ => serde_json::from_str(text).map_err(|e| {
                 Error::input(
                     format!("{}:{}: invalid JSON: {e}", self.name, e.line()),
                     "fix the file; nothing was sent",
                 )
             })?,
         };
+        let mut doc = doc;
+        if self.format == JobFormat::Json {
+            exact_document_ids(&mut doc, text);
+        }
         match doc {
             Value::Array(jobs) => Ok((Value::Null, jobs)),
             Value::Object(mut map) => {
@@ -374,11 +391,7 @@ impl JobFile {
             match key.as_str() {
                 // `custom_id` (the Batch API's name) is an alias; `id` wins when both are given.
                 "id" | "custom_id" => {
-                    let given = match value {
-                        Value::String(s) if !s.trim().is_empty() => s,
-                        Value::Number(n) => n.to_string(),
-                        _ => return Err(format!("`{key}` must be a non-empty string or a number")),
-                    };
+                    let given = id_text(&key, &value)?;
                     if key == "id" || id.is_none() {
                         id = Some(given);
                     }
@@ -508,9 +521,95 @@ pub(crate) fn declared_id(value: &Result<Value, String>, index: usize) -> String
         }
     });
     match declared {
-        Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
-        _ => default_id(index),
+        Some(v) => id_text("id", v).unwrap_or_else(|_| default_id(index)),
+        None => default_id(index),
+    }
+}
+
+/// A job's id as text. A number is kept as the exact text written in the file (JSON and JSON
+/// Lines: see [`exact_ids`], so `1.0` and `1` stay two ids); a YAML number, whose text the parser
+/// does not keep, must be a whole number (else: quote it). Empty ids are refused.
+fn id_text(key: &str, value: &Value) -> Result<String, String> {
+    match value {
+        Value::String(s) if !s.trim().is_empty() => Ok(s.clone()),
+        Value::Number(n) if n.is_u64() || n.is_i64() => Ok(n.to_string()),
+        Value::Number(n) => Err(format!(
+            "`{key}` {n} is not a whole number: quote it so that it is kept exactly"
+        )),
+        _ => Err(format!("`{key}` must be a non-empty string or a number")),
+    }
+}
+
+/// Whether a YAML value holds a NaN or infinite number anywhere.
+fn has_non_finite(value: &serde_yaml::Value) -> bool {
+    match value {
+        serde_yaml::Value::Number(n) => n.as_f64().is_some_and(|f| !f.is_finite()),
+        serde_yaml::Value::Sequence(items) => items.iter().any(has_non_finite),
+        serde_yaml::Value::Mapping(map) => map
+            .iter()
+            .any(|(k, v)| has_non_finite(k) || has_non_finite(v)),
+        serde_yaml::Value::Tagged(tagged) => has_non_finite(&tagged.value),
+        _ => false,
+    }
+}
+
+/// `id` and `custom_id` as written in one JSON job: their raw text, for numbers.
+#[derive(serde::Deserialize)]
+struct RawIds<'a> {
+    #[serde(borrow, default)]
+    id: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    custom_id: Option<&'a serde_json::value::RawValue>,
+}
+
+/// Replace a numeric `id`/`custom_id` of `job` by the exact text of the number in `raw` (the
+/// job's JSON text): a parsed number loses it (`1e2` and `100.0`, digits past 2^64).
+fn exact_ids(job: &mut Value, raw: &str) {
+    let Value::Object(map) = job else { return };
+    if !["id", "custom_id"]
+        .iter()
+        .any(|k| map.get(*k).is_some_and(Value::is_number))
+    {
+        return;
+    }
+    let Ok(ids) = serde_json::from_str::<RawIds<'_>>(raw) else {
+        return;
+    };
+    for (key, text) in [("id", ids.id), ("custom_id", ids.custom_id)] {
+        if let (Some(text), Some(value)) = (text, map.get_mut(key))
+            && value.is_number()
+        {
+            *value = Value::String(text.get().to_owned());
+        }
+    }
+}
+
+/// [`exact_ids`] for every job of a JSON document (a list, or an object with `jobs`).
+fn exact_document_ids(doc: &mut Value, text: &str) {
+    #[derive(serde::Deserialize)]
+    struct Doc<'a> {
+        #[serde(borrow)]
+        jobs: Vec<&'a serde_json::value::RawValue>,
+    }
+    let raws: Vec<&serde_json::value::RawValue> = if doc.is_array() {
+        serde_json::from_str(text).unwrap_or_default()
+    } else {
+        serde_json::from_str::<Doc<'_>>(text)
+            .map(|d| d.jobs)
+            .unwrap_or_default()
+    };
+    let jobs = match doc {
+        Value::Array(jobs) => jobs,
+        Value::Object(map) => match map.get_mut("jobs") {
+            Some(Value::Array(jobs)) => jobs,
+            _ => return,
+        },
+        _ => return,
+    };
+    if raws.len() == jobs.len() {
+        for (job, raw) in jobs.iter_mut().zip(raws) {
+            exact_ids(job, raw.get());
+        }
     }
 }
 
@@ -522,8 +621,9 @@ fn batch_api_job(
     index: usize,
     defaults: &JobDefaults,
 ) -> Result<Job, String> {
-    let Value::String(id) = custom_id else {
-        return Err("`custom_id` must be a string".to_owned());
+    let id = match custom_id {
+        Value::String(s) if !s.trim().is_empty() => s,
+        _ => return Err("`custom_id` must be a non-empty string".to_owned()),
     };
     if let Some(url) = job.get("url").and_then(Value::as_str)
         && !url.trim_end_matches('/').ends_with("/chat/completions")
@@ -590,12 +690,22 @@ impl Iterator for JsonLines {
                     });
                 }
             }
-            if self.buf.trim().is_empty() {
+            // A UTF-8 byte order mark at the start of the file is not part of the first line.
+            let text = if self.line == 1 {
+                self.buf.strip_prefix('\u{feff}').unwrap_or(&self.buf)
+            } else {
+                &self.buf
+            };
+            if text.trim().is_empty() {
                 continue;
             }
             let index = self.index;
             self.index += 1;
-            let value = serde_json::from_str::<Value>(&self.buf)
+            let value = serde_json::from_str::<Value>(text)
+                .map(|mut v| {
+                    exact_ids(&mut v, text);
+                    v
+                })
                 .map_err(|e| format!("not valid JSON: {e}"));
             return Some(RawJob {
                 index,

@@ -484,3 +484,168 @@ async fn a_signal_while_waiting_for_stdin_is_an_interrupted_run_with_its_documen
     r.code(143).stderr_has("interrupted by SIGTERM");
     assert_eq!(request_count(&server).await, 0);
 }
+
+// ---------------------------------------------------------------------------------------------
+// 7. Small ones
+
+#[tokio::test]
+async fn non_finite_numbers_are_refused_on_the_command_line_and_in_yaml() {
+    let env = TestEnv::new();
+    let server = echo_server(Duration::ZERO).await;
+    for value in ["NaN", "nan", "inf", "-inf", "1e999"] {
+        run(env
+            .cmd_for(&server)
+            .args([&format!("--temperature={value}"), "hi"]))
+        .code(2)
+        .stderr_has("is not a finite number");
+    }
+    env.write_project("j.yaml", "- id: a\n  prompt: hi\n  temperature: .nan\n");
+    run(env.cmd_for(&server).args(["--jobs", "j.yaml"]))
+        .code(42)
+        .stderr_has("NaN or infinite");
+    assert_eq!(request_count(&server).await, 0);
+}
+
+#[tokio::test]
+async fn numeric_ids_are_kept_as_written_and_empty_ids_are_refused() {
+    let env = TestEnv::new();
+    let server = echo_server(Duration::ZERO).await;
+    // Each number is a distinct id, kept as the exact text of the file.
+    let written = [
+        "1",
+        "1.0",
+        "1.00",
+        "1e2",
+        "100.0",
+        "12345678901234567890",
+        "123456789012345678901234",
+        "123456789012345678901235",
+    ];
+    let lines: Vec<String> = written
+        .iter()
+        .enumerate()
+        .map(|(i, id)| format!("{{\"id\": {id}, \"prompt\": \"p{i}\"}}\n"))
+        .collect();
+    env.write_project("j.jsonl", &lines.concat());
+    let r = run(env.cmd_for(&server).args(["--jobs", "j.jsonl"]));
+    r.code(0);
+    assert_eq!(sorted(&ids(&r.stdout_lines())), sorted(&written));
+    // The same in a JSON document.
+    let doc = format!(
+        "{{\"jobs\": [{}]}}",
+        written
+            .iter()
+            .enumerate()
+            .map(|(i, id)| format!("{{\"id\": {id}, \"prompt\": \"p{i}\"}}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    env.write_project("j.json", &doc);
+    let r = run(env.cmd_for(&server).args(["--jobs", "j.json"]));
+    r.code(0);
+    assert_eq!(sorted(&ids(&r.stdout_lines())), sorted(&written));
+    // YAML keeps no number text: a fraction must be quoted.
+    env.write_project("j.yaml", "- id: 1.0\n  prompt: hi\n");
+    run(env.cmd_for(&server).args(["--jobs", "j.yaml"]))
+        .code(42)
+        .stderr_has("is not a whole number: quote it");
+    // Empty ids, whatever their name.
+    for job in [
+        json!({"id": "", "prompt": "hi"}),
+        json!({"custom_id": "", "prompt": "hi"}),
+        json!({"custom_id": " ", "method": "POST", "url": "/v1/chat/completions",
+            "body": {"messages": [{"role": "user", "content": "hi"}]}}),
+    ] {
+        env.write_project("e.jsonl", &jsonl(&[job.clone()]));
+        run(env.cmd_for(&server).args(["--jobs", "e.jsonl"]))
+            .code(42)
+            .stderr_has("must be a non-empty string");
+    }
+}
+
+#[tokio::test]
+async fn a_byte_order_mark_starts_a_job_file_harmlessly() {
+    let env = TestEnv::new();
+    let server = echo_server(Duration::ZERO).await;
+    env.write_project("j.jsonl", "\u{feff}{\"id\": \"a\", \"prompt\": \"one\"}\n");
+    env.write_project("j.json", "\u{feff}[{\"id\": \"b\", \"prompt\": \"two\"}]");
+    env.write_project("j.yaml", "\u{feff}- id: c\n  prompt: three\n");
+    for (file, id) in [("j.jsonl", "a"), ("j.json", "b"), ("j.yaml", "c")] {
+        let r = run(env.cmd_for(&server).args(["--jobs", file]));
+        r.code(0);
+        assert_eq!(ids(&r.stdout_lines()), [id], "{file}");
+    }
+    let r = run(env
+        .cmd_for(&server)
+        .args(["--jobs", "-"])
+        .write_stdin("\u{feff}{\"id\": \"d\", \"prompt\": \"four\"}\n"));
+    r.code(0);
+    assert_eq!(ids(&r.stdout_lines()), ["d"]);
+}
+
+const FOREIGN: &str = "http://example.invalid/v1";
+
+#[test]
+fn qwen_trust_project_env_is_read_strictly() {
+    let env = TestEnv::new();
+    env.write_project(".env", &format!("OPENAI_BASE_URL={FOREIGN}\n"));
+    let with = |value: &str| {
+        run(env
+            .cmd()
+            .env("OPENAI_API_KEY", KEY)
+            .env("QWEN_TRUST_PROJECT_ENV", value)
+            .args(["--retries", "0", "--connect-timeout", "2s", "hi"]))
+    };
+    for off in ["", "0", "false", "no", "OFF"] {
+        with(off)
+            .code(52)
+            .stderr_has("refusing to send the API key");
+    }
+    for bad in ["disabled", "nope", "2"] {
+        with(bad)
+            .code(52)
+            .stderr_has(&format!("QWEN_TRUST_PROJECT_ENV=`{bad}` is neither on"));
+    }
+    for on in ["1", "true", "YES", "on"] {
+        with(on)
+            .stderr_lacks("refusing")
+            .stderr_lacks("is neither on");
+    }
+}
+
+#[test]
+fn a_home_that_is_a_git_working_tree_is_a_project() {
+    let env = TestEnv::new();
+    std::fs::create_dir_all(env.project_path(".git")).expect("a .git");
+    env.write_project(".qwen/.env", &format!("OPENAI_BASE_URL={FOREIGN}\n"));
+    run(env
+        .cmd()
+        .env("HOME", &env.project)
+        .env("OPENAI_API_KEY", KEY)
+        .args(["--retries", "0", "--connect-timeout", "2s", "hi"]))
+    .code(52)
+    .stderr_has("refusing to send the API key");
+    run(env
+        .cmd()
+        .env("HOME", &env.project)
+        .env("OPENAI_API_KEY", KEY)
+        .args(["auth", "status"]))
+    .stdout_has("project");
+}
+
+#[tokio::test]
+async fn help_followed_by_words_is_a_prompt() {
+    let env = TestEnv::new();
+    let server = echo_server(Duration::ZERO).await;
+    run(env
+        .cmd_for(&server)
+        .args(["help", "me", "write", "a", "test"]))
+    .code(0)
+    .stdout_is("help me write a test\n");
+    run(env.cmd_for(&server).args(["help"]))
+        .code(0)
+        .stdout_has("Usage:");
+    run(env.cmd_for(&server).args(["help", "auth"]))
+        .code(0)
+        .stdout_has("auth");
+}
