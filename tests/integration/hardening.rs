@@ -556,7 +556,7 @@ async fn numeric_ids_are_kept_as_written_and_empty_ids_are_refused() {
         json!({"custom_id": " ", "method": "POST", "url": "/v1/chat/completions",
             "body": {"messages": [{"role": "user", "content": "hi"}]}}),
     ] {
-        env.write_project("e.jsonl", &jsonl(&[job.clone()]));
+        env.write_project("e.jsonl", &jsonl(std::slice::from_ref(&job)));
         run(env.cmd_for(&server).args(["--jobs", "e.jsonl"]))
             .code(42)
             .stderr_has("must be a non-empty string");
