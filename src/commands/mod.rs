@@ -33,6 +33,24 @@ pub(crate) fn load_config(args: &ConfigArgs, ctx: &Context) -> Result<ResolvedCo
     {
         diag::warn(&warning);
     }
+    if let Some((path, exposure)) = dotenv_exposure(&config) {
+        let (what, fix) = match &exposure {
+            crate::gitignore::Exposure::Tracked { relative } => (
+                "is tracked by git: everyone who can read the repository can read the key",
+                format!(
+                    "remove it from git and ignore it: `git rm --cached {relative}` and add the line `{relative}` to .gitignore; then rotate the key"
+                ),
+            ),
+            crate::gitignore::Exposure::NotIgnored { relative } => (
+                "is not ignored by git: the next `git add` would publish the key",
+                format!("add the line `{relative}` to .gitignore"),
+            ),
+        };
+        diag::warn(&format!(
+            "warning: `{}` holds a secret and {what}\nhint: {fix}",
+            path.display()
+        ));
+    }
     if github::is_github_actions(&ctx.env)
         && let Some(key) = &config.api_key
     {
@@ -42,6 +60,30 @@ pub(crate) fn load_config(args: &ConfigArgs, ctx: &Context) -> Result<ResolvedCo
         debug_config(&config);
     }
     Ok(config)
+}
+
+/// Whether the `.env` file the configuration came from holds a secret (a non-empty
+/// `OPENAI_API_KEY`, or any `*_KEY`, `*_TOKEN`, `*_SECRET`, `*PASSWORD` value) and git would
+/// publish it. Nothing is spawned unless the file holds one and sits in a repository.
+pub(crate) fn dotenv_exposure(
+    config: &ResolvedConfig,
+) -> Option<(std::path::PathBuf, crate::gitignore::Exposure)> {
+    let file = config.dotenv.found.as_ref()?;
+    let secret = |name: &str| {
+        let upper = name.to_ascii_uppercase();
+        ["_KEY", "_TOKEN", "_SECRET", "PASSWORD"]
+            .iter()
+            .any(|end| upper.ends_with(end))
+    };
+    if !file.vars.keys().any(|k| secret(k) && file.get(k).is_some()) {
+        return None;
+    }
+    let path = if file.path.is_absolute() {
+        file.path.clone()
+    } else {
+        std::path::absolute(&file.path).ok()?
+    };
+    crate::gitignore::exposure(&path).map(|e| (file.path.clone(), e))
 }
 
 /// The HTTP client settings a run's flags ask for.

@@ -649,3 +649,84 @@ async fn help_followed_by_words_is_a_prompt() {
         .code(0)
         .stdout_has("auth");
 }
+
+// ---------------------------------------------------------------------------------------------
+// 8. The documented security notes, enforced
+
+fn git(env: &TestEnv, args: &[&str]) {
+    let status = std::process::Command::new("git")
+        .args(args)
+        .current_dir(&env.project)
+        .env_clear()
+        .env("HOME", &env.home)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("run git");
+    assert!(status.success(), "git {args:?}");
+}
+
+/// `qwen hi` and `qwen auth status --json` with PATH (for git) and a key only in `.qwen/.env`.
+fn runs_with_git(env: &TestEnv, server: &MockServer) -> (crate::common::Run, serde_json::Value) {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let r = run(env
+        .cmd()
+        .env("PATH", &path)
+        .env("OPENAI_BASE_URL", base_url(server))
+        .arg("hi"));
+    let status = run(env
+        .cmd()
+        .env("PATH", &path)
+        .env("OPENAI_BASE_URL", base_url(server))
+        .args(["auth", "status", "--json"]));
+    let doc: serde_json::Value = serde_json::from_str(&status.stdout).expect("auth status JSON");
+    (r, doc["dotenv"]["git"].clone())
+}
+
+#[tokio::test]
+async fn a_dotenv_key_that_git_would_publish_is_warned_about_and_shown() {
+    let env = TestEnv::new();
+    let server = echo_server(Duration::ZERO).await;
+    env.write_project(".qwen/.env", &format!("OPENAI_API_KEY={KEY}\n"));
+    // Not a repository: nothing to say.
+    let (r, git_state) = runs_with_git(&env, &server);
+    r.code(0).stderr_empty();
+    assert!(git_state.is_null());
+    git(&env, &["init", "-q"]);
+    // In a repository, not ignored.
+    let (r, git_state) = runs_with_git(&env, &server);
+    r.code(0)
+        .stderr_has("holds a secret and is not ignored by git")
+        .stderr_has("add the line `.qwen/.env` to .gitignore")
+        .stderr_lacks(KEY);
+    assert_eq!(r.stderr.matches("warning:").count(), 1, "warned once");
+    assert_eq!(git_state["exposure"], "not_ignored");
+    // Tracked, even when ignored afterwards.
+    env.write_project(".gitignore", ".qwen/.env\n");
+    git(&env, &["add", "-f", ".qwen/.env"]);
+    let (r, git_state) = runs_with_git(&env, &server);
+    r.code(0)
+        .stderr_has("is tracked by git")
+        .stderr_has("git rm --cached .qwen/.env");
+    assert_eq!(git_state["exposure"], "tracked");
+    assert_eq!(git_state["path"], ".qwen/.env");
+    // Untracked and ignored: silent.
+    git(&env, &["rm", "-q", "--cached", ".qwen/.env"]);
+    let (r, git_state) = runs_with_git(&env, &server);
+    r.code(0).stderr_empty();
+    assert!(git_state.is_null());
+    // A file with no secret in it is never checked.
+    env.write_project(".gitignore", "");
+    env.write_project(".qwen/.env", "OPENAI_MODEL=m\n");
+    let r = run(env
+        .cmd()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("OPENAI_API_KEY", KEY)
+        .env("OPENAI_BASE_URL", base_url(&server))
+        .arg("hi"));
+    r.code(0).stderr_empty();
+}
