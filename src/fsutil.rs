@@ -74,29 +74,6 @@ pub(crate) fn mode(path: &Path) -> Option<u32> {
     }
 }
 
-/// Whether `a` and `b` name the same file: the same device and inode when both exist (a hard
-/// link or a symlink to the other counts), else the same path once the directory part is resolved.
-pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
-    #[cfg(unix)]
-    if let (Ok(ma), Ok(mb)) = (fs::metadata(a), fs::metadata(b)) {
-        use std::os::unix::fs::MetadataExt;
-        return ma.dev() == mb.dev() && ma.ino() == mb.ino();
-    }
-    let resolved = |p: &Path| {
-        if let Ok(full) = p.canonicalize() {
-            return full;
-        }
-        let parent = p
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let parent = parent.canonicalize().unwrap_or_else(|_| parent.to_owned());
-        p.file_name()
-            .map_or(parent.clone(), |name| parent.join(name))
-    };
-    resolved(a) == resolved(b)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

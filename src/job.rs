@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use crate::error::Error;
-use crate::paths::JobPaths;
+use crate::paths::{JobPaths, PathRules};
 use crate::schema::OutputSchema;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,13 +114,13 @@ const PER_JOB_ONLY: [&str; 6] = [
 ];
 
 impl JobFile {
-    /// Open `spec` (`-`: standard input). `allow_outside_paths`: the paths the file names may lead
-    /// anywhere (`--allow-outside-paths`); otherwise they stay inside the file's directory.
+    /// Open `spec` (`-`: standard input). `rules`: where the paths the file names may lead (see
+    /// [`PathRules`]: inside the file's directory unless `--allow-outside-paths`, never an output).
     /// `spooled`: standard input already copied by [`spool_stdin`] (for `-`).
     pub(crate) fn open(
         spec: &str,
         cwd: &Path,
-        allow_outside_paths: bool,
+        rules: PathRules,
         spooled: Option<tempfile::TempPath>,
     ) -> Result<Self, Error> {
         if spec == "-" {
@@ -132,7 +132,7 @@ impl JobFile {
                 name: "<stdin>".to_owned(),
                 format: JobFormat::Jsonl,
                 path: path.to_path_buf(),
-                paths: JobPaths::new(cwd.to_owned(), allow_outside_paths),
+                paths: JobPaths::new(cwd.to_owned(), rules),
                 file_defaults: Map::new(),
                 default_schema: None,
                 default_fallbacks: None,
@@ -167,7 +167,7 @@ impl JobFile {
             name: spec.to_owned(),
             format,
             path,
-            paths: JobPaths::new(base_dir, allow_outside_paths),
+            paths: JobPaths::new(base_dir, rules),
             file_defaults: Map::new(),
             default_schema: None,
             default_fallbacks: None,

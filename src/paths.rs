@@ -4,27 +4,49 @@
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
+/// What the command line says about the paths of a job file.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PathRules {
+    /// `--allow-outside-paths`: the user means it; any path is taken as written.
+    pub(crate) allow_outside: bool,
+    /// The files this run writes (`--output`, `--summary`), with their flags: a job never reads
+    /// one of them, even inside the tree (the run would empty its own input).
+    pub(crate) outputs: Vec<(&'static str, PathBuf)>,
+}
+
 /// Where the paths of one job file may lead.
 #[derive(Debug, Clone)]
 pub(crate) struct JobPaths {
     /// The job file's directory (the working directory for `--jobs -`).
     base: PathBuf,
-    /// `--allow-outside-paths`: the user means it; any path is taken as written.
-    allow_outside: bool,
+    rules: PathRules,
 }
 
 impl JobPaths {
-    pub(crate) fn new(base: PathBuf, allow_outside: bool) -> Self {
-        Self {
-            base,
-            allow_outside,
+    pub(crate) fn new(base: PathBuf, rules: PathRules) -> Self {
+        Self { base, rules }
+    }
+
+    /// `rel` resolved ([`Self::confine`]), and refused when it is one of the run's own outputs.
+    pub(crate) fn resolve(&self, rel: &str) -> Result<PathBuf, String> {
+        let path = self.confine(rel)?;
+        if let Some((flag, _)) = self
+            .rules
+            .outputs
+            .iter()
+            .find(|(_, out)| same_file(&path, out))
+        {
+            return Err(format!(
+                "`{rel}` is the {flag} file of this run: writing it would destroy the input"
+            ));
         }
+        Ok(path)
     }
 
     /// `rel` resolved against the job file's directory. Refused (the message names the path) when
     /// it is absolute, climbs out with `..`, or leads outside once every symlink is resolved.
-    pub(crate) fn resolve(&self, rel: &str) -> Result<PathBuf, String> {
-        if self.allow_outside {
+    fn confine(&self, rel: &str) -> Result<PathBuf, String> {
+        if self.rules.allow_outside {
             return Ok(self.base.join(rel));
         }
         let hint = "pass --allow-outside-paths to allow it";
@@ -77,6 +99,29 @@ impl JobPaths {
     }
 }
 
+/// Whether `a` and `b` name the same file: the same device and inode when both exist (a hard
+/// link or a symlink to the other counts), else the same path once the directory part is resolved.
+pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    if let (Ok(ma), Ok(mb)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+        use std::os::unix::fs::MetadataExt;
+        return ma.dev() == mb.dev() && ma.ino() == mb.ino();
+    }
+    let resolved = |p: &Path| {
+        if let Ok(full) = p.canonicalize() {
+            return full;
+        }
+        let parent = p
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let parent = parent.canonicalize().unwrap_or_else(|_| parent.to_owned());
+        p.file_name()
+            .map_or(parent.clone(), |name| parent.join(name))
+    };
+    resolved(a) == resolved(b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,7 +135,7 @@ mod tests {
         std::fs::write(dir.path().join("secret.txt"), "s").unwrap();
         std::os::unix::fs::symlink(dir.path().join("secret.txt"), jobs.join("link.txt")).unwrap();
         std::os::unix::fs::symlink("/proc/self/environ", jobs.join("env")).unwrap();
-        let confined = JobPaths::new(jobs.clone(), false);
+        let confined = JobPaths::new(jobs.clone(), PathRules::default());
         assert!(confined.resolve("sub/a.txt").is_ok());
         assert!(
             confined.resolve("./sub/../sub/a.txt").is_err(),
@@ -106,7 +151,15 @@ mod tests {
         ] {
             assert!(confined.resolve(bad).is_err(), "{bad}");
         }
-        let open = JobPaths::new(jobs, true);
+        let open = JobPaths::new(
+            jobs.clone(),
+            PathRules {
+                allow_outside: true,
+                outputs: vec![("--output", jobs.join("sub/a.txt"))],
+            },
+        );
+        let err = open.read("prompt_file", "sub/a.txt", 10).unwrap_err();
+        assert!(err.contains("is the --output file"), "{err}");
         assert_eq!(open.read("prompt_file", "link.txt", 10).unwrap(), "s");
         assert!(open.read("prompt_file", "/proc/self/environ", 4).is_err());
     }

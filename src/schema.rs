@@ -709,7 +709,7 @@ mod tests {
     fn job_schema_paths_stay_inside_the_job_directory() {
         let dir = tempfile::tempdir().unwrap();
         let dir_jobs = dir.path().join("jobs");
-        let jobs = JobPaths::new(dir_jobs.clone(), false);
+        let jobs = JobPaths::new(dir_jobs.clone(), crate::paths::PathRules::default());
         std::fs::create_dir_all(dir_jobs.join("schemas")).unwrap();
         std::fs::write(dir_jobs.join("schemas/a.json"), r#"{"type":"string"}"#).unwrap();
         std::fs::write(dir.path().join("outside.json"), r#"{"type":"string"}"#).unwrap();

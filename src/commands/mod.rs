@@ -144,7 +144,7 @@ pub(crate) fn refuse_same_files(
         .collect();
     for (i, (flag_a, a)) in named.iter().enumerate() {
         for (flag_b, b) in &named[i + 1..] {
-            if crate::fsutil::same_file(a, b) {
+            if crate::paths::same_file(a, b) {
                 return Err(Error::usage(
                     format!("{flag_a} and {flag_b} name the same file `{}`", b.display()),
                     Some("give each its own file; nothing was read or written"),

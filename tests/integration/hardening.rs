@@ -730,3 +730,29 @@ async fn a_dotenv_key_that_git_would_publish_is_warned_about_and_shown() {
         .arg("hi"));
     r.code(0).stderr_empty();
 }
+
+#[tokio::test]
+async fn a_job_cannot_read_the_file_the_run_writes() {
+    // Sibling of `--output j.jsonl`: a job whose prompt_file is the run's own --output or --summary
+    // would read an emptied file (or its own results) once the run starts writing.
+    let env = TestEnv::new();
+    let server = echo_server(Duration::ZERO).await;
+    env.write_project("p.txt", "a prompt");
+    env.write_project(
+        "j.jsonl",
+        &jsonl(&[json!({"id": "a", "prompt_file": "p.txt"})]),
+    );
+    let r =
+        run(env
+            .cmd_for(&server)
+            .args(["--jobs", "j.jsonl", "--output", "./p.txt", "--overwrite"]));
+    r.code(42)
+        .stderr_has("prompt_file `p.txt` is the --output file of this run");
+    let r = run(env
+        .cmd_for(&server)
+        .args(["--jobs", "j.jsonl", "--summary", "p.txt"]));
+    r.code(42)
+        .stderr_has("prompt_file `p.txt` is the --summary file of this run");
+    assert_eq!(env.read_project("p.txt"), "a prompt");
+    assert_eq!(request_count(&server).await, 0);
+}

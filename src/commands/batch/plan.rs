@@ -15,6 +15,7 @@ use crate::config::{ResolvedConfig, Source};
 use crate::context::Context;
 use crate::error::Error;
 use crate::job::{JobDefaults, JobFile, Validation};
+use crate::paths::PathRules;
 use crate::schema::OutputSchema;
 
 pub(crate) struct Plan {
@@ -70,7 +71,14 @@ pub(crate) fn build(
     ctx: &Context,
 ) -> Result<Plan, Error> {
     let batch = &args.batch;
-    let file = JobFile::open(jobs_spec, &ctx.cwd, batch.allow_outside_paths, spooled)?;
+    let rules = PathRules {
+        allow_outside: batch.allow_outside_paths,
+        outputs: [("--output", &batch.output), ("--summary", &batch.summary)]
+            .into_iter()
+            .filter_map(|(flag, path)| Some((flag, ctx.cwd.join(path.as_ref()?))))
+            .collect(),
+    };
+    let file = JobFile::open(jobs_spec, &ctx.cwd, rules, spooled)?;
     let defaults = defaults(args, config, structured_options(args, ctx)?);
     // Locked before it is read: a second run on the same file stops here (exit 75).
     let output = batch
