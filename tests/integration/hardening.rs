@@ -756,3 +756,32 @@ async fn a_job_cannot_read_the_file_the_run_writes() {
     assert_eq!(env.read_project("p.txt"), "a prompt");
     assert_eq!(request_count(&server).await, 0);
 }
+
+#[tokio::test]
+async fn results_on_stdout_appended_to_the_job_file_are_refused() {
+    // `qwen --jobs j.jsonl >> j.jsonl`: the result lines would be read back as jobs.
+    let env = TestEnv::new();
+    let server = echo_server(Duration::ZERO).await;
+    let jobs = jsonl(&[json!({"id": "a", "prompt": "one"})]);
+    env.write_project("j.jsonl", &jobs);
+    let append = std::fs::OpenOptions::new()
+        .append(true)
+        .open(env.project_path("j.jsonl"))
+        .expect("open for append");
+    let output = env
+        .std_cmd()
+        .env("OPENAI_API_KEY", KEY)
+        .env("OPENAI_BASE_URL", base_url(&server))
+        .args(["--jobs", "j.jsonl"])
+        .stdin(std::process::Stdio::null())
+        .stdout(append)
+        .output()
+        .expect("run qwen");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("--jobs and standard output name the same file")
+    );
+    assert_eq!(env.read_project("j.jsonl"), jobs);
+    assert_eq!(request_count(&server).await, 0);
+}

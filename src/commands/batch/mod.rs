@@ -53,6 +53,11 @@ pub(crate) fn command(
             ("--json-schema", schema_file),
             ("--output", batch.output.as_deref()),
             ("--summary", batch.summary.as_deref()),
+            // Without --output the lines go to stdout: `>> jobs.jsonl` would feed them back as jobs.
+            (
+                "standard output",
+                batch.output.is_none().then_some("/dev/stdout"),
+            ),
         ],
         ctx,
     )?;
