@@ -350,6 +350,20 @@ async fn a_stdout_that_cannot_be_written_fails_every_command() {
             .code(1)
             .stderr_has("cannot write to standard output");
     }
+    // Files on a full disk: the summary, the result file, the results file.
+    for args in [
+        &["--jobs", "j.jsonl", "--summary", "/dev/full"][..],
+        &["--jobs", "j.jsonl", "--output", "/dev/full", "--overwrite"],
+        &["--result-file", "/dev/full", "hi"],
+    ] {
+        let r = run(env.cmd_for(&server).args(args));
+        r.code(1);
+        assert!(
+            r.stderr.contains("No space left on device") || r.stderr.contains("not a regular file"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
     // A batch to a full stdout: the line that was not written is not counted as succeeded.
     run_to_dev_full(&env, &base, &["--jobs", "j.jsonl"])
         .code(1)
