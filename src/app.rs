@@ -18,6 +18,7 @@ use crate::output::{RunMeta, RunOutput, github};
 /// The whole program, given the name it was called by and its arguments.
 pub(crate) fn main(bin_name: &'static str, args: Vec<OsString>, ctx: &Context) -> ExitStatus {
     let started = Instant::now();
+    let args = crate::cli::help_words_as_prompt(args);
     let json_format = crate::cli::json_format_in(&args);
     let parsed = Cli::command()
         .name(bin_name)
@@ -79,7 +80,7 @@ fn dispatch(
             AuthCommand::Logout { env, user } => auth_manage::logout(env, user, ctx),
         },
         // Generated text needs neither configuration nor the async runtime.
-        Some(Command::Completions { shell }) => Ok(generate::completions(shell)),
+        Some(Command::Completions { shell }) => generate::completions(shell),
         Some(Command::Man) => generate::man(),
         Some(Command::Batch(args)) => {
             with_runtime(|runtime| provider_batch::command(*args, ctx, runtime))

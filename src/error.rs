@@ -46,6 +46,10 @@ pub(crate) enum Error {
     #[error("the answer does not match the JSON schema: {summary}")]
     SchemaValidation { summary: String },
 
+    /// `--max-wall-time` reached by a single run.
+    #[error("the run did not finish within --max-wall-time ({}s)", limit.as_secs_f64())]
+    WallTime { limit: std::time::Duration },
+
     #[error("interrupted by {signal}")]
     Interrupted { signal: Signal },
 
@@ -59,6 +63,13 @@ pub(crate) enum Error {
     /// Another process holds a resource we need (a lock), for longer than we wait.
     #[error("{0}")]
     Busy(String),
+
+    /// A file this run must own (the results file) is locked by another process: exit 75, try later.
+    #[error("{message}")]
+    InUse {
+        message: String,
+        hint: Option<String>,
+    },
 
     /// A failure that is not about the user's input or the outside world (encoding our own data).
     #[error("{0}")]
@@ -110,6 +121,7 @@ impl Error {
             Self::Config { .. } | Self::DotEnvUnreadable { .. } => ExitStatus::Config,
             Self::Api(api) => api.exit_status(),
             Self::SchemaValidation { .. } => ExitStatus::DataErr,
+            Self::WallTime { .. } => ExitStatus::WallTime,
             Self::Interrupted {
                 signal: Signal::Terminate,
             } => ExitStatus::Terminated,
@@ -117,6 +129,7 @@ impl Error {
                 signal: Signal::Interrupt,
             } => ExitStatus::Interrupted,
             Self::Io { .. } | Self::Internal(_) | Self::Busy(_) => ExitStatus::Failure,
+            Self::InUse { .. } => ExitStatus::TempFail,
         }
     }
 
@@ -130,9 +143,10 @@ impl Error {
             Self::Api(api) => api.kind(),
             Self::SchemaValidation { .. } => "schema_validation",
             Self::Interrupted { .. } => "interrupted",
+            Self::WallTime { .. } => "wall_time",
             Self::Io { .. } => "io_error",
             Self::Internal(_) => "internal_error",
-            Self::Busy(_) => "busy",
+            Self::Busy(_) | Self::InUse { .. } => "busy",
         }
     }
 
@@ -141,13 +155,17 @@ impl Error {
             Self::Auth { hint, .. }
             | Self::Input { hint, .. }
             | Self::Usage { hint, .. }
-            | Self::Config { hint, .. } => hint.clone(),
+            | Self::Config { hint, .. }
+            | Self::InUse { hint, .. } => hint.clone(),
             Self::DotEnvUnreadable { .. } => Some(
                 "fix the file's permissions or syntax (KEY=value lines), or remove it".to_owned(),
             ),
             Self::Api(api) => api.hint(),
             Self::SchemaValidation { .. } => Some(
                 "the last answer is in `error.last_answer` of the JSON result (-o json); make the prompt or schema clearer, or raise --schema-retries".to_owned(),
+            ),
+            Self::WallTime { .. } => Some(
+                "raise --max-wall-time, or ask for less (a shorter answer, --max-tokens)".to_owned(),
             ),
             Self::Interrupted { .. } | Self::Io { .. } | Self::Internal(_) | Self::Busy(_) => None,
         }

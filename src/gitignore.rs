@@ -67,6 +67,73 @@ fn ensure_ignored_below(file: &Path, ceiling: Option<&Path>) -> io::Result<Outco
     Ok(Outcome::Added { gitignore, line })
 }
 
+/// How git would publish a file: tracked (committed, or staged), or not ignored (the next
+/// `git add .` takes it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Exposure {
+    Tracked { relative: String },
+    NotIgnored { relative: String },
+}
+
+impl Exposure {
+    /// The file's path from the repository root, as git names it.
+    pub(crate) fn relative(&self) -> &str {
+        match self {
+            Self::Tracked { relative } | Self::NotIgnored { relative } => relative,
+        }
+    }
+
+    /// The `auth status --json` word.
+    pub(crate) fn as_str(&self) -> &'static str {
+        match self {
+            Self::Tracked { .. } => "tracked",
+            Self::NotIgnored { .. } => "not_ignored",
+        }
+    }
+}
+
+/// Whether git would publish `file`. Outside a repository (found by `stat` calls alone) this costs
+/// nothing and spawns nothing; inside one, `git ls-files` and `git check-ignore` answer, with the
+/// repository's fsmonitor hook disabled (a checkout's config must not run a command for us).
+/// `None` when git is absent or cannot say: never an error.
+pub(crate) fn exposure(file: &Path) -> Option<Exposure> {
+    let root = file.parent().and_then(repo_root)?;
+    let relative = file
+        .strip_prefix(&root)
+        .ok()?
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/");
+    let tracked = git(&root, &["ls-files", "--error-unmatch", "--", &relative])?;
+    if tracked {
+        return Some(Exposure::Tracked { relative });
+    }
+    match git_says_ignored(&root, &relative) {
+        Some(false) => Some(Exposure::NotIgnored { relative }),
+        _ => None,
+    }
+}
+
+/// Run `git -C root <args>` quietly: `Some(true)` on exit 0, `Some(false)` on exit 1, else `None`.
+fn git(root: &Path, args: &[&str]) -> Option<bool> {
+    let status = Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["-c", "core.fsmonitor=false"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .ok()?;
+    match status.code() {
+        Some(0) => Some(true),
+        Some(1) => Some(false),
+        _ => None,
+    }
+}
+
 /// `git check-ignore`: `Some(true)` ignored, `Some(false)` not, `None` when git cannot say
 /// (not installed, or not a repository it understands).
 fn git_says_ignored(root: &Path, relative: &str) -> Option<bool> {

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 
 use crate::client::params::{ExtraHeader, merge_headers};
 use crate::error::Error;
+use crate::paths::{JobPaths, PathRules};
 use crate::prompt_file::{self, ResponseFormat, VarValue};
 use crate::request;
 use crate::schema::OutputSchema;
@@ -124,7 +125,8 @@ pub(crate) struct JobFile {
     pub(crate) name: String,
     pub(crate) format: JobFormat,
     path: PathBuf,
-    base_dir: PathBuf,
+    /// Where the paths the file names may lead (the one door: [`JobPaths`]).
+    paths: JobPaths,
     file_defaults: Map<String, Value>,
     /// The file's `defaults.json_schema`, checked once when the file is opened.
     default_schema: Option<Arc<OutputSchema>>,
@@ -160,22 +162,25 @@ const PER_JOB_ONLY: [&str; 7] = [
 ];
 
 impl JobFile {
-    pub(crate) fn open(spec: &str, cwd: &Path) -> Result<Self, Error> {
+    /// Open `spec` (`-`: standard input). `rules`: where the paths the file names may lead (see
+    /// [`PathRules`]: inside the file's directory unless `--allow-outside-paths`, never an output).
+    /// `spooled`: standard input already copied by [`spool_stdin`] (for `-`).
+    pub(crate) fn open(
+        spec: &str,
+        cwd: &Path,
+        rules: PathRules,
+        spooled: Option<tempfile::TempPath>,
+    ) -> Result<Self, Error> {
         if spec == "-" {
-            let mut spool = tempfile::NamedTempFile::new()
-                .map_err(|e| Error::input(format!("cannot spool standard input: {e}"), ""))?;
-            std::io::copy(&mut std::io::stdin().lock(), &mut spool).map_err(|e| {
-                Error::input(
-                    format!("cannot read the job list from standard input: {e}"),
-                    "",
-                )
-            })?;
-            let path = spool.into_temp_path();
+            let path = match spooled {
+                Some(path) => path,
+                None => spool_stdin()?,
+            };
             return Ok(Self {
                 name: "<stdin>".to_owned(),
                 format: JobFormat::Jsonl,
                 path: path.to_path_buf(),
-                base_dir: cwd.to_owned(),
+                paths: JobPaths::new(cwd.to_owned(), rules),
                 file_defaults: Map::new(),
                 default_schema: None,
                 default_fallbacks: None,
@@ -210,7 +215,7 @@ impl JobFile {
             name: spec.to_owned(),
             format,
             path,
-            base_dir,
+            paths: JobPaths::new(base_dir, rules),
             file_defaults: Map::new(),
             default_schema: None,
             default_fallbacks: None,
@@ -241,7 +246,7 @@ impl JobFile {
             )
         };
         if let Some(value) = self.file_defaults.remove("json_schema") {
-            let schema = job_schema(&value, &self.base_dir).map_err(|e| bad("json_schema", e))?;
+            let schema = job_schema(&value, &self.paths).map_err(|e| bad("json_schema", e))?;
             self.default_schema = Some(schema);
         }
         // Kept in `file_defaults` (each job merges over them), but checked once, here.
@@ -276,20 +281,37 @@ impl JobFile {
     fn document(&self) -> Result<(Value, Vec<Value>), Error> {
         let text = std::fs::read_to_string(&self.path)
             .map_err(|e| Error::input(format!("cannot read `{}`: {e}", self.name), ""))?;
+        // A UTF-8 byte order mark (Windows editors write one) is not part of the document.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
         let doc: Value = match self.format {
-            JobFormat::Yaml => serde_yaml::from_str(&text).map_err(|e| {
-                Error::input(
-                    format!("{}: invalid YAML: {e}", self.name),
-                    "fix the file; nothing was sent",
-                )
-            })?,
-            _ => serde_json::from_str(&text).map_err(|e| {
+            JobFormat::Yaml => {
+                let yaml: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
+                    Error::input(
+                        format!("{}: invalid YAML: {e}", self.name),
+                        "fix the file; nothing was sent",
+                    )
+                })?;
+                // JSON has no NaN or infinity: converted, they would be sent as `null`.
+                if has_non_finite(&yaml) {
+                    return Err(Error::input(
+                        format!("{}: a number is NaN or infinite (.nan, .inf)", self.name),
+                        "use a finite number; nothing was sent",
+                    ));
+                }
+                serde_json::to_value(yaml)
+                    .map_err(|e| Error::input(format!("{}: invalid YAML: {e}", self.name), ""))?
+            }
+            _ => serde_json::from_str(text).map_err(|e| {
                 Error::input(
                     format!("{}:{}: invalid JSON: {e}", self.name, e.line()),
                     "fix the file; nothing was sent",
                 )
             })?,
         };
+        let mut doc = doc;
+        if self.format == JobFormat::Json {
+            exact_document_ids(&mut doc, text);
+        }
         match doc {
             Value::Array(jobs) => Ok((Value::Null, jobs)),
             Value::Object(mut map) => {
@@ -443,11 +465,7 @@ impl JobFile {
             match key.as_str() {
                 // `custom_id` (the Batch API's name) is an alias; `id` wins when both are given.
                 "id" | "custom_id" => {
-                    let given = match value {
-                        Value::String(s) if !s.trim().is_empty() => s,
-                        Value::Number(n) => n.to_string(),
-                        _ => return Err(format!("`{key}` must be a non-empty string or a number")),
-                    };
+                    let given = id_text(&key, &value)?;
                     if key == "id" || id.is_none() {
                         id = Some(given);
                     }
@@ -474,7 +492,7 @@ impl JobFile {
                 },
                 "json_schema" => {
                     schema = Some(
-                        job_schema(&value, &self.base_dir)
+                        job_schema(&value, &self.paths)
                             .map_err(|e| format!("`json_schema`: {e}"))?,
                     );
                 }
@@ -596,7 +614,8 @@ impl JobFile {
                     .map_err(|e| format!("`vars`: {}", e.message))?;
                 if let VarValue::File(path) = &value {
                     let rel = path.to_string_lossy();
-                    crate::schema::confined(&self.base_dir, &rel)
+                    self.paths
+                        .resolve(&rel)
                         .map_err(|e| format!("`vars.{name}`: {e}"))?;
                 }
                 Ok((name, value))
@@ -611,18 +630,20 @@ impl JobFile {
         vars: &[(String, VarValue)],
         max: u64,
     ) -> Result<prompt_file::PromptFile, String> {
-        let path =
-            crate::schema::confined(&self.base_dir, rel).map_err(|e| format!("prompt_file {e}"))?;
-        let rendered =
-            prompt_file::load(&path, vars, |p| {
-                let inside = crate::schema::confined(&self.base_dir, &p.to_string_lossy())
-                    .map_err(|e| prompt_file::PromptFileError {
-                        message: e,
-                        hint: String::new(),
-                    })?;
-                prompt_file::read_capped(&inside, max)
-            })
-            .map_err(|e| e.message.replace(&path.display().to_string(), rel))?;
+        let path = self
+            .paths
+            .resolve(rel)
+            .map_err(|e| format!("prompt_file {e}"))?;
+        let rendered = prompt_file::load(&path, vars, |p| {
+            let inside = self.paths.resolve(&p.to_string_lossy()).map_err(|e| {
+                prompt_file::PromptFileError {
+                    message: e,
+                    hint: String::new(),
+                }
+            })?;
+            prompt_file::read_capped(&inside, max)
+        })
+        .map_err(|e| e.message.replace(&path.display().to_string(), rel))?;
         for warning in &rendered.warnings {
             crate::diag::warn(&format!("warning: job file: {warning}"));
         }
@@ -630,20 +651,7 @@ impl JobFile {
     }
 
     fn prompt_file(&self, rel: &str, max: u64) -> Result<String, String> {
-        let path = self.base_dir.join(rel);
-        let meta = std::fs::metadata(&path).map_err(|e| format!("prompt_file `{rel}`: {e}"))?;
-        if !meta.is_file() {
-            return Err(format!("prompt_file `{rel}` is not a file"));
-        }
-        if meta.len() > max {
-            return Err(format!(
-                "prompt_file `{rel}` is larger than --max-input-bytes ({max})"
-            ));
-        }
-        let mut text = String::new();
-        File::open(&path)
-            .and_then(|mut f| f.read_to_string(&mut text))
-            .map_err(|e| format!("prompt_file `{rel}`: {e}"))?;
+        let text = self.paths.read("prompt_file", rel, max)?;
         if text.trim().is_empty() {
             return Err(format!("prompt_file `{rel}` is empty"));
         }
@@ -651,9 +659,22 @@ impl JobFile {
     }
 }
 
-/// A `json_schema` value of a job or of `defaults`, loaded (a path stays inside `base_dir`) and checked.
-fn job_schema(value: &Value, base_dir: &Path) -> Result<Arc<OutputSchema>, String> {
-    let schema = crate::schema::load_job_value(value, base_dir)?;
+/// Copy standard input (a `--jobs -` list) to a temporary file, so that it can be read twice.
+pub(crate) fn spool_stdin() -> Result<tempfile::TempPath, Error> {
+    let mut spool = tempfile::NamedTempFile::new()
+        .map_err(|e| Error::input(format!("cannot spool standard input: {e}"), ""))?;
+    std::io::copy(&mut std::io::stdin().lock(), &mut spool).map_err(|e| {
+        Error::input(
+            format!("cannot read the job list from standard input: {e}"),
+            "",
+        )
+    })?;
+    Ok(spool.into_temp_path())
+}
+
+/// A `json_schema` value of a job or of `defaults`, loaded (a path goes through `paths`) and checked.
+fn job_schema(value: &Value, paths: &JobPaths) -> Result<Arc<OutputSchema>, String> {
+    let schema = crate::schema::load_job_value(value, paths)?;
     OutputSchema::compile(schema).map(Arc::new)
 }
 
@@ -740,9 +761,95 @@ pub(crate) fn declared_id(value: &Result<Value, String>, index: usize) -> String
         }
     });
     match declared {
-        Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
-        _ => default_id(index),
+        Some(v) => id_text("id", v).unwrap_or_else(|_| default_id(index)),
+        None => default_id(index),
+    }
+}
+
+/// A job's id as text. A number is kept as the exact text written in the file (JSON and JSON
+/// Lines: see [`exact_ids`], so `1.0` and `1` stay two ids); a YAML number, whose text the parser
+/// does not keep, must be a whole number (else: quote it). Empty ids are refused.
+fn id_text(key: &str, value: &Value) -> Result<String, String> {
+    match value {
+        Value::String(s) if !s.trim().is_empty() => Ok(s.clone()),
+        Value::Number(n) if n.is_u64() || n.is_i64() => Ok(n.to_string()),
+        Value::Number(n) => Err(format!(
+            "`{key}` {n} is not a whole number: quote it so that it is kept exactly"
+        )),
+        _ => Err(format!("`{key}` must be a non-empty string or a number")),
+    }
+}
+
+/// Whether a YAML value holds a NaN or infinite number anywhere.
+fn has_non_finite(value: &serde_yaml::Value) -> bool {
+    match value {
+        serde_yaml::Value::Number(n) => n.as_f64().is_some_and(|f| !f.is_finite()),
+        serde_yaml::Value::Sequence(items) => items.iter().any(has_non_finite),
+        serde_yaml::Value::Mapping(map) => map
+            .iter()
+            .any(|(k, v)| has_non_finite(k) || has_non_finite(v)),
+        serde_yaml::Value::Tagged(tagged) => has_non_finite(&tagged.value),
+        _ => false,
+    }
+}
+
+/// `id` and `custom_id` as written in one JSON job: their raw text, for numbers.
+#[derive(serde::Deserialize)]
+struct RawIds<'a> {
+    #[serde(borrow, default)]
+    id: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    custom_id: Option<&'a serde_json::value::RawValue>,
+}
+
+/// Replace a numeric `id`/`custom_id` of `job` by the exact text of the number in `raw` (the
+/// job's JSON text): a parsed number loses it (`1e2` and `100.0`, digits past 2^64).
+fn exact_ids(job: &mut Value, raw: &str) {
+    let Value::Object(map) = job else { return };
+    if !["id", "custom_id"]
+        .iter()
+        .any(|k| map.get(*k).is_some_and(Value::is_number))
+    {
+        return;
+    }
+    let Ok(ids) = serde_json::from_str::<RawIds<'_>>(raw) else {
+        return;
+    };
+    for (key, text) in [("id", ids.id), ("custom_id", ids.custom_id)] {
+        if let (Some(text), Some(value)) = (text, map.get_mut(key))
+            && value.is_number()
+        {
+            *value = Value::String(text.get().to_owned());
+        }
+    }
+}
+
+/// [`exact_ids`] for every job of a JSON document (a list, or an object with `jobs`).
+fn exact_document_ids(doc: &mut Value, text: &str) {
+    #[derive(serde::Deserialize)]
+    struct Doc<'a> {
+        #[serde(borrow)]
+        jobs: Vec<&'a serde_json::value::RawValue>,
+    }
+    let raws: Vec<&serde_json::value::RawValue> = if doc.is_array() {
+        serde_json::from_str(text).unwrap_or_default()
+    } else {
+        serde_json::from_str::<Doc<'_>>(text)
+            .map(|d| d.jobs)
+            .unwrap_or_default()
+    };
+    let jobs = match doc {
+        Value::Array(jobs) => jobs,
+        Value::Object(map) => match map.get_mut("jobs") {
+            Some(Value::Array(jobs)) => jobs,
+            _ => return,
+        },
+        _ => return,
+    };
+    if raws.len() == jobs.len() {
+        for (job, raw) in jobs.iter_mut().zip(raws) {
+            exact_ids(job, raw.get());
+        }
     }
 }
 
@@ -754,8 +861,9 @@ fn batch_api_job(
     index: usize,
     defaults: &JobDefaults,
 ) -> Result<Job, String> {
-    let Value::String(id) = custom_id else {
-        return Err("`custom_id` must be a string".to_owned());
+    let id = match custom_id {
+        Value::String(s) if !s.trim().is_empty() => s,
+        _ => return Err("`custom_id` must be a non-empty string".to_owned()),
     };
     if let Some(url) = job.get("url").and_then(Value::as_str)
         && !url.trim_end_matches('/').ends_with("/chat/completions")
@@ -824,12 +932,22 @@ impl Iterator for JsonLines {
                     });
                 }
             }
-            if self.buf.trim().is_empty() {
+            // A UTF-8 byte order mark at the start of the file is not part of the first line.
+            let text = if self.line == 1 {
+                self.buf.strip_prefix('\u{feff}').unwrap_or(&self.buf)
+            } else {
+                &self.buf
+            };
+            if text.trim().is_empty() {
                 continue;
             }
             let index = self.index;
             self.index += 1;
-            let value = serde_json::from_str::<Value>(&self.buf)
+            let value = serde_json::from_str::<Value>(text)
+                .map(|mut v| {
+                    exact_ids(&mut v, text);
+                    v
+                })
                 .map_err(|e| format!("not valid JSON: {e}"));
             return Some(RawJob {
                 index,

@@ -18,6 +18,7 @@ mod fsutil;
 mod gitignore;
 mod job;
 mod output;
+mod paths;
 mod progress;
 mod prompt;
 mod prompt_file;

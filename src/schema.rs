@@ -3,13 +3,14 @@
 
 use std::fmt::{self, Write as _};
 use std::io::Read;
-use std::path::{Component, Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use jsonschema::{Draft, Retrieve, Uri, Validator};
 use serde_json::{Value, json};
 
 use crate::client::ApiError;
+use crate::paths::JobPaths;
 
 /// The largest schema file read (`@path` or a job's `json_schema` path).
 pub(crate) const MAX_SCHEMA_BYTES: u64 = 4 * 1024 * 1024;
@@ -455,43 +456,18 @@ pub(crate) fn load_arg(arg: &str, cwd: &Path) -> Result<Value, String> {
     })
 }
 
-/// A job's `json_schema`: an inline object, or a path relative to the job file's directory that
-/// must stay inside it (the same rule as `prompt_file`: no absolute paths, no `..` out, no symlink out).
-pub(crate) fn load_job_value(value: &Value, base_dir: &Path) -> Result<Value, String> {
+/// A job's `json_schema`: an inline object, or a path relative to the job file's directory,
+/// resolved by the one door for job-file paths ([`JobPaths`]: inside the tree unless
+/// `--allow-outside-paths`), read with the 4 MiB cap.
+pub(crate) fn load_job_value(value: &Value, paths: &JobPaths) -> Result<Value, String> {
     match value {
         Value::String(rel) => {
-            let path = confined(base_dir, rel)?;
-            let text = read_capped(&path, rel)?;
+            let text = paths.read("json_schema", rel, MAX_SCHEMA_BYTES)?;
             serde_json::from_str(&text).map_err(|e| format!("`{rel}` is not JSON: {e}"))
         }
         Value::Object(_) | Value::Bool(_) => Ok(value.clone()),
         _ => Err("must be a schema object or a path to one".to_owned()),
     }
-}
-
-/// `base/rel`, refused unless it stays inside `base` once symlinks are resolved.
-pub(crate) fn confined(base: &Path, rel: &str) -> Result<PathBuf, String> {
-    let relative = Path::new(rel);
-    if relative.is_absolute()
-        || relative
-            .components()
-            .any(|c| matches!(c, Component::ParentDir | Component::Prefix(_)))
-    {
-        return Err(format!(
-            "`{rel}` must be a path inside the job file's directory"
-        ));
-    }
-    let root = base
-        .canonicalize()
-        .map_err(|e| format!("`{}`: {e}", base.display()))?;
-    let path = root
-        .join(relative)
-        .canonicalize()
-        .map_err(|e| format!("`{rel}`: {e}"))?;
-    if !path.starts_with(&root) {
-        return Err(format!("`{rel}` leads outside the job file's directory"));
-    }
-    Ok(path)
 }
 
 fn read_capped(path: &Path, shown: &str) -> Result<String, String> {
@@ -732,9 +708,10 @@ mod tests {
     #[test]
     fn job_schema_paths_stay_inside_the_job_directory() {
         let dir = tempfile::tempdir().unwrap();
-        let jobs = dir.path().join("jobs");
-        std::fs::create_dir_all(jobs.join("schemas")).unwrap();
-        std::fs::write(jobs.join("schemas/a.json"), r#"{"type":"string"}"#).unwrap();
+        let dir_jobs = dir.path().join("jobs");
+        let jobs = JobPaths::new(dir_jobs.clone(), crate::paths::PathRules::default());
+        std::fs::create_dir_all(dir_jobs.join("schemas")).unwrap();
+        std::fs::write(dir_jobs.join("schemas/a.json"), r#"{"type":"string"}"#).unwrap();
         std::fs::write(dir.path().join("outside.json"), r#"{"type":"string"}"#).unwrap();
         assert_eq!(
             load_job_value(&json!("schemas/a.json"), &jobs),
@@ -750,7 +727,7 @@ mod tests {
         assert!(load_job_value(&json!(3), &jobs).is_err());
         #[cfg(unix)]
         {
-            std::os::unix::fs::symlink(dir.path().join("outside.json"), jobs.join("link.json"))
+            std::os::unix::fs::symlink(dir.path().join("outside.json"), dir_jobs.join("link.json"))
                 .unwrap();
             let err = load_job_value(&json!("link.json"), &jobs).unwrap_err();
             assert!(err.contains("outside"), "{err}");

@@ -218,7 +218,7 @@ pub(crate) struct RunArgs {
     pub(crate) system_prompt: Option<String>,
 
     /// Sampling temperature.
-    #[arg(long, value_name = "T")]
+    #[arg(long, value_name = "T", value_parser = parse_finite)]
     pub(crate) temperature: Option<f64>,
 
     /// Maximum number of tokens in the answer (sent as `max_completion_tokens` to `OpenAI` and Azure
@@ -344,6 +344,10 @@ impl Shard {
 
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Batch (with --jobs)")]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "clap flags: each bool is one switch on the command line"
+)]
 pub(crate) struct BatchArgs {
     /// Run every job of a YAML, JSON or JSON Lines file (`-`: JSON Lines on stdin).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["prompt_words", "prompt"])]
@@ -370,7 +374,7 @@ pub(crate) struct BatchArgs {
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
     pub max_rate_limit_wait: Duration,
 
-    /// Stop after this long: cancel in-flight work, keep what finished, exit 55.
+    /// Stop after this long: cancel in-flight work, keep what finished, exit 55 (a single run too).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub(crate) max_wall_time: Option<Duration>,
 
@@ -389,6 +393,11 @@ pub(crate) struct BatchArgs {
     /// Replace a non-empty --output file instead of refusing.
     #[arg(long, requires = "output")]
     pub(crate) overwrite: bool,
+
+    /// Let paths in the job file (`prompt_file`, `json_schema`) lead outside its directory: absolute
+    /// paths, `..`, symlinks out. Only for job files you wrote yourself.
+    #[arg(long)]
+    pub(crate) allow_outside_paths: bool,
 
     /// Also write the end-of-run summary as JSON to FILE.
     #[arg(long, value_name = "FILE", requires = "jobs")]
@@ -436,7 +445,7 @@ pub(crate) enum Mode {
 }
 
 /// Flags that only mean something in a batch (their clap ids and spellings).
-const BATCH_ONLY: [(&str, &str); 9] = [
+const BATCH_ONLY: [(&str, &str); 10] = [
     ("output", "--output"),
     ("concurrency", "--concurrency"),
     ("rpm", "--rpm"),
@@ -446,6 +455,7 @@ const BATCH_ONLY: [(&str, &str); 9] = [
     ("summary", "--summary"),
     ("progress_interval", "--progress-interval"),
     ("shutdown_grace", "--shutdown-grace"),
+    ("allow_outside_paths", "--allow-outside-paths"),
 ];
 
 impl RunArgs {
@@ -577,7 +587,33 @@ pub(crate) fn json_format_in(args: &[std::ffi::OsString]) -> Option<OutputFormat
     found
 }
 
-/// `500ms`, `2s`, `1.5s`, `5m`, `1h`; a bare number is seconds.
+/// A finite number (`NaN` and `inf` parse as `f64` but have no JSON form: they would be sent as `null`).
+pub(crate) fn parse_finite(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(n) if n.is_finite() => Ok(n),
+        Ok(_) => Err(format!("`{text}` is not a finite number")),
+        Err(_) => Err(format!("`{text}` is not a number")),
+    }
+}
+
+/// The longest duration any flag takes (a year): longer ones are a usage error, never an overflow
+/// when a deadline is computed from them.
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
+
+/// `qwen help me` is a prompt, not the help command: `help` stays a command only alone or before
+/// a command name (`qwen help auth`). Returns the arguments with `--` put before such a prompt.
+pub(crate) fn help_words_as_prompt(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let word = |i: usize| args.get(i).and_then(|a| a.to_str());
+    let commands = ["auth", "completions", "man", "help"];
+    if word(1) == Some("help")
+        && word(2).is_some_and(|w| !w.starts_with('-') && !commands.contains(&w))
+    {
+        args.insert(1, "--".into());
+    }
+    args
+}
+
+/// `500ms`, `2s`, `1.5s`, `5m`, `1h`; a bare number is seconds; at most [`MAX_DURATION`].
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -598,7 +634,11 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
             ));
         }
     };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
+    let duration = Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))?;
+    if duration > MAX_DURATION {
+        return Err(format!("`{text}` is too long: at most 365 days (8760h)"));
+    }
+    Ok(duration)
 }
 
 #[cfg(test)]
@@ -618,7 +658,19 @@ mod tests {
         for (text, want) in ok {
             assert_eq!(parse_duration(text), Ok(want), "{text}");
         }
-        for bad in ["", "abc", "5x", "-1s"] {
+        assert_eq!(parse_duration("8760h"), Ok(MAX_DURATION));
+        for bad in [
+            "",
+            "abc",
+            "5x",
+            "-1s",
+            "8761h",
+            "10000000000000000000s",
+            "1e400",
+            "NaN",
+            "inf",
+            "1.7976931348623157e308",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

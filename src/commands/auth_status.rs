@@ -176,7 +176,7 @@ pub(crate) fn command(
         };
         text
     };
-    let _ = write_stdout(text.as_bytes());
+    crate::output::quiet_if_closed(write_stdout(text.as_bytes()))?;
     match check {
         Ok(_) => Ok(ExitStatus::Success),
         // The JSON document already says why.
@@ -203,6 +203,10 @@ fn status_json(config: &ResolvedConfig) -> Value {
         "dotenv": {
             "used": config.dotenv.found.as_ref().map(|f| &f.path),
             "probed": config.dotenv.probed,
+            "git": crate::commands::dotenv_exposure(config).map(|(_, e)| json!({
+                "exposure": e.as_str(),
+                "path": e.relative(),
+            })),
         },
         "interactive": config.interactive,
         "debug": config.debug.is_some(),
@@ -269,6 +273,18 @@ fn status_text(config: &ResolvedConfig, view: &OAuthView) -> String {
         Some(f) => writeln!(t, ".env file:   {}", f.path.display()),
         None => writeln!(t, ".env file:   (none found)"),
     };
+    if let Some((_, exposure)) = crate::commands::dotenv_exposure(config) {
+        let _ = match exposure {
+            crate::gitignore::Exposure::Tracked { relative } => writeln!(
+                t,
+                "             UNSAFE: it holds a secret and git tracks it (git rm --cached {relative}; add it to .gitignore)"
+            ),
+            crate::gitignore::Exposure::NotIgnored { relative } => writeln!(
+                t,
+                "             UNSAFE: it holds a secret and git does not ignore it (add `{relative}` to .gitignore)"
+            ),
+        };
+    }
     for (i, path) in config.dotenv.probed.iter().enumerate() {
         let label = if i == 0 { "searched:" } else { "" };
         let _ = writeln!(t, "{label:<13}{}", path.display());

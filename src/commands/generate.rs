@@ -30,15 +30,14 @@ pub(crate) fn man_page() -> std::io::Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Write generated text to stdout; a closed stdout is a normal end.
-fn emit(data: &[u8]) -> ExitStatus {
-    // An `Err` here means stdout is gone (`| head`): nothing more to say.
-    let _ = write_stdout(data);
-    ExitStatus::Success
+/// Write generated text to stdout; a closed stdout is a normal end, any other write error a failure.
+fn emit(data: &[u8]) -> Result<ExitStatus, Error> {
+    crate::output::quiet_if_closed(write_stdout(data))?;
+    Ok(ExitStatus::Success)
 }
 
 /// `qwen completions SHELL`.
-pub(crate) fn completions(shell: Shell) -> ExitStatus {
+pub(crate) fn completions(shell: Shell) -> Result<ExitStatus, Error> {
     emit(&completion_script(shell))
 }
 
@@ -48,7 +47,7 @@ pub(crate) fn man() -> Result<ExitStatus, Error> {
         context: "cannot render the man page".to_owned(),
         source,
     })?;
-    Ok(emit(&page))
+    emit(&page)
 }
 
 #[cfg(test)]

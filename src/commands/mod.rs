@@ -35,6 +35,24 @@ pub(crate) fn load_config(args: &ConfigArgs, ctx: &Context) -> Result<ResolvedCo
     {
         diag::warn(&warning);
     }
+    if let Some((path, exposure)) = dotenv_exposure(&config) {
+        let (what, fix) = match &exposure {
+            crate::gitignore::Exposure::Tracked { relative } => (
+                "is tracked by git: everyone who can read the repository can read the key",
+                format!(
+                    "remove it from git and ignore it: `git rm --cached {relative}` and add the line `{relative}` to .gitignore; then rotate the key"
+                ),
+            ),
+            crate::gitignore::Exposure::NotIgnored { relative } => (
+                "is not ignored by git: the next `git add` would publish the key",
+                format!("add the line `{relative}` to .gitignore"),
+            ),
+        };
+        diag::warn(&format!(
+            "warning: `{}` holds a secret and {what}\nhint: {fix}",
+            path.display()
+        ));
+    }
     if github::is_github_actions(&ctx.env)
         && let Some(key) = &config.api_key
     {
@@ -56,6 +74,30 @@ pub(crate) fn load_config(args: &ConfigArgs, ctx: &Context) -> Result<ResolvedCo
         }
     }
     Ok(config)
+}
+
+/// Whether the `.env` file the configuration came from holds a secret (a non-empty
+/// `OPENAI_API_KEY`, or any `*_KEY`, `*_TOKEN`, `*_SECRET`, `*PASSWORD` value) and git would
+/// publish it. Nothing is spawned unless the file holds one and sits in a repository.
+pub(crate) fn dotenv_exposure(
+    config: &ResolvedConfig,
+) -> Option<(std::path::PathBuf, crate::gitignore::Exposure)> {
+    let file = config.dotenv.found.as_ref()?;
+    let secret = |name: &str| {
+        let upper = name.to_ascii_uppercase();
+        ["_KEY", "_TOKEN", "_SECRET", "PASSWORD"]
+            .iter()
+            .any(|end| upper.ends_with(end))
+    };
+    if !file.vars.keys().any(|k| secret(k) && file.get(k).is_some()) {
+        return None;
+    }
+    let path = if file.path.is_absolute() {
+        file.path.clone()
+    } else {
+        std::path::absolute(&file.path).ok()?
+    };
+    crate::gitignore::exposure(&path).map(|e| (file.path.clone(), e))
 }
 
 /// The HTTP client settings a run's flags ask for.
@@ -82,6 +124,53 @@ pub(crate) fn client_settings(
 
 /// The checked `--json-schema` (exit 2 when it is not a usable schema, before anything is read
 /// or sent) and `--fallback-model` list.
+/// Run `read` (a blocking read of standard input) on a thread of its own, and wait for it or for
+/// SIGINT/SIGTERM, whichever comes first: a signal while waiting for input ends the run as an
+/// interrupted one (130/143, with its JSON document), not by the default disposition. The reading
+/// thread is left behind; the process ends without it.
+pub(crate) fn interruptible<T: Send + 'static>(
+    runtime: &tokio::runtime::Runtime,
+    read: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    runtime.block_on(async {
+        // The handlers are installed before the read starts, so no signal falls between.
+        let mut signals = crate::signals::Listener::new();
+        std::thread::spawn(move || {
+            let _ = tx.send(read());
+        });
+        tokio::select! {
+            read = rx => read.unwrap_or_else(|_| Err(Error::Internal("the input reader ended".to_owned()))),
+            signal = signals.next() => Err(Error::Interrupted { signal }),
+        }
+    })
+}
+
+/// Refuse (usage error, exit 2, before anything is read or written) a command line on which two
+/// of the files it names are the same file: an output would destroy an input or another output.
+/// `files` pairs a flag with its path (relative to the working directory); `-` is standard input.
+pub(crate) fn refuse_same_files(
+    files: &[(&str, Option<&str>)],
+    ctx: &Context,
+) -> Result<(), Error> {
+    let named: Vec<(&str, std::path::PathBuf)> = files
+        .iter()
+        .filter_map(|(flag, path)| Some((*flag, ctx.cwd.join((*path)?))))
+        .filter(|(_, path)| path.as_os_str() != ctx.cwd.join("-").as_os_str())
+        .collect();
+    for (i, (flag_a, a)) in named.iter().enumerate() {
+        for (flag_b, b) in &named[i + 1..] {
+            if crate::paths::same_file(a, b) {
+                return Err(Error::usage(
+                    format!("{flag_a} and {flag_b} name the same file `{}`", b.display()),
+                    Some("give each its own file; nothing was read or written"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn structured_options(
     args: &RunArgs,
     ctx: &Context,

@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 
 use std::sync::Arc;
 
-use super::{client_settings, load_config, structured_options};
+use super::{client_settings, load_config, refuse_same_files, structured_options};
 use crate::ask::{self, Answer, AskError, Request};
 use crate::auth::{self, session};
 use crate::cli::{OutputFormat, RunArgs};
@@ -67,6 +67,19 @@ fn prepare(
     ctx: &Context,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<Prepared, (Error, Option<String>)> {
+    let schema_file = args
+        .structured
+        .json_schema
+        .as_deref()
+        .and_then(|s| s.strip_prefix('@'));
+    refuse_same_files(
+        &[
+            ("--json-schema", schema_file),
+            ("--result-file", args.structured.result_file.as_deref()),
+        ],
+        ctx,
+    )
+    .map_err(|e| (e, None))?;
     let mut schema = structured_options(args, ctx).map_err(|e| (e, None))?;
     let extra = match &args.extra_body {
         Some(arg) => request::load_extra_body(arg, &ctx.cwd).map_err(|e| {
@@ -98,7 +111,7 @@ fn prepare(
     let settings = client_settings(args, &config, 1);
     let session = session::connect(plan.map_err(with_model)?, settings, None, &ctx.env, runtime)
         .map_err(with_model)?;
-    let input = read_input(args, ctx, &vars).map_err(with_model)?;
+    let input = read_input(args, ctx, &vars, runtime).map_err(with_model)?;
     let flags = request::flag_fields(args);
     let system = args.system_prompt.as_deref();
     let (model, messages, fields) = match input {
@@ -147,6 +160,7 @@ fn read_input(
     args: &RunArgs,
     ctx: &Context,
     vars: &[(String, prompt_file::VarValue)],
+    runtime: &tokio::runtime::Runtime,
 ) -> Result<Input, Error> {
     let max = args.max_input_bytes;
     let mut arg = args.prompt_arg();
@@ -171,16 +185,14 @@ fn read_input(
         }
         arg = Some(prompt_file::read_capped(&path, max)?);
     }
-    read_prompt(
-        &InputSpec {
-            arg,
-            stdin_is_terminal: ctx.terminal.stdin,
-            stdin_timeout: args.stdin_timeout,
-            max_bytes: max,
-        },
-        std::io::stdin(),
-    )
-    .map(Input::Text)
+    let spec = InputSpec {
+        arg,
+        stdin_is_terminal: ctx.terminal.stdin,
+        stdin_timeout: args.stdin_timeout,
+        max_bytes: max,
+    };
+    // A signal while waiting for stdin is an interrupted run (with its JSON document).
+    super::interruptible(runtime, move || read_prompt(&spec, std::io::stdin())).map(Input::Text)
 }
 
 /// `qwen [PROMPT]`: send one prompt and write its result in `format`.
@@ -203,15 +215,17 @@ pub(crate) fn command(
         cwd: ctx.cwd.display().to_string(),
     };
     let mut out = RunOutput::new(format, partial, meta, started, args.show_reasoning);
-    if out.init().is_err() {
-        // stdout is already gone: a prepared run ends quietly, a failed one still says why.
+    if let Err(e) = out.init() {
+        // stdout is already gone: a prepared run ends quietly, a failed one still says why; a
+        // stdout that cannot be written (a full disk) is the run's failure.
         return match prepared {
-            Ok(_) => Ok(ExitStatus::Success),
             Err((err, _)) => Err(err),
+            Ok(_) if crate::output::is_closed(&e) => Ok(ExitStatus::Success),
+            Ok(_) => Err(crate::output::stdout_failed(e)),
         };
     }
     let outcome = match prepared {
-        Ok(prepared) => send(prepared, args, &mut out, runtime),
+        Ok(prepared) => send(prepared, args, &mut out, runtime, started),
         Err((err, _)) => Err(err.into()),
     };
     // `--result-file`: written before the success is reported, so that a failure to write it is
@@ -234,7 +248,8 @@ pub(crate) fn command(
         Ok(None) => Ok(ExitStatus::Success),
         Ok(Some(answer)) => {
             let completion = &answer.completion;
-            let _ = out.success(completion, &ask::answer_extras(&answer));
+            // A lost answer is no success: only a closed pipe ends quietly.
+            crate::output::quiet_if_closed(out.success(completion, &ask::answer_extras(&answer)))?;
             if let Some(path) = summary_path {
                 let md = github::single_run_summary(
                     &model,
@@ -271,7 +286,11 @@ fn send(
     args: &RunArgs,
     out: &mut RunOutput,
     runtime: &tokio::runtime::Runtime,
+    started: Instant,
 ) -> Result<Option<Answer>, RunFailure> {
+    // `--max-wall-time` bounds the whole run (counted from its start), however slowly a server trickles.
+    let limit = args.batch.max_wall_time;
+    let left = limit.map(|l| l.saturating_sub(started.elapsed()));
     let Prepared {
         client,
         model,
@@ -289,17 +308,35 @@ fn send(
         headers: Vec::new(),
         own_token_limit: true,
     };
+    // The client turns any write error of a piece into `OutputClosed`; this keeps the ones that
+    // are not a closed pipe, which fail the run.
+    let mut write_failure = None;
     let outcome = runtime.block_on(async {
-        let mut on_delta = |piece: Piece<'_>| out.delta(piece);
+        let mut on_delta = |piece: Piece<'_>| {
+            out.delta(piece).inspect_err(|e| {
+                if !crate::output::is_closed(e) {
+                    write_failure = Some(std::io::Error::new(e.kind(), e.to_string()));
+                }
+            })
+        };
         tokio::select! {
             r = ask::ask(&client, &request, &mut on_delta, deltas_are_final) => Ok(r),
-            signal = crate::signals::interrupted() => Err(signal),
+            signal = crate::signals::interrupted() => Err(Error::Interrupted { signal }),
+            () = sleep_or_never(left) => Err(Error::WallTime { limit: limit.unwrap_or_default() }),
         }
     });
     match outcome {
         Ok(Ok(answer)) => Ok(Some(answer)),
         Ok(Err(failure)) if matches!(failure.error, AskError::Api(ApiError::OutputClosed)) => {
-            Ok(None)
+            match write_failure {
+                None => Ok(None),
+                Some(e) => Err(RunFailure {
+                    attempts: failure.attempts,
+                    api_ms: failure.api_duration.as_millis(),
+                    extras: Box::new(ask::failure_extras(&failure)),
+                    error: crate::output::stdout_failed(e),
+                }),
+            }
         }
         Ok(Err(failure)) => Err(RunFailure {
             extras: Box::new(ask::failure_extras(&failure)),
@@ -307,12 +344,20 @@ fn send(
             api_ms: failure.api_duration.as_millis(),
             error: failure.error.into_error(),
         }),
-        Err(signal) => Err(RunFailure {
-            error: Error::Interrupted { signal },
+        Err(error) => Err(RunFailure {
+            error,
             attempts: 1,
             api_ms: Duration::ZERO.as_millis(),
             extras: Box::default(),
         }),
+    }
+}
+
+/// Sleep for `d`, or forever without one.
+async fn sleep_or_never(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
     }
 }
 

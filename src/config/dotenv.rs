@@ -83,7 +83,11 @@ pub(crate) fn discover(cwd: &Path, home: Option<&Path>) -> Result<DotEnvSearch, 
     Ok(search)
 }
 
+/// Where a file sits decides what it is trusted with. A file in HOME (`~/.qwen/.env`, `~/.env`) is
+/// the user's own, unless HOME is (inside) a git working tree: then HOME is a project (a checkout,
+/// a container whose HOME is the workspace), and its files are project files, whatever HOME says.
 fn classify(path: &Path, home: Option<&Path>) -> DotEnvKind {
+    let home = home.filter(|h| crate::gitignore::repo_root(h).is_none());
     let in_qwen_dir = path
         .parent()
         .and_then(Path::file_name)
@@ -175,6 +179,7 @@ mod tests {
             ("/home/u/.env", DotEnvKind::HomePlain),
             ("/home/u/proj/.qwen/.env", DotEnvKind::ProjectQwen),
             ("/home/u/proj/.env", DotEnvKind::ProjectPlain),
+            ("/home/u/.qwen/../.env", DotEnvKind::ProjectPlain),
             ("/srv/.env", DotEnvKind::ProjectPlain),
         ];
         for (path, want) in cases {

@@ -85,6 +85,21 @@ impl EnvSnapshot {
         self.get(name).is_some_and(is_truthy_switch)
     }
 
+    /// A switch read strictly: `1`/`true`/`yes`/`on` turn it on; unset, empty, `0`/`false`/`no`/
+    /// `off` leave it off; anything else (`disabled`, a typo) is an error naming the value.
+    pub(crate) fn strict_switch(&self, name: &str) -> Result<bool, String> {
+        let Some(value) = self.get(name) else {
+            return Ok(false);
+        };
+        match value.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "" | "0" | "false" | "no" | "off" => Ok(false),
+            _ => Err(format!(
+                "{name}=`{value}` is neither on (1, true, yes, on) nor off (0, false, no, off, empty)"
+            )),
+        }
+    }
+
     pub(crate) fn home(&self) -> Option<PathBuf> {
         self.get(HOME).map(PathBuf::from)
     }

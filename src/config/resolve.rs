@@ -190,7 +190,11 @@ pub(crate) fn resolve(
         debug,
         dotenv,
         interactive,
-        trust_project_env: env.flag(env::QWEN_TRUST_PROJECT_ENV),
+        trust_project_env: env
+            .strict_switch(env::QWEN_TRUST_PROJECT_ENV)
+            .map_err(|e| {
+                Error::config(e, "set it to 1 to trust the project's .env, or unset it")
+            })?,
     })
 }
 

@@ -22,11 +22,34 @@ use schema::{
     StreamEvent, StreamEventMessage, StreamMessageStart, UsageJson,
 };
 
-/// Write a whole piece of data to stdout and flush it. `Err` means stdout is gone (e.g. `| head`).
+/// Write a whole piece of data to stdout and flush it. An `Err` is either a closed stdout (`| head`,
+/// see [`is_closed`]: a quiet end) or a real failure (a full disk, `/dev/full`: see [`stdout_failed`]).
 pub(crate) fn write_stdout(data: &[u8]) -> io::Result<()> {
     let mut out = io::stdout().lock();
     out.write_all(data)?;
     out.flush()
+}
+
+/// Whether a write error means that the reader of stdout went away (EPIPE), the one write error
+/// that ends a run quietly.
+pub(crate) fn is_closed(error: &io::Error) -> bool {
+    error.kind() == io::ErrorKind::BrokenPipe
+}
+
+/// A write to stdout that failed for any other reason than a closed pipe: the run's failure (exit 1).
+pub(crate) fn stdout_failed(source: io::Error) -> Error {
+    Error::Io {
+        context: "cannot write to standard output".to_owned(),
+        source,
+    }
+}
+
+/// `Ok` for a write that worked or met a closed pipe; the error otherwise.
+pub(crate) fn quiet_if_closed(result: io::Result<()>) -> Result<(), Error> {
+    match result {
+        Err(e) if !is_closed(&e) => Err(stdout_failed(e)),
+        _ => Ok(()),
+    }
 }
 
 /// What a run needs to describe itself in every message.

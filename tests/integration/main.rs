@@ -19,6 +19,7 @@ mod dotenv;
 mod dotenv_compat;
 mod exit_codes;
 mod github_actions;
+mod hardening;
 mod jobs;
 mod login;
 mod oauth;

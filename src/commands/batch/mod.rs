@@ -13,11 +13,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::run::append_step_summary;
-use super::{client_settings, load_config};
+use super::{client_settings, load_config, refuse_same_files};
 use crate::auth::{self, session};
 use crate::cli::{BatchFormat, RunArgs};
 use crate::client::Pacers;
 use crate::client::pacing::PacingSettings;
+use crate::config::ResolvedConfig;
 use crate::context::Context;
 use crate::diag;
 use crate::error::Error;
@@ -47,20 +48,17 @@ pub(crate) fn command(
 ) -> Result<ExitStatus, Error> {
     let started = Instant::now();
     let batch = &args.batch;
+    refuse_same_files_of(args, jobs_spec, ctx)?;
     let config = load_config(&args.config, ctx)?;
-    let credentials = auth::credentials(&config, ctx.env.home().as_deref())?;
     let concurrency = batch.concurrency as usize;
-    let settings = client_settings(args, &config, concurrency);
-    let mut session = session::connect(credentials, settings, batch.rpm, &ctx.env, runtime)?;
-    let pacers = Arc::new(Pacers::new(PacingSettings {
-        max_concurrency: concurrency,
-        max_rate_limit_wait: batch.max_rate_limit_wait,
-        tpm: batch.tpm,
-        base_backoff: args.retry_base_delay.min(SHARED_BACKOFF_CAP),
-        max_backoff: Duration::from_secs(30),
-    }));
-    session.client = session.client.with_pacers(Arc::clone(&pacers));
-    let plan = plan::build(args, &config, jobs_spec, ctx)?;
+    let (mut session, pacers) = connect_paced(args, &config, ctx, runtime)?;
+    // `--jobs -`: standard input is read first, and a signal while waiting for it is an interruption.
+    let spooled = if jobs_spec == "-" {
+        Some(super::interruptible(runtime, crate::job::spool_stdin)?)
+    } else {
+        None
+    };
+    let mut plan = plan::build(args, &config, jobs_spec, spooled, ctx)?;
     if github::is_github_actions(&ctx.env) {
         for value in &plan.validation.secret_headers {
             diag::raw(&github::mask_command(value));
@@ -69,7 +67,7 @@ pub(crate) fn command(
     session
         .client
         .add_secrets(plan.validation.secret_headers.iter().cloned());
-    let mut sink = Sink::open(plan.output_path.as_deref(), batch.resume, &plan.done)?;
+    let mut sink = Sink::open(plan.output.take(), batch.resume, &plan.done)?;
 
     let mut summary = Summary {
         jobs: plan.validation.in_scope,
@@ -93,6 +91,8 @@ pub(crate) fn command(
     let mut jobs = plan.file.jobs()?;
     let mut next_job = || next_job(&plan, &mut jobs);
     let mut on_done = |outcome: JobOutcome| {
+        // A job counts only once its line is written: a line lost to a full disk is not a success.
+        results::write_result(&mut sink, &meta, &outcome, format)?;
         summary.count(&outcome);
         if in_github
             && summary.failed <= MAX_ANNOTATIONS
@@ -102,7 +102,7 @@ pub(crate) fn command(
             diag::raw(&github::error_command(Some(&title), &f.error.to_string()));
         }
         progress.finished(outcome.result.as_ref().is_some_and(Result::is_ok));
-        results::write_result(&mut sink, &meta, &outcome, format)
+        Ok(())
     };
     let limits = Limits {
         concurrency,
@@ -130,6 +130,54 @@ pub(crate) fn command(
     summary.finish(skipped, started.elapsed());
     summary.paced(&pacers);
     finish(&mut summary, stop.as_ref(), summary_path.as_deref(), ctx)
+}
+
+/// Any two of the files a batch reads and writes that are one file are refused before anything
+/// is touched.
+fn refuse_same_files_of(args: &RunArgs, jobs_spec: &str, ctx: &Context) -> Result<(), Error> {
+    let batch = &args.batch;
+    let schema_file = args
+        .structured
+        .json_schema
+        .as_deref()
+        .and_then(|s| s.strip_prefix('@'));
+    refuse_same_files(
+        &[
+            ("--jobs", Some(jobs_spec)),
+            ("--json-schema", schema_file),
+            ("--output", batch.output.as_deref()),
+            ("--summary", batch.summary.as_deref()),
+            // Without --output the lines go to stdout: `>> jobs.jsonl` would feed them back as jobs.
+            (
+                "standard output",
+                batch.output.is_none().then_some("/dev/stdout"),
+            ),
+        ],
+        ctx,
+    )
+}
+
+/// The session, its client paced to the server's rate limits (shared by every job).
+fn connect_paced(
+    args: &RunArgs,
+    config: &ResolvedConfig,
+    ctx: &Context,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(session::Session, Arc<Pacers>), Error> {
+    let batch = &args.batch;
+    let concurrency = batch.concurrency as usize;
+    let credentials = auth::credentials(config, ctx.env.home().as_deref())?;
+    let settings = client_settings(args, config, concurrency);
+    let mut session = session::connect(credentials, settings, batch.rpm, &ctx.env, runtime)?;
+    let pacers = Arc::new(Pacers::new(PacingSettings {
+        max_concurrency: concurrency,
+        max_rate_limit_wait: batch.max_rate_limit_wait,
+        tpm: batch.tpm,
+        base_backoff: args.retry_base_delay.min(SHARED_BACKOFF_CAP),
+        max_backoff: Duration::from_secs(30),
+    }));
+    session.client = session.client.with_pacers(Arc::clone(&pacers));
+    Ok((session, pacers))
 }
 
 /// The next job of this shard that is not done yet.

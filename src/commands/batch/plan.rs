@@ -3,19 +3,19 @@
 //! already holds.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 
 use std::sync::Arc;
 
 use serde_json::Map;
 
 use super::super::structured_options;
-use super::results::existing_output;
+use super::results::{Output, existing_output};
 use crate::cli::{RunArgs, Shard};
 use crate::config::{ResolvedConfig, Source};
 use crate::context::Context;
 use crate::error::Error;
 use crate::job::{Flags, JobDefaults, JobFile, Validation};
+use crate::paths::PathRules;
 use crate::schema::OutputSchema;
 
 pub(crate) struct Plan {
@@ -24,7 +24,8 @@ pub(crate) struct Plan {
     /// The ids that already have a successful line in the results file (`--resume`).
     pub(crate) done: HashSet<String>,
     pub(crate) validation: Validation,
-    pub(crate) output_path: Option<PathBuf>,
+    /// The results file, exclusively locked for the whole run (see [`Output`]).
+    pub(crate) output: Option<Output>,
     pub(crate) shard: Option<Shard>,
 }
 
@@ -64,10 +65,18 @@ pub(crate) fn build(
     args: &RunArgs,
     config: &ResolvedConfig,
     jobs_spec: &str,
+    spooled: Option<tempfile::TempPath>,
     ctx: &Context,
 ) -> Result<Plan, Error> {
     let batch = &args.batch;
-    let file = JobFile::open(jobs_spec, &ctx.cwd)?;
+    let rules = PathRules {
+        allow_outside: batch.allow_outside_paths,
+        outputs: [("--output", &batch.output), ("--summary", &batch.summary)]
+            .into_iter()
+            .filter_map(|(flag, path)| Some((flag, ctx.cwd.join(path.as_ref()?))))
+            .collect(),
+    };
+    let file = JobFile::open(jobs_spec, &ctx.cwd, rules, spooled)?;
     let extra_body = match &args.extra_body {
         Some(arg) => crate::request::load_extra_body(arg, &ctx.cwd)
             .map_err(|e| Error::usage(format!("--extra-body: {e}"), Some("nothing was sent")))?,
@@ -80,20 +89,37 @@ pub(crate) fn build(
         extra_body,
         args.config.headers()?,
     );
-    let output_path = batch.output.as_ref().map(|o| ctx.cwd.join(o));
-    let done = match &output_path {
-        Some(path) => existing_output(path, batch.resume, batch.overwrite)?,
-        None => HashSet::new(),
+    // Locked before it is read: a second run on the same file stops here (exit 75).
+    let output = batch
+        .output
+        .as_ref()
+        .map(|o| Output::lock(ctx.cwd.join(o)))
+        .transpose()?;
+    let checked = (|| {
+        let done = match &output {
+            Some(out) => existing_output(&out.path, batch.resume, batch.overwrite)?,
+            None => HashSet::new(),
+        };
+        let in_shard = |index: usize| batch.shard.is_none_or(|s| s.contains(index));
+        let validation = file.validate(&defaults, in_shard, |id| !done.contains(id))?;
+        Ok((done, validation))
+    })();
+    let (done, validation) = match checked {
+        Ok(checked) => checked,
+        Err(e) => {
+            if let Some(output) = output {
+                output.discard();
+            }
+            return Err(e);
+        }
     };
     let shard = batch.shard;
-    let in_shard = |index: usize| shard.is_none_or(|s| s.contains(index));
-    let validation = file.validate(&defaults, in_shard, |id| !done.contains(id))?;
     Ok(Plan {
         file,
         defaults,
         done,
         validation,
-        output_path,
+        output,
         shard,
     })
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
@@ -19,6 +19,86 @@ use crate::output::schema::{
 };
 use crate::output::{self, Outcome, RunMeta, result_message};
 
+/// The results file (`--output`), opened through any symlink and exclusively locked (`flock`)
+/// for the whole run, so that two runs never write the same file. The lock is on the file itself:
+/// nothing is left behind, and it ends with the process however it ends. The holder's pid is
+/// read from `/proc/locks` (Linux), so no sidecar file is needed to name it.
+pub(crate) struct Output {
+    pub(crate) path: PathBuf,
+    file: File,
+    /// Whether this run created it (so a run refused before anything was sent leaves no file).
+    created: bool,
+}
+
+impl Output {
+    /// Open (creating it empty if missing, never truncating) and lock `path`; another run holding
+    /// it is exit 75 at once.
+    pub(crate) fn lock(path: PathBuf) -> Result<Self, Error> {
+        let created = std::fs::symlink_metadata(&path).is_err();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| {
+                Error::input(
+                    format!("cannot write `{}`: {e}", path.display()),
+                    "check the path given to --output",
+                )
+            })?;
+        match file.try_lock() {
+            Ok(()) => Ok(Self {
+                path,
+                file,
+                created,
+            }),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder =
+                    lock_holder(&file).map_or_else(String::new, |pid| format!(" (pid {pid})"));
+                Err(Error::InUse {
+                    message: format!(
+                        "`{}` is being written by another qwen process{holder}",
+                        path.display()
+                    ),
+                    hint: Some(
+                        "wait for it to finish (then --resume), or give this run its own --output"
+                            .to_owned(),
+                    ),
+                })
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::file("lock", &path, e)),
+        }
+    }
+}
+
+impl Output {
+    /// Give the file up before anything was written: removed if this run created it.
+    pub(crate) fn discard(self) {
+        if self.created {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// The pid holding a `flock` on `file`, from `/proc/locks` (`N: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE ...`).
+fn lock_holder(file: &File) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = file.metadata().ok()?;
+    let dev = meta.dev();
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    let wanted = format!("{major:02x}:{minor:02x}:{}", meta.ino());
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let at = fields.iter().position(|f| *f == "FLOCK")?;
+        (fields.get(at + 4) == Some(&wanted.as_str()))
+            .then(|| fields.get(at + 3)?.parse().ok())
+            .flatten()
+    })
+}
+
 /// Where result lines go.
 pub(crate) enum Sink {
     File(File),
@@ -26,14 +106,14 @@ pub(crate) enum Sink {
 }
 
 impl Sink {
-    /// Open the results file (see [`open_output`]), or stdout.
+    /// The locked results file made ready (see [`open_output`]), or stdout.
     pub(crate) fn open(
-        path: Option<&Path>,
+        output: Option<Output>,
         resume: bool,
         done: &HashSet<String>,
     ) -> Result<Self, Error> {
-        match path {
-            Some(path) => Ok(Self::File(open_output(path, resume, done)?)),
+        match output {
+            Some(output) => Ok(Self::File(open_output(output, resume, done)?)),
             None => Ok(Self::Stdout),
         }
     }
@@ -48,7 +128,15 @@ impl Sink {
                 .write_all(&bytes)
                 .and_then(|()| f.flush())
                 .map_err(|e| Stop::OutputFailed(format!("cannot write a result line: {e}"))),
-            Self::Stdout => output::write_stdout(&bytes).map_err(|_| Stop::OutputClosed),
+            Self::Stdout => output::write_stdout(&bytes).map_err(|e| {
+                if output::is_closed(&e) {
+                    Stop::OutputClosed
+                } else {
+                    Stop::OutputFailed(format!(
+                        "cannot write a result line to standard output: {e}"
+                    ))
+                }
+            }),
         }
     }
 }
@@ -207,32 +295,46 @@ fn complete_lines(mut reader: impl BufRead) -> impl Iterator<Item = std::io::Res
     })
 }
 
-/// Open the output for writing. With `--resume`, the file is first rewritten (atomically) to keep
-/// only its successful lines, so that every job ends with exactly one line once the rest is appended.
-fn open_output(path: &Path, resume: bool, done: &HashSet<String>) -> Result<File, Error> {
-    let name = path.display();
+/// Make the locked output ready for appending. Without `--resume` it is emptied. With `--resume`
+/// it is rewritten in place to hold exactly one line per job that already succeeded (the last
+/// successful line of each id wins, failures, duplicates and a torn tail go), so that every job
+/// ends with exactly one line once the rest is appended. In place, not by a rename: the file keeps
+/// its mode, a symlink keeps pointing at it, and the lock stays on the file everyone opens. A crash
+/// during the rewrite can only lose successful lines, whose jobs a later `--resume` runs again.
+fn open_output(output: Output, resume: bool, done: &HashSet<String>) -> Result<File, Error> {
+    let Output { path, mut file, .. } = output;
     let fail = |e: std::io::Error| {
         Error::input(
-            format!("cannot write `{name}`: {e}"),
+            format!("cannot write `{}`: {e}", path.display()),
             "check the path given to --output",
         )
     };
-    if !resume || !path.exists() {
-        return File::create(path).map_err(fail);
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        // A device or a pipe (`/dev/stdout`, `/dev/full`): nothing to rewrite, only to write to.
+        return Ok(file);
     }
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map_or_else(|| PathBuf::from("."), Path::to_owned);
-    let mut kept = tempfile::NamedTempFile::new_in(&dir).map_err(fail)?;
-    let source = File::open(path).map_err(fail)?;
-    for line in complete_lines(BufReader::new(source)) {
-        let line = line.map_err(fail)?;
-        if successful_id(&line).is_some_and(|id| done.contains(&id)) {
-            kept.write_all(&line).map_err(fail)?;
+    let mut kept: Vec<Vec<u8>> = Vec::new();
+    if resume {
+        let mut at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        file.seek(SeekFrom::Start(0)).map_err(fail)?;
+        for line in complete_lines(BufReader::new(&file)) {
+            let line = line.map_err(fail)?;
+            let Some(id) = successful_id(&line).filter(|id| done.contains(id)) else {
+                continue;
+            };
+            if let Some(&i) = at.get(&id) {
+                kept[i] = line;
+            } else {
+                at.insert(id, kept.len());
+                kept.push(line);
+            }
         }
     }
-    kept.flush().map_err(fail)?;
-    drop(kept.persist(path).map_err(|e| fail(e.error))?);
-    OpenOptions::new().append(true).open(path).map_err(fail)
+    file.set_len(0).map_err(fail)?;
+    file.seek(SeekFrom::Start(0)).map_err(fail)?;
+    for line in &kept {
+        file.write_all(line).map_err(fail)?;
+    }
+    file.flush().map_err(fail)?;
+    Ok(file)
 }

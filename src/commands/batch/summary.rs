@@ -114,6 +114,8 @@ pub(crate) fn outcome(stop: Option<&Stop>, summary: &Summary) -> ExitStatus {
         Some(Stop::WallTime | Stop::TokenBudget) => ExitStatus::WallTime,
         Some(Stop::RateLimited(_)) => ExitStatus::TempFail,
         Some(Stop::OutputClosed) => ExitStatus::Success,
+        // Jobs left without a result (the job file changed under the run, say) are never a success.
+        None if summary.not_run > 0 => ExitStatus::Failure,
         None if summary.failed == 0 => ExitStatus::Success,
         None if summary.failed == summary.failed_temporary => ExitStatus::TempFail,
         Some(Stop::OutputFailed(_) | Stop::Quota(_)) | None => ExitStatus::Failure,
@@ -182,6 +184,13 @@ pub(crate) fn report(
                 "error: the API refused for insufficient quota: {message}\nhint: the account behind the key is out of credit or over its spending limit: check the provider's billing page, then run again with --resume"
             );
         }
+        None if summary.not_run > 0 => {
+            let _ = writeln!(
+                text,
+                "error: {} jobs were not run (the job file changed while the batch ran?); run again with --resume to finish",
+                summary.not_run
+            );
+        }
         Some(Stop::OutputFailed(why)) => {
             let _ = writeln!(
                 text,
@@ -248,6 +257,14 @@ mod tests {
                 ExitStatus::Failure,
             ),
             (Some(Stop::OutputClosed), counts(2, 0), ExitStatus::Success),
+            (
+                None,
+                Summary {
+                    not_run: 1,
+                    ..counts(0, 0)
+                },
+                ExitStatus::Failure,
+            ),
             (
                 Some(Stop::OutputFailed("disk full".into())),
                 counts(0, 0),

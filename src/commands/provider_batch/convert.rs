@@ -600,7 +600,13 @@ mod tests {
     fn plan_of(jobs: &str, limits: Limits) -> (Vec<Part>, u64, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("jobs.jsonl"), jobs).unwrap();
-        let file = JobFile::open("jobs.jsonl", dir.path()).unwrap();
+        let file = JobFile::open(
+            "jobs.jsonl",
+            dir.path(),
+            crate::paths::PathRules::default(),
+            None,
+        )
+        .unwrap();
         let defaults = JobDefaults {
             model: "m".into(),
             max_input_bytes: 1024,
@@ -651,7 +657,13 @@ mod tests {
     fn a_request_larger_than_a_file_is_an_input_error() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("jobs.jsonl"), "{\"prompt\":\"hello\"}\n").unwrap();
-        let file = JobFile::open("jobs.jsonl", dir.path()).unwrap();
+        let file = JobFile::open(
+            "jobs.jsonl",
+            dir.path(),
+            crate::paths::PathRules::default(),
+            None,
+        )
+        .unwrap();
         let limits = Limits {
             max_requests: 10,
             max_bytes: 20,

@@ -27,6 +27,7 @@ use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::job::{Flags, JobDefaults, JobFile};
 use crate::output::{self, RunMeta};
+use crate::paths::PathRules;
 use api::{Batch, BatchApi};
 use convert::{Format, Limits};
 use ledger::{Ledger, Place, Step};
@@ -286,7 +287,7 @@ fn new_ledger(
     name: &str,
 ) -> Result<Ledger, Error> {
     let defaults = job_defaults(args, session);
-    let file = JobFile::open(&args.jobs, &ctx.cwd)?;
+    let file = JobFile::open(&args.jobs, &ctx.cwd, PathRules::default(), None)?;
     let validation = file.validate(&defaults, |_| true, |_| true)?;
     if validation.total == 0 {
         return Err(Error::input(
