@@ -22,6 +22,7 @@ mod progress;
 mod prompt;
 mod prompt_file;
 mod result_file;
+mod sanitize;
 mod schema;
 mod secret;
 mod signals;

@@ -1,7 +1,9 @@
 //! The HTTP side: one streaming chat request with retries. Knows nothing about jobs or output formats.
 
+pub(crate) mod limits;
 pub(crate) mod retry;
 pub(crate) mod sse;
+pub(crate) mod transport;
 pub(crate) mod url;
 
 use std::sync::Arc;
@@ -15,7 +17,8 @@ use serde_json::Value;
 
 use crate::diag;
 use crate::exit::ExitStatus;
-use crate::secret::scrub;
+use crate::sanitize;
+pub(crate) use limits::{DEFAULT_MAX_RESPONSE_BYTES, MAX_ERROR_BODY_BYTES, read_capped};
 pub(crate) use retry::{Decision, RetryPolicy};
 use sse::SseParser;
 
@@ -54,6 +57,8 @@ pub(crate) struct Completion {
     pub(crate) response_id: Option<String>,
     pub(crate) request_id: Option<String>,
     pub(crate) server_model: Option<String>,
+    /// The server sent tool or function calls: an answer even without text.
+    pub(crate) structured: bool,
     pub(crate) created: Option<u64>,
     pub(crate) attempts: u32,
     pub(crate) api_duration: Duration,
@@ -93,6 +98,26 @@ pub(crate) enum ApiError {
     OutputClosed,
     #[error("cannot set up the HTTP client: {0}")]
     Setup(String),
+    /// More than `--max-response-bytes` (of answer text, or of one event or body).
+    #[error("the response is larger than --max-response-bytes ({limit} bytes): {what}")]
+    TooLarge { limit: usize, what: &'static str },
+    /// A 3xx: an API call never follows a redirect (it would resend the key elsewhere, or turn
+    /// the POST into a GET).
+    #[error(
+        "API error: HTTP {status}: the server redirects to `{location}`; API requests are never redirected"
+    )]
+    Redirect { status: u16, location: String },
+    /// The server's certificate failed verification: a configuration problem, not a temporary one.
+    #[error("TLS certificate verification failed: {0}")]
+    Certificate(String),
+    /// The peer does not speak HTTP as it must (not HTTP at all, headers too large, a broken
+    /// chunked body, a TLS failure other than the certificate): retrying cannot help.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The server finished without any text or structured content.
+    #[error("the server sent an empty answer (finish reason: {}){}", finish_reason.as_deref().unwrap_or("none"),
+        if finish_reason.as_deref() == Some("content_filter") { "; the provider's content filter withheld it" } else { "" })]
+    EmptyAnswer { finish_reason: Option<String> },
 }
 
 impl ApiError {
@@ -119,7 +144,7 @@ impl ApiError {
             } => ExitStatus::Auth,
             Self::RetryAfterTooLong { .. } => ExitStatus::TempFail,
             Self::OutputClosed => ExitStatus::Success,
-            Self::Setup(_) => ExitStatus::Config,
+            Self::Setup(_) | Self::Certificate(_) => ExitStatus::Config,
             e if e.is_retryable() => ExitStatus::TempFail,
             _ => ExitStatus::Failure,
         }
@@ -140,6 +165,11 @@ impl ApiError {
             Self::InvalidResponse(_) => "invalid_response",
             Self::OutputClosed => "output_closed",
             Self::Setup(_) => "configuration_error",
+            Self::TooLarge { .. } => "response_too_large",
+            Self::Redirect { .. } => "redirect",
+            Self::Certificate(_) => "tls_error",
+            Self::Protocol(_) => "protocol_error",
+            Self::EmptyAnswer { .. } => "empty_answer",
         }
     }
 
@@ -158,6 +188,18 @@ impl ApiError {
             }
             Self::Setup(_) => {
                 "TLS needs a CA bundle: install the `ca-certificates` package, or point SSL_CERT_FILE at a PEM bundle"
+            }
+            Self::Certificate(_) => {
+                "the server's certificate is not trusted: check OPENAI_BASE_URL, or point SSL_CERT_FILE at a PEM bundle holding its CA (a private or corporate CA)"
+            }
+            Self::Redirect { .. } => {
+                "set OPENAI_BASE_URL to the final address (the one in `Location`), if you trust it"
+            }
+            Self::TooLarge { .. } => {
+                "raise --max-response-bytes if such a large answer is expected, or ask for a shorter one"
+            }
+            Self::Protocol(_) => {
+                "check OPENAI_BASE_URL: the host and port must serve an OpenAI-compatible HTTP API (and http vs https must match)"
             }
             Self::RetryAfterTooLong { .. } => {
                 "raise --max-retry-wait, or retry the step later (exit 75 means temporary)"
@@ -211,6 +253,8 @@ pub(crate) struct ClientSettings {
     pub(crate) retry: RetryPolicy,
     pub(crate) debug: bool,
     pub(crate) max_connections: usize,
+    /// The most answer text accepted (and the bound on one event or a whole JSON body).
+    pub(crate) max_response_bytes: usize,
 }
 
 /// The key and the `Authorization` header made from it. Shared by all clones of a client, so
@@ -253,6 +297,7 @@ pub(crate) fn one_off_http_client() -> Result<reqwest::Client, ApiError> {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(30))
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("qwen-headless/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| ApiError::Setup(error_chain(&e)))
@@ -265,11 +310,19 @@ impl ChatClient {
         settings: ClientSettings,
     ) -> Result<Self, ApiError> {
         install_crypto_provider();
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
             .read_timeout(settings.idle_timeout)
             .pool_max_idle_per_host(settings.max_connections)
-            .user_agent(concat!("qwen-headless/", env!("CARGO_PKG_VERSION")))
+            // A redirect would resend the key to another address, or turn the POST into a GET.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("qwen-headless/", env!("CARGO_PKG_VERSION")));
+        if url::is_loopback(base_url) {
+            // NO_PROXY semantics for loopback: the key never travels through a proxy to reach
+            // this machine.
+            builder = builder.no_proxy();
+        }
+        let http = builder
             .build()
             .map_err(|e| ApiError::Setup(error_chain(&e)))?;
         Ok(Self {
@@ -388,13 +441,27 @@ impl ChatClient {
         let status = response.status();
         let request_id = ["x-request-id", "request-id", "x-dashscope-request-id"]
             .iter()
-            .find_map(|h| response.headers().get(*h)?.to_str().ok().map(str::to_owned));
+            .find_map(|h| response.headers().get(*h))
+            .map(|v| self.short(&String::from_utf8_lossy(v.as_bytes())));
         if self.settings.debug {
             diag::debug(&format!(
                 "HTTP {} request-id={}",
                 status.as_u16(),
                 request_id.as_deref().unwrap_or("-")
             ));
+        }
+        if status.is_redirection() {
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .map_or_else(
+                    || "(none)".to_owned(),
+                    |v| self.short(&String::from_utf8_lossy(v.as_bytes())),
+                );
+            return Err(ApiError::Redirect {
+                status: status.as_u16(),
+                location,
+            });
         }
         if !status.is_success() {
             return Err(self.http_error(status, response).await);
@@ -418,7 +485,8 @@ impl ChatClient {
         mut response: reqwest::Response,
         on_delta: &mut (dyn FnMut(&str) -> std::io::Result<()> + Send),
     ) -> Result<Completion, ApiError> {
-        let mut parser = SseParser::default();
+        let limit = self.settings.max_response_bytes;
+        let mut parser = SseParser::with_limit(limits::event_limit(limit));
         let mut events = Vec::new();
         let mut completion = Completion::default();
         let mut saw_done = false;
@@ -429,7 +497,12 @@ impl ChatClient {
                 .await
                 .map_err(|e| self.transport_error(&e))?
             {
-                parser.feed(&bytes, &mut events);
+                parser
+                    .feed(&bytes, &mut events)
+                    .map_err(|sse::TooLong| ApiError::TooLarge {
+                        limit,
+                        what: "one event of the stream is too long",
+                    })?;
             } else {
                 parser.finish(&mut events);
                 eof = true;
@@ -453,13 +526,13 @@ impl ChatClient {
                 if chunk.get("error").is_some() {
                     return Err(ApiError::StreamError(self.scrubbed_message(&event.data)));
                 }
-                apply_chunk(&chunk, &mut completion, on_delta)?;
+                apply_chunk(&chunk, &mut completion, on_delta, limit)?;
             }
         }
         if completion.finish_reason.is_none() && !saw_done {
             return Err(ApiError::StreamCut);
         }
-        Ok(completion)
+        self.checked(completion)
     }
 
     /// A server that ignored `stream: true` and answered with one JSON body.
@@ -468,10 +541,16 @@ impl ChatClient {
         response: reqwest::Response,
         on_delta: &mut (dyn FnMut(&str) -> std::io::Result<()> + Send),
     ) -> Result<Completion, ApiError> {
-        let bytes = response
-            .bytes()
+        let limit = self.settings.max_response_bytes;
+        let (bytes, whole) = read_capped(response, limits::event_limit(limit))
             .await
             .map_err(|e| self.transport_error(&e))?;
+        if !whole {
+            return Err(ApiError::TooLarge {
+                limit,
+                what: "the response body is too long",
+            });
+        }
         let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
             ApiError::InvalidResponse(format!(
                 "the response is neither an event stream nor JSON ({e})"
@@ -490,22 +569,33 @@ impl ChatClient {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
+        if text.len() > limit {
+            return Err(ApiError::TooLarge {
+                limit,
+                what: "the answer is too long",
+            });
+        }
+        let structured = has_structured_content(choice.get("message"));
         if !text.is_empty() {
             on_delta(&text).map_err(|_| ApiError::OutputClosed)?;
         }
-        Ok(Completion {
+        self.checked(Completion {
             text,
+            structured,
             usage: value.get("usage").and_then(Usage::from_openai),
             finish_reason: choice
                 .get("finish_reason")
                 .and_then(Value::as_str)
-                .map(str::to_owned)
+                .map(|r| self.short(r))
                 .or_else(|| Some("stop".into())),
-            response_id: value.get("id").and_then(Value::as_str).map(str::to_owned),
+            response_id: value
+                .get("id")
+                .and_then(Value::as_str)
+                .map(|v| self.short(v)),
             server_model: value
                 .get("model")
                 .and_then(Value::as_str)
-                .map(str::to_owned),
+                .map(|v| self.short(v)),
             created: value.get("created").and_then(Value::as_u64),
             ..Completion::default()
         })
@@ -513,7 +603,11 @@ impl ChatClient {
 
     async fn http_error(&self, status: StatusCode, response: reqwest::Response) -> ApiError {
         let retry_after = retry::retry_after(response.headers(), SystemTime::now());
-        let body = response.text().await.unwrap_or_default();
+        // Only the start of an error body is read: it is shortened for the message anyway.
+        let (bytes, _) = read_capped(response, MAX_ERROR_BODY_BYTES)
+            .await
+            .unwrap_or_default();
+        let body = String::from_utf8_lossy(&bytes).into_owned();
         let mut message = self.scrubbed_message(&body);
         if message.is_empty() {
             status
@@ -525,7 +619,7 @@ impl ChatClient {
             status: status.as_u16(),
             message,
             retry_after,
-            code: error_code(&body),
+            code: error_code(&body).map(|c| self.short(&c)),
         }
     }
 
@@ -533,31 +627,80 @@ impl ChatClient {
         match transport_error(e) {
             ApiError::Timeout(detail) => ApiError::Timeout(self.scrubbed(&detail)),
             ApiError::Network(detail) => ApiError::Network(self.scrubbed(&detail)),
+            ApiError::Protocol(detail) => ApiError::Protocol(self.scrubbed(&detail)),
+            ApiError::Certificate(detail) => ApiError::Certificate(self.scrubbed(&detail)),
             other => other,
         }
     }
 
+    /// Server text through the one door (`sanitize::line`): the key removed, one line, no
+    /// escape sequences or workflow commands.
     fn scrubbed(&self, text: &str) -> String {
+        self.sanitized(text, MAX_MESSAGE_CHARS)
+    }
+
+    /// A server's text of several lines (an answer copied into a step summary): the key removed,
+    /// workflow commands and escape sequences neutralised, line breaks kept.
+    pub(crate) fn sanitized_block(&self, text: &str) -> String {
         match self.bearer.read() {
-            Ok(b) => scrub(text, &b.key),
-            Err(poisoned) => scrub(text, &poisoned.into_inner().key),
+            Ok(b) => sanitize::block(text, Some(b.key.expose_secret())),
+            Err(poisoned) => sanitize::block(text, Some(poisoned.into_inner().key.expose_secret())),
+        }
+    }
+
+    /// A short server value (a request id, a model name, a finish reason) through the same door.
+    fn short(&self, text: &str) -> String {
+        self.sanitized(text, MAX_SHORT_CHARS)
+    }
+
+    fn sanitized(&self, text: &str, max_chars: usize) -> String {
+        match self.bearer.read() {
+            Ok(b) => sanitize::line(text, Some(b.key.expose_secret()), max_chars),
+            Err(poisoned) => sanitize::line(
+                text,
+                Some(poisoned.into_inner().key.expose_secret()),
+                max_chars,
+            ),
         }
     }
 
     /// The human part of a server's error body, without the key: scrubbed before it is shortened
-    /// (a cut could fall inside the key and leave a piece of it) and again after JSON unescaping.
+    /// and again after JSON unescaping.
     fn scrubbed_message(&self, body: &str) -> String {
         self.scrubbed(&error_message(&self.scrubbed(body)))
     }
+
+    /// A finished answer with neither text nor structured content is a failure.
+    fn checked(&self, mut completion: Completion) -> Result<Completion, ApiError> {
+        completion.finish_reason = completion.finish_reason.map(|r| self.short(&r));
+        completion.response_id = completion.response_id.map(|r| self.short(&r));
+        completion.server_model = completion.server_model.map(|r| self.short(&r));
+        if completion.text.is_empty() && !completion.structured {
+            return Err(ApiError::EmptyAnswer {
+                finish_reason: completion.finish_reason,
+            });
+        }
+        Ok(completion)
+    }
 }
 
-/// A failure to send or to read a response: a timeout, or any other network error, with its causes.
+/// A server's error message is cut to this many characters (after the key is removed).
+const MAX_MESSAGE_CHARS: usize = 1000;
+
+/// A short value from a server (an id, a name) is cut to this many characters.
+const MAX_SHORT_CHARS: usize = 200;
+
+/// A failure to send or to read a response: a timeout, a permanent protocol or certificate
+/// failure (`transport::classify`), or any other network error, with its causes.
 pub(crate) fn transport_error(e: &reqwest::Error) -> ApiError {
     let detail = error_chain(e);
     if e.is_timeout() {
-        ApiError::Timeout(detail)
-    } else {
-        ApiError::Network(detail)
+        return ApiError::Timeout(detail);
+    }
+    match transport::classify(e) {
+        transport::Kind::Certificate => ApiError::Certificate(detail),
+        transport::Kind::Protocol => ApiError::Protocol(detail),
+        transport::Kind::Temporary => ApiError::Network(detail),
     }
 }
 
@@ -577,6 +720,7 @@ fn apply_chunk(
     chunk: &Value,
     completion: &mut Completion,
     on_delta: &mut (dyn FnMut(&str) -> std::io::Result<()> + Send),
+    limit: usize,
 ) -> Result<(), ApiError> {
     if completion.response_id.is_none() {
         completion.response_id = chunk.get("id").and_then(Value::as_str).map(str::to_owned);
@@ -590,9 +734,18 @@ fn apply_chunk(
         completion.usage = Some(usage);
     }
     if let Some(choice) = chunk.pointer("/choices/0") {
+        if has_structured_content(choice.get("delta")) {
+            completion.structured = true;
+        }
         if let Some(text) = choice.pointer("/delta/content").and_then(Value::as_str)
             && !text.is_empty()
         {
+            if completion.text.len().saturating_add(text.len()) > limit {
+                return Err(ApiError::TooLarge {
+                    limit,
+                    what: "the answer is too long",
+                });
+            }
             completion.text.push_str(text);
             on_delta(text).map_err(|_| ApiError::OutputClosed)?;
         }
@@ -601,6 +754,15 @@ fn apply_chunk(
         }
     }
     Ok(())
+}
+
+/// Whether a message (or a delta) carries structured content besides text: tool or function calls.
+fn has_structured_content(message: Option<&Value>) -> bool {
+    message.is_some_and(|m| {
+        ["tool_calls", "function_call"]
+            .iter()
+            .any(|k| m.get(*k).is_some_and(|v| !v.is_null()))
+    })
 }
 
 /// The human part of an error body: `error.message`, `message`, or the text itself (shortened).

@@ -61,6 +61,7 @@ pub(crate) fn client_settings(
         },
         debug: config.debug.is_some(),
         max_connections,
+        max_response_bytes: args.max_response_bytes,
     }
 }
 

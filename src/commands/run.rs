@@ -127,6 +127,9 @@ pub(crate) fn command(
         model: model.clone(),
         cwd: ctx.cwd.display().to_string(),
     };
+    // The answer is data on stdout, byte for byte; its copy in the step summary is server text
+    // like any other and goes through the sanitiser (the summary is not masked by the runner).
+    let summary_client = prepared.as_ref().ok().map(|p| p.client.clone());
     let mut out = RunOutput::new(format, partial, meta, started);
     if out.init().is_err() {
         // stdout is already gone: a prepared run ends quietly, a failed one still says why.
@@ -165,7 +168,10 @@ pub(crate) fn command(
                     &model,
                     completion.usage,
                     elapsed_ms,
-                    Ok(&completion.text),
+                    Ok(&summary_client.as_ref().map_or_else(
+                        || completion.text.clone(),
+                        |c| c.sanitized_block(&completion.text),
+                    )),
                 );
                 append_step_summary(&path, &md);
             }
