@@ -4,7 +4,8 @@
 //! execute: control characters (escape sequences), bidirectional overrides, and workflow commands
 //! (`::cmd::` at a line start, `##[cmd]` anywhere in a line).
 //!
-//! Self-contained (no `crate::` imports), so that every layer, `diag` included, may use it.
+//! Self-contained (it imports nothing from the crate), so that every layer, `diag` included, may
+//! use it.
 
 /// A run of at least this many consecutive characters of the key is removed wherever it appears.
 pub(crate) const MIN_KEY_RUN: usize = 12;
@@ -86,10 +87,31 @@ pub(crate) fn scrub_key(text: &str, key: &str) -> String {
     if key_len < 4 {
         return text.to_owned();
     }
-    let mut out = text.to_owned();
+    // Every form is matched against the original text, then all matches are removed at once
+    // (removing one form first could break a longer match of another).
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    let mut ranges = Vec::new();
     for form in key_forms(key) {
-        out = scrub_runs(&out, &form, MIN_KEY_RUN.min(key_len));
+        ranges.extend(matching_runs(&chars, &form, MIN_KEY_RUN.min(key_len)));
     }
+    if ranges.is_empty() {
+        return text.to_owned();
+    }
+    ranges.sort_unstable();
+    let byte = |i: usize| chars.get(i).map_or(text.len(), |(b, _)| *b);
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (start, end) in ranges {
+        if end <= at {
+            continue;
+        }
+        if start >= at {
+            out.push_str(&text[byte(at)..byte(start)]);
+            out.push_str(REDACTED);
+        }
+        at = end;
+    }
+    out.push_str(&text[byte(at)..]);
     out
 }
 
@@ -132,15 +154,14 @@ fn key_forms(key: &str) -> Vec<String> {
     forms
 }
 
-/// Replace every run of at least `min` characters of `text` that equals (case-insensitively) a
-/// run of `form`. Longest-common-substring by dynamic programming: O(len(text) × len(form)).
-fn scrub_runs(text: &str, form: &str, min: usize) -> String {
+/// The runs (char ranges `[start, end)`) of at least `min` characters of `chars` that equal,
+/// case-insensitively, a run of `form`. Longest common substring by dynamic programming:
+/// O(len(text) × len(form)).
+fn matching_runs(chars: &[(usize, char)], form: &str, min: usize) -> Vec<(usize, usize)> {
     let fold = |c: char| c.to_lowercase().next().unwrap_or(c);
     let form: Vec<char> = form.chars().map(fold).collect();
-    let chars: Vec<(usize, char)> = text.char_indices().collect();
     let mut prev = vec![0usize; form.len() + 1];
     let mut row = vec![0usize; form.len() + 1];
-    // Ranges of char indexes [start, end) to redact, in order and merged.
     let mut ranges: Vec<(usize, usize)> = Vec::new();
     for (i, &(_, c)) in chars.iter().enumerate() {
         let c = fold(c);
@@ -158,19 +179,7 @@ fn scrub_runs(text: &str, form: &str, min: usize) -> String {
         }
         std::mem::swap(&mut prev, &mut row);
     }
-    if ranges.is_empty() {
-        return text.to_owned();
-    }
-    let byte = |i: usize| chars.get(i).map_or(text.len(), |(b, _)| *b);
-    let mut out = String::with_capacity(text.len());
-    let mut at = 0;
-    for (start, end) in ranges {
-        out.push_str(&text[byte(at)..byte(start)]);
-        out.push_str(REDACTED);
-        at = end;
-    }
-    out.push_str(&text[byte(at)..]);
-    out
+    ranges
 }
 
 #[cfg(test)]

@@ -179,16 +179,16 @@ mod tests {
 
     #[test]
     fn a_line_or_an_event_past_the_limit_is_an_error() {
-        let mut p = SseParser::with_limit(10);
         let mut out = Vec::new();
+        let mut p = SseParser::with_limit(12);
         assert_eq!(p.feed(b"data: 12345", &mut out), Ok(()));
         assert_eq!(p.feed(b"6789", &mut out), Err(TooLong));
-        let mut p = SseParser::with_limit(10);
+        let mut p = SseParser::with_limit(12);
         assert_eq!(
-            p.feed(b"data: 123456\ndata: 7890\n", &mut out),
+            p.feed(b"data: 12345\ndata: 12345\ndata: 1\n", &mut out),
             Err(TooLong)
         );
-        let mut p = SseParser::with_limit(10);
+        let mut p = SseParser::with_limit(12);
         assert_eq!(p.feed(b"data: 12345\n\ndata: 12345\n\n", &mut out), Ok(()));
     }
 
