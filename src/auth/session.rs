@@ -8,7 +8,7 @@ use secrecy::ExposeSecret;
 
 use super::oauth::creds::{self, CredsPaths, REFRESH_MARGIN_MS};
 use super::oauth::{self, Endpoints};
-use super::{AuthPlan, Credentials, oauth_credentials, plaintext_warning};
+use super::{AuthPlan, Credentials, oauth_credentials, plaintext_warning_in};
 use crate::client::{ChatClient, ClientSettings, RateLimiter};
 use crate::config::env::EnvSnapshot;
 use crate::diag;
@@ -84,7 +84,7 @@ pub(crate) fn connect(
             (credentials, Some(session))
         }
     };
-    if let Some(warning) = plaintext_warning(&credentials.base_url) {
+    if let Some(warning) = plaintext_warning_in(&credentials.base_url, env) {
         diag::warn(&warning);
     }
     let client = ChatClient::new(&credentials.base_url, credentials.api_key, settings)

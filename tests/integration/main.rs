@@ -17,6 +17,7 @@ mod dotenv;
 mod dotenv_compat;
 mod exit_codes;
 mod github_actions;
+mod hostile_server;
 mod jobs;
 mod login;
 mod oauth;
