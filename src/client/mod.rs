@@ -664,10 +664,15 @@ impl ChatClient {
         }
     }
 
-    /// The human part of a server's error body, without the key: scrubbed before it is shortened
-    /// and again after JSON unescaping.
+    /// The human part of a server's error body, without the key: the key removed from the body
+    /// (before a cut could leave a piece of it), then the message through the one door (after
+    /// JSON unescaping, which may reveal another form of the key or control characters).
     fn scrubbed_message(&self, body: &str) -> String {
-        self.scrubbed(&error_message(&self.scrubbed(body)))
+        let without_key = match self.bearer.read() {
+            Ok(b) => sanitize::scrub_key(body, b.key.expose_secret()),
+            Err(poisoned) => sanitize::scrub_key(body, poisoned.into_inner().key.expose_secret()),
+        };
+        self.scrubbed(&error_message(&without_key))
     }
 
     /// A finished answer with neither text nor structured content is a failure.

@@ -15,31 +15,36 @@ pub(crate) enum Kind {
     Temporary,
 }
 
-/// Walk the chain of causes for a TLS or HTTP protocol failure.
+/// Walk the chain of causes for a TLS or HTTP protocol failure. A TLS failure wins over what
+/// wraps it; an I/O error that says the data was invalid (a broken chunk size line) is a
+/// protocol failure when nothing more precise is found.
 pub(crate) fn classify(e: &reqwest::Error) -> Kind {
+    let mut invalid_data = false;
     let mut current: Option<&(dyn StdError + 'static)> = Some(e);
     while let Some(err) = current {
         if let Some(kind) = classify_one(err) {
             return kind;
         }
-        // `io::Error::source` skips the error it wraps: look inside it too.
-        if let Some(io) = err.downcast_ref::<std::io::Error>()
-            && let Some(inner) = io.get_ref()
-        {
-            if let Some(kind) = classify_one(inner) {
-                return kind;
+        current = match err.downcast_ref::<std::io::Error>() {
+            // `io::Error::source` skips the error it wraps: step into it instead.
+            Some(io) => {
+                invalid_data |= matches!(
+                    io.kind(),
+                    std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput
+                );
+                match io.get_ref() {
+                    Some(inner) => Some(inner),
+                    None => io.source(),
+                }
             }
-            if matches!(
-                io.kind(),
-                std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput
-            ) {
-                // A body that does not decode (a broken chunk size line, for one).
-                return Kind::Protocol;
-            }
-        }
-        current = err.source();
+            None => err.source(),
+        };
     }
-    Kind::Temporary
+    if invalid_data {
+        Kind::Protocol
+    } else {
+        Kind::Temporary
+    }
 }
 
 fn classify_one(err: &(dyn StdError + 'static)) -> Option<Kind> {
