@@ -7,6 +7,8 @@
 //! Self-contained (it imports nothing from the crate), so that every layer, `diag` included, may
 //! use it.
 
+use std::fmt::Write as _;
+
 /// A run of at least this many consecutive characters of the key is removed wherever it appears.
 pub(crate) const MIN_KEY_RUN: usize = 12;
 
@@ -17,15 +19,13 @@ pub(crate) const REDACTED: &str = "[REDACTED]";
 /// shown as an escape, workflow commands neutralised, and at most `max_chars` characters.
 pub(crate) fn line(text: &str, key: Option<&str>, max_chars: usize) -> String {
     let scrubbed = key.map_or_else(|| text.to_owned(), |k| scrub_key(text, k));
-    let mut out = String::with_capacity(scrubbed.len().min(max_chars * 4));
-    let mut count = 0;
-    for c in scrubbed.chars() {
+    let mut out = String::with_capacity(scrubbed.len().min(max_chars.saturating_mul(4)));
+    for (count, c) in scrubbed.chars().enumerate() {
         if count == max_chars {
             out.push('…');
             break;
         }
         push_visible(&mut out, c, false);
-        count += 1;
     }
     neutralise_commands(&out)
 }
@@ -53,7 +53,7 @@ fn push_visible(out: &mut String, c: char, keep_lines: bool) {
         // One line: a line break becomes a visible mark, never a new line a runner would parse.
         out.push_str(if c == '\n' { "\\n" } else { "\\r" });
     } else {
-        out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
     }
 }
 
@@ -134,7 +134,7 @@ fn key_forms(key: &str) -> Vec<String> {
         } else {
             let mut units = [0u16; 2];
             for unit in c.encode_utf16(&mut units) {
-                ascii.push_str(&format!("\\u{unit:04x}"));
+                let _ = write!(ascii, "\\u{unit:04x}");
             }
         }
     }
