@@ -342,8 +342,11 @@ async fn post_form(
         .await
         .map_err(network)?;
     let status = response.status().as_u16();
-    let text = response.text().await.map_err(network)?;
-    Ok((status, text))
+    // A token answer is a small JSON object: read no more than an error body's cap.
+    let (bytes, _) = crate::client::read_capped(response, crate::client::MAX_ERROR_BODY_BYTES)
+        .await
+        .map_err(network)?;
+    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
 }
 
 fn discontinued(endpoints: &Endpoints, detail: &str) -> Error {
@@ -520,13 +523,13 @@ pub(crate) async fn refresh(
         Reply::Token(grant) => Ok(grant),
         Reply::Discontinued(text) => Err(discontinued(
             endpoints,
-            &crate::secret::scrub(&text, &secret),
+            &crate::sanitize::line(&text, Some(secret.expose_secret()), 1000),
         )),
         Reply::Transient(text) => Err(Error::Api(ApiError::Http {
             status,
             message: format!(
                 "refreshing the Qwen OAuth token failed: {}",
-                crate::secret::scrub(&text, &secret)
+                crate::sanitize::line(&text, Some(secret.expose_secret()), 1000)
             ),
             retry_after: None,
             code: None,
@@ -539,7 +542,7 @@ pub(crate) async fn refresh(
             Err(Error::auth(
                 format!(
                     "the cached Qwen OAuth credentials could not be refreshed ({})",
-                    crate::secret::scrub(&text, &secret)
+                    crate::sanitize::line(&text, Some(secret.expose_secret()), 1000)
                 ),
                 format!(
                     "log in again in a terminal with `qwen auth login --method qwen-oauth`, or {API_KEY_ADVICE}"
@@ -549,9 +552,12 @@ pub(crate) async fn refresh(
     }
 }
 
-/// Text from a server made safe for a terminal: control characters (escape sequences) removed.
+/// A code or an address from a server, made safe for a terminal and a GitHub Actions log: control
+/// characters (escape sequences, line breaks) removed, so that it can still be copied, and
+/// workflow commands made inert (`sanitize::neutralise_commands`).
 pub(crate) fn printable(text: &str) -> String {
-    text.chars().filter(|c| !c.is_control()).collect()
+    let visible: String = text.chars().filter(|c| !c.is_control()).collect();
+    crate::sanitize::neutralise_commands(&visible)
 }
 
 #[cfg(test)]
