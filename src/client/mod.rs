@@ -639,6 +639,12 @@ impl ChatClient {
         self.sanitized(text, MAX_MESSAGE_CHARS)
     }
 
+    /// Text that quotes a server (a validation error quoting the answer) through the one door:
+    /// the key removed, one line, no escape sequences or workflow commands.
+    pub(crate) fn sanitized_line(&self, text: &str) -> String {
+        self.scrubbed(text)
+    }
+
     /// A server's text of several lines (an answer copied into a step summary): the key removed,
     /// workflow commands and escape sequences neutralised, line breaks kept.
     pub(crate) fn sanitized_block(&self, text: &str) -> String {

@@ -672,3 +672,19 @@ fn a_key_sent_over_plain_http_through_a_proxy_is_warned_about() {
     assert!(!r.stderr.contains("user:pw"), "{r}");
     assert_eq!(proxy.connections(), 1);
 }
+
+#[tokio::test]
+async fn a_validation_error_quoting_the_answer_never_shows_the_key() {
+    let env = TestEnv::new();
+    let answer = json!(format!("the key is {KEY}")).to_string();
+    let server = server_with(Sse::answer(&[&answer]).respond(), 1).await;
+    let r = run(env.cmd_for(&server).args([
+        "--json-schema",
+        r#"{"type":"integer"}"#,
+        "--schema-retries",
+        "0",
+        "hi",
+    ]));
+    r.code(65).stderr_has("[REDACTED]");
+    assert!(!r.stderr.contains(KEY), "{r}");
+}
