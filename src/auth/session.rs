@@ -100,7 +100,7 @@ fn oauth_session(
     runtime: &tokio::runtime::Runtime,
 ) -> Result<(Credentials, OauthSession), Error> {
     let endpoints = Endpoints::from_env(env)?;
-    let http = oauth::http_client()?;
+    let http = oauth::http_client(&endpoints)?;
     let fresh = runtime.block_on(creds::ensure_fresh(&paths, &http, &endpoints))?;
     let credentials = oauth_credentials(&fresh)?;
     let mask = github::is_github_actions(env);

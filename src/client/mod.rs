@@ -290,11 +290,18 @@ fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// A plain client for small one-off requests (the login's key check, the OAuth server):
-/// connect timeout 10 s, 30 s for the whole request, no retries.
-pub(crate) fn one_off_http_client() -> Result<reqwest::Client, ApiError> {
+/// A plain client for small one-off requests to `target`'s host (the login's key check, the
+/// OAuth server): connect timeout 10 s, 30 s for the whole request, no retries, no redirects, and
+/// no proxy when the host is loopback.
+pub(crate) fn one_off_http_client(target: &Url) -> Result<reqwest::Client, ApiError> {
     install_crypto_provider();
-    reqwest::Client::builder()
+    let builder = reqwest::Client::builder();
+    let builder = if url::is_loopback(target) {
+        builder.no_proxy()
+    } else {
+        builder
+    };
+    builder
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(30))
         .redirect(reqwest::redirect::Policy::none())

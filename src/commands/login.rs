@@ -302,7 +302,7 @@ pub(crate) enum Verification {
 /// `GET {base}/models` with the key; when the server has no such endpoint (or answers it with
 /// another error than 401/403), one chat request with `max_tokens: 1`.
 pub(crate) async fn verify_key(base_url: &Url, key: &SecretString, model: &str) -> Verification {
-    let http = match crate::client::one_off_http_client() {
+    let http = match crate::client::one_off_http_client(base_url) {
         Ok(h) => h,
         Err(e) => return Verification::Unverified(e.to_string()),
     };
@@ -465,7 +465,7 @@ fn oauth_login(
         )
     })?;
     let paths = CredsPaths::new(&home);
-    let http = oauth::http_client()?;
+    let http = oauth::http_client(&endpoints)?;
     let pkce = Pkce::generate()?;
     prompter.say(&format!(
         "Qwen OAuth: asking {} for a login code ...\n",

@@ -688,3 +688,42 @@ async fn a_validation_error_quoting_the_answer_never_shows_the_key() {
     r.code(65).stderr_has("[REDACTED]");
     assert!(!r.stderr.contains(KEY), "{r}");
 }
+
+#[tokio::test]
+async fn a_loopback_oauth_server_is_never_reached_through_a_proxy() {
+    let proxy = replying(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");
+    let server = MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(wiremock::matchers::path("/api/v1/oauth2/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"access_token": "qwen-refreshed-0123456789", "token_type": "Bearer", "expires_in": 3600}),
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    chat()
+        .respond_with(Sse::answer(&["pong"]).respond())
+        .mount(&server)
+        .await;
+    let env = TestEnv::new();
+    // Credentials that expire within the refresh margin: the token endpoint is asked first.
+    let expiry = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_millis()
+        + 5_000;
+    env.write_home(
+        ".qwen/oauth_creds.json",
+        &json!({"access_token": "qwen-access-0123456789", "refresh_token": "r",
+            "token_type": "Bearer", "expiry_date": u64::try_from(expiry).expect("ms"),
+            "resource_url": base_url(&server)})
+        .to_string(),
+    );
+    let r = run(env
+        .cmd()
+        .env("QWEN_OAUTH_BASE_URL", server.uri())
+        .env("HTTP_PROXY", format!("http://{}", proxy.addr))
+        .args(["--auth-type", "qwen-oauth", "ping"]));
+    r.code(0).stdout_is("pong\n");
+    assert_eq!(proxy.connections(), 0, "the proxy saw a loopback request");
+}

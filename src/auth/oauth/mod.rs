@@ -315,9 +315,10 @@ impl Schedule {
     }
 }
 
-/// The HTTP client for the OAuth server: short timeouts, no retries of its own.
-pub(crate) fn http_client() -> Result<reqwest::Client, Error> {
-    crate::client::one_off_http_client().map_err(Error::Api)
+/// The HTTP client for the OAuth server: short timeouts, no retries of its own, no proxy for a
+/// loopback server.
+pub(crate) fn http_client(endpoints: &Endpoints) -> Result<reqwest::Client, Error> {
+    crate::client::one_off_http_client(&endpoints.base).map_err(Error::Api)
 }
 
 /// POST a form and return the status and the body text.
