@@ -727,3 +727,29 @@ async fn a_loopback_oauth_server_is_never_reached_through_a_proxy() {
     r.code(0).stdout_is("pong\n");
     assert_eq!(proxy.connections(), 0, "the proxy saw a loopback request");
 }
+
+#[test]
+fn an_oauth_resource_url_with_userinfo_is_refused_and_never_shown() {
+    let env = TestEnv::new();
+    let expiry = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_millis()
+        + 3_600_000;
+    env.write_home(
+        ".qwen/oauth_creds.json",
+        &json!({"access_token": "qwen-access-0123456789", "refresh_token": "r",
+            "token_type": "Bearer", "expiry_date": u64::try_from(expiry).expect("ms"),
+            "resource_url": "http://u:secretpw@127.0.0.1:9/v1"})
+        .to_string(),
+    );
+    let r = run(env.cmd().args([
+        "--auth-type",
+        "qwen-oauth",
+        "--retry-base-delay",
+        "0",
+        "ping",
+    ]));
+    r.code(41).stderr_has("resource_url");
+    assert!(!r.stderr.contains("secretpw"), "{r}");
+}

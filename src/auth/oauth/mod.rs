@@ -59,7 +59,11 @@ impl Endpoints {
             .unwrap_or(DEFAULT_OAUTH_BASE_URL);
         let base = crate::client::url::http_url(raw).map_err(|_| {
             Error::config(
-                format!("invalid {} `{raw}`", env::QWEN_OAUTH_BASE_URL),
+                format!(
+                    "invalid {} `{}`",
+                    env::QWEN_OAUTH_BASE_URL,
+                    crate::client::url::without_userinfo(raw)
+                ),
                 "give an absolute http(s) URL such as `https://chat.qwen.ai`, or unset it",
             )
         })?;
