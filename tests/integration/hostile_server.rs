@@ -753,3 +753,20 @@ fn an_oauth_resource_url_with_userinfo_is_refused_and_never_shown() {
     r.code(41).stderr_has("resource_url");
     assert!(!r.stderr.contains("secretpw"), "{r}");
 }
+
+#[tokio::test]
+async fn an_answer_echoing_the_key_stays_data_on_stdout_but_not_in_the_step_summary() {
+    let env = TestEnv::new();
+    let answer = format!("your key: {KEY}\n::warning::x\n");
+    let server = server_with(Sse::answer(&[&answer]).respond(), 1).await;
+    let summary = env.root.join("summary.md");
+    let r = run(env
+        .cmd_for(&server)
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .arg("hi"));
+    r.code(0).stdout_is(&answer);
+    let md = std::fs::read_to_string(&summary).expect("a summary");
+    assert!(!md.contains(KEY) && md.contains("your key: [REDACTED]"), "{md}");
+    assert_eq!(foreign_commands(&md), Vec::<&str>::new(), "{md}");
+}
