@@ -7,6 +7,7 @@
 //! Self-contained (it imports nothing from the crate), so that every layer, `diag` included, may
 //! use it.
 
+use std::collections::HashSet;
 use std::fmt::Write as _;
 
 /// A run of at least this many consecutive characters of the key is removed wherever it appears.
@@ -155,29 +156,25 @@ fn key_forms(key: &str) -> Vec<String> {
 }
 
 /// The runs (char ranges `[start, end)`) of at least `min` characters of `chars` that equal,
-/// case-insensitively, a run of `form`. Longest common substring by dynamic programming:
-/// O(len(text) × len(form)).
+/// case-insensitively, a run of `form`: the union of the text's `min`-character windows that are
+/// also windows of `form` (a run of `min` or more is exactly a chain of such windows). Linear in
+/// the text, whatever the key's length (an OAuth token can be long).
 fn matching_runs(chars: &[(usize, char)], form: &str, min: usize) -> Vec<(usize, usize)> {
     let fold = |c: char| c.to_lowercase().next().unwrap_or(c);
     let form: Vec<char> = form.chars().map(fold).collect();
-    let mut prev = vec![0usize; form.len() + 1];
-    let mut row = vec![0usize; form.len() + 1];
+    let text: Vec<char> = chars.iter().map(|&(_, c)| fold(c)).collect();
+    if min == 0 || form.len() < min || text.len() < min {
+        return Vec::new();
+    }
+    let windows: HashSet<&[char]> = form.windows(min).collect();
     let mut ranges: Vec<(usize, usize)> = Vec::new();
-    for (i, &(_, c)) in chars.iter().enumerate() {
-        let c = fold(c);
-        let mut best = 0;
-        for j in 1..=form.len() {
-            row[j] = if form[j - 1] == c { prev[j - 1] + 1 } else { 0 };
-            best = best.max(row[j]);
-        }
-        if best >= min {
-            let start = i + 1 - best;
+    for (i, window) in text.windows(min).enumerate() {
+        if windows.contains(window) {
             match ranges.last_mut() {
-                Some(last) if start <= last.1 => last.1 = i + 1,
-                _ => ranges.push((start, i + 1)),
+                Some(last) if i <= last.1 => last.1 = i + min,
+                _ => ranges.push((i, i + min)),
             }
         }
-        std::mem::swap(&mut prev, &mut row);
     }
     ranges
 }
@@ -218,6 +215,17 @@ mod tests {
             scrub_key("q=sk-a%2Fb%22c%5Cd-%C3%A9-0123456789", key),
             "q=[REDACTED]"
         );
+    }
+
+    #[test]
+    fn a_long_key_in_a_large_text_is_found_quickly() {
+        let key: String = (0..2000)
+            .map(|i| char::from(b'a' + (i * 7 % 26) as u8))
+            .collect();
+        let mut text = "x".repeat(64 * 1024);
+        text.push_str(&key[500..520]);
+        let clean = scrub_key(&text, &key);
+        assert!(clean.ends_with(REDACTED), "{}", &clean[clean.len() - 40..]);
     }
 
     #[test]

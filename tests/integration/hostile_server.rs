@@ -767,6 +767,9 @@ async fn an_answer_echoing_the_key_stays_data_on_stdout_but_not_in_the_step_summ
         .arg("hi"));
     r.code(0).stdout_is(&answer);
     let md = std::fs::read_to_string(&summary).expect("a summary");
-    assert!(!md.contains(KEY) && md.contains("your key: [REDACTED]"), "{md}");
+    assert!(
+        !md.contains(KEY) && md.contains("your key: [REDACTED]"),
+        "{md}"
+    );
     assert_eq!(foreign_commands(&md), Vec::<&str>::new(), "{md}");
 }
