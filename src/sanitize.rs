@@ -222,7 +222,7 @@ mod tests {
         let key: String = (0u8..=255)
             .cycle()
             .take(2000)
-            .map(|i| char::from(b'a' + i * 7 % 26))
+            .map(|i| char::from(b'a' + (i % 26) * 7 % 26))
             .collect();
         let mut text = "x".repeat(64 * 1024);
         text.push_str(&key[500..520]);
