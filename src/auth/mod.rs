@@ -208,6 +208,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn plaintext_warning_names_the_proxy_unless_no_proxy_excludes_the_host() {
+        let url = Url::parse("http://api.example.com/v1").unwrap();
+        let env = |pairs: &[(&str, &str)]| EnvSnapshot::from_pairs(pairs.iter().copied());
+        let proxied = env(&[("HTTP_PROXY", "http://u:p@proxy:3128")]);
+        let w = plaintext_warning_in(&url, &proxied).unwrap();
+        assert!(
+            w.contains("through the proxy `http://***@proxy:3128`"),
+            "{w}"
+        );
+        for no_proxy in [
+            "example.com",
+            ".example.com",
+            "api.example.com",
+            "*",
+            "x, example.com",
+        ] {
+            let e = env(&[("HTTP_PROXY", "http://proxy:3128"), ("NO_PROXY", no_proxy)]);
+            let w = plaintext_warning_in(&url, &e).unwrap();
+            assert!(!w.contains("proxy"), "{no_proxy}: {w}");
+        }
+        let e = env(&[("ALL_PROXY", "http://proxy:1"), ("NO_PROXY", "ample.com")]);
+        assert!(plaintext_warning_in(&url, &e).unwrap().contains("proxy:1"));
+        let local = Url::parse("http://127.0.0.1:9/v1").unwrap();
+        assert!(plaintext_warning_in(&local, &proxied).is_none());
+    }
+
+    #[test]
     fn plaintext_warning_only_for_remote_http() {
         let w = |u: &str| plaintext_warning(&Url::parse(u).unwrap()).is_some();
         assert!(w("http://example.com/v1"));
