@@ -773,3 +773,23 @@ async fn an_answer_echoing_the_key_stays_data_on_stdout_but_not_in_the_step_summ
     );
     assert_eq!(foreign_commands(&md), Vec::<&str>::new(), "{md}");
 }
+
+#[test]
+fn a_chunked_stream_cut_mid_chunk_is_still_retried() {
+    // The boundary of the broken-chunked rule: a connection that ends inside a chunk was cut, and
+    // a cut is temporary.
+    let env = TestEnv::new();
+    let server = replying(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n40\r\ndata: {\"choices\"",
+    );
+    let r = run(env.cmd_with(&server.base_url(), KEY).args([
+        "--retries",
+        "2",
+        "--retry-base-delay",
+        "0",
+        "--json",
+        "hi",
+    ]));
+    r.code(75);
+    assert_eq!(server.connections(), 3, "retried\n{r}");
+}
