@@ -1,6 +1,7 @@
 //! Which transport failures are worth another try. A connection refused or reset, or a stream
 //! cut short, may pass; a certificate that fails verification, a peer that does not speak HTTP,
-//! headers too large or a broken chunked body will fail the same way every time.
+//! headers too large, a broken chunked body or an HTTP/2 protocol violation will fail the same way
+//! every time.
 
 use std::error::Error as StdError;
 
@@ -55,6 +56,25 @@ fn classify_one(err: &(dyn StdError + 'static)) -> Option<Kind> {
             | rustls::Error::UnsupportedNameType
             | rustls::Error::InvalidCertRevocationList(_) => Kind::Certificate,
             _ => Kind::Protocol,
+        });
+    }
+    if let Some(h2) = err.downcast_ref::<h2::Error>() {
+        // A violation we detected in what the peer sent is permanent; a reset or GOAWAY the
+        // peer chose to send (it may be restarting) is not.
+        let violation = h2.is_library()
+            && h2.reason().is_some_and(|r| {
+                matches!(
+                    r,
+                    h2::Reason::PROTOCOL_ERROR
+                        | h2::Reason::FRAME_SIZE_ERROR
+                        | h2::Reason::COMPRESSION_ERROR
+                        | h2::Reason::FLOW_CONTROL_ERROR
+                )
+            });
+        return Some(if violation {
+            Kind::Protocol
+        } else {
+            Kind::Temporary
         });
     }
     if let Some(http) = err.downcast_ref::<hyper::Error>()

@@ -793,3 +793,59 @@ fn a_chunked_stream_cut_mid_chunk_is_still_retried() {
     r.code(75);
     assert_eq!(server.connections(), 3, "retried\n{r}");
 }
+
+#[test]
+fn an_http2_peer_that_breaks_the_protocol_is_not_retried() {
+    // TLS with ALPN `h2`, then bytes that are not HTTP/2 frames.
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("a cert");
+    let pem = cert.cert.pem();
+    let der = cert.cert.der().clone();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der())
+        .expect("a key");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![der], key)
+        .expect("a server config");
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let config = Arc::new(config);
+    let server = RawServer::start(move |mut tcp| {
+        let Ok(mut conn) = rustls::ServerConnection::new(Arc::clone(&config)) else {
+            return;
+        };
+        let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
+        // Wait for the request's HEADERS frame (after the 24-byte preface, frames of a 9-byte
+        // header and a payload), so that the garbage answers a request in flight.
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        let mut at = 24;
+        loop {
+            while got.len() >= at + 9 {
+                let len = usize::from(got[at]) << 16
+                    | usize::from(got[at + 1]) << 8
+                    | usize::from(got[at + 2]);
+                if got[at + 3] == 1 {
+                    let _ = tls.write_all(&[0xff; 64]);
+                    let _ = tls.flush();
+                    let _ = tls.read(&mut buf);
+                    return;
+                }
+                at += 9 + len;
+            }
+            match tls.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    });
+    let env = TestEnv::new();
+    let ca = env.root.join("ca.pem");
+    std::fs::write(&ca, pem).expect("write the CA");
+    let r = run(env
+        .cmd_with(&format!("https://{}/v1", server.addr), KEY)
+        .env("SSL_CERT_FILE", &ca)
+        .args(["--retry-base-delay", "0", "--json", "hi"]));
+    r.code(1);
+    assert_error_result(&r.result(), "protocol_error");
+    assert_eq!(server.connections(), 1, "not retried\n{r}");
+}
