@@ -19,14 +19,24 @@ pub(crate) const REDACTED: &str = "[REDACTED]";
 /// Server text for one line: the key removed, every control character (line breaks included)
 /// shown as an escape, workflow commands neutralised, and at most `max_chars` characters.
 pub(crate) fn line(text: &str, key: Option<&str>, max_chars: usize) -> String {
+    // Only what can be shown is looked at (twice that, as a removed key shortens the text): the
+    // cost stays small however long the text. A cut through the key leaves less than a run.
+    let (text, cut) = match text.char_indices().nth(max_chars.saturating_mul(2)) {
+        Some((at, _)) => (&text[..at], true),
+        None => (text, false),
+    };
     let scrubbed = key.map_or_else(|| text.to_owned(), |k| scrub_key(text, k));
     let mut out = String::with_capacity(scrubbed.len().min(max_chars.saturating_mul(4)));
+    let mut shortened = cut;
     for (count, c) in scrubbed.chars().enumerate() {
         if count == max_chars {
-            out.push('…');
+            shortened = true;
             break;
         }
         push_visible(&mut out, c, false);
+    }
+    if shortened {
+        out.push('…');
     }
     neutralise_commands(&out)
 }
@@ -56,6 +66,18 @@ fn push_visible(out: &mut String, c: char, keep_lines: bool) {
     } else {
         let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
     }
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
+pub(crate) fn prefix_bytes(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// Every line that a GitHub Actions runner would read as a workflow command, made inert: a line

@@ -681,6 +681,8 @@ impl ChatClient {
     /// (before a cut could leave a piece of it), then the message through the one door (after
     /// JSON unescaping, which may reveal another form of the key or control characters).
     fn scrubbed_message(&self, body: &str) -> String {
+        // An error event of a stream can be as long as an answer: only its start is looked at.
+        let body = sanitize::prefix_bytes(body, MAX_ERROR_BODY_BYTES);
         let without_key = match self.bearer.read() {
             Ok(b) => sanitize::scrub_key(body, b.key.expose_secret()),
             Err(poisoned) => sanitize::scrub_key(body, poisoned.into_inner().key.expose_secret()),

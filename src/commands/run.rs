@@ -164,14 +164,17 @@ pub(crate) fn command(
             let completion = &answer.completion;
             let _ = out.success(completion, &ask::answer_extras(&answer));
             if let Some(path) = summary_path {
-                let md = github::single_run_summary(
+                let clean = |shown: &str| {
+                    summary_client
+                        .as_ref()
+                        .map_or_else(|| shown.to_owned(), |c| c.sanitized_block(shown))
+                };
+                let md = github::single_run_summary_with(
                     &model,
                     completion.usage,
                     elapsed_ms,
-                    Ok(&summary_client.as_ref().map_or_else(
-                        || completion.text.clone(),
-                        |c| c.sanitized_block(&completion.text),
-                    )),
+                    Ok(&completion.text),
+                    &clean,
                 );
                 append_step_summary(&path, &md);
             }

@@ -849,3 +849,26 @@ fn an_http2_peer_that_breaks_the_protocol_is_not_retried() {
     assert_error_result(&r.result(), "protocol_error");
     assert_eq!(server.connections(), 1, "not retried\n{r}");
 }
+
+#[tokio::test]
+async fn a_long_stream_error_event_is_shown_short_and_without_the_key() {
+    let env = TestEnv::new();
+    let data = format!("{KEY} {}", "y".repeat(4 * 1024 * 1024));
+    let server = server_with(
+        Sse::new()
+            .raw(&format!("event: error\ndata: {data}\n\n"))
+            .respond(),
+        1,
+    )
+    .await;
+    let r = run(env.cmd_for(&server).args(["--json", "hi"]));
+    r.code(1);
+    let result = r.result();
+    let message = result["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("the server reported an error in the stream: [REDACTED] yyy"),
+        "{message}"
+    );
+    assert!(message.len() < 2000, "{} bytes", message.len());
+    assert!(!r.stderr.contains(KEY) && !r.stdout.contains(KEY));
+}
