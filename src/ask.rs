@@ -377,8 +377,12 @@ async fn structured(
                 return Ok((Completion { text, ..completion }, Some(value), Some(mode)));
             }
             Err(errors) if repairs >= request.schema_retries => {
+                // The errors quote the answer: server text, shown on stderr and in summaries.
                 return Err(AskError::Schema {
-                    errors,
+                    errors: errors
+                        .iter()
+                        .map(|e| models.client.sanitized_line(e))
+                        .collect(),
                     last_answer: completion.text,
                 });
             }

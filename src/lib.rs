@@ -24,6 +24,7 @@ mod prompt;
 mod prompt_file;
 mod request;
 mod result_file;
+mod sanitize;
 mod schema;
 mod secret;
 mod signals;

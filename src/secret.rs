@@ -14,13 +14,10 @@ pub(crate) fn redact(secret: &SecretString) -> String {
     format!("{head}…{tail}")
 }
 
-/// Remove every occurrence of the key from a text that came from elsewhere (a server's error body).
+/// Remove the key from a text that came from elsewhere (a server's error body): every run of 12 or
+/// more of its characters, in any case, raw or escaped (`crate::sanitize::scrub_key`).
 pub(crate) fn scrub(text: &str, secret: &SecretString) -> String {
-    let key = secret.expose_secret();
-    if key.len() < 4 {
-        return text.to_owned();
-    }
-    text.replace(key, "[REDACTED]")
+    crate::sanitize::scrub_key(text, secret.expose_secret())
 }
 
 #[cfg(test)]

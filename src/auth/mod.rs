@@ -12,6 +12,7 @@ use secrecy::SecretString;
 use oauth::creds::{CredsPaths, Freshness, OAuthCreds};
 
 use crate::client::url::is_loopback;
+use crate::config::env::EnvSnapshot;
 use crate::config::{AuthType, ResolvedConfig, Source};
 use crate::error::Error;
 
@@ -154,19 +155,84 @@ fn check_base_url_trust(config: &ResolvedConfig, key_source: &Source) -> Result<
     ))
 }
 
-/// A warning to print before a key goes over plain http to a host that is not loopback.
+/// A warning to print before a key goes over plain http to a host that is not loopback. Loopback
+/// requests never go through a proxy (the client sees to it); any other plain-http request goes
+/// through the proxy the environment names, which is said too (without its credentials).
 pub(crate) fn plaintext_warning(base_url: &Url) -> Option<String> {
+    plaintext_warning_via(base_url, None)
+}
+
+/// `plaintext_warning`, naming the proxy from `env` that a plain-http request would go through.
+pub(crate) fn plaintext_warning_in(base_url: &Url, env: &EnvSnapshot) -> Option<String> {
+    plaintext_warning_via(base_url, http_proxy(base_url, env).as_deref())
+}
+
+fn plaintext_warning_via(base_url: &Url, proxy: Option<&str>) -> Option<String> {
     (base_url.scheme() == "http" && !is_loopback(base_url)).then(|| {
+        let via = proxy.map_or_else(String::new, |p| {
+            format!(
+                " through the proxy `{}`",
+                crate::client::url::without_userinfo(p)
+            )
+        });
         format!(
-            "warning: the API key will be sent over plain http to `{}`; use https",
+            "warning: the API key will be sent over plain http to `{}`{via}; use https",
             base_url.host_str().unwrap_or_default()
         )
     })
 }
 
+/// The proxy a plain-http request to `url` goes through, as reqwest reads the environment:
+/// `http_proxy`/`HTTP_PROXY`, else `all_proxy`/`ALL_PROXY`, unless `NO_PROXY` names the host.
+fn http_proxy(url: &Url, env: &EnvSnapshot) -> Option<String> {
+    let get = |names: &[&str]| {
+        names
+            .iter()
+            .find_map(|n| env.get(n).filter(|v| !v.trim().is_empty()))
+            .map(str::to_owned)
+    };
+    let proxy = get(&["http_proxy", "HTTP_PROXY"]).or_else(|| get(&["all_proxy", "ALL_PROXY"]))?;
+    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+    let excluded = get(&["no_proxy", "NO_PROXY"]).is_some_and(|list| {
+        list.split(',').map(str::trim).any(|entry| {
+            let entry = entry.trim_start_matches('.').to_ascii_lowercase();
+            entry == "*"
+                || (!entry.is_empty() && (host == entry || host.ends_with(&format!(".{entry}"))))
+        })
+    });
+    (!excluded).then_some(proxy)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plaintext_warning_names_the_proxy_unless_no_proxy_excludes_the_host() {
+        let url = Url::parse("http://api.example.com/v1").unwrap();
+        let env = |pairs: &[(&str, &str)]| EnvSnapshot::from_pairs(pairs.iter().copied());
+        let proxied = env(&[("HTTP_PROXY", "http://u:p@proxy:3128")]);
+        let w = plaintext_warning_in(&url, &proxied).unwrap();
+        assert!(
+            w.contains("through the proxy `http://***@proxy:3128`"),
+            "{w}"
+        );
+        for no_proxy in [
+            "example.com",
+            ".example.com",
+            "api.example.com",
+            "*",
+            "x, example.com",
+        ] {
+            let e = env(&[("HTTP_PROXY", "http://proxy:3128"), ("NO_PROXY", no_proxy)]);
+            let w = plaintext_warning_in(&url, &e).unwrap();
+            assert!(!w.contains("proxy"), "{no_proxy}: {w}");
+        }
+        let e = env(&[("ALL_PROXY", "http://proxy:1"), ("NO_PROXY", "ample.com")]);
+        assert!(plaintext_warning_in(&url, &e).unwrap().contains("proxy:1"));
+        let local = Url::parse("http://127.0.0.1:9/v1").unwrap();
+        assert!(plaintext_warning_in(&local, &proxied).is_none());
+    }
 
     #[test]
     fn plaintext_warning_only_for_remote_http() {

@@ -8,7 +8,7 @@ use secrecy::ExposeSecret;
 
 use super::oauth::creds::{self, CredsPaths, REFRESH_MARGIN_MS};
 use super::oauth::{self, Endpoints};
-use super::{AuthPlan, Credentials, oauth_credentials, plaintext_warning};
+use super::{AuthPlan, Credentials, oauth_credentials, plaintext_warning_in};
 use crate::client::{ChatClient, ClientSettings, RateLimiter};
 use crate::config::env::EnvSnapshot;
 use crate::diag;
@@ -86,7 +86,7 @@ pub(crate) fn connect(
             (credentials, Some(session))
         }
     };
-    if let Some(warning) = plaintext_warning(&credentials.base_url) {
+    if let Some(warning) = plaintext_warning_in(&credentials.base_url, env) {
         diag::warn(&warning);
     }
     let client = ChatClient::new(&credentials.base_url, credentials.api_key, settings)
@@ -102,7 +102,7 @@ fn oauth_session(
     runtime: &tokio::runtime::Runtime,
 ) -> Result<(Credentials, OauthSession), Error> {
     let endpoints = Endpoints::from_env(env)?;
-    let http = oauth::http_client()?;
+    let http = oauth::http_client(&endpoints)?;
     let clock = creds::Clock::from_env(env);
     let fresh = runtime.block_on(creds::ensure_fresh(&paths, &http, &endpoints, &clock))?;
     let credentials = oauth_credentials(&fresh)?;

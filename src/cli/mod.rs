@@ -280,6 +280,10 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 8 * 1024 * 1024)]
     pub(crate) max_input_bytes: u64,
 
+    /// Refuse an answer longer than this many bytes of text (exit 1); one event or body may be about twice as long.
+    #[arg(long, value_name = "BYTES", default_value_t = crate::client::DEFAULT_MAX_RESPONSE_BYTES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub(crate) max_response_bytes: usize,
+
     /// Retries after the first attempt, for 408/429/5xx, network errors and timeouts.
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub(crate) retries: u32,

@@ -1,9 +1,11 @@
 //! The HTTP side: one streaming chat request with retries. Knows nothing about jobs or output formats.
 
+pub(crate) mod limits;
 pub(crate) mod pacing;
 pub(crate) mod params;
 pub(crate) mod retry;
 pub(crate) mod sse;
+pub(crate) mod transport;
 pub(crate) mod url;
 
 use std::sync::Arc;
@@ -17,7 +19,8 @@ use serde_json::Value;
 
 use crate::diag;
 use crate::exit::ExitStatus;
-use crate::secret::scrub;
+use crate::sanitize;
+pub(crate) use limits::{DEFAULT_MAX_RESPONSE_BYTES, MAX_ERROR_BODY_BYTES, read_capped};
 pub(crate) use pacing::Pacers;
 pub(crate) use retry::{Decision, RetryPolicy};
 use sse::SseParser;
@@ -93,6 +96,8 @@ pub(crate) struct Completion {
     pub(crate) response_id: Option<String>,
     pub(crate) request_id: Option<String>,
     pub(crate) server_model: Option<String>,
+    /// The server sent tool or function calls: an answer even without text.
+    pub(crate) structured: bool,
     pub(crate) created: Option<u64>,
     pub(crate) attempts: u32,
     pub(crate) api_duration: Duration,
@@ -145,6 +150,26 @@ pub(crate) enum ApiError {
         "cannot set up the HTTP client: the API key has characters not allowed in an HTTP header"
     )]
     InvalidKey,
+    /// More than `--max-response-bytes` (of answer text, or of one event or body).
+    #[error("the response is larger than --max-response-bytes ({limit} bytes): {what}")]
+    TooLarge { limit: usize, what: &'static str },
+    /// A 3xx: an API call never follows a redirect (it would resend the key elsewhere, or turn
+    /// the POST into a GET).
+    #[error(
+        "API error: HTTP {status}: the server redirects to `{location}`; API requests are never redirected"
+    )]
+    Redirect { status: u16, location: String },
+    /// The server's certificate failed verification: a configuration problem, not a temporary one.
+    #[error("TLS certificate verification failed: {0}")]
+    Certificate(String),
+    /// The peer does not speak HTTP as it must (not HTTP at all, headers too large, a broken
+    /// chunked body, a TLS failure other than the certificate): retrying cannot help.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The server finished without any text or structured content.
+    #[error("the server sent an empty answer (finish reason: {}){}", finish_reason.as_deref().unwrap_or("none"),
+        if finish_reason.as_deref() == Some("content_filter") { "; the provider's content filter withheld it" } else { "" })]
+    EmptyAnswer { finish_reason: Option<String> },
 }
 
 impl ApiError {
@@ -172,7 +197,7 @@ impl ApiError {
             } => ExitStatus::Auth,
             Self::RetryAfterTooLong { .. } | Self::RateLimitWait { .. } => ExitStatus::TempFail,
             Self::OutputClosed => ExitStatus::Success,
-            Self::Setup(_) | Self::InvalidKey => ExitStatus::Config,
+            Self::Setup(_) | Self::InvalidKey | Self::Certificate(_) => ExitStatus::Config,
             e if e.is_retryable() => ExitStatus::TempFail,
             _ => ExitStatus::Failure,
         }
@@ -194,9 +219,13 @@ impl ApiError {
             Self::StreamCut => "stream_cut",
             Self::StreamError(_) => "stream_error",
             Self::InvalidResponse(_) => "invalid_response",
-            Self::EmptyAfterReasoning { .. } => "empty_answer",
             Self::OutputClosed => "output_closed",
             Self::Setup(_) | Self::InvalidKey => "configuration_error",
+            Self::TooLarge { .. } => "response_too_large",
+            Self::Redirect { .. } => "redirect",
+            Self::Certificate(_) => "tls_error",
+            Self::Protocol(_) => "protocol_error",
+            Self::EmptyAnswer { .. } | Self::EmptyAfterReasoning { .. } => "empty_answer",
         }
     }
 
@@ -213,6 +242,18 @@ impl ApiError {
             Self::InvalidKey => "check the key for stray characters, such as a newline from a file",
             Self::Setup(_) => {
                 "TLS needs a CA bundle: install the `ca-certificates` package, or point SSL_CERT_FILE at a PEM bundle"
+            }
+            Self::Certificate(_) => {
+                "the server's certificate is not trusted: check OPENAI_BASE_URL, or point SSL_CERT_FILE at a PEM bundle holding its CA (a private or corporate CA)"
+            }
+            Self::Redirect { .. } => {
+                "set OPENAI_BASE_URL to the final address (the one in `Location`), if you trust it"
+            }
+            Self::TooLarge { .. } => {
+                "raise --max-response-bytes if such a large answer is expected, or ask for a shorter one"
+            }
+            Self::Protocol(_) => {
+                "check OPENAI_BASE_URL: the host and port must serve an OpenAI-compatible HTTP API (and http vs https must match)"
             }
             Self::RetryAfterTooLong { .. } => {
                 "raise --max-retry-wait, or retry the step later (exit 75 means temporary)"
@@ -312,6 +353,8 @@ pub(crate) struct ClientSettings {
     pub(crate) max_connections: usize,
     /// `-H/--header`: sent with every request.
     pub(crate) headers: Vec<params::ExtraHeader>,
+    /// The most answer text accepted (and the bound on one event or a whole JSON body).
+    pub(crate) max_response_bytes: usize,
 }
 
 /// The key and the `Authorization` header made from it. Shared by all clones of a client, so
@@ -353,13 +396,21 @@ fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// A plain client for small one-off requests (the login's key check, the OAuth server):
-/// connect timeout 10 s, 30 s for the whole request, no retries.
-pub(crate) fn one_off_http_client() -> Result<reqwest::Client, ApiError> {
+/// A plain client for small one-off requests to `target`'s host (the login's key check, the
+/// OAuth server): connect timeout 10 s, 30 s for the whole request, no retries, no redirects, and
+/// no proxy when the host is loopback.
+pub(crate) fn one_off_http_client(target: &Url) -> Result<reqwest::Client, ApiError> {
     install_crypto_provider();
-    reqwest::Client::builder()
+    let builder = reqwest::Client::builder();
+    let builder = if url::is_loopback(target) {
+        builder.no_proxy()
+    } else {
+        builder
+    };
+    builder
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(30))
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("qwen-headless/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| ApiError::Setup(error_chain(&e)))
@@ -372,11 +423,19 @@ impl ChatClient {
         settings: ClientSettings,
     ) -> Result<Self, ApiError> {
         install_crypto_provider();
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
             .read_timeout(settings.idle_timeout)
             .pool_max_idle_per_host(settings.max_connections)
-            .user_agent(concat!("qwen-headless/", env!("CARGO_PKG_VERSION")))
+            // A redirect would resend the key to another address, or turn the POST into a GET.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("qwen-headless/", env!("CARGO_PKG_VERSION")));
+        if url::is_loopback(base_url) {
+            // NO_PROXY semantics for loopback: the key never travels through a proxy to reach
+            // this machine.
+            builder = builder.no_proxy();
+        }
+        let http = builder
             .build()
             .map_err(|e| ApiError::Setup(error_chain(&e)))?;
         Ok(Self {
@@ -623,13 +682,27 @@ impl ChatClient {
         *rate = pacing::RateHeaders::parse(response.headers());
         let request_id = ["x-request-id", "request-id", "x-dashscope-request-id"]
             .iter()
-            .find_map(|h| response.headers().get(*h)?.to_str().ok().map(str::to_owned));
+            .find_map(|h| response.headers().get(*h))
+            .map(|v| self.short(&String::from_utf8_lossy(v.as_bytes())));
         if self.settings.debug {
             diag::debug(&format!(
                 "HTTP {} request-id={}",
                 status.as_u16(),
                 request_id.as_deref().unwrap_or("-")
             ));
+        }
+        if status.is_redirection() {
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .map_or_else(
+                    || "(none)".to_owned(),
+                    |v| self.short(&String::from_utf8_lossy(v.as_bytes())),
+                );
+            return Err(ApiError::Redirect {
+                status: status.as_u16(),
+                location,
+            });
         }
         if !status.is_success() {
             return Err(self.http_error(status, response, rate).await);
@@ -644,11 +717,6 @@ impl ChatClient {
         } else {
             self.read_whole(response, on_piece).await?
         };
-        if completion.text.is_empty() && !completion.reasoning.is_empty() {
-            return Err(ApiError::EmptyAfterReasoning {
-                finish_reason: completion.finish_reason,
-            });
-        }
         completion.request_id = request_id;
         Ok(completion)
     }
@@ -658,7 +726,8 @@ impl ChatClient {
         mut response: reqwest::Response,
         on_piece: &mut OnPiece<'_>,
     ) -> Result<Completion, ApiError> {
-        let mut parser = SseParser::default();
+        let limit = self.settings.max_response_bytes;
+        let mut parser = SseParser::with_limit(limits::event_limit(limit));
         let mut events = Vec::new();
         let mut completion = Completion::default();
         let mut saw_done = false;
@@ -669,7 +738,12 @@ impl ChatClient {
                 .await
                 .map_err(|e| self.transport_error(&e))?
             {
-                parser.feed(&bytes, &mut events);
+                parser
+                    .feed(&bytes, &mut events)
+                    .map_err(|sse::TooLong| ApiError::TooLarge {
+                        limit,
+                        what: "one event of the stream is too long",
+                    })?;
             } else {
                 parser.finish(&mut events);
                 eof = true;
@@ -693,13 +767,13 @@ impl ChatClient {
                 if chunk.get("error").is_some() {
                     return Err(ApiError::StreamError(self.scrubbed_message(&event.data)));
                 }
-                apply_chunk(&chunk, &mut completion, on_piece)?;
+                apply_chunk(&chunk, &mut completion, on_piece, limit)?;
             }
         }
         if completion.finish_reason.is_none() && !saw_done {
             return Err(ApiError::StreamCut);
         }
-        Ok(completion)
+        self.checked(completion)
     }
 
     /// A server that ignored `stream: true` and answered with one JSON body.
@@ -708,10 +782,16 @@ impl ChatClient {
         response: reqwest::Response,
         on_piece: &mut OnPiece<'_>,
     ) -> Result<Completion, ApiError> {
-        let bytes = response
-            .bytes()
+        let limit = self.settings.max_response_bytes;
+        let (bytes, whole) = read_capped(response, limits::event_limit(limit))
             .await
             .map_err(|e| self.transport_error(&e))?;
+        if !whole {
+            return Err(ApiError::TooLarge {
+                limit,
+                what: "the response body is too long",
+            });
+        }
         let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
             ApiError::InvalidResponse(format!(
                 "the response is neither an event stream nor JSON ({e})"
@@ -730,6 +810,13 @@ impl ChatClient {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
+        if text.len() > limit {
+            return Err(ApiError::TooLarge {
+                limit,
+                what: "the answer is too long",
+            });
+        }
+        let structured = has_structured_content(choice.get("message"));
         let reasoning = choice
             .get("message")
             .and_then(reasoning_of)
@@ -741,20 +828,24 @@ impl ChatClient {
         if !text.is_empty() {
             on_piece(Piece::Text(&text)).map_err(|_| ApiError::OutputClosed)?;
         }
-        Ok(Completion {
+        self.checked(Completion {
             text,
             reasoning,
+            structured,
             usage: value.get("usage").and_then(Usage::from_openai),
             finish_reason: choice
                 .get("finish_reason")
                 .and_then(Value::as_str)
-                .map(str::to_owned)
+                .map(|r| self.short(r))
                 .or_else(|| Some("stop".into())),
-            response_id: value.get("id").and_then(Value::as_str).map(str::to_owned),
+            response_id: value
+                .get("id")
+                .and_then(Value::as_str)
+                .map(|v| self.short(v)),
             server_model: value
                 .get("model")
                 .and_then(Value::as_str)
-                .map(str::to_owned),
+                .map(|v| self.short(v)),
             created: value.get("created").and_then(Value::as_u64),
             ..Completion::default()
         })
@@ -771,7 +862,11 @@ impl ChatClient {
             // OpenAI's 429 often names no Retry-After, only when its budgets reset.
             retry_after = retry_after.or_else(|| rate.wait_hint());
         }
-        let body = response.text().await.unwrap_or_default();
+        // Only the start of an error body is read: it is shortened for the message anyway.
+        let (bytes, _) = read_capped(response, MAX_ERROR_BODY_BYTES)
+            .await
+            .unwrap_or_default();
+        let body = String::from_utf8_lossy(&bytes).into_owned();
         if status == StatusCode::TOO_MANY_REQUESTS && is_insufficient_quota(&body) {
             return ApiError::QuotaExhausted {
                 message: self.scrubbed_message(&body),
@@ -788,7 +883,7 @@ impl ChatClient {
             status: status.as_u16(),
             message,
             retry_after,
-            code: error_code(&body),
+            code: error_code(&body).map(|c| self.short(&c)),
         }
     }
 
@@ -796,41 +891,115 @@ impl ChatClient {
         match transport_error(e) {
             ApiError::Timeout(detail) => ApiError::Timeout(self.scrubbed(&detail)),
             ApiError::Network(detail) => ApiError::Network(self.scrubbed(&detail)),
+            ApiError::Protocol(detail) => ApiError::Protocol(self.scrubbed(&detail)),
+            ApiError::Certificate(detail) => ApiError::Certificate(self.scrubbed(&detail)),
             other => other,
         }
     }
 
+    /// Server text through the one door (`sanitize::line`): the key removed, one line, no
+    /// escape sequences or workflow commands.
     fn scrubbed(&self, text: &str) -> String {
-        let mut text = match self.bearer.read() {
-            Ok(b) => scrub(text, &b.key),
-            Err(poisoned) => scrub(text, &poisoned.into_inner().key),
-        };
-        // Header values that carry credentials are treated like the key; others (`X-Title: CI`)
-        // are not, so that ordinary words are not blanked.
+        self.sanitized(text, MAX_MESSAGE_CHARS)
+    }
+
+    /// Text that quotes a server (a validation error quoting the answer) through the one door:
+    /// the key removed, one line, no escape sequences or workflow commands.
+    pub(crate) fn sanitized_line(&self, text: &str) -> String {
+        self.scrubbed(text)
+    }
+
+    /// A server's text of several lines (an answer copied into a step summary): the key removed,
+    /// workflow commands and escape sequences neutralised, line breaks kept.
+    pub(crate) fn sanitized_block(&self, text: &str) -> String {
+        let text = self.without_header_secrets(text);
+        match self.bearer.read() {
+            Ok(b) => sanitize::block(&text, Some(b.key.expose_secret())),
+            Err(poisoned) => {
+                sanitize::block(&text, Some(poisoned.into_inner().key.expose_secret()))
+            }
+        }
+    }
+
+    /// Header values that carry credentials (`-H`, a job file's `headers`) are removed like the
+    /// key; others (`X-Title: CI`) are not, so that ordinary words are not blanked.
+    fn without_header_secrets(&self, text: &str) -> String {
         let secrets = match self.secrets.read() {
             Ok(l) => l,
             Err(poisoned) => poisoned.into_inner(),
         };
-        for secret in secrets.iter() {
-            text = scrub(&text, secret);
-        }
-        text
+        secrets.iter().fold(text.to_owned(), |text, secret| {
+            sanitize::scrub_key(&text, secret.expose_secret())
+        })
     }
 
-    /// The human part of a server's error body, without the key: scrubbed before it is shortened
-    /// (a cut could fall inside the key and leave a piece of it) and again after JSON unescaping.
+    /// A short server value (a request id, a model name, a finish reason) through the same door.
+    fn short(&self, text: &str) -> String {
+        self.sanitized(text, MAX_SHORT_CHARS)
+    }
+
+    fn sanitized(&self, text: &str, max_chars: usize) -> String {
+        let text = &self.without_header_secrets(text);
+        match self.bearer.read() {
+            Ok(b) => sanitize::line(text, Some(b.key.expose_secret()), max_chars),
+            Err(poisoned) => sanitize::line(
+                text,
+                Some(poisoned.into_inner().key.expose_secret()),
+                max_chars,
+            ),
+        }
+    }
+
+    /// The human part of a server's error body, without the key: the key removed from the body
+    /// (before a cut could leave a piece of it), then the message through the one door (after
+    /// JSON unescaping, which may reveal another form of the key or control characters).
     fn scrubbed_message(&self, body: &str) -> String {
-        self.scrubbed(&error_message(&self.scrubbed(body)))
+        // An error event of a stream can be as long as an answer: only its start is looked at.
+        let body = sanitize::prefix_bytes(body, MAX_ERROR_BODY_BYTES);
+        let without_key = match self.bearer.read() {
+            Ok(b) => sanitize::scrub_key(body, b.key.expose_secret()),
+            Err(poisoned) => sanitize::scrub_key(body, poisoned.into_inner().key.expose_secret()),
+        };
+        self.scrubbed(&error_message(&without_key))
+    }
+
+    /// A finished answer with neither text nor structured content is a failure.
+    fn checked(&self, mut completion: Completion) -> Result<Completion, ApiError> {
+        completion.finish_reason = completion.finish_reason.map(|r| self.short(&r));
+        completion.response_id = completion.response_id.map(|r| self.short(&r));
+        completion.server_model = completion.server_model.map(|r| self.short(&r));
+        if completion.text.is_empty() && !completion.structured && !completion.reasoning.is_empty()
+        {
+            return Err(ApiError::EmptyAfterReasoning {
+                finish_reason: completion.finish_reason,
+            });
+        }
+        if completion.text.is_empty() && !completion.structured {
+            return Err(ApiError::EmptyAnswer {
+                finish_reason: completion.finish_reason,
+            });
+        }
+        Ok(completion)
     }
 }
 
-/// A failure to send or to read a response: a timeout, or any other network error, with its causes.
+/// A server's error message is cut to this many characters (after the key is removed).
+const MAX_MESSAGE_CHARS: usize = 1000;
+
+/// A short value from a server (an id, a name) is cut to this many characters.
+const MAX_SHORT_CHARS: usize = 200;
+
+/// A failure to send or to read a response: a timeout, a permanent protocol or certificate
+/// failure (`transport::classify`), or any other network error, with its causes.
 pub(crate) fn transport_error(e: &reqwest::Error) -> ApiError {
     let detail = error_chain(e);
     if e.is_timeout() {
-        ApiError::Timeout(detail)
-    } else {
-        ApiError::Network(detail)
+        return ApiError::Timeout(detail);
+    }
+    match transport::classify(e) {
+        transport::Kind::Certificate => ApiError::Certificate(detail),
+        transport::Kind::Protocol => ApiError::Protocol(detail),
+        transport::Kind::Temporary => ApiError::Network(detail),
     }
 }
 
@@ -850,6 +1019,7 @@ fn apply_chunk(
     chunk: &Value,
     completion: &mut Completion,
     on_piece: &mut OnPiece<'_>,
+    limit: usize,
 ) -> Result<(), ApiError> {
     if completion.response_id.is_none() {
         completion.response_id = chunk.get("id").and_then(Value::as_str).map(str::to_owned);
@@ -864,12 +1034,27 @@ fn apply_chunk(
     }
     if let Some(choice) = chunk.pointer("/choices/0") {
         if let Some(reasoning) = choice.get("delta").and_then(reasoning_of) {
+            if completion.reasoning.len().saturating_add(reasoning.len()) > limit {
+                return Err(ApiError::TooLarge {
+                    limit,
+                    what: "the reasoning is too long",
+                });
+            }
             completion.reasoning.push_str(reasoning);
             on_piece(Piece::Reasoning(reasoning)).map_err(|_| ApiError::OutputClosed)?;
+        }
+        if has_structured_content(choice.get("delta")) {
+            completion.structured = true;
         }
         if let Some(text) = choice.pointer("/delta/content").and_then(Value::as_str)
             && !text.is_empty()
         {
+            if completion.text.len().saturating_add(text.len()) > limit {
+                return Err(ApiError::TooLarge {
+                    limit,
+                    what: "the answer is too long",
+                });
+            }
             completion.text.push_str(text);
             on_piece(Piece::Text(text)).map_err(|_| ApiError::OutputClosed)?;
         }
@@ -901,6 +1086,15 @@ fn reasoning_of(v: &Value) -> Option<&str> {
     ["reasoning_content", "reasoning"]
         .iter()
         .find_map(|k| v.get(*k)?.as_str().filter(|t| !t.is_empty()))
+}
+
+/// Whether a message (or a delta) carries structured content besides text: tool or function calls.
+fn has_structured_content(message: Option<&Value>) -> bool {
+    message.is_some_and(|m| {
+        ["tool_calls", "function_call"]
+            .iter()
+            .any(|k| m.get(*k).is_some_and(|v| !v.is_null()))
+    })
 }
 
 /// The human part of an error body: `error.message`, `message`, or the text itself (shortened).
@@ -995,7 +1189,7 @@ mod tests {
                    "usage": {"prompt_tokens": 1, "completion_tokens": 5,
                              "output_tokens_details": {"reasoning_tokens": 4}}}),
         ] {
-            apply_chunk(&chunk, &mut completion, &mut on_piece).expect("applied");
+            apply_chunk(&chunk, &mut completion, &mut on_piece, usize::MAX).expect("applied");
         }
         assert_eq!(
             (completion.reasoning.as_str(), completion.text.as_str()),

@@ -1,5 +1,6 @@
 //! A line-based Server-Sent Events reader: comments, CR/LF/CRLF line ends, multi-line data,
-//! UTF-8 split across chunks (lines are decoded only once complete).
+//! UTF-8 split across chunks (lines are decoded only once complete). A line or an event longer
+//! than the parser's limit is an error, never an unbounded buffer.
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SseEvent {
@@ -7,8 +8,14 @@ pub(crate) struct SseEvent {
     pub(crate) data: String,
 }
 
-#[derive(Debug, Default)]
+/// A line or event grew past the parser's limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TooLong;
+
+#[derive(Debug)]
 pub(crate) struct SseParser {
+    /// The longest line, and the most data in one event, in bytes.
+    limit: usize,
     line: Vec<u8>,
     data: String,
     event: Option<String>,
@@ -17,9 +24,26 @@ pub(crate) struct SseParser {
     skip_lf: bool,
 }
 
+impl Default for SseParser {
+    fn default() -> Self {
+        Self::with_limit(usize::MAX)
+    }
+}
+
 impl SseParser {
+    pub(crate) fn with_limit(limit: usize) -> Self {
+        Self {
+            limit,
+            line: Vec::new(),
+            data: String::new(),
+            event: None,
+            has_data: false,
+            skip_lf: false,
+        }
+    }
+
     /// Feed bytes as they arrive; complete events are pushed to `out`.
-    pub(crate) fn feed(&mut self, chunk: &[u8], out: &mut Vec<SseEvent>) {
+    pub(crate) fn feed(&mut self, chunk: &[u8], out: &mut Vec<SseEvent>) -> Result<(), TooLong> {
         let mut rest = chunk;
         if self.skip_lf {
             self.skip_lf = false;
@@ -28,9 +52,12 @@ impl SseParser {
             }
         }
         while let Some(pos) = rest.iter().position(|b| *b == b'\n' || *b == b'\r') {
-            self.line.extend_from_slice(&rest[..pos]);
+            self.push_line_bytes(&rest[..pos])?;
             let line = std::mem::take(&mut self.line);
             self.process_line(&line, out);
+            if self.data.len() > self.limit {
+                return Err(TooLong);
+            }
             if rest[pos] == b'\r' {
                 match rest.get(pos + 1) {
                     Some(b'\n') => rest = &rest[pos + 2..],
@@ -44,7 +71,15 @@ impl SseParser {
                 rest = &rest[pos + 1..];
             }
         }
-        self.line.extend_from_slice(rest);
+        self.push_line_bytes(rest)
+    }
+
+    fn push_line_bytes(&mut self, bytes: &[u8]) -> Result<(), TooLong> {
+        if self.line.len().saturating_add(bytes.len()) > self.limit {
+            return Err(TooLong);
+        }
+        self.line.extend_from_slice(bytes);
+        Ok(())
     }
 
     /// End of stream: an unterminated last line and a pending event are still delivered
@@ -103,7 +138,7 @@ mod tests {
         let mut p = SseParser::default();
         let mut out = Vec::new();
         for c in chunks {
-            p.feed(c, &mut out);
+            p.feed(c, &mut out).unwrap();
         }
         p.finish(&mut out);
         out
@@ -140,6 +175,21 @@ mod tests {
         }
         let singles: Vec<&[u8]> = bytes.chunks(1).collect();
         assert_eq!(parse_all(&singles), whole);
+    }
+
+    #[test]
+    fn a_line_or_an_event_past_the_limit_is_an_error() {
+        let mut out = Vec::new();
+        let mut p = SseParser::with_limit(12);
+        assert_eq!(p.feed(b"data: 12345", &mut out), Ok(()));
+        assert_eq!(p.feed(b"6789", &mut out), Err(TooLong));
+        let mut p = SseParser::with_limit(12);
+        assert_eq!(
+            p.feed(b"data: 12345\ndata: 12345\ndata: 1\n", &mut out),
+            Err(TooLong)
+        );
+        let mut p = SseParser::with_limit(12);
+        assert_eq!(p.feed(b"data: 12345\n\ndata: 12345\n\n", &mut out), Ok(()));
     }
 
     #[test]

@@ -12,7 +12,24 @@ pub(crate) fn http_url(raw: &str) -> Result<Url, String> {
     if url.host_str().is_none_or(str::is_empty) {
         return Err("it has no host".to_owned());
     }
+    if !url.username().is_empty() || url.password().is_some() {
+        // It would be printed, logged and sent as a second (Basic) `Authorization` header.
+        return Err("it must not carry a user name or password (`user:password@`)".to_owned());
+    }
     Ok(url)
+}
+
+/// A URL as it may be shown in a message: whatever stands before an `@` in its authority
+/// (a user name, a password) replaced by `***`. Works on text that does not parse, too.
+pub(crate) fn without_userinfo(raw: &str) -> String {
+    let start = raw.find("://").map_or(0, |i| i + 3);
+    let end = raw[start..]
+        .find(['/', '?', '#'])
+        .map_or(raw.len(), |i| start + i);
+    match raw[start..end].rfind('@') {
+        Some(at) => format!("{}***@{}", &raw[..start], &raw[start + at + 1..]),
+        None => raw.to_owned(),
+    }
 }
 
 /// `{base}/chat/completions` (or any other path) without a doubled slash.
@@ -41,6 +58,17 @@ pub(crate) fn is_loopback(url: &Url) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn userinfo_is_refused_and_never_shown() {
+        assert!(http_url("https://user:pw@h/v1").is_err());
+        assert!(http_url("https://user@h/v1").is_err());
+        assert!(http_url("https://:pw@h/v1").is_err());
+        assert!(http_url("https://h/v1?a=b@c").is_ok());
+        assert_eq!(without_userinfo("https://u:p@h/v1"), "https://***@h/v1");
+        assert_eq!(without_userinfo("u:p@h:x/v1@y"), "***@h:x/v1@y");
+        assert_eq!(without_userinfo("https://h/v1?a=@b"), "https://h/v1?a=@b");
+    }
 
     #[test]
     fn endpoint_never_doubles_slashes() {

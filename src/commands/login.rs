@@ -302,7 +302,7 @@ pub(crate) enum Verification {
 /// `GET {base}/models` with the key; when the server has no such endpoint (or answers it with
 /// another error than 401/403), one chat request with `max_tokens: 1`.
 pub(crate) async fn verify_key(base_url: &Url, key: &SecretString, model: &str) -> Verification {
-    let http = match crate::client::one_off_http_client() {
+    let http = match crate::client::one_off_http_client(base_url) {
         Ok(h) => h,
         Err(e) => return Verification::Unverified(e.to_string()),
     };
@@ -313,10 +313,8 @@ pub(crate) async fn verify_key(base_url: &Url, key: &SecretString, model: &str) 
     };
     bearer.set_sensitive(true);
     let summary = |status: reqwest::StatusCode, body: &str| {
-        let short: String = crate::secret::scrub(body.trim(), key)
-            .chars()
-            .take(200)
-            .collect();
+        // Server text: through the one door (key removed, one line, no escapes or commands).
+        let short = crate::sanitize::line(body.trim(), Some(key.expose_secret()), 200);
         if short.is_empty() {
             format!("HTTP {}", status.as_u16())
         } else {
@@ -335,7 +333,7 @@ pub(crate) async fn verify_key(base_url: &Url, key: &SecretString, model: &str) 
         }
         Ok(r) => {
             let status = r.status();
-            let body = r.text().await.unwrap_or_default();
+            let body = capped_text(r).await;
             if matches!(status.as_u16(), 401 | 403) {
                 return Verification::Rejected(format!("GET /models: {}", summary(status, &body)));
             }
@@ -364,7 +362,7 @@ pub(crate) async fn verify_key(base_url: &Url, key: &SecretString, model: &str) 
         )),
         Ok(r) => {
             let status = r.status();
-            let body = r.text().await.unwrap_or_default();
+            let body = capped_text(r).await;
             let detail = format!(
                 "{first}; a one-token chat request: {}",
                 summary(status, &body)
@@ -467,7 +465,7 @@ fn oauth_login(
         )
     })?;
     let paths = CredsPaths::new(&home);
-    let http = oauth::http_client()?;
+    let http = oauth::http_client(&endpoints)?;
     let pkce = Pkce::generate()?;
     prompter.say(&format!(
         "Qwen OAuth: asking {} for a login code ...\n",
@@ -567,6 +565,14 @@ pub(crate) fn offer(
         verify: true,
     };
     login(opts, ctx, runtime, &mut prompter).map(|_| ())
+}
+
+/// The start of a server's error body (a login check reads no more than the client would).
+async fn capped_text(response: reqwest::Response) -> String {
+    let (bytes, _) = crate::client::read_capped(response, crate::client::MAX_ERROR_BODY_BYTES)
+        .await
+        .unwrap_or_default();
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 #[cfg(test)]

@@ -119,6 +119,7 @@ pub(crate) fn client_settings(
         max_connections,
         // Checked by `load_config`, which every command calls first.
         headers: args.config.headers().unwrap_or_default(),
+        max_response_bytes: args.max_response_bytes,
     }
 }
 

@@ -214,6 +214,9 @@ pub(crate) fn command(
         model: model.clone(),
         cwd: ctx.cwd.display().to_string(),
     };
+    // The answer is data on stdout, byte for byte; its copy in the step summary is server text
+    // like any other and goes through the sanitiser (the summary is not masked by the runner).
+    let summary_client = prepared.as_ref().ok().map(|p| p.client.clone());
     let mut out = RunOutput::new(format, partial, meta, started, args.show_reasoning);
     if let Err(e) = out.init() {
         // stdout is already gone: a prepared run ends quietly, a failed one still says why; a
@@ -251,11 +254,17 @@ pub(crate) fn command(
             // A lost answer is no success: only a closed pipe ends quietly.
             crate::output::quiet_if_closed(out.success(completion, &ask::answer_extras(&answer)))?;
             if let Some(path) = summary_path {
-                let md = github::single_run_summary(
+                let clean = |shown: &str| {
+                    summary_client
+                        .as_ref()
+                        .map_or_else(|| shown.to_owned(), |c| c.sanitized_block(shown))
+                };
+                let md = github::single_run_summary_with(
                     &model,
                     completion.usage,
                     elapsed_ms,
                     Ok(&completion.text),
+                    &clean,
                 );
                 append_step_summary(&path, &md);
             }

@@ -274,12 +274,21 @@ fn resolve_debug(flag: bool, env: &EnvSnapshot, dotenv: &DotEnvSearch) -> Option
 
 /// Parse and check a base URL: absolute, http or https, with a host, no query or fragment.
 pub(crate) fn parse_base_url(raw: &str, source: &Source) -> Result<Url, Error> {
+    let shown = crate::client::url::without_userinfo(raw);
     let bad = |why: &str| {
         Error::config(
-            format!("invalid base URL `{raw}` (from {source}): {why}"),
+            format!("invalid base URL `{shown}` (from {source}): {why}"),
             "give an absolute http(s) URL such as `https://api.openai.com/v1` with --openai-base-url or OPENAI_BASE_URL",
         )
     };
+    if shown != raw {
+        return Err(Error::config(
+            format!(
+                "invalid base URL `{shown}` (from {source}): it must not carry a user name or password"
+            ),
+            "put the key in OPENAI_API_KEY and remove `user:password@` from the base URL",
+        ));
+    }
     let url = http_url(raw).map_err(|why| bad(&why))?;
     if url.query().is_some() || url.fragment().is_some() {
         return Err(bad("it must not carry a query or a fragment"));

@@ -136,6 +136,18 @@ pub(crate) fn single_run_summary(
     duration_ms: u128,
     outcome: Result<&str, &str>,
 ) -> String {
+    single_run_summary_with(model, usage, duration_ms, outcome, &str::to_owned)
+}
+
+/// `single_run_summary`, with `clean` applied to the part of the answer or error that is shown
+/// (the sanitiser, for server text: only the shown part, so that a huge answer costs nothing).
+pub(crate) fn single_run_summary_with(
+    model: &str,
+    usage: Option<Usage>,
+    duration_ms: u128,
+    outcome: Result<&str, &str>,
+    clean: &dyn Fn(&str) -> String,
+) -> String {
     let (status, label, body) = match outcome {
         Ok(answer) => ("success", "Answer", answer),
         Err(error) => ("failed", "Error", error),
@@ -158,11 +170,12 @@ pub(crate) fn single_run_summary(
     let _ = writeln!(md, "| status | {status} |\n");
 
     let shown = prefix_bytes(body, MAX_SUMMARY_ANSWER_BYTES);
-    let fence = fence_for(shown);
+    let cleaned = clean(shown);
+    let fence = fence_for(&cleaned);
     let _ = writeln!(md, "<details><summary>{label}</summary>\n");
     let _ = writeln!(md, "{fence}text");
-    md.push_str(shown);
-    if !shown.is_empty() && !shown.ends_with('\n') {
+    md.push_str(&cleaned);
+    if !cleaned.is_empty() && !cleaned.ends_with('\n') {
         md.push('\n');
     }
     let _ = writeln!(md, "{fence}\n");

@@ -181,6 +181,8 @@ pub(crate) struct RunOutput {
     message_id: String,
     /// `--show-reasoning`: reasoning goes to stderr as it arrives.
     reasoning_stderr: ReasoningOnStderr,
+    /// `--show-reasoning`: the reasoning's unfinished line, written once it is whole.
+    reasoning_line: String,
     /// With partial messages: the streamed message whose block is open.
     open: Option<Block>,
     thinking_id: String,
@@ -226,6 +228,7 @@ impl RunOutput {
             } else {
                 ReasoningOnStderr::Hidden
             },
+            reasoning_line: String::new(),
             open: None,
             thinking_id: uuid::Uuid::new_v4().to_string(),
         }
@@ -286,6 +289,8 @@ impl RunOutput {
     /// Reasoning shown on stderr ends with a newline before anything else is written.
     fn end_reasoning_line(&mut self) {
         if self.reasoning_stderr == (ReasoningOnStderr::Shown { newline: false }) {
+            let rest = std::mem::take(&mut self.reasoning_line);
+            crate::diag::text(&crate::sanitize::block(&rest, None));
             crate::diag::text("\n");
             self.reasoning_stderr = ReasoningOnStderr::Shown { newline: true };
         }
@@ -339,9 +344,15 @@ impl RunOutput {
         match piece {
             Piece::Reasoning(thinking) => {
                 if self.reasoning_stderr != ReasoningOnStderr::Hidden {
-                    crate::diag::text(thinking);
+                    // Server text on stderr: whole lines through the sanitiser, so that no
+                    // escape sequence or workflow command can be split across pieces.
+                    self.reasoning_line.push_str(thinking);
+                    while let Some(end) = self.reasoning_line.find('\n') {
+                        let line: String = self.reasoning_line.drain(..=end).collect();
+                        crate::diag::text(&crate::sanitize::block(&line, None));
+                    }
                     self.reasoning_stderr = ReasoningOnStderr::Shown {
-                        newline: thinking.ends_with('\n'),
+                        newline: self.reasoning_line.is_empty(),
                     };
                 }
                 // Reasoning that comes after the text has started stays in the final message.

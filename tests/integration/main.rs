@@ -20,6 +20,7 @@ mod dotenv_compat;
 mod exit_codes;
 mod github_actions;
 mod hardening;
+mod hostile_server;
 mod jobs;
 mod login;
 mod oauth;

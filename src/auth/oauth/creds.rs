@@ -155,7 +155,11 @@ pub(crate) fn api_base_url(resource_url: Option<&str>) -> Result<Url, Error> {
     };
     crate::client::url::http_url(&full).map_err(|_| {
         Error::auth(
-            format!("the cached Qwen OAuth credentials name an unusable resource_url `{raw}`"),
+            // The server chose this text: no credentials, no escapes, no workflow commands.
+            format!(
+                "the cached Qwen OAuth credentials name an unusable resource_url `{}`",
+                crate::sanitize::line(&crate::client::url::without_userinfo(raw), None, 200)
+            ),
             "log in again with `qwen auth login --method qwen-oauth`",
         )
     })

@@ -59,7 +59,11 @@ impl Endpoints {
             .unwrap_or(DEFAULT_OAUTH_BASE_URL);
         let base = crate::client::url::http_url(raw).map_err(|_| {
             Error::config(
-                format!("invalid {} `{raw}`", env::QWEN_OAUTH_BASE_URL),
+                format!(
+                    "invalid {} `{}`",
+                    env::QWEN_OAUTH_BASE_URL,
+                    crate::client::url::without_userinfo(raw)
+                ),
                 "give an absolute http(s) URL such as `https://chat.qwen.ai`, or unset it",
             )
         })?;
@@ -315,9 +319,10 @@ impl Schedule {
     }
 }
 
-/// The HTTP client for the OAuth server: short timeouts, no retries of its own.
-pub(crate) fn http_client() -> Result<reqwest::Client, Error> {
-    crate::client::one_off_http_client().map_err(Error::Api)
+/// The HTTP client for the OAuth server: short timeouts, no retries of its own, no proxy for a
+/// loopback server.
+pub(crate) fn http_client(endpoints: &Endpoints) -> Result<reqwest::Client, Error> {
+    crate::client::one_off_http_client(&endpoints.base).map_err(Error::Api)
 }
 
 /// POST a form and return the status and the body text.
@@ -342,8 +347,11 @@ async fn post_form(
         .await
         .map_err(network)?;
     let status = response.status().as_u16();
-    let text = response.text().await.map_err(network)?;
-    Ok((status, text))
+    // A token answer is a small JSON object: read no more than an error body's cap.
+    let (bytes, _) = crate::client::read_capped(response, crate::client::MAX_ERROR_BODY_BYTES)
+        .await
+        .map_err(network)?;
+    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
 }
 
 fn discontinued(endpoints: &Endpoints, detail: &str) -> Error {
@@ -520,13 +528,13 @@ pub(crate) async fn refresh(
         Reply::Token(grant) => Ok(grant),
         Reply::Discontinued(text) => Err(discontinued(
             endpoints,
-            &crate::secret::scrub(&text, &secret),
+            &crate::sanitize::line(&text, Some(secret.expose_secret()), 1000),
         )),
         Reply::Transient(text) => Err(Error::Api(ApiError::Http {
             status,
             message: format!(
                 "refreshing the Qwen OAuth token failed: {}",
-                crate::secret::scrub(&text, &secret)
+                crate::sanitize::line(&text, Some(secret.expose_secret()), 1000)
             ),
             retry_after: None,
             code: None,
@@ -539,7 +547,7 @@ pub(crate) async fn refresh(
             Err(Error::auth(
                 format!(
                     "the cached Qwen OAuth credentials could not be refreshed ({})",
-                    crate::secret::scrub(&text, &secret)
+                    crate::sanitize::line(&text, Some(secret.expose_secret()), 1000)
                 ),
                 format!(
                     "log in again in a terminal with `qwen auth login --method qwen-oauth`, or {API_KEY_ADVICE}"
@@ -549,9 +557,12 @@ pub(crate) async fn refresh(
     }
 }
 
-/// Text from a server made safe for a terminal: control characters (escape sequences) removed.
+/// A code or an address from a server, made safe for a terminal and a GitHub Actions log: control
+/// characters (escape sequences, line breaks) removed, so that it can still be copied, and
+/// workflow commands made inert (`sanitize::neutralise_commands`).
 pub(crate) fn printable(text: &str) -> String {
-    text.chars().filter(|c| !c.is_control()).collect()
+    let visible: String = text.chars().filter(|c| !c.is_control()).collect();
+    crate::sanitize::neutralise_commands(&visible)
 }
 
 #[cfg(test)]
