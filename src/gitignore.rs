@@ -137,20 +137,7 @@ fn git(root: &Path, args: &[&str]) -> Option<bool> {
 /// `git check-ignore`: `Some(true)` ignored, `Some(false)` not, `None` when git cannot say
 /// (not installed, or not a repository it understands).
 fn git_says_ignored(root: &Path, relative: &str) -> Option<bool> {
-    let status = Command::new("git")
-        .arg("-C")
-        .arg(root)
-        .args(["check-ignore", "-q", "--", relative])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .ok()?;
-    match status.code() {
-        Some(0) => Some(true),
-        Some(1) => Some(false),
-        _ => None,
-    }
+    git(root, &["check-ignore", "-q", "--", relative])
 }
 
 /// Without git: whether `.gitignore` has a line that plainly covers `relative` (`.qwen/.env`).

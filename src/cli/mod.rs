@@ -332,6 +332,15 @@ pub(crate) struct StructuredArgs {
     pub(crate) result_file: Option<String>,
 }
 
+impl StructuredArgs {
+    /// The file `--json-schema @path` names, if it names one.
+    pub(crate) fn schema_file(&self) -> Option<&str> {
+        self.json_schema
+            .as_deref()
+            .and_then(|s| s.strip_prefix('@'))
+    }
+}
+
 /// A `K/N` shard of a job file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Shard {

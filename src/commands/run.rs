@@ -67,11 +67,7 @@ fn prepare(
     ctx: &Context,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<Prepared, (Error, Option<String>)> {
-    let schema_file = args
-        .structured
-        .json_schema
-        .as_deref()
-        .and_then(|s| s.strip_prefix('@'));
+    let schema_file = args.structured.schema_file();
     refuse_same_files(
         &[
             ("--json-schema", schema_file),

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use super::schema::JobFailure;
 use crate::client::Usage;
 use crate::config::env::{EnvSnapshot, GITHUB_ACTIONS, GITHUB_STEP_SUMMARY};
+use crate::sanitize::prefix_bytes;
 
 /// At most this many failed jobs are listed in a batch summary; the rest are counted.
 pub(crate) const MAX_FAILURE_ROWS: usize = 50;
@@ -114,18 +115,6 @@ fn truncate_chars(text: &str, max: usize) -> String {
 fn fence_for(text: &str) -> String {
     let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     "`".repeat((longest + 1).max(3))
-}
-
-/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
-fn prefix_bytes(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
 
 /// The Markdown summary of one run: model, tokens, duration and status in a table, then the

@@ -136,11 +136,7 @@ pub(crate) fn command(
 /// is touched.
 fn refuse_same_files_of(args: &RunArgs, jobs_spec: &str, ctx: &Context) -> Result<(), Error> {
     let batch = &args.batch;
-    let schema_file = args
-        .structured
-        .json_schema
-        .as_deref()
-        .and_then(|s| s.strip_prefix('@'));
+    let schema_file = args.structured.schema_file();
     refuse_same_files(
         &[
             ("--jobs", Some(jobs_spec)),
