@@ -162,7 +162,7 @@ pub(crate) fn failure_extras(failure: &AskFailure) -> Extras {
         fallback_from: failure.fallback_from.clone(),
         response_format: None,
         num_turns: (failure.turns > 0).then_some(failure.turns),
-        usage: (failure.turns > 0).then(|| failure.usage.into()),
+        usage: (failure.turns > 0 || failure.usage.is_some()).then(|| failure.usage.into()),
         last_answer: match &failure.error {
             AskError::Schema { last_answer, .. } => Some(last_answer.clone()),
             AskError::Api(_) => None,
@@ -318,16 +318,22 @@ pub(crate) async fn ask(
                 turns,
             })
         }
-        Err(error) => Err(AskFailure {
-            error,
-            attempts: models.attempts,
-            api_duration,
-            model: models.model().to_owned(),
-            fallback_from: models.tried(),
-            usage,
-            turns,
-            adjusted: models.adjusted,
-        }),
+        Err(error) => {
+            // An empty answer still cost what the server reported.
+            if let AskError::Api(api) = &error {
+                add_usage(&mut usage, api.usage());
+            }
+            Err(AskFailure {
+                error,
+                attempts: models.attempts,
+                api_duration,
+                model: models.model().to_owned(),
+                fallback_from: models.tried(),
+                usage,
+                turns,
+                adjusted: models.adjusted,
+            })
+        }
     }
 }
 

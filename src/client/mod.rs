@@ -141,7 +141,11 @@ pub(crate) enum ApiError {
     )]
     RateLimitWait { waited: Duration },
     #[error("{}", empty_after_reasoning(finish_reason.as_deref()))]
-    EmptyAfterReasoning { finish_reason: Option<String> },
+    EmptyAfterReasoning {
+        finish_reason: Option<String>,
+        /// What the server reported the empty answer cost (it still counts against budgets).
+        usage: Option<Usage>,
+    },
     #[error("standard output was closed")]
     OutputClosed,
     #[error("cannot set up the HTTP client: {0}")]
@@ -169,10 +173,22 @@ pub(crate) enum ApiError {
     /// The server finished without any text or structured content.
     #[error("the server sent an empty answer (finish reason: {}){}", finish_reason.as_deref().unwrap_or("none"),
         if finish_reason.as_deref() == Some("content_filter") { "; the provider's content filter withheld it" } else { "" })]
-    EmptyAnswer { finish_reason: Option<String> },
+    EmptyAnswer {
+        finish_reason: Option<String>,
+        /// What the server reported the empty answer cost (it still counts against budgets).
+        usage: Option<Usage>,
+    },
 }
 
 impl ApiError {
+    /// The tokens a failed request still cost, when the server said (an empty answer).
+    pub(crate) fn usage(&self) -> Option<Usage> {
+        match self {
+            Self::EmptyAnswer { usage, .. } | Self::EmptyAfterReasoning { usage, .. } => *usage,
+            _ => None,
+        }
+    }
+
     pub(crate) fn is_retryable(&self) -> bool {
         match self {
             Self::Http { status, .. } => retry::is_retryable_status(*status),
@@ -266,6 +282,7 @@ impl ApiError {
             }
             Self::EmptyAfterReasoning {
                 finish_reason: Some(reason),
+                ..
             } if reason == "length" => {
                 "raise --max-tokens (reasoning counts against it), or lower --reasoning-effort"
             }
@@ -400,20 +417,27 @@ fn install_crypto_provider() {
 /// OAuth server): connect timeout 10 s, 30 s for the whole request, no retries, no redirects, and
 /// no proxy when the host is loopback.
 pub(crate) fn one_off_http_client(target: &Url) -> Result<reqwest::Client, ApiError> {
+    http_builder(target)
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| ApiError::Setup(error_chain(&e)))
+}
+
+/// The one way an HTTP client that carries the key is built (the chat client, the Batch API
+/// client, the one-off clients): no redirects (a redirect would resend the key to another
+/// address, or turn a POST into a GET), and `NO_PROXY` semantics for loopback (the key never
+/// travels through a proxy to reach this machine).
+pub(crate) fn http_builder(target: &Url) -> reqwest::ClientBuilder {
     install_crypto_provider();
-    let builder = reqwest::Client::builder();
-    let builder = if url::is_loopback(target) {
+    let builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("qwen-headless/", env!("CARGO_PKG_VERSION")));
+    if url::is_loopback(target) {
         builder.no_proxy()
     } else {
         builder
-    };
-    builder
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(30))
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("qwen-headless/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| ApiError::Setup(error_chain(&e)))
+    }
 }
 
 impl ChatClient {
@@ -423,18 +447,10 @@ impl ChatClient {
         settings: ClientSettings,
     ) -> Result<Self, ApiError> {
         install_crypto_provider();
-        let mut builder = reqwest::Client::builder()
+        let builder = http_builder(base_url)
             .connect_timeout(settings.connect_timeout)
             .read_timeout(settings.idle_timeout)
-            .pool_max_idle_per_host(settings.max_connections)
-            // A redirect would resend the key to another address, or turn the POST into a GET.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("qwen-headless/", env!("CARGO_PKG_VERSION")));
-        if url::is_loopback(base_url) {
-            // NO_PROXY semantics for loopback: the key never travels through a proxy to reach
-            // this machine.
-            builder = builder.no_proxy();
-        }
+            .pool_max_idle_per_host(settings.max_connections);
         let http = builder
             .build()
             .map_err(|e| ApiError::Setup(error_chain(&e)))?;
@@ -972,11 +988,13 @@ impl ChatClient {
         {
             return Err(ApiError::EmptyAfterReasoning {
                 finish_reason: completion.finish_reason,
+                usage: completion.usage,
             });
         }
         if completion.text.is_empty() && !completion.structured {
             return Err(ApiError::EmptyAnswer {
                 finish_reason: completion.finish_reason,
+                usage: completion.usage,
             });
         }
         Ok(completion)

@@ -159,9 +159,16 @@ pub(crate) fn refuse_same_files(
         .filter_map(|(flag, path)| Some((*flag, ctx.cwd.join((*path)?))))
         .filter(|(_, path)| path.as_os_str() != ctx.cwd.join("-").as_os_str())
         .collect();
+    // Reading one file twice is harmless; a file that is written must be no other.
+    let writes = |flag: &str| {
+        matches!(
+            flag,
+            "--output" | "--summary" | "--result-file" | "standard output"
+        )
+    };
     for (i, (flag_a, a)) in named.iter().enumerate() {
         for (flag_b, b) in &named[i + 1..] {
-            if crate::paths::same_file(a, b) {
+            if (writes(flag_a) || writes(flag_b)) && crate::paths::same_file(a, b) {
                 return Err(Error::usage(
                     format!("{flag_a} and {flag_b} name the same file `{}`", b.display()),
                     Some("give each its own file; nothing was read or written"),

@@ -68,14 +68,23 @@ fn prepare(
     runtime: &tokio::runtime::Runtime,
 ) -> Result<Prepared, (Error, Option<String>)> {
     let schema_file = args.structured.schema_file();
-    refuse_same_files(
-        &[
-            ("--json-schema", schema_file),
-            ("--result-file", args.structured.result_file.as_deref()),
-        ],
-        ctx,
-    )
-    .map_err(|e| (e, None))?;
+    // The one file a single run writes must not be one it reads.
+    let mut files = vec![
+        ("--json-schema", schema_file),
+        ("--result-file", args.structured.result_file.as_deref()),
+        ("--prompt-file", args.prompt_file.as_deref()),
+        (
+            "--extra-body",
+            args.extra_body.as_deref().and_then(|b| b.strip_prefix('@')),
+        ),
+    ];
+    files.extend(args.vars.iter().map(|v| {
+        let path = v
+            .split_once('=')
+            .and_then(|(_, value)| value.strip_prefix('@'));
+        ("--var", path)
+    }));
+    refuse_same_files(&files, ctx).map_err(|e| (e, None))?;
     let mut schema = structured_options(args, ctx).map_err(|e| (e, None))?;
     let extra = match &args.extra_body {
         Some(arg) => request::load_extra_body(arg, &ctx.cwd).map_err(|e| {
@@ -214,6 +223,10 @@ pub(crate) fn command(
     // like any other and goes through the sanitiser (the summary is not masked by the runner).
     let summary_client = prepared.as_ref().ok().map(|p| p.client.clone());
     let mut out = RunOutput::new(format, partial, meta, started, args.show_reasoning);
+    if let Some(client) = &summary_client {
+        let client = client.clone();
+        out.set_stderr_cleaner(Box::new(move |text| client.sanitized_block(text)));
+    }
     if let Err(e) = out.init() {
         // stdout is already gone: a prepared run ends quietly, a failed one still says why; a
         // stdout that cannot be written (a full disk) is the run's failure.

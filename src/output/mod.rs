@@ -167,6 +167,9 @@ pub(crate) fn result_message(
     message
 }
 
+/// Cleans server text before it is shown on stderr.
+pub(crate) type Cleaner = Box<dyn Fn(&str) -> String + Send>;
+
 /// Writes one single run's messages in the chosen format.
 pub(crate) struct RunOutput {
     format: OutputFormat,
@@ -183,6 +186,9 @@ pub(crate) struct RunOutput {
     reasoning_stderr: ReasoningOnStderr,
     /// `--show-reasoning`: the reasoning's unfinished line, written once it is whole.
     reasoning_line: String,
+    /// How server text shown on stderr is cleaned: the key and credential headers removed, escape
+    /// sequences and workflow commands neutralised (the connected client's sanitiser).
+    stderr_cleaner: Option<Cleaner>,
     /// With partial messages: the streamed message whose block is open.
     open: Option<Block>,
     thinking_id: String,
@@ -229,6 +235,7 @@ impl RunOutput {
                 ReasoningOnStderr::Hidden
             },
             reasoning_line: String::new(),
+            stderr_cleaner: None,
             open: None,
             thinking_id: uuid::Uuid::new_v4().to_string(),
         }
@@ -286,11 +293,23 @@ impl RunOutput {
         self.emit(&message)
     }
 
+    /// Clean server text shown on stderr with `cleaner` (set once the client is connected).
+    pub(crate) fn set_stderr_cleaner(&mut self, cleaner: Cleaner) {
+        self.stderr_cleaner = Some(cleaner);
+    }
+
+    fn clean_for_stderr(&self, text: &str) -> String {
+        match &self.stderr_cleaner {
+            Some(clean) => clean(text),
+            None => crate::sanitize::block(text, None),
+        }
+    }
+
     /// Reasoning shown on stderr ends with a newline before anything else is written.
     fn end_reasoning_line(&mut self) {
         if self.reasoning_stderr == (ReasoningOnStderr::Shown { newline: false }) {
             let rest = std::mem::take(&mut self.reasoning_line);
-            crate::diag::text(&crate::sanitize::block(&rest, None));
+            crate::diag::text(&self.clean_for_stderr(&rest));
             crate::diag::text("\n");
             self.reasoning_stderr = ReasoningOnStderr::Shown { newline: true };
         }
@@ -349,7 +368,8 @@ impl RunOutput {
                     self.reasoning_line.push_str(thinking);
                     while let Some(end) = self.reasoning_line.find('\n') {
                         let line: String = self.reasoning_line.drain(..=end).collect();
-                        crate::diag::text(&crate::sanitize::block(&line, None));
+                        let shown = self.clean_for_stderr(&line);
+                        crate::diag::text(&shown);
                     }
                     self.reasoning_stderr = ReasoningOnStderr::Shown {
                         newline: self.reasoning_line.is_empty(),

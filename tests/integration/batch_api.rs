@@ -827,3 +827,26 @@ fn bench_provider_batch_submit_and_fetch_100k_jobs() {
         fetch.2 as f64 / 1024.0,
     );
 }
+
+#[test]
+fn fields_a_batch_api_line_cannot_carry_are_refused_before_anything_is_uploaded() {
+    let env = TestEnv::new();
+    env.write_project("schema.json", r#"{"type":"object"}"#);
+    let emu = Emulator::start(KEY);
+    for job in [
+        r#"{"id":"a","prompt":"hi","json_schema":"schema.json"}"#,
+        r#"{"id":"a","prompt":"hi","headers":{"X-Api-Key":"job-secret-value-1234"}}"#,
+        r#"{"id":"a","prompt":"hi","fallback_models":["m2"]}"#,
+    ] {
+        env.write_project("jobs.jsonl", &format!("{job}\n"));
+        qwen(
+            &env,
+            &emu,
+            &["batch", "submit", "jobs.jsonl", "--name", "x"],
+        )
+        .code(42)
+        .stdout_empty()
+        .stderr_has("not supported by the provider's Batch API");
+        assert!(emu.log().is_empty(), "{:?}", emu.log());
+    }
+}

@@ -799,3 +799,45 @@ async fn results_on_stdout_appended_to_the_job_file_are_refused() {
     assert_eq!(env.read_project("j.jsonl"), jobs);
     assert_eq!(request_count(&server).await, 0);
 }
+
+/// A single run never writes its answer over a file it reads: the prompt file, a `--var @file`,
+/// an `--extra-body @file` (reading one file twice is fine).
+#[test]
+fn a_result_file_that_is_an_input_is_refused_before_anything_is_sent() {
+    let env = TestEnv::new();
+    env.write_project(
+        "r.prompt.yml",
+        "messages:\n  - role: user\n    content: 'Review {{diff}}'\n",
+    );
+    env.write_project("d.txt", "the diff");
+    env.write_project("eb.json", "{\"seed\": 1}");
+    let cases: [&[&str]; 3] = [
+        &[
+            "--prompt-file",
+            "r.prompt.yml",
+            "--var",
+            "diff=@d.txt",
+            "--result-file",
+            "r.prompt.yml",
+        ],
+        &[
+            "--prompt-file",
+            "r.prompt.yml",
+            "--var",
+            "diff=@d.txt",
+            "--result-file",
+            "d.txt",
+        ],
+        &["--extra-body", "@eb.json", "--result-file", "eb.json", "hi"],
+    ];
+    for args in cases {
+        let r = run(env.cmd_with("http://127.0.0.1:9/v1", "sk-test").args(args));
+        r.code(2).stderr_has("name the same file");
+    }
+    assert_eq!(
+        env.read_project("r.prompt.yml"),
+        "messages:\n  - role: user\n    content: 'Review {{diff}}'\n"
+    );
+    assert_eq!(env.read_project("d.txt"), "the diff");
+    assert_eq!(env.read_project("eb.json"), "{\"seed\": 1}");
+}

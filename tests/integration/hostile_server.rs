@@ -880,7 +880,7 @@ async fn reasoning_on_stderr_cannot_issue_workflow_commands() {
     let env = TestEnv::new();
     let sse = crate::common::Sse::from_server("r1", "deepseek-reasoner")
         .chunk(
-            &serde_json::json!({"role": "assistant", "content": "", "reasoning_content": "fine\n:"}),
+            &serde_json::json!({"role": "assistant", "content": "", "reasoning_content": format!("fine {}\n:", crate::common::KEY)}),
             None,
         )
         .chunk(
@@ -903,4 +903,15 @@ async fn reasoning_on_stderr_cannot_issue_workflow_commands() {
         assert!(!line.contains('\u{1b}'), "{line:?}");
     }
     r.stderr_has("[!]::warning::pwned");
+    // The reasoning is server text: the key is removed from what stderr shows.
+    let after_mask: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| !l.starts_with("::add-mask::"))
+        .collect();
+    assert!(
+        !after_mask.join("\n").contains(crate::common::KEY),
+        "{}",
+        r.stderr
+    );
 }

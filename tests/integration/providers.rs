@@ -777,3 +777,40 @@ async fn a_whole_json_answer_with_reasoning_content_gets_its_thinking_message_to
     );
     assert_eq!(out.result()["usage"]["reasoning_tokens"], 5);
 }
+
+/// An answer that is only reasoning fails, but its tokens were spent: they count in the result's
+/// usage and against `--max-total-tokens` (a batch stops instead of spending on).
+#[tokio::test]
+async fn an_empty_answers_tokens_count_against_the_budget() {
+    let env = TestEnv::new();
+    let sse = Sse::from_server("r", "deepseek-reasoner")
+        .chunk(
+            &json!({"role": "assistant", "content": "", "reasoning_content": "thinking..."}),
+            None,
+        )
+        .finish("length")
+        .usage(10, 1000)
+        .done();
+    let server = server_mounting(chat().respond_with(sse.respond()), 2).await;
+    let jobs = "{\"prompt\":\"p\"}\n".repeat(6);
+    env.write_project("jobs.jsonl", &jobs);
+    let r = run(env.cmd_for(&server).args([
+        "--jobs",
+        "jobs.jsonl",
+        "--concurrency",
+        "1",
+        "--max-total-tokens",
+        "1500",
+        "--output",
+        "out.jsonl",
+    ]));
+    r.code(55).stderr_has("--max-total-tokens");
+    let lines: Vec<serde_json::Value> = env
+        .read_project("out.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["usage"]["total_tokens"], 1010);
+    assert_eq!(lines[0]["error"]["type"], "empty_answer");
+}

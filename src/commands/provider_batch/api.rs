@@ -13,7 +13,6 @@ use serde_json::{Map, Value};
 use tokio::io::AsyncWriteExt;
 
 use crate::client::{ApiError, transport_error};
-use crate::secret::scrub;
 
 /// The largest JSON answer read from the API (a batch, a list page, a file object).
 const MAX_JSON_BYTES: usize = 16 * 1024 * 1024;
@@ -96,6 +95,8 @@ pub(crate) struct BatchApi {
     key: SecretString,
     retries: u32,
     retry_base: Duration,
+    /// `-H` headers (a gateway's tenant header, say), sent with every request.
+    headers: Vec<crate::client::params::ExtraHeader>,
 }
 
 impl BatchApi {
@@ -106,18 +107,15 @@ impl BatchApi {
         idle_timeout: Duration,
         retries: u32,
         retry_base: Duration,
+        headers: Vec<crate::client::params::ExtraHeader>,
     ) -> Result<Self, ApiError> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
+        let http = crate::client::http_builder(base)
             .connect_timeout(connect_timeout)
             .read_timeout(idle_timeout)
-            .user_agent(concat!("qwen-headless/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ApiError::Setup(e.to_string()))?;
-        let mut auth =
-            HeaderValue::from_str(&format!("Bearer {}", key.expose_secret())).map_err(|_| {
-                ApiError::Setup("the API key has characters not allowed in an HTTP header".into())
-            })?;
+        let mut auth = HeaderValue::from_str(&format!("Bearer {}", key.expose_secret()))
+            .map_err(|_| ApiError::InvalidKey)?;
         auth.set_sensitive(true);
         Ok(Self {
             http,
@@ -126,6 +124,7 @@ impl BatchApi {
             key,
             retries,
             retry_base,
+            headers,
         })
     }
 
@@ -133,15 +132,21 @@ impl BatchApi {
         crate::client::url::endpoint(&self.base, path)
     }
 
-    /// Server or transport text without the key.
+    /// Server or transport text through the one sanitiser: the key removed, one line, escape
+    /// sequences and workflow commands neutralised.
     pub(crate) fn scrubbed(&self, text: &str) -> String {
-        scrub(text, &self.key)
+        crate::sanitize::line(text, Some(self.key.expose_secret()), 1000)
     }
 
     fn request(&self, method: Method, url: Url) -> reqwest::RequestBuilder {
-        self.http
+        let mut builder = self
+            .http
             .request(method, url)
-            .header(AUTHORIZATION, self.auth.clone())
+            .header(AUTHORIZATION, self.auth.clone());
+        for h in &self.headers {
+            builder = builder.header(h.name.as_str(), h.value.as_str());
+        }
+        builder
     }
 
     async fn error_of(&self, status: StatusCode, response: reqwest::Response) -> ApiError {

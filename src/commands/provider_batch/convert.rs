@@ -10,6 +10,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use super::ledger::Part;
+use crate::client::params::Param;
 use crate::client::{ApiError, Completion, Usage};
 use crate::error::Error;
 use crate::exit::ExitStatus;
@@ -44,11 +45,51 @@ fn io_err(what: &Path, e: std::io::Error) -> Error {
 
 /// Write every job of `file` as a Batch API input line into part files under `dir`, one model per
 /// part, no part over `limits`; and the job index. Returns the parts and the number of jobs.
+/// One Batch API input line for `job`: the request qwen would send, without streaming.
+fn input_line(
+    job: &crate::job::Job,
+    file: &JobFile,
+    position: crate::job::Position,
+    token_param: Param,
+) -> Result<Vec<u8>, Error> {
+    if job.schema.is_some() || !job.fallback_models.is_empty() || !job.headers.is_empty() {
+        return Err(Error::input(
+            format!(
+                "{}: {position}: `json_schema`, `fallback_models` and `headers` are not supported by the provider's Batch API (its lines carry no headers, and its answers are not validated or retried)",
+                file.name
+            ),
+            "run this job file locally with `qwen --jobs FILE`, or remove those fields; nothing was uploaded",
+        ));
+    }
+    let mut body = job.body.clone();
+    if let Some(map) = body.as_object_mut() {
+        map.remove("stream");
+        map.remove("stream_options");
+        // qwen's own token limit, named as this host reads it (as a local run does).
+        if job.own_token_limit
+            && token_param == Param::MaxCompletionTokens
+            && let Some(n) = map.remove("max_tokens")
+        {
+            map.insert("max_completion_tokens".into(), n);
+        }
+    }
+    let mut line = serde_json::to_vec(&json!({
+        "custom_id": job.id,
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": body,
+    }))
+    .unwrap_or_default();
+    line.push(b'\n');
+    Ok(line)
+}
+
 pub(crate) fn plan(
     file: &JobFile,
     defaults: &JobDefaults,
     limits: Limits,
     dir: &Path,
+    token_param: Param,
 ) -> Result<(Vec<Part>, u64), Error> {
     crate::fsutil::create_private_dir_all(dir).map_err(|e| io_err(dir, e))?;
     let index_path = dir.join(JOBS_FILE);
@@ -65,19 +106,7 @@ pub(crate) fn plan(
                     "the job file changed while it was read; nothing was uploaded",
                 )
             })?;
-        let mut body = job.body;
-        if let Some(map) = body.as_object_mut() {
-            map.remove("stream");
-            map.remove("stream_options");
-        }
-        let mut line = serde_json::to_vec(&json!({
-            "custom_id": job.id,
-            "method": "POST",
-            "url": "/v1/chat/completions",
-            "body": body,
-        }))
-        .unwrap_or_default();
-        line.push(b'\n');
+        let line = input_line(&job, file, raw.position, token_param)?;
         let size = line.len() as u64;
         if size > limits.max_bytes {
             return Err(Error::input(
@@ -528,12 +557,24 @@ fn classify(line: &Value, scrub: &dyn Fn(&str) -> String) -> Outcome {
         ));
     };
     let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
+    let content = choice
+        .pointer("/message/content")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let tool_calls = ["tool_calls", "function_call"].iter().any(|k| {
+        choice
+            .pointer(&format!("/message/{k}"))
+            .is_some_and(|v| !v.is_null())
+    });
+    if content.is_empty() && !tool_calls {
+        // As a local run: an answer with no text is no success.
+        return Outcome::Err(ApiError::EmptyAnswer {
+            finish_reason: text(choice.get("finish_reason")).map(|r| scrub(&r)),
+            usage: body.get("usage").and_then(Usage::from_openai),
+        });
+    }
     Outcome::Ok(Completion {
-        text: choice
-            .pointer("/message/content")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
+        text: content.to_owned(),
         usage: body.get("usage").and_then(Usage::from_openai),
         finish_reason: text(choice.get("finish_reason")),
         response_id: text(body.get("id")),
@@ -612,7 +653,14 @@ mod tests {
             max_input_bytes: 1024,
             ..JobDefaults::default()
         };
-        let (parts, n) = plan(&file, &defaults, limits, &dir.path().join("state")).unwrap();
+        let (parts, n) = plan(
+            &file,
+            &defaults,
+            limits,
+            &dir.path().join("state"),
+            Param::MaxTokens,
+        )
+        .unwrap();
         (parts, n, dir)
     }
 
@@ -673,6 +721,7 @@ mod tests {
             &JobDefaults::default(),
             limits,
             &dir.path().join("s"),
+            Param::MaxTokens,
         )
         .unwrap_err();
         assert_eq!(err.exit_status(), ExitStatus::Input);

@@ -89,6 +89,7 @@ fn session(common: &CommonArgs, ctx: &Context) -> Result<Session, Error> {
         common.idle_timeout,
         common.retries,
         common.retry_base_delay,
+        common.config.headers()?,
     )
     .map_err(Error::Api)?;
     Ok(Session {
@@ -303,7 +304,10 @@ fn new_ledger(
         max_requests: args.max_requests_per_file,
         max_bytes: args.max_file_bytes,
     };
-    let (parts, jobs) = convert::plan(&file, &defaults, limits, &place.dir)?;
+    let base = reqwest::Url::parse(&session.base_url)
+        .map_err(|e| Error::config(format!("invalid base URL: {e}"), "check OPENAI_BASE_URL"))?;
+    let token_param = crate::client::params::token_param_for(&base);
+    let (parts, jobs) = convert::plan(&file, &defaults, limits, &place.dir, token_param)?;
     let ledger = Ledger {
         version: 1,
         name: name.to_owned(),
@@ -348,7 +352,7 @@ async fn submit_parts(api: &BatchApi, place: &Place, ledger: &mut Ledger) -> Res
         if ledger.parts[i].create == Step::Started
             && let Some(found) = api.find(&metadata, FIND_PAGES).await?
         {
-            apply(&mut ledger.parts[i], &found);
+            apply(api, &mut ledger.parts[i], &found);
             ledger.parts[i].create = Step::Done;
             place.save(ledger)?;
             continue;
@@ -359,7 +363,7 @@ async fn submit_parts(api: &BatchApi, place: &Place, ledger: &mut Ledger) -> Res
         let batch = api
             .create(&input_file_id, &ledger.completion_window, &metadata)
             .await?;
-        apply(&mut ledger.parts[i], &batch);
+        apply(api, &mut ledger.parts[i], &batch);
         ledger.parts[i].create = Step::Done;
         place.save(ledger)?;
         // The provider holds the input now.
@@ -369,14 +373,16 @@ async fn submit_parts(api: &BatchApi, place: &Place, ledger: &mut Ledger) -> Res
 }
 
 /// Record what the provider says about a part's batch.
-fn apply(part: &mut ledger::Part, batch: &Batch) {
+/// What the provider said about a part, its error text through the sanitiser (it is stored and
+/// shown).
+fn apply(api: &BatchApi, part: &mut ledger::Part, batch: &Batch) {
     part.batch_id = Some(batch.id.clone());
     part.status = Some(batch.status.clone());
     part.request_counts = batch.request_counts;
     part.output_file_id.clone_from(&batch.output_file_id);
     part.error_file_id.clone_from(&batch.error_file_id);
     if let Some(e) = batch.first_error() {
-        part.batch_error = Some(e);
+        part.batch_error = Some(api.scrubbed(&e));
     }
 }
 
@@ -391,7 +397,7 @@ async fn refresh(api: &BatchApi, place: &Place, ledger: &mut Ledger) -> Result<(
             continue;
         }
         let batch = api.retrieve(&id).await?;
-        apply(part, &batch);
+        apply(api, part, &batch);
         changed = true;
     }
     if changed {
@@ -759,7 +765,7 @@ fn cancel(
                 continue;
             }
             let batch = session.api.cancel(&id).await?;
-            apply(&mut ledger.parts[i], &batch);
+            apply(&session.api, &mut ledger.parts[i], &batch);
             place.save(&ledger)?;
         }
         Ok::<(), Error>(())
