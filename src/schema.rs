@@ -190,7 +190,6 @@ impl OutputSchema {
         })
     }
 
-    #[cfg(test)]
     pub(crate) fn schema(&self) -> &Value {
         &self.schema
     }

@@ -834,7 +834,6 @@ fn fields_a_batch_api_line_cannot_carry_are_refused_before_anything_is_uploaded(
     env.write_project("schema.json", r#"{"type":"object"}"#);
     let emu = Emulator::start(KEY);
     for job in [
-        r#"{"id":"a","prompt":"hi","json_schema":"schema.json"}"#,
         r#"{"id":"a","prompt":"hi","headers":{"X-Api-Key":"job-secret-value-1234"}}"#,
         r#"{"id":"a","prompt":"hi","fallback_models":["m2"]}"#,
     ] {
@@ -849,4 +848,62 @@ fn fields_a_batch_api_line_cannot_carry_are_refused_before_anything_is_uploaded(
         .stderr_has("not supported by the provider's Batch API");
         assert!(emu.log().is_empty(), "{:?}", emu.log());
     }
+}
+
+#[test]
+fn a_jobs_schema_is_asked_for_and_its_answer_validated_on_fetch() {
+    let env = TestEnv::new();
+    env.write_project(
+        "schema.json",
+        r#"{"type":"object","properties":{"ok":{"type":"boolean"}},"required":["ok"]}"#,
+    );
+    env.write_project(
+        "jobs.jsonl",
+        concat!(
+            r#"{"id":"good","prompt":"JSON:{\"ok\":true}","json_schema":"schema.json"}"#,
+            "\n",
+            r#"{"id":"bad","prompt":"JSON:{\"ok\":\"no\"}","json_schema":"schema.json"}"#,
+            "\n",
+            r#"{"id":"plain","prompt":"hello"}"#,
+            "\n"
+        ),
+    );
+    let emu = Emulator::start(KEY);
+    let r = qwen(
+        &env,
+        &emu,
+        &[
+            "batch",
+            "submit",
+            "jobs.jsonl",
+            "--name",
+            "schema",
+            "--wait",
+            "--poll-interval",
+            "10ms",
+            "--output",
+            "results.jsonl",
+        ],
+    );
+    // The answer that does not match is a job failed for good.
+    r.code(1).stdout_empty();
+    let results = lines_by_id(&env.read_project("results.jsonl"));
+    assert_eq!(results["good"]["is_error"], false);
+    assert_eq!(
+        results["good"]["structured_result"],
+        serde_json::json!({"ok": true})
+    );
+    assert_eq!(results["good"]["result"], r#"{"ok":true}"#);
+    assert_eq!(results["bad"]["is_error"], true);
+    assert_eq!(results["bad"]["error"]["type"], "schema_validation");
+    assert_eq!(results["bad"]["error"]["last_answer"], r#"{"ok":"no"}"#);
+    assert!(results["plain"].get("structured_result").is_none());
+    // The schema was asked for as a local run asks: `response_format` with the schema.
+    let input: Vec<Value> = emu.uploads()[0]
+        .1
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(input[0]["body"]["response_format"]["type"], "json_schema");
+    assert!(input[2]["body"].get("response_format").is_none());
 }

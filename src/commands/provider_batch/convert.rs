@@ -45,6 +45,25 @@ fn io_err(what: &Path, e: std::io::Error) -> Error {
 
 /// Write every job of `file` as a Batch API input line into part files under `dir`, one model per
 /// part, no part over `limits`; and the job index. Returns the parts and the number of jobs.
+/// The number of `job`'s schema among those written so far (written when it is new), if it has one.
+fn schema_number(
+    job: &crate::job::Job,
+    schemas: &mut Vec<String>,
+    dir: &Path,
+) -> Result<Option<usize>, Error> {
+    let Some(schema) = &job.schema else {
+        return Ok(None);
+    };
+    let text = schema.schema().to_string();
+    if let Some(n) = schemas.iter().position(|s| *s == text) {
+        return Ok(Some(n));
+    }
+    let path = dir.join(format!("schema-{}.json", schemas.len()));
+    std::fs::write(&path, &text).map_err(|e| io_err(&path, e))?;
+    schemas.push(text);
+    Ok(Some(schemas.len() - 1))
+}
+
 /// One Batch API input line for `job`: the request qwen would send, without streaming.
 fn input_line(
     job: &crate::job::Job,
@@ -52,16 +71,20 @@ fn input_line(
     position: crate::job::Position,
     token_param: Param,
 ) -> Result<Vec<u8>, Error> {
-    if job.schema.is_some() || !job.fallback_models.is_empty() || !job.headers.is_empty() {
+    if !job.fallback_models.is_empty() || !job.headers.is_empty() {
         return Err(Error::input(
             format!(
-                "{}: {position}: `json_schema`, `fallback_models` and `headers` are not supported by the provider's Batch API (its lines carry no headers, and its answers are not validated or retried)",
+                "{}: {position}: `fallback_models` and `headers` are not supported by the provider's Batch API (its lines carry no headers, and its requests are not retried on another model)",
                 file.name
             ),
             "run this job file locally with `qwen --jobs FILE`, or remove those fields; nothing was uploaded",
         ));
     }
     let mut body = job.body.clone();
+    if let Some(schema) = &job.schema {
+        // As a local run asks: `response_format` with the schema; the answer is validated on fetch.
+        schema.apply(&mut body, crate::schema::FormatMode::JsonSchema);
+    }
     if let Some(map) = body.as_object_mut() {
         map.remove("stream");
         map.remove("stream_options");
@@ -97,6 +120,8 @@ pub(crate) fn plan(
     let mut open: HashMap<String, OpenPart> = HashMap::new();
     let mut parts: Vec<Part> = Vec::new();
     let mut jobs = 0u64;
+    // Each distinct schema is written once (`schema-N.json`); the index names it by number.
+    let mut schemas: Vec<String> = Vec::new();
     for raw in file.jobs()? {
         let job = file
             .build(raw.value, raw.index, defaults)
@@ -150,8 +175,10 @@ pub(crate) fn plan(
                 .map_err(|e| io_err(&dir.join(part_file(p.part)), e))?;
             p.requests += 1;
             p.bytes += size;
+            let schema = schema_number(&job, &mut schemas, dir)?;
             let mut entry = serde_json::to_vec(&json!({
                 "id": job.id, "index": job.index, "model": job.model, "part": p.part,
+                "schema": schema,
             }))
             .unwrap_or_default();
             entry.push(b'\n');
@@ -195,12 +222,16 @@ struct Entry {
     model: u32,
     part: u32,
     written: bool,
+    /// Into `JobIndex::schemas`: the schema the answer must match.
+    schema: Option<u32>,
 }
 
 /// The job index: id → entry; the few distinct models are stored once.
 struct JobIndex {
     models: Vec<String>,
     by_id: HashMap<Box<str>, Entry>,
+    /// The jobs' schemas (`schema-N.json`), compiled.
+    schemas: Vec<crate::schema::OutputSchema>,
 }
 
 impl JobIndex {
@@ -258,11 +289,28 @@ fn load_index(dir: &Path) -> Result<JobIndex, Error> {
                 model: u32::try_from(slot).unwrap_or(0),
                 part: u32::try_from(v["part"].as_u64().unwrap_or(0)).unwrap_or(0),
                 written: false,
+                schema: v["schema"].as_u64().and_then(|n| u32::try_from(n).ok()),
             },
         );
     }
     by_id.shrink_to_fit();
-    Ok(JobIndex { models, by_id })
+    let mut schemas = Vec::new();
+    loop {
+        let path = dir.join(format!("schema-{}.json", schemas.len()));
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            break;
+        };
+        let compiled = serde_json::from_str(&text)
+            .map_err(|e| e.to_string())
+            .and_then(crate::schema::OutputSchema::compile)
+            .map_err(|e| Error::input(format!("`{}` is damaged: {e}", path.display()), ""))?;
+        schemas.push(compiled);
+    }
+    Ok(JobIndex {
+        models,
+        by_id,
+        schemas,
+    })
 }
 
 /// What the conversion found.
@@ -306,6 +354,15 @@ pub(crate) enum Format {
 enum Outcome {
     Ok(Completion),
     Err(ApiError),
+    /// An answer that matched its job's schema: the completion (its text the compact value) and
+    /// the value.
+    Structured(Completion, Value),
+    /// The answer does not match the job's schema (the Batch API cannot ask again).
+    Invalid {
+        errors: Vec<String>,
+        last_answer: String,
+        usage: Option<Usage>,
+    },
     /// The provider never ran the request (`error.code` `batch_expired` or `batch_cancelled`).
     NotRun {
         kind: &'static str,
@@ -375,7 +432,7 @@ pub(crate) fn results(
                 };
                 entry.written = true;
                 let entry = *entry;
-                let outcome = classify(&line, scrub);
+                let outcome = validated(classify(&line, scrub), entry, &index, scrub);
                 count(&mut tally, &outcome);
                 let bytes = match format {
                     Format::OpenaiBatch => {
@@ -479,7 +536,7 @@ fn not_run_reason(part: Option<&Part>) -> (&'static str, String, bool) {
 
 fn count(tally: &mut Tally, outcome: &Outcome) {
     match outcome {
-        Outcome::Ok(c) => {
+        Outcome::Ok(c) | Outcome::Structured(c, _) => {
             tally.succeeded += 1;
             if let Some(u) = c.usage {
                 tally.input_tokens += u.input_tokens;
@@ -490,6 +547,13 @@ fn count(tally: &mut Tally, outcome: &Outcome) {
             tally.failed += 1;
             if e.exit_status() == ExitStatus::TempFail {
                 tally.failed_temporary += 1;
+            }
+        }
+        Outcome::Invalid { usage, .. } => {
+            tally.failed += 1;
+            if let Some(u) = usage {
+                tally.input_tokens += u.input_tokens;
+                tally.output_tokens += u.output_tokens;
             }
         }
         Outcome::NotRun { temporary, .. } => {
@@ -586,6 +650,33 @@ fn classify(line: &Value, scrub: &dyn Fn(&str) -> String) -> Outcome {
     })
 }
 
+/// An answer checked against its job's schema, as a local run checks it: the compact value as the
+/// text (with `structured_result`), or `Invalid`.
+fn validated(
+    outcome: Outcome,
+    entry: Entry,
+    index: &JobIndex,
+    scrub: &dyn Fn(&str) -> String,
+) -> Outcome {
+    let schema = entry
+        .schema
+        .and_then(|n| index.schemas.get(usize::try_from(n).ok()?));
+    match (outcome, schema) {
+        (Outcome::Ok(mut c), Some(schema)) => match schema.check(&c.text) {
+            Ok(value) => {
+                c.text = value.to_string();
+                Outcome::Structured(c, value)
+            }
+            Err(errors) => Outcome::Invalid {
+                errors: errors.iter().map(|e| scrub(e)).collect(),
+                last_answer: scrub(&c.text),
+                usage: c.usage,
+            },
+        },
+        (outcome, _) => outcome,
+    }
+}
+
 /// A local result line: the same fields as a local batch's (`id`, `index`, then the result message).
 fn local_line(
     meta: &RunMeta,
@@ -601,6 +692,35 @@ fn local_line(
     let message = match outcome {
         Outcome::Ok(c) => {
             output::result_message(&job_meta, &output::Outcome::Success(c), &none, 0, 0)
+        }
+        Outcome::Structured(c, value) => {
+            let extras = Extras {
+                structured_result: Some(value.clone()),
+                ..Extras::default()
+            };
+            output::result_message(&job_meta, &output::Outcome::Success(c), &extras, 0, 0)
+        }
+        Outcome::Invalid {
+            errors,
+            last_answer,
+            usage,
+        } => {
+            let text = format!(
+                "the answer does not match the JSON schema: {}",
+                crate::schema::summarize_errors(errors)
+            );
+            let failure = output::Outcome::Failure {
+                kind: "schema_validation",
+                message: &text,
+                attempts,
+            };
+            let extras = Extras {
+                last_answer: Some(last_answer.clone()),
+                usage: usage.map(|u| Some(u).into()),
+                num_turns: Some(1),
+                ..Extras::default()
+            };
+            output::result_message(&job_meta, &failure, &extras, 0, 0)
         }
         Outcome::Err(e) => {
             let text = e.to_string();
