@@ -1116,7 +1116,7 @@ fn has_structured_content(message: Option<&Value>) -> bool {
 }
 
 /// The human part of an error body: `error.message`, `message`, or the text itself (shortened).
-fn error_message(body: &str) -> String {
+pub(crate) fn error_message(body: &str) -> String {
     if let Ok(v) = serde_json::from_str::<Value>(body) {
         let found = v
             .pointer("/error/message")

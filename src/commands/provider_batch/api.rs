@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use tokio::io::AsyncWriteExt;
 
 use crate::client::{ApiError, transport_error};
+use crate::client::{Decision, MAX_ERROR_BODY_BYTES, RetryPolicy, error_message, read_capped};
 
 /// The largest JSON answer read from the API (a batch, a list page, a file object).
 const MAX_JSON_BYTES: usize = 16 * 1024 * 1024;
@@ -93,8 +94,8 @@ pub(crate) struct BatchApi {
     base: Url,
     auth: HeaderValue,
     key: SecretString,
-    retries: u32,
-    retry_base: Duration,
+    /// The chat client's retry rule: 408/429/5xx and network errors, doubling backoff with jitter.
+    retry: RetryPolicy,
     /// `-H` headers (a gateway's tenant header, say), sent with every request.
     headers: Vec<crate::client::params::ExtraHeader>,
 }
@@ -122,8 +123,11 @@ impl BatchApi {
             base: base.clone(),
             auth,
             key,
-            retries,
-            retry_base,
+            retry: RetryPolicy {
+                retries,
+                base_delay: retry_base,
+                ..RetryPolicy::default()
+            },
             headers,
         })
     }
@@ -150,16 +154,11 @@ impl BatchApi {
     }
 
     async fn error_of(&self, status: StatusCode, response: reqwest::Response) -> ApiError {
-        let body = read_bounded(response, 64 * 1024).await.unwrap_or_default();
-        let text = String::from_utf8_lossy(&body);
-        let message = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| {
-                v.pointer("/error/message")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            })
-            .unwrap_or_else(|| text.chars().take(500).collect());
+        // As the chat client reads an error: only its start, and the message through one helper.
+        let (body, _) = read_capped(response, MAX_ERROR_BODY_BYTES)
+            .await
+            .unwrap_or_default();
+        let message = error_message(&String::from_utf8_lossy(&body));
         ApiError::Http {
             status: status.as_u16(),
             message: self.scrubbed(&message),
@@ -184,16 +183,25 @@ impl BatchApi {
         url: Url,
         body: Option<&Value>,
     ) -> Result<Value, ApiError> {
+        self.retried(|| self.json_once(method.clone(), url.clone(), body))
+            .await
+    }
+
+    /// Run `once` again while `RetryPolicy::decide` says so (the chat client's one retry rule).
+    async fn retried<T, F, Fut>(&self, mut once: F) -> Result<T, ApiError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ApiError>>,
+    {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let result = self.json_once(method.clone(), url.clone(), body).await;
-            match result {
-                Err(e) if e.is_retryable() && attempt <= self.retries => {
-                    let wait = self.retry_base.saturating_mul(1 << (attempt - 1).min(6));
-                    tokio::time::sleep(wait.min(Duration::from_secs(30))).await;
-                }
-                other => return other,
+            match once().await {
+                Ok(value) => return Ok(value),
+                Err(e) => match self.retry.decide(e, attempt, false) {
+                    Decision::Retry { wait, .. } => tokio::time::sleep(wait).await,
+                    Decision::GiveUp(e) => return Err(e),
+                },
             }
         }
     }
@@ -399,17 +407,7 @@ impl BatchApi {
 
     /// `GET /files/{id}/content` into `dest`, streamed; the caller renames it into place.
     pub(crate) async fn download(&self, id: &str, dest: &Path) -> Result<u64, ApiError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.download_once(id, dest).await {
-                Err(e) if e.is_retryable() && attempt <= self.retries => {
-                    let wait = self.retry_base.saturating_mul(1 << (attempt - 1).min(6));
-                    tokio::time::sleep(wait.min(Duration::from_secs(30))).await;
-                }
-                other => return other,
-            }
-        }
+        self.retried(|| self.download_once(id, dest)).await
     }
 
     async fn download_once(&self, id: &str, dest: &Path) -> Result<u64, ApiError> {
@@ -458,13 +456,11 @@ enum ReadError {
     TooLarge(usize),
 }
 
-async fn read_bounded(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, ReadError> {
-    let mut out = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(ReadError::Transport)? {
-        if out.len() + chunk.len() > max {
-            return Err(ReadError::TooLarge(max));
-        }
-        out.extend_from_slice(&chunk);
+/// The whole body, or `TooLarge` past `max` bytes.
+async fn read_bounded(response: reqwest::Response, max: usize) -> Result<Vec<u8>, ReadError> {
+    match read_capped(response, max).await {
+        Ok((body, true)) => Ok(body),
+        Ok((_, false)) => Err(ReadError::TooLarge(max)),
+        Err(e) => Err(ReadError::Transport(e)),
     }
-    Ok(out)
 }
