@@ -60,7 +60,7 @@ pub(crate) struct CommonArgs {
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub(crate) retries: u32,
 
-    /// The first retry backoff (doubled each retry).
+    /// The first retry backoff (doubled each retry, with jitter).
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     pub(crate) retry_base_delay: Duration,
 

@@ -61,9 +61,10 @@ impl Batch {
     }
 }
 
+/// One page of a list (`ListBatchesResponse`, `ListFilesResponse`).
 #[derive(Debug, Deserialize)]
-struct BatchList {
-    data: Vec<Batch>,
+struct Page<T> {
+    data: Vec<T>,
     #[serde(default)]
     has_more: bool,
     #[serde(default)]
@@ -75,16 +76,6 @@ struct FileObject {
     id: String,
     #[serde(default)]
     filename: String,
-}
-
-/// `ListFilesResponse`.
-#[derive(Debug, Deserialize)]
-struct FileList {
-    data: Vec<FileObject>,
-    #[serde(default)]
-    has_more: bool,
-    #[serde(default)]
-    last_id: Option<String>,
 }
 
 /// A client for one base URL and key.
@@ -337,37 +328,19 @@ impl BatchApi {
         wanted: &Map<String, Value>,
         max_pages: usize,
     ) -> Result<Option<Batch>, ApiError> {
-        let mut after: Option<String> = None;
-        for _ in 0..max_pages {
-            let mut url = self.url("batches");
-            {
-                let mut q = url.query_pairs_mut();
-                q.append_pair("limit", "100");
-                if let Some(a) = &after {
-                    q.append_pair("after", a);
-                }
-            }
-            let value = self.json_idempotent(Method::GET, url, None).await?;
-            let page: BatchList = serde_json::from_value(value).map_err(|e| {
-                ApiError::InvalidResponse(format!("the batch list is not a list ({e})"))
-            })?;
-            let last = page.data.last().map(|b| b.id.clone());
-            if let Some(found) = page.data.into_iter().find(|b| {
+        self.find_in_pages(
+            "batches",
+            &[("limit", "100")],
+            max_pages,
+            "batch",
+            |b: &Batch| &b.id,
+            |b| {
                 b.metadata
                     .as_ref()
                     .is_some_and(|m| wanted.iter().all(|(k, v)| m.get(k) == Some(v)))
-            }) {
-                return Ok(Some(found));
-            }
-            if !page.has_more {
-                return Ok(None);
-            }
-            after = page.last_id.or(last);
-            if after.is_none() {
-                return Ok(None);
-            }
-        }
-        Ok(None)
+            },
+        )
+        .await
     }
 
     /// The id of an uploaded batch file named `filename` (an upload whose answer was lost), walking
@@ -377,25 +350,50 @@ impl BatchApi {
         filename: &str,
         max_pages: usize,
     ) -> Result<Option<String>, ApiError> {
+        let params = [("purpose", "batch"), ("order", "desc"), ("limit", "1000")];
+        let found = self
+            .find_in_pages(
+                "files",
+                &params,
+                max_pages,
+                "file",
+                |f: &FileObject| &f.id,
+                |f| f.filename == filename,
+            )
+            .await?;
+        Ok(found.map(|f| f.id))
+    }
+
+    /// The first item of a paged list at `path` that `wanted` accepts, walking at most
+    /// `max_pages` pages (`after` = the page's `last_id`, else its last item's id).
+    async fn find_in_pages<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        params: &[(&str, &str)],
+        max_pages: usize,
+        what: &str,
+        id_of: impl Fn(&T) -> &String,
+        wanted: impl Fn(&T) -> bool,
+    ) -> Result<Option<T>, ApiError> {
         let mut after: Option<String> = None;
         for _ in 0..max_pages {
-            let mut url = self.url("files");
+            let mut url = self.url(path);
             {
                 let mut q = url.query_pairs_mut();
-                q.append_pair("purpose", "batch");
-                q.append_pair("order", "desc");
-                q.append_pair("limit", "1000");
+                for (name, value) in params {
+                    q.append_pair(name, value);
+                }
                 if let Some(a) = &after {
                     q.append_pair("after", a);
                 }
             }
             let value = self.json_idempotent(Method::GET, url, None).await?;
-            let page: FileList = serde_json::from_value(value).map_err(|e| {
-                ApiError::InvalidResponse(format!("the file list is not a list ({e})"))
+            let page: Page<T> = serde_json::from_value(value).map_err(|e| {
+                ApiError::InvalidResponse(format!("the {what} list is not a list ({e})"))
             })?;
-            let last = page.data.last().map(|f| f.id.clone());
-            if let Some(found) = page.data.into_iter().find(|f| f.filename == filename) {
-                return Ok(Some(found.id));
+            let last = page.data.last().map(|item| id_of(item).clone());
+            if let Some(found) = page.data.into_iter().find(|item| wanted(item)) {
+                return Ok(Some(found));
             }
             after = page.last_id.or(last).filter(|_| page.has_more);
             if after.is_none() {
