@@ -210,16 +210,21 @@ impl BatchApi {
                 .body(serde_json::to_vec(body).unwrap_or_default());
         }
         let response = request.send().await.map_err(|e| self.transport(&e))?;
+        let bytes = self.answer_bytes(response).await?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::InvalidResponse(format!("the Batch API answered with invalid JSON ({e})"))
+        })
+    }
+
+    /// A successful answer's body (bounded), or the error the answer is.
+    async fn answer_bytes(&self, response: reqwest::Response) -> Result<Vec<u8>, ApiError> {
         let status = response.status();
         if !status.is_success() {
             return Err(self.error_of(status, response).await);
         }
-        let bytes = read_bounded(response, MAX_JSON_BYTES)
+        read_bounded(response, MAX_JSON_BYTES)
             .await
-            .map_err(|e| self.transport_or_limit(e))?;
-        serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::InvalidResponse(format!("the Batch API answered with invalid JSON ({e})"))
-        })
+            .map_err(|e| self.transport_or_limit(e))
     }
 
     fn transport_or_limit(&self, e: ReadError) -> ApiError {
@@ -269,13 +274,7 @@ impl BatchApi {
             .send()
             .await
             .map_err(|e| self.transport(&e))?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(self.error_of(status, response).await);
-        }
-        let bytes = read_bounded(response, MAX_JSON_BYTES)
-            .await
-            .map_err(|e| self.transport_or_limit(e))?;
+        let bytes = self.answer_bytes(response).await?;
         let file: FileObject = serde_json::from_slice(&bytes).map_err(|e| {
             ApiError::InvalidResponse(format!("the file upload answered without an id ({e})"))
         })?;
