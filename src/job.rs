@@ -634,14 +634,14 @@ impl JobFile {
             .paths
             .resolve(rel)
             .map_err(|e| format!("prompt_file {e}"))?;
+        // A variable's `@path` goes through the same door as every other path of a job file.
         let rendered = prompt_file::load(&path, vars, |p| {
-            let inside = self.paths.resolve(&p.to_string_lossy()).map_err(|e| {
-                prompt_file::PromptFileError {
-                    message: e,
+            self.paths
+                .read("a `vars` file", &p.to_string_lossy(), max)
+                .map_err(|message| prompt_file::PromptFileError {
+                    message,
                     hint: String::new(),
-                }
-            })?;
-            prompt_file::read_capped(&inside, max)
+                })
         })
         .map_err(|e| e.message.replace(&path.display().to_string(), rel))?;
         for warning in &rendered.warnings {
