@@ -1,6 +1,5 @@
 //! Job files (YAML, JSON, JSON Lines, `OpenAI` Batch input): reading, validating, and turning each job into a request body.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -374,7 +373,7 @@ impl JobFile {
         in_scope: impl Fn(usize) -> bool,
         pending: impl Fn(&str) -> bool,
     ) -> Result<Validation, Error> {
-        let mut ids = HashSet::new();
+        let mut ids = crate::idset::IdSet::new();
         let mut errors = Vec::new();
         let mut counts = Validation::default();
         for raw in self.jobs()? {
@@ -391,7 +390,7 @@ impl JobFile {
                         counts.in_scope += 1;
                         counts.pending += u64::from(pending(&job.id));
                     }
-                    if !ids.insert(job.id.clone()) {
+                    if !ids.insert(&job.id) {
                         errors.push(format!(
                             "{}: {}: duplicate id `{}`",
                             self.name, raw.position, job.id

@@ -16,6 +16,7 @@ mod exit;
 mod fallback;
 mod fsutil;
 mod gitignore;
+mod idset;
 mod job;
 mod output;
 mod paths;

@@ -2,8 +2,6 @@
 //! pass, the precedence of flags over the file's defaults, and what an existing results file
 //! already holds.
 
-use std::collections::HashSet;
-
 use std::sync::Arc;
 
 use serde_json::Map;
@@ -14,6 +12,7 @@ use crate::cli::{RunArgs, Shard};
 use crate::config::{ResolvedConfig, Source};
 use crate::context::Context;
 use crate::error::Error;
+use crate::idset::IdSet;
 use crate::job::{Flags, JobDefaults, JobFile, Validation};
 use crate::paths::PathRules;
 use crate::schema::OutputSchema;
@@ -22,7 +21,7 @@ pub(crate) struct Plan {
     pub(crate) file: JobFile,
     pub(crate) defaults: JobDefaults,
     /// The ids that already have a successful line in the results file (`--resume`).
-    pub(crate) done: HashSet<String>,
+    pub(crate) done: IdSet,
     pub(crate) validation: Validation,
     /// The results file, exclusively locked for the whole run (see [`Output`]).
     pub(crate) output: Option<Output>,
@@ -98,7 +97,7 @@ pub(crate) fn build(
     let checked = (|| {
         let done = match &output {
             Some(out) => existing_output(&out.path, batch.resume, batch.overwrite)?,
-            None => HashSet::new(),
+            None => IdSet::new(),
         };
         let in_shard = |index: usize| batch.shard.is_none_or(|s| s.contains(index));
         let validation = file.validate(&defaults, in_shard, |id| !done.contains(id))?;

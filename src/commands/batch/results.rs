@@ -2,7 +2,6 @@
 //! message, or an `OpenAI` Batch API line), and reading an existing results file back for
 //! `--resume`.
 
-use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -14,6 +13,7 @@ use crate::ask::{self, Answer, AskFailure};
 use crate::cli::BatchFormat;
 use crate::client::Usage;
 use crate::error::Error;
+use crate::idset::IdSet;
 use crate::output::schema::{
     BatchLine, OpenAiBatchError, OpenAiBatchLine, OpenAiBatchResponse, successful_id,
 };
@@ -107,11 +107,7 @@ pub(crate) enum Sink {
 
 impl Sink {
     /// The locked results file made ready (see [`open_output`]), or stdout.
-    pub(crate) fn open(
-        output: Option<Output>,
-        resume: bool,
-        done: &HashSet<String>,
-    ) -> Result<Self, Error> {
+    pub(crate) fn open(output: Option<Output>, resume: bool, done: &IdSet) -> Result<Self, Error> {
         match output {
             Some(output) => Ok(Self::File(open_output(output, resume, done)?)),
             None => Ok(Self::Stdout),
@@ -252,17 +248,13 @@ fn openai_batch_line(job: &JobMeta, result: &Result<Answer, AskFailure>) -> Open
 
 /// Check an existing output file: refuse to clobber it, or (with `--resume`) collect the ids of the
 /// jobs that already succeeded. A torn last line (a killed run) is ignored.
-pub(crate) fn existing_output(
-    path: &Path,
-    resume: bool,
-    overwrite: bool,
-) -> Result<HashSet<String>, Error> {
+pub(crate) fn existing_output(path: &Path, resume: bool, overwrite: bool) -> Result<IdSet, Error> {
     let name = path.display();
     let Ok(meta) = std::fs::metadata(path) else {
-        return Ok(HashSet::new());
+        return Ok(IdSet::new());
     };
     if meta.len() == 0 || overwrite {
-        return Ok(HashSet::new());
+        return Ok(IdSet::new());
     }
     if !resume {
         return Err(Error::input(
@@ -272,10 +264,10 @@ pub(crate) fn existing_output(
     }
     let unreadable = |e: std::io::Error| Error::input(format!("cannot read `{name}`: {e}"), "");
     let file = File::open(path).map_err(unreadable)?;
-    let mut done = HashSet::new();
+    let mut done = IdSet::new();
     for line in complete_lines(BufReader::new(file)) {
         if let Some(id) = successful_id(&line.map_err(unreadable)?) {
-            done.insert(id);
+            done.insert(&id);
         }
     }
     Ok(done)
@@ -301,7 +293,7 @@ fn complete_lines(mut reader: impl BufRead) -> impl Iterator<Item = std::io::Res
 /// ends with exactly one line once the rest is appended. In place, not by a rename: the file keeps
 /// its mode, a symlink keeps pointing at it, and the lock stays on the file everyone opens. A crash
 /// during the rewrite can only lose successful lines, whose jobs a later `--resume` runs again.
-fn open_output(output: Output, resume: bool, done: &HashSet<String>) -> Result<File, Error> {
+fn open_output(output: Output, resume: bool, done: &IdSet) -> Result<File, Error> {
     let Output { path, mut file, .. } = output;
     let fail = |e: std::io::Error| {
         Error::input(
