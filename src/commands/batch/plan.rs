@@ -7,12 +7,11 @@ use std::sync::Arc;
 use serde_json::Map;
 
 use super::super::structured_options;
-use super::results::{Output, existing_output};
+use super::results::{Done, Output, existing_output};
 use crate::cli::{RunArgs, Shard};
 use crate::config::{ResolvedConfig, Source};
 use crate::context::Context;
 use crate::error::Error;
-use crate::idset::IdSet;
 use crate::job::{Flags, JobDefaults, JobFile, Validation};
 use crate::paths::PathRules;
 use crate::schema::OutputSchema;
@@ -21,7 +20,7 @@ pub(crate) struct Plan {
     pub(crate) file: JobFile,
     pub(crate) defaults: JobDefaults,
     /// The ids that already have a successful line in the results file (`--resume`).
-    pub(crate) done: IdSet,
+    pub(crate) done: Done,
     pub(crate) validation: Validation,
     /// The results file, exclusively locked for the whole run (see [`Output`]).
     pub(crate) output: Option<Output>,
@@ -97,7 +96,7 @@ pub(crate) fn build(
     let checked = (|| {
         let done = match &output {
             Some(out) => existing_output(&out.path, batch.resume, batch.overwrite)?,
-            None => IdSet::new(),
+            None => Done::default(),
         };
         let in_shard = |index: usize| batch.shard.is_none_or(|s| s.contains(index));
         let validation = file.validate(&defaults, in_shard, |id| !done.contains(id))?;

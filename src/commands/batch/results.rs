@@ -2,6 +2,7 @@
 //! message, or an `OpenAI` Batch API line), and reading an existing results file back for
 //! `--resume`.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -107,7 +108,7 @@ pub(crate) enum Sink {
 
 impl Sink {
     /// The locked results file made ready (see [`open_output`]), or stdout.
-    pub(crate) fn open(output: Option<Output>, resume: bool, done: &IdSet) -> Result<Self, Error> {
+    pub(crate) fn open(output: Option<Output>, resume: bool, done: &Done) -> Result<Self, Error> {
         match output {
             Some(output) => Ok(Self::File(open_output(output, resume, done)?)),
             None => Ok(Self::Stdout),
@@ -246,15 +247,39 @@ fn openai_batch_line(job: &JobMeta, result: &Result<Answer, AskFailure>) -> Open
     }
 }
 
+/// What an existing results file holds for `--resume`: the ids of the jobs that already
+/// succeeded, and, for an id with more than one successful line, where its last one starts (that
+/// line is the one kept). Two compact parts: the set, and a map only for repeated ids.
+#[derive(Debug, Default)]
+pub(crate) struct Done {
+    ids: IdSet,
+    last_of_repeated: HashMap<String, u64>,
+}
+
+impl Done {
+    pub(crate) fn contains(&self, id: &str) -> bool {
+        self.ids.contains(id)
+    }
+
+    /// Whether the successful line of `id` that starts at `offset` is the one kept.
+    fn keeps(&self, id: &str, offset: u64) -> bool {
+        self.contains(id)
+            && self
+                .last_of_repeated
+                .get(id)
+                .is_none_or(|&last| last == offset)
+    }
+}
+
 /// Check an existing output file: refuse to clobber it, or (with `--resume`) collect the ids of the
 /// jobs that already succeeded. A torn last line (a killed run) is ignored.
-pub(crate) fn existing_output(path: &Path, resume: bool, overwrite: bool) -> Result<IdSet, Error> {
+pub(crate) fn existing_output(path: &Path, resume: bool, overwrite: bool) -> Result<Done, Error> {
     let name = path.display();
     let Ok(meta) = std::fs::metadata(path) else {
-        return Ok(IdSet::new());
+        return Ok(Done::default());
     };
     if meta.len() == 0 || overwrite {
-        return Ok(IdSet::new());
+        return Ok(Done::default());
     }
     if !resume {
         return Err(Error::input(
@@ -264,23 +289,34 @@ pub(crate) fn existing_output(path: &Path, resume: bool, overwrite: bool) -> Res
     }
     let unreadable = |e: std::io::Error| Error::input(format!("cannot read `{name}`: {e}"), "");
     let file = File::open(path).map_err(unreadable)?;
-    let mut done = IdSet::new();
+    let mut done = Done::default();
     for line in complete_lines(BufReader::new(file)) {
-        if let Some(id) = successful_id(&line.map_err(unreadable)?) {
-            done.insert(&id);
+        let (offset, line) = line.map_err(unreadable)?;
+        if let Some(id) = successful_id(&line)
+            && !done.ids.insert(&id)
+        {
+            done.last_of_repeated.insert(id, offset);
         }
     }
     Ok(done)
 }
 
-/// The lines of a reader that end in a newline, as bytes; an unterminated last line (a killed
-/// run may have cut it anywhere, even inside a UTF-8 character) is left out.
-fn complete_lines(mut reader: impl BufRead) -> impl Iterator<Item = std::io::Result<Vec<u8>>> {
+/// The lines of a reader that end in a newline, as bytes, each with the offset where it starts;
+/// an unterminated last line (a killed run may have cut it anywhere, even inside a UTF-8
+/// character) is left out.
+fn complete_lines(
+    mut reader: impl BufRead,
+) -> impl Iterator<Item = std::io::Result<(u64, Vec<u8>)>> {
+    let mut offset = 0u64;
     std::iter::from_fn(move || {
         let mut buf = Vec::new();
         match reader.read_until(b'\n', &mut buf) {
             Ok(0) => None,
-            Ok(_) if buf.ends_with(b"\n") => Some(Ok(buf)),
+            Ok(n) if buf.ends_with(b"\n") => {
+                let start = offset;
+                offset += n as u64;
+                Some(Ok((start, buf)))
+            }
             Ok(_) => None,
             Err(e) => Some(Err(e)),
         }
@@ -288,12 +324,16 @@ fn complete_lines(mut reader: impl BufRead) -> impl Iterator<Item = std::io::Res
 }
 
 /// Make the locked output ready for appending. Without `--resume` it is emptied. With `--resume`
-/// it is rewritten in place to hold exactly one line per job that already succeeded (the last
-/// successful line of each id wins, failures, duplicates and a torn tail go), so that every job
-/// ends with exactly one line once the rest is appended. In place, not by a rename: the file keeps
-/// its mode, a symlink keeps pointing at it, and the lock stays on the file everyone opens. A crash
-/// during the rewrite can only lose successful lines, whose jobs a later `--resume` runs again.
-fn open_output(output: Output, resume: bool, done: &IdSet) -> Result<File, Error> {
+/// it is compacted in place to hold exactly one line per job that already succeeded (the last
+/// successful line of each id wins; failures, duplicates and a torn tail go), so that every job
+/// ends with exactly one line once the rest is appended. The compaction streams: each kept line is
+/// written back at or before where it was read, so memory does not grow with the file. In place,
+/// not by a rename: the file keeps its mode, a symlink keeps pointing at it, and the lock stays on
+/// the file everyone opens. A crash during the compaction can only lose successful lines (the
+/// region between the written and the read part holds pieces of lines already copied, which are
+/// not successful lines), whose jobs a later `--resume` runs again.
+fn open_output(output: Output, resume: bool, done: &Done) -> Result<File, Error> {
+    use std::os::unix::fs::FileExt;
     let Output { path, mut file, .. } = output;
     let fail = |e: std::io::Error| {
         Error::input(
@@ -305,28 +345,92 @@ fn open_output(output: Output, resume: bool, done: &IdSet) -> Result<File, Error
         // A device or a pipe (`/dev/stdout`, `/dev/full`): nothing to rewrite, only to write to.
         return Ok(file);
     }
-    let mut kept: Vec<Vec<u8>> = Vec::new();
+    let mut written = 0u64;
     if resume {
-        let mut at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
         file.seek(SeekFrom::Start(0)).map_err(fail)?;
-        for line in complete_lines(BufReader::new(&file)) {
-            let line = line.map_err(fail)?;
-            let Some(id) = successful_id(&line).filter(|id| done.contains(id)) else {
-                continue;
-            };
-            if let Some(&i) = at.get(&id) {
-                kept[i] = line;
-            } else {
-                at.insert(id, kept.len());
-                kept.push(line);
+        let mut reader = BufReader::with_capacity(256 * 1024, &file);
+        for line in complete_lines(&mut reader) {
+            let (offset, line) = line.map_err(fail)?;
+            if successful_id(&line).is_some_and(|id| done.keeps(&id, offset)) {
+                // `written` <= `offset`: only bytes already read are overwritten.
+                file.write_all_at(&line, written).map_err(fail)?;
+                written += line.len() as u64;
             }
         }
     }
-    file.set_len(0).map_err(fail)?;
-    file.seek(SeekFrom::Start(0)).map_err(fail)?;
-    for line in &kept {
-        file.write_all(line).map_err(fail)?;
-    }
+    file.set_len(written).map_err(fail)?;
+    file.seek(SeekFrom::Start(written)).map_err(fail)?;
     file.flush().map_err(fail)?;
     Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn success(id: &str, text: &str) -> String {
+        format!(r#"{{"id":"{id}","type":"result","is_error":false,"result":"{text}"}}"#)
+    }
+
+    fn failure(id: &str) -> String {
+        format!(r#"{{"id":"{id}","type":"result","is_error":true}}"#)
+    }
+
+    /// A file larger than the compaction's read buffer, whose kept lines move by varying
+    /// distances: every third id failed, every fifth succeeded twice (the second answer wins),
+    /// and the last line is torn.
+    #[test]
+    fn resume_compacts_a_large_file_in_place_to_the_last_success_of_each_id() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("out.jsonl");
+        let mut text = String::new();
+        let mut expected = Vec::new();
+        let padding = "x".repeat(100);
+        for i in 0..5_000 {
+            let id = format!("job-{i}");
+            if i % 3 == 0 {
+                text.push_str(&failure(&id));
+                text.push('\n');
+                continue;
+            }
+            if i % 5 == 0 {
+                text.push_str(&success(&id, "first"));
+                text.push('\n');
+                text.push_str(&failure(&id));
+                text.push('\n');
+            }
+            let line = success(&id, &format!("kept {padding}"));
+            text.push_str(&line);
+            text.push('\n');
+            expected.push(line);
+        }
+        text.push_str(&success("torn", "half")[..30]);
+        assert!(text.len() > 512 * 1024, "more than the read buffer");
+        std::fs::write(&path, &text).expect("write");
+
+        let done = existing_output(&path, true, false).expect("resume");
+        assert!(done.contains("job-1") && done.contains("job-5"));
+        assert!(!done.contains("job-3") && !done.contains("torn"));
+        let output = Output::lock(path.clone()).expect("lock");
+        let mut file = open_output(output, true, &done).expect("compact");
+        file.write_all(b"appended\n").expect("append");
+        drop(file);
+
+        let after = std::fs::read_to_string(&path).expect("read");
+        let mut want = expected.join("\n");
+        want.push_str("\nappended\n");
+        assert_eq!(after, want);
+    }
+
+    #[test]
+    fn without_resume_the_file_is_emptied() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("out.jsonl");
+        std::fs::write(&path, format!("{}\n", success("a", "b"))).expect("write");
+        let output = Output::lock(path.clone()).expect("lock");
+        let mut file = open_output(output, false, &Done::default()).expect("open");
+        file.write_all(b"new\n").expect("append");
+        drop(file);
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "new\n");
+    }
 }
