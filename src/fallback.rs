@@ -9,7 +9,7 @@ pub(crate) const MAX_FALLBACK_MODELS: usize = 3;
 /// Whether a failure, once the retry rules gave up, is one of capacity: HTTP 503 (unavailable),
 /// 529 (Anthropic-style "overloaded", also used by some gateways), an error whose type or
 /// message says overloaded (`overloaded_error`), or a rate-limit 429 (including a `Retry-After`
-/// longer than the run may wait). Never an error that another model cannot fix: 400 (the
+/// longer than the run may wait, and a batch's model refused for `--max-rate-limit-wait`). Never an error that another model cannot fix: 400 (the
 /// request), 401/403 (the key), 404 (the endpoint or model name), or a 429 whose code is
 /// `insufficient_quota` (`OpenAI`'s "You exceeded your current quota": the account, not the model).
 pub(crate) fn is_capacity(error: &ApiError) -> bool {
@@ -35,6 +35,9 @@ pub(crate) fn is_capacity(error: &ApiError) -> bool {
             }
         }
         ApiError::RetryAfterTooLong { status, .. } => matches!(status, 429 | 503 | 529),
+        // A batch's pacer gave up on this model after `--max-rate-limit-wait` of refusals: its
+        // jobs move to the next model instead of ending without a line.
+        ApiError::RateLimitWait { .. } => true,
         ApiError::StreamError(message) => message.to_ascii_lowercase().contains("overloaded"),
         _ => false,
     }
@@ -99,6 +102,9 @@ mod tests {
                 max: Duration::from_secs(60),
             },
             ApiError::StreamError("{\"type\":\"overloaded_error\"} Overloaded".into()),
+            ApiError::RateLimitWait {
+                waited: Duration::from_secs(600),
+            },
         ];
         for e in &yes {
             assert!(is_capacity(e), "{e:?}");
@@ -117,6 +123,9 @@ mod tests {
             http(422, "unprocessable", None),
             ApiError::Network("connection refused".into()),
             ApiError::StreamCut,
+            ApiError::QuotaExhausted {
+                message: "You exceeded your current quota".into(),
+            },
         ];
         for e in &no {
             assert!(!is_capacity(e), "{e:?}");

@@ -58,6 +58,8 @@ enum Mode {
     PauseAt { at: usize, pause: Duration },
     /// A 429 for rate, always.
     Never,
+    /// A 429 for rate, always, for this model; the other models are answered.
+    NeverFor(String),
     /// A 429 for quota, always.
     Quota,
     /// Answers everything.
@@ -173,7 +175,7 @@ impl Drop for LimitedServer {
 
 /// Decide the answer to one request.
 #[allow(clippy::too_many_lines)]
-fn decide(state: &mut State, prompt: &str) -> Reply {
+fn decide(state: &mut State, prompt: &str, model: &str) -> Reply {
     let now = Instant::now();
     state.requests += 1;
     let ok = |prompt: &str| {
@@ -205,7 +207,8 @@ fn decide(state: &mut State, prompt: &str) -> Reply {
     let mode = state.mode.clone();
     match mode {
         Mode::Open => ok(prompt),
-        Mode::Never => {
+        Mode::NeverFor(refused) if refused != model => ok(prompt),
+        Mode::Never | Mode::NeverFor(_) => {
             state.rejected += 1;
             refuse(
                 vec![("retry-after-ms".into(), "20".into())],
@@ -224,7 +227,7 @@ fn decide(state: &mut State, prompt: &str) -> Reply {
                 .saturating_sub(Duration::from_millis(20));
             state.mode = Mode::PauseOnce { headers, pause };
             state.requests -= 1;
-            decide(state, prompt)
+            decide(state, prompt, model)
         }
         Mode::PauseOnce { headers, pause } => {
             if state.requests == 1 {
@@ -320,7 +323,8 @@ async fn serve(mut socket: tokio::net::TcpStream, state: &Mutex<State>) -> std::
             serde_json::from_slice(&buf[head_end..head_end + length]).unwrap_or_default();
         buf.drain(..head_end + length);
         let prompt = last_user_message(&body).unwrap_or_default();
-        let reply = decide(&mut state.lock().expect("lock"), &prompt);
+        let model = body["model"].as_str().unwrap_or_default();
+        let reply = decide(&mut state.lock().expect("lock"), &prompt, model);
         let mut response = format!(
             "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
             reply.status,
@@ -628,4 +632,35 @@ fn a_server_that_never_recovers_ends_the_batch_with_75_and_resume_finishes_it() 
     let out = batch(&env, &server, &["--concurrency", "4", "--resume"]);
     out.code(0);
     all_succeeded(&env, 12);
+}
+
+/// With fallback models, a model whose server has refused for `--max-rate-limit-wait` hands its
+/// jobs to the next model instead of ending the batch: every job succeeds there.
+#[test]
+fn a_model_refused_past_the_rate_limit_wait_hands_its_jobs_to_the_fallback_model() {
+    let env = TestEnv::new();
+    write_jobs(&env, 12);
+    let server = LimitedServer::start(Mode::NeverFor("primary".to_owned()));
+    let out = batch(
+        &env,
+        &server,
+        &[
+            "--model",
+            "primary",
+            "--fallback-model",
+            "backup",
+            "--concurrency",
+            "4",
+            "--max-rate-limit-wait",
+            "300ms",
+            "--retry-base-delay",
+            "0",
+        ],
+    );
+    out.code(0).stderr_has("trying `backup`");
+    all_succeeded(&env, 12);
+    for line in file_lines(&env, "out.jsonl") {
+        assert_eq!(line["fallback_from"], json!(["primary"]), "{line}");
+    }
+    assert!(server.rejected() > 0, "the primary model was refused");
 }
