@@ -190,6 +190,8 @@ pub(crate) struct BatchSummaryView<'a> {
     pub(crate) output_tokens: u64,
     pub(crate) wall_ms: u128,
     pub(crate) requests_per_sec: f64,
+    /// 429s received for rate (the batch was held back, no job was lost to them).
+    pub(crate) rate_limited: u64,
     /// `(job id, error type, message)` for each failed job, in any order.
     pub(crate) failures: &'a [JobFailure],
 }
@@ -207,11 +209,11 @@ pub(crate) fn batch_summary(view: &BatchSummaryView) -> String {
         "### qwen batch: {status}, {} of {} jobs succeeded\n",
         view.succeeded, view.jobs
     );
-    md.push_str("| jobs | succeeded | failed | retried | input tokens | output tokens | wall time | requests/s |\n");
-    md.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    md.push_str("| jobs | succeeded | failed | retried | input tokens | output tokens | wall time | requests/s | rate limited (429) |\n");
+    md.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     let _ = writeln!(
         md,
-        "| {} | {} | {} | {} | {} | {} | {} | {:.1} |",
+        "| {} | {} | {} | {} | {} | {} | {} | {:.1} | {} |",
         view.jobs,
         view.succeeded,
         view.failed,
@@ -219,7 +221,8 @@ pub(crate) fn batch_summary(view: &BatchSummaryView) -> String {
         view.input_tokens,
         view.output_tokens,
         human_duration(view.wall_ms),
-        view.requests_per_sec
+        view.requests_per_sec,
+        view.rate_limited
     );
     if view.failures.is_empty() {
         return md;
@@ -455,6 +458,7 @@ mod tests {
             output_tokens: 567,
             wall_ms: 12_345,
             requests_per_sec: 8.1234,
+            rate_limited: 3,
             failures,
         }
     }
@@ -467,7 +471,7 @@ mod tests {
             "{md}"
         );
         assert!(
-            md.contains("| 100 | 100 | 0 | 7 | 1234 | 567 | 12.34 s | 8.1 |"),
+            md.contains("| 100 | 100 | 0 | 7 | 1234 | 567 | 12.34 s | 8.1 | 3 |"),
             "{md}"
         );
         assert!(!md.contains("Failed jobs"), "{md}");

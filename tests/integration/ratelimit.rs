@@ -386,10 +386,14 @@ fn no_job_lost(style: Style) {
         burst: 4.0,
         style,
     });
-    let out = batch(
-        &env,
-        &server,
-        &[
+    // Under GitHub Actions, so that the step summary is written too.
+    let step_summary = env.root.join("step-summary.md");
+    let out = run(env
+        .cmd_with(&server.base_url, crate::common::KEY)
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &step_summary)
+        .args(["--jobs", "jobs.jsonl", "--output", "out.jsonl", "--quiet"])
+        .args([
             "--concurrency",
             "8",
             "--retries",
@@ -398,10 +402,16 @@ fn no_job_lost(style: Style) {
             "0",
             "--summary",
             "summary.json",
-        ],
-    );
+        ]));
     out.code(0);
     all_succeeded(&env, 24);
+    let markdown = std::fs::read_to_string(&step_summary).expect("a step summary");
+    assert!(
+        markdown.contains("rate limited (429)")
+            && markdown.contains(&format!(" | {} |\n", server.rejected())),
+        "the step summary counts every 429 ({}): {markdown}",
+        server.rejected()
+    );
     let summary: Value =
         serde_json::from_str(&env.read_project("summary.json")).expect("summary JSON");
     assert_eq!(summary["succeeded"], 24);

@@ -236,6 +236,7 @@ fn finish(
             output_tokens: summary.output_tokens,
             wall_ms: summary.wall_ms,
             requests_per_sec: summary.requests_per_sec,
+            rate_limited: summary.rate_limited,
             failures: &summary.failures,
         };
         append_step_summary(&path, &github::batch_summary(&view));
