@@ -254,11 +254,22 @@ impl Models<'_> {
                     let shown = deltas_are_final && emitted;
                     if !shown && fallback::is_capacity(&error) && self.current + 1 < self.list.len()
                     {
-                        crate::diag::warn(&format!(
-                            "warning: `{}` has no capacity ({error}); trying `{}`",
-                            self.model(),
-                            self.list[self.current + 1]
-                        ));
+                        let next = &self.list[self.current + 1];
+                        // A batch's pacer that gave up on a model refuses all its jobs: say so once.
+                        if !matches!(error, ApiError::RateLimitWait { .. }) {
+                            crate::diag::warn(&format!(
+                                "warning: `{}` has no capacity ({error}); trying `{next}`",
+                                self.model()
+                            ));
+                        } else if self
+                            .client
+                            .first_notice(&format!("gave up on {}", self.model()))
+                        {
+                            crate::diag::warn(&format!(
+                                "warning: `{}` has no capacity ({error}); its jobs go to `{next}` from now on",
+                                self.model()
+                            ));
+                        }
                         self.current += 1;
                         continue;
                     }

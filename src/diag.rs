@@ -16,6 +16,18 @@ pub(crate) fn debug(message: &str) {
     let _ = writeln!(std::io::stderr(), "DEBUG {}", neutralise_commands(message));
 }
 
+/// A duration as a message says it: `360s`, `1.5s`, `300ms` (a limit given as `300ms` is not
+/// "0s").
+pub(crate) fn duration(d: std::time::Duration) -> String {
+    if d.as_secs() == 0 && !d.is_zero() {
+        format!("{}ms", d.as_millis().max(1))
+    } else if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
 pub(crate) fn warn(message: &str) {
     let _ = writeln!(std::io::stderr(), "{}", neutralise_commands(message));
 }
@@ -44,4 +56,23 @@ pub(crate) fn prompt(question: &str) {
     let mut stderr = std::io::stderr().lock();
     let _ = write!(stderr, "{question}");
     let _ = stderr.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn durations_keep_what_was_given() {
+        for (d, text) in [
+            (Duration::ZERO, "0s"),
+            (Duration::from_micros(10), "1ms"),
+            (Duration::from_millis(300), "300ms"),
+            (Duration::from_secs(1), "1s"),
+            (Duration::from_millis(1500), "1.5s"),
+            (Duration::from_secs(360), "360s"),
+        ] {
+            assert_eq!(super::duration(d), text, "{d:?}");
+        }
+    }
 }

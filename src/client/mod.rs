@@ -125,8 +125,8 @@ pub(crate) enum ApiError {
     #[error("unusable response: {0}")]
     InvalidResponse(String),
     #[error(
-        "HTTP {status}: the server asked to wait {}s before retrying, more than --max-retry-wait ({}s)",
-        wait.as_secs(), max.as_secs()
+        "HTTP {status}: the server asked to wait {} before retrying, more than --max-retry-wait ({})",
+        crate::diag::duration(*wait), crate::diag::duration(*max)
     )]
     RetryAfterTooLong {
         status: u16,
@@ -136,8 +136,8 @@ pub(crate) enum ApiError {
     #[error("HTTP 429: insufficient quota: {message}")]
     QuotaExhausted { message: String },
     #[error(
-        "the server refused every request for {}s (--max-rate-limit-wait); nothing more was sent",
-        waited.as_secs()
+        "the server refused every request for {} (--max-rate-limit-wait); nothing more was sent",
+        crate::diag::duration(*waited)
     )]
     RateLimitWait { waited: Duration },
     #[error("{}", empty_after_reasoning(finish_reason.as_deref()))]
@@ -406,6 +406,8 @@ pub(crate) struct ChatClient {
     learned: params::Learned,
     /// Header values that carry credentials (`-H`, a job file's `headers`): scrubbed like the key.
     secrets: Arc<std::sync::RwLock<Vec<SecretString>>>,
+    /// What has been said once for the whole run (see [`ChatClient::first_notice`]).
+    notices: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 /// Install the TLS crypto provider once per process (reqwest is built without a default one).
@@ -464,6 +466,7 @@ impl ChatClient {
             pacers: None,
             learned: params::Learned::default(),
             secrets: Arc::default(),
+            notices: Arc::default(),
         })
         .inspect(|client| {
             let values: Vec<String> = client
@@ -515,6 +518,15 @@ impl ChatClient {
     pub(crate) fn with_pacers(mut self, pacers: Arc<Pacers>) -> Self {
         self.pacers = Some(pacers);
         self
+    }
+
+    /// True the first time `what` is asked about in this run (by any clone): for a warning about
+    /// the state of a model, not of one request, which a batch would otherwise print per job.
+    pub(crate) fn first_notice(&self, what: &str) -> bool {
+        self.notices
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(what.to_owned())
     }
 
     /// Send one chat request, retrying per the policy. `on_piece` gets each piece of text (and of

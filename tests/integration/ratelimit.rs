@@ -630,7 +630,7 @@ fn a_server_that_never_recovers_ends_the_batch_with_75_and_resume_finishes_it() 
         ],
     );
     out.code(75)
-        .stderr_has("--max-rate-limit-wait")
+        .stderr_has("--max-rate-limit-wait (300ms)")
         .stderr_has("--resume");
     let lines = file_lines(&env, "out.jsonl");
     assert!(
@@ -667,7 +667,15 @@ fn a_model_refused_past_the_rate_limit_wait_hands_its_jobs_to_the_fallback_model
             "0",
         ],
     );
-    out.code(0).stderr_has("trying `backup`");
+    out.code(0);
+    assert_eq!(
+        out.stderr
+            .matches("its jobs go to `backup` from now on")
+            .count(),
+        1,
+        "said once, not once per job: {}",
+        out.stderr
+    );
     all_succeeded(&env, 12);
     for line in file_lines(&env, "out.jsonl") {
         assert_eq!(line["fallback_from"], json!(["primary"]), "{line}");

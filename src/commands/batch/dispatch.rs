@@ -313,8 +313,8 @@ impl<'a> Dispatcher<'a> {
                         .to_owned()
                 }
                 _ => format!(
-                    "the server has refused for --max-rate-limit-wait ({}s): no new jobs; finishing {} in flight",
-                    self.limits.max_rate_limit_wait.as_secs(),
+                    "the server has refused for --max-rate-limit-wait ({}): no new jobs; finishing {} in flight",
+                    diag::duration(self.limits.max_rate_limit_wait),
                     self.set.len()
                 ),
             });
@@ -335,8 +335,8 @@ impl<'a> Dispatcher<'a> {
         self.dispatching = false;
         self.grace_deadline = Deadline::now() + self.limits.shutdown_grace;
         diag::warn(&format!(
-            "{signal}: no new jobs; waiting up to {}s for {} in flight (again to stop at once)",
-            self.limits.shutdown_grace.as_secs(),
+            "{signal}: no new jobs; waiting up to {} for {} in flight (again to stop at once)",
+            diag::duration(self.limits.shutdown_grace),
             self.set.len()
         ));
     }

@@ -174,8 +174,8 @@ pub(crate) fn report(
         Some(Stop::RateLimited(waited)) => {
             let _ = writeln!(
                 text,
-                "batch: stopped: the server refused every request for {}s (--max-rate-limit-wait); run again later with --resume to finish",
-                waited.as_secs()
+                "batch: stopped: the server refused every request for {} (--max-rate-limit-wait); run again later with --resume to finish",
+                diag::duration(*waited)
             );
         }
         Some(Stop::Quota(message)) => {
