@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 use secrecy::SecretString;
-use serde_json::{Value, json};
 
 use crate::auth;
 use crate::auth::oauth::creds::{self, CredsPaths, Freshness, OAuthCreds};
@@ -16,6 +15,10 @@ use crate::config::{AuthType, ResolvedConfig, Source};
 use crate::context::Context;
 use crate::error::Error;
 use crate::exit::ExitStatus;
+use crate::output::schema::{
+    ApiKeyStatus, AuthStatus, AuthStatusFailed, DotEnvStatus, ErrorInfo, GitExposure, HeaderStatus,
+    OAuthStatus, SettingsStatus, SourceJson, SourcedJson,
+};
 use crate::output::write_stdout;
 
 /// What `~/.qwen` says about Qwen OAuth and the selected method, read without any network traffic.
@@ -58,21 +61,34 @@ impl OAuthView {
         })
     }
 
-    fn json(&self) -> Value {
+    fn status(&self) -> OAuthStatus<'_> {
         let c = self.cached();
-        json!({
-            "creds_path": self.path,
-            "cached": c.is_some(),
-            "error": self.creds.as_ref().err(),
-            "state": self.freshness_word(),
-            "expiry_date": c.and_then(|c| c.expiry_date),
-            "expires": c.and_then(|c| c.expiry_date).map(http_date),
-            "token_type": c.map(|c| c.token_type.clone()),
-            "access_token": c.map(|c| crate::secret::redact(&SecretString::from(c.access_token.clone()))),
-            "has_refresh_token": c.is_some_and(|c| c.refresh_token.is_some()),
-            "resource_url": c.and_then(|c| c.resource_url.clone()),
-            "base_url": c.and_then(|c| c.api_base_url().ok()).map(|u| u.to_string()),
-        })
+        OAuthStatus {
+            creds_path: self.path.as_deref(),
+            cached: c.is_some(),
+            error: self.creds.as_ref().err().map(String::as_str),
+            state: self.freshness_word(),
+            expiry_date: c.and_then(|c| c.expiry_date),
+            expires: c.and_then(|c| c.expiry_date).map(http_date),
+            token_type: c.map(|c| c.token_type.as_str()),
+            access_token: c
+                .map(|c| crate::secret::redact(&SecretString::from(c.access_token.clone()))),
+            has_refresh_token: c.is_some_and(|c| c.refresh_token.is_some()),
+            resource_url: c.and_then(|c| c.resource_url.as_deref()),
+            base_url: c.and_then(|c| c.api_base_url().ok()).map(|u| u.to_string()),
+        }
+    }
+
+    fn settings(&self) -> SettingsStatus<'_> {
+        SettingsStatus {
+            path: self.settings_path.as_deref(),
+            selected_type: match &self.selection {
+                Selection::Known(t) => Some(t.as_str()),
+                Selection::Unknown(raw) => Some(raw.as_str()),
+                Selection::None => None,
+            },
+            understood: !matches!(self.selection, Selection::Unknown(_)),
+        }
     }
 }
 
@@ -101,16 +117,6 @@ fn relative(target_ms: u64, now_ms: u64) -> String {
     }
 }
 
-fn source_json(source: &Source) -> Value {
-    match source {
-        Source::Flag(name) => json!({"type": "flag", "name": name}),
-        Source::Env(name) => json!({"type": "env", "name": name}),
-        Source::DotEnv { path, .. } => json!({"type": "dotenv", "path": path}),
-        Source::Setting(path) => json!({"type": "setting", "path": path}),
-        Source::Default => json!({"type": "default"}),
-    }
-}
-
 /// `qwen auth status [--json]`: what a run would use, and where each value came from.
 pub(crate) fn command(
     args: &ConfigArgs,
@@ -121,9 +127,11 @@ pub(crate) fn command(
         Ok(c) => c,
         Err(e) => {
             if as_json {
-                let doc =
-                    json!({"ready": false, "error": {"type": e.kind(), "message": e.to_string()}});
-                let _ = write_stdout(format!("{doc}\n").as_bytes());
+                let doc = AuthStatusFailed {
+                    ready: false,
+                    error: error_info(&e),
+                };
+                let _ = write_stdout(json_line(&doc)?.as_bytes());
             }
             return Err(e);
         }
@@ -132,30 +140,10 @@ pub(crate) fn command(
     let view = OAuthView::read(home.as_deref());
     let check = auth::credentials(&config, home.as_deref());
     let text = if as_json {
-        let mut doc = status_json(&config);
-        doc["oauth"] = view.json();
-        doc["settings"] = json!({
-            "path": view.settings_path,
-            "selected_type": match &view.selection {
-                Selection::Known(t) => Some(t.as_str().to_owned()),
-                Selection::Unknown(raw) => Some(raw.clone()),
-                Selection::None => None,
-            },
-            "understood": !matches!(view.selection, Selection::Unknown(_)),
-        });
         let headers = args.headers()?;
-        if !headers.is_empty() {
-            doc["headers"] = headers
-                .iter()
-                .map(|h| json!({"name": h.name, "value": redacted_header(&h.value), "source": {"type": "flag", "name": "--header"}}))
-                .collect();
-        }
-        doc["ready"] = json!(check.is_ok());
-        doc["error"] = check.as_ref().err().map_or(
-            Value::Null,
-            |e| json!({"type": e.kind(), "message": e.to_string()}),
-        );
-        format!("{doc}\n")
+        let exposure = crate::commands::dotenv_exposure(&config);
+        let doc = status_json(&config, &view, &headers, exposure.as_ref(), &check);
+        json_line(&doc)?
     } else {
         let mut text = status_text(&config, &view);
         for h in &args.headers()? {
@@ -190,27 +178,67 @@ fn redacted_header(value: &str) -> String {
     crate::secret::redact(&SecretString::from(value.to_owned()))
 }
 
-fn status_json(config: &ResolvedConfig) -> Value {
-    json!({
-        "auth_type": {"value": config.auth_type.value, "source": source_json(&config.auth_type.source)},
-        "api_key": {
-            "value": config.api_key.as_ref().map(|k| crate::secret::redact(&k.value)),
-            "source": config.api_key.as_ref().map(|k| source_json(&k.source)),
-            "set_but_empty": config.empty_key_sources.iter().map(source_json).collect::<Vec<_>>(),
+fn status_json<'a>(
+    config: &'a ResolvedConfig,
+    view: &'a OAuthView,
+    headers: &'a [crate::client::params::ExtraHeader],
+    exposure: Option<&'a (PathBuf, crate::gitignore::Exposure)>,
+    check: &Result<auth::AuthPlan, Error>,
+) -> AuthStatus<'a> {
+    let sourced = |value: &'a str, source: &'a Source| SourcedJson {
+        value,
+        source: source.into(),
+    };
+    AuthStatus {
+        auth_type: sourced(config.auth_type.value.as_str(), &config.auth_type.source),
+        api_key: ApiKeyStatus {
+            value: config
+                .api_key
+                .as_ref()
+                .map(|k| crate::secret::redact(&k.value)),
+            source: config.api_key.as_ref().map(|k| (&k.source).into()),
+            set_but_empty: config.empty_key_sources.iter().map(Into::into).collect(),
         },
-        "base_url": {"value": config.base_url.value.as_str(), "source": source_json(&config.base_url.source)},
-        "model": {"value": config.model.value, "source": source_json(&config.model.source)},
-        "dotenv": {
-            "used": config.dotenv.found.as_ref().map(|f| &f.path),
-            "probed": config.dotenv.probed,
-            "git": crate::commands::dotenv_exposure(config).map(|(_, e)| json!({
-                "exposure": e.as_str(),
-                "path": e.relative(),
-            })),
+        base_url: sourced(config.base_url.value.as_str(), &config.base_url.source),
+        model: sourced(&config.model.value, &config.model.source),
+        dotenv: DotEnvStatus {
+            used: config.dotenv.found.as_ref().map(|f| f.path.as_path()),
+            probed: &config.dotenv.probed,
+            git: exposure.map(|(_, e)| GitExposure {
+                exposure: e.as_str(),
+                path: e.relative(),
+            }),
         },
-        "interactive": config.interactive,
-        "debug": config.debug.is_some(),
-    })
+        interactive: config.interactive,
+        debug: config.debug.is_some(),
+        oauth: view.status(),
+        settings: view.settings(),
+        headers: headers
+            .iter()
+            .map(|h| HeaderStatus {
+                name: &h.name,
+                value: redacted_header(&h.value),
+                source: SourceJson::Flag { name: "--header" },
+            })
+            .collect(),
+        ready: check.is_ok(),
+        error: check.as_ref().err().map(error_info),
+    }
+}
+
+fn error_info(e: &Error) -> ErrorInfo {
+    ErrorInfo {
+        kind: e.kind().to_owned(),
+        message: e.to_string(),
+        last_answer: None,
+    }
+}
+
+/// One JSON document and a newline.
+fn json_line(doc: &impl serde::Serialize) -> Result<String, Error> {
+    let mut line = serde_json::to_string(doc).map_err(|e| Error::Internal(e.to_string()))?;
+    line.push('\n');
+    Ok(line)
 }
 
 fn status_text(config: &ResolvedConfig, view: &OAuthView) -> String {

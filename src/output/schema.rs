@@ -1,6 +1,6 @@
 //! The public JSON shapes, one typed struct each: what `-o json`/`stream-json` write (Qwen Code's
-//! `system`/`assistant`/`result`/`stream_event` messages), a batch's result lines, and `OpenAI`
-//! Batch API output lines. Field order is the order written; users' `jq` scripts depend on the
+//! `system`/`assistant`/`result`/`stream_event` messages), a batch's result lines, `OpenAI`
+//! Batch API output lines, and `auth status --json`. Field order is the order written; users' `jq` scripts depend on the
 //! names, so a change here is a change of the public contract. Resume reads lines back with the
 //! same types.
 
@@ -8,7 +8,10 @@ use serde::ser::SerializeTuple;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use std::path::{Path, PathBuf};
+
 use crate::client::Usage;
+use crate::config::Source;
 
 /// `usage` as results show it: numbers, or nulls when the server sent none.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -243,6 +246,120 @@ pub(crate) struct OpenAiBatchError {
 
 /// What `--resume` reads back from a line of either format: only the fields that say which job
 /// it is and whether it succeeded, so that lines from older versions still count.
+/// Where a configuration value came from, as `auth status --json` says it.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub(crate) enum SourceJson<'a> {
+    Flag { name: &'a str },
+    Env { name: &'a str },
+    Dotenv { path: &'a Path },
+    Setting { path: &'a Path },
+    Default,
+}
+
+impl<'a> From<&'a Source> for SourceJson<'a> {
+    fn from(source: &'a Source) -> Self {
+        match source {
+            Source::Flag(name) => Self::Flag { name },
+            Source::Env(name) => Self::Env { name },
+            Source::DotEnv { path, .. } => Self::Dotenv { path },
+            Source::Setting(path) => Self::Setting { path },
+            Source::Default => Self::Default,
+        }
+    }
+}
+
+/// A value and where it came from.
+#[derive(Debug, Serialize)]
+pub(crate) struct SourcedJson<'a> {
+    pub(crate) value: &'a str,
+    pub(crate) source: SourceJson<'a>,
+}
+
+/// `qwen auth status --json`: what a run would use, where each value came from, and whether it
+/// could authenticate. Secrets appear only redacted.
+#[derive(Debug, Serialize)]
+pub(crate) struct AuthStatus<'a> {
+    pub(crate) auth_type: SourcedJson<'a>,
+    pub(crate) api_key: ApiKeyStatus<'a>,
+    pub(crate) base_url: SourcedJson<'a>,
+    pub(crate) model: SourcedJson<'a>,
+    pub(crate) dotenv: DotEnvStatus<'a>,
+    pub(crate) interactive: bool,
+    pub(crate) debug: bool,
+    pub(crate) oauth: OAuthStatus<'a>,
+    pub(crate) settings: SettingsStatus<'a>,
+    /// `-H` headers, when any were given.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) headers: Vec<HeaderStatus<'a>>,
+    pub(crate) ready: bool,
+    pub(crate) error: Option<ErrorInfo>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct ApiKeyStatus<'a> {
+    /// Redacted.
+    pub(crate) value: Option<String>,
+    pub(crate) source: Option<SourceJson<'a>>,
+    /// The places that set the key to an empty value (and so were skipped).
+    pub(crate) set_but_empty: Vec<SourceJson<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct DotEnvStatus<'a> {
+    pub(crate) used: Option<&'a Path>,
+    pub(crate) probed: &'a [PathBuf],
+    /// Whether git would publish the `.env` in use.
+    pub(crate) git: Option<GitExposure<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct GitExposure<'a> {
+    pub(crate) exposure: &'a str,
+    pub(crate) path: &'a str,
+}
+
+/// What `~/.qwen/oauth_creds.json` holds, read without any network traffic.
+#[derive(Debug, Serialize)]
+pub(crate) struct OAuthStatus<'a> {
+    pub(crate) creds_path: Option<&'a Path>,
+    pub(crate) cached: bool,
+    pub(crate) error: Option<&'a str>,
+    /// `fresh`, `refreshable` or `expired`.
+    pub(crate) state: Option<&'a str>,
+    pub(crate) expiry_date: Option<u64>,
+    pub(crate) expires: Option<String>,
+    pub(crate) token_type: Option<&'a str>,
+    /// Redacted.
+    pub(crate) access_token: Option<String>,
+    pub(crate) has_refresh_token: bool,
+    pub(crate) resource_url: Option<&'a str>,
+    pub(crate) base_url: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct SettingsStatus<'a> {
+    pub(crate) path: Option<&'a Path>,
+    pub(crate) selected_type: Option<&'a str>,
+    /// False when the settings select a method qwen does not implement.
+    pub(crate) understood: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct HeaderStatus<'a> {
+    pub(crate) name: &'a str,
+    /// Redacted like the key, whatever the header's name.
+    pub(crate) value: String,
+    pub(crate) source: SourceJson<'a>,
+}
+
+/// `auth status --json` when the configuration could not even be read.
+#[derive(Debug, Serialize)]
+pub(crate) struct AuthStatusFailed {
+    pub(crate) ready: bool,
+    pub(crate) error: ErrorInfo,
+}
+
 #[derive(Debug, Deserialize)]
 struct ReadBack {
     id: Option<String>,
