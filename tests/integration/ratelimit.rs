@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
 
-use crate::batch_support::{file_lines, jsonl, last_user_message, sorted};
+use crate::batch_support::{file_lines, jsonl, last_user_message, read_json_request, sorted};
 use crate::common::{Run, TestEnv, run};
 
 // The 429 for rate OpenAI sends (the body real servers send; `code: rate_limit_exceeded`).
@@ -291,37 +291,12 @@ fn decide(state: &mut State, prompt: &str, model: &str) -> Reply {
 }
 
 async fn serve(mut socket: tokio::net::TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let mut buf: Vec<u8> = Vec::new();
     loop {
-        let head_end = loop {
-            if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break pos + 4;
-            }
-            let mut chunk = [0u8; 8192];
-            let n = socket.read(&mut chunk).await?;
-            if n == 0 {
-                return Ok(());
-            }
-            buf.extend_from_slice(&chunk[..n]);
+        let Some(body) = read_json_request(&mut socket, &mut buf).await? else {
+            return Ok(());
         };
-        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-        let length: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
-        while buf.len() < head_end + length {
-            let mut chunk = [0u8; 8192];
-            let n = socket.read(&mut chunk).await?;
-            if n == 0 {
-                return Ok(());
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        let body: Value =
-            serde_json::from_slice(&buf[head_end..head_end + length]).unwrap_or_default();
-        buf.drain(..head_end + length);
         let prompt = last_user_message(&body).unwrap_or_default();
         let model = body["model"].as_str().unwrap_or_default();
         let reply = decide(&mut state.lock().expect("lock"), &prompt, model);
