@@ -19,6 +19,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode};
 use serde_json::{Map, Value, json};
 
+use crate::batch_support::RawServer;
+
 /// How a batch ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Ending {
@@ -89,14 +91,11 @@ struct State {
 pub(crate) struct Emulator {
     pub(crate) base_url: String,
     state: Arc<Mutex<State>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _server: RawServer,
 }
 
 impl Emulator {
     pub(crate) fn start(key: &str) -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let base_url = format!("http://{}/v1", listener.local_addr().expect("address"));
         let state = Arc::new(Mutex::new(State {
             key: key.to_owned(),
             files: HashMap::new(),
@@ -110,44 +109,23 @@ impl Emulator {
             one_model_per_file: true,
             log: Vec::new(),
         }));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let shared = Arc::clone(&state);
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("a runtime for the emulator");
-            runtime.block_on(async move {
-                let listener =
-                    tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
-                let accept = async {
-                    loop {
-                        let Ok((socket, _)) = listener.accept().await else {
-                            continue;
-                        };
-                        let state = Arc::clone(&shared);
-                        tokio::spawn(async move {
-                            let service = hyper::service::service_fn(move |req| {
-                                let state = Arc::clone(&state);
-                                async move { Ok::<_, Infallible>(handle(req, state).await) }
-                            });
-                            let _ = hyper::server::conn::http1::Builder::new()
-                                .serve_connection(hyper_util::rt::TokioIo::new(socket), service)
-                                .await;
-                        });
-                    }
-                };
-                tokio::select! {
-                    () = accept => {}
-                    _ = stopped => {}
-                }
-            });
+        let server = RawServer::start(2, move |socket| {
+            let state = Arc::clone(&shared);
+            async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let state = Arc::clone(&state);
+                    async move { Ok::<_, Infallible>(handle(req, state).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(socket), service)
+                    .await;
+            }
         });
         Self {
-            base_url,
+            base_url: server.base_url.clone(),
             state,
-            stop: Some(stop),
+            _server: server,
         }
     }
 
@@ -219,14 +197,6 @@ impl Emulator {
 
     pub(crate) fn file_count(&self) -> usize {
         self.with(|s| s.files.len())
-    }
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
     }
 }
 

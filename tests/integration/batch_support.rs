@@ -290,38 +290,35 @@ impl Respond for Echo {
     }
 }
 
-/// A raw HTTP/1.1 server on 127.0.0.1 that holds every request for `hold` before echoing it,
-/// and records how many requests it held at once. wiremock cannot tell this: it only sees a
-/// request when it answers it.
-pub(crate) struct HoldingServer {
+/// A test server on 127.0.0.1, on a thread and runtime of its own (`threads` workers; 1: a
+/// current-thread runtime), handing each connection to `serve`. Dropping it stops accepting.
+pub(crate) struct RawServer {
     pub(crate) base_url: String,
-    max_in_flight: Arc<AtomicUsize>,
-    served: Arc<AtomicUsize>,
-    arrivals: Arc<Mutex<Vec<Instant>>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
-impl HoldingServer {
-    pub(crate) fn start(hold: Duration) -> Self {
+impl RawServer {
+    pub(crate) fn start<F, Fut>(threads: usize, serve: F) -> Self
+    where
+        F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
         listener.set_nonblocking(true).expect("nonblocking");
         let base_url = format!("http://{}/v1", listener.local_addr().expect("address"));
-        let in_flight = Arc::new(AtomicUsize::new(0));
-        let max_in_flight = Arc::new(AtomicUsize::new(0));
-        let served = Arc::new(AtomicUsize::new(0));
-        let arrivals = Arc::new(Mutex::new(Vec::new()));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let counters = Counters {
-            in_flight,
-            max: Arc::clone(&max_in_flight),
-            served: Arc::clone(&served),
-            arrivals: Arc::clone(&arrivals),
-        };
         std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime for the holding server");
+            let runtime = if threads > 1 {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(threads)
+                    .enable_all()
+                    .build()
+            } else {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+            }
+            .expect("a runtime for the test server");
             runtime.block_on(async move {
                 let listener =
                     tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
@@ -330,10 +327,7 @@ impl HoldingServer {
                         let Ok((socket, _)) = listener.accept().await else {
                             continue;
                         };
-                        let counters = counters.clone();
-                        tokio::spawn(async move {
-                            let _ = serve_held(socket, hold, &counters).await;
-                        });
+                        tokio::spawn(serve(socket));
                     }
                 };
                 tokio::select! {
@@ -344,10 +338,53 @@ impl HoldingServer {
         });
         Self {
             base_url,
+            stop: Some(stop),
+        }
+    }
+}
+
+impl Drop for RawServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A raw HTTP/1.1 server on 127.0.0.1 that holds every request for `hold` before echoing it,
+/// and records how many requests it held at once. wiremock cannot tell this: it only sees a
+/// request when it answers it.
+pub(crate) struct HoldingServer {
+    pub(crate) base_url: String,
+    max_in_flight: Arc<AtomicUsize>,
+    served: Arc<AtomicUsize>,
+    arrivals: Arc<Mutex<Vec<Instant>>>,
+    _server: RawServer,
+}
+
+impl HoldingServer {
+    pub(crate) fn start(hold: Duration) -> Self {
+        let max_in_flight = Arc::new(AtomicUsize::new(0));
+        let served = Arc::new(AtomicUsize::new(0));
+        let arrivals = Arc::new(Mutex::new(Vec::new()));
+        let counters = Counters {
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            max: Arc::clone(&max_in_flight),
+            served: Arc::clone(&served),
+            arrivals: Arc::clone(&arrivals),
+        };
+        let raw = RawServer::start(1, move |socket| {
+            let counters = counters.clone();
+            async move {
+                let _ = serve_held(socket, hold, &counters).await;
+            }
+        });
+        Self {
+            base_url: raw.base_url.clone(),
             max_in_flight,
             served,
             arrivals,
-            stop: Some(stop),
+            _server: raw,
         }
     }
 
@@ -364,14 +401,6 @@ impl HoldingServer {
     /// When each request had fully arrived, in order.
     pub(crate) fn arrivals(&self) -> Vec<Instant> {
         self.arrivals.lock().expect("lock").clone()
-    }
-}
-
-impl Drop for HoldingServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
     }
 }
 

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
 
-use crate::batch_support::{file_lines, jsonl, last_user_message, read_json_request, sorted};
+use crate::batch_support::{
+    RawServer, file_lines, jsonl, last_user_message, read_json_request, sorted,
+};
 use crate::common::{Run, TestEnv, run};
 
 // The 429 for rate OpenAI sends (the body real servers send; `code: rate_limit_exceeded`).
@@ -88,7 +90,7 @@ struct State {
 struct LimitedServer {
     base_url: String,
     state: Arc<Mutex<State>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _server: RawServer,
 }
 
 struct Reply {
@@ -99,9 +101,6 @@ struct Reply {
 
 impl LimitedServer {
     fn start(mode: Mode) -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let base_url = format!("http://{}/v1", listener.local_addr().expect("address"));
         let burst = match &mode {
             Mode::Bucket { burst, .. } => *burst,
             _ => 0.0,
@@ -115,36 +114,17 @@ impl LimitedServer {
             early: 0,
             quiet: None,
         }));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let shared = Arc::clone(&state);
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime for the server");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                let accept = async {
-                    loop {
-                        let Ok((socket, _)) = listener.accept().await else {
-                            continue;
-                        };
-                        let state = Arc::clone(&shared);
-                        tokio::spawn(async move {
-                            let _ = serve(socket, &state).await;
-                        });
-                    }
-                };
-                tokio::select! {
-                    () = accept => {}
-                    _ = stopped => {}
-                }
-            });
+        let server = RawServer::start(1, move |socket| {
+            let state = Arc::clone(&shared);
+            async move {
+                let _ = serve(socket, &state).await;
+            }
         });
         Self {
-            base_url,
+            base_url: server.base_url.clone(),
             state,
-            stop: Some(stop),
+            _server: server,
         }
     }
 
@@ -162,14 +142,6 @@ impl LimitedServer {
 
     fn early(&self) -> usize {
         self.state.lock().expect("lock").early
-    }
-}
-
-impl Drop for LimitedServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
     }
 }
 
