@@ -19,7 +19,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode};
 use serde_json::{Map, Value, json};
 
-use crate::batch_support::RawServer;
+use crate::batch_support::TokioServer;
 
 /// How a batch ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +91,7 @@ struct State {
 pub(crate) struct Emulator {
     pub(crate) base_url: String,
     state: Arc<Mutex<State>>,
-    _server: RawServer,
+    _server: TokioServer,
 }
 
 impl Emulator {
@@ -110,7 +110,7 @@ impl Emulator {
             log: Vec::new(),
         }));
         let shared = Arc::clone(&state);
-        let server = RawServer::start(2, move |socket| {
+        let server = TokioServer::start(2, move |socket| {
             let state = Arc::clone(&shared);
             async move {
                 let service = hyper::service::service_fn(move |req| {

@@ -292,12 +292,12 @@ impl Respond for Echo {
 
 /// A test server on 127.0.0.1, on a thread and runtime of its own (`threads` workers; 1: a
 /// current-thread runtime), handing each connection to `serve`. Dropping it stops accepting.
-pub(crate) struct RawServer {
+pub(crate) struct TokioServer {
     pub(crate) base_url: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
-impl RawServer {
+impl TokioServer {
     pub(crate) fn start<F, Fut>(threads: usize, serve: F) -> Self
     where
         F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
@@ -343,7 +343,7 @@ impl RawServer {
     }
 }
 
-impl Drop for RawServer {
+impl Drop for TokioServer {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -359,7 +359,7 @@ pub(crate) struct HoldingServer {
     max_in_flight: Arc<AtomicUsize>,
     served: Arc<AtomicUsize>,
     arrivals: Arc<Mutex<Vec<Instant>>>,
-    _server: RawServer,
+    _server: TokioServer,
 }
 
 impl HoldingServer {
@@ -373,7 +373,7 @@ impl HoldingServer {
             served: Arc::clone(&served),
             arrivals: Arc::clone(&arrivals),
         };
-        let raw = RawServer::start(1, move |socket| {
+        let raw = TokioServer::start(1, move |socket| {
             let counters = counters.clone();
             async move {
                 let _ = serve_held(socket, hold, &counters).await;

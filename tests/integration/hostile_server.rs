@@ -336,19 +336,21 @@ async fn a_partly_echoed_key_is_scrubbed_in_every_form() {
 
 // ---- Permanent failures are not retried ------------------------------------------------------
 
+/// `cmd --retry-base-delay 0 --json hi` against `server` ends as a protocol error (exit 1) after a
+/// single connection: not retried.
+#[track_caller]
+fn protocol_error_sent_once(server: &RawServer, mut cmd: assert_cmd::Command) {
+    let r = run(cmd.args(["--retry-base-delay", "0", "--json", "hi"]));
+    r.code(1);
+    assert_error_result(&r.result(), "protocol_error");
+    assert_eq!(server.connections(), 1, "not retried\n{r}");
+}
+
 #[test]
 fn a_peer_that_does_not_speak_http_is_not_retried() {
     let env = TestEnv::new();
     let server = replying(b"SSH-2.0-OpenSSH_9.6\r\n");
-    let r = run(env.cmd_with(&server.base_url(), KEY).args([
-        "--retry-base-delay",
-        "0",
-        "--json",
-        "hi",
-    ]));
-    r.code(1);
-    assert_error_result(&r.result(), "protocol_error");
-    assert_eq!(server.connections(), 1, "not retried\n{r}");
+    protocol_error_sent_once(&server, env.cmd_with(&server.base_url(), KEY));
 }
 
 #[test]
@@ -365,15 +367,7 @@ fn oversized_response_headers_are_not_retried() {
         }
         let _ = stream.write_all(b"\r\n\r\n");
     });
-    let r = run(env.cmd_with(&server.base_url(), KEY).args([
-        "--retry-base-delay",
-        "0",
-        "--json",
-        "hi",
-    ]));
-    r.code(1);
-    assert_error_result(&r.result(), "protocol_error");
-    assert_eq!(server.connections(), 1, "not retried\n{r}");
+    protocol_error_sent_once(&server, env.cmd_with(&server.base_url(), KEY));
 }
 
 #[test]
@@ -382,15 +376,7 @@ fn a_broken_chunked_body_is_not_retried() {
     let server = replying(
         b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\nzz-not-a-size\r\ndata: x\r\n\r\n",
     );
-    let r = run(env.cmd_with(&server.base_url(), KEY).args([
-        "--retry-base-delay",
-        "0",
-        "--json",
-        "hi",
-    ]));
-    r.code(1);
-    assert_error_result(&r.result(), "protocol_error");
-    assert_eq!(server.connections(), 1, "not retried\n{r}");
+    protocol_error_sent_once(&server, env.cmd_with(&server.base_url(), KEY));
 }
 
 #[test]
@@ -475,12 +461,7 @@ fn https_to_a_plain_http_server_is_not_retried() {
     let env = TestEnv::new();
     let server = replying(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
     let url = format!("https://{}/v1", server.addr);
-    let r = run(env
-        .cmd_with(&url, KEY)
-        .args(["--retry-base-delay", "0", "--json", "hi"]));
-    r.code(1);
-    assert_error_result(&r.result(), "protocol_error");
-    assert_eq!(server.connections(), 1, "not retried\n{r}");
+    protocol_error_sent_once(&server, env.cmd_with(&url, KEY));
 }
 
 // ---- Redirects -------------------------------------------------------------------------------
@@ -841,13 +822,9 @@ fn an_http2_peer_that_breaks_the_protocol_is_not_retried() {
     let env = TestEnv::new();
     let ca = env.root.join("ca.pem");
     std::fs::write(&ca, pem).expect("write the CA");
-    let r = run(env
-        .cmd_with(&format!("https://{}/v1", server.addr), KEY)
-        .env("SSL_CERT_FILE", &ca)
-        .args(["--retry-base-delay", "0", "--json", "hi"]));
-    r.code(1);
-    assert_error_result(&r.result(), "protocol_error");
-    assert_eq!(server.connections(), 1, "not retried\n{r}");
+    let mut cmd = env.cmd_with(&format!("https://{}/v1", server.addr), KEY);
+    cmd.env("SSL_CERT_FILE", &ca);
+    protocol_error_sent_once(&server, cmd);
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::{Value, json};
 
 use crate::batch_support::{
-    RawServer, file_lines, jsonl, last_user_message, read_json_request, sorted,
+    TokioServer, file_lines, jsonl, last_user_message, read_json_request, sorted,
 };
 use crate::common::{Run, TestEnv, run};
 
@@ -90,7 +90,7 @@ struct State {
 struct LimitedServer {
     base_url: String,
     state: Arc<Mutex<State>>,
-    _server: RawServer,
+    _server: TokioServer,
 }
 
 struct Reply {
@@ -115,7 +115,7 @@ impl LimitedServer {
             quiet: None,
         }));
         let shared = Arc::clone(&state);
-        let server = RawServer::start(1, move |socket| {
+        let server = TokioServer::start(1, move |socket| {
             let state = Arc::clone(&shared);
             async move {
                 let _ = serve(socket, &state).await;
