@@ -131,6 +131,10 @@ pub(crate) struct JobFile {
     default_schema: Option<Arc<OutputSchema>>,
     /// The file's `defaults.fallback_models`.
     default_fallbacks: Option<Vec<String>>,
+    /// The file's `defaults.extra_body` and `defaults.headers`, parsed once; each job merges
+    /// its own over them.
+    default_extra_body: Map<String, Value>,
+    default_headers: Vec<ExtraHeader>,
     _spool: Option<tempfile::TempPath>,
 }
 
@@ -183,6 +187,8 @@ impl JobFile {
                 file_defaults: Map::new(),
                 default_schema: None,
                 default_fallbacks: None,
+                default_extra_body: Map::new(),
+                default_headers: Vec::new(),
                 _spool: Some(path),
             });
         }
@@ -218,6 +224,8 @@ impl JobFile {
             file_defaults: Map::new(),
             default_schema: None,
             default_fallbacks: None,
+            default_extra_body: Map::new(),
+            default_headers: Vec::new(),
             _spool: None,
         };
         if format != JobFormat::Jsonl
@@ -235,8 +243,9 @@ impl JobFile {
         Ok(file)
     }
 
-    /// Move `json_schema` and `fallback_models` out of the file's `defaults` (they are not request
-    /// fields) and check them now: a bad one is an input error before anything is sent.
+    /// Move `json_schema`, `fallback_models`, `extra_body` and `headers` out of the file's
+    /// `defaults` (they are not request fields) and parse them now: a bad one is an input error
+    /// before anything is sent.
     fn take_structured_defaults(&mut self) -> Result<(), Error> {
         let bad = |what: &str, why: String| {
             Error::input(
@@ -248,12 +257,11 @@ impl JobFile {
             let schema = job_schema(&value, &self.paths).map_err(|e| bad("json_schema", e))?;
             self.default_schema = Some(schema);
         }
-        // Kept in `file_defaults` (each job merges over them), but checked once, here.
-        if let Some(value) = self.file_defaults.get("extra_body") {
-            extra_body_of(value).map_err(|e| bad("extra_body", e))?;
+        if let Some(value) = self.file_defaults.remove("extra_body") {
+            self.default_extra_body = extra_body_of(&value).map_err(|e| bad("extra_body", e))?;
         }
-        if let Some(value) = self.file_defaults.get("headers") {
-            headers_of(value).map_err(|e| bad("headers", e))?;
+        if let Some(value) = self.file_defaults.remove("headers") {
+            self.default_headers = headers_of(&value).map_err(|e| bad("headers", e))?;
         }
         if let Some(value) = self.file_defaults.remove("fallback_models") {
             self.default_fallbacks =
@@ -445,8 +453,6 @@ impl JobFile {
         let mut fallback_models = fallback_default;
         // The job, then explicit flags, then the file's `defaults`, then the configured model.
         let mut fields = self.file_defaults.clone();
-        fields.remove("extra_body");
-        fields.remove("headers");
         let file_system = fields.remove("system");
         // A `.prompt.yml` prompt file's model and parameters sit above the file's `defaults`
         // and below the flags and the job's own fields.
@@ -530,19 +536,12 @@ impl JobFile {
         job: &mut Map<String, Value>,
         defaults: &JobDefaults,
     ) -> Result<(Map<String, Value>, Vec<ExtraHeader>), String> {
-        let mut extra_body = match self.file_defaults.get("extra_body") {
-            Some(v) => extra_body_of(v).map_err(|e| format!("`defaults.extra_body`: {e}"))?,
-            None => Map::new(),
-        };
+        let mut extra_body = self.default_extra_body.clone();
         extra_body.extend(defaults.extra_body.clone());
         if let Some(v) = job.remove("extra_body") {
             extra_body.extend(extra_body_of(&v).map_err(|e| format!("`extra_body`: {e}"))?);
         }
-        let mut headers = match self.file_defaults.get("headers") {
-            Some(v) => headers_of(v).map_err(|e| format!("`defaults.headers`: {e}"))?,
-            None => Vec::new(),
-        };
-        headers = merge_headers(&headers, &defaults.headers);
+        let mut headers = merge_headers(&self.default_headers, &defaults.headers);
         if let Some(v) = job.remove("headers") {
             headers = merge_headers(
                 &headers,
