@@ -9,7 +9,7 @@ pub(crate) mod transport;
 pub(crate) mod url;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use reqwest::{StatusCode, Url};
@@ -333,6 +333,21 @@ pub(crate) struct Failure {
     pub(crate) adjusted: Vec<String>,
 }
 
+impl Failure {
+    fn new(error: ApiError, attempts: u32, adjusted: &[params::Adjustment]) -> Self {
+        Self {
+            error,
+            attempts,
+            adjusted: described(adjusted),
+        }
+    }
+}
+
+/// The adjustments made to a request, as results report them.
+fn described(adjusted: &[params::Adjustment]) -> Vec<String> {
+    adjusted.iter().map(|a| a.describe()).collect()
+}
+
 /// Spaces requests out to at most `per_minute`, shared by all clones of a client.
 #[derive(Debug)]
 pub(crate) struct RateLimiter {
@@ -448,7 +463,6 @@ impl ChatClient {
         key: SecretString,
         settings: ClientSettings,
     ) -> Result<Self, ApiError> {
-        install_crypto_provider();
         let builder = http_builder(base_url)
             .connect_timeout(settings.connect_timeout)
             .read_timeout(settings.idle_timeout)
@@ -482,29 +496,32 @@ impl ChatClient {
 
     /// Use another key from now on, for this client and all its clones (a refreshed OAuth token).
     pub(crate) fn set_key(&self, key: SecretString) -> Result<(), ApiError> {
-        let bearer = Bearer::new(key)?;
-        match self.bearer.write() {
-            Ok(mut guard) => *guard = bearer,
-            Err(poisoned) => *poisoned.into_inner() = bearer,
-        }
+        *self
+            .bearer
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Bearer::new(key)?;
         Ok(())
     }
 
     /// Scrub these values from server text from now on, like the key (a job file's credential
     /// headers), for this client and all its clones.
     pub(crate) fn add_secrets(&self, values: impl IntoIterator<Item = String>) {
-        let mut list = match self.secrets.write() {
-            Ok(l) => l,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        list.extend(values.into_iter().map(SecretString::from));
+        self.secrets
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(values.into_iter().map(SecretString::from));
     }
 
     fn auth_header(&self) -> HeaderValue {
-        match self.bearer.read() {
-            Ok(b) => b.header.clone(),
-            Err(poisoned) => poisoned.into_inner().header.clone(),
-        }
+        self.bearer().header.clone()
+    }
+
+    /// The current key and header (a poisoned lock still holds a whole value: it is only ever
+    /// replaced whole).
+    fn bearer(&self) -> std::sync::RwLockReadGuard<'_, Bearer> {
+        self.bearer
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     #[must_use]
@@ -542,7 +559,6 @@ impl ChatClient {
         on_piece: &mut OnPiece<'_>,
         deltas_are_final: bool,
     ) -> Result<Completion, Failure> {
-        let start = Instant::now();
         let mut body = streaming_body(request.body);
         let mut adjusted = self.learned.prepare(
             &mut body,
@@ -562,11 +578,11 @@ impl ChatClient {
         let mut failures = 0;
         loop {
             let turn = match &pacer {
-                Some(pacer) => Some(wait_turn(pacer, &body).await.map_err(|error| Failure {
-                    error,
-                    attempts: attempt,
-                    adjusted: adjusted.iter().map(|a| a.describe()).collect(),
-                })?),
+                Some(pacer) => Some(
+                    wait_turn(pacer, &body)
+                        .await
+                        .map_err(|error| Failure::new(error, attempt, &adjusted))?,
+                ),
                 None => None,
             };
             attempt += 1;
@@ -583,20 +599,16 @@ impl ChatClient {
             if let Some(turn) = turn
                 && self
                     .settle(turn, &result, &rate, attempt)
-                    .map_err(|error| Failure {
-                        error,
-                        attempts: attempt,
-                        adjusted: adjusted.iter().map(|a| a.describe()).collect(),
-                    })?
+                    .map_err(|error| Failure::new(error, attempt, &adjusted))?
                     == Settled::Requeue
             {
                 continue;
             }
             let error = match result {
                 Ok(mut completion) => {
+                    // `api_duration` is the caller's: it spans every model and turn.
                     completion.attempts = attempt;
-                    completion.api_duration = start.elapsed();
-                    completion.adjusted = adjusted.iter().map(|a| a.describe()).collect();
+                    completion.adjusted = described(&adjusted);
                     return Ok(completion);
                 }
                 Err(e) => e,
@@ -622,11 +634,7 @@ impl ChatClient {
                         wait
                     }
                     Decision::GiveUp(error) => {
-                        return Err(Failure {
-                            error,
-                            attempts: attempt,
-                            adjusted: adjusted.iter().map(|a| a.describe()).collect(),
-                        });
+                        return Err(Failure::new(error, attempt, &adjusted));
                     }
                 };
             tokio::time::sleep(wait).await;
@@ -941,21 +949,16 @@ impl ChatClient {
     /// workflow commands and escape sequences neutralised, line breaks kept.
     pub(crate) fn sanitized_block(&self, text: &str) -> String {
         let text = self.without_header_secrets(text);
-        match self.bearer.read() {
-            Ok(b) => sanitize::block(&text, Some(b.key.expose_secret())),
-            Err(poisoned) => {
-                sanitize::block(&text, Some(poisoned.into_inner().key.expose_secret()))
-            }
-        }
+        sanitize::block(&text, Some(self.bearer().key.expose_secret()))
     }
 
     /// Header values that carry credentials (`-H`, a job file's `headers`) are removed like the
     /// key; others (`X-Title: CI`) are not, so that ordinary words are not blanked.
     fn without_header_secrets(&self, text: &str) -> String {
-        let secrets = match self.secrets.read() {
-            Ok(l) => l,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let secrets = self
+            .secrets
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         secrets.iter().fold(text.to_owned(), |text, secret| {
             sanitize::scrub_key(&text, secret.expose_secret())
         })
@@ -968,14 +971,7 @@ impl ChatClient {
 
     fn sanitized(&self, text: &str, max_chars: usize) -> String {
         let text = &self.without_header_secrets(text);
-        match self.bearer.read() {
-            Ok(b) => sanitize::line(text, Some(b.key.expose_secret()), max_chars),
-            Err(poisoned) => sanitize::line(
-                text,
-                Some(poisoned.into_inner().key.expose_secret()),
-                max_chars,
-            ),
-        }
+        sanitize::line(text, Some(self.bearer().key.expose_secret()), max_chars)
     }
 
     /// The human part of a server's error body, without the key: the key removed from the body
@@ -984,10 +980,7 @@ impl ChatClient {
     fn scrubbed_message(&self, body: &str) -> String {
         // An error event of a stream can be as long as an answer: only its start is looked at.
         let body = sanitize::prefix_bytes(body, MAX_ERROR_BODY_BYTES);
-        let without_key = match self.bearer.read() {
-            Ok(b) => sanitize::scrub_key(body, b.key.expose_secret()),
-            Err(poisoned) => sanitize::scrub_key(body, poisoned.into_inner().key.expose_secret()),
-        };
+        let without_key = sanitize::scrub_key(body, self.bearer().key.expose_secret());
         self.scrubbed(&error_message(&without_key))
     }
 

@@ -14,7 +14,7 @@
 //   `{"error": {"message": "You exceeded your current quota, please check your plan and billing
 //   details.", "type": "insufficient_quota", "param": null, "code": "insufficient_quota"}}`
 //   (ChatGPTNextWeb/NextChat#3123; older keys send `"code": null` with the same `type`). The
-//   quota case is detected in `super::ApiError::from_http` and never reaches a pacer.
+//   quota case is detected in `super::ChatClient::http_error` and never reaches a pacer.
 // - `retry-after-ms` before `Retry-After` (seconds or an HTTP date), as openai-python's
 //   `_calculate_retry_timeout` reads them (`super::retry::retry_after`).
 //
