@@ -9,7 +9,7 @@ pub(crate) mod transport;
 pub(crate) mod url;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use reqwest::{StatusCode, Url};
@@ -893,7 +893,8 @@ impl ChatClient {
         response: reqwest::Response,
         rate: &pacing::RateHeaders,
     ) -> ApiError {
-        let mut retry_after = retry::retry_after(response.headers(), SystemTime::now());
+        // `rate` was parsed from this response's headers: Retry-After is read once.
+        let mut retry_after = rate.retry_after;
         if status == StatusCode::TOO_MANY_REQUESTS {
             // OpenAI's 429 often names no Retry-After, only when its budgets reset.
             retry_after = retry_after.or_else(|| rate.wait_hint());
