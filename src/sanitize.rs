@@ -68,6 +68,14 @@ fn push_visible(out: &mut String, c: char, keep_lines: bool) {
     }
 }
 
+/// The first `max` characters of `text`, and `…` when there were more.
+pub(crate) fn first_chars(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
 /// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
 pub(crate) fn prefix_bytes(text: &str, max: usize) -> &str {
     if text.len() <= max {

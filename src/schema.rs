@@ -304,7 +304,7 @@ pub(crate) fn summarize_errors(errors: &[String]) -> String {
     if errors.len() > 5 {
         let _ = write!(text, "; … ({} more)", errors.len() - 5);
     }
-    shorten_to(&text, 1000)
+    crate::sanitize::first_chars(&text, 1000)
 }
 
 /// The text inside a Markdown code fence (```` ```json ... ``` ````, `~~~`), or the text itself.
@@ -433,15 +433,7 @@ fn pointer_or_root(pointer: &str) -> &str {
 }
 
 fn shorten(text: &str) -> String {
-    shorten_to(text, MAX_QUOTED_CHARS)
-}
-
-fn shorten_to(text: &str, max: usize) -> String {
-    let mut short: String = text.chars().take(max).collect();
-    if short.len() < text.len() {
-        short.push('…');
-    }
-    short
+    crate::sanitize::first_chars(text, MAX_QUOTED_CHARS)
 }
 
 /// The `--json-schema` value: inline JSON, or `@path` (relative to `cwd`), read with the 4 MiB cap.

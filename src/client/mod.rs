@@ -1133,12 +1133,7 @@ pub(crate) fn error_message(body: &str) -> String {
             return m.as_str().map_or_else(|| m.to_string(), str::to_owned);
         }
     }
-    let trimmed = body.trim();
-    let mut short: String = trimmed.chars().take(500).collect();
-    if short.len() < trimmed.len() {
-        short.push('…');
-    }
-    short
+    sanitize::first_chars(body.trim(), 500)
 }
 
 /// The machine-readable kind of an error body: `error.code` when it is a string, else `error.type`

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use super::schema::JobFailure;
 use crate::client::Usage;
 use crate::config::env::{EnvSnapshot, GITHUB_ACTIONS, GITHUB_STEP_SUMMARY};
-use crate::sanitize::prefix_bytes;
+use crate::sanitize::{first_chars, prefix_bytes};
 
 /// At most this many failed jobs are listed in a batch summary; the rest are counted.
 pub(crate) const MAX_FAILURE_ROWS: usize = 50;
@@ -104,13 +104,6 @@ fn cell(text: &str) -> String {
 }
 
 /// At most `max` characters, with `…` when something was cut.
-fn truncate_chars(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((at, _)) => format!("{}…", &text[..at]),
-        None => text.to_owned(),
-    }
-}
-
 /// A code fence longer than any run of backticks in `text` (at least three).
 fn fence_for(text: &str) -> String {
     let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
@@ -234,7 +227,7 @@ pub(crate) fn batch_summary(view: &BatchSummaryView) -> String {
             "| {} | {} | {} |",
             cell(&failure.id),
             cell(&failure.kind),
-            cell(&truncate_chars(&failure.message, MAX_CELL_CHARS))
+            cell(&first_chars(&failure.message, MAX_CELL_CHARS))
         );
     }
     let more = view.failures.len().saturating_sub(MAX_FAILURE_ROWS);
@@ -384,8 +377,8 @@ mod tests {
 
     #[test]
     fn truncation_is_char_safe() {
-        assert_eq!(truncate_chars("héllo", 10), "héllo");
-        assert_eq!(truncate_chars("héllo", 2), "hé…");
+        assert_eq!(first_chars("héllo", 10), "héllo");
+        assert_eq!(first_chars("héllo", 2), "hé…");
         assert_eq!(prefix_bytes("héllo", 2), "h");
         assert_eq!(prefix_bytes("héllo", 3), "hé");
         assert_eq!(prefix_bytes("abc", 10), "abc");
