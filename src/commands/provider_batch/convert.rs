@@ -242,25 +242,6 @@ impl JobIndex {
     }
 }
 
-/// The ids of the job index, in job-file order (streamed).
-fn index_ids(dir: &Path) -> Result<impl Iterator<Item = Result<String, Error>>, Error> {
-    let path = dir.join(JOBS_FILE);
-    let file = File::open(&path).map_err(|e| {
-        Error::input(
-            format!("cannot read the job index `{}`: {e}", path.display()),
-            "",
-        )
-    })?;
-    Ok(BufReader::new(file).lines().map(move |line| {
-        let damaged = |e: &dyn std::fmt::Display| {
-            Error::input(format!("`{}` is damaged: {e}", path.display()), "")
-        };
-        let line = line.map_err(|e| damaged(&e))?;
-        let v: Value = serde_json::from_str(&line).map_err(|e| damaged(&e))?;
-        Ok(v["id"].as_str().unwrap_or_default().to_owned())
-    }))
-}
-
 fn load_index(dir: &Path) -> Result<JobIndex, Error> {
     let mut by_id = HashMap::new();
     let mut models: Vec<String> = Vec::new();
@@ -448,7 +429,7 @@ pub(crate) fn results(
             }
         }
     }
-    not_run_lines(dir, parts, format, meta, &index, &mut tally, &mut |b| {
+    not_run_lines(parts, format, meta, &index, &mut tally, &mut |b| {
         out(b).map_err(write_err)
     })?;
     Ok(tally)
@@ -456,7 +437,6 @@ pub(crate) fn results(
 
 /// An error line for every job the provider's files do not mention, so that `--resume` runs it.
 fn not_run_lines(
-    dir: &Path,
     parts: &[Part],
     format: Format,
     meta: &RunMeta,
@@ -464,11 +444,15 @@ fn not_run_lines(
     tally: &mut Tally,
     out: &mut dyn FnMut(&[u8]) -> Result<(), Error>,
 ) -> Result<(), Error> {
-    for id in index_ids(dir)? {
-        let id = id?;
-        let Some(entry) = index.by_id.get(id.as_str()).copied().filter(|e| !e.written) else {
-            continue;
-        };
+    // In job-file order: `index` is each job's position in the file.
+    let mut not_written: Vec<(&str, Entry)> = index
+        .by_id
+        .iter()
+        .filter(|(_, e)| !e.written)
+        .map(|(id, e)| (&**id, *e))
+        .collect();
+    not_written.sort_unstable_by_key(|(_, e)| e.index);
+    for (id, entry) in not_written {
         let part = parts
             .iter()
             .find(|p| p.part as u64 == u64::from(entry.part));
@@ -494,7 +478,7 @@ fn not_run_lines(
                 b.push(b'\n');
                 b
             }
-            Format::Local => local_line(meta, &id, entry.index, index.model(entry), &outcome, 0),
+            Format::Local => local_line(meta, id, entry.index, index.model(entry), &outcome, 0),
         };
         out(&bytes)?;
     }
