@@ -9,7 +9,7 @@ use secrecy::SecretString;
 use crate::auth;
 use crate::auth::oauth::creds::{self, CredsPaths, Freshness, OAuthCreds};
 use crate::cli::ConfigArgs;
-use crate::commands::load_config;
+use crate::commands::{DotEnvExposure, load_config_and_exposure};
 use crate::config::settings::{self, Selection};
 use crate::config::{AuthType, ResolvedConfig, Source};
 use crate::context::Context;
@@ -123,8 +123,8 @@ pub(crate) fn command(
     as_json: bool,
     ctx: &Context,
 ) -> Result<ExitStatus, Error> {
-    let config = match load_config(args, ctx) {
-        Ok(c) => c,
+    let (config, exposure) = match load_config_and_exposure(args, ctx) {
+        Ok(loaded) => loaded,
         Err(e) => {
             if as_json {
                 let doc = AuthStatusFailed {
@@ -141,11 +141,10 @@ pub(crate) fn command(
     let check = auth::credentials(&config, home.as_deref());
     let text = if as_json {
         let headers = args.headers()?;
-        let exposure = crate::commands::dotenv_exposure(&config);
         let doc = status_json(&config, &view, &headers, exposure.as_ref(), &check);
         json_line(&doc)?
     } else {
-        let mut text = status_text(&config, &view);
+        let mut text = status_text(&config, &view, exposure.as_ref());
         for h in &args.headers()? {
             let _ = writeln!(
                 text,
@@ -182,7 +181,7 @@ fn status_json<'a>(
     config: &'a ResolvedConfig,
     view: &'a OAuthView,
     headers: &'a [crate::client::params::ExtraHeader],
-    exposure: Option<&'a (PathBuf, crate::gitignore::Exposure)>,
+    exposure: Option<&'a DotEnvExposure>,
     check: &Result<auth::AuthPlan, Error>,
 ) -> AuthStatus<'a> {
     let sourced = |value: &'a str, source: &'a Source| SourcedJson {
@@ -241,7 +240,11 @@ fn json_line(doc: &impl serde::Serialize) -> Result<String, Error> {
     Ok(line)
 }
 
-fn status_text(config: &ResolvedConfig, view: &OAuthView) -> String {
+fn status_text(
+    config: &ResolvedConfig,
+    view: &OAuthView,
+    exposure: Option<&DotEnvExposure>,
+) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
@@ -301,7 +304,7 @@ fn status_text(config: &ResolvedConfig, view: &OAuthView) -> String {
         Some(f) => writeln!(t, ".env file:   {}", f.path.display()),
         None => writeln!(t, ".env file:   (none found)"),
     };
-    if let Some((_, exposure)) = crate::commands::dotenv_exposure(config) {
+    if let Some((_, exposure)) = exposure {
         let _ = match exposure {
             crate::gitignore::Exposure::Tracked { relative } => writeln!(
                 t,

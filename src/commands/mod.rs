@@ -25,6 +25,15 @@ use crate::schema::OutputSchema;
 /// Load the configuration for a command, then say what must be said about it: the key is masked
 /// first under GitHub Actions, and `--debug` shows where each value came from.
 pub(crate) fn load_config(args: &ConfigArgs, ctx: &Context) -> Result<ResolvedConfig, Error> {
+    load_config_and_exposure(args, ctx).map(|(config, _)| config)
+}
+
+/// `load_config`, also returning what it found about git and the `.env` in use (see
+/// [`dotenv_exposure`]), for a command that shows it again.
+pub(crate) fn load_config_and_exposure(
+    args: &ConfigArgs,
+    ctx: &Context,
+) -> Result<(ResolvedConfig, Option<DotEnvExposure>), Error> {
     let headers = args.headers()?;
     let config = config::load(&args.flags(), &ctx.env, ctx.terminal, &ctx.cwd)?;
     for warning in config
@@ -35,8 +44,9 @@ pub(crate) fn load_config(args: &ConfigArgs, ctx: &Context) -> Result<ResolvedCo
     {
         diag::warn(&warning);
     }
-    if let Some((path, exposure)) = dotenv_exposure(&config) {
-        let (what, fix) = match &exposure {
+    let exposure = dotenv_exposure(&config);
+    if let Some((path, exposure)) = &exposure {
+        let (what, fix) = match exposure {
             crate::gitignore::Exposure::Tracked { relative } => (
                 "is tracked by git: everyone who can read the repository can read the key",
                 format!(
@@ -73,15 +83,16 @@ pub(crate) fn load_config(args: &ConfigArgs, ctx: &Context) -> Result<ResolvedCo
             ));
         }
     }
-    Ok(config)
+    Ok((config, exposure))
 }
+
+/// The `.env` file in use and how git would publish it.
+pub(crate) type DotEnvExposure = (std::path::PathBuf, crate::gitignore::Exposure);
 
 /// Whether the `.env` file the configuration came from holds a secret (a non-empty
 /// `OPENAI_API_KEY`, or any `*_KEY`, `*_TOKEN`, `*_SECRET`, `*PASSWORD` value) and git would
 /// publish it. Nothing is spawned unless the file holds one and sits in a repository.
-pub(crate) fn dotenv_exposure(
-    config: &ResolvedConfig,
-) -> Option<(std::path::PathBuf, crate::gitignore::Exposure)> {
+fn dotenv_exposure(config: &ResolvedConfig) -> Option<DotEnvExposure> {
     let file = config.dotenv.found.as_ref()?;
     let secret = |name: &str| {
         let upper = name.to_ascii_uppercase();
