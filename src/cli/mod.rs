@@ -458,10 +458,12 @@ pub(crate) enum Mode {
 }
 
 /// Flags that only mean something in a batch (their clap ids and spellings).
-const BATCH_ONLY: [(&str, &str); 10] = [
+const BATCH_ONLY: [(&str, &str); 12] = [
     ("output", "--output"),
     ("concurrency", "--concurrency"),
     ("rpm", "--rpm"),
+    ("tpm", "--tpm"),
+    ("max_rate_limit_wait", "--max-rate-limit-wait"),
     ("shard", "--shard"),
     ("resume", "--resume"),
     ("overwrite", "--overwrite"),

@@ -15,9 +15,11 @@ fn types(messages: &[Value]) -> Vec<&str> {
 #[test]
 fn batch_only_flags_without_jobs_are_usage_errors() {
     let env = TestEnv::new();
-    let cases: [&[&str]; 8] = [
+    let cases: [&[&str]; 10] = [
         &["--concurrency", "4"],
         &["--rpm", "10"],
+        &["--tpm", "1000"],
+        &["--max-rate-limit-wait", "1m"],
         &["--shard", "1/2"],
         &["--progress-interval", "1s"],
         &["--shutdown-grace", "1s"],
