@@ -227,7 +227,7 @@ pub(crate) struct RunArgs {
     pub(crate) max_tokens: Option<u32>,
 
     /// Nucleus sampling: sample from the tokens that make up this probability mass.
-    #[arg(long, value_name = "P")]
+    #[arg(long, value_name = "P", value_parser = parse_finite)]
     pub(crate) top_p: Option<f64>,
 
     /// Sampling seed, for providers that offer repeatable sampling.

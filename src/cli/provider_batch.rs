@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::{ConfigArgs, parse_duration};
+use super::{ConfigArgs, parse_duration, parse_finite};
 
 #[derive(Debug, Args)]
 pub(crate) struct ProviderBatchArgs {
@@ -123,7 +123,7 @@ pub(crate) struct SubmitArgs {
     pub(crate) system_prompt: Option<String>,
 
     /// Sampling temperature.
-    #[arg(long, value_name = "T")]
+    #[arg(long, value_name = "T", value_parser = parse_finite)]
     pub(crate) temperature: Option<f64>,
 
     /// Maximum number of tokens in each answer.

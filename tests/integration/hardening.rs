@@ -507,11 +507,20 @@ async fn non_finite_numbers_are_refused_on_the_command_line_and_in_yaml() {
     let env = TestEnv::new();
     let server = echo_server(Duration::ZERO).await;
     for value in ["NaN", "nan", "inf", "-inf", "1e999"] {
-        run(env
-            .cmd_for(&server)
-            .args([&format!("--temperature={value}"), "hi"]))
-        .code(2)
-        .stderr_has("is not a finite number");
+        for args in [
+            vec![format!("--temperature={value}"), "hi".to_owned()],
+            vec![format!("--top-p={value}"), "hi".to_owned()],
+            vec![
+                "batch".to_owned(),
+                "submit".to_owned(),
+                "j.jsonl".to_owned(),
+                format!("--temperature={value}"),
+            ],
+        ] {
+            run(env.cmd_for(&server).args(&args))
+                .code(2)
+                .stderr_has("is not a finite number");
+        }
     }
     env.write_project("j.yaml", "- id: a\n  prompt: hi\n  temperature: .nan\n");
     run(env.cmd_for(&server).args(["--jobs", "j.yaml"]))
