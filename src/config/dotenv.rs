@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use super::dotenv_parse::Parsed;
 use crate::error::Error;
 
 /// Where a `.env` file sits, which decides what we trust it with.
@@ -67,7 +68,7 @@ pub(crate) fn discover(cwd: &Path, home: Option<&Path>) -> Result<DotEnvSearch, 
         search.probed.push(path.clone());
         if path.is_file() {
             let kind = classify(&path, home);
-            let DotEnvContents {
+            let Parsed {
                 vars,
                 skipped_lines,
             } = read(&path)?;
@@ -109,17 +110,9 @@ fn classify(path: &Path, home: Option<&Path>) -> DotEnvKind {
 /// Largest `.env` file read: far above any real one, small enough that a hostile one costs nothing.
 const MAX_DOTENV_BYTES: u64 = 1024 * 1024;
 
-/// What a `.env` file holds, read as Qwen Code reads it (see `dotenv_parse`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct DotEnvContents {
-    pub(crate) vars: HashMap<String, String>,
-    /// 1-based numbers of the lines skipped as not `KEY=value` (never their content).
-    pub(crate) skipped_lines: Vec<usize>,
-}
-
-/// Read one file. Not valid UTF-8, or larger than 1 MiB, is an error (where dotenv would go on
+/// Read one file, as Qwen Code reads it (see `dotenv_parse`). Not valid UTF-8, or larger than 1 MiB, is an error (where dotenv would go on
 /// with replacement characters): a file that cannot mean one thing is refused, never guessed.
-pub(crate) fn read(path: &Path) -> Result<DotEnvContents, Error> {
+fn read(path: &Path) -> Result<Parsed, Error> {
     use std::io::Read as _;
     let unreadable = |source: std::io::Error| Error::DotEnvUnreadable {
         path: path.to_owned(),
@@ -147,11 +140,7 @@ pub(crate) fn read(path: &Path) -> Result<DotEnvContents, Error> {
             e.utf8_error().valid_up_to()
         ))
     })?;
-    let parsed = super::dotenv_parse::parse(&text);
-    Ok(DotEnvContents {
-        vars: parsed.vars,
-        skipped_lines: parsed.skipped_lines,
-    })
+    Ok(super::dotenv_parse::parse(&text))
 }
 
 /// One warning per line a file had that was skipped, naming the file and line, never the content.
