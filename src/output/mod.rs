@@ -182,27 +182,16 @@ pub(crate) struct RunOutput {
     ends_with_newline: bool,
     wrote_text: bool,
     message_id: String,
-    /// `--show-reasoning`: reasoning goes to stderr as it arrives.
-    reasoning_stderr: ReasoningOnStderr,
-    /// `--show-reasoning`: the reasoning's unfinished line, written once it is whole.
-    reasoning_line: String,
+    /// `--show-reasoning` (`None` without it): reasoning goes to stderr as it arrives, a line at a
+    /// time; this is its unfinished line, written once it is whole (or ended with a newline
+    /// before anything else is written).
+    reasoning_line: Option<String>,
     /// How server text shown on stderr is cleaned: the key and credential headers removed, escape
     /// sequences and workflow commands neutralised (the connected client's sanitiser).
     stderr_cleaner: Option<Cleaner>,
     /// With partial messages: the streamed message whose block is open.
     open: Option<Block>,
     thinking_id: String,
-}
-
-/// Where the reasoning stands on stderr.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ReasoningOnStderr {
-    /// Not shown (no `--show-reasoning`).
-    Hidden,
-    /// Shown when it comes.
-    Waiting,
-    /// Shown; whether its last byte was a newline.
-    Shown { newline: bool },
 }
 
 /// The content block a streamed message holds.
@@ -229,12 +218,7 @@ impl RunOutput {
             ends_with_newline: true,
             wrote_text: false,
             message_id: uuid::Uuid::new_v4().to_string(),
-            reasoning_stderr: if show_reasoning {
-                ReasoningOnStderr::Waiting
-            } else {
-                ReasoningOnStderr::Hidden
-            },
-            reasoning_line: String::new(),
+            reasoning_line: show_reasoning.then(String::new),
             stderr_cleaner: None,
             open: None,
             thinking_id: uuid::Uuid::new_v4().to_string(),
@@ -307,11 +291,12 @@ impl RunOutput {
 
     /// Reasoning shown on stderr ends with a newline before anything else is written.
     fn end_reasoning_line(&mut self) {
-        if self.reasoning_stderr == (ReasoningOnStderr::Shown { newline: false }) {
-            let rest = std::mem::take(&mut self.reasoning_line);
+        if let Some(line) = &mut self.reasoning_line
+            && !line.is_empty()
+        {
+            let rest = std::mem::take(line);
             crate::diag::text(&self.clean_for_stderr(&rest));
             crate::diag::text("\n");
-            self.reasoning_stderr = ReasoningOnStderr::Shown { newline: true };
         }
     }
 
@@ -362,18 +347,15 @@ impl RunOutput {
         let streaming = self.format == OutputFormat::StreamJson && self.partial;
         match piece {
             Piece::Reasoning(thinking) => {
-                if self.reasoning_stderr != ReasoningOnStderr::Hidden {
+                if let Some(mut pending) = self.reasoning_line.take() {
                     // Server text on stderr: whole lines through the sanitiser, so that no
                     // escape sequence or workflow command can be split across pieces.
-                    self.reasoning_line.push_str(thinking);
-                    while let Some(end) = self.reasoning_line.find('\n') {
-                        let line: String = self.reasoning_line.drain(..=end).collect();
-                        let shown = self.clean_for_stderr(&line);
-                        crate::diag::text(&shown);
+                    pending.push_str(thinking);
+                    while let Some(end) = pending.find('\n') {
+                        let line: String = pending.drain(..=end).collect();
+                        crate::diag::text(&self.clean_for_stderr(&line));
                     }
-                    self.reasoning_stderr = ReasoningOnStderr::Shown {
-                        newline: self.reasoning_line.is_empty(),
-                    };
+                    self.reasoning_line = Some(pending);
                 }
                 // Reasoning that comes after the text has started stays in the final message.
                 if streaming && !self.wrote_text {
