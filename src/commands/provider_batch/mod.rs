@@ -107,6 +107,20 @@ fn state_dir(common_dir: Option<&Path>, ctx: &Context) -> PathBuf {
 }
 
 /// An existing ledger, checked against where this run would send requests.
+/// The ledger of the existing batch `name`, its place, and a session for its provider: what
+/// `status`, `fetch` and `cancel` start from.
+fn open_existing(
+    name: &str,
+    common: &CommonArgs,
+    ctx: &Context,
+) -> Result<(Place, Session, Ledger), Error> {
+    ledger::check_name(name)?;
+    let place = Place::new(&state_dir(common.state_dir.as_deref(), ctx), name);
+    let session = session(common, ctx)?;
+    let ledger = load_existing(&place, name, &session)?;
+    Ok((place, session, ledger))
+}
+
 fn load_existing(place: &Place, name: &str, session: &Session) -> Result<Ledger, Error> {
     let Some(ledger) = place.load()? else {
         return Err(Error::input(
@@ -495,13 +509,7 @@ fn fetch_command(
     ctx: &Context,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<ExitStatus, Error> {
-    ledger::check_name(&args.name)?;
-    let place = Place::new(
-        &state_dir(args.common.state_dir.as_deref(), ctx),
-        &args.name,
-    );
-    let session = session(&args.common, ctx)?;
-    let mut ledger = load_existing(&place, &args.name, &session)?;
+    let (place, session, mut ledger) = open_existing(&args.name, &args.common, ctx)?;
     check_output(&args.output, ctx)?;
     runtime.block_on(refresh(&session.api, &place, &mut ledger))?;
     fetch(
@@ -686,10 +694,7 @@ fn status(
     ctx: &Context,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<ExitStatus, Error> {
-    ledger::check_name(name)?;
-    let place = Place::new(&state_dir(common.state_dir.as_deref(), ctx), name);
-    let session = session(common, ctx)?;
-    let mut ledger = load_existing(&place, name, &session)?;
+    let (place, session, mut ledger) = open_existing(name, common, ctx)?;
     runtime.block_on(refresh(&session.api, &place, &mut ledger))?;
     print_status(&ledger, json);
     Ok(ExitStatus::Success)
@@ -752,10 +757,7 @@ fn cancel(
     ctx: &Context,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<ExitStatus, Error> {
-    ledger::check_name(name)?;
-    let place = Place::new(&state_dir(common.state_dir.as_deref(), ctx), name);
-    let session = session(common, ctx)?;
-    let mut ledger = load_existing(&place, name, &session)?;
+    let (place, session, mut ledger) = open_existing(name, common, ctx)?;
     runtime.block_on(async {
         for i in 0..ledger.parts.len() {
             let Some(id) = ledger.parts[i].batch_id.clone() else {
