@@ -864,24 +864,16 @@ impl ChatClient {
         if !text.is_empty() {
             on_piece(Piece::Text(&text)).map_err(|_| ApiError::OutputClosed)?;
         }
+        // `checked` passes the server's short values through `short`, as for a stream.
+        let text_of = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
         self.checked(Completion {
             text,
             reasoning,
             structured,
             usage: value.get("usage").and_then(Usage::from_openai),
-            finish_reason: choice
-                .get("finish_reason")
-                .and_then(Value::as_str)
-                .map(|r| self.short(r))
-                .or_else(|| Some("stop".into())),
-            response_id: value
-                .get("id")
-                .and_then(Value::as_str)
-                .map(|v| self.short(v)),
-            server_model: value
-                .get("model")
-                .and_then(Value::as_str)
-                .map(|v| self.short(v)),
+            finish_reason: text_of(choice.get("finish_reason")).or_else(|| Some("stop".into())),
+            response_id: text_of(value.get("id")),
+            server_model: text_of(value.get("model")),
             created: value.get("created").and_then(Value::as_u64),
             ..Completion::default()
         })

@@ -162,6 +162,30 @@ async fn a_json_body_past_max_response_bytes_is_refused() {
     assert_error_result(&r.result(), "response_too_large");
 }
 
+#[tokio::test]
+async fn a_json_body_s_short_values_are_cleaned_once_as_in_a_stream() {
+    // 50 control characters: each shown as a 6-character escape, all 50 kept (the 200-character
+    // limit counts the server's characters). Cleaned twice, the 300 characters of escapes were
+    // cut to 200.
+    let env = TestEnv::new();
+    let reason = "\u{7}".repeat(50);
+    let body =
+        json!({"id": "c", "choices": [{"message": {"content": "ok"}, "finish_reason": reason}]});
+    let server = server_with(ResponseTemplate::new(200).set_body_json(body), 1).await;
+    let r = run(env.cmd_with(&base_url(&server), KEY).args(["--json", "hi"]));
+    r.code(0);
+    let assistant = r
+        .json()
+        .into_iter()
+        .find(|m| m["type"] == "assistant")
+        .expect("an assistant message");
+    assert_eq!(
+        assistant["message"]["stop_reason"],
+        "\\u{7}".repeat(50),
+        "{assistant}"
+    );
+}
+
 #[test]
 fn an_endless_error_body_is_read_only_in_part() {
     let env = TestEnv::new();
