@@ -47,6 +47,7 @@ add_to_path() {
   echo "qwen-path=$dir/qwen" >>"$github_output"
 }
 
+# The SHA-256 of FILE (`-`: standard input), in hex.
 sha256_of() {
   if command -v sha256sum >/dev/null; then
     sha256sum -- "$1" | cut -d' ' -f1
@@ -75,7 +76,7 @@ fi
 source_key() {
   local sum
   sum=$(cd "$action_path" && find Cargo.toml Cargo.lock src -type f -print0 | LC_ALL=C sort -z |
-    xargs -0 cat | { if command -v sha256sum >/dev/null; then sha256sum; else shasum -a 256; fi; } | cut -c1-20) || true
+    xargs -0 cat | sha256_of - | cut -c1-20) || true
   printf 'qwen-bin-%s-%s-%s' "${RUNNER_OS:-unknown}" "${RUNNER_ARCH:-unknown}" "$sum"
 }
 

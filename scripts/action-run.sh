@@ -311,6 +311,16 @@ usage_error() {
   exit 2
 }
 
+# A file input that cannot be read (missing, unreadable, a directory): exit 42 with MESSAGE.
+require_readable() {
+  local path=$1 message=$2
+  if [ ! -r "$path" ] || [ -d "$path" ]; then
+    annotate "$message"
+    code=42
+    exit 42
+  fi
+}
+
 # Two inputs that mean the same: either, or both with the same value.
 one_of() {
   local a_name=$1 a=$2 b_name=$3 b=$4
@@ -341,11 +351,7 @@ for i in "${!header_names[@]}"; do
 done
 if [ -n "$system_prompt_file" ]; then
   [ -z "$system_prompt" ] || usage_error "give system-prompt or system-prompt-file, not both"
-  if [ ! -r "$system_prompt_file" ] || [ -d "$system_prompt_file" ]; then
-    annotate "system-prompt-file '$system_prompt_file' cannot be read"
-    code=42
-    exit 42
-  fi
+  require_readable "$system_prompt_file" "system-prompt-file '$system_prompt_file' cannot be read"
   system_prompt=$(cat -- "$system_prompt_file")
 fi
 [ -n "$system_prompt" ] && args+=(--system-prompt "$system_prompt")
@@ -389,11 +395,7 @@ esac
 
 input=/dev/null
 if [ -n "$prompt_file" ]; then
-  if [ ! -r "$prompt_file" ] || [ -d "$prompt_file" ]; then
-    annotate "prompt-file '$prompt_file' cannot be read"
-    code=42
-    exit 42
-  fi
+  require_readable "$prompt_file" "prompt-file '$prompt_file' cannot be read"
 fi
 case "$prompt_file" in
   *.prompt.yml | *.prompt.yaml)
@@ -413,11 +415,7 @@ case "$prompt_file" in
     if ! parse_map "$file_vars_text"; then usage_error "file_input: $map_error"; fi
     for i in "${!map_keys[@]}"; do
       path=${map_values[i]}
-      if [ ! -r "$path" ] || [ -d "$path" ]; then
-        annotate "file_input: the file for \`${map_keys[i]}\` cannot be read: $path"
-        code=42
-        exit 42
-      fi
+      require_readable "$path" "file_input: the file for \`${map_keys[i]}\` cannot be read: $path"
       args+=(--var "${map_keys[i]}=@$path")
     done
     ;;
