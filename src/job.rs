@@ -147,7 +147,8 @@ pub(crate) struct Validation {
     pub(crate) in_scope: u64,
     /// Of those, the jobs the `pending` test kept (not already done).
     pub(crate) pending: u64,
-    /// The values of the jobs' credential-looking headers: masked and scrubbed like the key.
+    /// The values of the credential-looking headers the job file adds (not the `-H` flags'):
+    /// masked and scrubbed like the key.
     pub(crate) secret_headers: std::collections::BTreeSet<String>,
 }
 
@@ -388,10 +389,15 @@ impl JobFile {
             counts.total += 1;
             match self.build(raw.value, raw.index, defaults) {
                 Ok(job) => {
+                    // The flags' own `-H` values are masked and scrubbed already (`load_config`,
+                    // `ChatClient::new`): only what the file adds is collected.
                     counts.secret_headers.extend(
                         job.headers
                             .iter()
-                            .filter(|h| h.is_secret())
+                            .filter(|h| {
+                                h.is_secret()
+                                    && !defaults.headers.iter().any(|d| d.value == h.value)
+                            })
                             .map(|h| h.value.clone()),
                     );
                     if in_scope(job.index) {

@@ -415,6 +415,31 @@ async fn provider_parameters_reach_the_body_and_the_extra_body_cannot_replace_th
 }
 
 #[tokio::test]
+async fn a_batch_masks_a_credential_header_flag_once() {
+    let env = TestEnv::new();
+    let secret = "hdr-secret-1234567890";
+    let server = server_answering(&["ok"]).await;
+    env.write_project(
+        "jobs.jsonl",
+        "{\"id\": \"a\", \"prompt\": \"one\"}\n{\"id\": \"b\", \"prompt\": \"two\"}\n",
+    );
+    let out = run(env.cmd_for(&server).env("GITHUB_ACTIONS", "true").args([
+        "-H",
+        &format!("X-Api-Key: {secret}"),
+        "--jobs",
+        "jobs.jsonl",
+        "-q",
+    ]));
+    out.code(0);
+    assert_eq!(
+        out.stderr.matches(&format!("::add-mask::{secret}")).count(),
+        1,
+        "{}",
+        out.stderr
+    );
+}
+
+#[tokio::test]
 async fn headers_are_checked_and_credential_headers_are_masked_and_scrubbed_but_others_not() {
     let env = TestEnv::new();
     let secret = "hdr-secret-9876543210";
