@@ -6,14 +6,15 @@ use std::time::Instant;
 
 use clap::{CommandFactory, FromArgMatches};
 
-use crate::cli::{AuthCommand, Cli, Command, Mode, OutputFormat};
+use crate::cli::{AuthCommand, Cli, Command};
 use crate::commands::{auth_manage, auth_status, batch, generate, login, provider_batch, run};
 use crate::config::resolve::DEFAULT_MODEL;
 use crate::context::Context;
 use crate::diag;
 use crate::error::Error;
 use crate::exit::ExitStatus;
-use crate::output::{RunMeta, RunOutput, github};
+use crate::output::{Format, RunMeta, RunOutput, github};
+use crate::settings::Invocation;
 
 /// The whole program, given the name it was called by and its arguments.
 pub(crate) fn main(bin_name: &'static str, args: Vec<OsString>, ctx: &Context) -> ExitStatus {
@@ -63,7 +64,9 @@ fn dispatch(
 ) -> Result<ExitStatus, Error> {
     match cli.command {
         Some(Command::Auth(auth)) => match auth.command {
-            AuthCommand::Status { config, json } => auth_status::command(&config, json, ctx),
+            AuthCommand::Status { config, json } => {
+                auth_status::command(&config.connection()?, json, ctx)
+            }
             AuthCommand::Login {
                 method,
                 user,
@@ -80,35 +83,37 @@ fn dispatch(
             AuthCommand::Logout { env, user } => auth_manage::logout(env, user, ctx),
         },
         // Generated text needs neither configuration nor the async runtime.
-        Some(Command::Completions { shell }) => generate::completions(shell),
-        Some(Command::Man) => generate::man(),
+        Some(Command::Completions { shell }) => generate::completions(shell, Cli::command()),
+        Some(Command::Man) => generate::man(Cli::command()),
         Some(Command::Batch(args)) => {
-            with_runtime(|runtime| provider_batch::command(*args, ctx, runtime))
+            let settings = crate::cli::provider_batch::resolve(*args)?;
+            with_runtime(|runtime| provider_batch::command(settings, ctx, runtime))
         }
         None => {
-            let mode = match cli.run.mode(matches) {
-                Ok(mode) => mode,
+            let json_format = crate::cli::json_format_of(&cli.run);
+            let invocation = match crate::cli::invocation(cli.run, matches) {
+                Ok(invocation) => invocation,
                 Err(err) => {
-                    if let Some(format) = cli.run.recognisable_json_format() {
+                    if let Some(format) = json_format {
                         usage_document(format, &err, ctx, started);
                     }
                     return Err(err);
                 }
             };
-            match mode {
-                Mode::Batch { jobs, format } => {
-                    with_runtime(|runtime| batch::command(&cli.run, &jobs, format, ctx, runtime))
+            match invocation {
+                Invocation::Batch(settings) => {
+                    with_runtime(|runtime| batch::command(&settings, ctx, runtime))
                 }
-                Mode::Single { format, partial } => with_runtime(|runtime| {
-                    run::command(&cli.run, format, partial, ctx, runtime, started)
-                }),
+                Invocation::Single(settings) => {
+                    with_runtime(|runtime| run::command(&settings, ctx, runtime, started))
+                }
             }
         }
     }
 }
 
 /// A usage error in a JSON format still leaves a valid document on stdout.
-fn usage_document(format: OutputFormat, err: &Error, ctx: &Context, started: Instant) {
+fn usage_document(format: Format, err: &Error, ctx: &Context, started: Instant) {
     let meta = RunMeta {
         session_id: uuid::Uuid::new_v4().to_string(),
         model: DEFAULT_MODEL.to_owned(),

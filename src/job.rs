@@ -450,21 +450,22 @@ impl JobFile {
             });
         }
         let mut job = job;
-        let (extra_body, headers) = self.extra_body_and_headers(&mut job, defaults)?;
+        let (job_extra_body, headers) = self.extra_body_and_headers(&mut job, defaults)?;
         let vars = match job.remove("vars") {
             None => Vec::new(),
             Some(v) => self.vars_of(&v)?,
         };
         let mut schema = schema_default;
         let mut fallback_models = fallback_default;
-        // The job, then explicit flags, then the file's `defaults`, then the configured model.
-        let mut fields = self.file_defaults.clone();
-        let file_system = fields.remove("system");
-        // A `.prompt.yml` prompt file's model and parameters sit above the file's `defaults`
-        // and below the flags and the job's own fields.
+        // The sources of the request's fields, for `request::compose`'s one precedence rule.
+        let mut fields = request::Fields {
+            file_defaults: self.file_defaults.clone(),
+            flags: defaults.fields.clone(),
+            ..request::Fields::default()
+        };
+        let file_system = fields.file_defaults.remove("system");
         let from_prompt_file =
-            self.job_prompt_file(&job, &vars, defaults, &mut fields, &mut schema)?;
-        fields.extend(defaults.fields.clone());
+            self.job_prompt_file(&job, &vars, defaults, &mut fields.prompt_file, &mut schema)?;
         let mut system = defaults.system.clone().or(match file_system {
             Some(Value::String(s)) => Some(s),
             _ => None,
@@ -512,17 +513,17 @@ impl JobFile {
                         fallback_list(&value).map_err(|e| format!("`fallback_models`: {e}"))?;
                 }
                 _ => {
-                    fields.insert(key, value);
+                    fields.job.insert(key, value);
                 }
             }
         }
         let list = message_list(prompt, messages, system, from_prompt_file.as_ref())?;
-        let model = match fields.remove("model") {
-            None => defaults.model.clone(),
-            Some(Value::String(m)) if !m.trim().is_empty() => m,
-            Some(_) => return Err("`model` must be a non-empty string".to_owned()),
+        let extra = request::ExtraBodies {
+            file_defaults: &self.default_extra_body,
+            flags: &defaults.extra_body,
+            job: &job_extra_body,
         };
-        let body = request::body(&model, list, &extra_body, fields);
+        let (model, body) = request::compose(&defaults.model, list, fields, extra)?;
         Ok(Job {
             id: id.unwrap_or_else(|| default_id(index)),
             index,
@@ -535,18 +536,18 @@ impl JobFile {
         })
     }
 
-    /// A job's `extra_body` and `headers`, merged key by key over the flags' and the file's
-    /// `defaults` (taken out of `job`).
+    /// A job's own `extra_body` (taken out of `job`; `request::compose` merges it over the flags'
+    /// and the file's `defaults`), and its `headers` merged by name over the file's `defaults`
+    /// and the flags'.
     fn extra_body_and_headers(
         &self,
         job: &mut Map<String, Value>,
         defaults: &JobDefaults,
     ) -> Result<(Map<String, Value>, Vec<ExtraHeader>), String> {
-        let mut extra_body = self.default_extra_body.clone();
-        extra_body.extend(defaults.extra_body.clone());
-        if let Some(v) = job.remove("extra_body") {
-            extra_body.extend(extra_body_of(&v).map_err(|e| format!("`extra_body`: {e}"))?);
-        }
+        let extra_body = match job.remove("extra_body") {
+            Some(v) => extra_body_of(&v).map_err(|e| format!("`extra_body`: {e}"))?,
+            None => Map::new(),
+        };
         let mut headers = merge_headers(&self.default_headers, &defaults.headers);
         if let Some(v) = job.remove("headers") {
             headers = merge_headers(
@@ -558,8 +559,8 @@ impl JobFile {
     }
 
     /// A job's `.prompt.yml` `prompt_file`, if it names one: its model and parameters go into
-    /// `fields` (above the file's `defaults`, below the flags and the job's own fields), its
-    /// `jsonSchema` into `schema` unless `--json-schema` was given.
+    /// `fields` (the prompt-file source of `request::compose`), its `jsonSchema` into `schema`
+    /// unless `--json-schema` was given.
     fn job_prompt_file(
         &self,
         job: &Map<String, Value>,

@@ -28,6 +28,7 @@ mod result_file;
 mod sanitize;
 mod schema;
 mod secret;
+mod settings;
 mod signals;
 
 use std::process::ExitCode;

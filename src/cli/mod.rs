@@ -1,14 +1,18 @@
-//! Command-line types only (clap derive); no behaviour lives here.
+//! Command-line types (clap derive) and their one resolution into `settings`: nothing below the
+//! command entry points sees these types. Reads no file, no environment, no network.
 
+pub(crate) mod groups;
 pub(crate) mod provider_batch;
+mod resolve;
 
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::client::params::ExtraHeader;
-use crate::config::{AuthType, ConfigFlags};
-use crate::error::Error;
+use crate::config::AuthType;
+use crate::output::Format;
+pub(crate) use groups::{ConfigArgs, ConnectionArgs, RequestArgs, ResultArgs};
+pub(crate) use resolve::{connection_of, invocation, json_format_of};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -109,82 +113,25 @@ pub(crate) enum AuthCommand {
     },
 }
 
-/// Flags that decide where requests go and with which key.
-#[derive(Debug, Clone, Args, Default)]
-pub(crate) struct ConfigArgs {
-    /// API key (overrides `OPENAI_API_KEY`). Prefer the environment: flags show up in process lists.
-    #[arg(long, value_name = "KEY")]
-    pub(crate) openai_api_key: Option<String>,
+/// `--auth-type` values (the type lives in `config`, which knows nothing of clap).
+impl ValueEnum for AuthType {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Self::Openai, Self::QwenOauth]
+    }
 
-    /// Base URL of the OpenAI-compatible API (overrides `OPENAI_BASE_URL`) [default: `https://api.openai.com/v1`]
-    #[arg(long, value_name = "URL")]
-    pub(crate) openai_base_url: Option<String>,
-
-    /// Model name (overrides `OPENAI_MODEL`) [default: gpt-4o]
-    #[arg(short = 'm', long, value_name = "MODEL")]
-    pub(crate) model: Option<String>,
-
-    /// Authentication method.
-    #[arg(long, value_enum, value_name = "METHOD")]
-    pub(crate) auth_type: Option<AuthType>,
-
-    /// Debug lines on stderr (also DEBUG=1 or `DEBUG_MODE=1`). Keys are never printed.
-    #[arg(long)]
-    pub(crate) debug: bool,
-
-    /// Send this header with every request, 'Name: value' (repeatable; e.g. 'X-Title: CI'). Values
-    /// are never printed; names holding key, token, secret, auth, password, cookie or signature
-    /// are treated like the key (masked, scrubbed).
-    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
-    pub(crate) header_specs: Vec<String>,
-}
-
-impl ConfigArgs {
-    /// The `-H` headers, checked: exit 2 when one cannot be sent. Checked here rather than by clap,
-    /// whose message would quote the whole argument, value included.
-    pub(crate) fn headers(&self) -> Result<Vec<ExtraHeader>, Error> {
-        self.header_specs
-            .iter()
-            .enumerate()
-            .map(|(i, spec)| {
-                ExtraHeader::parse(spec).map_err(|e| {
-                    Error::usage(
-                        format!("-H/--header {}: {e}", i + 1),
-                        Some("write -H 'Name: value'; give the key with OPENAI_API_KEY, not a header"),
-                    )
-                })
-            })
-            .collect()
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.as_str()))
     }
 }
 
-/// `--reasoning-effort`: how long a reasoning model may think (`reasoning_effort`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum ReasoningEffort {
-    Low,
-    Medium,
-    High,
-}
-
-impl ReasoningEffort {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::Low => "low",
-            Self::Medium => "medium",
-            Self::High => "high",
-        }
+/// `--reasoning-effort` values (the type lives in `request`).
+impl ValueEnum for crate::request::ReasoningEffort {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Self::Low, Self::Medium, Self::High]
     }
-}
 
-impl ConfigArgs {
-    pub(crate) fn flags(&self) -> ConfigFlags {
-        ConfigFlags {
-            api_key: self.openai_api_key.clone(),
-            base_url: self.openai_base_url.clone(),
-            model: self.model.clone(),
-            auth_type: self.auth_type,
-            debug: self.debug,
-        }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.as_str()))
     }
 }
 
@@ -211,45 +158,14 @@ pub(crate) struct RunArgs {
     pub(crate) prompt: Option<String>,
 
     #[command(flatten)]
-    pub(crate) config: ConfigArgs,
+    pub(crate) connection: ConnectionArgs,
 
-    /// A system message sent before the prompt.
-    #[arg(long, value_name = "TEXT")]
-    pub(crate) system_prompt: Option<String>,
-
-    /// Sampling temperature.
-    #[arg(long, value_name = "T", value_parser = parse_finite)]
-    pub(crate) temperature: Option<f64>,
-
-    /// Maximum number of tokens in the answer (sent as `max_completion_tokens` to `OpenAI` and Azure
-    /// `OpenAI`, `max_tokens` elsewhere).
-    #[arg(long, value_name = "N")]
-    pub(crate) max_tokens: Option<u32>,
-
-    /// Nucleus sampling: sample from the tokens that make up this probability mass.
-    #[arg(long, value_name = "P", value_parser = parse_finite)]
-    pub(crate) top_p: Option<f64>,
-
-    /// Sampling seed, for providers that offer repeatable sampling.
-    #[arg(long, value_name = "N")]
-    pub(crate) seed: Option<i64>,
-
-    /// Stop the answer where the model would write TEXT (repeatable).
-    #[arg(long = "stop", value_name = "TEXT")]
-    pub(crate) stop: Vec<String>,
-
-    /// Reasoning models: how much to reason (sends `reasoning_effort`).
-    #[arg(long, value_enum, value_name = "EFFORT")]
-    pub(crate) reasoning_effort: Option<ReasoningEffort>,
+    #[command(flatten)]
+    pub(crate) request: RequestArgs,
 
     /// Write the model's reasoning to stderr as it arrives (it never goes to stdout as text).
     #[arg(long)]
     pub(crate) show_reasoning: bool,
-
-    /// A JSON object merged into the request body at the top level (inline, or @file.json), e.g.
-    /// `'{"enable_thinking": true}'`; it cannot set `model`, `messages` or `stream`.
-    #[arg(long, value_name = "JSON")]
-    pub(crate) extra_body: Option<String>,
 
     /// Read the prompt from FILE: a `.prompt.yml`/`.prompt.yaml` prompt file (messages, model,
     /// `modelParameters`, `responseFormat`), or any other file, whose text is the prompt.
@@ -276,83 +192,16 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = parse_duration)]
     pub(crate) stdin_timeout: Duration,
 
-    /// Refuse input larger than this many bytes (exit 42).
-    #[arg(long, value_name = "BYTES", default_value_t = 8 * 1024 * 1024)]
-    pub(crate) max_input_bytes: u64,
-
     /// Refuse an answer longer than this many bytes of text (exit 1); one event or body may be about twice as long.
     #[arg(long, value_name = "BYTES", default_value_t = crate::client::DEFAULT_MAX_RESPONSE_BYTES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub(crate) max_response_bytes: usize,
 
-    /// Retries after the first attempt, for 408/429/5xx, network errors and timeouts.
-    #[arg(long, value_name = "N", default_value_t = 4)]
-    pub(crate) retries: u32,
-
-    /// The first retry backoff (doubled each retry, with jitter).
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
-    pub(crate) retry_base_delay: Duration,
-
-    /// The longest wait a server may ask for with Retry-After; a longer demand fails at once (exit 75).
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
-    pub(crate) max_retry_wait: Duration,
-
-    /// Give up on a response when no byte arrives for this long.
-    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_duration)]
-    pub(crate) idle_timeout: Duration,
-
-    /// Give up connecting after this long.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
-    pub(crate) connect_timeout: Duration,
-
-    #[command(flatten)]
-    pub(crate) structured: StructuredArgs,
-
-    #[command(flatten)]
-    pub(crate) batch: BatchArgs,
-}
-
-/// Answers a CI step can trust: `--json-schema`, fallback models, a result file.
-#[derive(Debug, Clone, Args)]
-pub(crate) struct StructuredArgs {
-    /// Ask for JSON matching this JSON Schema (inline JSON or @path); stdout gets only the validated value.
-    #[arg(long, value_name = "SCHEMA")]
-    pub(crate) json_schema: Option<String>,
-
-    /// With --json-schema: how many times a non-matching answer is sent back with its errors (exit 65 after).
-    #[arg(long, value_name = "N", default_value_t = 2)]
-    pub(crate) schema_retries: u32,
-
-    /// When the model has no capacity (503, 529, overloaded, 429 after retries), send the request to
-    /// MODEL instead (repeatable, at most 3, tried in order).
-    #[arg(long = "fallback-model", value_name = "MODEL")]
-    pub(crate) fallback_models: Vec<String>,
-
     /// Also write the final answer (the text, or the validated JSON) to FILE, atomically; untouched on failure.
     #[arg(long, value_name = "FILE", conflicts_with = "jobs")]
     pub(crate) result_file: Option<String>,
-}
 
-impl StructuredArgs {
-    /// The file `--json-schema @path` names, if it names one.
-    pub(crate) fn schema_file(&self) -> Option<&str> {
-        self.json_schema
-            .as_deref()
-            .and_then(|s| s.strip_prefix('@'))
-    }
-}
-
-/// A `K/N` shard of a job file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Shard {
-    /// 1-based.
-    pub(crate) k: usize,
-    pub(crate) n: usize,
-}
-
-impl Shard {
-    pub(crate) fn contains(self, index: usize) -> bool {
-        index % self.n == self.k - 1
-    }
+    #[command(flatten)]
+    pub(crate) batch: BatchArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -366,9 +215,8 @@ pub(crate) struct BatchArgs {
     #[arg(long, value_name = "FILE", conflicts_with_all = ["prompt_words", "prompt"])]
     pub(crate) jobs: Option<String>,
 
-    /// Write one result line per job to FILE (default: stdout).
-    #[arg(long, value_name = "FILE", requires = "jobs")]
-    pub(crate) output: Option<String>,
+    #[command(flatten)]
+    pub(crate) results: ResultArgs,
 
     /// Requests in flight at once.
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=10_000))]
@@ -380,12 +228,12 @@ pub(crate) struct BatchArgs {
 
     /// At most N (estimated) tokens per minute (client side): prompt characters / 4 plus max tokens.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub tpm: Option<u32>,
+    pub(crate) tpm: Option<u32>,
 
     /// Stop dispatching when the server has refused (429) for this long without one success:
     /// finish what is in flight and exit 75 (resumable).
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
-    pub max_rate_limit_wait: Duration,
+    pub(crate) max_rate_limit_wait: Duration,
 
     /// Stop after this long: cancel in-flight work, keep what finished, exit 55 (a single run too).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -402,10 +250,6 @@ pub(crate) struct BatchArgs {
     /// Skip the jobs that already have a successful line in --output; run and append the rest.
     #[arg(long, requires = "output", conflicts_with = "overwrite")]
     pub(crate) resume: bool,
-
-    /// Replace a non-empty --output file instead of refusing.
-    #[arg(long, requires = "output")]
-    pub(crate) overwrite: bool,
 
     /// Let paths in the job file (`prompt_file`, `json_schema`) lead outside its directory: absolute
     /// paths, `..`, symlinks out. Only for job files you wrote yourself.
@@ -429,6 +273,8 @@ pub(crate) struct BatchArgs {
     pub(crate) shutdown_grace: Duration,
 }
 
+pub(crate) use crate::settings::Shard;
+
 /// `2/4` → shard 2 of 4.
 pub(crate) fn parse_shard(text: &str) -> Result<Shard, String> {
     let bad = || format!("`{text}` is not a shard: use K/N with 1 <= K <= N, e.g. 2/4");
@@ -441,146 +287,13 @@ pub(crate) fn parse_shard(text: &str) -> Result<Shard, String> {
     Ok(Shard { k, n })
 }
 
-/// How a batch writes its result lines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum BatchFormat {
-    /// One result message (with `id` and `index`) per line.
-    Lines,
-    /// `OpenAI` Batch API output lines.
-    OpenaiBatch,
-}
-
-/// What the command line asks for, once its flags have been checked together.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Mode {
-    Single { format: OutputFormat, partial: bool },
-    Batch { jobs: String, format: BatchFormat },
-}
-
-/// Flags that only mean something in a batch (their clap ids and spellings).
-const BATCH_ONLY: [(&str, &str); 12] = [
-    ("output", "--output"),
-    ("concurrency", "--concurrency"),
-    ("rpm", "--rpm"),
-    ("tpm", "--tpm"),
-    ("max_rate_limit_wait", "--max-rate-limit-wait"),
-    ("shard", "--shard"),
-    ("resume", "--resume"),
-    ("overwrite", "--overwrite"),
-    ("summary", "--summary"),
-    ("progress_interval", "--progress-interval"),
-    ("shutdown_grace", "--shutdown-grace"),
-    ("allow_outside_paths", "--allow-outside-paths"),
-];
-
-impl RunArgs {
-    /// Check the flags together and decide the mode once: a flag that would be silently ignored
-    /// is a usage error that says what to do instead.
-    pub(crate) fn mode(&self, matches: &clap::ArgMatches) -> Result<Mode, Error> {
-        let given = |id: &str| {
-            matches!(
-                matches.value_source(id),
-                Some(clap::parser::ValueSource::CommandLine)
-            )
-        };
-        let explicit_format = given("output_format").then_some(self.output_format);
-        if self.json && explicit_format.is_some() {
-            return Err(Error::usage(
-                "--json and -o/--output-format both choose the output format",
-                Some("use one of them (--json is the same as -o json)"),
-            ));
-        }
-        let format = if self.json {
-            OutputFormat::Json
-        } else {
-            self.output_format
-        };
-        if self.include_partial_messages && format != OutputFormat::StreamJson {
-            return Err(Error::usage(
-                "--include-partial-messages only applies to -o stream-json",
-                Some("add -o stream-json, or drop --include-partial-messages"),
-            ));
-        }
-        if !self.vars.is_empty() && self.prompt_file.is_none() {
-            return Err(Error::usage(
-                "--var fills the placeholders of a prompt file",
-                Some("add --prompt-file NAME.prompt.yml, or drop --var"),
-            ));
-        }
-        if self.show_reasoning && self.batch.jobs.is_some() {
-            return Err(Error::usage(
-                "--show-reasoning applies to a single run; a batch's result lines carry `reasoning`",
-                Some("drop --show-reasoning"),
-            ));
-        }
-        let Some(jobs) = &self.batch.jobs else {
-            if let Some((_, flag)) = BATCH_ONLY.iter().find(|(id, _)| given(id)) {
-                return Err(Error::usage(
-                    format!("{flag} only applies to a batch"),
-                    Some("add --jobs FILE to run a job file, or drop the flag"),
-                ));
-            }
-            if format == OutputFormat::OpenaiBatch {
-                return Err(Error::usage(
-                    "`-o openai-batch` is a batch output format",
-                    Some("use it with --jobs FILE"),
-                ));
-            }
-            return Ok(Mode::Single {
-                format,
-                partial: self.include_partial_messages,
-            });
-        };
-        let format = match explicit_format {
-            Some(OutputFormat::OpenaiBatch) => BatchFormat::OpenaiBatch,
-            Some(f @ (OutputFormat::Text | OutputFormat::StreamJson)) => {
-                return Err(Error::usage(
-                    format!(
-                        "a batch writes JSON lines, one result per job, not `{}`",
-                        f.to_possible_value()
-                            .map_or_else(String::new, |v| v.get_name().to_owned())
-                    ),
-                    Some(
-                        "drop -o (or use -o json), or use -o openai-batch for OpenAI Batch API lines",
-                    ),
-                ));
-            }
-            Some(OutputFormat::Json) | None => BatchFormat::Lines,
-        };
-        Ok(Mode::Batch {
-            jobs: jobs.clone(),
-            format,
-        })
-    }
-
-    /// The JSON format the command line asked for, if it asked for one: a usage error is then
-    /// written as a JSON document too.
-    pub(crate) fn recognisable_json_format(&self) -> Option<OutputFormat> {
-        if self.json {
-            return Some(OutputFormat::Json);
-        }
-        matches!(
-            self.output_format,
-            OutputFormat::Json | OutputFormat::StreamJson
-        )
-        .then_some(self.output_format)
-    }
-
-    /// The prompt given as an argument, if any.
-    pub(crate) fn prompt_arg(&self) -> Option<String> {
-        self.prompt
-            .clone()
-            .or_else(|| (!self.prompt_words.is_empty()).then(|| self.prompt_words.join(" ")))
-    }
-}
-
 /// The JSON format named in raw arguments that did not parse: `--json`, `-o json`, `-ojson`,
 /// `--output-format json|stream-json` or `--output-format=...`.
-pub(crate) fn json_format_in(args: &[std::ffi::OsString]) -> Option<OutputFormat> {
+pub(crate) fn json_format_in(args: &[std::ffi::OsString]) -> Option<Format> {
     let words: Vec<&str> = args.iter().filter_map(|a| a.to_str()).collect();
     let named = |value: &str| match value {
-        "json" => Some(OutputFormat::Json),
-        "stream-json" => Some(OutputFormat::StreamJson),
+        "json" => Some(Format::Json),
+        "stream-json" => Some(Format::StreamJson),
         _ => None,
     };
     let mut found = None;
@@ -590,7 +303,7 @@ pub(crate) fn json_format_in(args: &[std::ffi::OsString]) -> Option<OutputFormat
         }
         let next = words.get(i + 1).copied().unwrap_or_default();
         let format = match *word {
-            "--json" => Some(OutputFormat::Json),
+            "--json" => Some(Format::Json),
             "-o" | "--output-format" => named(next),
             w => w
                 .strip_prefix("--output-format=")

@@ -1,11 +1,15 @@
-//! Command-line types of `qwen batch …` (clap derive only; no behaviour lives here).
+//! Command-line types of `qwen batch …` (clap derive), and their resolution into `settings`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::{ConfigArgs, parse_duration, parse_finite};
+use super::{ConnectionArgs, RequestArgs, ResultArgs, connection_of, parse_duration};
+use crate::error::Error;
+use crate::settings::{
+    BatchApiCommand, CommonSettings, FetchSettings, OutputSettings, ResultFormat, SubmitSettings,
+};
 
 #[derive(Debug, Args)]
 pub(crate) struct ProviderBatchArgs {
@@ -16,7 +20,7 @@ pub(crate) struct ProviderBatchArgs {
 #[derive(Debug, Subcommand)]
 pub(crate) enum ProviderBatchCommand {
     /// Validate a job file, upload it and create the provider's batch(es); prints the batch ids.
-    Submit(SubmitArgs),
+    Submit(Box<SubmitArgs>),
     /// Ask the provider how far a batch got: state and counts per part.
     Status {
         /// The batch name given to `submit`.
@@ -50,27 +54,11 @@ pub(crate) enum ProviderBatchCommand {
 #[derive(Debug, Clone, Args)]
 pub(crate) struct CommonArgs {
     #[command(flatten)]
-    pub(crate) config: ConfigArgs,
+    pub(crate) connection: ConnectionArgs,
 
     /// Where the ledgers are [default: `.qwen/batches` under the project root].
     #[arg(long, value_name = "DIR")]
     pub(crate) state_dir: Option<PathBuf>,
-
-    /// Retries of a status, list, download or delete request after the first attempt.
-    #[arg(long, value_name = "N", default_value_t = 4)]
-    pub(crate) retries: u32,
-
-    /// The first retry backoff (doubled each retry, with jitter).
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
-    pub(crate) retry_base_delay: Duration,
-
-    /// Give up on a response when no byte arrives for this long.
-    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_duration)]
-    pub(crate) idle_timeout: Duration,
-
-    /// Give up connecting after this long.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
-    pub(crate) connect_timeout: Duration,
 
     /// No progress or summary on stderr.
     #[arg(short = 'q', long)]
@@ -78,7 +66,7 @@ pub(crate) struct CommonArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum ResultFormat {
+pub(crate) enum ResultFormatArg {
     /// qwen's result lines, the same as a local batch's.
     Json,
     /// The provider's own Batch API output lines.
@@ -88,17 +76,12 @@ pub(crate) enum ResultFormat {
 /// Where `fetch` (and `submit --wait`) write the results.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct OutputArgs {
-    /// Write one result line per job to FILE (default: stdout); written whole, then renamed.
-    #[arg(long, value_name = "FILE")]
-    pub(crate) output: Option<String>,
+    #[command(flatten)]
+    pub(crate) results: ResultArgs,
 
     /// Result line format.
-    #[arg(short = 'o', long, value_enum, default_value_t = ResultFormat::Json, value_name = "FORMAT")]
-    pub(crate) output_format: ResultFormat,
-
-    /// Replace a non-empty --output file instead of refusing.
-    #[arg(long)]
-    pub(crate) overwrite: bool,
+    #[arg(short = 'o', long, value_enum, default_value_t = ResultFormatArg::Json, value_name = "FORMAT")]
+    pub(crate) output_format: ResultFormatArg,
 
     /// After writing the results, delete the input, output and error files at the provider.
     #[arg(long)]
@@ -118,21 +101,8 @@ pub(crate) struct SubmitArgs {
     #[command(flatten)]
     pub(crate) common: CommonArgs,
 
-    /// A system message sent before each job's prompt (unless the job has its own).
-    #[arg(long, value_name = "TEXT")]
-    pub(crate) system_prompt: Option<String>,
-
-    /// Sampling temperature.
-    #[arg(long, value_name = "T", value_parser = parse_finite)]
-    pub(crate) temperature: Option<f64>,
-
-    /// Maximum number of tokens in each answer.
-    #[arg(long, value_name = "N")]
-    pub(crate) max_tokens: Option<u32>,
-
-    /// Refuse a `prompt_file` larger than this many bytes (exit 42).
-    #[arg(long, value_name = "BYTES", default_value_t = 8 * 1024 * 1024)]
-    pub(crate) max_input_bytes: u64,
+    #[command(flatten)]
+    pub(crate) request: RequestArgs,
 
     /// At most this many requests per uploaded file (`OpenAI`: 50,000).
     #[arg(long, value_name = "N", default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..))]
@@ -172,4 +142,62 @@ pub(crate) struct FetchArgs {
 
     #[command(flatten)]
     pub(crate) output: OutputArgs,
+}
+
+impl CommonArgs {
+    fn settings(&self) -> Result<CommonSettings, Error> {
+        Ok(CommonSettings {
+            connection: connection_of(&self.connection)?,
+            state_dir: self.state_dir.clone(),
+            quiet: self.quiet,
+        })
+    }
+}
+
+impl OutputArgs {
+    fn settings(&self) -> OutputSettings {
+        OutputSettings {
+            output: self.results.output.clone(),
+            output_format: match self.output_format {
+                ResultFormatArg::Json => ResultFormat::Json,
+                ResultFormatArg::OpenaiBatch => ResultFormat::OpenaiBatch,
+            },
+            overwrite: self.results.overwrite,
+            delete_remote: self.delete_remote,
+        }
+    }
+}
+
+/// `qwen batch …`, resolved: the flags of each subcommand become its settings.
+pub(crate) fn resolve(args: ProviderBatchArgs) -> Result<BatchApiCommand, Error> {
+    Ok(match args.command {
+        ProviderBatchCommand::Submit(a) => BatchApiCommand::Submit(Box::new(SubmitSettings {
+            common: a.common.settings()?,
+            request: a.request.settings(),
+            output: a.output.settings(),
+            jobs: a.jobs,
+            name: a.name,
+            max_requests_per_file: a.max_requests_per_file,
+            max_file_bytes: a.max_file_bytes,
+            completion_window: a.completion_window,
+            wait: a.wait,
+            poll_interval: a.poll_interval,
+            max_wall_time: a.max_wall_time,
+        })),
+        ProviderBatchCommand::Status { name, common, json } => BatchApiCommand::Status {
+            name,
+            common: common.settings()?,
+            json,
+        },
+        ProviderBatchCommand::Fetch(a) => BatchApiCommand::Fetch(Box::new(FetchSettings {
+            common: a.common.settings()?,
+            output: a.output.settings(),
+            name: a.name,
+        })),
+        ProviderBatchCommand::Cancel { name, common } => BatchApiCommand::Cancel {
+            name,
+            common: common.settings()?,
+        },
+        ProviderBatchCommand::List { state_dir, json } => BatchApiCommand::List { state_dir, json },
+    })
 }

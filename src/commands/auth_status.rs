@@ -8,7 +8,6 @@ use secrecy::SecretString;
 
 use crate::auth;
 use crate::auth::oauth::creds::{self, CredsPaths, Freshness, OAuthCreds};
-use crate::cli::ConfigArgs;
 use crate::commands::{DotEnvExposure, load_config_and_exposure};
 use crate::config::settings::{self, Selection};
 use crate::config::{AuthType, ResolvedConfig, Source};
@@ -20,6 +19,7 @@ use crate::output::schema::{
     OAuthStatus, SettingsStatus, SourceJson, SourcedJson,
 };
 use crate::output::write_stdout;
+use crate::settings::Connection;
 
 /// What `~/.qwen` says about Qwen OAuth and the selected method, read without any network traffic.
 struct OAuthView {
@@ -119,7 +119,7 @@ fn relative(target_ms: u64, now_ms: u64) -> String {
 
 /// `qwen auth status [--json]`: what a run would use, and where each value came from.
 pub(crate) fn command(
-    args: &ConfigArgs,
+    args: &Connection,
     as_json: bool,
     ctx: &Context,
 ) -> Result<ExitStatus, Error> {
@@ -140,12 +140,12 @@ pub(crate) fn command(
     let view = OAuthView::read(home.as_deref());
     let check = auth::credentials(&config, home.as_deref());
     let text = if as_json {
-        let headers = args.headers()?;
-        let doc = status_json(&config, &view, &headers, exposure.as_ref(), &check);
+        let headers = &args.headers;
+        let doc = status_json(&config, &view, headers, exposure.as_ref(), &check);
         json_line(&doc)?
     } else {
         let mut text = status_text(&config, &view, exposure.as_ref());
-        for h in &args.headers()? {
+        for h in &args.headers {
             let _ = writeln!(
                 text,
                 "header:      {}: {} (--header)",

@@ -13,29 +13,31 @@ use std::sync::Arc;
 
 use secrecy::ExposeSecret;
 
-use crate::cli::{ConfigArgs, RunArgs};
-use crate::client::{ClientSettings, RetryPolicy};
-use crate::config::{self, ResolvedConfig};
+use serde_json::{Map, Value};
+
+use crate::config::{self, ResolvedConfig, Source};
 use crate::context::Context;
 use crate::diag;
 use crate::error::Error;
+use crate::job::{Flags, JobDefaults};
 use crate::output::github;
 use crate::schema::OutputSchema;
+use crate::settings::{Connection, RequestSettings};
 
 /// Load the configuration for a command, then say what must be said about it: the key is masked
 /// first under GitHub Actions, and `--debug` shows where each value came from.
-pub(crate) fn load_config(args: &ConfigArgs, ctx: &Context) -> Result<ResolvedConfig, Error> {
+pub(crate) fn load_config(args: &Connection, ctx: &Context) -> Result<ResolvedConfig, Error> {
     load_config_and_exposure(args, ctx).map(|(config, _)| config)
 }
 
 /// `load_config`, also returning what it found about git and the `.env` in use (see
 /// [`dotenv_exposure`]), for a command that shows it again.
 pub(crate) fn load_config_and_exposure(
-    args: &ConfigArgs,
+    args: &Connection,
     ctx: &Context,
 ) -> Result<(ResolvedConfig, Option<DotEnvExposure>), Error> {
-    let headers = args.headers()?;
-    let config = config::load(&args.flags(), &ctx.env, ctx.terminal, &ctx.cwd)?;
+    let headers = &args.headers;
+    let config = config::load(&args.config, &ctx.env, ctx.terminal, &ctx.cwd)?;
     for warning in config
         .dotenv
         .found
@@ -75,7 +77,7 @@ pub(crate) fn load_config_and_exposure(
     }
     if config.debug.is_some() {
         debug_config(&config);
-        for h in &headers {
+        for h in headers {
             diag::debug(&format!(
                 "header {}: {} (--header)",
                 h.name,
@@ -111,31 +113,6 @@ fn dotenv_exposure(config: &ResolvedConfig) -> Option<DotEnvExposure> {
     crate::gitignore::exposure(&path).map(|e| (file.path.clone(), e))
 }
 
-/// The HTTP client settings a run's flags ask for.
-pub(crate) fn client_settings(
-    args: &RunArgs,
-    config: &ResolvedConfig,
-    max_connections: usize,
-) -> ClientSettings {
-    ClientSettings {
-        connect_timeout: args.connect_timeout,
-        idle_timeout: args.idle_timeout,
-        retry: RetryPolicy {
-            retries: args.retries,
-            base_delay: args.retry_base_delay,
-            max_retry_wait: args.max_retry_wait,
-            ..RetryPolicy::default()
-        },
-        debug: config.debug.is_some(),
-        max_connections,
-        // Checked by `load_config`, which every command calls first.
-        headers: args.config.headers().unwrap_or_default(),
-        max_response_bytes: args.max_response_bytes,
-    }
-}
-
-/// The checked `--json-schema` (exit 2 when it is not a usable schema, before anything is read
-/// or sent) and `--fallback-model` list.
 /// Run `read` (a blocking read of standard input) on a thread of its own, and wait for it or for
 /// SIGINT/SIGTERM, whichever comes first: a signal while waiting for input ends the run as an
 /// interrupted one (130/143, with its JSON document), not by the default disposition. The reading
@@ -190,17 +167,19 @@ pub(crate) fn refuse_same_files(
     Ok(())
 }
 
+/// The checked `--json-schema` (exit 2 when it is not a usable schema, before anything is read
+/// or sent) and `--fallback-model` list.
 pub(crate) fn structured_options(
-    args: &RunArgs,
+    args: &RequestSettings,
     ctx: &Context,
 ) -> Result<Option<Arc<OutputSchema>>, Error> {
-    crate::fallback::check_list(&args.structured.fallback_models).map_err(|e| {
+    crate::fallback::check_list(&args.fallback_models).map_err(|e| {
         Error::usage(
             format!("--fallback-model: {e}"),
             Some("give at most 3 model names"),
         )
     })?;
-    let Some(arg) = &args.structured.json_schema else {
+    let Some(arg) = &args.json_schema else {
         return Ok(None);
     };
     let value = crate::schema::load_arg(arg, &ctx.cwd)
@@ -213,6 +192,42 @@ pub(crate) fn structured_options(
                 Some("fix the schema (draft 2020-12 or draft-07); nothing was sent"),
             )
         })
+}
+
+/// `--extra-body`, loaded (exit 2 when it is not a JSON object that leaves the request alone).
+pub(crate) fn extra_body(
+    args: &RequestSettings,
+    ctx: &Context,
+) -> Result<Map<String, Value>, Error> {
+    match &args.extra_body {
+        Some(arg) => crate::request::load_extra_body(arg, &ctx.cwd)
+            .map_err(|e| Error::usage(format!("--extra-body: {e}"), Some("nothing was sent"))),
+        None => Ok(Map::new()),
+    }
+}
+
+/// What the request flags make of every job of a job file, a local batch's and a provider
+/// batch's alike: flags beat a job file's `defaults`; a job's own fields beat both.
+pub(crate) fn job_defaults(
+    args: &RequestSettings,
+    model: &config::Sourced<String>,
+    headers: Vec<crate::client::params::ExtraHeader>,
+    ctx: &Context,
+) -> Result<JobDefaults, Error> {
+    let schema = structured_options(args, ctx)?;
+    let extra_body = extra_body(args, ctx)?;
+    let mut defaults = JobDefaults::from_flags(Flags {
+        model: &model.value,
+        model_from_flag: matches!(model.source, Source::Flag(_)),
+        fields: args.params.fields(),
+        system: args.system_prompt.as_deref(),
+        max_input_bytes: args.max_input_bytes,
+    });
+    defaults.schema = schema;
+    defaults.extra_body = extra_body;
+    defaults.headers = headers;
+    defaults.fallback_models.clone_from(&args.fallback_models);
+    Ok(defaults)
 }
 
 fn debug_config(config: &ResolvedConfig) {

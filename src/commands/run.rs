@@ -6,10 +6,9 @@ use serde_json::{Map, Value, json};
 
 use std::sync::Arc;
 
-use super::{client_settings, load_config, refuse_same_files, structured_options};
+use super::{extra_body, load_config, refuse_same_files, structured_options};
 use crate::ask::{self, Answer, AskError, Request};
 use crate::auth::{self, session};
-use crate::cli::{OutputFormat, RunArgs};
 use crate::client::{ApiError, ChatClient, Piece};
 use crate::config::Source;
 use crate::config::resolve::DEFAULT_MODEL;
@@ -22,6 +21,7 @@ use crate::prompt::{InputSpec, read_prompt};
 use crate::prompt_file::{self, PromptFile, ResponseFormat};
 use crate::request;
 use crate::schema::{OutputSchema, SharedMode};
+use crate::settings::RunSettings;
 
 /// Everything a run needs before it sends: configuration, a connected client, the request body,
 /// and the schema its answer must match.
@@ -63,20 +63,16 @@ impl From<Error> for RunFailure {
 /// anything waits on standard input. In a terminal without usable credentials, the login
 /// dialogue is offered first. A failure carries the model, when it was known, for the result.
 fn prepare(
-    args: &RunArgs,
+    args: &RunSettings,
     ctx: &Context,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<Prepared, (Error, Option<String>)> {
-    let schema_file = args.structured.schema_file();
     // The one file a single run writes must not be one it reads.
     let mut files = vec![
-        ("--json-schema", schema_file),
-        ("--result-file", args.structured.result_file.as_deref()),
+        ("--json-schema", args.request.schema_file()),
+        ("--result-file", args.result_file.as_deref()),
         ("--prompt-file", args.prompt_file.as_deref()),
-        (
-            "--extra-body",
-            args.extra_body.as_deref().and_then(|b| b.strip_prefix('@')),
-        ),
+        ("--extra-body", args.request.extra_body_file()),
     ];
     files.extend(args.vars.iter().map(|v| {
         let path = v
@@ -85,16 +81,8 @@ fn prepare(
         ("--var", path)
     }));
     refuse_same_files(&files, ctx).map_err(|e| (e, None))?;
-    let mut schema = structured_options(args, ctx).map_err(|e| (e, None))?;
-    let extra = match &args.extra_body {
-        Some(arg) => request::load_extra_body(arg, &ctx.cwd).map_err(|e| {
-            (
-                Error::usage(format!("--extra-body: {e}"), Some("nothing was sent")),
-                None,
-            )
-        })?,
-        None => Map::new(),
-    };
+    let mut schema = structured_options(&args.request, ctx).map_err(|e| (e, None))?;
+    let extra = extra_body(&args.request, ctx).map_err(|e| (e, None))?;
     let vars = args
         .vars
         .iter()
@@ -102,40 +90,47 @@ fn prepare(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| (Error::usage(e.message, Some(&e.hint)), None))?;
     let home = ctx.env.home();
-    let mut config = load_config(&args.config, ctx).map_err(|e| (e, None))?;
+    let mut config = load_config(&args.connection, ctx).map_err(|e| (e, None))?;
     let mut plan = auth::credentials(&config, home.as_deref());
     if config.interactive
         && let Err(reason @ Error::Auth { .. }) = &plan
     {
         super::login::offer(reason, config.auth_type.value, ctx, runtime)
             .map_err(|e| (e, Some(config.model.value.clone())))?;
-        config = load_config(&args.config, ctx).map_err(|e| (e, None))?;
+        config = load_config(&args.connection, ctx).map_err(|e| (e, None))?;
         plan = auth::credentials(&config, home.as_deref());
     }
     let with_model = |e| (e, Some(config.model.value.clone()));
-    let settings = client_settings(args, &config, 1);
+    let settings = args
+        .connection
+        .client(config.debug.is_some(), 1, args.max_response_bytes);
     let session = session::connect(plan.map_err(with_model)?, settings, None, &ctx.env, runtime)
         .map_err(with_model)?;
     let input = read_input(args, ctx, &vars, runtime).map_err(with_model)?;
-    let flags = request::flag_fields(args);
-    let system = args.system_prompt.as_deref();
-    let (model, messages, fields) = match input {
+    let system = args.request.system_prompt.as_deref();
+    let mut fields = request::Fields {
+        flags: args.request.params.fields(),
+        ..request::Fields::default()
+    };
+    if let Source::Flag(_) = config.model.source {
+        fields
+            .flags
+            .insert("model".into(), json!(config.model.value));
+    }
+    let messages = match input {
         Input::Text(prompt) => {
             let mut messages = Vec::new();
             if let Some(system) = system {
                 messages.push(json!({"role": "system", "content": system}));
             }
             messages.push(json!({"role": "user", "content": prompt}));
-            (config.model.value.clone(), messages, flags)
+            messages
         }
         Input::PromptFile(file) => {
-            // Command-line flags win over the file's values.
-            let model = match (&config.model.source, &file.model) {
-                (Source::Flag(_), _) | (_, None) => config.model.value.clone(),
-                (_, Some(m)) => m.clone(),
-            };
-            let mut fields = request::prompt_file_fields(&file.parameters);
-            fields.extend(flags);
+            fields.prompt_file = request::prompt_file_fields(&file.parameters);
+            if let Some(model) = &file.model {
+                fields.prompt_file.insert("model".into(), json!(model));
+            }
             if schema.is_none()
                 && let ResponseFormat::JsonSchema(spec) = &file.response_format
             {
@@ -147,10 +142,22 @@ fn prepare(
                 })?;
                 schema = Some(Arc::new(compiled));
             }
-            (model, request::prompt_file_messages(&file, system), fields)
+            request::prompt_file_messages(&file, system)
         }
     };
-    let body = request::body(&model, messages, &extra, fields);
+    let none = Map::new();
+    let extra = request::ExtraBodies {
+        file_defaults: &none,
+        flags: &extra,
+        job: &none,
+    };
+    let (model, body) =
+        request::compose(&config.model.value, messages, fields, extra).map_err(|e| {
+            with_model(Error::input(
+                format!("the prompt file: {e}"),
+                "fix the prompt file; nothing was sent",
+            ))
+        })?;
     Ok(Prepared {
         client: session.client,
         model,
@@ -162,13 +169,13 @@ fn prepare(
 /// The prompt: a `.prompt.yml` prompt file filled with its `--var`s (their `@path`s relative to
 /// the working directory), or a text from the arguments, a plain `--prompt-file`, and stdin.
 fn read_input(
-    args: &RunArgs,
+    args: &RunSettings,
     ctx: &Context,
     vars: &[(String, prompt_file::VarValue)],
     runtime: &tokio::runtime::Runtime,
 ) -> Result<Input, Error> {
-    let max = args.max_input_bytes;
-    let mut arg = args.prompt_arg();
+    let max = args.request.max_input_bytes;
+    let mut arg = args.prompt.clone();
     if let Some(file) = &args.prompt_file {
         let path = ctx.cwd.join(file);
         if prompt_file::is_prompt_file(&path) {
@@ -202,9 +209,7 @@ fn read_input(
 
 /// `qwen [PROMPT]`: send one prompt and write its result in `format`.
 pub(crate) fn command(
-    args: &RunArgs,
-    format: OutputFormat,
-    partial: bool,
+    args: &RunSettings,
     ctx: &Context,
     runtime: &tokio::runtime::Runtime,
     started: Instant,
@@ -222,7 +227,13 @@ pub(crate) fn command(
     // The answer is data on stdout, byte for byte; its copy in the step summary is server text
     // like any other and goes through the sanitiser (the summary is not masked by the runner).
     let summary_client = prepared.as_ref().ok().map(|p| p.client.clone());
-    let mut out = RunOutput::new(format, partial, meta, started, args.show_reasoning);
+    let mut out = RunOutput::new(
+        args.format,
+        args.partial,
+        meta,
+        started,
+        args.show_reasoning,
+    );
     if let Some(client) = &summary_client {
         let client = client.clone();
         out.set_stderr_cleaner(Box::new(move |text| client.sanitized_block(text)));
@@ -242,7 +253,7 @@ pub(crate) fn command(
     };
     // `--result-file`: written before the success is reported, so that a failure to write it is
     // the run's failure; never written when the run failed.
-    let outcome = match (outcome, &args.structured.result_file) {
+    let outcome = match (outcome, &args.result_file) {
         (Ok(Some(answer)), Some(file)) => match write_result_file(&ctx.cwd.join(file), &answer) {
             Ok(()) => Ok(Some(answer)),
             Err(error) => Err(RunFailure {
@@ -301,13 +312,13 @@ pub(crate) fn command(
 /// quiet end.
 fn send(
     prepared: Prepared,
-    args: &RunArgs,
+    args: &RunSettings,
     out: &mut RunOutput,
     runtime: &tokio::runtime::Runtime,
     started: Instant,
 ) -> Result<Option<Answer>, RunFailure> {
     // `--max-wall-time` bounds the whole run (counted from its start), however slowly a server trickles.
-    let limit = args.batch.max_wall_time;
+    let limit = args.max_wall_time;
     let left = limit.map(|l| l.saturating_sub(started.elapsed()));
     let Prepared {
         client,
@@ -319,9 +330,9 @@ fn send(
     let mode = SharedMode::default();
     let request = Request {
         body,
-        models: crate::fallback::model_order(&model, &args.structured.fallback_models),
+        models: crate::fallback::model_order(&model, &args.request.fallback_models),
         schema,
-        schema_retries: args.structured.schema_retries,
+        schema_retries: args.request.schema_retries,
         mode: &mode,
         headers: Vec::new(),
         own_token_limit: true,

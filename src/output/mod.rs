@@ -14,7 +14,6 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::cli::OutputFormat;
 use crate::client::{Completion, Piece};
 use crate::error::Error;
 use schema::{
@@ -170,9 +169,20 @@ pub(crate) fn result_message(
 /// Cleans server text before it is shown on stderr.
 pub(crate) type Cleaner = Box<dyn Fn(&str) -> String + Send>;
 
+/// How a single run writes its messages (`-o`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// The answer as plain text, streamed.
+    Text,
+    /// One JSON array (system, assistant, result messages), like Qwen Code's `-o json`.
+    Json,
+    /// The same messages as JSON lines, written as they happen.
+    StreamJson,
+}
+
 /// Writes one single run's messages in the chosen format.
 pub(crate) struct RunOutput {
-    format: OutputFormat,
+    format: Format,
     partial: bool,
     meta: RunMeta,
     started: Instant,
@@ -203,7 +213,7 @@ enum Block {
 
 impl RunOutput {
     pub(crate) fn new(
-        format: OutputFormat,
+        format: Format,
         partial: bool,
         meta: RunMeta,
         started: Instant,
@@ -228,21 +238,21 @@ impl RunOutput {
     /// Whether text handed to `delta` is shown to the user at once (and so cannot be retried).
     pub(crate) fn deltas_are_final(&self) -> bool {
         match self.format {
-            OutputFormat::Text => true,
-            OutputFormat::Json | OutputFormat::OpenaiBatch => false,
-            OutputFormat::StreamJson => self.partial,
+            Format::Text => true,
+            Format::Json => false,
+            Format::StreamJson => self.partial,
         }
     }
 
     fn emit(&mut self, message: &impl Serialize) -> io::Result<()> {
         match self.format {
-            OutputFormat::Text | OutputFormat::OpenaiBatch => Ok(()),
-            OutputFormat::Json => {
+            Format::Text => Ok(()),
+            Format::Json => {
                 self.collected
                     .push(serde_json::to_value(message).map_err(io::Error::other)?);
                 Ok(())
             }
-            OutputFormat::StreamJson => {
+            Format::StreamJson => {
                 let mut line = serde_json::to_vec(message).map_err(io::Error::other)?;
                 line.push(b'\n');
                 write_stdout(&line)
@@ -344,7 +354,7 @@ impl RunOutput {
     /// A piece of the answer (or of the reasoning before it) as it arrives. Reasoning never goes
     /// to stdout in text mode; `--show-reasoning` writes it to stderr.
     pub(crate) fn delta(&mut self, piece: Piece<'_>) -> io::Result<()> {
-        let streaming = self.format == OutputFormat::StreamJson && self.partial;
+        let streaming = self.format == Format::StreamJson && self.partial;
         match piece {
             Piece::Reasoning(thinking) => {
                 if let Some(mut pending) = self.reasoning_line.take() {
@@ -374,11 +384,11 @@ impl RunOutput {
             Piece::Text(text) => {
                 self.end_reasoning_line();
                 match self.format {
-                    OutputFormat::Text => {
+                    Format::Text => {
                         write_stdout(text.as_bytes())?;
                         self.ends_with_newline = text.ends_with('\n');
                     }
-                    OutputFormat::StreamJson if self.partial => {
+                    Format::StreamJson if self.partial => {
                         if self.open != Some(Block::Text) {
                             self.close_block()?;
                             self.open_block(Block::Text)?;
@@ -402,7 +412,7 @@ impl RunOutput {
     /// With a validated value (`--json-schema`), text mode writes the answer here (it was not
     /// streamed): the compact value and one newline.
     pub(crate) fn success(&mut self, completion: &Completion, extras: &Extras) -> io::Result<()> {
-        if self.format == OutputFormat::Text && extras.structured_result.is_some() {
+        if self.format == Format::Text && extras.structured_result.is_some() {
             let mut line = completion.text.clone().into_bytes();
             line.push(b'\n');
             return write_stdout(&line);
@@ -410,13 +420,13 @@ impl RunOutput {
         if let Some(model) = &extras.model {
             self.meta.model.clone_from(model);
         }
-        if self.format == OutputFormat::Text {
+        if self.format == Format::Text {
             if !self.ends_with_newline {
                 write_stdout(b"\n")?;
             }
             return Ok(());
         }
-        if self.partial && self.format == OutputFormat::StreamJson {
+        if self.partial && self.format == Format::StreamJson {
             self.close_block()?;
         }
         if !completion.reasoning.is_empty() {
@@ -478,10 +488,10 @@ impl RunOutput {
         extras: &Extras,
     ) -> io::Result<()> {
         self.end_reasoning_line();
-        if self.partial && self.format == OutputFormat::StreamJson {
+        if self.partial && self.format == Format::StreamJson {
             self.close_block()?;
         }
-        if self.format == OutputFormat::Text {
+        if self.format == Format::Text {
             if !self.ends_with_newline {
                 write_stdout(b"\n")?;
             }
@@ -505,7 +515,7 @@ impl RunOutput {
     }
 
     fn finish(&mut self) -> io::Result<()> {
-        if self.format == OutputFormat::Json {
+        if self.format == Format::Json {
             let mut doc = Value::Array(std::mem::take(&mut self.collected)).to_string();
             doc.push('\n');
             write_stdout(doc.as_bytes())?;

@@ -116,12 +116,48 @@ fn layers(doc: &str) -> HashMap<String, usize> {
     out
 }
 
-/// The top-level modules a source file refers to through `crate::` (test modules left out).
-fn imports(source: &str) -> Vec<String> {
-    let code = source.split("#[cfg(test)]").next().unwrap_or(source);
+/// The source without its test items: from each `#[cfg(test)]` to the end of the item it marks
+/// (rustfmt puts an item's closing brace alone at the start of a line; a one-line item ends
+/// with `;`). Code after a test module is still checked.
+fn without_tests(source: &str) -> String {
+    let mut out = String::new();
+    // While skipping: the closing line of the test item (its indentation, then `}`), once its
+    // body has opened.
+    let mut skipping: Option<Option<String>> = None;
+    let mut indent = String::new();
+    for line in source.lines() {
+        let trimmed = line.trim_start();
+        match &skipping {
+            None if trimmed.starts_with("#[cfg(test)]") => {
+                indent = line[..line.len() - trimmed.len()].to_owned();
+                skipping = Some(None);
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+            Some(None) if trimmed.starts_with("#[") => {}
+            Some(None) if line.trim_end().ends_with(';') || line.trim_end().ends_with('}') => {
+                skipping = None;
+            }
+            Some(None) if line.contains('{') => skipping = Some(Some(format!("{indent}}}"))),
+            Some(None) => {}
+            Some(Some(end)) => {
+                if line.trim_end() == end {
+                    skipping = None;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The top-level modules a path names, from the file's own module path (`super::` resolved):
+/// `crate::a::b` names `a`; in `src/x/y/z.rs`, `super::super::w` names `w`, `super::w` names `x`.
+fn imports(source: &str, module: &[String]) -> Vec<String> {
+    let code = without_tests(source);
     let mut out = Vec::new();
-    for (i, _) in code.match_indices("crate::") {
-        let rest = &code[i + "crate::".len()..];
+    let mut push_group = |rest: &str, out: &mut Vec<String>| {
         if let Some(group) = rest.strip_prefix('{') {
             let group = group.split('}').next().unwrap_or_default();
             for item in group.split(',') {
@@ -137,8 +173,90 @@ fn imports(source: &str) -> Vec<String> {
                 .collect();
             out.push(name);
         }
+    };
+    for (i, _) in code.match_indices("crate::") {
+        push_group(&code[i + "crate::".len()..], &mut out);
+    }
+    for (i, _) in code.match_indices("super::") {
+        // Only the first `super` of a chain.
+        if code[..i].ends_with("super::") {
+            continue;
+        }
+        let mut rest = &code[i..];
+        let mut up = 0;
+        while let Some(r) = rest.strip_prefix("super::") {
+            up += 1;
+            rest = r;
+        }
+        // `module` is the file's path below `src` (`commands/batch/mod` → [commands, batch]).
+        if up < module.len() {
+            out.push(module[0].clone());
+        } else {
+            push_group(rest, &mut out);
+        }
     }
     out
+}
+
+/// A file's module path below `src`: `commands/batch/mod.rs` → [commands, batch];
+/// `commands/run.rs` → [commands, run].
+fn module_path(rel: &Path) -> Vec<String> {
+    let mut parts: Vec<String> = rel
+        .components()
+        .map(|c| {
+            c.as_os_str()
+                .to_string_lossy()
+                .trim_end_matches(".rs")
+                .to_owned()
+        })
+        .collect();
+    if parts.last().is_some_and(|p| p == "mod") {
+        parts.pop();
+    }
+    parts
+}
+
+#[test]
+fn the_layer_scan_sees_code_after_tests_and_super_paths() {
+    let source = "use crate::a;\n#[cfg(test)]\nmod tests {\n    use crate::t;\n}\n\nfn f() { crate::b::g() }\n#[cfg(test)]\nuse crate::u;\nuse super::super::c::D;\nuse super::e;\n";
+    let module = vec!["x".to_owned(), "y".to_owned(), "z".to_owned()];
+    let mut seen = imports(source, &module);
+    seen.sort();
+    assert_eq!(seen, ["a", "b", "x", "x"]);
+    let top = vec!["x".to_owned(), "z".to_owned()];
+    let mut seen = imports(source, &top);
+    seen.sort();
+    assert_eq!(seen, ["a", "b", "c", "x"]);
+}
+
+/// Only `app`, `cli/` and the shell-completion generator see clap: every command takes settings.
+#[test]
+fn only_the_command_line_layer_knows_clap() {
+    let mut files = Vec::new();
+    rust_files(&root().join("src"), &mut files);
+    for file in files {
+        let rel = file.strip_prefix(root().join("src")).expect("under src");
+        let rel_text = rel.to_string_lossy().replace('\\', "/");
+        if rel_text == "app.rs"
+            || rel_text.starts_with("cli/")
+            || rel_text == "commands/generate.rs"
+        {
+            continue;
+        }
+        let code = without_tests(&std::fs::read_to_string(&file).expect("read"));
+        for needle in [
+            "crate::cli",
+            "clap::Args",
+            "clap::Parser",
+            "clap::ValueEnum",
+            "use clap::",
+        ] {
+            assert!(
+                !code.contains(needle),
+                "{rel_text} uses `{needle}`: below the command line, code takes `settings`"
+            );
+        }
+    }
 }
 
 #[test]
@@ -164,7 +282,7 @@ fn imports_point_down_the_layers() {
             .get(&top)
             .unwrap_or_else(|| panic!("`{top}` is not in ARCHITECTURE.md's layers"));
         let source = std::fs::read_to_string(&file).expect("read a source file");
-        for target in imports(&source) {
+        for target in imports(&source, &module_path(rel)) {
             if target == top || target == "self" {
                 continue;
             }

@@ -13,9 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::run::append_step_summary;
-use super::{client_settings, load_config, refuse_same_files};
+use super::{load_config, refuse_same_files};
 use crate::auth::{self, session};
-use crate::cli::{BatchFormat, RunArgs};
 use crate::client::Pacers;
 use crate::client::pacing::PacingSettings;
 use crate::config::ResolvedConfig;
@@ -27,6 +26,7 @@ use crate::job::{Job, declared_id};
 use crate::output::{RunMeta, github};
 use crate::progress::Progress;
 use crate::schema::SharedMode;
+use crate::settings::BatchSettings;
 use dispatch::{Dispatcher, JobMeta, JobOutcome, Limits, Shared, Stop};
 use plan::Plan;
 use results::Sink;
@@ -40,16 +40,15 @@ const MAX_ANNOTATIONS: u64 = 10;
 
 /// `qwen --jobs FILE`: run a job file.
 pub(crate) fn command(
-    args: &RunArgs,
-    jobs_spec: &str,
-    format: BatchFormat,
+    args: &BatchSettings,
     ctx: &Context,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<ExitStatus, Error> {
     let started = Instant::now();
-    let batch = &args.batch;
-    refuse_same_files_of(args, jobs_spec, ctx)?;
-    let config = load_config(&args.config, ctx)?;
+    let batch = args;
+    let jobs_spec = args.jobs.as_str();
+    refuse_same_files_of(args, ctx)?;
+    let config = load_config(&args.connection, ctx)?;
     let concurrency = batch.concurrency as usize;
     let (mut session, pacers) = connect_paced(args, &config, ctx, runtime)?;
     // `--jobs -`: standard input is read first, and a signal while waiting for it is an interruption.
@@ -58,7 +57,7 @@ pub(crate) fn command(
     } else {
         None
     };
-    let mut plan = plan::build(args, &config, jobs_spec, spooled, ctx)?;
+    let mut plan = plan::build(args, &config, spooled, ctx)?;
     if github::is_github_actions(&ctx.env) {
         for value in &plan.validation.secret_headers {
             diag::raw(&github::mask_command(value));
@@ -92,7 +91,7 @@ pub(crate) fn command(
     let mut next_job = || next_job(&plan, &mut jobs);
     let mut on_done = |outcome: JobOutcome| {
         // A job counts only once its line is written: a line lost to a full disk is not a success.
-        results::write_result(&mut sink, &meta, &outcome, format)?;
+        results::write_result(&mut sink, &meta, &outcome, args.format)?;
         summary.count(&outcome);
         if in_github
             && summary.failed <= MAX_ANNOTATIONS
@@ -113,7 +112,7 @@ pub(crate) fn command(
     };
     let shared = Shared {
         mode: Arc::new(SharedMode::default()),
-        schema_retries: args.structured.schema_retries,
+        schema_retries: args.request.schema_retries,
     };
     let dispatcher = Dispatcher::new(
         &session.client,
@@ -134,13 +133,12 @@ pub(crate) fn command(
 
 /// Any two of the files a batch reads and writes that are one file are refused before anything
 /// is touched.
-fn refuse_same_files_of(args: &RunArgs, jobs_spec: &str, ctx: &Context) -> Result<(), Error> {
-    let batch = &args.batch;
-    let schema_file = args.structured.schema_file();
+fn refuse_same_files_of(batch: &BatchSettings, ctx: &Context) -> Result<(), Error> {
     refuse_same_files(
         &[
-            ("--jobs", Some(jobs_spec)),
-            ("--json-schema", schema_file),
+            ("--jobs", Some(batch.jobs.as_str())),
+            ("--json-schema", batch.request.schema_file()),
+            ("--extra-body", batch.request.extra_body_file()),
             ("--output", batch.output.as_deref()),
             ("--summary", batch.summary.as_deref()),
             // Without --output the lines go to stdout: `>> jobs.jsonl` would feed them back as jobs.
@@ -155,21 +153,23 @@ fn refuse_same_files_of(args: &RunArgs, jobs_spec: &str, ctx: &Context) -> Resul
 
 /// The session, its client paced to the server's rate limits (shared by every job).
 fn connect_paced(
-    args: &RunArgs,
+    args: &BatchSettings,
     config: &ResolvedConfig,
     ctx: &Context,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<(session::Session, Arc<Pacers>), Error> {
-    let batch = &args.batch;
+    let batch = args;
     let concurrency = batch.concurrency as usize;
     let credentials = auth::credentials(config, ctx.env.home().as_deref())?;
-    let settings = client_settings(args, config, concurrency);
+    let settings =
+        args.connection
+            .client(config.debug.is_some(), concurrency, args.max_response_bytes);
     let mut session = session::connect(credentials, settings, batch.rpm, &ctx.env, runtime)?;
     let pacers = Arc::new(Pacers::new(PacingSettings {
         max_concurrency: concurrency,
         max_rate_limit_wait: batch.max_rate_limit_wait,
         tpm: batch.tpm,
-        base_backoff: args.retry_base_delay.min(SHARED_BACKOFF_CAP),
+        base_backoff: args.connection.retry.base_delay.min(SHARED_BACKOFF_CAP),
         max_backoff: Duration::from_secs(30),
     }));
     session.client = session.client.with_pacers(Arc::clone(&pacers));

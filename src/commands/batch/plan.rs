@@ -2,19 +2,14 @@
 //! pass, the precedence of flags over the file's defaults, and what an existing results file
 //! already holds.
 
-use std::sync::Arc;
-
-use serde_json::Map;
-
-use super::super::structured_options;
+use super::super::job_defaults;
 use super::results::{Done, Output, existing_output};
-use crate::cli::{RunArgs, Shard};
-use crate::config::{ResolvedConfig, Source};
+use crate::config::ResolvedConfig;
 use crate::context::Context;
 use crate::error::Error;
-use crate::job::{Flags, JobDefaults, JobFile, Validation};
+use crate::job::{JobDefaults, JobFile, Validation};
 use crate::paths::PathRules;
-use crate::schema::OutputSchema;
+use crate::settings::{BatchSettings, Shard};
 
 pub(crate) struct Plan {
     pub(crate) file: JobFile,
@@ -34,39 +29,14 @@ impl Plan {
     }
 }
 
-/// Flags beat a job file's `defaults`; a job's own fields beat both.
-fn defaults(
-    args: &RunArgs,
-    config: &ResolvedConfig,
-    schema: Option<Arc<OutputSchema>>,
-    extra_body: Map<String, serde_json::Value>,
-    headers: Vec<crate::client::params::ExtraHeader>,
-) -> JobDefaults {
-    let mut defaults = JobDefaults::from_flags(Flags {
-        model: &config.model.value,
-        model_from_flag: matches!(config.model.source, Source::Flag(_)),
-        fields: crate::request::flag_fields(args),
-        system: args.system_prompt.as_deref(),
-        max_input_bytes: args.max_input_bytes,
-    });
-    defaults.schema = schema;
-    defaults.extra_body = extra_body;
-    defaults.headers = headers;
-    defaults
-        .fallback_models
-        .clone_from(&args.structured.fallback_models);
-    defaults
-}
-
 /// Read and validate the job file (exit 42 before anything is sent), and check the results file.
 pub(crate) fn build(
-    args: &RunArgs,
+    args: &BatchSettings,
     config: &ResolvedConfig,
-    jobs_spec: &str,
     spooled: Option<tempfile::TempPath>,
     ctx: &Context,
 ) -> Result<Plan, Error> {
-    let batch = &args.batch;
+    let batch = args;
     let rules = PathRules {
         allow_outside: batch.allow_outside_paths,
         outputs: [("--output", &batch.output), ("--summary", &batch.summary)]
@@ -74,19 +44,13 @@ pub(crate) fn build(
             .filter_map(|(flag, path)| Some((flag, ctx.cwd.join(path.as_ref()?))))
             .collect(),
     };
-    let file = JobFile::open(jobs_spec, &ctx.cwd, rules, spooled)?;
-    let extra_body = match &args.extra_body {
-        Some(arg) => crate::request::load_extra_body(arg, &ctx.cwd)
-            .map_err(|e| Error::usage(format!("--extra-body: {e}"), Some("nothing was sent")))?,
-        None => Map::new(),
-    };
-    let defaults = defaults(
-        args,
-        config,
-        structured_options(args, ctx)?,
-        extra_body,
-        args.config.headers()?,
-    );
+    let file = JobFile::open(&args.jobs, &ctx.cwd, rules, spooled)?;
+    let defaults = job_defaults(
+        &args.request,
+        &config.model,
+        args.connection.headers.clone(),
+        ctx,
+    )?;
     // Locked before it is read: a second run on the same file stops here (exit 75).
     let output = batch
         .output

@@ -11,7 +11,6 @@ use serde_json::json;
 
 use super::dispatch::{JobMeta, JobOutcome, Stop};
 use crate::ask::{self, Answer, AskFailure};
-use crate::cli::BatchFormat;
 use crate::client::Usage;
 use crate::error::Error;
 use crate::idset::IdSet;
@@ -19,6 +18,7 @@ use crate::output::schema::{
     BatchLine, OpenAiBatchError, OpenAiBatchLine, OpenAiBatchResponse, successful_id,
 };
 use crate::output::{self, Outcome, RunMeta, result_message};
+use crate::settings::BatchFormat;
 
 /// The results file (`--output`), opened through any symlink and exclusively locked (`flock`)
 /// for the whole run, so that two runs never write the same file. The lock is on the file itself:

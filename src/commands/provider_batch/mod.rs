@@ -12,22 +12,20 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::auth::{self, AuthPlan};
-use crate::cli::provider_batch::{
-    CommonArgs, FetchArgs, OutputArgs, ProviderBatchArgs, ProviderBatchCommand, ResultFormat,
-    SubmitArgs,
-};
 use crate::commands::load_config;
-use crate::config::Source;
 use crate::context::Context;
 use crate::diag;
 use crate::error::Error;
 use crate::exit::ExitStatus;
-use crate::job::{Flags, JobDefaults, JobFile};
+use crate::job::JobFile;
 use crate::output::{self, RunMeta};
 use crate::paths::PathRules;
+use crate::settings::{
+    BatchApiCommand, CommonSettings, FetchSettings, OutputSettings, ResultFormat, SubmitSettings,
+};
 use api::{Batch, BatchApi};
 use convert::{Format, Limits};
 use ledger::{Ledger, Place, Step};
@@ -39,18 +37,18 @@ const FIND_PAGES: usize = 50;
 
 /// `qwen batch ...`: hand a job file to the provider's Batch API.
 pub(crate) fn command(
-    args: ProviderBatchArgs,
+    args: BatchApiCommand,
     ctx: &Context,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<ExitStatus, Error> {
-    match args.command {
-        ProviderBatchCommand::Submit(a) => submit(&a, ctx, runtime),
-        ProviderBatchCommand::Status { name, common, json } => {
+    match args {
+        BatchApiCommand::Submit(a) => submit(&a, ctx, runtime),
+        BatchApiCommand::Status { name, common, json } => {
             status(&name, &common, json, ctx, runtime)
         }
-        ProviderBatchCommand::Fetch(a) => fetch_command(&a, ctx, runtime),
-        ProviderBatchCommand::Cancel { name, common } => cancel(&name, &common, ctx, runtime),
-        ProviderBatchCommand::List { state_dir, json } => {
+        BatchApiCommand::Fetch(a) => fetch_command(&a, ctx, runtime),
+        BatchApiCommand::Cancel { name, common } => cancel(&name, &common, ctx, runtime),
+        BatchApiCommand::List { state_dir, json } => {
             list(state_dir.as_deref(), json, ctx);
             Ok(ExitStatus::Success)
         }
@@ -62,16 +60,12 @@ pub(crate) fn command(
 struct Session {
     api: BatchApi,
     base_url: String,
-    model: Sourced,
+    model: crate::config::Sourced<String>,
 }
 
-struct Sourced {
-    value: String,
-    from_flag: bool,
-}
-
-fn session(common: &CommonArgs, ctx: &Context) -> Result<Session, Error> {
-    let config = load_config(&common.config, ctx)?;
+fn session(common: &CommonSettings, ctx: &Context) -> Result<Session, Error> {
+    let connection = &common.connection;
+    let config = load_config(connection, ctx)?;
     let plan = auth::credentials(&config, ctx.env.home().as_deref())?;
     let AuthPlan::ApiKey(credentials) = plan else {
         return Err(Error::auth(
@@ -85,20 +79,17 @@ fn session(common: &CommonArgs, ctx: &Context) -> Result<Session, Error> {
     let api = BatchApi::new(
         &credentials.base_url,
         credentials.api_key,
-        common.connect_timeout,
-        common.idle_timeout,
-        common.retries,
-        common.retry_base_delay,
-        common.config.headers()?,
+        connection.connect_timeout,
+        connection.idle_timeout,
+        connection.retry.retries,
+        connection.retry.base_delay,
+        connection.headers.clone(),
     )
     .map_err(Error::Api)?;
     Ok(Session {
         api,
         base_url: credentials.base_url.to_string(),
-        model: Sourced {
-            value: config.model.value.clone(),
-            from_flag: matches!(config.model.source, Source::Flag(_)),
-        },
+        model: config.model,
     })
 }
 
@@ -111,7 +102,7 @@ fn state_dir(common_dir: Option<&Path>, ctx: &Context) -> PathBuf {
 /// `status`, `fetch` and `cancel` start from.
 fn open_existing(
     name: &str,
-    common: &CommonArgs,
+    common: &CommonSettings,
     ctx: &Context,
 ) -> Result<(Place, Session, Ledger), Error> {
     ledger::check_name(name)?;
@@ -151,26 +142,8 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// The per-job defaults of a submit: the same precedence as a local batch.
-fn job_defaults(args: &SubmitArgs, session: &Session) -> JobDefaults {
-    let mut fields = Map::new();
-    if let Some(t) = args.temperature {
-        fields.insert("temperature".into(), json!(t));
-    }
-    if let Some(n) = args.max_tokens {
-        fields.insert("max_tokens".into(), json!(n));
-    }
-    JobDefaults::from_flags(Flags {
-        model: &session.model.value,
-        model_from_flag: session.model.from_flag,
-        fields,
-        system: args.system_prompt.as_deref(),
-        max_input_bytes: args.max_input_bytes,
-    })
-}
-
 /// The batch name: `--name`, else the job file's name without its extension.
-fn batch_name(args: &SubmitArgs) -> Result<String, Error> {
+fn batch_name(args: &SubmitSettings) -> Result<String, Error> {
     let name = match &args.name {
         Some(n) => n.clone(),
         None => Path::new(&args.jobs)
@@ -190,7 +163,7 @@ fn batch_name(args: &SubmitArgs) -> Result<String, Error> {
 }
 
 fn submit(
-    args: &SubmitArgs,
+    args: &SubmitSettings,
     ctx: &Context,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<ExitStatus, Error> {
@@ -295,13 +268,20 @@ fn submit(
 
 /// Validate the job file (nothing is sent when it fails), write the parts and the ledger.
 fn new_ledger(
-    args: &SubmitArgs,
+    args: &SubmitSettings,
     ctx: &Context,
     session: &Session,
     place: &Place,
     name: &str,
 ) -> Result<Ledger, Error> {
-    let defaults = job_defaults(args, session);
+    let request = &args.request;
+    if !request.fallback_models.is_empty() {
+        return Err(Error::usage(
+            "--fallback-model does not apply to the provider's Batch API: its requests are not retried on another model",
+            Some("drop --fallback-model, or run the jobs locally with `qwen --jobs FILE`"),
+        ));
+    }
+    let defaults = super::job_defaults(request, &session.model, Vec::new(), ctx)?;
     let file = JobFile::open(&args.jobs, &ctx.cwd, PathRules::default(), None)?;
     let validation = file.validate(&defaults, |_| true, |_| true)?;
     if validation.total == 0 {
@@ -433,7 +413,7 @@ async fn wait(
     api: &BatchApi,
     place: &Place,
     ledger: &mut Ledger,
-    args: &SubmitArgs,
+    args: &SubmitSettings,
     deadline: Option<Instant>,
 ) -> WaitEnd {
     let mut signals = crate::signals::Listener::new();
@@ -487,7 +467,7 @@ fn progress_line(ledger: &Ledger) -> String {
     )
 }
 
-fn check_output(output: &OutputArgs, ctx: &Context) -> Result<(), Error> {
+fn check_output(output: &OutputSettings, ctx: &Context) -> Result<(), Error> {
     let Some(path) = &output.output else {
         return Ok(());
     };
@@ -505,7 +485,7 @@ fn check_output(output: &OutputArgs, ctx: &Context) -> Result<(), Error> {
 }
 
 fn fetch_command(
-    args: &FetchArgs,
+    args: &FetchSettings,
     ctx: &Context,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<ExitStatus, Error> {
@@ -529,7 +509,7 @@ fn fetch(
     session: &Session,
     place: &Place,
     ledger: &mut Ledger,
-    out: &OutputArgs,
+    out: &OutputSettings,
     ctx: &Context,
     runtime: &tokio::runtime::Runtime,
     quiet: bool,
@@ -689,7 +669,7 @@ async fn delete_remote(api: &BatchApi, place: &Place, ledger: &mut Ledger) -> Re
 
 fn status(
     name: &str,
-    common: &CommonArgs,
+    common: &CommonSettings,
     json: bool,
     ctx: &Context,
     runtime: &tokio::runtime::Runtime,
@@ -753,7 +733,7 @@ fn print_status(ledger: &Ledger, json: bool) {
 
 fn cancel(
     name: &str,
-    common: &CommonArgs,
+    common: &CommonSettings,
     ctx: &Context,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<ExitStatus, Error> {
