@@ -245,7 +245,8 @@ fn only_the_command_line_layer_knows_clap() {
         }
         let code = without_tests(&std::fs::read_to_string(&file).expect("read"));
         for needle in [
-            "crate::cli",
+            "crate::cli::",
+            "crate::cli;",
             "clap::Args",
             "clap::Parser",
             "clap::ValueEnum",
