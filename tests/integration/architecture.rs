@@ -157,7 +157,7 @@ fn without_tests(source: &str) -> String {
 fn imports(source: &str, module: &[String]) -> Vec<String> {
     let code = without_tests(source);
     let mut out = Vec::new();
-    let mut push_group = |rest: &str, out: &mut Vec<String>| {
+    let push_group = |rest: &str, out: &mut Vec<String>| {
         if let Some(group) = rest.strip_prefix('{') {
             let group = group.split('}').next().unwrap_or_default();
             for item in group.split(',') {

@@ -24,6 +24,7 @@ mod hostile_server;
 mod jobs;
 mod login;
 mod oauth;
+mod one_door;
 mod output;
 mod precedence;
 mod providers;
