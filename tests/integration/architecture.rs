@@ -129,7 +129,7 @@ fn without_tests(source: &str) -> String {
         let trimmed = line.trim_start();
         match &skipping {
             None if trimmed.starts_with("#[cfg(test)]") => {
-                indent = line[..line.len() - trimmed.len()].to_owned();
+                line[..line.len() - trimmed.len()].clone_into(&mut indent);
                 skipping = Some(None);
             }
             None => {
