@@ -470,53 +470,27 @@ impl JobFile {
             Some(Value::String(s)) => Some(s),
             _ => None,
         });
-        let mut id = None;
-        let mut prompt = None;
-        let mut messages = None;
-        for (key, value) in job {
-            match key.as_str() {
-                // `custom_id` (the Batch API's name) is an alias; `id` wins when both are given.
-                "id" | "custom_id" => {
-                    let given = id_text(&key, &value)?;
-                    if key == "id" || id.is_none() {
-                        id = Some(given);
-                    }
-                }
-                "prompt" => match value {
-                    Value::String(s) if !s.trim().is_empty() => prompt = Some(s),
-                    _ => return Err("`prompt` must be a non-empty string".to_owned()),
-                },
-                "prompt_file" => {
-                    let Value::String(rel) = value else {
-                        return Err("`prompt_file` must be a path".to_owned());
-                    };
-                    if from_prompt_file.is_none() {
-                        prompt = Some(self.prompt_file(&rel, defaults.max_input_bytes)?);
-                    }
-                }
-                "messages" => match value {
-                    Value::Array(list) if !list.is_empty() => messages = Some(list),
-                    _ => return Err("`messages` must be a non-empty list".to_owned()),
-                },
-                "system" => match value {
-                    Value::String(s) => system = Some(s),
-                    _ => return Err("`system` must be a string".to_owned()),
-                },
-                "json_schema" => {
-                    schema = Some(
-                        job_schema(&value, &self.paths)
-                            .map_err(|e| format!("`json_schema`: {e}"))?,
-                    );
-                }
-                "fallback_models" => {
-                    fallback_models =
-                        fallback_list(&value).map_err(|e| format!("`fallback_models`: {e}"))?;
-                }
-                _ => {
-                    fields.job.insert(key, value);
-                }
-            }
+        let spec = JobSpec::read(job)?;
+        fields.job = spec.rest;
+        if spec.system.is_some() {
+            system = spec.system;
         }
+        let prompt = match spec.prompt_file {
+            Some(rel) if from_prompt_file.is_none() => {
+                Some(self.prompt_file(&rel, defaults.max_input_bytes)?)
+            }
+            _ => spec.prompt,
+        };
+        if let Some(value) = spec.json_schema {
+            schema =
+                Some(job_schema(&value, &self.paths).map_err(|e| format!("`json_schema`: {e}"))?);
+        }
+        if let Some(value) = spec.fallback_models {
+            fallback_models =
+                fallback_list(&value).map_err(|e| format!("`fallback_models`: {e}"))?;
+        }
+        let id = spec.id;
+        let messages = spec.messages;
         let list = message_list(prompt, messages, system, from_prompt_file.as_ref())?;
         let extra = request::ExtraBodies {
             file_defaults: &self.default_extra_body,
@@ -661,6 +635,60 @@ impl JobFile {
             return Err(format!("prompt_file `{rel}` is empty"));
         }
         Ok(text)
+    }
+}
+
+/// A job's known fields, typed and checked, and the rest (request fields for `request::compose`).
+#[derive(Debug, Default)]
+struct JobSpec {
+    id: Option<String>,
+    prompt: Option<String>,
+    prompt_file: Option<String>,
+    messages: Option<Vec<Value>>,
+    system: Option<String>,
+    json_schema: Option<Value>,
+    fallback_models: Option<Value>,
+    rest: Map<String, Value>,
+}
+
+impl JobSpec {
+    fn read(job: Map<String, Value>) -> Result<Self, String> {
+        let mut spec = Self::default();
+        for (key, value) in job {
+            match key.as_str() {
+                // `custom_id` (the Batch API's name) is an alias; `id` wins when both are given.
+                "id" | "custom_id" => {
+                    let given = id_text(&key, &value)?;
+                    if key == "id" || spec.id.is_none() {
+                        spec.id = Some(given);
+                    }
+                }
+                "prompt" => match value {
+                    Value::String(s) if !s.trim().is_empty() => spec.prompt = Some(s),
+                    _ => return Err("`prompt` must be a non-empty string".to_owned()),
+                },
+                "prompt_file" => {
+                    let Value::String(rel) = value else {
+                        return Err("`prompt_file` must be a path".to_owned());
+                    };
+                    spec.prompt_file = Some(rel);
+                }
+                "messages" => match value {
+                    Value::Array(list) if !list.is_empty() => spec.messages = Some(list),
+                    _ => return Err("`messages` must be a non-empty list".to_owned()),
+                },
+                "system" => match value {
+                    Value::String(s) => spec.system = Some(s),
+                    _ => return Err("`system` must be a string".to_owned()),
+                },
+                "json_schema" => spec.json_schema = Some(value),
+                "fallback_models" => spec.fallback_models = Some(value),
+                _ => {
+                    spec.rest.insert(key, value);
+                }
+            }
+        }
+        Ok(spec)
     }
 }
 

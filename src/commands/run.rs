@@ -67,20 +67,7 @@ fn prepare(
     ctx: &Context,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<Prepared, (Error, Option<String>)> {
-    // The one file a single run writes must not be one it reads.
-    let mut files = vec![
-        ("--json-schema", args.request.schema_file()),
-        ("--result-file", args.result_file.as_deref()),
-        ("--prompt-file", args.prompt_file.as_deref()),
-        ("--extra-body", args.request.extra_body_file()),
-    ];
-    files.extend(args.vars.iter().map(|v| {
-        let path = v
-            .split_once('=')
-            .and_then(|(_, value)| value.strip_prefix('@'));
-        ("--var", path)
-    }));
-    refuse_same_files(&files, ctx).map_err(|e| (e, None))?;
+    refuse_same_files_of(args, ctx).map_err(|e| (e, None))?;
     let mut schema = structured_options(&args.request, ctx).map_err(|e| (e, None))?;
     let extra = extra_body(&args.request, ctx).map_err(|e| (e, None))?;
     let vars = args
@@ -107,15 +94,50 @@ fn prepare(
     let session = session::connect(plan.map_err(with_model)?, settings, None, &ctx.env, runtime)
         .map_err(with_model)?;
     let input = read_input(args, ctx, &vars, runtime).map_err(with_model)?;
+    let (model, body) =
+        request_body(args, &config.model, input, &extra, &mut schema).map_err(with_model)?;
+    Ok(Prepared {
+        client: session.client,
+        model,
+        body,
+        schema,
+    })
+}
+
+/// The one file a single run writes must not be one it reads.
+fn refuse_same_files_of(args: &RunSettings, ctx: &Context) -> Result<(), Error> {
+    let mut files = vec![
+        ("--json-schema", args.request.schema_file()),
+        ("--result-file", args.result_file.as_deref()),
+        ("--prompt-file", args.prompt_file.as_deref()),
+        ("--extra-body", args.request.extra_body_file()),
+    ];
+    files.extend(args.vars.iter().map(|v| {
+        let path = v
+            .split_once('=')
+            .and_then(|(_, value)| value.strip_prefix('@'));
+        ("--var", path)
+    }));
+    refuse_same_files(&files, ctx)
+}
+
+/// The request body of a single run, through `request::compose`: the flags over a prompt file's
+/// `model` and `modelParameters` over the configured model. A prompt file's `jsonSchema` applies
+/// unless `--json-schema` was given.
+fn request_body(
+    args: &RunSettings,
+    configured: &crate::config::Sourced<String>,
+    input: Input,
+    extra: &Map<String, Value>,
+    schema: &mut Option<Arc<OutputSchema>>,
+) -> Result<(String, Value), Error> {
     let system = args.request.system_prompt.as_deref();
     let mut fields = request::Fields {
         flags: args.request.params.fields(),
         ..request::Fields::default()
     };
-    if let Source::Flag(_) = config.model.source {
-        fields
-            .flags
-            .insert("model".into(), json!(config.model.value));
+    if let Source::Flag(_) = configured.source {
+        fields.flags.insert("model".into(), json!(configured.value));
     }
     let messages = match input {
         Input::Text(prompt) => {
@@ -135,12 +157,12 @@ fn prepare(
                 && let ResponseFormat::JsonSchema(spec) = &file.response_format
             {
                 let compiled = OutputSchema::compile(spec.schema.clone()).map_err(|e| {
-                    with_model(Error::input(
+                    Error::input(
                         format!("the prompt file's `jsonSchema`: {e}"),
                         "fix the schema in the prompt file (draft 2020-12 or draft-07); nothing was sent",
-                    ))
+                    )
                 })?;
-                schema = Some(Arc::new(compiled));
+                *schema = Some(Arc::new(compiled));
             }
             request::prompt_file_messages(&file, system)
         }
@@ -148,21 +170,14 @@ fn prepare(
     let none = Map::new();
     let extra = request::ExtraBodies {
         file_defaults: &none,
-        flags: &extra,
+        flags: extra,
         job: &none,
     };
-    let (model, body) =
-        request::compose(&config.model.value, messages, fields, extra).map_err(|e| {
-            with_model(Error::input(
-                format!("the prompt file: {e}"),
-                "fix the prompt file; nothing was sent",
-            ))
-        })?;
-    Ok(Prepared {
-        client: session.client,
-        model,
-        body,
-        schema,
+    request::compose(&configured.value, messages, fields, extra).map_err(|e| {
+        Error::input(
+            format!("the prompt file: {e}"),
+            "fix the prompt file; nothing was sent",
+        )
     })
 }
 
@@ -265,8 +280,37 @@ pub(crate) fn command(
         },
         (other, _) => other,
     };
-    let summary_path = github::step_summary_path(&ctx.env);
-    let elapsed_ms = started.elapsed().as_millis();
+    let summary = Summary {
+        path: github::step_summary_path(&ctx.env),
+        client: summary_client,
+        model,
+        elapsed_ms: started.elapsed().as_millis(),
+    };
+    report(outcome, &mut out, &summary)
+}
+
+/// Where and how a run's step summary is written.
+struct Summary {
+    path: Option<std::path::PathBuf>,
+    /// The sanitiser of the server's text (none when the run never connected).
+    client: Option<ChatClient>,
+    model: String,
+    elapsed_ms: u128,
+}
+
+/// Write the run's last message and its step summary, and give its exit status.
+fn report(
+    outcome: Result<Option<Answer>, RunFailure>,
+    out: &mut RunOutput,
+    summary: &Summary,
+) -> Result<ExitStatus, Error> {
+    let Summary {
+        path: summary_path,
+        client: summary_client,
+        model,
+        elapsed_ms,
+    } = summary;
+    let (model, elapsed_ms) = (model.as_str(), *elapsed_ms);
     match outcome {
         Ok(None) => Ok(ExitStatus::Success),
         Ok(Some(answer)) => {
@@ -280,13 +324,13 @@ pub(crate) fn command(
                         .map_or_else(|| shown.to_owned(), |c| c.sanitized_block(shown))
                 };
                 let md = github::single_run_summary_with(
-                    &model,
+                    model,
                     completion.usage,
                     elapsed_ms,
                     Ok(&completion.text),
                     &clean,
                 );
-                append_step_summary(&path, &md);
+                append_step_summary(path, &md);
             }
             Ok(ExitStatus::Success)
         }
@@ -299,8 +343,8 @@ pub(crate) fn command(
             );
             if let Some(path) = summary_path {
                 let message = failure.error.to_string();
-                let md = github::single_run_summary(&model, None, elapsed_ms, Err(&message));
-                append_step_summary(&path, &md);
+                let md = github::single_run_summary(model, None, elapsed_ms, Err(&message));
+                append_step_summary(path, &md);
             }
             Err(failure.error)
         }

@@ -46,26 +46,11 @@ pub(crate) fn command(
 ) -> Result<ExitStatus, Error> {
     let started = Instant::now();
     let batch = args;
-    let jobs_spec = args.jobs.as_str();
     refuse_same_files_of(args, ctx)?;
     let config = load_config(&args.connection, ctx)?;
     let concurrency = batch.concurrency as usize;
     let (mut session, pacers) = connect_paced(args, &config, ctx, runtime)?;
-    // `--jobs -`: standard input is read first, and a signal while waiting for it is an interruption.
-    let spooled = if jobs_spec == "-" {
-        Some(super::interruptible(runtime, crate::job::spool_stdin)?)
-    } else {
-        None
-    };
-    let mut plan = plan::build(args, &config, spooled, ctx)?;
-    if github::is_github_actions(&ctx.env) {
-        for value in &plan.validation.secret_headers {
-            diag::raw(&github::mask_command(value));
-        }
-    }
-    session
-        .client
-        .add_secrets(plan.validation.secret_headers.iter().cloned());
+    let mut plan = plan_of(args, &config, &session, ctx, runtime)?;
     let mut sink = Sink::open(plan.output.take(), batch.resume, &plan.done)?;
 
     let mut summary = Summary {
@@ -129,6 +114,33 @@ pub(crate) fn command(
     summary.finish(skipped, started.elapsed());
     summary.paced(&pacers);
     finish(&mut summary, stop.as_ref(), summary_path.as_deref(), ctx)
+}
+
+/// The plan (`--jobs -`: standard input is read first, and a signal while waiting for it is an
+/// interruption), with the job file's secret headers masked under GitHub Actions and scrubbed
+/// from everything the client shows.
+fn plan_of(
+    args: &BatchSettings,
+    config: &ResolvedConfig,
+    session: &session::Session,
+    ctx: &Context,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<Plan, Error> {
+    let spooled = if args.jobs == "-" {
+        Some(super::interruptible(runtime, crate::job::spool_stdin)?)
+    } else {
+        None
+    };
+    let plan = plan::build(args, config, spooled, ctx)?;
+    if github::is_github_actions(&ctx.env) {
+        for value in &plan.validation.secret_headers {
+            diag::raw(&github::mask_command(value));
+        }
+    }
+    session
+        .client
+        .add_secrets(plan.validation.secret_headers.iter().cloned());
+    Ok(plan)
 }
 
 /// Any two of the files a batch reads and writes that are one file are refused before anything

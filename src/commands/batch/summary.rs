@@ -122,6 +122,38 @@ pub(crate) fn outcome(stop: Option<&Stop>, summary: &Summary) -> ExitStatus {
     }
 }
 
+/// Why the batch stopped early, in a line that says what to do next.
+fn stop_line(summary: &Summary, stop: Option<&Stop>) -> Option<String> {
+    match stop {
+        Some(Stop::Signal(s)) => Some(format!(
+            "batch: stopped by {s}; run again with --resume to finish"
+        )),
+        Some(Stop::WallTime) => {
+            Some("batch: stopped at --max-wall-time; run again with --resume to finish".to_owned())
+        }
+        Some(Stop::TokenBudget) => Some(format!(
+            "batch: stopped at --max-total-tokens ({} tokens used of {}); run again with --resume to finish",
+            summary.total_tokens,
+            summary.token_budget.unwrap_or_default()
+        )),
+        Some(Stop::RateLimited(waited)) => Some(format!(
+            "batch: stopped: the server refused every request for {} (--max-rate-limit-wait); run again later with --resume to finish",
+            diag::duration(*waited)
+        )),
+        Some(Stop::Quota(message)) => Some(format!(
+            "error: the API refused for insufficient quota: {message}\nhint: the account behind the key is out of credit or over its spending limit: check the provider's billing page, then run again with --resume"
+        )),
+        None if summary.not_run > 0 => Some(format!(
+            "error: {} jobs were not run (the job file changed while the batch ran?); run again with --resume to finish",
+            summary.not_run
+        )),
+        Some(Stop::OutputFailed(why)) => Some(format!(
+            "error: {why}\nbatch: stopped; fix the output and run again with --resume"
+        )),
+        _ => None,
+    }
+}
+
 /// The summary on stderr, and as JSON in `summary_path`.
 pub(crate) fn report(
     summary: &Summary,
@@ -153,51 +185,9 @@ pub(crate) fn report(
             summary.answers_without_usage
         );
     }
-    match stop {
-        Some(Stop::Signal(s)) => {
-            let _ = writeln!(
-                text,
-                "batch: stopped by {s}; run again with --resume to finish"
-            );
-        }
-        Some(Stop::WallTime) => {
-            text.push_str("batch: stopped at --max-wall-time; run again with --resume to finish\n");
-        }
-        Some(Stop::TokenBudget) => {
-            let _ = writeln!(
-                text,
-                "batch: stopped at --max-total-tokens ({} tokens used of {}); run again with --resume to finish",
-                summary.total_tokens,
-                summary.token_budget.unwrap_or_default()
-            );
-        }
-        Some(Stop::RateLimited(waited)) => {
-            let _ = writeln!(
-                text,
-                "batch: stopped: the server refused every request for {} (--max-rate-limit-wait); run again later with --resume to finish",
-                diag::duration(*waited)
-            );
-        }
-        Some(Stop::Quota(message)) => {
-            let _ = writeln!(
-                text,
-                "error: the API refused for insufficient quota: {message}\nhint: the account behind the key is out of credit or over its spending limit: check the provider's billing page, then run again with --resume"
-            );
-        }
-        None if summary.not_run > 0 => {
-            let _ = writeln!(
-                text,
-                "error: {} jobs were not run (the job file changed while the batch ran?); run again with --resume to finish",
-                summary.not_run
-            );
-        }
-        Some(Stop::OutputFailed(why)) => {
-            let _ = writeln!(
-                text,
-                "error: {why}\nbatch: stopped; fix the output and run again with --resume"
-            );
-        }
-        _ => {}
+    if let Some(line) = stop_line(summary, stop) {
+        text.push_str(&line);
+        text.push('\n');
     }
     if summary.answers_by_model.len() > 1 {
         let counts: Vec<String> = summary
