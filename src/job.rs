@@ -990,3 +990,188 @@ impl Iterator for JsonLines {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job file written into a fresh directory, and every job of it built with `defaults`.
+    fn built(name: &str, text: &str, defaults: &JobDefaults) -> Vec<Result<Job, String>> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join(name), text).expect("write");
+        std::fs::write(
+            dir.path().join("p.prompt.yml"),
+            "model: from-prompt-file\nmodelParameters:\n  temperature: 0.2\n  topP: 0.8\nmessages:\n  - role: system\n    content: file system\n  - role: user\n    content: Say {{x}}\n",
+        )
+        .expect("write prompt file");
+        let file = JobFile::open(name, dir.path(), PathRules::default(), None).expect("opens");
+        let jobs: Vec<RawJob> = file.jobs().expect("jobs").collect();
+        jobs.into_iter()
+            .map(|raw| file.build(raw.value, raw.index, defaults))
+            .collect()
+    }
+
+    fn flags(model_from_flag: bool, fields: Value, system: Option<&str>) -> JobDefaults {
+        let Value::Object(fields) = fields else {
+            panic!("fields must be an object")
+        };
+        JobDefaults::from_flags(Flags {
+            model: "configured",
+            model_from_flag,
+            fields,
+            system,
+            max_input_bytes: 1 << 20,
+        })
+    }
+
+    #[test]
+    fn a_job_beats_the_flags_which_beat_the_files_defaults() {
+        let text = "\
+defaults:
+  temperature: 0.1
+  top_p: 0.1
+  seed: 1
+  model: from-defaults
+  system: defaults system
+jobs:
+  - id: plain
+    prompt: hi
+  - id: own
+    prompt: hi
+    temperature: 0.9
+    model: from-job
+    system: job system
+";
+        let jobs = built("j.yaml", text, &flags(false, json!({"top_p": 0.5}), None));
+        let plain = jobs[0].as_ref().expect("builds");
+        assert_eq!(plain.model, "from-defaults");
+        assert_eq!(plain.body["temperature"], json!(0.1));
+        assert_eq!(plain.body["top_p"], json!(0.5), "a flag beats defaults");
+        assert_eq!(plain.body["seed"], json!(1));
+        assert_eq!(
+            plain.body["messages"][0]["content"],
+            json!("defaults system")
+        );
+        let own = jobs[1].as_ref().expect("builds");
+        assert_eq!((own.id.as_str(), own.model.as_str()), ("own", "from-job"));
+        assert_eq!(own.body["temperature"], json!(0.9));
+        assert_eq!(own.body["messages"][0]["content"], json!("job system"));
+
+        // A -m flag beats the file's defaults, not a job's own model; --system-prompt beats
+        // the defaults' system, not a job's.
+        let jobs = built("j.yaml", text, &flags(true, json!({}), Some("flag system")));
+        let plain = jobs[0].as_ref().expect("builds");
+        assert_eq!(plain.model, "configured");
+        assert_eq!(plain.body["messages"][0]["content"], json!("flag system"));
+        assert_eq!(jobs[1].as_ref().expect("builds").model, "from-job");
+    }
+
+    #[test]
+    fn a_prompt_file_sits_between_the_defaults_and_the_flags() {
+        let text = "\
+defaults:
+  temperature: 0.1
+  top_p: 0.1
+jobs:
+  - id: a
+    prompt_file: p.prompt.yml
+    vars: {x: yes}
+";
+        let jobs = built("j.yaml", text, &flags(false, json!({"top_p": 0.5}), None));
+        let job = jobs[0].as_ref().expect("builds");
+        assert_eq!(job.model, "from-prompt-file");
+        assert_eq!(
+            job.body["temperature"],
+            json!(0.2),
+            "the prompt file beats defaults"
+        );
+        assert_eq!(
+            job.body["top_p"],
+            json!(0.5),
+            "a flag beats the prompt file"
+        );
+        assert_eq!(job.body["messages"][1]["content"], json!("Say yes"));
+    }
+
+    #[test]
+    fn extra_bodies_and_headers_merge_key_by_key() {
+        let text = "\
+defaults:
+  extra_body: {a: defaults, b: defaults, c: defaults}
+  headers: {X-One: defaults, X-Two: defaults}
+jobs:
+  - id: a
+    prompt: hi
+    extra_body: {c: job}
+    headers: {X-Two: job}
+";
+        let mut defaults = flags(false, json!({}), None);
+        defaults.extra_body = Map::from_iter([("b".to_owned(), json!("flags"))]);
+        defaults.headers = vec![ExtraHeader::parse("X-One: flags").expect("header")];
+        let jobs = built("j.yaml", text, &defaults);
+        let job = jobs[0].as_ref().expect("builds");
+        assert_eq!(
+            [&job.body["a"], &job.body["b"], &job.body["c"]],
+            [&json!("defaults"), &json!("flags"), &json!("job")]
+        );
+        let headers: Vec<(&str, &str)> = job
+            .headers
+            .iter()
+            .map(|h| (h.name.as_str(), h.value.as_str()))
+            .collect();
+        assert_eq!(headers, [("X-One", "flags"), ("X-Two", "job")]);
+    }
+
+    #[test]
+    fn ids_and_bad_fields() {
+        let text = r#"{"custom_id": "c", "prompt": "hi"}
+{"id": "i", "custom_id": "c2", "prompt": "hi"}
+{"prompt": "hi"}
+{"prompt": ""}
+{"messages": []}
+{"prompt": "hi", "system": 3}
+{"prompt": "hi", "model": ""}
+["not an object"]
+"#;
+        let jobs = built("j.jsonl", text, &flags(false, json!({}), None));
+        let ids: Vec<String> = jobs[..3]
+            .iter()
+            .map(|j| j.as_ref().expect("builds").id.clone())
+            .collect();
+        assert_eq!(ids, ["c".to_owned(), "i".to_owned(), default_id(2)]);
+        let errors: Vec<String> = jobs[3..]
+            .iter()
+            .map(|j| j.as_ref().expect_err("refused").clone())
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                "`prompt` must be a non-empty string",
+                "`messages` must be a non-empty list",
+                "`system` must be a string",
+                "`model` must be a non-empty string",
+                "a job must be an object",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_batch_api_line_is_sent_as_written() {
+        let text = r#"{"custom_id": "x", "method": "POST", "url": "/v1/chat/completions", "body": {"messages": [{"role": "user", "content": "hi"}], "temperature": 2, "max_tokens": 5}}
+"#;
+        let jobs = built(
+            "j.jsonl",
+            text,
+            &flags(true, json!({"temperature": 0.1}), None),
+        );
+        let job = jobs[0].as_ref().expect("builds");
+        assert_eq!(job.id, "x");
+        assert_eq!(
+            job.body["temperature"],
+            json!(2),
+            "flags do not rewrite a Batch API body"
+        );
+        assert_eq!(job.body["model"], json!("configured"));
+        assert!(!job.own_token_limit);
+    }
+}

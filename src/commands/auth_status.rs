@@ -240,6 +240,30 @@ fn json_line(doc: &impl serde::Serialize) -> Result<String, Error> {
     Ok(line)
 }
 
+/// The `.env` file in use, how git would publish it, and where qwen looked.
+fn dotenv_text(t: &mut String, config: &ResolvedConfig, exposure: Option<&DotEnvExposure>) {
+    let _ = match &config.dotenv.found {
+        Some(f) => writeln!(t, ".env file:   {}", f.path.display()),
+        None => writeln!(t, ".env file:   (none found)"),
+    };
+    if let Some((_, exposure)) = exposure {
+        let _ = match exposure {
+            crate::gitignore::Exposure::Tracked { relative } => writeln!(
+                t,
+                "             UNSAFE: it holds a secret and git tracks it (git rm --cached {relative}; add it to .gitignore)"
+            ),
+            crate::gitignore::Exposure::NotIgnored { relative } => writeln!(
+                t,
+                "             UNSAFE: it holds a secret and git does not ignore it (add `{relative}` to .gitignore)"
+            ),
+        };
+    }
+    for (i, path) in config.dotenv.probed.iter().enumerate() {
+        let label = if i == 0 { "searched:" } else { "" };
+        let _ = writeln!(t, "{label:<13}{}", path.display());
+    }
+}
+
 fn status_text(
     config: &ResolvedConfig,
     view: &OAuthView,
@@ -300,26 +324,7 @@ fn status_text(
         "model:       {} ({})",
         config.model.value, config.model.source
     );
-    let _ = match &config.dotenv.found {
-        Some(f) => writeln!(t, ".env file:   {}", f.path.display()),
-        None => writeln!(t, ".env file:   (none found)"),
-    };
-    if let Some((_, exposure)) = exposure {
-        let _ = match exposure {
-            crate::gitignore::Exposure::Tracked { relative } => writeln!(
-                t,
-                "             UNSAFE: it holds a secret and git tracks it (git rm --cached {relative}; add it to .gitignore)"
-            ),
-            crate::gitignore::Exposure::NotIgnored { relative } => writeln!(
-                t,
-                "             UNSAFE: it holds a secret and git does not ignore it (add `{relative}` to .gitignore)"
-            ),
-        };
-    }
-    for (i, path) in config.dotenv.probed.iter().enumerate() {
-        let label = if i == 0 { "searched:" } else { "" };
-        let _ = writeln!(t, "{label:<13}{}", path.display());
-    }
+    dotenv_text(&mut t, config, exposure);
     if oauth || view.cached().is_some() || view.creds.is_err() {
         oauth_text(&mut t, view);
     }
