@@ -75,12 +75,7 @@ pub(crate) struct Spawned {
 impl Spawned {
     /// Send a signal (`TERM`, `INT`) with `kill`.
     pub(crate) fn signal(&self, name: &str) {
-        let status = std::process::Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{name} failed");
+        crate::common::send_signal(self.child.id(), name);
     }
 
     /// What the child has written to stderr so far.
@@ -158,21 +153,7 @@ impl Run {
     }
 }
 
-/// JSON Lines text as objects: every line must be complete (newline-terminated) JSON.
-#[track_caller]
-pub(crate) fn json_lines(text: &str, what: &str) -> Vec<Value> {
-    assert!(
-        text.is_empty() || text.ends_with('\n'),
-        "{what} should end with a newline (no torn line):\n{text}"
-    );
-    text.lines()
-        .map(|line| match serde_json::from_str::<Value>(line) {
-            Ok(v @ Value::Object(_)) => v,
-            Ok(other) => panic!("a line of {what} is JSON but not an object: {other}"),
-            Err(e) => panic!("a line of {what} is not JSON ({e}): {line:?}"),
-        })
-        .collect()
-}
+pub(crate) use crate::common::json_lines;
 
 /// A result file of the project as objects.
 #[track_caller]

@@ -228,18 +228,7 @@ impl Run {
     /// stdout as JSON lines (`-o stream-json`), each a JSON object.
     #[track_caller]
     pub(crate) fn json_lines(&self) -> Vec<Value> {
-        assert!(
-            self.stdout.ends_with('\n'),
-            "JSON lines should end with a newline\n{self}"
-        );
-        self.stdout
-            .lines()
-            .map(|line| match serde_json::from_str::<Value>(line) {
-                Ok(v @ Value::Object(_)) => v,
-                Ok(other) => panic!("a line is JSON but not an object: {other}\n{self}"),
-                Err(e) => panic!("line {line:?} is not JSON ({e})\n{self}"),
-            })
-            .collect()
+        json_lines(&self.stdout, &format!("stdout of\n{self}"))
     }
 
     /// The last message of the `-o json` array, which must be the result.
@@ -545,4 +534,32 @@ pub(crate) fn assert_error_result(result: &Value, error_type: &str) {
         result.get("result").is_none(),
         "a failed result has no `result` field: {result}"
     );
+}
+
+/// JSON Lines text as objects: every line must be complete (newline-terminated) JSON. The one
+/// reader of JSON lines in the tests.
+#[track_caller]
+pub(crate) fn json_lines(text: &str, what: &str) -> Vec<Value> {
+    assert!(
+        text.is_empty() || text.ends_with('\n'),
+        "{what} should end with a newline (no torn line):\n{text}"
+    );
+    text.lines()
+        .map(|line| match serde_json::from_str::<Value>(line) {
+            Ok(v @ Value::Object(_)) => v,
+            Ok(other) => panic!("a line of {what} is JSON but not an object: {other}"),
+            Err(e) => panic!("a line of {what} is not JSON ({e}): {line:?}"),
+        })
+        .collect()
+}
+
+/// Send signal `name` (`TERM`, `INT`) to process `pid` with `kill`: the one signal sender.
+#[track_caller]
+pub(crate) fn send_signal(pid: u32, name: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} {pid} failed");
 }

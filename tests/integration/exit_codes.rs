@@ -348,11 +348,7 @@ async fn interrupt(signal: &str) -> crate::common::Run {
         .spawn()
         .expect("spawn qwen");
     wait_for_request(&server).await;
-    let status = std::process::Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill {signal} failed");
+    crate::common::send_signal(child.id(), signal.trim_start_matches('-'));
     wait_bounded(child, Duration::from_secs(20))
 }
 
