@@ -131,6 +131,7 @@ pub(crate) fn client_settings(
         // Checked by `load_config`, which every command calls first.
         headers: args.config.headers().unwrap_or_default(),
         max_response_bytes: args.max_response_bytes,
+        accept_missing_finish_reason: args.accept_missing_finish_reason,
     }
 }
 
