@@ -418,4 +418,77 @@ mod tests {
             ExitStatus::Failure
         );
     }
+
+    #[test]
+    fn congestion_is_a_cut_a_dropped_connection_or_a_busy_503() {
+        let http = |status, message: &str| ApiError::Http {
+            status,
+            message: message.to_owned(),
+            retry_after: None,
+            code: None,
+        };
+        let incomplete = ApiError::Incomplete {
+            partial: String::new(),
+            chars: 0,
+            usage: None,
+        };
+        let yes = [
+            incomplete,
+            ApiError::StreamCut,
+            ApiError::Dropped("connection refused".into()),
+            http(503, "Loading model"),
+            http(503, "the server is busy"),
+        ];
+        for e in &yes {
+            assert!(e.is_congestion(), "{e:?}");
+            assert_eq!(e.exit_status(), ExitStatus::TempFail, "{e:?}");
+        }
+        let no = [
+            http(503, "Service Unavailable"),
+            http(429, "slow down"),
+            http(500, "busy"),
+            ApiError::Network("dns error".into()),
+            ApiError::Timeout("idle".into()),
+            ApiError::Refusal("no".into()),
+        ];
+        for e in &no {
+            assert!(!e.is_congestion(), "{e:?}");
+        }
+        assert_eq!(
+            ApiError::Refusal("no".into()).exit_status(),
+            ExitStatus::Failure
+        );
+        assert_eq!(ApiError::Refusal("no".into()).kind(), "refusal");
+    }
+
+    #[test]
+    fn a_numeric_error_code_gives_way_to_the_type() {
+        let cases = [
+            (
+                r#"{"error":{"message":"No connected db.","type":"no_db_connection","param":"None","code":"400"}}"#,
+                Some("no_db_connection"),
+            ),
+            (
+                r#"{"error":{"type":"insufficient_quota","code":"insufficient_quota"}}"#,
+                Some("insufficient_quota"),
+            ),
+            (
+                r#"{"error":{"type":"overloaded_error"}}"#,
+                Some("overloaded_error"),
+            ),
+            (r#"{"error":{"code":"429"}}"#, None),
+            ("not json", None),
+        ];
+        for (body, want) in cases {
+            assert_eq!(error_code(body).as_deref(), want, "{body}");
+        }
+        let no_db = ApiError::Http {
+            status: 400,
+            message: "No connected db.".into(),
+            retry_after: None,
+            code: error_code(cases[0].0),
+        };
+        assert_eq!(no_db.exit_status(), ExitStatus::Auth);
+        assert_eq!(no_db.kind(), "authentication_error");
+    }
 }
