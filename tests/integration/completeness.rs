@@ -32,7 +32,7 @@ fn llama_cpp_interrupted(pieces: &[&str]) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_raw(body, "text/event-stream")
 }
 
-/// `first` once, then the complete answer "Paris." (finish_reason stop).
+/// `first` once, then the complete answer "Paris." (`finish_reason: stop`).
 async fn once_then_paris(first: ResponseTemplate) -> MockServer {
     let server = MockServer::start().await;
     chat()
