@@ -217,7 +217,8 @@ impl ChatClient {
     }
 
     /// Tell the pacer how a paced attempt went: a 429 for rate goes back to the line, quota
-    /// stops everyone (`Err`), anything else is an answer that corrects the budget.
+    /// stops everyone (`Err`), congestion (`ApiError::is_congestion`) shrinks the window, anything
+    /// else is an answer that corrects the budget.
     fn settle(
         &self,
         turn: pacing::Turn,
@@ -244,11 +245,14 @@ impl ChatClient {
             Err(error) if error.is_congestion() => {
                 if self.settings.debug {
                     diag::debug(&format!(
-                        "attempt {attempt}: the server looks congested ({error})"
+                        "attempt {attempt}: the server looks congested ({error}); the batch sends fewer requests at once"
                     ));
                 }
-                // Pacing: this is where a congested server should lower the window, as a 429 does.
-                turn.answered(rate, false, None);
+                // A cut answer, a dropped connection or a busy 503 lowers the window as a 429 does
+                // (no pause: the request itself is retried within --retries, with its backoff).
+                // Against llama.cpp's one-slot server, 16 jobs at --concurrency 8 converge to one
+                // at a time instead of cutting each other short (scripts/real-server-test.sh).
+                turn.rate_limited(rate, Some(Duration::ZERO));
                 Ok(Settled::Answered)
             }
             _ => {

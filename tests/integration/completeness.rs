@@ -4,10 +4,13 @@
 //! model's words and is neither repaired nor sent to another model; a gateway's (`LiteLLM`'s)
 //! errors say which key failed; `retry_wait_ms` sits beside `attempts`.
 
-use serde_json::{Value, json};
-use wiremock::{MockServer, ResponseTemplate};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-use crate::batch_support::{file_lines, jsonl};
+use serde_json::{Value, json};
+use wiremock::{MockServer, Request, Respond, ResponseTemplate};
+
+use crate::batch_support::{file_lines, jsonl, sse_answer};
 use crate::common::{
     KEY, Sse, TestEnv, assert_error_result, chat, request_bodies, run, server_with,
 };
@@ -187,6 +190,65 @@ async fn an_interrupted_job_is_a_failed_temporary_line_in_a_batch() {
     assert_eq!(lines.len(), 1);
     assert_error_result(&lines[0], "incomplete_answer");
     assert_eq!(lines[0]["attempts"], 2, "{}", lines[0]);
+}
+
+/// A one-slot server: it answers one request at a time (in `busy` each), and cuts short, as
+/// llama.cpp's server does, any request that arrives while it is busy.
+struct OneSlot {
+    busy: Duration,
+    until: Mutex<Option<Instant>>,
+}
+
+impl Respond for OneSlot {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        let now = Instant::now();
+        let mut until = self.until.lock().expect("lock");
+        if until.is_some_and(|t| now < t) {
+            return llama_cpp_interrupted(&["cut sh"]);
+        }
+        *until = Some(now + self.busy);
+        ResponseTemplate::new(200)
+            .set_body_raw(sse_answer("whole"), "text/event-stream")
+            .set_delay(self.busy)
+    }
+}
+
+#[tokio::test]
+async fn a_batch_against_a_one_slot_server_narrows_to_what_it_can_serve() {
+    // Six jobs at once, retried at once (no backoff): with the window left at six, every round
+    // has one answer and five cut, and eleven attempts are spent in a moment; cuts narrow the
+    // window to one (it still probes two after each answer, so a job may be cut a few times).
+    let env = TestEnv::new();
+    let server = MockServer::start().await;
+    chat()
+        .respond_with(OneSlot {
+            busy: Duration::from_millis(150),
+            until: Mutex::new(None),
+        })
+        .mount(&server)
+        .await;
+    let jobs: Vec<Value> = (0..6)
+        .map(|i| json!({"id": format!("j{i}"), "prompt": "hi"}))
+        .collect();
+    env.write_project("jobs.jsonl", &jsonl(&jobs));
+    let r = run(env.cmd_for(&server).args([
+        "--jobs",
+        "jobs.jsonl",
+        "--output",
+        "out.jsonl",
+        "--concurrency",
+        "6",
+        "--retries",
+        "10",
+        "--retry-base-delay",
+        "0",
+    ]));
+    r.code(0).stderr_has("6 succeeded, 0 failed");
+    let lines = file_lines(&env, "out.jsonl");
+    assert_eq!(lines.len(), 6);
+    for line in &lines {
+        assert_eq!(line["result"], "whole", "{line}");
+    }
 }
 
 // ---- Refusals ----------------------------------------------------------------------------------
