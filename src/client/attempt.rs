@@ -5,7 +5,7 @@ use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use serde_json::Value;
 
-use super::error::{error_code, is_insufficient_quota, transport_error};
+use super::error::{error_code, is_insufficient_quota, transport_failure};
 use super::sse::{self, SseParser};
 use super::{ApiError, ChatClient, Completion, OnPiece, Piece, Usage, limits, pacing, params};
 use super::{MAX_ERROR_BODY_BYTES, read_capped};
@@ -263,7 +263,7 @@ impl ChatClient {
     }
 
     fn transport_error(&self, e: &reqwest::Error) -> ApiError {
-        match transport_error(e) {
+        match transport_failure(e) {
             ApiError::Timeout(detail) => ApiError::Timeout(self.scrubbed(&detail)),
             ApiError::Network(detail) => ApiError::Network(self.scrubbed(&detail)),
             ApiError::Dropped(detail) => ApiError::Dropped(self.scrubbed(&detail)),

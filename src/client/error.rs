@@ -316,8 +316,18 @@ pub(crate) struct Failure {
 }
 
 /// A failure to send or to read a response: a timeout, a permanent protocol or certificate
-/// failure (`transport::classify`), or any other network error, with its causes.
+/// failure (`transport::classify`), or any other network error, with its causes. For the callers
+/// outside the chat client (the Batch API client, OAuth), a dropped connection is a plain
+/// `Network` error, as before.
 pub(crate) fn transport_error(e: &reqwest::Error) -> ApiError {
+    match transport_failure(e) {
+        ApiError::Dropped(detail) => ApiError::Network(detail),
+        other => other,
+    }
+}
+
+/// `transport_error`, with a refused, reset or early-closed connection as `Dropped` (congestion).
+pub(super) fn transport_failure(e: &reqwest::Error) -> ApiError {
     let detail = error_chain(e);
     if e.is_timeout() {
         return ApiError::Timeout(detail);

@@ -251,6 +251,41 @@ async fn a_batch_against_a_one_slot_server_narrows_to_what_it_can_serve() {
     }
 }
 
+#[tokio::test]
+async fn a_refused_connection_and_a_loading_503_are_congestion_in_a_batch() {
+    // llama.cpp's server while it loads its model.
+    let loading = ResponseTemplate::new(503).set_body_json(
+        json!({"error": {"code": 503, "message": "Loading model", "type": "unavailable_error"}}),
+    );
+    let server = server_with(loading, 1).await;
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        drop(listener);
+        format!("http://{addr}/v1")
+    };
+    for (base_url, kind) in [
+        (crate::common::base_url(&server), "server_error"),
+        (closed, "network_error"),
+    ] {
+        let env = TestEnv::new();
+        env.write_project("jobs.jsonl", &jsonl(&[json!({"id": "a", "prompt": "hi"})]));
+        let r = run(env.cmd_with(&base_url, KEY).args([
+            "--jobs",
+            "jobs.jsonl",
+            "--output",
+            "out.jsonl",
+            "--retries",
+            "0",
+            "--debug",
+        ]));
+        r.code(75)
+            .stderr_has("the server looks congested")
+            .stderr_has("the batch sends fewer requests at once");
+        assert_error_result(&file_lines(&env, "out.jsonl")[0], kind);
+    }
+}
+
 // ---- Refusals ----------------------------------------------------------------------------------
 
 /// `OpenAI`'s refusal as a JSON body: `content: null` beside `refusal` (openai-openapi
