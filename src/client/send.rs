@@ -145,7 +145,8 @@ impl ChatClient {
 
     /// The parameter-adjustment loop: a failure that refuses a parameter is sent again without
     /// it (not a failure for `--retries`); any other failure counts as one, and comes back with
-    /// whether text of it was shown.
+    /// whether text of it was shown. A pacer that gave up comes back uncounted: its errors
+    /// (quota, `--max-rate-limit-wait`) are never retryable, so the retry loop gives up on them.
     async fn adjusted(
         &self,
         exchange: &mut Exchange<'_>,
