@@ -190,6 +190,9 @@ async fn an_interrupted_job_is_a_failed_temporary_line_in_a_batch() {
     assert_eq!(lines.len(), 1);
     assert_error_result(&lines[0], "incomplete_answer");
     assert_eq!(lines[0]["attempts"], 2, "{}", lines[0]);
+    // No backoff (`--retry-base-delay 0`): nothing was slept, and the line says so.
+    assert_eq!(lines[0]["retry_wait_ms"], 0, "{}", lines[0]);
+    assert!(lines[0].get("result").is_none(), "{}", lines[0]);
 }
 
 /// A one-slot server: it answers one request at a time (in `busy` each), and cuts short, as
