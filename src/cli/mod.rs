@@ -148,6 +148,10 @@ pub(crate) enum OutputFormat {
 }
 
 #[derive(Debug, Clone, Args)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "clap flags: each bool is one switch on the command line"
+)]
 pub(crate) struct RunArgs {
     /// The prompt (several words are joined with spaces). Standard input, when piped, comes first.
     #[arg(value_name = "PROMPT", conflicts_with = "prompt")]
@@ -195,6 +199,10 @@ pub(crate) struct RunArgs {
     /// Refuse an answer longer than this many bytes of text (exit 1); one event or body may be about twice as long.
     #[arg(long, value_name = "BYTES", default_value_t = crate::client::DEFAULT_MAX_RESPONSE_BYTES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub(crate) max_response_bytes: usize,
+
+    /// Accept an answer that ends without a `finish_reason`, for a server that never sends one; otherwise such an answer is incomplete: retried, then exit 75.
+    #[arg(long)]
+    pub(crate) accept_missing_finish_reason: bool,
 
     /// Also write the final answer (the text, or the validated JSON) to FILE, atomically; untouched on failure.
     #[arg(long, value_name = "FILE", conflicts_with = "jobs")]

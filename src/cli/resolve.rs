@@ -82,6 +82,7 @@ pub(crate) fn connection_of(args: &ConnectionArgs) -> Result<Connection, Error> 
             max_retry_wait: args.max_retry_wait,
             ..RetryPolicy::default()
         },
+        accept_missing_finish_reason: false,
     })
 }
 
@@ -205,7 +206,10 @@ fn single(args: RunArgs, format: Format) -> Result<RunSettings, Error> {
         .clone()
         .or_else(|| (!args.prompt_words.is_empty()).then(|| args.prompt_words.join(" ")));
     Ok(RunSettings {
-        connection: connection_of(&args.connection)?,
+        connection: Connection {
+            accept_missing_finish_reason: args.accept_missing_finish_reason,
+            ..connection_of(&args.connection)?
+        },
         request: args.request.settings(),
         prompt,
         prompt_file: args.prompt_file,
@@ -223,7 +227,10 @@ fn single(args: RunArgs, format: Format) -> Result<RunSettings, Error> {
 fn batch(args: RunArgs, format: BatchFormat) -> Result<BatchSettings, Error> {
     let b = args.batch;
     Ok(BatchSettings {
-        connection: connection_of(&args.connection)?,
+        connection: Connection {
+            accept_missing_finish_reason: args.accept_missing_finish_reason,
+            ..connection_of(&args.connection)?
+        },
         request: args.request.settings(),
         jobs: b.jobs.unwrap_or_default(),
         format,

@@ -1,5 +1,5 @@
 //! Which transport failures are worth another try. A connection refused or reset, or a stream
-//! cut short, may pass; a certificate that fails verification, a peer that does not speak HTTP,
+//! cut short, may pass (and say the server is busy); a certificate that fails verification, a peer that does not speak HTTP,
 //! headers too large, a broken chunked body or an HTTP/2 protocol violation will fail the same way
 //! every time.
 
@@ -12,7 +12,10 @@ pub(crate) enum Kind {
     Certificate,
     /// The peer broke the protocol (HTTP or TLS): permanent (exit 1).
     Protocol,
-    /// Anything else (refused, reset, cut, DNS): worth another try.
+    /// The server refused or reset the connection, or closed it before answering in full: a
+    /// busy or restarting server, worth another try and a sign of congestion.
+    Dropped,
+    /// Anything else (DNS, a timeout of the connection): worth another try.
     Temporary,
 }
 
@@ -21,17 +24,28 @@ pub(crate) enum Kind {
 /// protocol failure when nothing more precise is found.
 pub(crate) fn classify(e: &reqwest::Error) -> Kind {
     let mut invalid_data = false;
+    let mut dropped = false;
     let mut current: Option<&(dyn StdError + 'static)> = Some(e);
     while let Some(err) = current {
         if let Some(kind) = classify_one(err) {
             return kind;
         }
+        dropped |= err
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_incomplete_message);
         current = match err.downcast_ref::<std::io::Error>() {
             // `io::Error::source` skips the error it wraps: step into it instead.
             Some(io) => {
                 invalid_data |= matches!(
                     io.kind(),
                     std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput
+                );
+                dropped |= matches!(
+                    io.kind(),
+                    std::io::ErrorKind::ConnectionRefused
+                        | std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::ConnectionAborted
+                        | std::io::ErrorKind::UnexpectedEof
                 );
                 match io.get_ref() {
                     Some(inner) => Some(inner),
@@ -43,6 +57,8 @@ pub(crate) fn classify(e: &reqwest::Error) -> Kind {
     }
     if invalid_data {
         Kind::Protocol
+    } else if dropped {
+        Kind::Dropped
     } else {
         Kind::Temporary
     }

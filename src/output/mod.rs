@@ -83,6 +83,8 @@ pub(crate) struct Extras {
     pub(crate) last_answer: Option<String>,
     /// Changes made to the request after a server refused part of it.
     pub(crate) adjusted: Vec<String>,
+    /// Time slept before retries (`retry_wait_ms`).
+    pub(crate) retry_wait_ms: u64,
 }
 
 impl Extras {
@@ -96,6 +98,7 @@ impl Extras {
         message.fallback_from.clone_from(&self.fallback_from);
         message.response_format.clone_from(&self.response_format);
         message.adjusted.clone_from(&self.adjusted);
+        message.retry_wait_ms = self.retry_wait_ms;
         if let Some(turns) = self.num_turns {
             message.num_turns = turns;
         }
@@ -155,6 +158,7 @@ pub(crate) fn result_message(
         permission_denials: Vec::new(),
         model: meta.model.clone(),
         attempts,
+        retry_wait_ms: 0,
         structured_result: None,
         fallback_from: Vec::new(),
         response_format: None,

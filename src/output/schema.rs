@@ -123,6 +123,10 @@ pub(crate) struct ResultMessage {
     pub(crate) permission_denials: Vec<Value>,
     pub(crate) model: String,
     pub(crate) attempts: u32,
+    /// Milliseconds slept before retries (backoff and `Retry-After`), beside `attempts`: what the
+    /// retry budget cost. Absent from lines written before it existed.
+    #[serde(default)]
+    pub(crate) retry_wait_ms: u64,
     /// `--json-schema`: the validated value (`result` holds its JSON text).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) structured_result: Option<Value>,
@@ -408,6 +412,7 @@ mod tests {
             permission_denials: vec![],
             model: "m".into(),
             attempts: 1,
+            retry_wait_ms: 0,
             structured_result: None,
             fallback_from: Vec::new(),
             response_format: None,
@@ -418,7 +423,7 @@ mod tests {
         let ok = serde_json::to_string(&m).unwrap();
         assert_eq!(
             ok,
-            r#"{"type":"result","subtype":"success","uuid":"u","session_id":"s","is_error":false,"duration_ms":1,"duration_api_ms":1,"num_turns":1,"result":"hi","usage":{"input_tokens":null,"output_tokens":null,"total_tokens":null},"permission_denials":[],"model":"m","attempts":1}"#
+            r#"{"type":"result","subtype":"success","uuid":"u","session_id":"s","is_error":false,"duration_ms":1,"duration_api_ms":1,"num_turns":1,"result":"hi","usage":{"input_tokens":null,"output_tokens":null,"total_tokens":null},"permission_denials":[],"model":"m","attempts":1,"retry_wait_ms":0}"#
         );
         m.result = None;
         m.is_error = true;

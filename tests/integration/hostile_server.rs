@@ -535,13 +535,9 @@ async fn redirects_are_errors_and_never_followed() {
 
 #[tokio::test]
 async fn an_answer_without_text_is_a_failure() {
-    let cases: [(&str, ResponseTemplate, &str); 5] = [
-        ("a lone [DONE]", Sse::default().done().respond(), "none"),
-        (
-            "empty choices",
-            Sse::default().usage(3, 0).done().respond(),
-            "none",
-        ),
+    // A stream with no finish_reason at all (a lone `[DONE]`, empty choices) is incomplete, not
+    // empty: tests/integration/completeness.rs.
+    let cases: [(&str, ResponseTemplate, &str); 3] = [
         (
             "content null",
             Sse::default()
@@ -578,7 +574,7 @@ async fn an_answer_without_text_is_a_failure() {
 #[tokio::test]
 async fn an_empty_answer_fails_its_job_in_a_batch() {
     let env = TestEnv::new();
-    let server = server_with(Sse::default().done().respond(), 1).await;
+    let server = server_with(Sse::new().finish("stop").done().respond(), 1).await;
     env.write_project("jobs.jsonl", &jsonl(&[json!({"id": "a", "prompt": "hi"})]));
     let r = run(env
         .cmd_for(&server)

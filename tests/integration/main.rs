@@ -12,6 +12,7 @@ mod batch_api_emulator;
 mod batch_support;
 mod common;
 mod common_oauth;
+mod completeness;
 
 mod distribution;
 mod docs;
