@@ -396,6 +396,7 @@ impl BatchApi {
         check_id(&file.id).map_err(|e| {
             ApiError::InvalidResponse(format!("the file upload answered with an id that {e}"))
         })?;
+        self.free_of_secrets("file id", &file.id)?;
         Ok(file.id)
     }
 
@@ -449,15 +450,7 @@ impl BatchApi {
                 |b| b.belongs_to(wanted) == Some(true),
             )
             .await?;
-        found
-            .map(|b| {
-                b.checked().map_err(|e| {
-                    ApiError::InvalidResponse(format!(
-                        "the provider's batch object is refused: {e}"
-                    ))
-                })
-            })
-            .transpose()
+        found.map(|b| self.accepted(b)).transpose()
     }
 
     /// The id of an uploaded batch file named `filename` (an upload whose answer was lost), walking
@@ -479,9 +472,15 @@ impl BatchApi {
             )
             .await?;
         match found {
-            Some(f) => check_id(&f.id).map(|()| Some(f.id)).map_err(|e| {
-                ApiError::InvalidResponse(format!("the provider's file list holds an id that {e}"))
-            }),
+            Some(f) => {
+                check_id(&f.id).map_err(|e| {
+                    ApiError::InvalidResponse(format!(
+                        "the provider's file list holds an id that {e}"
+                    ))
+                })?;
+                self.free_of_secrets("file id", &f.id)?;
+                Ok(Some(f.id))
+            }
             None => Ok(None),
         }
     }
@@ -585,9 +584,39 @@ impl BatchApi {
                 self.scrubbed(&format!("the answer is not a batch object ({e})")),
             )
         })?;
-        batch.checked().map_err(|e| {
+        self.accepted(batch)
+    }
+
+    /// A batch object whose ids and status pass [`Batch::checked`] and hold no secret.
+    fn accepted(&self, batch: Batch) -> Result<Batch, ApiError> {
+        let batch = batch.checked().map_err(|e| {
             ApiError::InvalidResponse(format!("the provider's batch object is refused: {e}"))
-        })
+        })?;
+        self.free_of_secrets("id", &batch.id)?;
+        self.free_of_secrets("status", &batch.status)?;
+        for id in [
+            &batch.input_file_id,
+            &batch.output_file_id,
+            &batch.error_file_id,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            self.free_of_secrets("file id", id)?;
+        }
+        Ok(batch)
+    }
+
+    /// An id or a status that holds the key (or a credential `-H` value) is refused: it would be
+    /// printed and stored.
+    fn free_of_secrets(&self, field: &str, text: &str) -> Result<(), ApiError> {
+        if self.scrubbed_data(text) == text {
+            Ok(())
+        } else {
+            Err(ApiError::InvalidResponse(format!(
+                "the provider's batch {field} holds the key or a credential header value; refused"
+            )))
+        }
     }
 
     /// `DELETE /files/{id}`; a file already gone counts as deleted.

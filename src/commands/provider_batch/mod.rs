@@ -718,6 +718,7 @@ fn write_results(
         converted
     } else {
         let mut closed = false;
+        let mut failed: Option<std::io::Error> = None;
         let converted =
             convert::results(&place.dir, &ledger.parts, format, &meta, &scrub, &mut |b| {
                 if closed {
@@ -728,9 +729,17 @@ fn write_results(
                         closed = true;
                         Ok(())
                     }
-                    other => other,
+                    Err(e) => {
+                        let kind = e.kind();
+                        failed = Some(e);
+                        Err(kind.into())
+                    }
+                    Ok(()) => Ok(()),
                 }
             });
+        if let Some(e) = failed {
+            return Err(output::stdout_failed(e));
+        }
         if closed && converted.is_ok() {
             return Ok(None);
         }
