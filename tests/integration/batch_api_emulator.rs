@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -252,11 +253,13 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let all_headers: String = req
+    let all_headers = req
         .headers()
         .iter()
-        .map(|(k, v)| format!("{k}: {} ", v.to_str().unwrap_or_default()))
-        .collect();
+        .fold(String::new(), |mut text, (k, v)| {
+            let _ = write!(text, "{k}: {} ", v.to_str().unwrap_or_default());
+            text
+        });
     let content_type = req
         .headers()
         .get("content-type")

@@ -424,15 +424,14 @@ fn project_root(cwd: &Path) -> &Path {
 /// point qwen's writes and removals elsewhere. An absolute `--state-dir` is the user's own choice.
 pub(crate) fn state_dir(explicit: Option<&Path>, cwd: &Path) -> Result<PathBuf, Error> {
     let root = project_root(cwd);
-    let (dir, checked): (PathBuf, Vec<PathBuf>) = match explicit {
-        Some(d) => (cwd.join(d), vec![cwd.join(d)]),
-        None => {
-            let qwen = root.join(".qwen");
-            (
-                qwen.join("batches"),
-                vec![qwen.clone(), qwen.join("batches")],
-            )
-        }
+    let qwen = root.join(".qwen");
+    let (dir, checked): (PathBuf, Vec<PathBuf>) = if let Some(d) = explicit {
+        (cwd.join(d), vec![cwd.join(d)])
+    } else {
+        (
+            qwen.join("batches"),
+            vec![qwen.clone(), qwen.join("batches")],
+        )
     };
     let refuse = |path: &Path, why: &str| {
         Error::input(
@@ -545,47 +544,57 @@ mod tests {
 
     #[test]
     fn a_ledger_is_checked_as_if_a_stranger_wrote_it() {
-        assert_eq!(good("n").check("n"), Ok(()));
         type Edit = fn(&mut Ledger);
+        assert_eq!(good("n").check("n"), Ok(()));
         let cases: [(&str, Edit); 16] = [
-            ("another name", |l| l.name = "other".into()),
-            ("version", |l| l.version = 2),
-            ("submission", |l| l.submission = "../x".into()),
+            ("another name", |l| {
+                l.name = "other".into();
+            }),
+            ("version", |l| {
+                l.version = 2;
+            }),
+            ("submission", |l| {
+                l.submission = "../x".into();
+            }),
             ("input ..", |l| {
-                l.parts[0].input = "../../../id_deploy".into()
+                l.parts[0].input = "../../../id_deploy".into();
             }),
             ("input absolute", |l| {
-                l.parts[0].input = "/etc/passwd".into()
+                l.parts[0].input = "/etc/passwd".into();
             }),
             ("input other part", |l| {
-                l.parts[0].input = part_file(2, "input")
+                l.parts[0].input = part_file(2, "input");
             }),
             ("output", |l| {
-                l.parts[0].output = Some("/proc/self/environ".into())
+                l.parts[0].output = Some("/proc/self/environ".into());
             }),
             ("errors", |l| {
-                l.parts[0].errors = Some("sub/part-0001.errors.jsonl".into())
+                l.parts[0].errors = Some("sub/part-0001.errors.jsonl".into());
             }),
             ("file id path", |l| {
-                l.parts[0].input_file_id = Some("../models/ft:x".into())
+                l.parts[0].input_file_id = Some("../models/ft:x".into());
             }),
             ("batch id slash", |l| {
-                l.parts[0].batch_id = Some("a/b".into())
+                l.parts[0].batch_id = Some("a/b".into());
             }),
             ("output id dot", |l| {
-                l.parts[0].output_file_id = Some("..".into())
+                l.parts[0].output_file_id = Some("..".into());
             }),
             ("error id control", |l| {
-                l.parts[0].error_file_id = Some("f\u{1b}[2J".into())
+                l.parts[0].error_file_id = Some("f\u{1b}[2J".into());
             }),
             ("status line break", |l| {
-                l.parts[0].status = Some("ok\n::warning::x".into())
+                l.parts[0].status = Some("ok\n::warning::x".into());
             }),
             ("model escape", |l| {
-                l.parts[0].model = "m\u{1b}]0;x\u{7}".into()
+                l.parts[0].model = "m\u{1b}]0;x\u{7}".into();
             }),
-            ("numbering", |l| l.parts[0].part = 2),
-            ("job file bidi", |l| l.job_file = "a\u{202e}b".into()),
+            ("numbering", |l| {
+                l.parts[0].part = 2;
+            }),
+            ("job file bidi", |l| {
+                l.job_file = "a\u{202e}b".into();
+            }),
         ];
         for (what, edit) in cases {
             let mut l = good("n");

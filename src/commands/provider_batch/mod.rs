@@ -123,6 +123,10 @@ fn open_existing(
 ) -> Result<Existing, Error> {
     ledger::check_name(name)?;
     let place = Place::new(&state_dir(common.state_dir.as_deref(), ctx)?, name);
+    if std::fs::symlink_metadata(&place.file).is_err() {
+        // No lock file is left behind for a batch that does not exist.
+        return Err(no_batch(&place, name));
+    }
     let held = match place.lock() {
         Ok(held) => Some(held),
         Err(Error::InUse { .. }) if !lock => None,
@@ -140,13 +144,17 @@ fn open_existing(
 
 fn load_existing(place: &Place, name: &str, session: &Session) -> Result<Ledger, Error> {
     let Some(ledger) = place.load()? else {
-        return Err(Error::input(
-            format!("no batch named `{name}` in `{}`", place.file.display()),
-            "`qwen batch list` shows the batches of this project; --state-dir points elsewhere",
-        ));
+        return Err(no_batch(place, name));
     };
     check_base_url(&ledger, session)?;
     Ok(ledger)
+}
+
+fn no_batch(place: &Place, name: &str) -> Error {
+    Error::input(
+        format!("no batch named `{name}` in `{}`", place.file.display()),
+        "`qwen batch list` shows the batches of this project; --state-dir points elsewhere",
+    )
 }
 
 fn check_base_url(ledger: &Ledger, session: &Session) -> Result<(), Error> {
