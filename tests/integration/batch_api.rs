@@ -1196,6 +1196,7 @@ fn hostile_batch_objects_are_refused_never_printed_or_stored() {
         serde_json::json!({"status": "validating\u{1b}]0;title\u{7}"}),
         serde_json::json!({"status": format!("x{KEY}")}),
         serde_json::json!({"output_file_id": "../models/ft:x"}),
+        serde_json::json!({"error_file_id": format!("../{KEY}/\u{1b}[2J")}),
     ];
     for patch in hostile {
         let env = TestEnv::new();
@@ -1398,6 +1399,12 @@ fn fetch_output_writes_through_a_link_and_refuses_its_own_state_files() {
     }
     assert_eq!(env.read_project("jobs.yaml"), OK_JOBS);
     qwen(&env, &emu, &["batch", "status", "n"]).code(0);
+    // A link to nothing is refused, never replaced.
+    std::os::unix::fs::symlink("nowhere.jsonl", env.project_path("dangling")).expect("symlink");
+    qwen(&env, &emu, &["batch", "fetch", "n", "--output", "dangling"])
+        .code(42)
+        .stderr_has("a link to nothing");
+    assert!(!env.project_path("nowhere.jsonl").exists());
     // A FIFO is not a results file (and opening it never hangs).
     let fifo = env.project_path("fifo");
     assert!(

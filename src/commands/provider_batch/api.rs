@@ -33,9 +33,9 @@ pub(crate) fn check_id(id: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
+        // The value is not quoted: it may hold the key, escape sequences or workflow commands.
         Err(format!(
-            "is not an id qwen uses (ASCII letters, digits, `_` and `-`, at most {MAX_ID_CHARS}): `{}`",
-            crate::sanitize::line(id, None, 80)
+            "is not an id qwen uses (ASCII letters, digits, `_` and `-`, at most {MAX_ID_CHARS})"
         ))
     }
 }
@@ -51,10 +51,7 @@ pub(crate) fn check_status(status: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "is not a batch status: `{}`",
-            crate::sanitize::line(status, None, 80)
-        ))
+        Err("is not a batch status (a word of ASCII letters, digits, `_` and `-`)".to_owned())
     }
 }
 

@@ -29,6 +29,9 @@ pub(crate) struct Limits {
 /// The longest line read from a provider's output or error file.
 pub(crate) const MAX_LINE_BYTES: usize = 64 * 1024 * 1024;
 
+/// The longest line of the job index read back (qwen writes an id, a model and three numbers).
+const MAX_INDEX_LINE_BYTES: u64 = 1024 * 1024;
+
 /// The index of jobs (`jobs.jsonl`): id, position in the job file, model, part.
 pub(crate) const JOBS_FILE: &str = "jobs.jsonl";
 
@@ -252,12 +255,26 @@ fn load_index(dir: &Path) -> Result<JobIndex, Error> {
             "",
         )
     })?;
-    for line in BufReader::new(file).lines() {
-        let damaged = |e: &dyn std::fmt::Display| {
-            Error::input(format!("`{}` is damaged: {e}", path.display()), "")
-        };
-        let line = line.map_err(|e| damaged(&e))?;
-        let v: Value = serde_json::from_str(&line).map_err(|e| damaged(&e))?;
+    let damaged = |e: &dyn std::fmt::Display| {
+        Error::input(format!("`{}` is damaged: {e}", path.display()), "")
+    };
+    let mut reader = BufReader::new(file);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = Read::by_ref(&mut reader)
+            .take(MAX_INDEX_LINE_BYTES + 1)
+            .read_until(b'\n', &mut line)
+            .map_err(|e| damaged(&e))?;
+        if n == 0 {
+            break;
+        }
+        if line.len() as u64 > MAX_INDEX_LINE_BYTES {
+            return Err(damaged(&format!(
+                "a line is longer than {MAX_INDEX_LINE_BYTES} bytes"
+            )));
+        }
+        let v: Value = serde_json::from_slice(&line).map_err(|e| damaged(&e))?;
         let model = v["model"].as_str().unwrap_or_default();
         let slot = models.iter().position(|m| m == model).unwrap_or_else(|| {
             models.push(model.to_owned());

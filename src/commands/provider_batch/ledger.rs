@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::api::{self, RequestCounts};
 use crate::error::Error;
-use crate::{fsutil, sanitize};
+use crate::fsutil;
 
 /// Where a step stands. `Started` recorded before the request, `Done` after its answer: a ledger
 /// that says `Started` means the answer may have been lost.
@@ -103,8 +103,7 @@ impl Ledger {
         }
         if self.name != name {
             return Err(format!(
-                "it is the ledger of `{}`, not of `{name}`",
-                sanitize::line(&self.name, None, 80)
+                "it is the ledger of another batch, not of `{name}`"
             ));
         }
         if self.submission.is_empty()

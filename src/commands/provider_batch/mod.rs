@@ -564,6 +564,13 @@ fn check_output(
         ctx,
     )?;
     let path = ctx.cwd.join(given);
+    let link = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
+    if link && std::fs::metadata(&path).is_err() {
+        return Err(Error::input(
+            format!("the output file `{}` is a link to nothing", path.display()),
+            "give --output a file, or a link to an existing one",
+        ));
+    }
     let target = match std::fs::metadata(&path) {
         Ok(m) if !m.is_file() => {
             return Err(Error::input(
