@@ -1,5 +1,6 @@
 //! The HTTP side: one streaming chat request with retries. Knows nothing about jobs or output formats.
 
+pub(crate) mod batch_api;
 pub(crate) mod limits;
 pub(crate) mod pacing;
 pub(crate) mod params;

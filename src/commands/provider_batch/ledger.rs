@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::api::{self, RequestCounts};
+use crate::client::batch_api::{self as api, Batch, RequestCounts};
 use crate::error::Error;
 use crate::fsutil;
 
@@ -59,9 +59,7 @@ pub(crate) struct Part {
 
 impl Part {
     pub(crate) fn is_terminal(&self) -> bool {
-        self.status
-            .as_deref()
-            .is_some_and(super::api::Batch::is_terminal)
+        self.status.as_deref().is_some_and(Batch::is_terminal)
     }
 }
 
@@ -170,7 +168,7 @@ impl Ledger {
         {
             return (*first).to_owned();
         }
-        if statuses.iter().all(|s| super::api::Batch::is_terminal(s)) {
+        if statuses.iter().all(|s| Batch::is_terminal(s)) {
             return "ended".to_owned();
         }
         "in_progress".to_owned()

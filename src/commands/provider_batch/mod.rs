@@ -3,7 +3,6 @@
 //! The one place where this feature touches the rest of qwen (configuration, credentials, job
 //! building, result lines) is `Session` and the calls into `job` and `output` below.
 
-pub(crate) mod api;
 pub(crate) mod convert;
 pub(crate) mod ledger;
 
@@ -19,6 +18,7 @@ use crate::cli::provider_batch::{
     CommonArgs, FetchArgs, OutputArgs, ProviderBatchArgs, ProviderBatchCommand, ResultFormat,
     SubmitArgs,
 };
+use crate::client::batch_api::{Batch, BatchApi};
 use crate::commands::load_config;
 use crate::config::Source;
 use crate::context::Context;
@@ -28,7 +28,6 @@ use crate::exit::ExitStatus;
 use crate::job::{Flags, JobDefaults, JobFile};
 use crate::output::{self, RunMeta};
 use crate::paths::PathRules;
-use api::{Batch, BatchApi};
 use convert::{Format, Limits};
 use ledger::{Ledger, Place, Step};
 

@@ -1,19 +1,21 @@
 //! The provider's Files and Batches endpoints (the `OpenAI` Batch API, spoken by `OpenAI`, Azure
 //! `OpenAI` v1, `DashScope` and others): upload, create, retrieve, list, cancel, download, delete.
-//! Knows nothing about jobs or ledgers; every text a server sends goes through `scrubbed`.
+//! Over the chat client's transport (`http_builder`: no redirects, no proxy for loopback), its
+//! `Bearer` and its retry rule. Knows nothing about jobs or ledgers; every text a server sends
+//! goes through `scrubbed`, and every id it sends or is given passes `check_id`.
 
 use std::path::Path;
 use std::time::Duration;
 
-use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use reqwest::{Method, StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::io::AsyncWriteExt;
 
-use crate::client::{ApiError, transport_error};
-use crate::client::{Decision, MAX_ERROR_BODY_BYTES, RetryPolicy, error_message, read_capped};
+use super::{ApiError, Bearer, transport_error};
+use super::{Decision, MAX_ERROR_BODY_BYTES, RetryPolicy, error_message, read_capped};
 
 /// The largest JSON answer read from the API (a batch, a list page, a file object).
 const MAX_JSON_BYTES: usize = 16 * 1024 * 1024;
@@ -147,12 +149,12 @@ struct FileObject {
 pub(crate) struct BatchApi {
     http: reqwest::Client,
     base: Url,
-    auth: HeaderValue,
-    key: SecretString,
+    /// The key and its `Authorization` header, made as the chat client makes them.
+    bearer: std::sync::Arc<Bearer>,
     /// The chat client's retry rule: 408/429/5xx and network errors, doubling backoff with jitter.
     retry: RetryPolicy,
     /// `-H` headers (a gateway's tenant header, say), sent with every request.
-    headers: Vec<crate::client::params::ExtraHeader>,
+    headers: Vec<super::params::ExtraHeader>,
     /// The values of those headers that carry credentials, removed from server text like the key.
     secrets: Vec<SecretString>,
 }
@@ -165,21 +167,17 @@ impl BatchApi {
         idle_timeout: Duration,
         retries: u32,
         retry_base: Duration,
-        headers: Vec<crate::client::params::ExtraHeader>,
+        headers: Vec<super::params::ExtraHeader>,
     ) -> Result<Self, ApiError> {
-        let http = crate::client::http_builder(base)
+        let http = super::http_builder(base)
             .connect_timeout(connect_timeout)
             .read_timeout(idle_timeout)
             .build()
-            .map_err(|e| ApiError::Setup(e.to_string()))?;
-        let mut auth = HeaderValue::from_str(&format!("Bearer {}", key.expose_secret()))
-            .map_err(|_| ApiError::InvalidKey)?;
-        auth.set_sensitive(true);
+            .map_err(|e| ApiError::Setup(super::error_chain(&e)))?;
         Ok(Self {
             http,
             base: base.clone(),
-            auth,
-            key,
+            bearer: std::sync::Arc::new(Bearer::new(key)?),
             retry: RetryPolicy {
                 retries,
                 base_delay: retry_base,
@@ -195,7 +193,7 @@ impl BatchApi {
     }
 
     fn url(&self, path: &str) -> Url {
-        crate::client::url::endpoint(&self.base, path)
+        super::url::endpoint(&self.base, path)
     }
 
     /// `<base>/<collection>/<id>[/<action>]`, the id encoded as exactly one path segment (and
@@ -220,7 +218,7 @@ impl BatchApi {
     pub(crate) fn scrubbed(&self, text: &str) -> String {
         crate::sanitize::line(
             &self.without_secrets(text),
-            Some(self.key.expose_secret()),
+            Some(self.bearer.key.expose_secret()),
             1000,
         )
     }
@@ -228,7 +226,7 @@ impl BatchApi {
     /// Data (a provider's output line, copied to stdout or a file): the key and credential `-H`
     /// values removed, and nothing else changed: never cut, never rewritten.
     pub(crate) fn scrubbed_data(&self, text: &str) -> String {
-        crate::sanitize::scrub_key(&self.without_secrets(text), self.key.expose_secret())
+        crate::sanitize::scrub_key(&self.without_secrets(text), self.bearer.key.expose_secret())
     }
 
     fn without_secrets(&self, text: &str) -> String {
@@ -241,7 +239,7 @@ impl BatchApi {
         let mut builder = self
             .http
             .request(method, url)
-            .header(AUTHORIZATION, self.auth.clone());
+            .header(AUTHORIZATION, self.bearer.header.clone());
         for h in &self.headers {
             builder = builder.header(h.name.as_str(), h.value.as_str());
         }
