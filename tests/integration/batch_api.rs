@@ -1448,3 +1448,37 @@ fn a_stdout_write_error_other_than_a_closed_pipe_is_exit_1() {
             .stderr_has("standard output");
     }
 }
+
+#[test]
+fn status_and_list_json_keep_their_fields_in_order() {
+    let env = TestEnv::new();
+    env.write_project("jobs.yaml", OK_JOBS);
+    let emu = Emulator::start(KEY);
+    finished_batch(&env, &emu, "n");
+    let r = qwen(&env, &emu, &["batch", "status", "n", "--json"]);
+    r.code(0);
+    let status: Value = serde_json::from_str(&r.stdout).expect("JSON");
+    let keys =
+        |v: &Value| -> Vec<String> { v.as_object().expect("an object").keys().cloned().collect() };
+    assert_eq!(
+        keys(&status),
+        ["name", "status", "jobs", "created_at", "job_file", "parts"]
+    );
+    assert_eq!(
+        keys(&status["parts"][0]),
+        [
+            "part",
+            "batch_id",
+            "model",
+            "requests",
+            "status",
+            "request_counts",
+            "downloaded"
+        ]
+    );
+    assert_eq!(status["parts"][0]["request_counts"]["total"], 5);
+    let list = run(env.cmd().args(["batch", "list", "--json"]));
+    list.code(0);
+    let list: Value = serde_json::from_str(&list.stdout).expect("JSON");
+    assert_eq!(list[0], status);
+}

@@ -26,6 +26,7 @@ use crate::diag;
 use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::job::{Flags, JobDefaults, JobFile};
+use crate::output::schema::{ProviderBatchPart, ProviderBatchStatus};
 use crate::output::{self, RunMeta};
 use crate::paths::PathRules;
 use convert::{Format, Limits};
@@ -942,33 +943,43 @@ fn status(
     // Without the lock (a `submit --wait` or a `fetch` holds it), what was learned is shown, not saved.
     let save = lock.as_ref().map(|_| &place);
     runtime.block_on(refresh(&session.api, save, &mut ledger))?;
-    print(&status_text(&ledger, json))
+    print(&status_text(&ledger, json)?)
 }
 
-fn status_json(ledger: &Ledger) -> Value {
-    json!({
-        "name": ledger.name,
-        "status": ledger.overall_status(),
-        "jobs": ledger.jobs,
-        "created_at": ledger.created_at,
-        "job_file": ledger.job_file,
-        "parts": ledger.parts.iter().map(|p| json!({
-            "part": p.part,
-            "batch_id": p.batch_id,
-            "model": p.model,
-            "requests": p.requests,
-            "status": p.status,
-            "request_counts": p.request_counts,
-            "downloaded": p.output.is_some() || p.errors.is_some(),
-        })).collect::<Vec<_>>(),
-    })
+fn status_json(ledger: &Ledger) -> ProviderBatchStatus<'_> {
+    ProviderBatchStatus {
+        name: &ledger.name,
+        status: ledger.overall_status(),
+        jobs: ledger.jobs,
+        created_at: ledger.created_at,
+        job_file: &ledger.job_file,
+        parts: ledger
+            .parts
+            .iter()
+            .map(|p| ProviderBatchPart {
+                part: p.part,
+                batch_id: p.batch_id.as_deref(),
+                model: &p.model,
+                requests: p.requests,
+                status: p.status.as_deref(),
+                request_counts: p.request_counts,
+                downloaded: p.output.is_some() || p.errors.is_some(),
+            })
+            .collect(),
+    }
 }
 
-fn status_text(ledger: &Ledger, json: bool) -> String {
+/// A JSON document and a line break.
+fn json_line(value: &impl serde::Serialize) -> Result<String, Error> {
+    let mut t = serde_json::to_string(value)
+        .map_err(|e| Error::Internal(format!("cannot encode the status: {e}")))?;
+    t.push('\n');
+    Ok(t)
+}
+
+fn status_text(ledger: &Ledger, json: bool) -> Result<String, Error> {
     if json {
-        let mut t = status_json(ledger).to_string();
-        t.push('\n');
-        return t;
+        return json_line(&status_json(ledger));
     }
     let mut t = format!(
         "{}: {} (jobs: {}, parts: {})\n",
@@ -991,7 +1002,7 @@ fn status_text(ledger: &Ledger, json: bool) -> String {
             c.failed
         );
     }
-    t
+    Ok(t)
 }
 
 /// Cancel every part that has not ended, once the provider's batch object shows it is this
@@ -1035,7 +1046,7 @@ fn cancel(
         }
         Ok::<(), Error>(())
     })?;
-    print(&status_text(&ledger, false))
+    print(&status_text(&ledger, false)?)
 }
 
 /// The batches recorded in the state directory (no network). A ledger that fails its check is
@@ -1064,9 +1075,7 @@ fn list(dir: Option<&Path>, json: bool, ctx: &Context) -> Result<ExitStatus, Err
     }
     ledgers.sort_by(|a, b| (a.created_at, &a.name).cmp(&(b.created_at, &b.name)));
     let text = if json {
-        let mut t = Value::Array(ledgers.iter().map(status_json).collect()).to_string();
-        t.push('\n');
-        t
+        json_line(&ledgers.iter().map(status_json).collect::<Vec<_>>())?
     } else {
         let mut t = String::new();
         for l in &ledgers {
