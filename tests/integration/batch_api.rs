@@ -1482,3 +1482,34 @@ fn status_and_list_json_keep_their_fields_in_order() {
     let list: Value = serde_json::from_str(&list.stdout).expect("JSON");
     assert_eq!(list[0], status);
 }
+
+#[test]
+fn a_providers_huge_request_counts_do_not_wrap_or_crash() {
+    let env = TestEnv::new();
+    env.write_project("jobs.yaml", OK_JOBS);
+    let emu = Emulator::start(KEY);
+    emu.set_batch_patch(Some(serde_json::json!({
+        "request_counts": {"total": u64::MAX, "completed": u64::MAX, "failed": u64::MAX}
+    })));
+    let r = qwen(
+        &env,
+        &emu,
+        &[
+            "batch",
+            "submit",
+            "jobs.yaml",
+            "--name",
+            "huge",
+            "--max-requests-per-file",
+            "2",
+            "--wait",
+            "--poll-interval",
+            "10ms",
+            "--output",
+            "r.jsonl",
+        ],
+    );
+    r.code(0)
+        .stderr_has(&format!("requests {}/{}", u64::MAX, u64::MAX));
+    assert_eq!(lines_by_id(&env.read_project("r.jsonl")).len(), 5);
+}

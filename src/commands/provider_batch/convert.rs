@@ -575,8 +575,8 @@ fn count(tally: &mut Tally, outcome: &Outcome) {
         Outcome::Ok(c) | Outcome::Structured(c, _) => {
             tally.succeeded += 1;
             if let Some(u) = c.usage {
-                tally.input_tokens += u.input_tokens;
-                tally.output_tokens += u.output_tokens;
+                tally.input_tokens = tally.input_tokens.saturating_add(u.input_tokens);
+                tally.output_tokens = tally.output_tokens.saturating_add(u.output_tokens);
             }
         }
         Outcome::Err(e) => {
@@ -588,8 +588,8 @@ fn count(tally: &mut Tally, outcome: &Outcome) {
         Outcome::Invalid { usage, .. } => {
             tally.failed += 1;
             if let Some(u) = usage {
-                tally.input_tokens += u.input_tokens;
-                tally.output_tokens += u.output_tokens;
+                tally.input_tokens = tally.input_tokens.saturating_add(u.input_tokens);
+                tally.output_tokens = tally.output_tokens.saturating_add(u.output_tokens);
             }
         }
         Outcome::NotRun { temporary, .. } => {

@@ -655,6 +655,27 @@ mod tests {
     }
 
     #[test]
+    fn a_locked_batch_names_its_holder_and_a_linked_lock_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let place = Place::new(dir.path(), "n");
+        let held = place.lock().unwrap();
+        let err = place.lock().err().unwrap();
+        assert_eq!(err.exit_status(), crate::exit::ExitStatus::TempFail);
+        assert!(
+            err.to_string()
+                .contains(&format!("(pid {})", std::process::id())),
+            "{err}"
+        );
+        drop(held);
+        assert!(place.lock().is_ok());
+        std::fs::remove_file(place.lock_file()).unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        std::os::unix::fs::symlink(&elsewhere, place.lock_file()).unwrap();
+        assert!(place.lock().is_err());
+        assert!(!elsewhere.exists(), "nothing is created through the link");
+    }
+
+    #[test]
     fn a_linked_or_outside_state_directory_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("project");

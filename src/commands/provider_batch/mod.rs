@@ -525,9 +525,10 @@ fn progress_line(ledger: &Ledger) -> String {
             None => states.push((s, 1)),
         }
         let c = p.request_counts.unwrap_or_default();
-        total += c.total.max(p.requests);
-        completed += c.completed;
-        failed += c.failed;
+        // A provider's counts are its own: summed without wrapping.
+        total = c.total.max(p.requests).saturating_add(total);
+        completed = c.completed.saturating_add(completed);
+        failed = c.failed.saturating_add(failed);
     }
     let states: Vec<String> = states.iter().map(|(k, n)| format!("{k} {n}")).collect();
     format!(
