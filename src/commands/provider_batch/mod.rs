@@ -708,58 +708,15 @@ fn write_results(
         line: &|t: &str| session.api.scrubbed(t),
         data: &|t: &str| session.api.scrubbed_data(t),
     };
-    let converted = if let Some(path) = target {
-        let fail = |e: std::io::Error| {
-            Error::input(
-                format!("cannot write `{}`: {e}", path.display()),
-                "check the path given to --output",
-            )
-        };
-        let tmp = tempfile::NamedTempFile::new_in(parent_of(path)).map_err(fail)?;
-        if let Ok(m) = std::fs::metadata(path) {
-            // Replacing a file keeps its mode, as writing into it would.
-            tmp.as_file()
-                .set_permissions(m.permissions())
-                .map_err(fail)?;
-        }
-        let mut writer = std::io::BufWriter::new(tmp);
-        let converted =
-            convert::results(&place.dir, &ledger.parts, format, &meta, &scrub, &mut |b| {
-                writer.write_all(b)
-            });
-        if converted.is_ok() {
-            let tmp = writer.into_inner().map_err(|e| fail(e.into_error()))?;
-            tmp.persist(path).map_err(|e| fail(e.error))?;
-        }
-        converted
-    } else {
-        let mut closed = false;
-        let mut failed: Option<std::io::Error> = None;
-        let converted =
-            convert::results(&place.dir, &ledger.parts, format, &meta, &scrub, &mut |b| {
-                if closed {
-                    return Ok(());
-                }
-                match output::write_stdout(b) {
-                    Err(e) if output::is_closed(&e) => {
-                        closed = true;
-                        Ok(())
-                    }
-                    Err(e) => {
-                        let kind = e.kind();
-                        failed = Some(e);
-                        Err(kind.into())
-                    }
-                    Ok(()) => Ok(()),
-                }
-            });
-        if let Some(e) = failed {
-            return Err(output::stdout_failed(e));
-        }
-        if closed && converted.is_ok() {
-            return Ok(None);
-        }
-        converted
+    let mut convert = |out: &mut LineSink<'_>| {
+        convert::results(&place.dir, &ledger.parts, format, &meta, &scrub, out)
+    };
+    let converted = match target {
+        Some(path) => to_file(path, &mut convert)?,
+        None => match to_stdout(&mut convert)? {
+            Some(converted) => converted,
+            None => return Ok(None),
+        },
     };
     match converted {
         Ok(tally) => Ok(Some(tally)),
@@ -775,6 +732,67 @@ fn write_results(
             })
         }
     }
+}
+
+type Converted = Result<convert::Tally, convert::Failed>;
+/// Where converted lines go.
+type LineSink<'a> = dyn FnMut(&[u8]) -> std::io::Result<()> + 'a;
+/// A conversion into a given sink.
+type Conversion<'a> = dyn FnMut(&mut LineSink<'_>) -> Converted + 'a;
+
+/// The converted lines written whole to a new file beside `path`, then renamed over it (keeping
+/// its mode, as writing into it would); nothing is replaced when the conversion fails.
+fn to_file(path: &Path, convert: &mut Conversion<'_>) -> Result<Converted, Error> {
+    let fail = |e: std::io::Error| {
+        Error::input(
+            format!("cannot write `{}`: {e}", path.display()),
+            "check the path given to --output",
+        )
+    };
+    let tmp = tempfile::NamedTempFile::new_in(parent_of(path)).map_err(fail)?;
+    if let Ok(m) = std::fs::metadata(path) {
+        tmp.as_file()
+            .set_permissions(m.permissions())
+            .map_err(fail)?;
+    }
+    let mut writer = std::io::BufWriter::new(tmp);
+    let converted = convert(&mut |b| writer.write_all(b));
+    if converted.is_ok() {
+        let tmp = writer.into_inner().map_err(|e| fail(e.into_error()))?;
+        tmp.persist(path).map_err(|e| fail(e.error))?;
+    }
+    Ok(converted)
+}
+
+/// The converted lines on stdout by the one policy: `None` when the reader went away (a closed
+/// pipe, a quiet end); any other write error is exit 1.
+fn to_stdout(convert: &mut Conversion<'_>) -> Result<Option<Converted>, Error> {
+    let mut closed = false;
+    let mut failed: Option<std::io::Error> = None;
+    let converted = convert(&mut |b| {
+        if closed {
+            return Ok(());
+        }
+        match output::write_stdout(b) {
+            Err(e) if output::is_closed(&e) => {
+                closed = true;
+                Ok(())
+            }
+            Err(e) => {
+                let kind = e.kind();
+                failed = Some(e);
+                Err(kind.into())
+            }
+            Ok(()) => Ok(()),
+        }
+    });
+    if let Some(e) = failed {
+        return Err(output::stdout_failed(e));
+    }
+    if closed && converted.is_ok() {
+        return Ok(None);
+    }
+    Ok(Some(converted))
 }
 
 /// Forget a part's downloaded file that could not be converted: removed, and the ledger says it
