@@ -1006,6 +1006,25 @@ fn a_committed_ledger_cannot_upload_delete_or_read_a_file_outside_its_directory(
         .code(0)
         .stdout_empty()
         .stderr_has("damaged");
+    // A committed part file that is a regular file of the tree is sent like a job file would be,
+    // but not removed: qwen did not make its directory (no marker).
+    std::fs::remove_file(env.project_path(".qwen/batches/other.json")).expect("rm");
+    std::fs::remove_file(env.project_path(".qwen/batches/nightly/part-0001.input.jsonl"))
+        .expect("rm");
+    let line = "{\"custom_id\":\"a\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":{\"model\":\"gpt-4o\",\"messages\":[]}}\n";
+    env.write_project(".qwen/batches/nightly/part-0001.input.jsonl", line);
+    env.write_project(".qwen/batches/nightly.json", &ledger);
+    qwen(
+        &env,
+        &emu,
+        &["batch", "submit", "jobs.jsonl", "--name", "nightly"],
+    )
+    .code(0);
+    assert_eq!(emu.uploads().len(), 1);
+    assert_eq!(
+        env.read_project(".qwen/batches/nightly/part-0001.input.jsonl"),
+        line
+    );
 }
 
 #[test]

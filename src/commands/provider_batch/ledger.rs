@@ -259,14 +259,17 @@ impl Place {
         }
     }
 
+    /// Whether the batch's directory holds qwen's marker (a regular file, not a link).
+    pub(crate) fn made_by_qwen(&self) -> bool {
+        std::fs::symlink_metadata(self.dir.join(MARKER)).is_ok_and(|m| m.is_file())
+    }
+
     /// A fresh, empty directory for a new plan, with the marker. An old one is removed only when
     /// qwen made it (it holds [`MARKER`]); anything else there is refused, never removed.
     pub(crate) fn fresh_dir(&self) -> Result<(), Error> {
         self.check_dir()?;
         if std::fs::symlink_metadata(&self.dir).is_ok() {
-            let marked =
-                std::fs::symlink_metadata(self.dir.join(MARKER)).is_ok_and(|m| m.is_file());
-            if !marked {
+            if !self.made_by_qwen() {
                 return Err(Error::input(
                     format!(
                         "`{}` exists and was not made by qwen (it has no `{MARKER}`)",

@@ -409,10 +409,12 @@ async fn submit_parts(api: &BatchApi, place: &Place, ledger: &mut Ledger) -> Res
         apply(api, &mut ledger.parts[i], &metadata, &batch)?;
         ledger.parts[i].create = Step::Done;
         place.save(ledger)?;
-        // The provider holds the input now. Only qwen's own part file, in qwen's own directory
-        // (the ledger's names and the directory were checked when they were loaded); a link there
-        // is removed itself, never what it points at.
-        let _ = std::fs::remove_file(place.path(&ledger.parts[i].input));
+        // The provider holds the input now. Only qwen's own part file, in a directory qwen made
+        // (the ledger's names were checked when it was loaded, and the directory has qwen's
+        // marker); a link there is removed itself, never what it points at.
+        if place.made_by_qwen() {
+            let _ = std::fs::remove_file(place.path(&ledger.parts[i].input));
+        }
     }
     Ok(())
 }
