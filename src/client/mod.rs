@@ -1,6 +1,7 @@
 //! The HTTP side: one streaming chat request with retries. Knows nothing about jobs or output formats.
 
 mod attempt;
+pub(crate) mod batch_api;
 mod error;
 pub(crate) mod limits;
 pub(crate) mod pacing;

@@ -248,6 +248,32 @@ pub(crate) struct OpenAiBatchError {
     pub(crate) message: String,
 }
 
+/// `qwen batch status NAME --json`, and each element of `qwen batch list --json`: a provider
+/// batch as its ledger records it.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ProviderBatchStatus<'a> {
+    pub(crate) name: &'a str,
+    /// The parts' status when they agree, else `ended` or `in_progress`.
+    pub(crate) status: String,
+    pub(crate) jobs: u64,
+    pub(crate) created_at: u64,
+    pub(crate) job_file: &'a str,
+    pub(crate) parts: Vec<ProviderBatchPart<'a>>,
+}
+
+/// One part (one input file and its batch at the provider) of [`ProviderBatchStatus`].
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ProviderBatchPart<'a> {
+    pub(crate) part: usize,
+    pub(crate) batch_id: Option<&'a str>,
+    pub(crate) model: &'a str,
+    pub(crate) requests: u64,
+    pub(crate) status: Option<&'a str>,
+    pub(crate) request_counts: Option<crate::client::batch_api::RequestCounts>,
+    /// Whether its output or error file was downloaded.
+    pub(crate) downloaded: bool,
+}
+
 /// What `--resume` reads back from a line of either format: only the fields that say which job
 /// it is and whether it succeeded, so that lines from older versions still count.
 /// Where a configuration value came from, as `auth status --json` says it.

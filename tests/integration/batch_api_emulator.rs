@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -85,6 +86,12 @@ struct State {
     max_requests: usize,
     one_model_per_file: bool,
     log: Vec<String>,
+    /// Fields that overwrite those of every batch object answered (a hostile provider).
+    batch_patch: Option<Map<String, Value>>,
+    /// The content of every output file written from now on, instead of the requests' answers.
+    output_override: Option<Vec<u8>>,
+    /// Every error message quotes the request's headers (a gateway that echoes them).
+    echo_headers: bool,
 }
 
 /// A running emulator on 127.0.0.1.
@@ -108,6 +115,9 @@ impl Emulator {
             max_requests: 50_000,
             one_model_per_file: true,
             log: Vec::new(),
+            batch_patch: None,
+            output_override: None,
+            echo_headers: false,
         }));
         let shared = Arc::clone(&state);
         let server = TokioServer::start(2, move |socket| {
@@ -147,6 +157,21 @@ impl Emulator {
 
     pub(crate) fn set_max_requests(&self, n: usize) {
         self.with(|s| s.max_requests = n);
+    }
+
+    /// Overwrite these fields of every batch object answered from now on.
+    pub(crate) fn set_batch_patch(&self, patch: Option<Value>) {
+        self.with(|s| s.batch_patch = patch.and_then(|p| p.as_object().cloned()));
+    }
+
+    /// Write `bytes` as every later output file.
+    pub(crate) fn set_output_override(&self, bytes: Option<Vec<u8>>) {
+        self.with(|s| s.output_override = bytes);
+    }
+
+    /// Quote the request's headers in every error message.
+    pub(crate) fn set_echo_headers(&self, on: bool) {
+        self.with(|s| s.echo_headers = on);
     }
 
     /// One tick of the clock: every batch that has not ended moves one step.
@@ -228,6 +253,13 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
+    let all_headers = req
+        .headers()
+        .iter()
+        .fold(String::new(), |mut text, (k, v)| {
+            let _ = write!(text, "{k}: {} ", v.to_str().unwrap_or_default());
+            text
+        });
     let content_type = req
         .headers()
         .get("content-type")
@@ -242,7 +274,15 @@ async fn handle(
         let mut s = state.lock().expect("emulator lock");
         s.log.push(format!("{method} {path}"));
         if auth != format!("Bearer {}", s.key) {
-            return error(StatusCode::UNAUTHORIZED, "Incorrect API key provided");
+            let echo = if s.echo_headers {
+                all_headers.as_str()
+            } else {
+                ""
+            };
+            return error(
+                StatusCode::UNAUTHORIZED,
+                &format!("Incorrect API key provided {echo}"),
+            );
         }
         let hang = s.hang.clone();
         if method == "POST" && path == "/v1/batches" && hang == Some(Hang::BeforeCreate) {
@@ -304,7 +344,7 @@ fn route(
             if s.tick_on_poll {
                 step(s, i);
             }
-            reply(StatusCode::OK, &batch_json(&s.batches[i]))
+            reply(StatusCode::OK, &batch_out(s, &s.batches[i]))
         }
         ("POST", ["batches", id, "cancel"]) => {
             let now = s.clock;
@@ -318,7 +358,8 @@ fn route(
                 b.status = "cancelling".into();
                 b.stamps.insert("cancelling_at".into(), json!(now));
             }
-            reply(StatusCode::OK, &batch_json(b))
+            let b = b.clone();
+            reply(StatusCode::OK, &batch_out(s, &b))
         }
         _ => error(StatusCode::NOT_FOUND, "unknown endpoint"),
     }
@@ -447,7 +488,7 @@ fn create(s: &mut State, body: &[u8]) -> Response<Full<Bytes>> {
         model: None,
         failed: 0,
     };
-    let answer = batch_json(&batch);
+    let answer = batch_out(s, &batch);
     s.batches.push(batch);
     reply(StatusCode::OK, &answer)
 }
@@ -474,7 +515,7 @@ fn list(s: &State, query: &str) -> Response<Full<Bytes>> {
         .iter()
         .skip(start)
         .take(limit)
-        .map(|b| batch_json(b))
+        .map(|b| batch_out(s, b))
         .collect();
     let has_more = start + page.len() < newest.len();
     reply(
@@ -534,6 +575,17 @@ fn list_files(s: &State, query: &str) -> Response<Full<Bytes>> {
         &json!({"object": "list", "data": page, "first_id": page.first().map(|f| f["id"].clone()),
             "last_id": page.last().map(|f| f["id"].clone()), "has_more": has_more}),
     )
+}
+
+/// A batch object as answered: [`batch_json`] with the test's patch over it.
+fn batch_out(s: &State, b: &BatchRec) -> Value {
+    let mut v = batch_json(b);
+    if let (Some(patch), Some(obj)) = (&s.batch_patch, v.as_object_mut()) {
+        for (k, val) in patch {
+            obj.insert(k.clone(), val.clone());
+        }
+    }
+    v
 }
 
 fn batch_json(b: &BatchRec) -> Value {
@@ -728,6 +780,7 @@ fn write_results(s: &mut State, i: usize) {
             errors.extend_from_slice(&bytes);
         }
     }
+    let output = s.output_override.clone().unwrap_or(output);
     // The provider writes lines in any order: reverse them to prove nobody relies on order.
     let reorder = |bytes: Vec<u8>| -> Vec<u8> {
         let mut lines: Vec<&[u8]> = bytes

@@ -27,7 +27,10 @@ pub(crate) struct Limits {
 }
 
 /// The longest line read from a provider's output or error file.
-const MAX_LINE_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_LINE_BYTES: usize = 64 * 1024 * 1024;
+
+/// The longest line of the job index read back (qwen writes an id, a model and three numbers).
+const MAX_INDEX_LINE_BYTES: u64 = 1024 * 1024;
 
 /// The index of jobs (`jobs.jsonl`): id, position in the job file, model, part.
 pub(crate) const JOBS_FILE: &str = "jobs.jsonl";
@@ -197,7 +200,7 @@ pub(crate) fn plan(
 }
 
 fn part_file(number: usize) -> String {
-    format!("part-{number:04}.input.jsonl")
+    super::ledger::part_file(number, "input")
 }
 
 fn finish(mut p: OpenPart, parts: &mut [Part], dir: &Path) -> Result<(), Error> {
@@ -246,18 +249,32 @@ fn load_index(dir: &Path) -> Result<JobIndex, Error> {
     let mut by_id = HashMap::new();
     let mut models: Vec<String> = Vec::new();
     let path = dir.join(JOBS_FILE);
-    let file = File::open(&path).map_err(|e| {
+    let file = super::ledger::open_state_file(&path).map_err(|e| {
         Error::input(
             format!("cannot read the job index `{}`: {e}", path.display()),
             "",
         )
     })?;
-    for line in BufReader::new(file).lines() {
-        let damaged = |e: &dyn std::fmt::Display| {
-            Error::input(format!("`{}` is damaged: {e}", path.display()), "")
-        };
-        let line = line.map_err(|e| damaged(&e))?;
-        let v: Value = serde_json::from_str(&line).map_err(|e| damaged(&e))?;
+    let damaged = |e: &dyn std::fmt::Display| {
+        Error::input(format!("`{}` is damaged: {e}", path.display()), "")
+    };
+    let mut reader = BufReader::new(file);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = Read::by_ref(&mut reader)
+            .take(MAX_INDEX_LINE_BYTES + 1)
+            .read_until(b'\n', &mut line)
+            .map_err(|e| damaged(&e))?;
+        if n == 0 {
+            break;
+        }
+        if line.len() as u64 > MAX_INDEX_LINE_BYTES {
+            return Err(damaged(&format!(
+                "a line is longer than {MAX_INDEX_LINE_BYTES} bytes"
+            )));
+        }
+        let v: Value = serde_json::from_slice(&line).map_err(|e| damaged(&e))?;
         let model = v["model"].as_str().unwrap_or_default();
         let slot = models.iter().position(|m| m == model).unwrap_or_else(|| {
             models.push(model.to_owned());
@@ -278,9 +295,13 @@ fn load_index(dir: &Path) -> Result<JobIndex, Error> {
     let mut schemas = Vec::new();
     loop {
         let path = dir.join(format!("schema-{}.json", schemas.len()));
-        let Ok(text) = std::fs::read_to_string(&path) else {
+        let Ok(file) = super::ledger::open_state_file(&path) else {
             break;
         };
+        let mut text = String::new();
+        file.take(crate::schema::MAX_SCHEMA_BYTES + 1)
+            .read_to_string(&mut text)
+            .map_err(|e| Error::input(format!("`{}` is damaged: {e}", path.display()), ""))?;
         let compiled = serde_json::from_str(&text)
             .map_err(|e| e.to_string())
             .and_then(crate::schema::OutputSchema::compile)
@@ -352,16 +373,41 @@ enum Outcome {
     },
 }
 
+/// How server text is cleaned on its way out.
+pub(crate) struct Scrub<'a> {
+    /// Text that is shown or stored (error messages, finish reasons): the one sanitiser's line.
+    pub(crate) line: &'a dyn Fn(&str) -> String,
+    /// Data (a provider's line copied as it is): the key removed, nothing cut or rewritten.
+    pub(crate) data: &'a dyn Fn(&str) -> String,
+}
+
+/// Why a conversion stopped.
+pub(crate) enum Failed {
+    /// A downloaded file of `parts[part]` (`rel`) cannot be read through (a line over
+    /// [`MAX_LINE_BYTES`], a read error): the caller drops it.
+    File {
+        part: usize,
+        rel: String,
+        error: Error,
+    },
+    Other(Error),
+}
+
+impl From<Error> for Failed {
+    fn from(e: Error) -> Self {
+        Self::Other(e)
+    }
+}
+
 /// Convert the downloaded files of every part into one line per job, written to `out`.
-/// `scrub` removes the key from any server text.
 pub(crate) fn results(
     dir: &Path,
     parts: &[Part],
     format: Format,
     meta: &RunMeta,
-    scrub: &dyn Fn(&str) -> String,
+    scrub: &Scrub<'_>,
     out: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
-) -> Result<Tally, Error> {
+) -> Result<Tally, Failed> {
     let mut index = load_index(dir)?;
     let mut tally = Tally {
         jobs: index.by_id.len() as u64,
@@ -371,10 +417,16 @@ pub(crate) fn results(
         context: "cannot write a result line".to_owned(),
         source: e,
     };
-    for part in parts {
+    for (part_index, part) in parts.iter().enumerate() {
         for rel in [&part.output, &part.errors].into_iter().flatten() {
             let path = dir.join(rel);
-            let file = File::open(&path).map_err(|e| Error::file("read", &path, e))?;
+            let broken = |error: Error| Failed::File {
+                part: part_index,
+                rel: rel.clone(),
+                error,
+            };
+            let file = super::ledger::open_state_file(&path)
+                .map_err(|e| broken(Error::file("read", &path, e)))?;
             let mut reader = BufReader::with_capacity(64 * 1024, file);
             let mut buf = Vec::new();
             loop {
@@ -382,18 +434,18 @@ pub(crate) fn results(
                 let n = Read::by_ref(&mut reader)
                     .take(MAX_LINE_BYTES as u64 + 1)
                     .read_until(b'\n', &mut buf)
-                    .map_err(|e| Error::file("read", &path, e))?;
+                    .map_err(|e| broken(Error::file("read", &path, e)))?;
                 if n == 0 {
                     break;
                 }
                 if buf.len() > MAX_LINE_BYTES {
-                    return Err(Error::Input {
-                        message: format!(
+                    return Err(broken(Error::input(
+                        format!(
                             "`{}`: a line is longer than {MAX_LINE_BYTES} bytes",
                             path.display()
                         ),
-                        hint: None,
-                    });
+                        "",
+                    )));
                 }
                 let text = String::from_utf8_lossy(&buf);
                 if text.trim().is_empty() {
@@ -413,11 +465,11 @@ pub(crate) fn results(
                 };
                 entry.written = true;
                 let entry = *entry;
-                let outcome = validated(classify(&line, scrub), entry, &index, scrub);
+                let outcome = validated(classify(&line, scrub.line), entry, &index, scrub.line);
                 count(&mut tally, &outcome);
                 let bytes = match format {
                     Format::OpenaiBatch => {
-                        let mut b = scrub(text.trim_end()).into_bytes();
+                        let mut b = (scrub.data)(text.trim_end()).into_bytes();
                         b.push(b'\n');
                         b
                     }
@@ -523,8 +575,8 @@ fn count(tally: &mut Tally, outcome: &Outcome) {
         Outcome::Ok(c) | Outcome::Structured(c, _) => {
             tally.succeeded += 1;
             if let Some(u) = c.usage {
-                tally.input_tokens += u.input_tokens;
-                tally.output_tokens += u.output_tokens;
+                tally.input_tokens = tally.input_tokens.saturating_add(u.input_tokens);
+                tally.output_tokens = tally.output_tokens.saturating_add(u.output_tokens);
             }
         }
         Outcome::Err(e) => {
@@ -536,8 +588,8 @@ fn count(tally: &mut Tally, outcome: &Outcome) {
         Outcome::Invalid { usage, .. } => {
             tally.failed += 1;
             if let Some(u) = usage {
-                tally.input_tokens += u.input_tokens;
-                tally.output_tokens += u.output_tokens;
+                tally.input_tokens = tally.input_tokens.saturating_add(u.input_tokens);
+                tally.output_tokens = tally.output_tokens.saturating_add(u.output_tokens);
             }
         }
         Outcome::NotRun { temporary, .. } => {

@@ -3,7 +3,6 @@
 //! The one place where this feature touches the rest of qwen (configuration, credentials, job
 //! building, result lines) is `Session` and the calls into `job` and `output` below.
 
-pub(crate) mod api;
 pub(crate) mod convert;
 pub(crate) mod ledger;
 
@@ -12,21 +11,22 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value};
 
 use crate::auth::{self, AuthPlan};
+use crate::client::batch_api::{Batch, BatchApi};
 use crate::commands::load_config;
 use crate::context::Context;
 use crate::diag;
 use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::job::JobFile;
+use crate::output::schema::{ProviderBatchPart, ProviderBatchStatus};
 use crate::output::{self, RunMeta};
 use crate::paths::PathRules;
 use crate::settings::{
     BatchApiCommand, CommonSettings, FetchSettings, OutputSettings, ResultFormat, SubmitSettings,
 };
-use api::{Batch, BatchApi};
 use convert::{Format, Limits};
 use ledger::{Ledger, Place, Step};
 
@@ -48,10 +48,7 @@ pub(crate) fn command(
         }
         BatchApiCommand::Fetch(a) => fetch_command(&a, ctx, runtime),
         BatchApiCommand::Cancel { name, common } => cancel(&name, &common, ctx, runtime),
-        BatchApiCommand::List { state_dir, json } => {
-            list(state_dir.as_deref(), json, ctx);
-            Ok(ExitStatus::Success)
-        }
+        BatchApiCommand::List { state_dir, json } => list(state_dir.as_deref(), json, ctx),
     }
 }
 
@@ -93,34 +90,62 @@ fn session(common: &CommonSettings, ctx: &Context) -> Result<Session, Error> {
     })
 }
 
-fn state_dir(common_dir: Option<&Path>, ctx: &Context) -> PathBuf {
-    common_dir.map_or_else(|| ledger::default_state_dir(&ctx.cwd), |d| ctx.cwd.join(d))
+fn state_dir(common_dir: Option<&Path>, ctx: &Context) -> Result<PathBuf, Error> {
+    ledger::state_dir(common_dir, &ctx.cwd)
 }
 
-/// An existing ledger, checked against where this run would send requests.
-/// The ledger of the existing batch `name`, its place, and a session for its provider: what
-/// `status`, `fetch` and `cancel` start from.
+/// An existing batch: what `status`, `fetch` and `cancel` start from.
+struct Existing {
+    place: Place,
+    session: Session,
+    ledger: Ledger,
+    /// Held for the whole command (`fetch`, `cancel`); `status` runs without it when another
+    /// process holds it, and then does not save what it learned.
+    lock: Option<ledger::LedgerLock>,
+}
+
+/// The ledger of the existing batch `name` (checked, locked unless `lock` is false and another
+/// process holds it), its place, and a session for its provider.
 fn open_existing(
     name: &str,
     common: &CommonSettings,
     ctx: &Context,
-) -> Result<(Place, Session, Ledger), Error> {
+    lock: bool,
+) -> Result<Existing, Error> {
     ledger::check_name(name)?;
-    let place = Place::new(&state_dir(common.state_dir.as_deref(), ctx), name);
+    let place = Place::new(&state_dir(common.state_dir.as_deref(), ctx)?, name);
+    if std::fs::symlink_metadata(&place.file).is_err() {
+        // No lock file is left behind for a batch that does not exist.
+        return Err(no_batch(&place, name));
+    }
+    let held = match place.lock() {
+        Ok(held) => Some(held),
+        Err(Error::InUse { .. }) if !lock => None,
+        Err(e) => return Err(e),
+    };
     let session = session(common, ctx)?;
     let ledger = load_existing(&place, name, &session)?;
-    Ok((place, session, ledger))
+    Ok(Existing {
+        place,
+        session,
+        ledger,
+        lock: held,
+    })
 }
 
 fn load_existing(place: &Place, name: &str, session: &Session) -> Result<Ledger, Error> {
     let Some(ledger) = place.load()? else {
-        return Err(Error::input(
-            format!("no batch named `{name}` in `{}`", place.file.display()),
-            "`qwen batch list` shows the batches of this project; --state-dir points elsewhere",
-        ));
+        return Err(no_batch(place, name));
     };
     check_base_url(&ledger, session)?;
     Ok(ledger)
+}
+
+fn no_batch(place: &Place, name: &str) -> Error {
+    Error::input(
+        format!("no batch named `{name}` in `{}`", place.file.display()),
+        "`qwen batch list` shows the batches of this project; --state-dir points elsewhere",
+    )
 }
 
 fn check_base_url(ledger: &Ledger, session: &Session) -> Result<(), Error> {
@@ -181,10 +206,13 @@ fn submit(
         });
     }
     let name = batch_name(args)?;
-    let place = Place::new(&state_dir(args.common.state_dir.as_deref(), ctx), &name);
+    let place = Place::new(&state_dir(args.common.state_dir.as_deref(), ctx)?, &name);
+    // Held until the end: a second `submit` of the same name waits its turn (exit 75) instead of
+    // creating a second batch.
+    let _lock = place.lock()?;
     let session = session(&args.common, ctx)?;
     if args.wait {
-        check_output(&args.output, ctx)?;
+        check_output(&args.output, &place, &args.jobs, ctx)?;
     }
     let mut ledger = if let Some(existing) = place.load()? {
         check_base_url(&existing, &session)?;
@@ -235,8 +263,7 @@ fn submit(
             ids.push_str(p.batch_id.as_deref().unwrap_or_default());
             ids.push('\n');
         }
-        let _ = output::write_stdout(ids.as_bytes());
-        return Ok(ExitStatus::Success);
+        return print(&ids);
     }
     let deadline = args.max_wall_time.map(|d| started + d);
     match runtime.block_on(wait(&session.api, &place, &mut ledger, args, deadline)) {
@@ -290,10 +317,7 @@ fn new_ledger(
             "nothing was uploaded",
         ));
     }
-    // Files of a plan that crashed before its ledger was written are stale.
-    if place.dir.exists() {
-        std::fs::remove_dir_all(&place.dir).map_err(|e| Error::file("clear", &place.dir, e))?;
-    }
+    place.fresh_dir()?;
     let limits = Limits {
         max_requests: args.max_requests_per_file,
         max_bytes: args.max_file_bytes,
@@ -335,9 +359,14 @@ async fn submit_parts(api: &BatchApi, place: &Place, ledger: &mut Ledger) -> Res
         if ledger.parts[i].input_file_id.is_none() {
             ledger.parts[i].upload = Step::Started;
             place.save(ledger)?;
-            let id = api
-                .upload(&place.path(&ledger.parts[i].input), &filename)
-                .await?;
+            let path = place.path(&ledger.parts[i].input);
+            let file = ledger::open_state_file(&path).map_err(|e| {
+                Error::input(
+                    format!("cannot upload `{}`: {e}", path.display()),
+                    "qwen uploads only the part files it wrote; remove the ledger and submit again",
+                )
+            })?;
+            let id = api.upload(file, &path, &filename).await?;
             ledger.parts[i].input_file_id = Some(id);
             ledger.parts[i].upload = Step::Done;
             place.save(ledger)?;
@@ -346,7 +375,7 @@ async fn submit_parts(api: &BatchApi, place: &Place, ledger: &mut Ledger) -> Res
         if ledger.parts[i].create == Step::Started
             && let Some(found) = api.find(&metadata, FIND_PAGES).await?
         {
-            apply(api, &mut ledger.parts[i], &found);
+            apply(api, &mut ledger.parts[i], &metadata, &found)?;
             ledger.parts[i].create = Step::Done;
             place.save(ledger)?;
             continue;
@@ -357,19 +386,32 @@ async fn submit_parts(api: &BatchApi, place: &Place, ledger: &mut Ledger) -> Res
         let batch = api
             .create(&input_file_id, &ledger.completion_window, &metadata)
             .await?;
-        apply(api, &mut ledger.parts[i], &batch);
+        apply(api, &mut ledger.parts[i], &metadata, &batch)?;
         ledger.parts[i].create = Step::Done;
         place.save(ledger)?;
-        // The provider holds the input now.
-        let _ = std::fs::remove_file(place.path(&ledger.parts[i].input));
+        // The provider holds the input now. Only qwen's own part file, in a directory qwen made
+        // (the ledger's names were checked when it was loaded, and the directory has qwen's
+        // marker); a link there is removed itself, never what it points at.
+        if place.made_by_qwen() {
+            let _ = std::fs::remove_file(place.path(&ledger.parts[i].input));
+        }
     }
     Ok(())
 }
 
-/// Record what the provider says about a part's batch.
-/// What the provider said about a part, its error text through the sanitiser (it is stored and
-/// shown).
-fn apply(api: &BatchApi, part: &mut ledger::Part, batch: &Batch) {
+/// What the provider said about a part (its ids and status already checked by the client), its
+/// error text through the sanitiser (it is stored and shown). A batch object whose metadata names
+/// another batch or part is not this part's: the ledger is damaged (exit 42), and nothing of it is
+/// kept.
+fn apply(
+    api: &BatchApi,
+    part: &mut ledger::Part,
+    wanted: &Map<String, Value>,
+    batch: &Batch,
+) -> Result<(), Error> {
+    if batch.belongs_to(wanted) == Some(false) {
+        return Err(not_ours(part.part, &batch.id));
+    }
     part.batch_id = Some(batch.id.clone());
     part.status = Some(batch.status.clone());
     part.request_counts = batch.request_counts;
@@ -378,23 +420,34 @@ fn apply(api: &BatchApi, part: &mut ledger::Part, batch: &Batch) {
     if let Some(e) = batch.first_error() {
         part.batch_error = Some(api.scrubbed(&e));
     }
+    Ok(())
+}
+
+fn not_ours(part: usize, id: &str) -> Error {
+    Error::input(
+        format!(
+            "part {part}: the provider's batch `{id}` was not created by this submission (its metadata names another)"
+        ),
+        "the ledger is damaged or was not written by qwen: remove it; nothing was changed at the provider",
+    )
 }
 
 /// Ask the provider about every created part that has not ended; save when anything changed.
-async fn refresh(api: &BatchApi, place: &Place, ledger: &mut Ledger) -> Result<(), Error> {
+async fn refresh(api: &BatchApi, place: Option<&Place>, ledger: &mut Ledger) -> Result<(), Error> {
     let mut changed = false;
-    for part in &mut ledger.parts {
-        let Some(id) = part.batch_id.clone() else {
+    for i in 0..ledger.parts.len() {
+        let Some(id) = ledger.parts[i].batch_id.clone() else {
             continue;
         };
-        if part.is_terminal() {
+        if ledger.parts[i].is_terminal() {
             continue;
         }
         let batch = api.retrieve(&id).await?;
-        apply(api, part, &batch);
+        let metadata = ledger.metadata(ledger.parts[i].part);
+        apply(api, &mut ledger.parts[i], &metadata, &batch)?;
         changed = true;
     }
-    if changed {
+    if changed && let Some(place) = place {
         place.save(ledger)?;
     }
     Ok(())
@@ -421,7 +474,7 @@ async fn wait(
     let cap = MAX_POLL_DELAY.max(args.poll_interval);
     let mut last = String::new();
     loop {
-        if let Err(e) = refresh(api, place, ledger).await {
+        if let Err(e) = refresh(api, Some(place), ledger).await {
             return WaitEnd::Failed(e);
         }
         let line = progress_line(ledger);
@@ -454,9 +507,10 @@ fn progress_line(ledger: &Ledger) -> String {
             None => states.push((s, 1)),
         }
         let c = p.request_counts.unwrap_or_default();
-        total += c.total.max(p.requests);
-        completed += c.completed;
-        failed += c.failed;
+        // A provider's counts are its own: summed without wrapping.
+        total = c.total.max(p.requests).saturating_add(total);
+        completed = c.completed.saturating_add(completed);
+        failed = c.failed.saturating_add(failed);
     }
     let states: Vec<String> = states.iter().map(|(k, n)| format!("{k} {n}")).collect();
     format!(
@@ -467,21 +521,82 @@ fn progress_line(ledger: &Ledger) -> String {
     )
 }
 
-fn check_output(output: &OutputSettings, ctx: &Context) -> Result<(), Error> {
-    let Some(path) = &output.output else {
-        return Ok(());
+/// `--output`, checked before anything is downloaded, by the rules of a local batch's: never the
+/// job file, the ledger or its lock (same path, a link or a hard link: exit 2), never a file of the
+/// state directory, never something other than a regular file, and a non-empty file only with
+/// `--overwrite`. Returns the file to replace: a link's target (the link stays, as `--resume`
+/// writes through it), else the path.
+fn check_output(
+    output: &OutputSettings,
+    place: &Place,
+    job_file: &str,
+    ctx: &Context,
+) -> Result<Option<PathBuf>, Error> {
+    let Some(given) = &output.output else {
+        return Ok(None);
     };
-    let path = ctx.cwd.join(path);
-    if !output.overwrite && std::fs::metadata(&path).is_ok_and(|m| m.len() > 0) {
+    let ledger_file = place.file.to_string_lossy();
+    let lock_file = place.lock_file().to_string_lossy().into_owned();
+    crate::commands::refuse_same_files(
+        &[
+            ("--output", Some(given.as_str())),
+            ("the job file", Some(job_file)),
+            ("the batch's ledger", Some(&ledger_file)),
+            ("the batch's lock file", Some(&lock_file)),
+        ],
+        ctx,
+    )?;
+    let path = ctx.cwd.join(given);
+    let link = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
+    if link && std::fs::metadata(&path).is_err() {
         return Err(Error::input(
-            format!(
-                "the output file `{}` exists and is not empty",
-                path.display()
-            ),
-            "pass --overwrite to replace it",
+            format!("the output file `{}` is a link to nothing", path.display()),
+            "give --output a file, or a link to an existing one",
         ));
     }
-    Ok(())
+    let target = match std::fs::metadata(&path) {
+        Ok(m) if !m.is_file() => {
+            return Err(Error::input(
+                format!("the output file `{}` is not a regular file", path.display()),
+                "give --output a file (it is written whole, then renamed into place)",
+            ));
+        }
+        Ok(m) => {
+            if !output.overwrite && m.len() > 0 {
+                return Err(Error::input(
+                    format!(
+                        "the output file `{}` exists and is not empty",
+                        path.display()
+                    ),
+                    "pass --overwrite to replace it",
+                ));
+            }
+            path.canonicalize()
+                .map_err(|e| Error::file("resolve", &path, e))?
+        }
+        Err(_) => path,
+    };
+    let dir = parent_of(&target);
+    let inside_state = match (dir.canonicalize(), place.dir.canonicalize()) {
+        (Ok(d), Ok(state)) => d.starts_with(state),
+        _ => false,
+    };
+    if inside_state {
+        return Err(Error::usage(
+            format!(
+                "--output `{}` is inside the batch's state directory",
+                target.display()
+            ),
+            Some("write the results elsewhere; nothing was read or written"),
+        ));
+    }
+    Ok(Some(target))
+}
+
+fn parent_of(path: &Path) -> PathBuf {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_owned)
 }
 
 fn fetch_command(
@@ -489,9 +604,14 @@ fn fetch_command(
     ctx: &Context,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<ExitStatus, Error> {
-    let (place, session, mut ledger) = open_existing(&args.name, &args.common, ctx)?;
-    check_output(&args.output, ctx)?;
-    runtime.block_on(refresh(&session.api, &place, &mut ledger))?;
+    let Existing {
+        place,
+        session,
+        mut ledger,
+        lock: _lock,
+    } = open_existing(&args.name, &args.common, ctx, true)?;
+    check_output(&args.output, &place, &ledger.job_file, ctx)?;
+    runtime.block_on(refresh(&session.api, Some(&place), &mut ledger))?;
     fetch(
         &session,
         &place,
@@ -531,8 +651,32 @@ fn fetch(
         ));
         return Ok(ExitStatus::TempFail);
     }
-    check_output(out, ctx)?;
+    let target = check_output(out, place, &ledger.job_file, ctx)?;
     runtime.block_on(download_all(&session.api, place, ledger))?;
+    let Some(tally) = write_results(session, place, ledger, out, target.as_deref(), ctx)? else {
+        // Standard output was closed (`| head`): a quiet end.
+        return Ok(ExitStatus::Success);
+    };
+    if out.delete_remote {
+        runtime.block_on(delete_remote(&session.api, place, ledger))?;
+    }
+    if !quiet {
+        report(&name, &tally, &ledger.job_file);
+    }
+    Ok(tally.exit_status())
+}
+
+/// Convert the downloaded files into result lines, written whole to `target` (then renamed over
+/// it, keeping its mode) or to stdout. `None`: stdout was closed. A part whose file cannot be
+/// converted is dropped (its download removed, so that the next `fetch` downloads it again).
+fn write_results(
+    session: &Session,
+    place: &Place,
+    ledger: &mut Ledger,
+    out: &OutputSettings,
+    target: Option<&Path>,
+    ctx: &Context,
+) -> Result<Option<convert::Tally>, Error> {
     let meta = RunMeta {
         session_id: uuid::Uuid::new_v4().to_string(),
         model: session.model.value.clone(),
@@ -542,73 +686,145 @@ fn fetch(
         ResultFormat::Json => Format::Local,
         ResultFormat::OpenaiBatch => Format::OpenaiBatch,
     };
-    let scrub = |t: &str| session.api.scrubbed(t);
-    let tally = if let Some(path) = &out.output {
-        let path = ctx.cwd.join(path);
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .map_or_else(|| PathBuf::from("."), Path::to_owned);
-        let fail = |e: std::io::Error| {
-            Error::input(
-                format!("cannot write `{}`: {e}", path.display()),
-                "check the path given to --output",
-            )
-        };
-        let tmp = tempfile::NamedTempFile::new_in(&dir).map_err(fail)?;
-        let mut writer = std::io::BufWriter::new(tmp);
-        let tally = convert::results(&place.dir, &ledger.parts, format, &meta, &scrub, &mut |b| {
-            writer.write_all(b)
-        })?;
-        let tmp = writer.into_inner().map_err(|e| fail(e.into_error()))?;
-        tmp.persist(&path).map_err(|e| fail(e.error))?;
-        tally
-    } else {
-        let mut closed = false;
-        let tally = convert::results(&place.dir, &ledger.parts, format, &meta, &scrub, &mut |b| {
-            if !closed && output::write_stdout(b).is_err() {
-                closed = true;
-            }
-            Ok(())
-        })?;
-        if closed {
-            return Ok(ExitStatus::Success);
-        }
-        tally
+    let scrub = convert::Scrub {
+        line: &|t: &str| session.api.scrubbed(t),
+        data: &|t: &str| session.api.scrubbed_data(t),
     };
-    if out.delete_remote {
-        runtime.block_on(delete_remote(&session.api, place, ledger))?;
+    let mut convert = |out: &mut LineSink<'_>| {
+        convert::results(&place.dir, &ledger.parts, format, &meta, &scrub, out)
+    };
+    let converted = match target {
+        Some(path) => to_file(path, &mut convert)?,
+        None => match to_stdout(&mut convert)? {
+            Some(converted) => converted,
+            None => return Ok(None),
+        },
+    };
+    match converted {
+        Ok(tally) => Ok(Some(tally)),
+        Err(convert::Failed::Other(e)) => Err(e),
+        Err(convert::Failed::File { part, rel, error }) => {
+            drop_download(place, ledger, part, &rel)?;
+            Err(Error::Input {
+                message: error.to_string(),
+                hint: Some(format!(
+                    "the downloaded file was removed: `qwen batch fetch {}` downloads it again",
+                    ledger.name
+                )),
+            })
+        }
     }
-    if !quiet {
+}
+
+type Converted = Result<convert::Tally, convert::Failed>;
+/// Where converted lines go.
+type LineSink<'a> = dyn FnMut(&[u8]) -> std::io::Result<()> + 'a;
+/// A conversion into a given sink.
+type Conversion<'a> = dyn FnMut(&mut LineSink<'_>) -> Converted + 'a;
+
+/// The converted lines written whole to a new file beside `path`, then renamed over it (keeping
+/// its mode, as writing into it would); nothing is replaced when the conversion fails.
+fn to_file(path: &Path, convert: &mut Conversion<'_>) -> Result<Converted, Error> {
+    let fail = |e: std::io::Error| {
+        Error::input(
+            format!("cannot write `{}`: {e}", path.display()),
+            "check the path given to --output",
+        )
+    };
+    let tmp = tempfile::NamedTempFile::new_in(parent_of(path)).map_err(fail)?;
+    if let Ok(m) = std::fs::metadata(path) {
+        tmp.as_file()
+            .set_permissions(m.permissions())
+            .map_err(fail)?;
+    }
+    let mut writer = std::io::BufWriter::new(tmp);
+    let converted = convert(&mut |b| writer.write_all(b));
+    if converted.is_ok() {
+        let tmp = writer.into_inner().map_err(|e| fail(e.into_error()))?;
+        tmp.persist(path).map_err(|e| fail(e.error))?;
+    }
+    Ok(converted)
+}
+
+/// The converted lines on stdout by the one policy: `None` when the reader went away (a closed
+/// pipe, a quiet end); any other write error is exit 1.
+fn to_stdout(convert: &mut Conversion<'_>) -> Result<Option<Converted>, Error> {
+    let mut closed = false;
+    let mut failed: Option<std::io::Error> = None;
+    let converted = convert(&mut |b| {
+        if closed {
+            return Ok(());
+        }
+        match output::write_stdout(b) {
+            Err(e) if output::is_closed(&e) => {
+                closed = true;
+                Ok(())
+            }
+            Err(e) => {
+                let kind = e.kind();
+                failed = Some(e);
+                Err(kind.into())
+            }
+            Ok(()) => Ok(()),
+        }
+    });
+    if let Some(e) = failed {
+        return Err(output::stdout_failed(e));
+    }
+    if closed && converted.is_ok() {
+        return Ok(None);
+    }
+    Ok(Some(converted))
+}
+
+/// Forget a part's downloaded file that could not be converted: removed, and the ledger says it
+/// is to be downloaded again.
+fn drop_download(place: &Place, ledger: &mut Ledger, part: usize, rel: &str) -> Result<(), Error> {
+    let _ = std::fs::remove_file(place.path(rel));
+    if let Some(p) = ledger.parts.get_mut(part) {
+        if p.output.as_deref() == Some(rel) {
+            p.output = None;
+        }
+        if p.errors.as_deref() == Some(rel) {
+            p.errors = None;
+        }
+        p.download = Step::Pending;
+    }
+    place.save(ledger)
+}
+
+fn report(name: &str, tally: &convert::Tally, job_file: &str) {
+    diag::warn(&format!(
+        "batch `{name}`: {} jobs: {} succeeded, {} failed ({} temporary, {} not run by the provider); tokens in {} out {}",
+        tally.jobs,
+        tally.succeeded,
+        tally.failed,
+        tally.failed_temporary,
+        tally.not_run,
+        tally.input_tokens,
+        tally.output_tokens,
+    ));
+    if tally.not_run > 0 {
         diag::warn(&format!(
-            "batch `{name}`: {} jobs: {} succeeded, {} failed ({} temporary, {} not run by the provider); tokens in {} out {}",
-            tally.jobs,
-            tally.succeeded,
-            tally.failed,
-            tally.failed_temporary,
-            tally.not_run,
-            tally.input_tokens,
-            tally.output_tokens,
+            "batch `{name}`: to run the rest locally: qwen --jobs {job_file} --resume --output RESULTS"
         ));
-        if tally.not_run > 0 {
-            diag::warn(&format!(
-                "batch `{name}`: to run the rest locally: qwen --jobs {} --resume --output RESULTS",
-                ledger.job_file
-            ));
-        }
-        if tally.ignored > 0 {
-            diag::warn(&format!(
-                "batch `{name}`: {} provider lines named no job of this batch (or one already seen) and were left out",
-                tally.ignored
-            ));
-        }
     }
-    Ok(tally.exit_status())
+    if tally.ignored > 0 {
+        diag::warn(&format!(
+            "batch `{name}`: {} provider lines named no job of this batch (or one already seen) and were left out",
+            tally.ignored
+        ));
+    }
 }
 
 async fn download_all(api: &BatchApi, place: &Place, ledger: &mut Ledger) -> Result<(), Error> {
     for i in 0..ledger.parts.len() {
         let number = ledger.parts[i].part;
+        // One line per request at most, each at most the longest line read back.
+        let max = ledger.parts[i]
+            .requests
+            .max(1)
+            .saturating_mul(convert::MAX_LINE_BYTES as u64 + 1);
         let wanted = [
             (ledger.parts[i].output_file_id.clone(), "output", true),
             (ledger.parts[i].error_file_id.clone(), "errors", false),
@@ -620,18 +836,21 @@ async fn download_all(api: &BatchApi, place: &Place, ledger: &mut Ledger) -> Res
             } else {
                 &ledger.parts[i].errors
             };
-            if have.as_ref().is_some_and(|rel| place.path(rel).is_file()) {
+            if have.as_ref().is_some_and(|rel| {
+                std::fs::symlink_metadata(place.path(rel)).is_ok_and(|m| m.is_file())
+            }) {
                 continue;
             }
             if ledger.parts[i].download != Step::Started {
                 ledger.parts[i].download = Step::Started;
                 place.save(ledger)?;
             }
-            let rel = format!("part-{number:04}.{kind}.jsonl");
+            let rel = ledger::part_file(number, kind);
             let partial = place.path(&format!("{rel}.download"));
-            crate::fsutil::create_private_dir_all(&place.dir)
-                .map_err(|e| Error::file("create", &place.dir, e))?;
-            api.download(&file_id, &partial).await?;
+            if std::fs::symlink_metadata(&place.dir).is_err() {
+                place.fresh_dir()?;
+            }
+            api.download(&file_id, &partial, max).await?;
             std::fs::rename(&partial, place.path(&rel))
                 .map_err(|e| Error::file("rename", &partial, e))?;
             if is_output {
@@ -649,15 +868,47 @@ async fn download_all(api: &BatchApi, place: &Place, ledger: &mut Ledger) -> Res
     Ok(())
 }
 
+/// The provider's batch of a part, when it carries this submission's metadata; a batch that names
+/// another is refused (exit 42), and one without metadata is `None` (nothing proves it is ours).
+async fn owned_batch(
+    api: &BatchApi,
+    ledger: &Ledger,
+    part: &ledger::Part,
+    id: &str,
+) -> Result<Option<Batch>, Error> {
+    let batch = api.retrieve(id).await?;
+    match batch.belongs_to(&ledger.metadata(part.part)) {
+        Some(true) => Ok(Some(batch)),
+        Some(false) => Err(not_ours(part.part, id)),
+        None => Ok(None),
+    }
+}
+
+/// Delete, at the provider, only the files this submission's own batch object names (its input,
+/// which this submission uploaded, and its output and error files), never an id the ledger alone
+/// names.
 async fn delete_remote(api: &BatchApi, place: &Place, ledger: &mut Ledger) -> Result<(), Error> {
     for i in 0..ledger.parts.len() {
         if ledger.parts[i].deleted_remote {
             continue;
         }
-        let p = &ledger.parts[i];
-        for id in [&p.input_file_id, &p.output_file_id, &p.error_file_id]
-            .into_iter()
-            .flatten()
+        let Some(batch_id) = ledger.parts[i].batch_id.clone() else {
+            continue;
+        };
+        let Some(batch) = owned_batch(api, ledger, &ledger.parts[i], &batch_id).await? else {
+            diag::warn(&format!(
+                "warning: batch `{}`: part {}: not deleted at the provider: its batch `{batch_id}` carries no metadata that proves this submission made it",
+                ledger.name, ledger.parts[i].part
+            ));
+            continue;
+        };
+        for id in [
+            &batch.input_file_id,
+            &batch.output_file_id,
+            &batch.error_file_id,
+        ]
+        .into_iter()
+        .flatten()
         {
             api.delete_file(id).await?;
         }
@@ -667,6 +918,16 @@ async fn delete_remote(api: &BatchApi, place: &Place, ledger: &mut Ledger) -> Re
     Ok(())
 }
 
+/// Text (or a JSON document) on stdout by the one policy: a closed pipe ends quietly, any other
+/// write error is exit 1.
+fn print(text: &str) -> Result<ExitStatus, Error> {
+    match output::write_stdout(text.as_bytes()) {
+        Ok(()) => Ok(ExitStatus::Success),
+        Err(e) if output::is_closed(&e) => Ok(ExitStatus::Success),
+        Err(e) => Err(output::stdout_failed(e)),
+    }
+}
+
 fn status(
     name: &str,
     common: &CommonSettings,
@@ -674,70 +935,91 @@ fn status(
     ctx: &Context,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<ExitStatus, Error> {
-    let (place, session, mut ledger) = open_existing(name, common, ctx)?;
-    runtime.block_on(refresh(&session.api, &place, &mut ledger))?;
-    print_status(&ledger, json);
-    Ok(ExitStatus::Success)
+    let Existing {
+        place,
+        session,
+        mut ledger,
+        lock,
+    } = open_existing(name, common, ctx, false)?;
+    // Without the lock (a `submit --wait` or a `fetch` holds it), what was learned is shown, not saved.
+    let save = lock.as_ref().map(|_| &place);
+    runtime.block_on(refresh(&session.api, save, &mut ledger))?;
+    print(&status_text(&ledger, json)?)
 }
 
-fn status_json(ledger: &Ledger) -> Value {
-    json!({
-        "name": ledger.name,
-        "status": ledger.overall_status(),
-        "jobs": ledger.jobs,
-        "created_at": ledger.created_at,
-        "job_file": ledger.job_file,
-        "parts": ledger.parts.iter().map(|p| json!({
-            "part": p.part,
-            "batch_id": p.batch_id,
-            "model": p.model,
-            "requests": p.requests,
-            "status": p.status,
-            "request_counts": p.request_counts,
-            "downloaded": p.output.is_some() || p.errors.is_some(),
-        })).collect::<Vec<_>>(),
-    })
+fn status_json(ledger: &Ledger) -> ProviderBatchStatus<'_> {
+    ProviderBatchStatus {
+        name: &ledger.name,
+        status: ledger.overall_status(),
+        jobs: ledger.jobs,
+        created_at: ledger.created_at,
+        job_file: &ledger.job_file,
+        parts: ledger
+            .parts
+            .iter()
+            .map(|p| ProviderBatchPart {
+                part: p.part,
+                batch_id: p.batch_id.as_deref(),
+                model: &p.model,
+                requests: p.requests,
+                status: p.status.as_deref(),
+                request_counts: p.request_counts,
+                downloaded: p.output.is_some() || p.errors.is_some(),
+            })
+            .collect(),
+    }
 }
 
-fn print_status(ledger: &Ledger, json: bool) {
-    let text = if json {
-        let mut t = status_json(ledger).to_string();
-        t.push('\n');
-        t
-    } else {
-        let mut t = format!(
-            "{}: {} (jobs: {}, parts: {})\n",
-            ledger.name,
-            ledger.overall_status(),
-            ledger.jobs,
-            ledger.parts.len()
+/// A JSON document and a line break.
+fn json_line(value: &impl serde::Serialize) -> Result<String, Error> {
+    let mut t = serde_json::to_string(value)
+        .map_err(|e| Error::Internal(format!("cannot encode the status: {e}")))?;
+    t.push('\n');
+    Ok(t)
+}
+
+fn status_text(ledger: &Ledger, json: bool) -> Result<String, Error> {
+    if json {
+        return json_line(&status_json(ledger));
+    }
+    let mut t = format!(
+        "{}: {} (jobs: {}, parts: {})\n",
+        ledger.name,
+        ledger.overall_status(),
+        ledger.jobs,
+        ledger.parts.len()
+    );
+    for p in &ledger.parts {
+        let c = p.request_counts.unwrap_or_default();
+        let _ = writeln!(
+            t,
+            "  part {}  {}  {}  {}  {}/{} completed, {} failed",
+            p.part,
+            p.batch_id.as_deref().unwrap_or("-"),
+            p.model,
+            p.status.as_deref().unwrap_or("not_created"),
+            c.completed,
+            c.total.max(p.requests),
+            c.failed
         );
-        for p in &ledger.parts {
-            let c = p.request_counts.unwrap_or_default();
-            let _ = writeln!(
-                t,
-                "  part {}  {}  {}  {}  {}/{} completed, {} failed",
-                p.part,
-                p.batch_id.as_deref().unwrap_or("-"),
-                p.model,
-                p.status.as_deref().unwrap_or("not_created"),
-                c.completed,
-                c.total.max(p.requests),
-                c.failed
-            );
-        }
-        t
-    };
-    let _ = output::write_stdout(text.as_bytes());
+    }
+    Ok(t)
 }
 
+/// Cancel every part that has not ended, once the provider's batch object shows it is this
+/// submission's (a ledger cannot make qwen cancel another batch).
 fn cancel(
     name: &str,
     common: &CommonSettings,
     ctx: &Context,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<ExitStatus, Error> {
-    let (place, session, mut ledger) = open_existing(name, common, ctx)?;
+    let Existing {
+        place,
+        session,
+        mut ledger,
+        lock: _lock,
+    } = open_existing(name, common, ctx, true)?;
     runtime.block_on(async {
         for i in 0..ledger.parts.len() {
             let Some(id) = ledger.parts[i].batch_id.clone() else {
@@ -746,19 +1028,32 @@ fn cancel(
             if ledger.parts[i].is_terminal() {
                 continue;
             }
+            if owned_batch(&session.api, &ledger, &ledger.parts[i], &id)
+                .await?
+                .is_none()
+            {
+                return Err(Error::input(
+                    format!(
+                        "part {}: the provider's batch `{id}` carries no metadata that proves this submission made it",
+                        ledger.parts[i].part
+                    ),
+                    "cancel it yourself at the provider if it is yours; nothing was cancelled",
+                ));
+            }
             let batch = session.api.cancel(&id).await?;
-            apply(&session.api, &mut ledger.parts[i], &batch);
+            let metadata = ledger.metadata(ledger.parts[i].part);
+            apply(&session.api, &mut ledger.parts[i], &metadata, &batch)?;
             place.save(&ledger)?;
         }
         Ok::<(), Error>(())
     })?;
-    print_status(&ledger, false);
-    Ok(ExitStatus::Success)
+    print(&status_text(&ledger, false)?)
 }
 
-/// The batches recorded in the state directory (no network).
-fn list(dir: Option<&Path>, json: bool, ctx: &Context) {
-    let dir = state_dir(dir, ctx);
+/// The batches recorded in the state directory (no network). A ledger that fails its check is
+/// named on stderr and left out.
+fn list(dir: Option<&Path>, json: bool, ctx: &Context) -> Result<ExitStatus, Error> {
+    let dir = state_dir(dir, ctx)?;
     let mut ledgers = Vec::new();
     if let Ok(entries) = std::fs::read_dir(&dir) {
         for entry in entries.flatten() {
@@ -769,16 +1064,19 @@ fn list(dir: Option<&Path>, json: bool, ctx: &Context) {
             let Some(name) = path.file_stem().and_then(|s| s.to_str()) else {
                 continue;
             };
-            if let Ok(Some(l)) = Place::new(&dir, name).load() {
-                ledgers.push(l);
+            if ledger::check_name(name).is_err() {
+                continue;
+            }
+            match Place::new(&dir, name).load() {
+                Ok(Some(l)) => ledgers.push(l),
+                Ok(None) => {}
+                Err(e) => diag::warn(&format!("warning: {e}")),
             }
         }
     }
     ledgers.sort_by(|a, b| (a.created_at, &a.name).cmp(&(b.created_at, &b.name)));
     let text = if json {
-        let mut t = Value::Array(ledgers.iter().map(status_json).collect()).to_string();
-        t.push('\n');
-        t
+        json_line(&ledgers.iter().map(status_json).collect::<Vec<_>>())?
     } else {
         let mut t = String::new();
         for l in &ledgers {
@@ -794,5 +1092,5 @@ fn list(dir: Option<&Path>, json: bool, ctx: &Context) {
         }
         t
     };
-    let _ = output::write_stdout(text.as_bytes());
+    print(&text)
 }

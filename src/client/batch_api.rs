@@ -1,22 +1,61 @@
 //! The provider's Files and Batches endpoints (the `OpenAI` Batch API, spoken by `OpenAI`, Azure
 //! `OpenAI` v1, `DashScope` and others): upload, create, retrieve, list, cancel, download, delete.
-//! Knows nothing about jobs or ledgers; every text a server sends goes through `scrubbed`.
+//! Over the chat client's transport (`http_builder`: no redirects, no proxy for loopback), its
+//! `Bearer` and its retry rule. Knows nothing about jobs or ledgers; every text a server sends
+//! goes through `scrubbed`, and every id it sends or is given passes `check_id`.
 
 use std::path::Path;
 use std::time::Duration;
 
-use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use reqwest::{Method, StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::io::AsyncWriteExt;
 
-use crate::client::{ApiError, transport_error};
-use crate::client::{Decision, MAX_ERROR_BODY_BYTES, RetryPolicy, error_message, read_capped};
+use super::{ApiError, Bearer, transport_error};
+use super::{Decision, MAX_ERROR_BODY_BYTES, RetryPolicy, error_message, read_capped};
 
 /// The largest JSON answer read from the API (a batch, a list page, a file object).
 const MAX_JSON_BYTES: usize = 16 * 1024 * 1024;
+
+/// The longest file or batch id accepted (`OpenAI`'s are about 30 characters).
+const MAX_ID_CHARS: usize = 128;
+
+/// A file or batch id, from a provider or a ledger, is used only when it is one URL path segment
+/// by construction: ASCII letters, digits, `_` and `-`, at most 128 (`file-abc`, `batch_abc`). So
+/// `../models/ft:x` can never become `DELETE /v1/models/ft:x`. The reason names no value raw.
+pub(crate) fn check_id(id: &str) -> Result<(), String> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_ID_CHARS
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        // The value is not quoted: it may hold the key, escape sequences or workflow commands.
+        Err(format!(
+            "is not an id qwen uses (ASCII letters, digits, `_` and `-`, at most {MAX_ID_CHARS})"
+        ))
+    }
+}
+
+/// A batch status is a word (`in_progress`): a status holding anything else is refused, so it is
+/// never printed or stored.
+pub(crate) fn check_status(status: &str) -> Result<(), String> {
+    let ok = !status.is_empty()
+        && status.len() <= 40
+        && status
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err("is not a batch status (a word of ASCII letters, digits, `_` and `-`)".to_owned())
+    }
+}
 
 /// `request_counts` of a batch.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +73,9 @@ pub(crate) struct RequestCounts {
 pub(crate) struct Batch {
     pub(crate) id: String,
     pub(crate) status: String,
+    /// The file the batch reads (the one this submission uploaded).
+    #[serde(default)]
+    pub(crate) input_file_id: Option<String>,
     #[serde(default)]
     pub(crate) output_file_id: Option<String>,
     #[serde(default)]
@@ -50,6 +92,30 @@ impl Batch {
     /// A status after which nothing changes at the provider.
     pub(crate) fn is_terminal(status: &str) -> bool {
         matches!(status, "completed" | "failed" | "expired" | "cancelled")
+    }
+
+    /// Every id and the status checked ([`check_id`], [`check_status`]): a batch object that fails
+    /// is an invalid answer, and nothing of it is printed, stored or used in a URL.
+    fn checked(self) -> Result<Self, String> {
+        check_id(&self.id).map_err(|e| format!("`id` {e}"))?;
+        check_status(&self.status).map_err(|e| format!("`status` {e}"))?;
+        for (field, id) in [
+            ("input_file_id", &self.input_file_id),
+            ("output_file_id", &self.output_file_id),
+            ("error_file_id", &self.error_file_id),
+        ] {
+            if let Some(id) = id {
+                check_id(id).map_err(|e| format!("`{field}` {e}"))?;
+            }
+        }
+        Ok(self)
+    }
+
+    /// Whether this batch object carries the metadata qwen attached to `wanted`'s part: `None`
+    /// when it has no metadata at all (a provider that does not keep it).
+    pub(crate) fn belongs_to(&self, wanted: &Map<String, Value>) -> Option<bool> {
+        let m = self.metadata.as_ref().filter(|m| !m.is_empty())?;
+        Some(wanted.iter().all(|(k, v)| m.get(k) == Some(v)))
     }
 
     /// The first of the batch-level errors (`errors.data[0]`), as `code: message`.
@@ -83,12 +149,14 @@ struct FileObject {
 pub(crate) struct BatchApi {
     http: reqwest::Client,
     base: Url,
-    auth: HeaderValue,
-    key: SecretString,
+    /// The key and its `Authorization` header, made as the chat client makes them.
+    bearer: std::sync::Arc<Bearer>,
     /// The chat client's retry rule: 408/429/5xx and network errors, doubling backoff with jitter.
     retry: RetryPolicy,
     /// `-H` headers (a gateway's tenant header, say), sent with every request.
-    headers: Vec<crate::client::params::ExtraHeader>,
+    headers: Vec<super::params::ExtraHeader>,
+    /// The values of those headers that carry credentials, removed from server text like the key.
+    secrets: Vec<SecretString>,
 }
 
 impl BatchApi {
@@ -99,45 +167,79 @@ impl BatchApi {
         idle_timeout: Duration,
         retries: u32,
         retry_base: Duration,
-        headers: Vec<crate::client::params::ExtraHeader>,
+        headers: Vec<super::params::ExtraHeader>,
     ) -> Result<Self, ApiError> {
-        let http = crate::client::http_builder(base)
+        let http = super::http_builder(base)
             .connect_timeout(connect_timeout)
             .read_timeout(idle_timeout)
             .build()
-            .map_err(|e| ApiError::Setup(e.to_string()))?;
-        let mut auth = HeaderValue::from_str(&format!("Bearer {}", key.expose_secret()))
-            .map_err(|_| ApiError::InvalidKey)?;
-        auth.set_sensitive(true);
+            .map_err(|e| ApiError::Setup(super::error_chain(&e)))?;
         Ok(Self {
             http,
             base: base.clone(),
-            auth,
-            key,
+            bearer: std::sync::Arc::new(Bearer::new(key)?),
             retry: RetryPolicy {
                 retries,
                 base_delay: retry_base,
                 ..RetryPolicy::default()
             },
+            secrets: headers
+                .iter()
+                .filter(|h| h.is_secret())
+                .map(|h| SecretString::from(h.value.clone()))
+                .collect(),
             headers,
         })
     }
 
     fn url(&self, path: &str) -> Url {
-        crate::client::url::endpoint(&self.base, path)
+        super::url::endpoint(&self.base, path)
     }
 
-    /// Server or transport text through the one sanitiser: the key removed, one line, escape
-    /// sequences and workflow commands neutralised.
+    /// `<base>/<collection>/<id>[/<action>]`, the id encoded as exactly one path segment (and
+    /// checked by [`check_id`] before: an id from a ledger or a server is never a path).
+    fn url_of(&self, collection: &str, id: &str, action: Option<&str>) -> Result<Url, ApiError> {
+        check_id(id).map_err(|e| ApiError::InvalidResponse(format!("the id {e}")))?;
+        let mut url = self.url(collection);
+        {
+            let mut segments = url
+                .path_segments_mut()
+                .map_err(|()| ApiError::Setup("the base URL cannot hold a path".to_owned()))?;
+            segments.push(id);
+            if let Some(action) = action {
+                segments.push(action);
+            }
+        }
+        Ok(url)
+    }
+
+    /// Server or transport text through the one sanitiser: the key and credential `-H` values
+    /// removed, one line, escape sequences and workflow commands neutralised.
     pub(crate) fn scrubbed(&self, text: &str) -> String {
-        crate::sanitize::line(text, Some(self.key.expose_secret()), 1000)
+        crate::sanitize::line(
+            &self.without_secrets(text),
+            Some(self.bearer.key.expose_secret()),
+            1000,
+        )
+    }
+
+    /// Data (a provider's output line, copied to stdout or a file): the key and credential `-H`
+    /// values removed, and nothing else changed: never cut, never rewritten.
+    pub(crate) fn scrubbed_data(&self, text: &str) -> String {
+        crate::sanitize::scrub_key(&self.without_secrets(text), self.bearer.key.expose_secret())
+    }
+
+    fn without_secrets(&self, text: &str) -> String {
+        self.secrets.iter().fold(text.to_owned(), |text, secret| {
+            crate::sanitize::scrub_key(&text, secret.expose_secret())
+        })
     }
 
     fn request(&self, method: Method, url: Url) -> reqwest::RequestBuilder {
         let mut builder = self
             .http
             .request(method, url)
-            .header(AUTHORIZATION, self.auth.clone());
+            .header(AUTHORIZATION, self.bearer.header.clone());
         for h in &self.headers {
             builder = builder.header(h.name.as_str(), h.value.as_str());
         }
@@ -212,7 +314,9 @@ impl BatchApi {
         let response = request.send().await.map_err(|e| self.transport(&e))?;
         let bytes = self.answer_bytes(response).await?;
         serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::InvalidResponse(format!("the Batch API answered with invalid JSON ({e})"))
+            ApiError::InvalidResponse(
+                self.scrubbed(&format!("the Batch API answered with invalid JSON ({e})")),
+            )
         })
     }
 
@@ -236,9 +340,15 @@ impl BatchApi {
         }
     }
 
-    /// `POST /files` (multipart/form-data, `purpose=batch`, `file`), streamed from `path`.
-    /// Returns the file id.
-    pub(crate) async fn upload(&self, path: &Path, filename: &str) -> Result<String, ApiError> {
+    /// `POST /files` (multipart/form-data, `purpose=batch`, `file`), streamed from `file` (opened
+    /// by the caller through the state-file check; `path` names it in messages). Returns the
+    /// file id, checked.
+    pub(crate) async fn upload(
+        &self,
+        file: std::fs::File,
+        path: &Path,
+        filename: &str,
+    ) -> Result<String, ApiError> {
         use tokio::io::AsyncReadExt;
         let boundary = format!("qwen-{}", uuid::Uuid::new_v4().simple());
         let head = format!(
@@ -247,9 +357,7 @@ impl BatchApi {
              Content-Type: application/jsonl\r\n\r\n"
         );
         let tail = format!("\r\n--{boundary}--\r\n");
-        let file = tokio::fs::File::open(path)
-            .await
-            .map_err(|e| ApiError::Network(format!("cannot read `{}`: {e}", path.display())))?;
+        let file = tokio::fs::File::from_std(file);
         let size = file
             .metadata()
             .await
@@ -276,8 +384,14 @@ impl BatchApi {
             .map_err(|e| self.transport(&e))?;
         let bytes = self.answer_bytes(response).await?;
         let file: FileObject = serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::InvalidResponse(format!("the file upload answered without an id ({e})"))
+            ApiError::InvalidResponse(
+                self.scrubbed(&format!("the file upload answered without an id ({e})")),
+            )
         })?;
+        check_id(&file.id).map_err(|e| {
+            ApiError::InvalidResponse(format!("the file upload answered with an id that {e}"))
+        })?;
+        self.free_of_secrets("file id", &file.id)?;
         Ok(file.id)
     }
 
@@ -297,27 +411,21 @@ impl BatchApi {
         let value = self
             .json_once(Method::POST, self.url("batches"), Some(&body))
             .await?;
-        parse_batch(value)
+        self.parse_batch(value)
     }
 
     /// `GET /batches/{id}`.
     pub(crate) async fn retrieve(&self, id: &str) -> Result<Batch, ApiError> {
-        let value = self
-            .json_idempotent(Method::GET, self.url(&format!("batches/{id}")), None)
-            .await?;
-        parse_batch(value)
+        let url = self.url_of("batches", id, None)?;
+        let value = self.json_idempotent(Method::GET, url, None).await?;
+        self.parse_batch(value)
     }
 
     /// `POST /batches/{id}/cancel` (repeating it is harmless).
     pub(crate) async fn cancel(&self, id: &str) -> Result<Batch, ApiError> {
-        let value = self
-            .json_idempotent(
-                Method::POST,
-                self.url(&format!("batches/{id}/cancel")),
-                None,
-            )
-            .await?;
-        parse_batch(value)
+        let url = self.url_of("batches", id, Some("cancel"))?;
+        let value = self.json_idempotent(Method::POST, url, None).await?;
+        self.parse_batch(value)
     }
 
     /// The batch whose `metadata` holds every pair of `wanted`, walking `GET /batches?after=&limit=`
@@ -327,19 +435,17 @@ impl BatchApi {
         wanted: &Map<String, Value>,
         max_pages: usize,
     ) -> Result<Option<Batch>, ApiError> {
-        self.find_in_pages(
-            "batches",
-            &[("limit", "100")],
-            max_pages,
-            "batch",
-            |b: &Batch| &b.id,
-            |b| {
-                b.metadata
-                    .as_ref()
-                    .is_some_and(|m| wanted.iter().all(|(k, v)| m.get(k) == Some(v)))
-            },
-        )
-        .await
+        let found = self
+            .find_in_pages(
+                "batches",
+                &[("limit", "100")],
+                max_pages,
+                "batch",
+                |b: &Batch| &b.id,
+                |b| b.belongs_to(wanted) == Some(true),
+            )
+            .await?;
+        found.map(|b| self.accepted(b)).transpose()
     }
 
     /// The id of an uploaded batch file named `filename` (an upload whose answer was lost), walking
@@ -360,7 +466,18 @@ impl BatchApi {
                 |f| f.filename == filename,
             )
             .await?;
-        Ok(found.map(|f| f.id))
+        match found {
+            Some(f) => {
+                check_id(&f.id).map_err(|e| {
+                    ApiError::InvalidResponse(format!(
+                        "the provider's file list holds an id that {e}"
+                    ))
+                })?;
+                self.free_of_secrets("file id", &f.id)?;
+                Ok(Some(f.id))
+            }
+            None => Ok(None),
+        }
     }
 
     /// The first item of a paged list at `path` that `wanted` accepts, walking at most
@@ -388,13 +505,19 @@ impl BatchApi {
             }
             let value = self.json_idempotent(Method::GET, url, None).await?;
             let page: Page<T> = serde_json::from_value(value).map_err(|e| {
-                ApiError::InvalidResponse(format!("the {what} list is not a list ({e})"))
+                ApiError::InvalidResponse(
+                    self.scrubbed(&format!("the {what} list is not a list ({e})")),
+                )
             })?;
             let last = page.data.last().map(|item| id_of(item).clone());
             if let Some(found) = page.data.into_iter().find(|item| wanted(item)) {
                 return Ok(Some(found));
             }
-            after = page.last_id.or(last).filter(|_| page.has_more);
+            // The cursor goes into a query string (encoded), but only a usable id is followed.
+            after = page
+                .last_id
+                .or(last)
+                .filter(|id| page.has_more && check_id(id).is_ok());
             if after.is_none() {
                 return Ok(None);
             }
@@ -402,17 +525,24 @@ impl BatchApi {
         Ok(None)
     }
 
-    /// `GET /files/{id}/content` into `dest`, streamed; the caller renames it into place.
-    pub(crate) async fn download(&self, id: &str, dest: &Path) -> Result<u64, ApiError> {
-        self.retried(|| self.download_once(id, dest)).await
+    /// `GET /files/{id}/content` into `dest` (a new file: whatever was at that name, a link
+    /// included, is removed first, never followed), streamed, at most `max` bytes; the caller
+    /// renames it into place. A file over `max` is removed and an error.
+    pub(crate) async fn download(&self, id: &str, dest: &Path, max: u64) -> Result<u64, ApiError> {
+        let done = self.retried(|| self.download_once(id, dest, max)).await;
+        if done.is_err() {
+            let _ = std::fs::remove_file(dest);
+        }
+        done
     }
 
-    async fn download_once(&self, id: &str, dest: &Path) -> Result<u64, ApiError> {
+    async fn download_once(&self, id: &str, dest: &Path, max: u64) -> Result<u64, ApiError> {
         let local = |e: std::io::Error| {
             ApiError::Network(format!("cannot write `{}`: {e}", dest.display()))
         };
+        let url = self.url_of("files", id, Some("content"))?;
         let mut response = self
-            .request(Method::GET, self.url(&format!("files/{id}/content")))
+            .request(Method::GET, url)
             .send()
             .await
             .map_err(|e| self.transport(&e))?;
@@ -420,32 +550,78 @@ impl BatchApi {
         if !status.is_success() {
             return Err(self.error_of(status, response).await);
         }
-        let mut file = tokio::fs::File::create(dest).await.map_err(local)?;
+        match std::fs::remove_file(dest) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(local(e)),
+            _ => {}
+        }
+        let mut options = tokio::fs::OpenOptions::new();
+        options.write(true).create_new(true).mode(0o600);
+        let mut file = options.open(dest).await.map_err(local)?;
         let mut written = 0u64;
         while let Some(chunk) = response.chunk().await.map_err(|e| self.transport(&e))? {
-            file.write_all(&chunk).await.map_err(local)?;
             written += chunk.len() as u64;
+            if written > max {
+                return Err(ApiError::InvalidResponse(format!(
+                    "the provider's file `{id}` is larger than {max} bytes, more than its requests can need; nothing of it was kept"
+                )));
+            }
+            file.write_all(&chunk).await.map_err(local)?;
         }
         file.flush().await.map_err(local)?;
         file.sync_all().await.map_err(local)?;
         Ok(written)
     }
 
+    /// A batch object, its ids and status checked ([`Batch::checked`]).
+    fn parse_batch(&self, value: Value) -> Result<Batch, ApiError> {
+        let batch: Batch = serde_json::from_value(value).map_err(|e| {
+            ApiError::InvalidResponse(
+                self.scrubbed(&format!("the answer is not a batch object ({e})")),
+            )
+        })?;
+        self.accepted(batch)
+    }
+
+    /// A batch object whose ids and status pass [`Batch::checked`] and hold no secret.
+    fn accepted(&self, batch: Batch) -> Result<Batch, ApiError> {
+        let batch = batch.checked().map_err(|e| {
+            ApiError::InvalidResponse(format!("the provider's batch object is refused: {e}"))
+        })?;
+        self.free_of_secrets("id", &batch.id)?;
+        self.free_of_secrets("status", &batch.status)?;
+        for id in [
+            &batch.input_file_id,
+            &batch.output_file_id,
+            &batch.error_file_id,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            self.free_of_secrets("file id", id)?;
+        }
+        Ok(batch)
+    }
+
+    /// An id or a status that holds the key (or a credential `-H` value) is refused: it would be
+    /// printed and stored.
+    fn free_of_secrets(&self, field: &str, text: &str) -> Result<(), ApiError> {
+        if self.scrubbed_data(text) == text {
+            Ok(())
+        } else {
+            Err(ApiError::InvalidResponse(format!(
+                "the provider's batch {field} holds the key or a credential header value; refused"
+            )))
+        }
+    }
+
     /// `DELETE /files/{id}`; a file already gone counts as deleted.
     pub(crate) async fn delete_file(&self, id: &str) -> Result<(), ApiError> {
-        match self
-            .json_idempotent(Method::DELETE, self.url(&format!("files/{id}")), None)
-            .await
-        {
+        let url = self.url_of("files", id, None)?;
+        match self.json_idempotent(Method::DELETE, url, None).await {
             Ok(_) | Err(ApiError::Http { status: 404, .. }) => Ok(()),
             Err(e) => Err(e),
         }
     }
-}
-
-fn parse_batch(value: Value) -> Result<Batch, ApiError> {
-    serde_json::from_value(value)
-        .map_err(|e| ApiError::InvalidResponse(format!("the answer is not a batch object ({e})")))
 }
 
 enum ReadError {
@@ -459,5 +635,60 @@ async fn read_bounded(response: reqwest::Response, max: usize) -> Result<Vec<u8>
         Ok((body, true)) => Ok(body),
         Ok((_, false)) => Err(ReadError::TooLarge(max)),
         Err(e) => Err(ReadError::Transport(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_one_safe_path_segment() {
+        for good in [
+            "file-abc123",
+            "batch_6789",
+            "file-batch-X_y",
+            &"a".repeat(128),
+        ] {
+            assert!(check_id(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "..",
+            ".",
+            "../models/ft:gpt-4o",
+            "a/b",
+            "a%2Fb",
+            "a?b",
+            "a#b",
+            "a b",
+            "ft:x",
+            "id\u{1b}[31m",
+            "id\n::warning::x",
+            "ü",
+            &"a".repeat(129),
+        ] {
+            let err = check_id(bad).unwrap_err();
+            assert!(!err.contains('\u{1b}') && !err.contains('\n'), "{err}");
+        }
+        assert!(check_status("in_progress").is_ok());
+        assert!(check_status("done\n::warning::x").is_err());
+    }
+
+    #[test]
+    fn an_id_is_encoded_as_exactly_one_segment() {
+        let api = BatchApi::new(
+            &Url::parse("http://127.0.0.1:9/v1").unwrap(),
+            SecretString::from("sk-test-0123456789abcdef"),
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+            0,
+            Duration::ZERO,
+            Vec::new(),
+        )
+        .unwrap();
+        let url = api.url_of("batches", "batch_1", Some("cancel")).unwrap();
+        assert_eq!(url.as_str(), "http://127.0.0.1:9/v1/batches/batch_1/cancel");
+        assert!(api.url_of("files", "../models/ft:x", None).is_err());
     }
 }
