@@ -74,6 +74,25 @@ pub(crate) fn mode(path: &Path) -> Option<u32> {
     }
 }
 
+/// The pid holding a `flock` on `file`, from `/proc/locks` (`N: FLOCK ADVISORY WRITE PID
+/// MAJ:MIN:INODE ...`): how a lock held by another run (`--output`, a provider batch) is named.
+pub(crate) fn lock_holder(file: &std::fs::File) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = file.metadata().ok()?;
+    let dev = meta.dev();
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    let wanted = format!("{major:02x}:{minor:02x}:{}", meta.ino());
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let at = fields.iter().position(|f| *f == "FLOCK")?;
+        (fields.get(at + 4) == Some(&wanted.as_str()))
+            .then(|| fields.get(at + 3)?.parse().ok())
+            .flatten()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

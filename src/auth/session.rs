@@ -9,6 +9,7 @@ use secrecy::ExposeSecret;
 use super::oauth::creds::{self, CredsPaths, REFRESH_MARGIN_MS};
 use super::oauth::{self, Endpoints};
 use super::{AuthPlan, Credentials, oauth_credentials, plaintext_warning_in};
+use crate::client::batch_api::BatchApi;
 use crate::client::{ChatClient, ClientSettings, RateLimiter};
 use crate::config::env::EnvSnapshot;
 use crate::diag;
@@ -126,4 +127,24 @@ fn oauth_session(
         clock,
     };
     Ok((credentials, session))
+}
+
+/// The provider's Files and Batches client for an auth plan: the same credentials, warning and
+/// transport settings as a chat session. Qwen OAuth is refused: the Batch API needs a key.
+pub(crate) fn batch_api(
+    plan: AuthPlan,
+    settings: &ClientSettings,
+) -> Result<(BatchApi, url::Url), Error> {
+    let AuthPlan::ApiKey(credentials) = plan else {
+        return Err(Error::auth(
+            "the provider's Batch API needs an API key; Qwen OAuth cannot submit batches",
+            "set OPENAI_API_KEY (and OPENAI_BASE_URL) and pass --auth-type openai, or run the jobs locally with `qwen --jobs FILE`",
+        ));
+    };
+    if let Some(warning) = super::plaintext_warning(&credentials.base_url) {
+        diag::warn(&warning);
+    }
+    let api =
+        BatchApi::new(&credentials.base_url, credentials.api_key, settings).map_err(Error::Api)?;
+    Ok((api, credentials.base_url))
 }

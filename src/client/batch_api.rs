@@ -5,7 +5,6 @@
 //! goes through `scrubbed`, and every id it sends or is given passes `check_id`.
 
 use std::path::Path;
-use std::time::Duration;
 
 use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use reqwest::{Method, StatusCode, Url};
@@ -163,26 +162,19 @@ impl BatchApi {
     pub(crate) fn new(
         base: &Url,
         key: SecretString,
-        connect_timeout: Duration,
-        idle_timeout: Duration,
-        retries: u32,
-        retry_base: Duration,
-        headers: Vec<super::params::ExtraHeader>,
+        settings: &super::ClientSettings,
     ) -> Result<Self, ApiError> {
         let http = super::http_builder(base)
-            .connect_timeout(connect_timeout)
-            .read_timeout(idle_timeout)
+            .connect_timeout(settings.connect_timeout)
+            .read_timeout(settings.idle_timeout)
             .build()
             .map_err(|e| ApiError::Setup(super::error_chain(&e)))?;
+        let headers = settings.headers.clone();
         Ok(Self {
             http,
             base: base.clone(),
             bearer: std::sync::Arc::new(Bearer::new(key)?),
-            retry: RetryPolicy {
-                retries,
-                base_delay: retry_base,
-                ..RetryPolicy::default()
-            },
+            retry: settings.retry,
             secrets: headers
                 .iter()
                 .filter(|h| h.is_secret())
@@ -680,11 +672,7 @@ mod tests {
         let api = BatchApi::new(
             &Url::parse("http://127.0.0.1:9/v1").unwrap(),
             SecretString::from("sk-test-0123456789abcdef"),
-            Duration::from_secs(1),
-            Duration::from_secs(1),
-            0,
-            Duration::ZERO,
-            Vec::new(),
+            &crate::settings::Connection::default().client(false, 1, 1024),
         )
         .unwrap();
         let url = api.url_of("batches", "batch_1", Some("cancel")).unwrap();

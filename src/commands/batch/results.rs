@@ -55,8 +55,8 @@ impl Output {
                 created,
             }),
             Err(std::fs::TryLockError::WouldBlock) => {
-                let holder =
-                    lock_holder(&file).map_or_else(String::new, |pid| format!(" (pid {pid})"));
+                let holder = crate::fsutil::lock_holder(&file)
+                    .map_or_else(String::new, |pid| format!(" (pid {pid})"));
                 Err(Error::InUse {
                     message: format!(
                         "`{}` is being written by another qwen process{holder}",
@@ -80,24 +80,6 @@ impl Output {
             let _ = std::fs::remove_file(&self.path);
         }
     }
-}
-
-/// The pid holding a `flock` on `file`, from `/proc/locks` (`N: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE ...`).
-fn lock_holder(file: &File) -> Option<u32> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = file.metadata().ok()?;
-    let dev = meta.dev();
-    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
-    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
-    let wanted = format!("{major:02x}:{minor:02x}:{}", meta.ino());
-    let locks = std::fs::read_to_string("/proc/locks").ok()?;
-    locks.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let at = fields.iter().position(|f| *f == "FLOCK")?;
-        (fields.get(at + 4) == Some(&wanted.as_str()))
-            .then(|| fields.get(at + 3)?.parse().ok())
-            .flatten()
-    })
 }
 
 /// Where result lines go.

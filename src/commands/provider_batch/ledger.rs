@@ -340,8 +340,8 @@ impl Place {
         match file.try_lock() {
             Ok(()) => Ok(LedgerLock { _file: file }),
             Err(std::fs::TryLockError::WouldBlock) => {
-                let holder =
-                    lock_holder(&file).map_or_else(String::new, |pid| format!(" (pid {pid})"));
+                let holder = crate::fsutil::lock_holder(&file)
+                    .map_or_else(String::new, |pid| format!(" (pid {pid})"));
                 Err(Error::InUse {
                     message: format!(
                         "batch `{}` is in use by another qwen process{holder}",
@@ -361,25 +361,6 @@ impl Place {
 /// The lock of one batch, released when dropped (or when the process ends, however it ends).
 pub(crate) struct LedgerLock {
     _file: std::fs::File,
-}
-
-/// The pid holding a `flock` on `file`, from `/proc/locks` (`N: FLOCK ADVISORY WRITE PID
-/// MAJ:MIN:INODE ...`), as `--output`'s lock names it.
-fn lock_holder(file: &std::fs::File) -> Option<u32> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = file.metadata().ok()?;
-    let dev = meta.dev();
-    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
-    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
-    let wanted = format!("{major:02x}:{minor:02x}:{}", meta.ino());
-    let locks = std::fs::read_to_string("/proc/locks").ok()?;
-    locks.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let at = fields.iter().position(|f| *f == "FLOCK")?;
-        (fields.get(at + 4) == Some(&wanted.as_str()))
-            .then(|| fields.get(at + 3)?.parse().ok())
-            .flatten()
-    })
 }
 
 /// The largest ledger read (one part is a few hundred bytes; a batch has a few parts).

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
-use crate::auth::{self, AuthPlan};
+use crate::auth;
 use crate::client::batch_api::{Batch, BatchApi};
 use crate::commands::load_config;
 use crate::context::Context;
@@ -64,28 +64,15 @@ fn session(common: &CommonSettings, ctx: &Context) -> Result<Session, Error> {
     let connection = &common.connection;
     let config = load_config(connection, ctx)?;
     let plan = auth::credentials(&config, ctx.env.home().as_deref())?;
-    let AuthPlan::ApiKey(credentials) = plan else {
-        return Err(Error::auth(
-            "the provider's Batch API needs an API key; Qwen OAuth cannot submit batches",
-            "set OPENAI_API_KEY (and OPENAI_BASE_URL) and pass --auth-type openai, or run the jobs locally with `qwen --jobs FILE`",
-        ));
-    };
-    if let Some(warning) = auth::plaintext_warning(&credentials.base_url) {
-        diag::warn(&warning);
-    }
-    let api = BatchApi::new(
-        &credentials.base_url,
-        credentials.api_key,
-        connection.connect_timeout,
-        connection.idle_timeout,
-        connection.retry.retries,
-        connection.retry.base_delay,
-        connection.headers.clone(),
-    )
-    .map_err(Error::Api)?;
+    let settings = connection.client(
+        config.debug.is_some(),
+        1,
+        crate::client::DEFAULT_MAX_RESPONSE_BYTES,
+    );
+    let (api, base_url) = auth::session::batch_api(plan, &settings)?;
     Ok(Session {
         api,
-        base_url: credentials.base_url.to_string(),
+        base_url: base_url.to_string(),
         model: config.model,
     })
 }
