@@ -32,6 +32,19 @@ pub(crate) enum ExitStatus {
 }
 
 impl ExitStatus {
+    /// The one rule for a finished set of results (a local batch that ran to its end, a fetched
+    /// provider batch): 0 when nothing failed; 75 when every failure is temporary (a re-run or
+    /// `--resume` may finish it); else 1.
+    pub(crate) fn of_results(failed: u64, failed_temporary: u64) -> Self {
+        if failed == 0 {
+            Self::Success
+        } else if failed == failed_temporary {
+            Self::TempFail
+        } else {
+            Self::Failure
+        }
+    }
+
     pub(crate) const fn code(self) -> u8 {
         match self {
             Self::Success => 0,

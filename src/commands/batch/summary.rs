@@ -116,9 +116,8 @@ pub(crate) fn outcome(stop: Option<&Stop>, summary: &Summary) -> ExitStatus {
         Some(Stop::OutputClosed) => ExitStatus::Success,
         // Jobs left without a result (the job file changed under the run, say) are never a success.
         None if summary.not_run > 0 => ExitStatus::Failure,
-        None if summary.failed == 0 => ExitStatus::Success,
-        None if summary.failed == summary.failed_temporary => ExitStatus::TempFail,
-        Some(Stop::OutputFailed(_) | Stop::Quota(_)) | None => ExitStatus::Failure,
+        None => ExitStatus::of_results(summary.failed, summary.failed_temporary),
+        Some(Stop::OutputFailed(_) | Stop::Quota(_)) => ExitStatus::Failure,
     }
 }
 

@@ -333,13 +333,7 @@ pub(crate) struct Tally {
 impl Tally {
     /// 0 all succeeded; 75 every failure is temporary (expired, provider failure, 429/5xx); else 1.
     pub(crate) fn exit_status(&self) -> ExitStatus {
-        if self.failed == 0 {
-            ExitStatus::Success
-        } else if self.failed == self.failed_temporary {
-            ExitStatus::TempFail
-        } else {
-            ExitStatus::Failure
-        }
+        ExitStatus::of_results(self.failed, self.failed_temporary)
     }
 }
 
