@@ -95,16 +95,38 @@ fn dispatch(
                     return Err(err);
                 }
             };
+            let mut run_args = cli.run;
+            if let Err(err) = read_file_flags(&mut run_args, ctx) {
+                if let Some(format) = run_args.recognisable_json_format() {
+                    usage_document(format, &err, ctx, started);
+                }
+                return Err(err);
+            }
             match mode {
                 Mode::Batch { jobs, format } => {
-                    with_runtime(|runtime| batch::command(&cli.run, &jobs, format, ctx, runtime))
+                    with_runtime(|runtime| batch::command(&run_args, &jobs, format, ctx, runtime))
                 }
                 Mode::Single { format, partial } => with_runtime(|runtime| {
-                    run::command(&cli.run, format, partial, ctx, runtime, started)
+                    run::command(&run_args, format, partial, ctx, runtime, started)
                 }),
             }
         }
     }
+}
+
+/// Flags whose value is a file's text (`--system-prompt-file`) read once, through the command
+/// line's door (`paths::Workspace`), for a single run and a batch alike.
+fn read_file_flags(args: &mut crate::cli::RunArgs, ctx: &Context) -> Result<(), Error> {
+    if let Some(file) = args.system_prompt_file.take() {
+        let door = crate::paths::Workspace::new(&ctx.cwd, args.batch.allow_outside_paths);
+        let text = door
+            .read("--system-prompt-file", &file, args.max_input_bytes)
+            .map_err(|e| {
+                Error::input(e, "give a regular file in the workspace; nothing was sent")
+            })?;
+        args.system_prompt = Some(text);
+    }
+    Ok(())
 }
 
 /// A usage error in a JSON format still leaves a valid document on stdout.

@@ -135,6 +135,8 @@ pub(crate) struct JobFile {
     /// its own over them.
     default_extra_body: Map<String, Value>,
     default_headers: Vec<ExtraHeader>,
+    /// The prompt-file warnings printed already (each once per job file).
+    warned: std::sync::Mutex<std::collections::HashSet<String>>,
     _spool: Option<tempfile::TempPath>,
 }
 
@@ -153,6 +155,12 @@ pub(crate) struct Validation {
 }
 
 const MAX_REPORTED_ERRORS: usize = 20;
+
+/// At most this many distinct prompt-file warnings are printed for one job file.
+const MAX_WARNINGS: usize = 50;
+
+/// The largest YAML or JSON job document read whole (JSON Lines are streamed, whatever their size).
+pub(crate) const MAX_DOCUMENT_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Keys that name or make up one job, and so have no meaning in a file's `defaults`.
 const PER_JOB_ONLY: [&str; 7] = [
@@ -190,9 +198,15 @@ impl JobFile {
                 default_fallbacks: None,
                 default_extra_body: Map::new(),
                 default_headers: Vec::new(),
+                warned: std::sync::Mutex::default(),
                 _spool: Some(path),
             });
         }
+        // The user named the file; a link in the workspace may not lead it out (the one door for
+        // the command line's files).
+        crate::paths::Workspace::new(cwd, rules.allow_outside)
+            .follow(spec)
+            .map_err(|e| Error::input(format!("--jobs: {e}"), "nothing was sent"))?;
         let path = cwd.join(spec);
         let format = match path
             .extension()
@@ -210,11 +224,22 @@ impl JobFile {
                 ));
             }
         };
-        if !path.is_file() {
-            return Err(Error::input(
-                format!("job file `{spec}` not found"),
-                "check the path given to --jobs",
-            ));
+        match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_file() => {}
+            Ok(_) => {
+                return Err(Error::input(
+                    format!(
+                        "job file `{spec}` is not a regular file (a directory, a FIFO or a device is never read)"
+                    ),
+                    "give a file; JSON Lines can be piped with `--jobs -`",
+                ));
+            }
+            Err(_) => {
+                return Err(Error::input(
+                    format!("job file `{spec}` not found"),
+                    "check the path given to --jobs",
+                ));
+            }
         }
         let base_dir = path.parent().map_or_else(|| cwd.to_owned(), Path::to_owned);
         let mut file = Self {
@@ -227,6 +252,7 @@ impl JobFile {
             default_fallbacks: None,
             default_extra_body: Map::new(),
             default_headers: Vec::new(),
+            warned: std::sync::Mutex::default(),
             _spool: None,
         };
         if format != JobFormat::Jsonl
@@ -287,13 +313,23 @@ impl JobFile {
 
     /// A YAML or JSON document: (defaults, jobs).
     fn document(&self) -> Result<(Value, Vec<Value>), Error> {
-        let text = std::fs::read_to_string(&self.path)
-            .map_err(|e| Error::input(format!("cannot read `{}`: {e}", self.name), ""))?;
+        let text = crate::paths::read_regular(
+            &self.path,
+            "job file",
+            &self.name,
+            MAX_DOCUMENT_BYTES,
+        )
+        .map_err(|e| {
+            Error::input(
+                e,
+                "a YAML or JSON job file is read whole: for more jobs, use JSON Lines (streamed)",
+            )
+        })?;
         // A UTF-8 byte order mark (Windows editors write one) is not part of the document.
         let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
         let doc: Value = match self.format {
             JobFormat::Yaml => {
-                let yaml: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
+                let yaml: serde_yaml::Value = crate::yaml::from_str(text).map_err(|e| {
                     Error::input(
                         format!("{}: invalid YAML: {e}", self.name),
                         "fix the file; nothing was sent",
@@ -634,22 +670,29 @@ impl JobFile {
         vars: &[(String, VarValue)],
         max: u64,
     ) -> Result<prompt_file::PromptFile, String> {
-        let path = self
-            .paths
-            .resolve(rel)
-            .map_err(|e| format!("prompt_file {e}"))?;
-        // A variable's `@path` goes through the same door as every other path of a job file.
-        let rendered = prompt_file::load(&path, vars, |p| {
-            self.paths
-                .read("a `vars` file", &p.to_string_lossy(), max)
-                .map_err(|message| prompt_file::PromptFileError {
-                    message,
-                    hint: String::new(),
-                })
+        // The file and its variables' `@path`s go through the same door as every other path of a
+        // job file.
+        let rendered = prompt_file::load(rel, vars, max, |what, path, cap| {
+            let what = if what == "prompt file" {
+                "prompt_file".to_owned()
+            } else {
+                format!("`vars`: {what}")
+            };
+            self.paths.read(&what, path, cap)
         })
-        .map_err(|e| e.message.replace(&path.display().to_string(), rel))?;
-        for warning in &rendered.warnings {
-            crate::diag::warn(&format!("warning: job file: {warning}"));
+        .map_err(|e| e.message)?;
+        // Once per warning for the whole file (every job and both passes would repeat it).
+        if let Ok(mut warned) = self.warned.lock() {
+            for warning in rendered.warnings {
+                if warned.len() < MAX_WARNINGS && warned.insert(warning.clone()) {
+                    crate::diag::warn(&format!("warning: job file: {warning}"));
+                    if warned.len() == MAX_WARNINGS {
+                        crate::diag::warn(&format!(
+                            "warning: job file: {MAX_WARNINGS} prompt-file warnings shown; the others are not"
+                        ));
+                    }
+                }
+            }
         }
         Ok(rendered.prompt)
     }

@@ -29,6 +29,7 @@ mod sanitize;
 mod schema;
 mod secret;
 mod signals;
+mod yaml;
 
 use std::process::ExitCode;
 

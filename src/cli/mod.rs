@@ -217,6 +217,11 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "TEXT")]
     pub(crate) system_prompt: Option<String>,
 
+    /// The system message, read from FILE byte for byte (a regular file; a link in the workspace
+    /// may not lead out of it).
+    #[arg(long, value_name = "FILE", conflicts_with = "system_prompt")]
+    pub(crate) system_prompt_file: Option<String>,
+
     /// Sampling temperature.
     #[arg(long, value_name = "T", value_parser = parse_finite)]
     pub(crate) temperature: Option<f64>,

@@ -203,7 +203,8 @@ pub(crate) fn structured_options(
     let Some(arg) = &args.structured.json_schema else {
         return Ok(None);
     };
-    let value = crate::schema::load_arg(arg, &ctx.cwd)
+    let door = crate::paths::Workspace::new(&ctx.cwd, args.batch.allow_outside_paths);
+    let value = crate::schema::load_arg(arg, &door)
         .map_err(|e| Error::usage(format!("--json-schema: {e}"), Some("nothing was sent")))?;
     OutputSchema::compile(value)
         .map(|s| Some(Arc::new(s)))

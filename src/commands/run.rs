@@ -18,6 +18,7 @@ use crate::diag;
 use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::output::{Extras, RunMeta, RunOutput, github};
+use crate::paths::Workspace;
 use crate::prompt::{InputSpec, read_prompt};
 use crate::prompt_file::{self, PromptFile, ResponseFormat};
 use crate::request;
@@ -84,7 +85,16 @@ fn prepare(
             .and_then(|(_, value)| value.strip_prefix('@'));
         ("--var", path)
     }));
+    // `--result-file F < F` would replace the prompt it read.
+    let stdin_is_file =
+        !ctx.terminal.stdin && std::fs::metadata("/dev/stdin").is_ok_and(|m| m.is_file());
+    files.push(("standard input", stdin_is_file.then_some("/dev/stdin")));
     refuse_same_files(&files, ctx).map_err(|e| (e, None))?;
+    if let Some(file) = &args.structured.result_file {
+        Workspace::new(&ctx.cwd, args.batch.allow_outside_paths)
+            .output("--result-file", file)
+            .map_err(|e| (Error::input(e, "nothing was sent"), None))?;
+    }
     let mut schema = structured_options(args, ctx).map_err(|e| (e, None))?;
     let extra = match &args.extra_body {
         Some(arg) => request::load_extra_body(arg, &ctx.cwd).map_err(|e| {
@@ -168,13 +178,14 @@ fn read_input(
     runtime: &tokio::runtime::Runtime,
 ) -> Result<Input, Error> {
     let max = args.max_input_bytes;
+    // The files of the command line pass the one door (`paths::Workspace`).
+    let door = Workspace::new(&ctx.cwd, args.batch.allow_outside_paths);
     let mut arg = args.prompt_arg();
     if let Some(file) = &args.prompt_file {
         let path = ctx.cwd.join(file);
         if prompt_file::is_prompt_file(&path) {
-            let rendered = prompt_file::load(&path, vars, |p| {
-                prompt_file::read_capped(&ctx.cwd.join(p), max)
-            })?;
+            let rendered =
+                prompt_file::load(file, vars, max, |what, p, cap| door.read(what, p, cap))?;
             for warning in &rendered.warnings {
                 diag::warn(&format!("warning: {warning}"));
             }
@@ -188,7 +199,12 @@ fn read_input(
                 Some("name the prompt file *.prompt.yml or *.prompt.yaml, or drop --var"),
             ));
         }
-        arg = Some(prompt_file::read_capped(&path, max)?);
+        arg = Some(door.read("--prompt-file", file, max).map_err(|e| {
+            Error::input(
+                e,
+                "raise the limit with --max-input-bytes, or send less (a prompt file must be a regular file in the workspace)",
+            )
+        })?);
     }
     let spec = InputSpec {
         arg,
@@ -243,15 +259,21 @@ pub(crate) fn command(
     // `--result-file`: written before the success is reported, so that a failure to write it is
     // the run's failure; never written when the run failed.
     let outcome = match (outcome, &args.structured.result_file) {
-        (Ok(Some(answer)), Some(file)) => match write_result_file(&ctx.cwd.join(file), &answer) {
-            Ok(()) => Ok(Some(answer)),
-            Err(error) => Err(RunFailure {
-                error,
-                attempts: answer.completion.attempts,
-                api_ms: answer.completion.api_duration.as_millis(),
-                extras: Box::new(ask::answer_extras(&answer)),
-            }),
-        },
+        (Ok(Some(answer)), Some(file)) => {
+            match Workspace::new(&ctx.cwd, args.batch.allow_outside_paths)
+                .output("--result-file", file)
+                .map_err(|e| Error::input(e, "the answer was not written"))
+                .and_then(|path| write_result_file(&path, &answer))
+            {
+                Ok(()) => Ok(Some(answer)),
+                Err(error) => Err(RunFailure {
+                    error,
+                    attempts: answer.completion.attempts,
+                    api_ms: answer.completion.api_duration.as_millis(),
+                    extras: Box::new(ask::answer_extras(&answer)),
+                }),
+            }
+        }
         (other, _) => other,
     };
     let summary_path = github::step_summary_path(&ctx.env);

@@ -87,6 +87,14 @@ pub(crate) fn build(
         extra_body,
         args.config.headers()?,
     );
+    // The outputs pass the command line's door: a link in the workspace may not lead them out.
+    let door = crate::paths::Workspace::new(&ctx.cwd, batch.allow_outside_paths);
+    for (flag, file) in [("--output", &batch.output), ("--summary", &batch.summary)] {
+        if let Some(file) = file {
+            door.output(flag, file)
+                .map_err(|e| Error::input(e, "nothing was sent"))?;
+        }
+    }
     // Locked before it is read: a second run on the same file stops here (exit 75).
     let output = batch
         .output

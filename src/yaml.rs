@@ -1,0 +1,261 @@
+//! YAML from a repository (job files, `.prompt.yml` prompt files): its nesting is bounded before
+//! the parser sees it, and a parse error never quotes the text.
+//!
+//! The parser's cost grows with the nesting depth of flow collections (`[[[[…`: every token checks
+//! every open level), so 200 KB of brackets took 42 s of CPU. [`check_depth`] is a single pass that
+//! follows YAML's quoting, comments and block scalars well enough to find the flow collections, and
+//! refuses more than [`MAX_DEPTH`] levels before anything is parsed.
+
+use serde::de::DeserializeOwned;
+
+/// The deepest nesting of collections accepted (serde's own limit for building values is 128).
+pub(crate) const MAX_DEPTH: usize = 64;
+
+/// Parse `text` (already size-capped by its reader) after [`check_depth`]. The error names the
+/// line and column, never the content.
+pub(crate) fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, String> {
+    check_depth(text, MAX_DEPTH)?;
+    serde_yaml::from_str(text).map_err(|e| describe(&e))
+}
+
+/// A parse error without the text it is about: serde quotes a scalar that has the wrong type
+/// whole (`invalid type: string "<the whole file>"`), which for a link to a secret file is the secret.
+pub(crate) fn describe(e: &serde_yaml::Error) -> String {
+    let text = e.to_string();
+    match (text.find('"'), text.rfind('"')) {
+        (Some(first), Some(last)) if last > first => {
+            format!("{}…{}", &text[..first], &text[last + 1..])
+        }
+        _ => text,
+    }
+}
+
+/// Refuse `text` when its collections nest more than `max` levels deep, before it is parsed.
+/// Flow collections (`[`, `{`) are counted where YAML reads them as such: not inside quoted
+/// scalars, comments or block scalars (`|`, `>`); block collections cost the parser nothing
+/// comparable (each level needs a deeper indentation, so their depth is bounded by the size).
+pub(crate) fn check_depth(text: &str, max: usize) -> Result<(), String> {
+    let mut scan = Scan::default();
+    for (number, line) in text.lines().enumerate() {
+        scan.line(line);
+        if scan.deepest > max {
+            return Err(format!(
+                "collections nest more than {max} levels deep (line {}): refused before parsing",
+                number + 1
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct Scan {
+    /// Open flow collections.
+    depth: usize,
+    deepest: usize,
+    /// Inside a quoted scalar that spans lines: its quote.
+    quote: Option<char>,
+    /// Inside a block scalar: the indentation of its parent node, and of its content once known.
+    block: Option<(usize, Option<usize>)>,
+    /// Whether the next character starts a token (where a quote or a bracket means something).
+    /// Carried from line to line inside a flow collection.
+    token_start: bool,
+}
+
+impl Scan {
+    fn line(&mut self, line: &str) {
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        let blank = line.trim().is_empty();
+        if let Some((parent, content)) = self.block {
+            match content {
+                _ if blank => return,
+                Some(m) if indent >= m => return,
+                None if indent > parent => {
+                    self.block = Some((parent, Some(indent)));
+                    return;
+                }
+                _ => self.block = None,
+            }
+        }
+        // A line at the left margin ends a quoted scalar of a nested node (its continuation lines
+        // are indented): scanning it as structure can only count more levels, never fewer.
+        if self.quote.is_some() && indent == 0 && !blank && self.depth == 0 {
+            self.quote = None;
+        }
+        let chars: Vec<(usize, char)> = line.char_indices().collect();
+        if self.depth == 0 {
+            self.token_start = true;
+        }
+        let mut token_start = self.token_start;
+        // A quote that opens a block-context line is a quoted key (one line) or the continuation of
+        // a plain scalar: not carried to the next line, so that it cannot hide what follows.
+        let mut quote_opens_line = false;
+        // The column of the node the line is about: a block scalar's content is indented past it.
+        let mut node_col = indent;
+        let mut i = 0;
+        while i < chars.len() {
+            let (col, c) = chars[i];
+            let next = chars.get(i + 1).map(|&(_, n)| n);
+            if let Some(q) = self.quote {
+                if q == '"' && c == '\\' {
+                    i += 2;
+                    continue;
+                }
+                if c == q {
+                    if q == '\'' && next == Some('\'') {
+                        i += 2;
+                        continue;
+                    }
+                    self.quote = None;
+                    token_start = false;
+                }
+                i += 1;
+                continue;
+            }
+            let blank_after = next.is_none_or(char::is_whitespace);
+            match c {
+                ' ' | '\t' => {}
+                '#' if i == 0 || chars[i - 1].1.is_whitespace() => break,
+                '"' | '\'' if token_start => {
+                    self.quote = Some(c);
+                    quote_opens_line = self.depth == 0 && col == indent;
+                }
+                '[' | '{' if token_start || self.depth > 0 => {
+                    self.depth += 1;
+                    self.deepest = self.deepest.max(self.depth);
+                    token_start = true;
+                    i += 1;
+                    continue;
+                }
+                ']' | '}' if self.depth > 0 => {
+                    self.depth -= 1;
+                    token_start = false;
+                }
+                ',' if self.depth > 0 => {
+                    token_start = true;
+                    i += 1;
+                    continue;
+                }
+                '-' | '?' if token_start && blank_after && self.depth == 0 => {
+                    node_col = chars
+                        .get(i + 1..)
+                        .and_then(|rest| rest.iter().find(|(_, ch)| !ch.is_whitespace()))
+                        .map_or(col + 1, |&(c2, _)| c2);
+                    token_start = true;
+                    i += 1;
+                    continue;
+                }
+                ':' if blank_after || self.depth > 0 => {
+                    token_start = true;
+                    i += 1;
+                    continue;
+                }
+                '|' | '>' if token_start && self.depth == 0 => {
+                    let explicit = chars[i + 1..]
+                        .iter()
+                        .take_while(|(_, ch)| !ch.is_whitespace())
+                        .find_map(|(_, ch)| ch.to_digit(10));
+                    let parent = match chars[..i].iter().rev().find(|(_, ch)| !ch.is_whitespace()) {
+                        Some(&(dash, '-')) => dash,
+                        _ => node_col,
+                    };
+                    let content = explicit.map(|d| parent + d as usize);
+                    self.block = Some((parent, content));
+                    return;
+                }
+                // An anchor, a tag or an alias: the token after it still starts a node.
+                '&' | '!' | '*' if token_start => {
+                    while i < chars.len() && !chars[i].1.is_whitespace() {
+                        i += 1;
+                    }
+                    continue;
+                }
+                _ => token_start = false,
+            }
+            i += 1;
+        }
+        if quote_opens_line {
+            self.quote = None;
+        }
+        self.token_start = token_start;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deep_flow_nesting_is_refused_wherever_it_hides() {
+        let deep = |open: &str| open.repeat(MAX_DEPTH + 1);
+        let cases = [
+            deep("["),
+            deep("{a: "),
+            format!("jobs:\n  - prompt: {}\n", deep("[")),
+            format!("a: |\n  text\nb: {}\n", deep("[")),
+            format!("- a: |\n    x: \"\n  b: {}\n", deep("[")),
+            format!("a: \"x\"\nb: {}\n", deep("[\"]\", ")),
+            format!("a: &x {}\n", deep("[ &y ")),
+            format!("a: 'it''s'\nb: {}\n", deep("[")),
+            format!("a: \"open\ncontinued\"\nb: {}\n", deep("[")),
+            format!("[[[a\n\"]]]\n{}\n", deep("[")),
+            format!("x:\n  a: plain\n    \"cont\n  b: {}\n", deep("[")),
+            format!("- |\n  text\n- {}\n", deep("[")),
+        ];
+        for text in &cases {
+            let err = check_depth(text, MAX_DEPTH).expect_err(text);
+            assert!(err.contains("nest more than"), "{err}");
+        }
+    }
+
+    #[test]
+    fn brackets_in_text_are_not_nesting() {
+        let many = "[".repeat(500);
+        let cases = [
+            format!("a: \"{many}\"\n"),
+            format!("a: '{many}'\n"),
+            format!("a: |\n  {many}\n  more {many}\nb: [1, [2]]\n"),
+            format!("- content: >-\n    {many}\n- x\n"),
+            format!("a: text {many}\n"),
+            format!("a: x # {many}\n"),
+            format!(
+                "messages:\n  - role: user\n    content: |\n      {many}\n      \"\n  - role: user\n    content: ok\n"
+            ),
+            "{\"a\": [[[[1]]]], \"b\": {\"c\": {\"d\": [\"[[[[\"]}}}\n".to_owned(),
+        ];
+        for text in &cases {
+            assert_eq!(check_depth(text, MAX_DEPTH), Ok(()), "{text}");
+            assert!(
+                serde_yaml::from_str::<serde_yaml::Value>(text).is_ok(),
+                "valid YAML: {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_refused_nesting_costs_no_parsing_time() {
+        let text = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let started = std::time::Instant::now();
+        let err = from_str::<serde_yaml::Value>(&text).expect_err("refused");
+        assert!(err.contains("nest more than"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
+
+    #[test]
+    fn errors_never_quote_the_text() {
+        let secret = "OPENAI_API_KEY=sk-secret-value";
+        for text in [
+            secret.to_owned(),
+            format!("messages: \"{secret}\"\n"),
+            format!("- \"{secret}\"\n"),
+        ] {
+            #[derive(serde::Deserialize, Debug)]
+            #[allow(dead_code, reason = "only the error matters")]
+            struct Doc {
+                messages: Vec<String>,
+            }
+            let err = from_str::<Doc>(&text).expect_err(&text);
+            assert!(!err.contains("sk-secret"), "{err}");
+        }
+    }
+}
