@@ -925,11 +925,112 @@ fn action_reads_the_system_prompt_from_a_file() {
     );
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     let argv = fake.argv();
-    let at = argv
-        .iter()
-        .position(|a| a == "--system-prompt")
-        .expect("--system-prompt");
-    assert_eq!(argv[at + 1], "You review Rust.\nBe terse.");
+    // qwen reads the file itself (through its door): the text is never on a command line.
+    assert!(
+        argv.windows(2)
+            .any(|w| w == ["--system-prompt-file", "system.txt"]),
+        "{argv:?}"
+    );
+    assert!(!argv.iter().any(|a| a == "--system-prompt"), "{argv:?}");
+    assert!(!argv.iter().any(|a| a.contains("Be terse")), "{argv:?}");
+}
+
+#[tokio::test]
+async fn action_sends_the_system_prompt_file_byte_for_byte() {
+    let server = server_answering("ok").await;
+    let env = ActionEnv::new();
+    std::fs::write(
+        env.work().join("system.txt"),
+        "You review Rust.\nBe terse.\n\n",
+    )
+    .expect("write");
+    let url = base_url(&server);
+    let run = env.run(
+        &[
+            ("prompt", "hi"),
+            ("system-prompt-file", "system.txt"),
+            ("base-url", &url),
+        ],
+        Some(KEY),
+        &[],
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    let requests = server.received_requests().await.expect("recorded");
+    let body: Value = requests[0].body_json().expect("json");
+    assert_eq!(
+        body["messages"][0]["content"],
+        "You review Rust.\nBe terse.\n\n"
+    );
+}
+
+/// Issue 19 H4: a file input committed as a link to `/proc/self/environ` (or to a file outside
+/// the workspace) is refused, for every input that names a file, and nothing is sent.
+#[tokio::test]
+async fn action_file_inputs_that_link_out_of_the_workspace_are_refused() {
+    let server = server_answering("echo").await;
+    let url = base_url(&server);
+    let secret = "OUTSIDE-SECRET-4242";
+    for target in ["/proc/self/environ", "OUTSIDE"] {
+        for case in 0..5 {
+            let env = ActionEnv::new();
+            let outside = env.runner_temp().join("outside.txt");
+            std::fs::write(&outside, secret).expect("write");
+            let target = if target == "OUTSIDE" {
+                outside.clone()
+            } else {
+                PathBuf::from(target)
+            };
+            std::os::unix::fs::symlink(&target, env.work().join("evil.txt")).expect("symlink");
+            std::fs::write(
+                env.work().join("t.prompt.yml"),
+                "messages:\n  - role: user\n    content: '{{d}}'\n",
+            )
+            .expect("write");
+            let inputs: Vec<(&str, &str)> = match case {
+                0 => vec![("prompt", "hi"), ("system-prompt-file", "evil.txt")],
+                1 => vec![
+                    ("prompt-file", "t.prompt.yml"),
+                    ("file_input", "d: evil.txt"),
+                ],
+                2 => vec![("prompt-file", "evil.txt")],
+                3 => vec![("prompt-file", "evil.txt"), ("prompt", "review")],
+                _ => vec![("prompt-file", "./evil.txt"), ("prompt", "review")],
+            };
+            let mut all = inputs.clone();
+            all.push(("base-url", &url));
+            let run = env.run(&all, Some(KEY), &[("SECRET_ENV".into(), secret.into())]);
+            assert_eq!(
+                run.code(),
+                Some(42),
+                "{inputs:?} -> {target:?}: {}",
+                run.stderr()
+            );
+            assert_eq!(run.output("exit-code").as_deref(), Some("42"));
+            run.assert_key_never_shown();
+            assert!(!run.stderr().contains(secret), "{}", run.stderr());
+            assert!(!run.stdout().contains(secret), "{}", run.stdout());
+        }
+    }
+    assert_eq!(server.received_requests().await.expect("recorded").len(), 0);
+}
+
+#[test]
+fn action_passes_every_line_of_extra_args() {
+    let fake = FakeQwen::new("ok");
+    let env = ActionEnv::new();
+    let run = env.run(
+        &[
+            ("prompt", "hi"),
+            ("extra-args", "--retries 2\n--max-tokens 5\n\t --seed 3  \n"),
+        ],
+        Some(KEY),
+        &fake.env(),
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    let argv = fake.argv();
+    for pair in [["--retries", "2"], ["--max-tokens", "5"], ["--seed", "3"]] {
+        assert!(argv.windows(2).any(|w| w == pair), "{pair:?} in {argv:?}");
+    }
 }
 
 #[test]
