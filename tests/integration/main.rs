@@ -15,6 +15,7 @@ mod common_oauth;
 
 mod distribution;
 mod docs;
+mod doors;
 mod dotenv;
 mod dotenv_compat;
 mod exit_codes;
