@@ -98,8 +98,10 @@ async fn allow_outside_paths_lets_a_user_name_any_file() {
 }
 
 #[tokio::test]
-async fn a_prompt_file_that_claims_to_be_empty_is_still_bounded() {
-    // `/proc` files report a size of 0: the size check alone let them through unbounded.
+async fn a_kernel_file_is_never_read_even_with_allow_outside_paths() {
+    // `/proc` files report a size of 0 (the size check alone let them through unbounded) and hold
+    // the process's secrets: refused wherever they are named (issue 19 H4); every read is bounded
+    // whatever size a file claims.
     let env = TestEnv::new();
     let server = echo_server(Duration::ZERO).await;
     env.write_project(
@@ -114,7 +116,8 @@ async fn a_prompt_file_that_claims_to_be_empty_is_still_bounded() {
         "8",
     ]));
     r.code(42)
-        .stderr_has("prompt_file `/proc/self/environ` is larger than 8 bytes");
+        .stderr_has("prompt_file `/proc/self/environ` is a kernel file")
+        .stderr_lacks(KEY);
     assert_eq!(request_count(&server).await, 0);
 }
 
