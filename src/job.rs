@@ -629,10 +629,10 @@ impl JobFile {
         if let ResponseFormat::JsonSchema(spec) = &file.response_format
             && defaults.schema.is_none()
         {
-            *schema = Some(Arc::new(
-                OutputSchema::compile(spec.schema.clone())
-                    .map_err(|e| format!("prompt_file `{rel}`: `jsonSchema`: {e}"))?,
-            ));
+            *schema =
+                Some(Arc::new(spec.compile().map_err(|e| {
+                    format!("prompt_file `{rel}`: `jsonSchema`: {e}")
+                })?));
         }
         Ok(Some(file))
     }

@@ -96,9 +96,18 @@ pub(crate) struct JsonSchema {
     pub(crate) name: String,
     pub(crate) strict: Option<bool>,
     pub(crate) schema: Json,
+    /// The whole `jsonSchema` object as written: what the request carries.
+    pub(crate) spec: Json,
 }
 
 impl JsonSchema {
+    /// The schema checked and compiled, to be sent as written (its `name`, its `strict`), as
+    /// `actions/ai-inference` v2 sends `JSON.parse(jsonSchema)`.
+    pub(crate) fn compile(&self) -> Result<crate::schema::OutputSchema, String> {
+        crate::schema::OutputSchema::compile(self.schema.clone())
+            .map(|s| s.as_written(self.spec.clone()))
+    }
+
     /// The chat API's `response_format` value, as the file asks for it (qwen sends its own, from
     /// the schema, through `--json-schema`'s path; this shows what the file means).
     #[cfg(test)]
@@ -325,6 +334,7 @@ fn json_schema(
         name: name.to_owned(),
         strict,
         schema: schema.clone(),
+        spec: spec.clone(),
     })
 }
 

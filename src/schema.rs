@@ -111,6 +111,9 @@ pub(crate) struct OutputSchema {
     validator: Validator,
     strict: bool,
     name: String,
+    /// A prompt file's `jsonSchema` object (`{name, strict, schema}`), sent as written in the
+    /// `json_schema` mode (as `actions/ai-inference` v2 sends it), instead of qwen's own.
+    written: Option<Value>,
 }
 
 impl fmt::Debug for OutputSchema {
@@ -185,7 +188,15 @@ impl OutputSchema {
             validator,
             strict,
             name,
+            written: None,
         })
+    }
+
+    /// Send `spec` (a prompt file's whole `jsonSchema` object, whose `schema` this is) as the
+    /// `json_schema` of the request, as written: its `name`, its `strict` (or none).
+    pub(crate) fn as_written(mut self, spec: Value) -> Self {
+        self.written = Some(spec);
+        self
     }
 
     pub(crate) fn schema(&self) -> &Value {
@@ -199,10 +210,13 @@ impl OutputSchema {
     /// vLLM take the same object.
     pub(crate) fn response_format(&self, mode: FormatMode) -> Option<Value> {
         match mode {
-            FormatMode::JsonSchema => Some(json!({
-                "type": "json_schema",
-                "json_schema": {"name": self.name, "schema": self.schema, "strict": self.strict},
-            })),
+            FormatMode::JsonSchema => Some(match &self.written {
+                Some(spec) => json!({"type": "json_schema", "json_schema": spec}),
+                None => json!({
+                    "type": "json_schema",
+                    "json_schema": {"name": self.name, "schema": self.schema, "strict": self.strict},
+                }),
+            }),
             FormatMode::JsonObject => Some(json!({"type": "json_object"})),
             FormatMode::Prompt => None,
         }

@@ -149,7 +149,7 @@ fn prepare(
             if schema.is_none()
                 && let ResponseFormat::JsonSchema(spec) = &file.response_format
             {
-                let compiled = OutputSchema::compile(spec.schema.clone()).map_err(|e| {
+                let compiled = spec.compile().map_err(|e| {
                     with_model(Error::input(
                         format!("the prompt file's `jsonSchema`: {e}"),
                         "fix the schema in the prompt file (draft 2020-12 or draft-07); nothing was sent",
