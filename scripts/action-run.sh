@@ -266,6 +266,8 @@ mask "${OPENAI_API_KEY:-}"
 # The mask step also gets both key inputs, in case the one not used is another secret.
 mask "${QWEN_ACTION_TOKEN:-}"
 mask "${QWEN_ACTION_API_KEY:-}"
+# v2's MCP token is never used, but it is a secret all the same.
+mask "${QWEN_ACTION_GITHUB_MCP_TOKEN:-}"
 header_error=""
 if [ -n "$headers_text" ]; then
   if parse_map "$headers_text"; then
@@ -376,6 +378,22 @@ one_of() {
   fi
   printf '%s' "${a:-$b}"
 }
+
+# actions/ai-inference v2 inputs qwen does not support: a warning by name (the runner's own
+# "Unexpected input" never comes, since action.yml declares them), never their values.
+unsupported() {
+  local name=$1 value=$2 instead=$3
+  [ -n "$value" ] || return 0
+  echo "::warning title=qwen action::$name is not supported and is ignored: $instead" >&2
+}
+if [ -n "${QWEN_ACTION_ENABLE_GITHUB_MCP:-}" ] && [ "${QWEN_ACTION_ENABLE_GITHUB_MCP}" != false ]; then
+  unsupported enable-github-mcp x "qwen calls no tools (no GitHub MCP server); put the context the model needs in the prompt, input or file_input (e.g. a saved \`gh pr diff\`)"
+fi
+unsupported github-mcp-token "${QWEN_ACTION_GITHUB_MCP_TOKEN:-}" "there is no GitHub MCP server; the token is never used or sent"
+unsupported github-mcp-toolsets "${QWEN_ACTION_GITHUB_MCP_TOOLSETS:-}" "qwen calls no tools (no GitHub MCP server)"
+unsupported provider "${QWEN_ACTION_PROVIDER:-}" "qwen talks to any OpenAI-compatible API: name it with endpoint (or base-url) and token (or api-key)"
+unsupported copilot-cli-path "${QWEN_ACTION_COPILOT_CLI_PATH:-}" "the Copilot CLI is not used: give endpoint (or base-url) and token (or api-key) of an OpenAI-compatible API"
+unsupported copilot-allow-tools "${QWEN_ACTION_COPILOT_ALLOW_TOOLS:-}" "qwen calls no tools"
 
 # Never quote custom-headers back: any part of it may be a secret (masks hide whole values only).
 [ -z "$header_error" ] || usage_error "custom-headers is not a map of header names to text values (\`Name: value\` lines, or a JSON object)"

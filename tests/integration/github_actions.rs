@@ -15,7 +15,7 @@ use serde_yaml::Value as Yaml;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const INPUTS: [&str; 21] = [
+const INPUTS: [&str; 27] = [
     "prompt",
     "prompt-file",
     "jobs",
@@ -35,6 +35,12 @@ const INPUTS: [&str; 21] = [
     "temperature",
     "top-p",
     "custom-headers",
+    "enable-github-mcp",
+    "github-mcp-token",
+    "github-mcp-toolsets",
+    "provider",
+    "copilot-cli-path",
+    "copilot-allow-tools",
     "version",
     "download-base-url",
 ];
@@ -44,6 +50,15 @@ const OUTPUTS: [&str; 5] = [
     "response-file",
     "exit-code",
     "results-file",
+];
+/// actions/ai-inference v2 inputs the action declares only to warn that they are not supported.
+const UNSUPPORTED_V2_INPUTS: [&str; 6] = [
+    "enable-github-mcp",
+    "github-mcp-token",
+    "github-mcp-toolsets",
+    "provider",
+    "copilot-cli-path",
+    "copilot-allow-tools",
 ];
 /// Inputs read by the install step, not by the run script.
 const INSTALL_INPUTS: [&str; 2] = ["version", "download-base-url"];
@@ -816,6 +831,8 @@ fn action_maps_every_v2_input_to_qwen_flags() {
         "api-key",
     ]);
     covered.extend(INSTALL_INPUTS);
+    // Not supported: warned about by name (`action_warns_by_name_for_the_v2_inputs_it_does_not_support`).
+    covered.extend(UNSUPPORTED_V2_INPUTS);
     let all: BTreeSet<&str> = INPUTS.into_iter().collect();
     assert_eq!(covered, all);
 }
@@ -1134,6 +1151,49 @@ fn action_masks_the_key_and_every_header_value_before_anything_else() {
     );
     assert_eq!(run.code(), Some(2));
     run.assert_secrets_never_shown(&[KEY, "hdr-secret-3"]);
+}
+
+/// Issue 21 point 3: the v2 inputs qwen does not support are warned about by name (never by value),
+/// the run goes on, and the MCP token is masked like every secret.
+#[test]
+fn action_warns_by_name_for_the_v2_inputs_it_does_not_support() {
+    let fake = FakeQwen::new("fine");
+    let inputs = [
+        ("enable-github-mcp", "true"),
+        ("github-mcp-token", "ghp-mcp-secret-77"),
+        ("github-mcp-toolsets", "repos,issues"),
+        ("provider", "copilot"),
+        ("copilot-cli-path", "/opt/copilot"),
+        ("copilot-allow-tools", "shell"),
+    ];
+    let mut all = vec![("prompt", "hi")];
+    all.extend(inputs);
+    let run = ActionEnv::new().run(&all, Some(KEY), &fake.env());
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    run.assert_secrets_never_shown(&[KEY, "ghp-mcp-secret-77"]);
+    let stderr = run.stderr();
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("::warning"))
+        .collect();
+    assert_eq!(warnings.len(), inputs.len(), "{stderr}");
+    for ((name, value), warning) in inputs.iter().zip(&warnings) {
+        assert!(
+            warning.starts_with(&format!(
+                "::warning title=qwen action::{name} is not supported"
+            )),
+            "{name}: {stderr}"
+        );
+        assert!(!warning.contains(value), "{value}: {warning}");
+    }
+    // `enable-github-mcp: false` asks for nothing qwen lacks.
+    let run = ActionEnv::new().run(
+        &[("prompt", "hi"), ("enable-github-mcp", "false")],
+        Some(KEY),
+        &fake.env(),
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert!(!run.stderr().contains("::warning"), "{}", run.stderr());
 }
 
 #[test]
