@@ -151,9 +151,12 @@ impl Workspace {
                         Some(t) if !inside || t.starts_with(&self.root) => resolved = t,
                         None if !inside => resolved = next,
                         _ => {
+                            // The link's name is the repository's: shown with its control
+                            // characters escaped.
+                            let shown = next.strip_prefix(&self.root).unwrap_or(&next);
                             return Err(format!(
                                 "`{rel}` goes through the link `{}`, which leads out of the workspace `{}` (a link in the repository may not point outside it; pass --allow-outside-paths if you trust it)",
-                                next.strip_prefix(&self.root).unwrap_or(&next).display(),
+                                shown.display().to_string().escape_debug(),
                                 self.root.display()
                             ));
                         }

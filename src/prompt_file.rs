@@ -105,7 +105,7 @@ impl JsonSchema {
     /// `actions/ai-inference` v2 sends `JSON.parse(jsonSchema)`.
     pub(crate) fn compile(&self) -> Result<crate::schema::OutputSchema, String> {
         crate::schema::OutputSchema::compile(self.schema.clone())
-            .map(|s| s.as_written(self.spec.clone()))
+            .map(|s| s.with_written_spec(self.spec.clone()))
     }
 
     /// The chat API's `response_format` value, as the file asks for it (qwen sends its own, from
@@ -926,9 +926,11 @@ evaluators:
 
     #[test]
     fn missing_names_are_warned_once_each_and_capped() {
-        let text: String = (0..50_000)
-            .map(|i| format!("{{{{n{i}}}}} {{{{n{i}}}}} "))
-            .collect();
+        use std::fmt::Write as _;
+        let text = (0..50_000).fold(String::new(), |mut text, i| {
+            let _ = write!(text, "{{{{n{i}}}}} {{{{n{i}}}}} ");
+            text
+        });
         let p = parse(
             &format!("messages:\n  - role: user\n    content: \"{text}\"\n"),
             "t",

@@ -194,7 +194,7 @@ impl OutputSchema {
 
     /// Send `spec` (a prompt file's whole `jsonSchema` object, whose `schema` this is) as the
     /// `json_schema` of the request, as written: its `name`, its `strict` (or none).
-    pub(crate) fn as_written(mut self, spec: Value) -> Self {
+    pub(crate) fn with_written_spec(mut self, spec: Value) -> Self {
         self.written = Some(spec);
         self
     }

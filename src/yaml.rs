@@ -63,19 +63,47 @@ struct Scan {
 }
 
 impl Scan {
+    /// Whether a line with this indentation is the content of the block scalar being read (the
+    /// first non-blank line fixes the content's indentation; a less indented line ends it).
+    fn in_block(&mut self, indent: usize, blank: bool) -> bool {
+        let Some((parent, content)) = self.block else {
+            return false;
+        };
+        match content {
+            _ if blank => true,
+            Some(m) if indent >= m => true,
+            None if indent > parent => {
+                self.block = Some((parent, Some(indent)));
+                true
+            }
+            _ => {
+                self.block = None;
+                false
+            }
+        }
+    }
+
+    /// Inside a quoted scalar: how many characters `c` (followed by `next`) takes, and whether it
+    /// closes the scalar.
+    fn quoted(&mut self, q: char, c: char, next: Option<char>) -> (usize, bool) {
+        if q == '"' && c == '\\' {
+            return (2, false);
+        }
+        if c != q {
+            return (1, false);
+        }
+        if q == '\'' && next == Some('\'') {
+            return (2, false);
+        }
+        self.quote = None;
+        (1, true)
+    }
+
     fn line(&mut self, line: &str) {
         let indent = line.len() - line.trim_start_matches(' ').len();
         let blank = line.trim().is_empty();
-        if let Some((parent, content)) = self.block {
-            match content {
-                _ if blank => return,
-                Some(m) if indent >= m => return,
-                None if indent > parent => {
-                    self.block = Some((parent, Some(indent)));
-                    return;
-                }
-                _ => self.block = None,
-            }
+        if self.in_block(indent, blank) {
+            return;
         }
         // A line at the left margin ends a quoted scalar of a nested node (its continuation lines
         // are indented): scanning it as structure can only count more levels, never fewer.
@@ -97,19 +125,9 @@ impl Scan {
             let (col, c) = chars[i];
             let next = chars.get(i + 1).map(|&(_, n)| n);
             if let Some(q) = self.quote {
-                if q == '"' && c == '\\' {
-                    i += 2;
-                    continue;
-                }
-                if c == q {
-                    if q == '\'' && next == Some('\'') {
-                        i += 2;
-                        continue;
-                    }
-                    self.quote = None;
-                    token_start = false;
-                }
-                i += 1;
+                let (taken, closed) = self.quoted(q, c, next);
+                token_start &= !closed;
+                i += taken;
                 continue;
             }
             let blank_after = next.is_none_or(char::is_whitespace);
@@ -151,16 +169,7 @@ impl Scan {
                     continue;
                 }
                 '|' | '>' if token_start && self.depth == 0 => {
-                    let explicit = chars[i + 1..]
-                        .iter()
-                        .take_while(|(_, ch)| !ch.is_whitespace())
-                        .find_map(|(_, ch)| ch.to_digit(10));
-                    let parent = match chars[..i].iter().rev().find(|(_, ch)| !ch.is_whitespace()) {
-                        Some(&(dash, '-')) => dash,
-                        _ => node_col,
-                    };
-                    let content = explicit.map(|d| parent + d as usize);
-                    self.block = Some((parent, content));
+                    self.block = Some(block_scalar(&chars, i, node_col));
                     return;
                 }
                 // An anchor, a tag or an alias: the token after it still starts a node.
@@ -179,6 +188,20 @@ impl Scan {
         }
         self.token_start = token_start;
     }
+}
+
+/// A block scalar whose indicator is `chars[at]`: the indentation of its parent node (the key's
+/// column, or the `-` of a sequence entry), and of its content when an indicator digit gives it.
+fn block_scalar(chars: &[(usize, char)], at: usize, node_col: usize) -> (usize, Option<usize>) {
+    let explicit = chars[at + 1..]
+        .iter()
+        .take_while(|(_, ch)| !ch.is_whitespace())
+        .find_map(|(_, ch)| ch.to_digit(10));
+    let parent = match chars[..at].iter().rev().find(|(_, ch)| !ch.is_whitespace()) {
+        Some(&(dash, '-')) => dash,
+        _ => node_col,
+    };
+    (parent, explicit.map(|d| parent + d as usize))
 }
 
 #[cfg(test)]

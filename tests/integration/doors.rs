@@ -7,6 +7,7 @@
     reason = "helpers outside #[test] functions fail the test by panicking, like the tests themselves"
 )]
 
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -143,7 +144,7 @@ async fn a_fifo_is_refused_at_once_for_every_input() {
         json!({"id": "d", "prompt": "hi", "json_schema": "fifo"}),
     ];
     for job in jobs {
-        env.write_project("j.jsonl", &jsonl(&[job.clone()]));
+        env.write_project("j.jsonl", &jsonl(std::slice::from_ref(&job)));
         run(env.cmd_for(&server).args(["--jobs", "j.jsonl"]))
             .code(42)
             .stderr_has("not a regular file");
@@ -354,7 +355,10 @@ async fn a_prompt_file_that_is_not_a_map_is_never_quoted() {
 async fn missing_placeholders_are_warned_once_per_name_per_file_and_capped() {
     let env = TestEnv::new();
     let server = echo_server(Duration::ZERO).await;
-    let content: String = (0..5_000).map(|i| format!("{{{{n{i}}}}} ")).collect();
+    let content = (0..5_000).fold(String::new(), |mut text, i| {
+        let _ = write!(text, "{{{{n{i}}}}} ");
+        text
+    });
     env.write_project(
         "p.prompt.yml",
         &format!("messages:\n  - role: user\n    content: '{content}'\n"),
