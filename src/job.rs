@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -159,8 +159,13 @@ const MAX_REPORTED_ERRORS: usize = 20;
 /// At most this many distinct prompt-file warnings are printed for one job file.
 const MAX_WARNINGS: usize = 50;
 
-/// The largest YAML or JSON job document read whole (JSON Lines are streamed, whatever their size).
+/// The largest JSON job document read whole, and the longest JSON Lines line (a JSON Lines file is
+/// streamed, whatever its size).
 pub(crate) const MAX_DOCUMENT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The largest YAML job document: parsed whole into a tree that costs about 60 times its size (250
+/// for nested collections), so a YAML file is for what people write by hand.
+pub(crate) const MAX_YAML_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Keys that name or make up one job, and so have no meaning in a file's `defaults`.
 const PER_JOB_ONLY: [&str; 7] = [
@@ -317,7 +322,11 @@ impl JobFile {
             &self.path,
             "job file",
             &self.name,
-            MAX_DOCUMENT_BYTES,
+            if self.format == JobFormat::Yaml {
+                MAX_YAML_BYTES
+            } else {
+                MAX_DOCUMENT_BYTES
+            },
         )
         .map_err(|e| {
             Error::input(
@@ -966,8 +975,26 @@ impl Iterator for JsonLines {
         loop {
             self.buf.clear();
             self.line += 1;
-            match self.reader.read_line(&mut self.buf) {
+            // One line is bounded like a whole document: a line of gigabytes is an error, not
+            // an allocation.
+            match (&mut self.reader)
+                .take(MAX_DOCUMENT_BYTES + 1)
+                .read_line(&mut self.buf)
+            {
                 Ok(0) => return None,
+                Ok(n) if n as u64 > MAX_DOCUMENT_BYTES => {
+                    self.buf = String::new();
+                    let _ = self.reader.skip_until(b'\n');
+                    let index = self.index;
+                    self.index += 1;
+                    return Some(RawJob {
+                        index,
+                        position: Position::Line(self.line),
+                        value: Err(format!(
+                            "the line is longer than {MAX_DOCUMENT_BYTES} bytes"
+                        )),
+                    });
+                }
                 Ok(_) => {}
                 Err(e) => {
                     let index = self.index;

@@ -293,32 +293,48 @@ async fn a_rendered_prompt_file_is_bounded_by_max_input_bytes() {
 async fn deeply_nested_yaml_is_refused_before_parsing() {
     let env = TestEnv::new();
     let server = echo_server(Duration::ZERO).await;
+    // The shapes that cost the parser minutes: a flow sequence opened after a key, flow maps.
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-    env.write_project("jobs.yaml", &deep);
+    env.write_project(
+        "jobs.yaml",
+        &format!("jobs:\n  - prompt: {}\n", "[".repeat(100_000)),
+    );
+    env.write_project("maps.yaml", &"{a: ".repeat(60_000));
     env.write_project(
         "deep.prompt.yml",
         &format!("messages:\n  - role: user\n    content: hi\nx: {deep}\n"),
     );
     let started = Instant::now();
-    run(env.cmd_for(&server).args(["--jobs", "jobs.yaml"]))
-        .code(42)
-        .stderr_has("nest more than 64 levels");
+    for file in ["jobs.yaml", "maps.yaml"] {
+        run(env.cmd_for(&server).args(["--jobs", file]))
+            .code(42)
+            .stderr_has("nest more than 64 levels");
+    }
     run(env
         .cmd_for(&server)
         .args(["--prompt-file", "deep.prompt.yml"]))
     .code(42)
     .stderr_has("nest more than 64 levels");
     assert!(started.elapsed() < Duration::from_secs(10));
-    // Over 64 MiB, a YAML document is refused whatever it holds (JSON Lines are streamed).
+    // Over 8 MiB, a YAML document is refused whatever it holds (JSON Lines are streamed).
     let big = env.project_path("big.yaml");
     std::fs::File::create(&big)
         .expect("create")
-        .set_len(64 * 1024 * 1024 + 1)
+        .set_len(8 * 1024 * 1024 + 1)
         .expect("size");
     run(env.cmd_for(&server).args(["--jobs", "big.yaml"]))
         .code(42)
         .stderr_has("larger than")
         .stderr_has("JSON Lines");
+    // A JSON Lines file is streamed, but one line is bounded the same way.
+    let line = env.project_path("big.jsonl");
+    std::fs::File::create(&line)
+        .expect("create")
+        .set_len(64 * 1024 * 1024 + 1)
+        .expect("size");
+    run(env.cmd_for(&server).args(["--jobs", "big.jsonl"]))
+        .code(42)
+        .stderr_has("big.jsonl: line 1: the line is longer than 67108864 bytes");
     assert_eq!(requests(&server).await, 0);
 }
 
