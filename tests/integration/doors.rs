@@ -355,14 +355,17 @@ async fn a_prompt_file_that_is_not_a_map_is_never_quoted() {
         ),
     ] {
         env.write_project(name, &text);
-        let r = run(env.cmd_for(&server).env("GITHUB_ACTIONS", "true").args([
-            "--prompt-file",
-            name,
-            "-o",
-            "json",
-        ]));
+        let summary = env.project_path("summary.md");
+        let r = run(env
+            .cmd_for(&server)
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_STEP_SUMMARY", &summary)
+            .args(["--prompt-file", name, "-o", "json"]));
         r.code(42).stderr_lacks("abcd1234").stderr_has(name);
         assert!(!r.stdout.contains("abcd1234"), "{}", r.stdout);
+        let summary = std::fs::read_to_string(&summary).expect("a step summary");
+        assert!(summary.contains(name), "{summary}");
+        assert!(!summary.contains("abcd1234"), "{summary}");
     }
 }
 
