@@ -118,6 +118,22 @@ fn dispatch(
 /// line's door (`paths::Workspace`), for a single run and a batch alike.
 fn read_file_flags(args: &mut crate::cli::RunArgs, ctx: &Context) -> Result<(), Error> {
     if let Some(file) = args.system_prompt_file.take() {
+        // Read now, so the files this run writes must not be it.
+        let outputs = [
+            ("--result-file", &args.structured.result_file),
+            ("--output", &args.batch.output),
+            ("--summary", &args.batch.summary),
+        ];
+        for (flag, out) in outputs {
+            if let Some(out) = out
+                && crate::paths::same_file(&ctx.cwd.join(&file), &ctx.cwd.join(out))
+            {
+                return Err(Error::usage(
+                    format!("--system-prompt-file and {flag} name the same file `{out}`"),
+                    Some("give each its own file; nothing was read or written"),
+                ));
+            }
+        }
         let door = crate::paths::Workspace::new(&ctx.cwd, args.batch.allow_outside_paths);
         let text = door
             .read("--system-prompt-file", &file, args.max_input_bytes)

@@ -222,6 +222,16 @@ async fn a_result_file_that_is_standard_input_is_refused() {
     crate::common::wait_bounded(child, Duration::from_secs(20))
         .code(2)
         .stderr_has("--result-file and standard input name the same file");
+    // The system prompt's file is read before the answer is written: one file for both is refused.
+    run(env.cmd_for(&server).args([
+        "--system-prompt-file",
+        "prompt.txt",
+        "--result-file",
+        "./prompt.txt",
+        "hi",
+    ]))
+    .code(2)
+    .stderr_has("--system-prompt-file and --result-file name the same file");
     assert_eq!(env.read_project("prompt.txt"), "the prompt\n");
     assert_eq!(requests(&server).await, 0);
 }
