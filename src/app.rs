@@ -138,7 +138,8 @@ fn read_file_flags(args: &mut crate::cli::RunArgs, ctx: &Context) -> Result<(), 
         let text = door
             .read("--system-prompt-file", &file, args.max_input_bytes)
             .map_err(|e| {
-                Error::input(e, "give a regular file in the workspace; nothing was sent")
+                let hint = crate::paths::read_hint(&e);
+                Error::input(e, hint)
             })?;
         args.system_prompt = Some(text);
     }

@@ -181,6 +181,18 @@ impl Workspace {
     }
 }
 
+/// The hint for a refusal of [`read_regular`] or [`Workspace::read`] (`message`): which limit to
+/// raise when the file is too large, else what the door accepts.
+pub(crate) fn read_hint(message: &str) -> &'static str {
+    if message.contains("larger than") {
+        "raise the limit with --max-input-bytes, or send less (nothing is ever cut silently)"
+    } else if message.contains("leads out of the workspace") {
+        "a link in the repository may not lead out of it: name the file itself, or pass --allow-outside-paths (with --jobs) if you trust the link"
+    } else {
+        "give a regular file (not a FIFO, a device or a directory); a relative path is relative to the working directory"
+    }
+}
+
 /// Where the link `path` leads, every link resolved; for a link to a missing file, the missing
 /// file in its resolved directory. `None`: it cannot be told.
 fn link_target(path: &Path) -> Option<PathBuf> {

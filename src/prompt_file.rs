@@ -487,20 +487,21 @@ pub(crate) fn load(
         let hint = if message.contains("larger than") {
             "a prompt file is a template: pass large inputs as variables (`--var name=@file`)"
         } else {
-            "check the path (it is relative to the working directory)"
+            crate::paths::read_hint(&message)
         };
         PromptFileError::new(message, hint)
     })?;
     let prompt = parse(&text, path)?;
     render(prompt, path, vars, max_bytes, |name, file| {
-        read(&format!("the file of `{name}`"), &file.to_string_lossy(), max_bytes).map_err(
-            |message| {
-                PromptFileError::new(
-                    message,
-                    "raise the limit with --max-input-bytes, or send less; a variable's file must be a regular file in the workspace",
-                )
-            },
+        read(
+            &format!("the file of `{name}`"),
+            &file.to_string_lossy(),
+            max_bytes,
         )
+        .map_err(|message| {
+            let hint = crate::paths::read_hint(&message);
+            PromptFileError::new(message, hint)
+        })
     })
 }
 

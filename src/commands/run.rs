@@ -200,10 +200,8 @@ fn read_input(
             ));
         }
         arg = Some(door.read("--prompt-file", file, max).map_err(|e| {
-            Error::input(
-                e,
-                "raise the limit with --max-input-bytes, or send less (a prompt file must be a regular file in the workspace)",
-            )
+            let hint = crate::paths::read_hint(&e);
+            Error::input(e, hint)
         })?);
     }
     let spec = InputSpec {

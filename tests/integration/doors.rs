@@ -85,7 +85,8 @@ async fn command_line_files_that_link_out_of_the_workspace_are_refused() {
         .cmd_for(&server)
         .args(["--prompt-file", "prompts/x.prompt.yml"]))
     .code(42)
-    .stderr_has("the link `prompts`");
+    .stderr_has("the link `prompts`")
+    .stderr_has("hint: a link in the repository may not lead out of it");
     // --jobs too.
     std::fs::write(
         env.root.join("jobs.jsonl"),
