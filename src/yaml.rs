@@ -255,6 +255,106 @@ mod tests {
         }
     }
 
+    /// A random flow document: nested sequences and maps, scalars quoted with `"` or `'` that hold
+    /// brackets, quotes and `#`, plain scalars, anchors, comments and line breaks between tokens.
+    fn random_flow(rng: &mut fastrand::Rng, depth: usize, out: &mut String) {
+        let gap = |rng: &mut fastrand::Rng, out: &mut String| match rng.u8(0..6) {
+            0 => out.push_str(" # a ] } [ comment\n"),
+            1 => out.push('\n'),
+            _ => out.push(' '),
+        };
+        let scalar = |rng: &mut fastrand::Rng, out: &mut String| {
+            let text: String = (0..rng.usize(0..6))
+                .map(|_| {
+                    ['[', ']', '{', '}', '#', ',', ':', 'x', ' ', '\\', '"', '\''][rng.usize(0..12)]
+                })
+                .collect();
+            match rng.u8(0..3) {
+                0 => {
+                    out.push('"');
+                    out.push_str(&text.replace('\\', "\\\\").replace('"', "\\\""));
+                    out.push('"');
+                }
+                1 => {
+                    out.push('\'');
+                    out.push_str(&text.replace('\'', "''"));
+                    out.push('\'');
+                }
+                _ => out.push_str("plain"),
+            }
+        };
+        if rng.u8(0..3) == 0 {
+            out.push_str("&a ");
+        }
+        if depth == 0 || rng.u8(0..4) == 0 {
+            scalar(rng, out);
+            return;
+        }
+        let map = rng.bool();
+        out.push(if map { '{' } else { '[' });
+        for i in 0..rng.usize(0..4) {
+            if i > 0 {
+                out.push(',');
+            }
+            gap(rng, out);
+            if map {
+                scalar(rng, out);
+                out.push_str(": ");
+            }
+            random_flow(rng, depth - 1, out);
+            gap(rng, out);
+        }
+        out.push(if map { '}' } else { ']' });
+    }
+
+    fn value_depth(v: &serde_yaml::Value) -> usize {
+        match v {
+            serde_yaml::Value::Sequence(items) => {
+                1 + items.iter().map(value_depth).max().unwrap_or(0)
+            }
+            serde_yaml::Value::Mapping(m) => {
+                1 + m
+                    .iter()
+                    .map(|(k, v)| value_depth(k).max(value_depth(v)))
+                    .max()
+                    .unwrap_or(0)
+            }
+            serde_yaml::Value::Tagged(t) => value_depth(&t.value),
+            _ => 0,
+        }
+    }
+
+    #[test]
+    fn the_scan_never_counts_fewer_levels_than_the_parser_builds() {
+        let mut rng = fastrand::Rng::with_seed(19);
+        let mut parsed = 0;
+        for _ in 0..2000 {
+            // Text before the flow value that must not hide it: a block scalar, a quoted
+            // scalar over two lines, a comment, each holding brackets and quotes.
+            let junk = [
+                "a: |\n  x: \"[[ '\n  ]] {\n",
+                "a: \"[[ '\n  {{ \"\n",
+                "# [[[ \"\n",
+                "",
+            ];
+            let mut doc = junk[rng.usize(0..junk.len())].to_owned();
+            doc.push_str("key: ");
+            random_flow(&mut rng, 6, &mut doc);
+            doc.push('\n');
+            let Ok(value) = serde_yaml::from_str::<serde_yaml::Value>(&doc) else {
+                continue;
+            };
+            parsed += 1;
+            let mut scan = Scan::default();
+            for line in doc.lines() {
+                scan.line(line);
+            }
+            // `key:` is one block level the scan does not count.
+            assert!(scan.deepest + 1 >= value_depth(&value), "{doc}");
+        }
+        assert!(parsed > 500, "only {parsed} documents parsed");
+    }
+
     #[test]
     fn a_refused_nesting_costs_no_parsing_time() {
         let text = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
