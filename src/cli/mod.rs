@@ -413,7 +413,9 @@ pub(crate) struct BatchArgs {
     pub(crate) overwrite: bool,
 
     /// Let paths in the job file (`prompt_file`, `json_schema`) lead outside its directory: absolute
-    /// paths, `..`, symlinks out. Only for job files you wrote yourself.
+    /// paths, `..`, symlinks out; and let the command line's files (`--jobs`, `--json-schema @path`,
+    /// `--output`, `--summary`) go through links that lead out of the workspace. Only for files you
+    /// wrote yourself.
     #[arg(long)]
     pub(crate) allow_outside_paths: bool,
 
