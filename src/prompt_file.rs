@@ -12,8 +12,9 @@
 //! `/\{\{([\w.-]+)\}\}/`), replaced in one pass (a value's own `{{...}}` is left alone); one with no
 //! value is left as is and reported as a warning, as v2 did.
 //!
-//! This module does no I/O of its own except reading the prompt file: a variable's `@path` goes
-//! through the resolver the caller passes, so the caller decides where such paths may point.
+//! This module does no I/O of its own: the prompt file and every variable's `@path` are read through
+//! the reader the caller passes (its door for files, [`crate::paths`]), so the caller decides where
+//! such paths may point.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -234,22 +235,9 @@ pub(crate) fn substitute(
 /// At most this many names without a value are collected from one prompt file, and warned about.
 const MAX_MISSING_NAMES: usize = 10;
 
-/// How a prompt file and its `@path` variables are read: `what` names the input in messages
-/// (`prompt file`, `` `--var diff` ``), the path is as written, the number is the most bytes taken.
-/// The caller decides where paths may lead ([`crate::paths`]).
+/// What reading a prompt file or a variable's file gives: its text, or why not (the caller's door,
+/// [`crate::paths`], decides where paths may lead and says why it refuses).
 pub(crate) type ReadResult = Result<String, String>;
-
-/// Read a file of at most `max` bytes as UTF-8 text: a regular file only (a FIFO or a device is
-/// refused before it is opened, a kernel file under `/proc` too); the path is taken as given.
-pub(crate) fn read_capped(path: &Path, max: u64) -> Result<String, PromptFileError> {
-    let shown = path.display().to_string();
-    crate::paths::read_regular(path, "file", &shown, max).map_err(|message| {
-        PromptFileError::new(
-            message,
-            "check the path (it is relative to the working directory)",
-        )
-    })
-}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -97,7 +97,11 @@ fn prepare(
     }
     let mut schema = structured_options(args, ctx).map_err(|e| (e, None))?;
     let extra = match &args.extra_body {
-        Some(arg) => request::load_extra_body(arg, &ctx.cwd).map_err(|e| {
+        Some(arg) => request::load_extra_body(
+            arg,
+            &Workspace::new(&ctx.cwd, args.batch.allow_outside_paths),
+        )
+        .map_err(|e| {
             (
                 Error::usage(format!("--extra-body: {e}"), Some("nothing was sent")),
                 None,

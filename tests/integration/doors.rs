@@ -60,11 +60,12 @@ async fn command_line_files_that_link_out_of_the_workspace_are_refused() {
     for evil in ["environ.txt", "outside-link.txt"] {
         let var = format!("d=@{evil}");
         let schema = format!("@{evil}");
-        let cases: [Vec<&str>; 4] = [
+        let cases: [Vec<&str>; 5] = [
             vec!["--prompt-file", evil],
             vec!["--prompt-file", "p.prompt.yml", "--var", &var],
             vec!["--json-schema", &schema, "hi"],
             vec!["--system-prompt-file", evil, "hi"],
+            vec!["--extra-body", &schema, "hi"],
         ];
         for args in cases {
             let r = run(env.cmd_for(&server).args(&args));

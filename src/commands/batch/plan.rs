@@ -76,8 +76,11 @@ pub(crate) fn build(
     };
     let file = JobFile::open(jobs_spec, &ctx.cwd, rules, spooled)?;
     let extra_body = match &args.extra_body {
-        Some(arg) => crate::request::load_extra_body(arg, &ctx.cwd)
-            .map_err(|e| Error::usage(format!("--extra-body: {e}"), Some("nothing was sent")))?,
+        Some(arg) => crate::request::load_extra_body(
+            arg,
+            &crate::paths::Workspace::new(&ctx.cwd, batch.allow_outside_paths),
+        )
+        .map_err(|e| Error::usage(format!("--extra-body: {e}"), Some("nothing was sent")))?,
         None => Map::new(),
     };
     let defaults = defaults(
