@@ -1,7 +1,8 @@
 //! The one door for every path qwen reads or writes on someone's behalf: the paths a job file
 //! names (`prompt_file`, `json_schema`, `vars`), which stay inside the job file's tree, and the
 //! files of the command line (`--prompt-file`, `--var name=@path`, `--json-schema @path`,
-//! `--system-prompt-file`, and the outputs `--output`, `--summary`, `--result-file`), which the
+//! `--extra-body @path`, `--system-prompt-file`, `--jobs`, and the outputs `--output`, `--summary`,
+//! `--result-file`), which the
 //! user named but which a link committed to the repository must not lead out of it. Unless the user
 //! passed `--allow-outside-paths`.
 
