@@ -266,6 +266,8 @@ mask "${OPENAI_API_KEY:-}"
 # The mask step also gets both key inputs, in case the one not used is another secret.
 mask "${QWEN_ACTION_TOKEN:-}"
 mask "${QWEN_ACTION_API_KEY:-}"
+# v2's MCP token is never used, but it is a secret all the same.
+mask "${QWEN_ACTION_GITHUB_MCP_TOKEN:-}"
 header_error=""
 if [ -n "$headers_text" ]; then
   if parse_map "$headers_text"; then
@@ -321,6 +323,53 @@ require_readable() {
   fi
 }
 
+# The door for the one file this script opens for qwen (a plain prompt-file given with a prompt, as
+# standard input), the same rule as qwen's for the files it reads: a regular file, not under /proc,
+# /sys or /dev, and no symlink inside the workspace (the working directory) that leads out of it.
+stdin_file_door() {
+  local path=$1 ws cur part next target
+  ws=$(pwd -P)
+  case $path in
+    /*) cur="" ;;
+    *) cur=$ws ;;
+  esac
+  local -a parts=()
+  IFS=/ read -r -d '' -a parts < <(printf '%s\0' "$path")
+  for part in "${parts[@]}"; do
+    case $part in
+      "" | .) continue ;;
+      ..)
+        cur=${cur%/*}
+        continue
+        ;;
+    esac
+    next="$cur/$part"
+    if [ -L "$next" ]; then
+      target=$(readlink -f -- "$next") || target=""
+      if [[ $next == "$ws"/* ]] && [[ -z $target || ($target != "$ws" && $target != "$ws"/*) ]]; then
+        annotate "prompt-file '$path' goes through a link that leads out of the workspace: refused"
+        code=42
+        return 42
+      fi
+      cur=$target
+    else
+      cur=$next
+    fi
+  done
+  case $cur/ in
+    /proc/* | /sys/* | /dev/*)
+      annotate "prompt-file '$path' is a kernel file: refused"
+      code=42
+      return 42
+      ;;
+  esac
+  if [ ! -f "$cur" ]; then
+    annotate "prompt-file '$path' is not a regular file"
+    code=42
+    return 42
+  fi
+}
+
 # Two inputs that mean the same: either, or both with the same value.
 one_of() {
   local a_name=$1 a=$2 b_name=$3 b=$4
@@ -329,6 +378,22 @@ one_of() {
   fi
   printf '%s' "${a:-$b}"
 }
+
+# actions/ai-inference v2 inputs qwen does not support: a warning by name (the runner's own
+# "Unexpected input" never comes, since action.yml declares them), never their values.
+unsupported() {
+  local name=$1 value=$2 instead=$3
+  [ -n "$value" ] || return 0
+  echo "::warning title=qwen action::$name is not supported and is ignored: $instead" >&2
+}
+if [ -n "${QWEN_ACTION_ENABLE_GITHUB_MCP:-}" ] && [ "${QWEN_ACTION_ENABLE_GITHUB_MCP}" != false ]; then
+  unsupported enable-github-mcp x "qwen calls no tools (no GitHub MCP server); put the context the model needs in the prompt, input or file_input (e.g. a saved \`gh pr diff\`)"
+fi
+unsupported github-mcp-token "${QWEN_ACTION_GITHUB_MCP_TOKEN:-}" "there is no GitHub MCP server; the token is never used or sent"
+unsupported github-mcp-toolsets "${QWEN_ACTION_GITHUB_MCP_TOOLSETS:-}" "qwen calls no tools (no GitHub MCP server)"
+unsupported provider "${QWEN_ACTION_PROVIDER:-}" "qwen talks to any OpenAI-compatible API: name it with endpoint (or base-url) and token (or api-key)"
+unsupported copilot-cli-path "${QWEN_ACTION_COPILOT_CLI_PATH:-}" "the Copilot CLI is not used: give endpoint (or base-url) and token (or api-key) of an OpenAI-compatible API"
+unsupported copilot-allow-tools "${QWEN_ACTION_COPILOT_ALLOW_TOOLS:-}" "qwen calls no tools"
 
 # Never quote custom-headers back: any part of it may be a secret (masks hide whole values only).
 [ -z "$header_error" ] || usage_error "custom-headers is not a map of header names to text values (\`Name: value\` lines, or a JSON object)"
@@ -352,12 +417,15 @@ done
 if [ -n "$system_prompt_file" ]; then
   [ -z "$system_prompt" ] || usage_error "give system-prompt or system-prompt-file, not both"
   require_readable "$system_prompt_file" "system-prompt-file '$system_prompt_file' cannot be read"
-  system_prompt=$(cat -- "$system_prompt_file")
+  # qwen reads the file itself, byte for byte, through its door for files (a regular file, no
+  # link out of the workspace): its text never travels on a command line.
+  args+=(--system-prompt-file "$system_prompt_file")
 fi
 [ -n "$system_prompt" ] && args+=(--system-prompt "$system_prompt")
 
+# Every line of extra-args (a `|` block too), split on any whitespace.
 extra=()
-read -r -a extra <<<"${QWEN_ACTION_EXTRA_ARGS:-}"
+read -r -d '' -a extra <<<"${QWEN_ACTION_EXTRA_ARGS:-}"
 
 if [ -n "$jobs" ]; then
   if [ -n "$prompt" ] || [ -n "$prompt_file" ]; then
@@ -421,8 +489,18 @@ case "$prompt_file" in
     ;;
   *)
     [ -z "$vars_text$file_vars_text" ] || usage_error "input and file_input need a .prompt.yml or .prompt.yaml prompt-file"
-    [ -n "$prompt" ] && args+=(--prompt "$prompt")
-    [ -n "$prompt_file" ] && input=$prompt_file
+    if [ -n "$prompt_file" ] && [ -z "$prompt" ]; then
+      # qwen reads it through its door for files.
+      args+=(--prompt-file "$prompt_file")
+    elif [ -n "$prompt_file" ]; then
+      # The file's text then the prompt: the file goes on standard input, opened by this script,
+      # so it passes the same door here first.
+      stdin_file_door "$prompt_file" || exit
+      args+=(--prompt "$prompt")
+      input=$prompt_file
+    else
+      [ -n "$prompt" ] && args+=(--prompt "$prompt")
+    fi
     ;;
 esac
 

@@ -86,12 +86,19 @@ fn dispatch(
         Some(Command::Completions { shell }) => generate::completions(shell, Cli::command()),
         Some(Command::Man) => generate::man(Cli::command()),
         Some(Command::Batch(args)) => {
-            let settings = crate::cli::provider_batch::resolve(*args)?;
+            let mut settings = crate::cli::provider_batch::resolve(*args)?;
+            if let crate::settings::BatchApiCommand::Submit(submit) = &mut settings {
+                let outputs = [("--output", submit.output.output.as_deref())];
+                crate::commands::read_system_prompt_file(&mut submit.request, &outputs, ctx)?;
+            }
             with_runtime(|runtime| provider_batch::command(settings, ctx, runtime))
         }
         None => {
             let json_format = crate::cli::json_format_of(&cli.run);
-            let invocation = match crate::cli::invocation(cli.run, matches) {
+            let invocation = crate::cli::invocation(cli.run, matches).and_then(|mut invocation| {
+                read_file_flags(&mut invocation, ctx).map(|()| invocation)
+            });
+            let invocation = match invocation {
                 Ok(invocation) => invocation,
                 Err(err) => {
                     if let Some(format) = json_format {
@@ -108,6 +115,24 @@ fn dispatch(
                     with_runtime(|runtime| run::command(&settings, ctx, runtime, started))
                 }
             }
+        }
+    }
+}
+
+/// The file flags read before a command starts (`--system-prompt-file`), so that the files the
+/// command writes cannot be them.
+fn read_file_flags(invocation: &mut Invocation, ctx: &Context) -> Result<(), Error> {
+    match invocation {
+        Invocation::Single(s) => {
+            let outputs = [("--result-file", s.result_file.as_deref())];
+            crate::commands::read_system_prompt_file(&mut s.request, &outputs, ctx)
+        }
+        Invocation::Batch(b) => {
+            let outputs = [
+                ("--output", b.output.as_deref()),
+                ("--summary", b.summary.as_deref()),
+            ];
+            crate::commands::read_system_prompt_file(&mut b.request, &outputs, ctx)
         }
     }
 }

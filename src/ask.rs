@@ -183,11 +183,13 @@ fn millis(d: Duration) -> u64 {
 fn add_usage(total: &mut Option<Usage>, more: Option<Usage>) {
     if let Some(u) = more {
         let t = total.get_or_insert_with(Usage::default);
-        t.input_tokens += u.input_tokens;
-        t.output_tokens += u.output_tokens;
-        t.total_tokens += u.total_tokens;
+        // A server's numbers: summed without wrapping (or a debug build's panic).
+        t.input_tokens = t.input_tokens.saturating_add(u.input_tokens);
+        t.output_tokens = t.output_tokens.saturating_add(u.output_tokens);
+        t.total_tokens = t.total_tokens.saturating_add(u.total_tokens);
         if let Some(r) = u.reasoning_tokens {
-            *t.reasoning_tokens.get_or_insert(0) += r;
+            let sum = t.reasoning_tokens.get_or_insert(0);
+            *sum = sum.saturating_add(r);
         }
     }
 }

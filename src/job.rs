@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -135,6 +135,8 @@ pub(crate) struct JobFile {
     /// its own over them.
     default_extra_body: Map<String, Value>,
     default_headers: Vec<ExtraHeader>,
+    /// The prompt-file warnings printed already (each once per job file).
+    warned: std::sync::Mutex<std::collections::HashSet<String>>,
     _spool: Option<tempfile::TempPath>,
 }
 
@@ -153,6 +155,17 @@ pub(crate) struct Validation {
 }
 
 const MAX_REPORTED_ERRORS: usize = 20;
+
+/// At most this many distinct prompt-file warnings are printed for one job file.
+const MAX_WARNINGS: usize = 50;
+
+/// The largest JSON job document read whole, and the longest JSON Lines line (a JSON Lines file is
+/// streamed, whatever its size).
+pub(crate) const MAX_DOCUMENT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The largest YAML job document: parsed whole into a tree that costs about 60 times its size (250
+/// for nested collections), so a YAML file is for what people write by hand.
+pub(crate) const MAX_YAML_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Keys that name or make up one job, and so have no meaning in a file's `defaults`.
 const PER_JOB_ONLY: [&str; 7] = [
@@ -190,9 +203,15 @@ impl JobFile {
                 default_fallbacks: None,
                 default_extra_body: Map::new(),
                 default_headers: Vec::new(),
+                warned: std::sync::Mutex::default(),
                 _spool: Some(path),
             });
         }
+        // The user named the file; a link in the workspace may not lead it out (the one door for
+        // the command line's files).
+        crate::paths::Workspace::new(cwd, rules.allow_outside)
+            .follow(spec)
+            .map_err(|e| Error::input(format!("--jobs: {e}"), "nothing was sent"))?;
         let path = cwd.join(spec);
         let format = match path
             .extension()
@@ -210,11 +229,22 @@ impl JobFile {
                 ));
             }
         };
-        if !path.is_file() {
-            return Err(Error::input(
-                format!("job file `{spec}` not found"),
-                "check the path given to --jobs",
-            ));
+        match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_file() => {}
+            Ok(_) => {
+                return Err(Error::input(
+                    format!(
+                        "job file `{spec}` is not a regular file (a directory, a FIFO or a device is never read)"
+                    ),
+                    "give a file; JSON Lines can be piped with `--jobs -`",
+                ));
+            }
+            Err(_) => {
+                return Err(Error::input(
+                    format!("job file `{spec}` not found"),
+                    "check the path given to --jobs",
+                ));
+            }
         }
         let base_dir = path.parent().map_or_else(|| cwd.to_owned(), Path::to_owned);
         let mut file = Self {
@@ -227,6 +257,7 @@ impl JobFile {
             default_fallbacks: None,
             default_extra_body: Map::new(),
             default_headers: Vec::new(),
+            warned: std::sync::Mutex::default(),
             _spool: None,
         };
         if format != JobFormat::Jsonl
@@ -287,13 +318,27 @@ impl JobFile {
 
     /// A YAML or JSON document: (defaults, jobs).
     fn document(&self) -> Result<(Value, Vec<Value>), Error> {
-        let text = std::fs::read_to_string(&self.path)
-            .map_err(|e| Error::input(format!("cannot read `{}`: {e}", self.name), ""))?;
+        let text = crate::paths::read_regular(
+            &self.path,
+            "job file",
+            &self.name,
+            if self.format == JobFormat::Yaml {
+                MAX_YAML_BYTES
+            } else {
+                MAX_DOCUMENT_BYTES
+            },
+        )
+        .map_err(|e| {
+            Error::input(
+                e,
+                "a YAML or JSON job file is read whole: for more jobs, use JSON Lines (streamed)",
+            )
+        })?;
         // A UTF-8 byte order mark (Windows editors write one) is not part of the document.
         let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
         let doc: Value = match self.format {
             JobFormat::Yaml => {
-                let yaml: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
+                let yaml: serde_yaml::Value = crate::yaml::from_str(text).map_err(|e| {
                     Error::input(
                         format!("{}: invalid YAML: {e}", self.name),
                         "fix the file; nothing was sent",
@@ -568,10 +613,10 @@ impl JobFile {
         if let ResponseFormat::JsonSchema(spec) = &file.response_format
             && defaults.schema.is_none()
         {
-            *schema = Some(Arc::new(
-                OutputSchema::compile(spec.schema.clone())
-                    .map_err(|e| format!("prompt_file `{rel}`: `jsonSchema`: {e}"))?,
-            ));
+            *schema =
+                Some(Arc::new(spec.compile().map_err(|e| {
+                    format!("prompt_file `{rel}`: `jsonSchema`: {e}")
+                })?));
         }
         Ok(Some(file))
     }
@@ -609,22 +654,29 @@ impl JobFile {
         vars: &[(String, VarValue)],
         max: u64,
     ) -> Result<prompt_file::PromptFile, String> {
-        let path = self
-            .paths
-            .resolve(rel)
-            .map_err(|e| format!("prompt_file {e}"))?;
-        // A variable's `@path` goes through the same door as every other path of a job file.
-        let rendered = prompt_file::load(&path, vars, |p| {
-            self.paths
-                .read("a `vars` file", &p.to_string_lossy(), max)
-                .map_err(|message| prompt_file::PromptFileError {
-                    message,
-                    hint: String::new(),
-                })
+        // The file and its variables' `@path`s go through the same door as every other path of a
+        // job file.
+        let rendered = prompt_file::load(rel, vars, max, |what, path, cap| {
+            let what = if what == "prompt file" {
+                "prompt_file".to_owned()
+            } else {
+                format!("`vars`: {what}")
+            };
+            self.paths.read(&what, path, cap)
         })
-        .map_err(|e| e.message.replace(&path.display().to_string(), rel))?;
-        for warning in &rendered.warnings {
-            crate::diag::warn(&format!("warning: job file: {warning}"));
+        .map_err(|e| e.message)?;
+        // Once per warning for the whole file (every job and both passes would repeat it).
+        if let Ok(mut warned) = self.warned.lock() {
+            for warning in rendered.warnings {
+                if warned.len() < MAX_WARNINGS && warned.insert(warning.clone()) {
+                    crate::diag::warn(&format!("warning: job file: {warning}"));
+                    if warned.len() == MAX_WARNINGS {
+                        crate::diag::warn(&format!(
+                            "warning: job file: {MAX_WARNINGS} prompt-file warnings shown; the others are not"
+                        ));
+                    }
+                }
+            }
         }
         Ok(rendered.prompt)
     }
@@ -952,8 +1004,26 @@ impl Iterator for JsonLines {
         loop {
             self.buf.clear();
             self.line += 1;
-            match self.reader.read_line(&mut self.buf) {
+            // One line is bounded like a whole document: a line of gigabytes is an error, not
+            // an allocation.
+            match (&mut self.reader)
+                .take(MAX_DOCUMENT_BYTES + 1)
+                .read_line(&mut self.buf)
+            {
                 Ok(0) => return None,
+                Ok(n) if n as u64 > MAX_DOCUMENT_BYTES => {
+                    self.buf = String::new();
+                    let _ = self.reader.skip_until(b'\n');
+                    let index = self.index;
+                    self.index += 1;
+                    return Some(RawJob {
+                        index,
+                        position: Position::Line(self.line),
+                        value: Err(format!(
+                            "the line is longer than {MAX_DOCUMENT_BYTES} bytes"
+                        )),
+                    });
+                }
                 Ok(_) => {}
                 Err(e) => {
                     let index = self.index;

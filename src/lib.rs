@@ -30,6 +30,7 @@ mod schema;
 mod secret;
 mod settings;
 mod signals;
+mod yaml;
 
 use std::process::ExitCode;
 

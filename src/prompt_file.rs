@@ -12,8 +12,9 @@
 //! `/\{\{([\w.-]+)\}\}/`), replaced in one pass (a value's own `{{...}}` is left alone); one with no
 //! value is left as is and reported as a warning, as v2 did.
 //!
-//! This module does no I/O of its own except reading the prompt file: a variable's `@path` goes
-//! through the resolver the caller passes, so the caller decides where such paths may point.
+//! This module does no I/O of its own: the prompt file and every variable's `@path` are read through
+//! the reader the caller passes (its door for files, [`crate::paths`]), so the caller decides where
+//! such paths may point.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -96,9 +97,18 @@ pub(crate) struct JsonSchema {
     pub(crate) name: String,
     pub(crate) strict: Option<bool>,
     pub(crate) schema: Json,
+    /// The whole `jsonSchema` object as written: what the request carries.
+    pub(crate) spec: Json,
 }
 
 impl JsonSchema {
+    /// The schema checked and compiled, to be sent as written (its `name`, its `strict`), as
+    /// `actions/ai-inference` v2 sends `JSON.parse(jsonSchema)`.
+    pub(crate) fn compile(&self) -> Result<crate::schema::OutputSchema, String> {
+        crate::schema::OutputSchema::compile(self.schema.clone())
+            .map(|s| s.with_written_spec(self.spec.clone()))
+    }
+
     /// The chat API's `response_format` value, as the file asks for it (qwen sends its own, from
     /// the schema, through `--json-schema`'s path; this shows what the file means).
     #[cfg(test)]
@@ -177,12 +187,23 @@ pub(crate) fn parse_var(spec: &str) -> Result<(String, VarValue), PromptFileErro
 }
 
 /// Fill `{{name}}` placeholders in one pass; names with no value are left as is and collected.
+/// `budget` is how many bytes the text may still grow to: `None` when it would grow past it (the
+/// text is never built past the limit, whatever the number of placeholders).
 pub(crate) fn substitute(
     text: &str,
     vars: &BTreeMap<String, String>,
     missing: &mut BTreeSet<String>,
-) -> String {
-    let mut out = String::with_capacity(text.len());
+    budget: &mut u64,
+) -> Option<String> {
+    let mut out = String::with_capacity(
+        text.len()
+            .min(usize::try_from(*budget).unwrap_or(usize::MAX)),
+    );
+    let mut push = |out: &mut String, piece: &str| -> Option<()> {
+        *budget = budget.checked_sub(piece.len() as u64)?;
+        out.push_str(piece);
+        Some(())
+    };
     let mut rest = text;
     while let Some(start) = rest.find("{{") {
         let after = &rest[start + 2..];
@@ -191,47 +212,32 @@ pub(crate) fn substitute(
             .unwrap_or(after.len());
         let name = &after[..name_len];
         if name_len > 0 && after[name_len..].starts_with("}}") {
-            out.push_str(&rest[..start]);
+            push(&mut out, &rest[..start])?;
             if let Some(value) = vars.get(name) {
-                out.push_str(value);
+                push(&mut out, value)?;
             } else {
-                missing.insert(name.to_owned());
-                out.push_str(&rest[start..start + 2 + name_len + 2]);
+                if missing.len() < MAX_MISSING_NAMES {
+                    missing.insert(name.to_owned());
+                }
+                push(&mut out, &rest[start..start + 2 + name_len + 2])?;
             }
             rest = &after[name_len + 2..];
         } else {
             // Not a placeholder here: keep one `{` and look again from the next character.
-            out.push_str(&rest[..=start]);
+            push(&mut out, &rest[..=start])?;
             rest = &rest[start + 1..];
         }
     }
-    out.push_str(rest);
-    out
+    push(&mut out, rest)?;
+    Some(out)
 }
 
-/// Read a file of at most `max` bytes as UTF-8 text.
-pub(crate) fn read_capped(path: &Path, max: u64) -> Result<String, PromptFileError> {
-    use std::io::Read;
-    let shown = path.display();
-    let file = std::fs::File::open(path).map_err(|e| {
-        PromptFileError::new(
-            format!("cannot read `{shown}`: {e}"),
-            "check the path (it is relative to the working directory)",
-        )
-    })?;
-    let mut bytes = Vec::new();
-    file.take(max + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| PromptFileError::new(format!("cannot read `{shown}`: {e}"), ""))?;
-    if bytes.len() as u64 > max {
-        return Err(PromptFileError::new(
-            format!("`{shown}` is larger than {max} bytes"),
-            "a prompt file is a template: pass large inputs as variables (`--var name=@file`)",
-        ));
-    }
-    String::from_utf8(bytes)
-        .map_err(|_| PromptFileError::new(format!("`{shown}` is not UTF-8 text"), ""))
-}
+/// At most this many names without a value are collected from one prompt file, and warned about.
+const MAX_MISSING_NAMES: usize = 10;
+
+/// What reading a prompt file or a variable's file gives: its text, or why not (the caller's door,
+/// [`crate::paths`], decides where paths may lead and says why it refuses).
+pub(crate) type ReadResult = Result<String, String>;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -316,12 +322,21 @@ fn json_schema(
         name: name.to_owned(),
         strict,
         schema: schema.clone(),
+        spec: spec.clone(),
     })
 }
 
 /// Check a prompt file's text, placeholders not yet filled. `origin` names it in messages.
 pub(crate) fn parse(text: &str, origin: &str) -> Result<PromptFile, PromptFileError> {
-    let raw: RawFile = serde_yaml::from_str(text).map_err(|e| bad(origin, e))?;
+    // The text is never quoted back: a link can make any file the prompt file.
+    let value: serde_yaml::Value =
+        crate::yaml::from_str(text).map_err(|e| bad(origin, format!("not valid YAML: {e}")))?;
+    if !(value.is_mapping() || value.is_null()) {
+        return Err(bad(origin, "not a YAML map (its content is not shown)"));
+    }
+    // Read again into the typed form (from the text: a plain `content: 12345` is text).
+    let raw: RawFile =
+        serde_yaml::from_str(text).map_err(|e| bad(origin, crate::yaml::describe(&e)))?;
     let raw_messages = raw
         .messages
         .filter(|m| !m.is_empty())
@@ -397,18 +412,21 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<PromptFile, PromptFileEr
 }
 
 /// Fill a parsed prompt file's placeholders. Every `@path` value is read through `resolve` (which
-/// decides where paths may point and how much it reads); a name given twice is refused.
+/// decides where paths may point and how much it reads); a name given twice is refused. The filled
+/// messages together may hold at most `max_bytes` (`--max-input-bytes`): checked as they are
+/// filled, so 200,000 placeholders of a 1 MiB value stop at the limit instead of allocating 200 GB.
 pub(crate) fn render(
     mut prompt: PromptFile,
     origin: &str,
     vars: &[(String, VarValue)],
-    mut resolve: impl FnMut(&Path) -> Result<String, PromptFileError>,
+    max_bytes: u64,
+    mut resolve: impl FnMut(&str, &Path) -> Result<String, PromptFileError>,
 ) -> Result<Rendered, PromptFileError> {
     let mut values = BTreeMap::new();
     for (name, value) in vars {
         let text = match value {
             VarValue::Text(t) => t.clone(),
-            VarValue::File(path) => resolve(path)?,
+            VarValue::File(path) => resolve(name, path)?,
         };
         if values.insert(name.clone(), text).is_some() {
             return Err(PromptFileError::new(
@@ -418,28 +436,61 @@ pub(crate) fn render(
         }
     }
     let mut missing = BTreeSet::new();
+    let mut budget = max_bytes;
     for m in &mut prompt.messages {
-        m.content = substitute(&m.content, &values, &mut missing);
+        m.content = substitute(&m.content, &values, &mut missing, &mut budget).ok_or_else(|| {
+            PromptFileError::new(
+                format!(
+                    "prompt file `{origin}`: filled with its variables, the prompt is larger than the limit of {max_bytes} bytes; it was not sent"
+                ),
+                "raise the limit with --max-input-bytes, or send less (nothing is ever cut silently)",
+            )
+        })?;
     }
-    let warnings = missing
-        .into_iter()
+    let mut warnings: Vec<String> = missing
+        .iter()
         .map(|name| {
             format!("prompt file `{origin}`: no value for `{{{{{name}}}}}`: left as is (give it with `--var {name}=...`)")
         })
         .collect();
+    if missing.len() >= MAX_MISSING_NAMES {
+        warnings.push(format!(
+            "prompt file `{origin}`: more placeholders may have no value: only the first {MAX_MISSING_NAMES} are named"
+        ));
+    }
     Ok(Rendered { prompt, warnings })
 }
 
-/// Read (at most [`MAX_PROMPT_FILE_BYTES`]), check and fill a prompt file.
+/// Read (at most [`MAX_PROMPT_FILE_BYTES`]), check and fill a prompt file. `path` is as the user
+/// (or the job file) wrote it; `read` reads it and every `@path` variable (the caller's door:
+/// [`crate::paths`]), with `what` naming the input; a variable's file and the filled prompt may
+/// hold at most `max_bytes` (`--max-input-bytes`).
 pub(crate) fn load(
-    path: &Path,
+    path: &str,
     vars: &[(String, VarValue)],
-    resolve: impl FnMut(&Path) -> Result<String, PromptFileError>,
+    max_bytes: u64,
+    mut read: impl FnMut(&str, &str, u64) -> ReadResult,
 ) -> Result<Rendered, PromptFileError> {
-    let text = read_capped(path, MAX_PROMPT_FILE_BYTES)?;
-    let origin = path.display().to_string();
-    let prompt = parse(&text, &origin)?;
-    render(prompt, &origin, vars, resolve)
+    let text = read("prompt file", path, MAX_PROMPT_FILE_BYTES).map_err(|message| {
+        let hint = if message.contains("larger than") {
+            "a prompt file is a template: pass large inputs as variables (`--var name=@file`)"
+        } else {
+            crate::paths::read_hint(&message)
+        };
+        PromptFileError::new(message, hint)
+    })?;
+    let prompt = parse(&text, path)?;
+    render(prompt, path, vars, max_bytes, |name, file| {
+        read(
+            &format!("the file of `{name}`"),
+            &file.to_string_lossy(),
+            max_bytes,
+        )
+        .map_err(|message| {
+            let hint = crate::paths::read_hint(&message);
+            PromptFileError::new(message, hint)
+        })
+    })
 }
 
 #[cfg(test)]
@@ -447,17 +498,24 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// Reads through the door used for command-line files, with the workspace at `/`.
+    fn disk(what: &str, path: &str, max: u64) -> ReadResult {
+        crate::paths::read_regular(Path::new(path), what, path, max)
+    }
+
     #[test]
     fn the_triage_example_prompt_file_loads_fills_its_variables_and_asks_for_a_schema() {
         // The prompt file itself is valid, fills both variables and asks for the JSON schema.
         let rendered = load(
             &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("examples/github-actions/prompts/triage.prompt.yml"),
+                .join("examples/github-actions/prompts/triage.prompt.yml")
+                .to_string_lossy(),
             &[
                 ("title".into(), VarValue::Text("App crashes".into())),
                 ("body".into(), VarValue::Text("on start".into())),
             ],
-            |_| Ok(String::new()),
+            1 << 20,
+            disk,
         )
         .expect("the example prompt file loads");
         assert!(rendered.warnings.is_empty(), "{:?}", rendered.warnings);
@@ -518,7 +576,8 @@ mod tests {
         ];
         for (text, want, want_missing) in cases {
             let mut missing = BTreeSet::new();
-            assert_eq!(substitute(text, &v, &mut missing), want, "{text}");
+            let got = substitute(text, &v, &mut missing, &mut 1000).expect("within the budget");
+            assert_eq!(got, want, "{text}");
             let missing: Vec<&str> = missing.iter().map(String::as_str).collect();
             assert_eq!(missing, want_missing, "{text}");
         }
@@ -716,7 +775,7 @@ evaluators:
             ("extra".to_owned(), VarValue::File("notes.txt".into())),
         ];
         let mut asked = Vec::new();
-        let r = render(p, "t.prompt.yml", &given, |path| {
+        let r = render(p, "t.prompt.yml", &given, 1000, |_, path| {
             asked.push(path.to_owned());
             Ok("from file".into())
         })
@@ -739,7 +798,7 @@ evaluators:
     fn render_passes_on_the_resolvers_refusal_and_refuses_a_name_given_twice() {
         let p = parse(FULL, "t").expect("parses");
         let outside = [("body".to_owned(), VarValue::File("../../etc/passwd".into()))];
-        let err = render(p.clone(), "t", &outside, |_| {
+        let err = render(p.clone(), "t", &outside, 1000, |_, _| {
             Err(PromptFileError::new(
                 "`../../etc/passwd` is outside the project",
                 "",
@@ -752,7 +811,7 @@ evaluators:
             ("body".to_owned(), VarValue::Text("a".into())),
             ("body".to_owned(), VarValue::Text("b".into())),
         ];
-        let err = render(p, "t", &twice, |_| Ok(String::new())).expect_err("twice");
+        let err = render(p, "t", &twice, 1000, |_, _| Ok(String::new())).expect_err("twice");
         assert!(err.message.contains("given twice"), "{}", err.message);
     }
 
@@ -765,24 +824,130 @@ evaluators:
             text.push_str("      filler filler filler filler filler filler filler filler\n");
         }
         std::fs::write(&big, &text).expect("write");
-        let err = load(&big, &[], |_| Ok(String::new())).expect_err("too big");
+        let err = load(&big.to_string_lossy(), &[], 1 << 30, disk).expect_err("too big");
         assert!(err.message.contains("larger than"), "{}", err.message);
+        assert!(err.hint.contains("--var name=@file"), "{}", err.hint);
 
         let ok = dir.path().join("ok.prompt.yml");
         std::fs::write(&ok, "messages:\n  - role: user\n    content: Hi {{who}}\n").expect("write");
         let r = load(
-            &ok,
+            &ok.to_string_lossy(),
             &[("who".into(), VarValue::Text("there".into()))],
-            |_| Ok(String::new()),
+            100,
+            disk,
         )
         .expect("loads");
         assert_eq!(r.prompt.messages[0].content, "Hi there");
         assert!(r.warnings.is_empty());
 
-        let err = load(&dir.path().join("none.prompt.yml"), &[], |_| {
-            Ok(String::new())
-        })
+        let err = load(
+            &dir.path().join("none.prompt.yml").to_string_lossy(),
+            &[],
+            100,
+            disk,
+        )
         .expect_err("missing");
-        assert!(err.message.starts_with("cannot read"), "{}", err.message);
+        assert!(err.message.starts_with("prompt file `"), "{}", err.message);
+
+        // An oversize variable file is a limit to raise, not a template to split.
+        let data = dir.path().join("data.txt");
+        std::fs::write(&data, "x".repeat(200)).expect("write");
+        let err = load(
+            &ok.to_string_lossy(),
+            &[("who".into(), VarValue::File(data))],
+            100,
+            disk,
+        )
+        .expect_err("too big");
+        assert!(
+            err.message.contains("larger than 100 bytes"),
+            "{}",
+            err.message
+        );
+        assert!(err.hint.contains("--max-input-bytes"), "{}", err.hint);
+        assert!(!err.hint.contains("--var name=@file"), "{}", err.hint);
+    }
+
+    #[test]
+    fn the_filled_prompt_is_bounded_as_it_is_filled() {
+        let many = "{{d}}".repeat(200_000);
+        let p = parse(
+            &format!("messages:\n  - role: user\n    content: \"{many}\"\n"),
+            "t",
+        )
+        .expect("parses");
+        let value = "v".repeat(1024 * 1024);
+        let started = std::time::Instant::now();
+        let err = render(
+            p.clone(),
+            "t",
+            &[("d".into(), VarValue::Text(value))],
+            8 * 1024 * 1024,
+            |_, _| Ok(String::new()),
+        )
+        .expect_err("over the limit");
+        assert!(
+            err.message
+                .contains("larger than the limit of 8388608 bytes"),
+            "{}",
+            err.message
+        );
+        assert!(err.hint.contains("--max-input-bytes"), "{}", err.hint);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        // The limit counts the whole prompt, every message.
+        let two = parse(
+            "messages:\n  - role: system\n    content: 12345\n  - role: user\n    content: '{{a}}'\n",
+            "t",
+        )
+        .expect("parses");
+        let fill = |n: u64| {
+            render(
+                two.clone(),
+                "t",
+                &[("a".into(), VarValue::Text("abcde".into()))],
+                n,
+                |_, _| Ok(String::new()),
+            )
+        };
+        assert!(fill(10).is_ok());
+        assert!(fill(9).is_err());
+    }
+
+    #[test]
+    fn missing_names_are_warned_once_each_and_capped() {
+        use std::fmt::Write as _;
+        let text = (0..50_000).fold(String::new(), |mut text, i| {
+            let _ = write!(text, "{{{{n{i}}}}} {{{{n{i}}}}} ");
+            text
+        });
+        let p = parse(
+            &format!("messages:\n  - role: user\n    content: \"{text}\"\n"),
+            "t",
+        )
+        .expect("parses");
+        let r = render(p, "t", &[], 1 << 30, |_, _| Ok(String::new())).expect("renders");
+        assert_eq!(r.warnings.len(), MAX_MISSING_NAMES + 1, "{:?}", r.warnings);
+        assert!(r.warnings[MAX_MISSING_NAMES].contains("only the first 10"));
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_map_is_never_quoted() {
+        let secret = "OPENAI_API_KEY=sk-live-0123456789";
+        for text in [
+            secret.to_owned(),
+            format!("\"{secret}\"\n"),
+            format!("messages: \"{secret}\"\n"),
+            format!("messages:\n  - role: user\n    content: [\"{secret}\"]\n"),
+            format!("{secret}: [\n"),
+            format!("- {secret}\n"),
+        ] {
+            let err = parse(&text, "t").expect_err(&text);
+            assert!(!err.message.contains("sk-live"), "{}", err.message);
+            assert!(
+                err.message.starts_with("prompt file `t`"),
+                "{}",
+                err.message
+            );
+        }
     }
 }

@@ -6,8 +6,6 @@
 //! what qwen has no flag for (`DashScope`'s `enable_thinking`, vLLM's `top_k`, `OpenRouter`'s
 //! `provider`).
 
-use std::path::Path;
-
 use serde_json::{Map, Value, json};
 
 use crate::prompt_file::{ModelParameters, PromptFile, Role};
@@ -31,11 +29,14 @@ pub(crate) fn check_extra_body(value: Value) -> Result<Map<String, Value>, Strin
     Ok(map)
 }
 
-/// `--extra-body`: inline JSON, or `@path` (relative to `cwd`, at most 1 MiB).
-pub(crate) fn load_extra_body(arg: &str, cwd: &Path) -> Result<Map<String, Value>, String> {
+/// `--extra-body`: inline JSON, or `@path` (relative to the working directory, through the command
+/// line's door for files, at most 1 MiB).
+pub(crate) fn load_extra_body(
+    arg: &str,
+    door: &crate::paths::Workspace,
+) -> Result<Map<String, Value>, String> {
     let value = if let Some(rel) = arg.strip_prefix('@') {
-        let text = crate::prompt_file::read_capped(&cwd.join(rel), MAX_EXTRA_BODY_BYTES)
-            .map_err(|e| e.message)?;
+        let text = door.read("file", rel, MAX_EXTRA_BODY_BYTES)?;
         serde_json::from_str(&text).map_err(|e| format!("`{rel}` is not JSON: {e}"))?
     } else {
         serde_json::from_str(arg).map_err(|e| {
@@ -210,10 +211,11 @@ mod tests {
             r#"{"provider": {"order": ["a"]}}"#,
         )
         .expect("write");
-        let loaded = load_extra_body("@x.json", dir.path()).expect("loads");
+        let door = crate::paths::Workspace::new(dir.path(), false);
+        let loaded = load_extra_body("@x.json", &door).expect("loads");
         assert_eq!(loaded["provider"], json!({"order": ["a"]}));
-        assert!(load_extra_body("{not json", dir.path()).is_err());
-        assert!(load_extra_body("@missing.json", dir.path()).is_err());
+        assert!(load_extra_body("{not json", &door).is_err());
+        assert!(load_extra_body("@missing.json", &door).is_err());
     }
 
     fn map(v: Value) -> Map<String, Value> {

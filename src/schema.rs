@@ -2,15 +2,13 @@
 //! the local validation (with repair turns) that makes an answer trustworthy whatever the server did.
 
 use std::fmt::{self, Write as _};
-use std::io::Read;
-use std::path::Path;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use jsonschema::{Draft, Retrieve, Uri, Validator};
 use serde_json::{Value, json};
 
 use crate::client::ApiError;
-use crate::paths::JobPaths;
+use crate::paths::{JobPaths, Workspace};
 
 /// The largest schema file read (`@path` or a job's `json_schema` path).
 pub(crate) const MAX_SCHEMA_BYTES: u64 = 4 * 1024 * 1024;
@@ -113,6 +111,9 @@ pub(crate) struct OutputSchema {
     validator: Validator,
     strict: bool,
     name: String,
+    /// A prompt file's `jsonSchema` object (`{name, strict, schema}`), sent as written in the
+    /// `json_schema` mode (as `actions/ai-inference` v2 sends it), instead of qwen's own.
+    written: Option<Value>,
 }
 
 impl fmt::Debug for OutputSchema {
@@ -187,7 +188,15 @@ impl OutputSchema {
             validator,
             strict,
             name,
+            written: None,
         })
+    }
+
+    /// Send `spec` (a prompt file's whole `jsonSchema` object, whose `schema` this is) as the
+    /// `json_schema` of the request, as written: its `name`, its `strict` (or none).
+    pub(crate) fn with_written_spec(mut self, spec: Value) -> Self {
+        self.written = Some(spec);
+        self
     }
 
     pub(crate) fn schema(&self) -> &Value {
@@ -201,10 +210,13 @@ impl OutputSchema {
     /// vLLM take the same object.
     pub(crate) fn response_format(&self, mode: FormatMode) -> Option<Value> {
         match mode {
-            FormatMode::JsonSchema => Some(json!({
-                "type": "json_schema",
-                "json_schema": {"name": self.name, "schema": self.schema, "strict": self.strict},
-            })),
+            FormatMode::JsonSchema => Some(match &self.written {
+                Some(spec) => json!({"type": "json_schema", "json_schema": spec}),
+                None => json!({
+                    "type": "json_schema",
+                    "json_schema": {"name": self.name, "schema": self.schema, "strict": self.strict},
+                }),
+            }),
             FormatMode::JsonObject => Some(json!({"type": "json_object"})),
             FormatMode::Prompt => None,
         }
@@ -436,10 +448,11 @@ fn shorten(text: &str) -> String {
     crate::sanitize::first_chars(text, MAX_QUOTED_CHARS)
 }
 
-/// The `--json-schema` value: inline JSON, or `@path` (relative to `cwd`), read with the 4 MiB cap.
-pub(crate) fn load_arg(arg: &str, cwd: &Path) -> Result<Value, String> {
+/// The `--json-schema` value: inline JSON, or `@path` (relative to the working directory, through
+/// the command line's door: a regular file, no link out of the workspace), read with the 4 MiB cap.
+pub(crate) fn load_arg(arg: &str, door: &Workspace) -> Result<Value, String> {
     if let Some(path) = arg.strip_prefix('@') {
-        let text = read_capped(&cwd.join(path), path)?;
+        let text = door.read("file", path, MAX_SCHEMA_BYTES)?;
         return serde_json::from_str(&text).map_err(|e| format!("`{path}` is not JSON: {e}"));
     }
     serde_json::from_str(arg).map_err(|e| {
@@ -459,24 +472,6 @@ pub(crate) fn load_job_value(value: &Value, paths: &JobPaths) -> Result<Value, S
         Value::Object(_) | Value::Bool(_) => Ok(value.clone()),
         _ => Err("must be a schema object or a path to one".to_owned()),
     }
-}
-
-fn read_capped(path: &Path, shown: &str) -> Result<String, String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot read `{shown}`: {e}"))?;
-    if !file.metadata().is_ok_and(|m| m.is_file()) {
-        return Err(format!("`{shown}` is not a file"));
-    }
-    let mut text = String::new();
-    file.take(MAX_SCHEMA_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("cannot read `{shown}`: {e}"))?;
-    if text.len() as u64 > MAX_SCHEMA_BYTES {
-        return Err(format!(
-            "`{shown}` is larger than {} MiB",
-            MAX_SCHEMA_BYTES / (1024 * 1024)
-        ));
-    }
-    Ok(text)
 }
 
 #[cfg(test)]
@@ -726,19 +721,31 @@ mod tests {
     }
 
     #[test]
-    fn schema_files_are_capped() {
+    fn schema_files_are_capped_and_pass_the_command_lines_door() {
         let dir = tempfile::tempdir().unwrap();
+        let door = Workspace::new(dir.path(), false);
         let big = dir.path().join("big.json");
         let file = std::fs::File::create(&big).unwrap();
         file.set_len(MAX_SCHEMA_BYTES + 1).unwrap();
-        let err = load_arg("@big.json", dir.path()).unwrap_err();
-        assert!(err.contains("larger than 4 MiB"), "{err}");
+        let err = load_arg("@big.json", &door).unwrap_err();
+        assert!(err.contains("larger than 4194304 bytes"), "{err}");
         std::fs::write(dir.path().join("s.json"), r#"{"type":"object"}"#).unwrap();
-        assert_eq!(
-            load_arg("@s.json", dir.path()),
-            Ok(json!({"type": "object"}))
+        assert_eq!(load_arg("@s.json", &door), Ok(json!({"type": "object"})));
+        assert!(load_arg("{not json", &door).is_err());
+        assert!(load_arg("@missing.json", &door).is_err());
+        // A committed link out of the workspace, and a FIFO (which would block the open forever).
+        std::os::unix::fs::symlink("/proc/self/environ", dir.path().join("env.json")).unwrap();
+        let err = load_arg("@env.json", &door).unwrap_err();
+        assert!(err.contains("leads out of the workspace"), "{err}");
+        let fifo = dir.path().join("fifo.json");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
         );
-        assert!(load_arg("{not json", dir.path()).is_err());
-        assert!(load_arg("@missing.json", dir.path()).is_err());
+        let err = load_arg("@fifo.json", &door).unwrap_err();
+        assert!(err.contains("not a regular file"), "{err}");
     }
 }

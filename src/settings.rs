@@ -50,6 +50,8 @@ impl Connection {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RequestSettings {
     pub(crate) system_prompt: Option<String>,
+    /// `--system-prompt-file`, as given (read into `system_prompt` by the command, through the door).
+    pub(crate) system_prompt_file: Option<String>,
     /// `--temperature`, `--max-tokens`, `--top-p`, `--seed`, `--stop`, `--reasoning-effort`.
     pub(crate) params: Params,
     /// `--extra-body` as given (inline JSON or `@file`; loaded by the command).
@@ -60,6 +62,9 @@ pub(crate) struct RequestSettings {
     pub(crate) fallback_models: Vec<String>,
     /// The largest prompt (argument, stdin, prompt file) accepted.
     pub(crate) max_input_bytes: u64,
+    /// `--allow-outside-paths`: the files a request reads (and a run writes) may lead outside the
+    /// workspace or the job file's directory.
+    pub(crate) allow_outside_paths: bool,
 }
 
 impl RequestSettings {
@@ -142,7 +147,6 @@ pub(crate) struct BatchSettings {
     pub(crate) max_total_tokens: Option<u64>,
     pub(crate) max_response_bytes: usize,
     pub(crate) shard: Option<Shard>,
-    pub(crate) allow_outside_paths: bool,
     pub(crate) quiet: bool,
     pub(crate) progress_interval: Duration,
     pub(crate) shutdown_grace: Duration,

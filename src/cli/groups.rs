@@ -75,6 +75,11 @@ pub(crate) struct RequestArgs {
     #[arg(long, value_name = "TEXT")]
     pub(crate) system_prompt: Option<String>,
 
+    /// The system message, read from FILE byte for byte (a regular file; a link in the workspace
+    /// may not lead out of it).
+    #[arg(long, value_name = "FILE", conflicts_with = "system_prompt")]
+    pub(crate) system_prompt_file: Option<String>,
+
     /// Sampling temperature.
     #[arg(long, value_name = "T", value_parser = parse_finite)]
     pub(crate) temperature: Option<f64>,
@@ -121,6 +126,12 @@ pub(crate) struct RequestArgs {
     /// Refuse input (a prompt, a prompt file) larger than this many bytes (exit 42).
     #[arg(long, value_name = "BYTES", default_value_t = 8 * 1024 * 1024)]
     pub(crate) max_input_bytes: u64,
+
+    /// Let the files a run reads and writes (and the paths a job file names) lead outside the
+    /// workspace or the job file's directory: absolute paths, `..`, links out. Only for files you
+    /// wrote yourself; `/proc`, `/sys` and `/dev` stay refused.
+    #[arg(long)]
+    pub(crate) allow_outside_paths: bool,
 }
 
 /// Where result lines go.

@@ -259,11 +259,6 @@ pub(crate) struct BatchArgs {
     #[arg(long, requires = "output", conflicts_with = "overwrite")]
     pub(crate) resume: bool,
 
-    /// Let paths in the job file (`prompt_file`, `json_schema`) lead outside its directory: absolute
-    /// paths, `..`, symlinks out. Only for job files you wrote yourself.
-    #[arg(long)]
-    pub(crate) allow_outside_paths: bool,
-
     /// Also write the end-of-run summary as JSON to FILE.
     #[arg(long, value_name = "FILE", requires = "jobs")]
     pub(crate) summary: Option<String>,

@@ -16,7 +16,7 @@ use crate::settings::{
 };
 
 /// Flags that only mean something in a batch (their clap ids and spellings).
-const BATCH_ONLY: [(&str, &str); 12] = [
+const BATCH_ONLY: [(&str, &str); 11] = [
     ("output", "--output"),
     ("concurrency", "--concurrency"),
     ("rpm", "--rpm"),
@@ -28,7 +28,6 @@ const BATCH_ONLY: [(&str, &str); 12] = [
     ("summary", "--summary"),
     ("progress_interval", "--progress-interval"),
     ("shutdown_grace", "--shutdown-grace"),
-    ("allow_outside_paths", "--allow-outside-paths"),
 ];
 
 impl ConfigArgs {
@@ -90,6 +89,7 @@ impl RequestArgs {
     pub(crate) fn settings(&self) -> RequestSettings {
         RequestSettings {
             system_prompt: self.system_prompt.clone(),
+            system_prompt_file: self.system_prompt_file.clone(),
             params: Params {
                 temperature: self.temperature,
                 max_tokens: self.max_tokens,
@@ -103,6 +103,7 @@ impl RequestArgs {
             schema_retries: self.schema_retries,
             fallback_models: self.fallback_models.clone(),
             max_input_bytes: self.max_input_bytes,
+            allow_outside_paths: self.allow_outside_paths,
         }
     }
 }
@@ -246,7 +247,6 @@ fn batch(args: RunArgs, format: BatchFormat) -> Result<BatchSettings, Error> {
         max_total_tokens: b.max_total_tokens,
         max_response_bytes: args.max_response_bytes,
         shard: b.shard,
-        allow_outside_paths: b.allow_outside_paths,
         quiet: b.quiet,
         progress_interval: b.progress_interval,
         shutdown_grace: b.shutdown_grace,

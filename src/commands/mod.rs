@@ -182,7 +182,8 @@ pub(crate) fn structured_options(
     let Some(arg) = &args.json_schema else {
         return Ok(None);
     };
-    let value = crate::schema::load_arg(arg, &ctx.cwd)
+    let door = crate::paths::Workspace::new(&ctx.cwd, args.allow_outside_paths);
+    let value = crate::schema::load_arg(arg, &door)
         .map_err(|e| Error::usage(format!("--json-schema: {e}"), Some("nothing was sent")))?;
     OutputSchema::compile(value)
         .map(|s| Some(Arc::new(s)))
@@ -200,10 +201,45 @@ pub(crate) fn extra_body(
     ctx: &Context,
 ) -> Result<Map<String, Value>, Error> {
     match &args.extra_body {
-        Some(arg) => crate::request::load_extra_body(arg, &ctx.cwd)
-            .map_err(|e| Error::usage(format!("--extra-body: {e}"), Some("nothing was sent"))),
+        Some(arg) => crate::request::load_extra_body(
+            arg,
+            &crate::paths::Workspace::new(&ctx.cwd, args.allow_outside_paths),
+        )
+        .map_err(|e| Error::usage(format!("--extra-body: {e}"), Some("nothing was sent"))),
         None => Ok(Map::new()),
     }
+}
+
+/// `--system-prompt-file`, read now through the command line's door into `system_prompt`: a
+/// regular file in the workspace (unless `--allow-outside-paths`), byte for byte, never one of the
+/// files the command writes (`outputs`: each flag with its path).
+pub(crate) fn read_system_prompt_file(
+    args: &mut RequestSettings,
+    outputs: &[(&str, Option<&str>)],
+    ctx: &Context,
+) -> Result<(), Error> {
+    let Some(file) = args.system_prompt_file.take() else {
+        return Ok(());
+    };
+    for (flag, out) in outputs {
+        if let Some(out) = out
+            && crate::paths::same_file(&ctx.cwd.join(&file), &ctx.cwd.join(out))
+        {
+            return Err(Error::usage(
+                format!("--system-prompt-file and {flag} name the same file `{out}`"),
+                Some("give each its own file; nothing was read or written"),
+            ));
+        }
+    }
+    let door = crate::paths::Workspace::new(&ctx.cwd, args.allow_outside_paths);
+    let text = door
+        .read("--system-prompt-file", &file, args.max_input_bytes)
+        .map_err(|e| {
+            let hint = crate::paths::read_hint(&e);
+            Error::input(e, hint)
+        })?;
+    args.system_prompt = Some(text);
+    Ok(())
 }
 
 /// What the request flags make of every job of a job file, a local batch's and a provider

@@ -17,6 +17,7 @@ use crate::diag;
 use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::output::{Extras, RunMeta, RunOutput, github};
+use crate::paths::Workspace;
 use crate::prompt::{InputSpec, read_prompt};
 use crate::prompt_file::{self, PromptFile, ResponseFormat};
 use crate::request;
@@ -104,7 +105,8 @@ fn prepare(
     })
 }
 
-/// The one file a single run writes must not be one it reads.
+/// The one file a single run writes must not be one it reads (nor standard input), and it may not
+/// lead out of the workspace through a link.
 fn refuse_same_files_of(args: &RunSettings, ctx: &Context) -> Result<(), Error> {
     let mut files = vec![
         ("--json-schema", args.request.schema_file()),
@@ -118,7 +120,18 @@ fn refuse_same_files_of(args: &RunSettings, ctx: &Context) -> Result<(), Error> 
             .and_then(|(_, value)| value.strip_prefix('@'));
         ("--var", path)
     }));
-    refuse_same_files(&files, ctx)
+    // `--result-file F < F` would replace the prompt it read.
+    let stdin_is_file =
+        !ctx.terminal.stdin && std::fs::metadata("/dev/stdin").is_ok_and(|m| m.is_file());
+    files.push(("standard input", stdin_is_file.then_some("/dev/stdin")));
+    refuse_same_files(&files, ctx)?;
+    // The output passes the command line's door: a link in the workspace may not lead it out.
+    if let Some(file) = &args.result_file {
+        Workspace::new(&ctx.cwd, args.request.allow_outside_paths)
+            .output("--result-file", file)
+            .map_err(|e| Error::input(e, "nothing was sent"))?;
+    }
+    Ok(())
 }
 
 /// The request body of a single run, through `request::compose`: the flags over a prompt file's
@@ -156,7 +169,7 @@ fn request_body(
             if schema.is_none()
                 && let ResponseFormat::JsonSchema(spec) = &file.response_format
             {
-                let compiled = OutputSchema::compile(spec.schema.clone()).map_err(|e| {
+                let compiled = spec.compile().map_err(|e| {
                     Error::input(
                         format!("the prompt file's `jsonSchema`: {e}"),
                         "fix the schema in the prompt file (draft 2020-12 or draft-07); nothing was sent",
@@ -190,13 +203,14 @@ fn read_input(
     runtime: &tokio::runtime::Runtime,
 ) -> Result<Input, Error> {
     let max = args.request.max_input_bytes;
+    // The files of the command line pass the one door (`paths::Workspace`).
+    let door = Workspace::new(&ctx.cwd, args.request.allow_outside_paths);
     let mut arg = args.prompt.clone();
     if let Some(file) = &args.prompt_file {
         let path = ctx.cwd.join(file);
         if prompt_file::is_prompt_file(&path) {
-            let rendered = prompt_file::load(&path, vars, |p| {
-                prompt_file::read_capped(&ctx.cwd.join(p), max)
-            })?;
+            let rendered =
+                prompt_file::load(file, vars, max, |what, p, cap| door.read(what, p, cap))?;
             for warning in &rendered.warnings {
                 diag::warn(&format!("warning: {warning}"));
             }
@@ -210,7 +224,10 @@ fn read_input(
                 Some("name the prompt file *.prompt.yml or *.prompt.yaml, or drop --var"),
             ));
         }
-        arg = Some(prompt_file::read_capped(&path, max)?);
+        arg = Some(door.read("--prompt-file", file, max).map_err(|e| {
+            let hint = crate::paths::read_hint(&e);
+            Error::input(e, hint)
+        })?);
     }
     let spec = InputSpec {
         arg,
@@ -269,15 +286,21 @@ pub(crate) fn command(
     // `--result-file`: written before the success is reported, so that a failure to write it is
     // the run's failure; never written when the run failed.
     let outcome = match (outcome, &args.result_file) {
-        (Ok(Some(answer)), Some(file)) => match write_result_file(&ctx.cwd.join(file), &answer) {
-            Ok(()) => Ok(Some(answer)),
-            Err(error) => Err(RunFailure {
-                error,
-                attempts: answer.completion.attempts,
-                api_ms: answer.completion.api_duration.as_millis(),
-                extras: Box::new(ask::answer_extras(&answer)),
-            }),
-        },
+        (Ok(Some(answer)), Some(file)) => {
+            match Workspace::new(&ctx.cwd, args.request.allow_outside_paths)
+                .output("--result-file", file)
+                .map_err(|e| Error::input(e, "the answer was not written"))
+                .and_then(|path| write_result_file(&path, &answer))
+            {
+                Ok(()) => Ok(Some(answer)),
+                Err(error) => Err(RunFailure {
+                    error,
+                    attempts: answer.completion.attempts,
+                    api_ms: answer.completion.api_duration.as_millis(),
+                    extras: Box::new(ask::answer_extras(&answer)),
+                }),
+            }
+        }
         (other, _) => other,
     };
     let summary = Summary {

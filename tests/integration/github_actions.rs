@@ -15,7 +15,7 @@ use serde_yaml::Value as Yaml;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const INPUTS: [&str; 21] = [
+const INPUTS: [&str; 27] = [
     "prompt",
     "prompt-file",
     "jobs",
@@ -35,6 +35,12 @@ const INPUTS: [&str; 21] = [
     "temperature",
     "top-p",
     "custom-headers",
+    "enable-github-mcp",
+    "github-mcp-token",
+    "github-mcp-toolsets",
+    "provider",
+    "copilot-cli-path",
+    "copilot-allow-tools",
     "version",
     "download-base-url",
 ];
@@ -44,6 +50,15 @@ const OUTPUTS: [&str; 5] = [
     "response-file",
     "exit-code",
     "results-file",
+];
+/// actions/ai-inference v2 inputs the action declares only to warn that they are not supported.
+const UNSUPPORTED_V2_INPUTS: [&str; 6] = [
+    "enable-github-mcp",
+    "github-mcp-token",
+    "github-mcp-toolsets",
+    "provider",
+    "copilot-cli-path",
+    "copilot-allow-tools",
 ];
 /// Inputs read by the install step, not by the run script.
 const INSTALL_INPUTS: [&str; 2] = ["version", "download-base-url"];
@@ -816,6 +831,8 @@ fn action_maps_every_v2_input_to_qwen_flags() {
         "api-key",
     ]);
     covered.extend(INSTALL_INPUTS);
+    // Not supported: warned about by name (`action_warns_by_name_for_the_v2_inputs_it_does_not_support`).
+    covered.extend(UNSUPPORTED_V2_INPUTS);
     let all: BTreeSet<&str> = INPUTS.into_iter().collect();
     assert_eq!(covered, all);
 }
@@ -925,11 +942,112 @@ fn action_reads_the_system_prompt_from_a_file() {
     );
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     let argv = fake.argv();
-    let at = argv
-        .iter()
-        .position(|a| a == "--system-prompt")
-        .expect("--system-prompt");
-    assert_eq!(argv[at + 1], "You review Rust.\nBe terse.");
+    // qwen reads the file itself (through its door): the text is never on a command line.
+    assert!(
+        argv.windows(2)
+            .any(|w| w == ["--system-prompt-file", "system.txt"]),
+        "{argv:?}"
+    );
+    assert!(!argv.iter().any(|a| a == "--system-prompt"), "{argv:?}");
+    assert!(!argv.iter().any(|a| a.contains("Be terse")), "{argv:?}");
+}
+
+#[tokio::test]
+async fn action_sends_the_system_prompt_file_byte_for_byte() {
+    let server = server_answering("ok").await;
+    let env = ActionEnv::new();
+    std::fs::write(
+        env.work().join("system.txt"),
+        "You review Rust.\nBe terse.\n\n",
+    )
+    .expect("write");
+    let url = base_url(&server);
+    let run = env.run(
+        &[
+            ("prompt", "hi"),
+            ("system-prompt-file", "system.txt"),
+            ("base-url", &url),
+        ],
+        Some(KEY),
+        &[],
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    let requests = server.received_requests().await.expect("recorded");
+    let body: Value = requests[0].body_json().expect("json");
+    assert_eq!(
+        body["messages"][0]["content"],
+        "You review Rust.\nBe terse.\n\n"
+    );
+}
+
+/// Issue 19 H4: a file input committed as a link to `/proc/self/environ` (or to a file outside
+/// the workspace) is refused, for every input that names a file, and nothing is sent.
+#[tokio::test]
+async fn action_file_inputs_that_link_out_of_the_workspace_are_refused() {
+    let server = server_answering("echo").await;
+    let url = base_url(&server);
+    let secret = "OUTSIDE-SECRET-4242";
+    for target in ["/proc/self/environ", "OUTSIDE"] {
+        for case in 0..5 {
+            let env = ActionEnv::new();
+            let outside = env.runner_temp().join("outside.txt");
+            std::fs::write(&outside, secret).expect("write");
+            let target = if target == "OUTSIDE" {
+                outside.clone()
+            } else {
+                PathBuf::from(target)
+            };
+            std::os::unix::fs::symlink(&target, env.work().join("evil.txt")).expect("symlink");
+            std::fs::write(
+                env.work().join("t.prompt.yml"),
+                "messages:\n  - role: user\n    content: '{{d}}'\n",
+            )
+            .expect("write");
+            let inputs: Vec<(&str, &str)> = match case {
+                0 => vec![("prompt", "hi"), ("system-prompt-file", "evil.txt")],
+                1 => vec![
+                    ("prompt-file", "t.prompt.yml"),
+                    ("file_input", "d: evil.txt"),
+                ],
+                2 => vec![("prompt-file", "evil.txt")],
+                3 => vec![("prompt-file", "evil.txt"), ("prompt", "review")],
+                _ => vec![("prompt-file", "./evil.txt"), ("prompt", "review")],
+            };
+            let mut all = inputs.clone();
+            all.push(("base-url", &url));
+            let run = env.run(&all, Some(KEY), &[("SECRET_ENV".into(), secret.into())]);
+            assert_eq!(
+                run.code(),
+                Some(42),
+                "{inputs:?} -> {target:?}: {}",
+                run.stderr()
+            );
+            assert_eq!(run.output("exit-code").as_deref(), Some("42"));
+            run.assert_key_never_shown();
+            assert!(!run.stderr().contains(secret), "{}", run.stderr());
+            assert!(!run.stdout().contains(secret), "{}", run.stdout());
+        }
+    }
+    assert_eq!(server.received_requests().await.expect("recorded").len(), 0);
+}
+
+#[test]
+fn action_passes_every_line_of_extra_args() {
+    let fake = FakeQwen::new("ok");
+    let env = ActionEnv::new();
+    let run = env.run(
+        &[
+            ("prompt", "hi"),
+            ("extra-args", "--retries 2\n--max-tokens 5\n\t --seed 3  \n"),
+        ],
+        Some(KEY),
+        &fake.env(),
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    let argv = fake.argv();
+    for pair in [["--retries", "2"], ["--max-tokens", "5"], ["--seed", "3"]] {
+        assert!(argv.windows(2).any(|w| w == pair), "{pair:?} in {argv:?}");
+    }
 }
 
 #[test]
@@ -1033,6 +1151,49 @@ fn action_masks_the_key_and_every_header_value_before_anything_else() {
     );
     assert_eq!(run.code(), Some(2));
     run.assert_secrets_never_shown(&[KEY, "hdr-secret-3"]);
+}
+
+/// Issue 21 point 3: the v2 inputs qwen does not support are warned about by name (never by value),
+/// the run goes on, and the MCP token is masked like every secret.
+#[test]
+fn action_warns_by_name_for_the_v2_inputs_it_does_not_support() {
+    let fake = FakeQwen::new("fine");
+    let inputs = [
+        ("enable-github-mcp", "true"),
+        ("github-mcp-token", "ghp-mcp-secret-77"),
+        ("github-mcp-toolsets", "repos,issues"),
+        ("provider", "copilot"),
+        ("copilot-cli-path", "/opt/copilot"),
+        ("copilot-allow-tools", "shell"),
+    ];
+    let mut all = vec![("prompt", "hi")];
+    all.extend(inputs);
+    let run = ActionEnv::new().run(&all, Some(KEY), &fake.env());
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    run.assert_secrets_never_shown(&[KEY, "ghp-mcp-secret-77"]);
+    let stderr = run.stderr();
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("::warning"))
+        .collect();
+    assert_eq!(warnings.len(), inputs.len(), "{stderr}");
+    for ((name, value), warning) in inputs.iter().zip(&warnings) {
+        assert!(
+            warning.starts_with(&format!(
+                "::warning title=qwen action::{name} is not supported"
+            )),
+            "{name}: {stderr}"
+        );
+        assert!(!warning.contains(value), "{value}: {warning}");
+    }
+    // `enable-github-mcp: false` asks for nothing qwen lacks.
+    let run = ActionEnv::new().run(
+        &[("prompt", "hi"), ("enable-github-mcp", "false")],
+        Some(KEY),
+        &fake.env(),
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert!(!run.stderr().contains("::warning"), "{}", run.stderr());
 }
 
 #[test]

@@ -91,15 +91,24 @@ async fn allow_outside_paths_lets_a_user_name_any_file() {
         .args(["--jobs", "jobs/j.jsonl", "--allow-outside-paths"]));
     r.code(0);
     assert_eq!(r.stdout_lines()[0]["result"], "from outside");
-    // Without --jobs the flag is a usage error, like every batch-only flag.
-    run(env.cmd_for(&server).args(["--allow-outside-paths", "hi"]))
-        .code(2)
-        .stderr_has("--allow-outside-paths only applies to a batch");
+    // A single run takes it too: a --prompt-file that links out of the workspace is refused
+    // without it and read with it.
+    std::fs::write(env.root.join("beside.txt"), "from beside").expect("write");
+    std::os::unix::fs::symlink(env.root.join("beside.txt"), env.project_path("link.txt"))
+        .expect("symlink");
+    run(env.cmd_for(&server).args(["--prompt-file", "link.txt"])).code(42);
+    let r = run(env
+        .cmd_for(&server)
+        .args(["--prompt-file", "link.txt", "--allow-outside-paths"]));
+    r.code(0);
+    assert!(r.stdout.contains("from beside"), "{}", r.stdout);
 }
 
 #[tokio::test]
-async fn a_prompt_file_that_claims_to_be_empty_is_still_bounded() {
-    // `/proc` files report a size of 0: the size check alone let them through unbounded.
+async fn a_kernel_file_is_never_read_even_with_allow_outside_paths() {
+    // `/proc` files report a size of 0 (the size check alone let them through unbounded) and hold
+    // the process's secrets: refused wherever they are named (issue 19 H4); every read is bounded
+    // whatever size a file claims.
     let env = TestEnv::new();
     let server = echo_server(Duration::ZERO).await;
     env.write_project(
@@ -114,7 +123,8 @@ async fn a_prompt_file_that_claims_to_be_empty_is_still_bounded() {
         "8",
     ]));
     r.code(42)
-        .stderr_has("prompt_file `/proc/self/environ` is larger than 8 bytes");
+        .stderr_has("prompt_file `/proc/self/environ` is a kernel file")
+        .stderr_lacks(KEY);
     assert_eq!(request_count(&server).await, 0);
 }
 

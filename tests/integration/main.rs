@@ -16,6 +16,7 @@ mod completeness;
 
 mod distribution;
 mod docs;
+mod doors;
 mod dotenv;
 mod dotenv_compat;
 mod exit_codes;

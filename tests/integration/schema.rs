@@ -85,6 +85,44 @@ async fn a_schema_outside_the_strict_rules_is_sent_with_strict_false() {
     assert_eq!(result["structured_result"]["why"], "crash");
 }
 
+/// Issue 21 point 3: a prompt file's `jsonSchema` is sent as written, as `actions/ai-inference`
+/// v2 sends `JSON.parse(jsonSchema)`: its `name`, its `strict: false`, no `strict` when it gives
+/// none; in a single run and in a job file's `prompt_file` alike.
+#[tokio::test]
+async fn a_prompt_files_json_schema_is_sent_as_written() {
+    let env = TestEnv::new();
+    let specs = [
+        json!({"name": "describe_animal", "strict": false, "schema": serde_json::from_str::<Value>(LABEL_SCHEMA).unwrap()}),
+        json!({"name": "no_strict", "schema": {"type": "object"}}),
+    ];
+    for spec in &specs {
+        let server = server_with(answer(r#"{"label": "bug"}"#), 2).await;
+        env.write_project(
+            "a.prompt.yml",
+            &format!(
+                "messages:\n  - role: user\n    content: Classify\nresponseFormat: json_schema\njsonSchema: '{spec}'\n"
+            ),
+        );
+        qwen(&env, &server, &["--prompt-file", "a.prompt.yml"]).code(0);
+        env.write_project(
+            "j.jsonl",
+            &jsonl(&[json!({"id": "a", "prompt_file": "a.prompt.yml"})]),
+        );
+        qwen(
+            &env,
+            &server,
+            &["--jobs", "j.jsonl", "--output", "o.jsonl", "--overwrite"],
+        )
+        .code(0);
+        for body in request_bodies(&server).await {
+            assert_eq!(
+                body["response_format"],
+                json!({"type": "json_schema", "json_schema": spec})
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn text_mode_stdout_is_exactly_the_compact_value_and_a_newline_even_from_a_fence() {
     let env = TestEnv::new();

@@ -38,7 +38,7 @@ pub(crate) fn build(
 ) -> Result<Plan, Error> {
     let batch = args;
     let rules = PathRules {
-        allow_outside: batch.allow_outside_paths,
+        allow_outside: batch.request.allow_outside_paths,
         outputs: [("--output", &batch.output), ("--summary", &batch.summary)]
             .into_iter()
             .filter_map(|(flag, path)| Some((flag, ctx.cwd.join(path.as_ref()?))))
@@ -51,6 +51,14 @@ pub(crate) fn build(
         args.connection.headers.clone(),
         ctx,
     )?;
+    // The outputs pass the command line's door: a link in the workspace may not lead them out.
+    let door = crate::paths::Workspace::new(&ctx.cwd, batch.request.allow_outside_paths);
+    for (flag, file) in [("--output", &batch.output), ("--summary", &batch.summary)] {
+        if let Some(file) = file {
+            door.output(flag, file)
+                .map_err(|e| Error::input(e, "nothing was sent"))?;
+        }
+    }
     // Locked before it is read: a second run on the same file stops here (exit 75).
     let output = batch
         .output

@@ -53,9 +53,9 @@ impl Summary {
     /// Count one finished job.
     pub(crate) fn count(&mut self, outcome: &JobOutcome) {
         if let Some(u) = outcome.usage() {
-            self.input_tokens += u.input_tokens;
-            self.output_tokens += u.output_tokens;
-            self.total_tokens += u.total_tokens;
+            self.input_tokens = self.input_tokens.saturating_add(u.input_tokens);
+            self.output_tokens = self.output_tokens.saturating_add(u.output_tokens);
+            self.total_tokens = self.total_tokens.saturating_add(u.total_tokens);
         }
         match &outcome.result {
             Some(Ok(a)) => {
