@@ -55,7 +55,7 @@ impl Usage {
         Some(Self {
             input_tokens: input,
             output_tokens: output,
-            total_tokens: n("total_tokens").unwrap_or(input + output),
+            total_tokens: n("total_tokens").unwrap_or_else(|| input.saturating_add(output)),
             reasoning_tokens: reasoning,
         })
     }
@@ -395,3 +395,18 @@ const MAX_MESSAGE_CHARS: usize = 1000;
 
 /// A short value from a server (an id, a name) is cut to this many characters.
 const MAX_SHORT_CHARS: usize = 200;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_total_the_server_leaves_out_saturates_instead_of_overflowing() {
+        let huge = json!({"prompt_tokens": u64::MAX, "completion_tokens": 5});
+        let usage = Usage::from_openai(&huge).expect("usage");
+        assert_eq!(usage.total_tokens, u64::MAX);
+        let given = json!({"prompt_tokens": u64::MAX, "completion_tokens": 5, "total_tokens": 7});
+        assert_eq!(Usage::from_openai(&given).expect("usage").total_tokens, 7);
+    }
+}

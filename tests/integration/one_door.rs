@@ -176,3 +176,35 @@ fn a_batch_only_flag_in_a_single_run_is_refused_by_name() {
         assert!(r.stdout.is_empty(), "{flag}: {}", r.stdout);
     }
 }
+
+#[test]
+fn batch_submit_takes_allow_outside_paths_for_its_job_file() {
+    let env = TestEnv::new();
+    env.write_project("beside.txt", "from beside");
+    env.write_project(
+        "jobs/j.jsonl",
+        "{\"id\": \"a\", \"prompt_file\": \"../beside.txt\"}\n",
+    );
+    let emu = Emulator::start(KEY);
+    let refused = run(env.cmd_with(&emu.base_url, KEY).args([
+        "batch",
+        "submit",
+        "jobs/j.jsonl",
+        "--name",
+        "n1",
+    ]));
+    assert_eq!(refused.code, Some(42), "{}", refused.stderr);
+    assert!(emu.uploads().is_empty(), "nothing may be uploaded");
+    let allowed = run(env.cmd_with(&emu.base_url, KEY).args([
+        "batch",
+        "submit",
+        "jobs/j.jsonl",
+        "--name",
+        "n2",
+        "--allow-outside-paths",
+    ]));
+    assert_eq!(allowed.code, Some(0), "{}", allowed.stderr);
+    let uploads = emu.uploads();
+    assert_eq!(uploads.len(), 1);
+    assert!(uploads[0].1.contains("from beside"), "{}", uploads[0].1);
+}

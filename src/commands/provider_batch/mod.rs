@@ -296,7 +296,11 @@ fn new_ledger(
         ));
     }
     let defaults = super::job_defaults(request, &session.model, Vec::new(), ctx)?;
-    let file = JobFile::open(&args.jobs, &ctx.cwd, PathRules::default(), None)?;
+    let rules = PathRules {
+        allow_outside: args.request.allow_outside_paths,
+        ..PathRules::default()
+    };
+    let file = JobFile::open(&args.jobs, &ctx.cwd, rules, None)?;
     let validation = file.validate(&defaults, |_| true, |_| true)?;
     if validation.total == 0 {
         return Err(Error::input(
