@@ -82,7 +82,13 @@ impl TestEnv {
 
     /// The binary with a cleared environment: only `HOME`, and whatever the test adds.
     pub(crate) fn cmd(&self) -> assert_cmd::Command {
-        let mut cmd = assert_cmd::Command::cargo_bin("qwen").expect("the qwen binary");
+        self.cmd_named("qwen")
+    }
+
+    /// `cmd()` for either binary (`qwen`, `qwen-code`): the one way the tests run the program
+    /// (`std_cmd` is the same environment for a test that manages the child itself).
+    pub(crate) fn cmd_named(&self, bin: &str) -> assert_cmd::Command {
+        let mut cmd = assert_cmd::Command::cargo_bin(bin).expect("a binary of this package");
         cmd.env_clear()
             .env("HOME", &self.home)
             .current_dir(&self.cwd)

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use serde_json::Value;
 use serde_yaml::Value as Yaml;
@@ -22,13 +22,9 @@ fn read(rel: &str) -> String {
 
 /// The binary with a cleared environment in an empty temporary directory.
 fn qwen(bin: &str, args: &[&str]) -> Output {
-    let dir = tempfile::tempdir().expect("tempdir");
-    Command::new(bin)
+    crate::common::TestEnv::new()
+        .cmd_named(bin)
         .args(args)
-        .env_clear()
-        .env("HOME", dir.path())
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
         .output()
         .expect("run qwen")
 }
@@ -48,7 +44,7 @@ fn completions_for_each_shell_are_plausible_scripts_for_qwen() {
         ("powershell", "Register-ArgumentCompleter"),
     ];
     for (shell, marker) in cases {
-        let out = qwen(env!("CARGO_BIN_EXE_qwen"), &["completions", shell]);
+        let out = qwen("qwen", &["completions", shell]);
         assert_eq!(out.status.code(), Some(0), "{shell}");
         assert!(
             out.stderr.is_empty(),
@@ -65,7 +61,7 @@ fn completions_for_each_shell_are_plausible_scripts_for_qwen() {
 
 #[test]
 fn qwen_code_generates_completions_under_the_name_qwen() {
-    let out = qwen(env!("CARGO_BIN_EXE_qwen-code"), &["completions", "bash"]);
+    let out = qwen("qwen-code", &["completions", "bash"]);
     assert_eq!(out.status.code(), Some(0));
     let script = stdout(&out);
     assert!(script.contains("complete -F _qwen"), "{script}");
@@ -74,7 +70,7 @@ fn qwen_code_generates_completions_under_the_name_qwen() {
 
 #[test]
 fn completions_for_an_unknown_shell_is_a_usage_error() {
-    let out = qwen(env!("CARGO_BIN_EXE_qwen"), &["completions", "tcsh"]);
+    let out = qwen("qwen", &["completions", "tcsh"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("tcsh"));
@@ -82,7 +78,7 @@ fn completions_for_an_unknown_shell_is_a_usage_error() {
 
 #[test]
 fn man_prints_a_roff_page_for_qwen() {
-    let out = qwen(env!("CARGO_BIN_EXE_qwen"), &["man"]);
+    let out = qwen("qwen", &["man"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(out.stderr.is_empty());
     let page = stdout(&out);
@@ -99,7 +95,7 @@ fn man_prints_a_roff_page_for_qwen() {
 
 #[test]
 fn help_mentions_completions_and_man() {
-    let out = qwen(env!("CARGO_BIN_EXE_qwen"), &["--help"]);
+    let out = qwen("qwen", &["--help"]);
     assert_eq!(out.status.code(), Some(0));
     let help = stdout(&out);
     assert!(help.contains("qwen completions zsh"), "{help}");

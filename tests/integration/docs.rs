@@ -47,9 +47,9 @@ fn help_names_every_exit_code() {
         &read("src/exit.rs"),
         "The numbers are part of the public contract",
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_qwen"))
+    let out = crate::common::TestEnv::new()
+        .cmd()
         .arg("--help")
-        .env_clear()
         .output()
         .expect("run qwen --help");
     let help = String::from_utf8_lossy(&out.stdout);

@@ -301,12 +301,7 @@ async fn a_server_silent_past_the_idle_timeout_is_retried_then_75() {
 async fn qwen_code_is_the_same_program_under_its_other_name() {
     let env = TestEnv::new();
     let server = server_with(Sse::answer(&["same"]).respond(), 1).await;
-    let mut cmd = assert_cmd::Command::cargo_bin("qwen-code").expect("the qwen-code binary");
-    cmd.env_clear()
-        .env("HOME", &env.home)
-        .current_dir(&env.project)
-        .timeout(crate::common::RUN_BOUND);
-    run(cmd.args([
+    run(env.cmd_named("qwen-code").args([
         "--openai-api-key",
         KEY,
         "--openai-base-url",
@@ -319,8 +314,7 @@ async fn qwen_code_is_the_same_program_under_its_other_name() {
     .stdout_is("same\n")
     .stderr_empty();
 
-    let mut cmd = assert_cmd::Command::cargo_bin("qwen-code").expect("the qwen-code binary");
-    run(cmd.env_clear().arg("--bogus"))
+    run(env.cmd_named("qwen-code").arg("--bogus"))
         .code(2)
         .stdout_empty()
         .stderr_has("Usage: qwen-code");
