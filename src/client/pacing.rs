@@ -716,14 +716,20 @@ impl State {
         // so one request at a time goes to find out, every PROBE_EVERY.
         let sent = self.sent;
         let mut probe = false;
+        let mut newly_spent = false;
         for (budget, cost) in [(&mut self.requests, 1.0), (&mut self.tokens, estimate)] {
             if let Some(b) = budget.as_mut()
                 && b.window
                 && (b.spent_at_seq.is_some() || b.level_now(now) < cost.min(b.limit))
             {
+                newly_spent |= b.spent_at_seq.is_none();
                 b.spent_at_seq.get_or_insert(sent);
                 probe = true;
             }
+        }
+        if newly_spent && !self.probing {
+            // Spent by what was sent: the first probe a little later, not at once.
+            self.next_probe = self.next_probe.max(now + PROBE_EVERY);
         }
         let mut server = now;
         if probe {
@@ -819,9 +825,11 @@ impl State {
         }
         let reopened = was_spent && !spent(self.requests) && !spent(self.tokens);
         if reopened {
-            // The server admitted a request in a new window: its pause is over.
+            // The server admitted a request in a new window: its pause is over, and the window,
+            // not a pace learnt from bare 429s, says what may go.
             self.paused_until = None;
             self.next_probe = now;
+            self.pace = None;
         }
         reopened
     }
@@ -1005,7 +1013,8 @@ impl Turn {
                 s.last_decrease = Some(now);
                 s.slow_start = false;
                 s.window = (s.window / 2.0).max(1.0);
-                if headers.is_empty() {
+                // A pace is a guess for a server that says nothing; a window says what it allows.
+                if headers.is_empty() && !window {
                     let measured = s.admitted_rate(now);
                     let current = s.pace.unwrap_or(f64::INFINITY);
                     let next = measured.map_or(current, |m| m.min(current)) * PACE_BACKOFF;
@@ -1398,6 +1407,219 @@ mod tests {
                 .held_back()
                 .is_some_and(|s| s.contains("held back by the server"))
         );
+    }
+
+    #[test]
+    fn litellm_prefixed_headers_are_read_when_the_plain_ones_are_missing() {
+        // A 429 LiteLLM relays from an OpenAI upstream: every header under `llm_provider-`.
+        let h = headers(&[
+            ("llm_provider-x-ratelimit-limit-requests", "60"),
+            ("llm_provider-x-ratelimit-remaining-requests", "0"),
+            ("llm_provider-x-ratelimit-reset-requests", "1.5s"),
+            ("llm_provider-x-ratelimit-remaining-tokens", "900"),
+            ("llm_provider-retry-after", "2"),
+        ]);
+        assert_eq!(h.limit_requests, Some(60.0));
+        assert_eq!(h.remaining_requests, Some(0.0));
+        assert_eq!(h.reset_requests, Some(Duration::from_millis(1500)));
+        assert_eq!(h.remaining_tokens, Some(900.0));
+        assert_eq!(h.retry_after, Some(Duration::from_secs(2)));
+        assert_eq!(h.wait_hint(), Some(Duration::from_millis(1500)));
+        // The server's own headers win over a relayed upstream's.
+        let h = headers(&[
+            ("x-ratelimit-remaining-requests", "59"),
+            ("llm_provider-x-ratelimit-remaining-requests", "3"),
+        ]);
+        assert_eq!(h.remaining_requests, Some(59.0));
+        // LiteLLM reports `limit - used`, below zero once past the limit: none left.
+        let h = headers(&[("x-ratelimit-remaining-requests", "-7")]);
+        assert_eq!(h.remaining_requests, Some(0.0));
+    }
+
+    #[test]
+    fn openrouter_reset_in_epoch_milliseconds_is_the_wait_after_a_429() {
+        let now = std::time::SystemTime::now();
+        let epoch = now.duration_since(std::time::UNIX_EPOCH).unwrap();
+        let in_30s = (epoch + Duration::from_secs(30)).as_millis().to_string();
+        let got = parse_reset_at(&in_30s, now).unwrap();
+        assert!(
+            got <= Duration::from_secs(30) && got > Duration::from_secs(29),
+            "{got:?}"
+        );
+        let past = (epoch - Duration::from_secs(5)).as_millis().to_string();
+        assert_eq!(parse_reset_at(&past, now), Some(Duration::ZERO));
+        let in_10s_as_secs = (epoch.as_secs() + 10).to_string();
+        let got = parse_reset_at(&in_10s_as_secs, now).unwrap();
+        assert!(got <= Duration::from_secs(10) && got > Duration::from_secs(8));
+        assert_eq!(parse_reset_at("7s", now), Some(Duration::from_secs(7)));
+        let far = (epoch + Duration::from_secs(10 * 86_400)).as_millis().to_string();
+        assert_eq!(parse_reset_at(&far, now), Some(Duration::from_secs(86_400)));
+        assert_eq!(parse_reset_at("soon", now), None);
+
+        let mut map = HeaderMap::new();
+        map.insert("x-ratelimit-limit", HeaderValue::from_static("50"));
+        map.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
+        map.insert("x-ratelimit-reset", HeaderValue::from_str(&in_30s).unwrap());
+        let h = RateHeaders::parse(&map);
+        assert!(h.is_empty(), "no budget is named");
+        assert!(
+            h.wait_hint()
+                .is_some_and(|d| d > Duration::from_secs(29) && d <= Duration::from_secs(30))
+        );
+        map.insert("x-ratelimit-remaining", HeaderValue::from_static("12"));
+        assert_eq!(RateHeaders::parse(&map).wait_hint(), None, "not spent");
+    }
+
+    /// Issue 19 L1: one answer saying the budget is 1 a day, spent, held every later request up to
+    /// an hour each, past --max-rate-limit-wait, with the progress line saying nothing.
+    #[tokio::test(start_paused = true)]
+    async fn a_budget_wait_past_max_rate_limit_wait_is_held_back_and_then_refused() {
+        let pacers = Pacers::new(PacingSettings {
+            max_rate_limit_wait: Duration::from_secs(5),
+            ..settings()
+        });
+        let p = pacers.get("http://127.0.0.1/v1/", "m");
+        let t = p.acquire(1).await.unwrap();
+        t.answered(
+            &headers(&[
+                ("x-ratelimit-limit-requests", "1"),
+                ("x-ratelimit-remaining-requests", "0"),
+                ("x-ratelimit-reset-requests", "24h"),
+            ]),
+            true,
+            None,
+        );
+        let started = Instant::now();
+        let waiting = {
+            let p = Arc::clone(&p);
+            tokio::spawn(async move { p.acquire(1).await })
+        };
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let note = pacers.held_back().expect("said to be held back");
+        assert!(
+            note.contains("held back by the server for 2s (nothing sent)"),
+            "{note}"
+        );
+        assert_eq!(
+            waiting.await.unwrap().unwrap_err(),
+            Refusal::WaitExceeded(Duration::from_secs(5))
+        );
+        assert!(started.elapsed() <= Duration::from_secs(6));
+    }
+
+    /// LiteLLM: `x-ratelimit-limit-requests` and `-remaining-requests` without a reset, fixed
+    /// calendar-minute windows, and a 429 saying 60 s whatever is left of the minute.
+    #[tokio::test(start_paused = true)]
+    async fn a_fixed_window_reopens_on_a_probe_instead_of_waiting_out_the_429s_pause() {
+        let p = pacer(PacingSettings {
+            max_concurrency: 30,
+            ..settings()
+        });
+        let report = |remaining: &'static str| {
+            headers(&[
+                ("x-ratelimit-limit-requests", "60"),
+                ("x-ratelimit-remaining-requests", remaining),
+            ])
+        };
+        let t = p.acquire(1).await.unwrap();
+        t.answered(&report("10"), true, None);
+        // Ten are left, and the window does not refill by itself.
+        let ten = futures_take(&p, 10).await;
+        assert!(
+            waits(&p, 1, Duration::from_secs(1)).await,
+            "nothing more before a probe is due"
+        );
+        for t in ten {
+            t.answered(&report("0"), true, None);
+        }
+        // A request refused for the window: LiteLLM's 429 names 60 s.
+        let t = p.acquire(1).await.unwrap();
+        let refused_at = Instant::now();
+        t.rate_limited(&RateHeaders::default(), Some(Duration::from_secs(60)));
+        // Probes, one at a time, every PROBE_EVERY; the window reopens 7 s later.
+        loop {
+            let probe = p.acquire(1).await.unwrap();
+            assert!(probe.probe);
+            assert!(
+                waits(&p, 1, Duration::from_millis(100)).await,
+                "one probe at a time"
+            );
+            if refused_at.elapsed() < Duration::from_secs(7) {
+                probe.rate_limited(&RateHeaders::default(), Some(Duration::from_secs(60)));
+            } else {
+                probe.answered(&report("59"), true, None);
+                break;
+            }
+        }
+        let reopened_after = refused_at.elapsed();
+        assert!(
+            reopened_after < Duration::from_secs(10),
+            "{reopened_after:?}: not the 60 s pause"
+        );
+        // The window sends what it allows at once: 59, up to --concurrency (30) in flight.
+        let burst = futures_take(&p, 30).await;
+        assert_eq!(refused_at.elapsed(), reopened_after, "no pacing");
+        assert!(burst.iter().all(|t| !t.probe));
+        assert!(waits(&p, 1, Duration::from_millis(10)).await, "30 in flight");
+        drop(burst);
+        let rest = futures_take(&p, 29).await;
+        assert!(
+            refused_at.elapsed() <= reopened_after + Duration::from_millis(10),
+            "no pacing after the 30 in flight ended"
+        );
+        drop(rest);
+        assert!(
+            p.acquire(1).await.unwrap().probe,
+            "the 60 spent: probing again"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_with_a_reset_is_no_fixed_window_and_is_not_probed() {
+        let p = pacer(settings());
+        let t = p.acquire(1).await.unwrap();
+        t.rate_limited(
+            &headers(&[
+                ("x-ratelimit-limit-requests", "60"),
+                ("x-ratelimit-remaining-requests", "0"),
+                ("x-ratelimit-reset-requests", "20s"),
+            ]),
+            None,
+        );
+        assert!(
+            waits(&p, 1, Duration::from_millis(19_900)).await,
+            "the reset is honoured"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn congestion_with_others_in_flight_halves_the_window_even_with_headers() {
+        let p = pacer(PacingSettings {
+            max_concurrency: 16,
+            ..settings()
+        });
+        let roomy = headers(&[
+            ("x-ratelimit-limit-requests", "1000"),
+            ("x-ratelimit-remaining-requests", "999"),
+            ("x-ratelimit-reset-requests", "1s"),
+        ]);
+        let t = p.acquire(1).await.unwrap();
+        t.answered(&roomy, true, None);
+        assert_eq!(lock(&p.state).effective_window(), 16, "headers: the budget rules");
+        let mut eight = futures_take(&p, 8).await.into_iter();
+        assert!(eight.next().unwrap().congested(&roomy), "others were in flight");
+        assert_eq!(lock(&p.state).effective_window(), 4, "8 in flight, halved");
+        assert!(
+            eight.next().unwrap().congested(&roomy),
+            "the same event: no second halving"
+        );
+        assert_eq!(lock(&p.state).effective_window(), 4);
+        drop(eight);
+        // Alone, a failure is the request's own.
+        let p = pacer(settings());
+        let t = p.acquire(1).await.unwrap();
+        assert!(!t.congested(&RateHeaders::default()));
+        assert_eq!(lock(&p.state).window, 8.0, "no decrease");
     }
 
     #[tokio::test(start_paused = true)]
