@@ -1452,7 +1452,9 @@ mod tests {
         let got = parse_reset_at(&in_10s_as_secs, now).unwrap();
         assert!(got <= Duration::from_secs(10) && got > Duration::from_secs(8));
         assert_eq!(parse_reset_at("7s", now), Some(Duration::from_secs(7)));
-        let far = (epoch + Duration::from_secs(10 * 86_400)).as_millis().to_string();
+        let far = (epoch + Duration::from_secs(10 * 86_400))
+            .as_millis()
+            .to_string();
         assert_eq!(parse_reset_at(&far, now), Some(Duration::from_secs(86_400)));
         assert_eq!(parse_reset_at("soon", now), None);
 
@@ -1560,7 +1562,10 @@ mod tests {
         let burst = futures_take(&p, 30).await;
         assert_eq!(refused_at.elapsed(), reopened_after, "no pacing");
         assert!(burst.iter().all(|t| !t.probe));
-        assert!(waits(&p, 1, Duration::from_millis(10)).await, "30 in flight");
+        assert!(
+            waits(&p, 1, Duration::from_millis(10)).await,
+            "30 in flight"
+        );
         drop(burst);
         let rest = futures_take(&p, 29).await;
         assert!(
@@ -1605,9 +1610,16 @@ mod tests {
         ]);
         let t = p.acquire(1).await.unwrap();
         t.answered(&roomy, true, None);
-        assert_eq!(lock(&p.state).effective_window(), 16, "headers: the budget rules");
+        assert_eq!(
+            lock(&p.state).effective_window(),
+            16,
+            "headers: the budget rules"
+        );
         let mut eight = futures_take(&p, 8).await.into_iter();
-        assert!(eight.next().unwrap().congested(&roomy), "others were in flight");
+        assert!(
+            eight.next().unwrap().congested(&roomy),
+            "others were in flight"
+        );
         assert_eq!(lock(&p.state).effective_window(), 4, "8 in flight, halved");
         assert!(
             eight.next().unwrap().congested(&roomy),

@@ -681,6 +681,7 @@ fn a_single_run_waits_for_litellms_llm_provider_retry_after() {
         headers: vec![("llm_provider-retry-after".into(), "1".into())],
         pause: Duration::from_millis(950),
     });
+    let started = Instant::now();
     let out = run(env.cmd_with(&server.base_url, crate::common::KEY).args([
         "--retries",
         "3",
@@ -689,7 +690,15 @@ fn a_single_run_waits_for_litellms_llm_provider_retry_after() {
         "hello",
     ]));
     out.code(0);
-    assert_eq!(server.early(), 0, "a request was sent before the hint ran out");
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "the retry did not wait for the hint"
+    );
+    assert_eq!(
+        server.early(),
+        0,
+        "a request was sent before the hint ran out"
+    );
     assert_eq!(server.requests(), 2);
 }
 
@@ -782,7 +791,14 @@ fn a_fixed_window_is_used_as_soon_as_it_reopens() {
     let out = batch(
         &env,
         &server,
-        &["--concurrency", "10", "--retries", "0", "--summary", "s.json"],
+        &[
+            "--concurrency",
+            "10",
+            "--retries",
+            "0",
+            "--summary",
+            "s.json",
+        ],
     );
     let took = started.elapsed();
     out.code(0);
