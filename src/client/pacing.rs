@@ -113,7 +113,7 @@ pub(crate) struct RateHeaders {
     pub(crate) reset_tokens: Option<Duration>,
     /// `retry-after-ms` / `Retry-After` (or a gateway's spelling), when sent.
     pub(crate) retry_after: Option<Duration>,
-    /// OpenRouter's `X-RateLimit-Remaining` / `X-RateLimit-Reset` (no budget named).
+    /// `OpenRouter`'s `X-RateLimit-Remaining` / `X-RateLimit-Reset` (no budget named).
     pub(crate) remaining_any: Option<f64>,
     pub(crate) reset_any: Option<Duration>,
 }
@@ -171,7 +171,7 @@ impl RateHeaders {
     }
 }
 
-/// OpenRouter's `X-RateLimit-Reset`: when the limit resets as epoch milliseconds (or seconds, for
+/// `OpenRouter`'s `X-RateLimit-Reset`: when the limit resets as epoch milliseconds (or seconds, for
 /// a value that small), else a duration as `parse_reset` reads it. Bounded like `parse_reset`.
 fn parse_reset_at(text: &str, now: std::time::SystemTime) -> Option<Duration> {
     const DAY: Duration = Duration::from_secs(86_400);
@@ -258,7 +258,7 @@ fn estimate_parts(body: &serde_json::Value) -> (u64, Option<u64>) {
 /// describe: a level that refills at `refill` per second up to `limit`, spent locally as requests
 /// leave and re-anchored on each report (never upwards: the local model knows when the bucket
 /// was full and refilled nothing, which a report from a request sent earlier cannot). A budget
-/// whose reports never name a reset is a fixed window (LiteLLM's calendar minutes): it does not
+/// whose reports never name a reset is a fixed window (`LiteLLM`'s calendar minutes): it does not
 /// refill by itself, and goes back up only when a request sent after it was seen spent is admitted
 /// with its remaining near the limit.
 #[derive(Debug, Clone, Copy)]
@@ -834,7 +834,7 @@ impl State {
         reopened
     }
 
-    /// A probe's answer came back: the next may leave in PROBE_EVERY (at once if it reopened).
+    /// A probe's answer came back: the next may leave in `PROBE_EVERY` (at once if it reopened).
     fn probe_done(&mut self, turn: &Turn, reopened: bool) {
         if turn.probe {
             self.probing = false;
@@ -1446,7 +1446,11 @@ mod tests {
             got <= Duration::from_secs(30) && got > Duration::from_secs(29),
             "{got:?}"
         );
-        let past = (epoch - Duration::from_secs(5)).as_millis().to_string();
+        let past = epoch
+            .checked_sub(Duration::from_secs(5))
+            .unwrap()
+            .as_millis()
+            .to_string();
         assert_eq!(parse_reset_at(&past, now), Some(Duration::ZERO));
         let in_10s_as_secs = (epoch.as_secs() + 10).to_string();
         let got = parse_reset_at(&in_10s_as_secs, now).unwrap();
@@ -1509,7 +1513,7 @@ mod tests {
         assert!(started.elapsed() <= Duration::from_secs(6));
     }
 
-    /// LiteLLM: `x-ratelimit-limit-requests` and `-remaining-requests` without a reset, fixed
+    /// `LiteLLM`: `x-ratelimit-limit-requests` and `-remaining-requests` without a reset, fixed
     /// calendar-minute windows, and a 429 saying 60 s whatever is left of the minute.
     #[tokio::test(start_paused = true)]
     async fn a_fixed_window_reopens_on_a_probe_instead_of_waiting_out_the_429s_pause() {
@@ -1631,7 +1635,7 @@ mod tests {
         let p = pacer(settings());
         let t = p.acquire(1).await.unwrap();
         assert!(!t.congested(&RateHeaders::default()));
-        assert_eq!(lock(&p.state).window, 8.0, "no decrease");
+        assert!((lock(&p.state).window - 8.0).abs() < 1e-9, "no decrease");
     }
 
     #[tokio::test(start_paused = true)]

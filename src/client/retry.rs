@@ -249,7 +249,7 @@ mod tests {
         };
         match p.decide(error, 1, false) {
             Decision::Retry { wait, .. } => assert!(wait > s(60)),
-            other => panic!("{other:?}"),
+            other @ Decision::GiveUp(_) => panic!("{other:?}"),
         }
     }
 

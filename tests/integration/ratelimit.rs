@@ -1,6 +1,6 @@
 //! Batches against a rate-limited server: no job lost whatever the server says (x-ratelimit-*
 //! headers, Retry-After only, a bare 429), quota is not rate, the server's wait hints are honoured
-//! and the pause is shared (gateways' spellings too: LiteLLM's `llm_provider-*`), a fixed window
+//! and the pause is shared (gateways' spellings too: `LiteLLM`'s `llm_provider-*`), a fixed window
 //! is used as soon as it reopens, a wait on the server's budget is bounded and said, and a server
 //! that never recovers ends the batch resumably.
 #![allow(
@@ -70,8 +70,8 @@ enum Mode {
     Open,
     /// The first answer (a success) carries these headers; then everything is answered.
     HeadersOnce(Vec<(String, String)>),
-    /// LiteLLM's `rpm` with `enforce_model_rate_limits`: at most `limit` requests per fixed
-    /// window (aligned on the server's start, as LiteLLM's on the calendar minute); successes say
+    /// `LiteLLM`'s `rpm` with `enforce_model_rate_limits`: at most `limit` requests per fixed
+    /// window (aligned on the server's start, as `LiteLLM`'s on the calendar minute); successes say
     /// `x-ratelimit-limit-requests` and `-remaining-requests` (no reset), a refusal says only
     /// `llm_provider-retry-after: 60`.
     FixedWindow { limit: usize, window: Duration },
@@ -93,7 +93,7 @@ struct State {
     /// Requests that arrived while the server's announced pause was running.
     early: usize,
     quiet: Option<(Instant, Instant)>,
-    /// FixedWindow: the window's number and the requests it admitted.
+    /// `Mode::FixedWindow`: the window's number and the requests it admitted.
     window: (u64, usize),
 }
 
@@ -199,7 +199,9 @@ fn decide(state: &mut State, prompt: &str, model: &str) -> Reply {
             reply
         }
         Mode::FixedWindow { limit, window } => {
-            let index = (now.duration_since(state.at).as_secs_f64() / window.as_secs_f64()) as u64;
+            let index =
+                u64::try_from(now.duration_since(state.at).as_millis() / window.as_millis().max(1))
+                    .unwrap_or(u64::MAX);
             if state.window.0 != index {
                 state.window = (index, 0);
             }
@@ -672,7 +674,7 @@ fn a_model_refused_past_the_rate_limit_wait_hands_its_jobs_to_the_fallback_model
     assert!(server.rejected() > 0, "the primary model was refused");
 }
 
-/// LiteLLM's own 429 says only `llm_provider-retry-after`: a single run waits that long (no request
+/// `LiteLLM`'s own 429 says only `llm_provider-retry-after`: a single run waits that long (no request
 /// before it is over) instead of spending its retries on a backoff of its own.
 #[test]
 fn a_single_run_waits_for_litellms_llm_provider_retry_after() {
@@ -775,7 +777,7 @@ fn a_day_long_budget_wait_is_held_back_and_bounded_by_max_rate_limit_wait() {
     assert_eq!(server.requests(), 1, "nothing was sent while held");
 }
 
-/// LiteLLM's fixed windows: its 429 always says 60 s, its successes say what is left but not when
+/// `LiteLLM`'s fixed windows: its 429 always says 60 s, its successes say what is left but not when
 /// the window reopens. The batch finds the reopened window by a probe and sends what it allows,
 /// instead of waiting the 60 s out or keeping a learnt pace. 25 jobs, 10 per 2-second window: three
 /// windows, the last opening 4 s after the start.
