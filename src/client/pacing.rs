@@ -8,8 +8,11 @@
 //   and the `-tokens` equivalents, the resets as Go-style durations: `1s`, `6m0s`, `20ms`,
 //   `1h2m3.5s` (seen in the field: `x-ratelimit-reset-requests: 12ms`, OpenAI community thread
 //   "How to get rate limit reset time for response API?"). "Reset" is the time until the
-//   allowance is whole again, so `(limit - remaining) / reset` is the refill rate. Azure OpenAI,
-//   Groq (requests per day, tokens per minute, same names and formats) and OpenRouter send the same family.
+//   allowance is whole again, so `(limit - remaining) / reset` is the refill rate. Groq (requests
+//   per day, tokens per minute, same names and formats) sends the same family. Azure OpenAI sends
+//   only `x-ratelimit-remaining-requests` and `-tokens` (no limit, no reset: EvolvingPrograms/oaib#11,
+//   Azure/azure-rest-api-specs#26884), and on a 429 for tokens `x-rate-limit-reset-tokens: 55`
+//   (openai-python#937), read as the tokens' reset.
 // - A 429 for rate has `"code": "rate_limit_exceeded"`; a 429 for billing has
 //   `{"error": {"message": "You exceeded your current quota, please check your plan and billing
 //   details.", "type": "insufficient_quota", "param": null, "code": "insufficient_quota"}}`
@@ -27,10 +30,10 @@
 //   `x-ratelimit-limit-requests` and `x-ratelimit-remaining-requests` and no reset: the limits are
 //   fixed calendar-minute windows (`model_rate_limit_check.py` keys its counter by `%H-%M`), and
 //   its 429 says `llm_provider-retry-after: 60` whatever is left of the minute. A budget reported
-//   without a reset is therefore modelled as a fixed window (`Budget::window`): it does not refill
-//   by itself; when it is spent the pacer sends one probe every `PROBE_EVERY` (a 429 costs the
-//   server nothing), and the first request admitted after that, its remaining back near the limit,
-//   reopens the window at once, whatever the 429's pause said.
+//   with its limit but without a reset is therefore modelled as a fixed window (`Budget::window`):
+//   it does not refill by itself; when it is spent the pacer sends one probe every `PROBE_EVERY`
+//   (a 429 costs the server nothing), and the first request admitted after that, its remaining
+//   back near the limit, reopens the window at once, whatever the 429's pause said.
 // - OpenRouter (openrouter.ai/docs/api_reference/limits: "X-RateLimit-* headers on the error
 //   response"): `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` as epoch
 //   milliseconds (`"X-RateLimit-Reset": "1761609600000"` for `free-models-per-day`,
@@ -144,7 +147,9 @@ impl RateHeaders {
             reset_requests: reset("x-ratelimit-reset-requests"),
             limit_tokens: number("x-ratelimit-limit-tokens"),
             remaining_tokens: number("x-ratelimit-remaining-tokens"),
-            reset_tokens: reset("x-ratelimit-reset-tokens"),
+            // Azure OpenAI's 429 for tokens spells it `x-rate-limit-reset-tokens` (openai-python#937).
+            reset_tokens: reset("x-ratelimit-reset-tokens")
+                .or_else(|| reset("x-rate-limit-reset-tokens")),
             retry_after: super::retry::retry_after(headers, now),
         }
     }
@@ -258,7 +263,7 @@ fn estimate_parts(body: &serde_json::Value) -> (u64, Option<u64>) {
 /// describe: a level that refills at `refill` per second up to `limit`, spent locally as requests
 /// leave and re-anchored on each report (never upwards: the local model knows when the bucket
 /// was full and refilled nothing, which a report from a request sent earlier cannot). A budget
-/// whose reports never name a reset is a fixed window (`LiteLLM`'s calendar minutes): it does not
+/// whose reports name its limit but never a reset is a fixed window (`LiteLLM`'s calendar minutes): it does not
 /// refill by itself, and goes back up only when a request sent after it was seen spent is admitted
 /// with its remaining near the limit.
 #[derive(Debug, Clone, Copy)]
@@ -293,7 +298,9 @@ impl Budget {
         if old.is_some_and(|b| b.seq > r.seq) {
             return old;
         }
-        let window = r.reset.is_none() && old.is_none_or(|b| b.window);
+        // LiteLLM names its limit; Azure OpenAI names neither limit nor reset (only the
+        // remaining counts, EvolvingPrograms/oaib#11): that stays a bucket refilling per minute.
+        let window = r.reset.is_none() && r.limit.is_some() && old.is_none_or(|b| b.window);
         if window {
             return Some(Self::update_window(old, r, now));
         }
@@ -1581,6 +1588,26 @@ mod tests {
             p.acquire(1).await.unwrap().probe,
             "the 60 spent: probing again"
         );
+    }
+
+    /// Azure `OpenAI` sends only `x-ratelimit-remaining-*`: no limit, no reset. No fixed window is
+    /// assumed: the budget refills per minute as before.
+    #[tokio::test(start_paused = true)]
+    async fn remaining_counts_alone_are_a_bucket_not_a_fixed_window() {
+        let p = pacer(settings());
+        let t = p.acquire(1).await.unwrap();
+        t.answered(
+            &headers(&[
+                ("x-ratelimit-remaining-requests", "0"),
+                ("x-ratelimit-remaining-tokens", "61353"),
+            ]),
+            true,
+            None,
+        );
+        assert!(lock(&p.state).requests.is_some_and(|b| !b.window));
+        // Azure's 429 for tokens: `x-rate-limit-reset-tokens`.
+        let h = headers(&[("x-rate-limit-reset-tokens", "55")]);
+        assert_eq!(h.reset_tokens, Some(Duration::from_secs(55)));
     }
 
     #[tokio::test(start_paused = true)]
