@@ -8,15 +8,48 @@
 //   and the `-tokens` equivalents, the resets as Go-style durations: `1s`, `6m0s`, `20ms`,
 //   `1h2m3.5s` (seen in the field: `x-ratelimit-reset-requests: 12ms`, OpenAI community thread
 //   "How to get rate limit reset time for response API?"). "Reset" is the time until the
-//   allowance is whole again, so `(limit - remaining) / reset` is the refill rate. Azure OpenAI,
-//   Groq (requests per day, tokens per minute, same names and formats) and OpenRouter send the same family.
+//   allowance is whole again, so `(limit - remaining) / reset` is the refill rate. Groq (requests
+//   per day, tokens per minute, same names and formats) sends the same family. Azure OpenAI sends
+//   only `x-ratelimit-remaining-requests` and `-tokens` (no limit, no reset: EvolvingPrograms/oaib#11,
+//   Azure/azure-rest-api-specs#26884), and on a 429 for tokens `x-rate-limit-reset-tokens: 55`
+//   (openai-python#937), read as the tokens' reset.
 // - A 429 for rate has `"code": "rate_limit_exceeded"`; a 429 for billing has
 //   `{"error": {"message": "You exceeded your current quota, please check your plan and billing
 //   details.", "type": "insufficient_quota", "param": null, "code": "insufficient_quota"}}`
 //   (ChatGPTNextWeb/NextChat#3123; older keys send `"code": null` with the same `type`). The
 //   quota case is detected in `super::ChatClient::http_error` and never reaches a pacer.
 // - `retry-after-ms` before `Retry-After` (seconds or an HTTP date), as openai-python's
-//   `_calculate_retry_timeout` reads them (`super::retry::retry_after`).
+//   `_calculate_retry_timeout` reads them (`super::retry::retry_after`, which also knows the
+//   gateways' spellings).
+// - The LiteLLM proxy (docs.litellm.ai/docs/proxy/response_headers; BerriAI/litellm 1.108.7):
+//   every upstream header comes back prefixed `llm_provider-` (`_get_llm_provider_headers` in
+//   `litellm/litellm_core_utils/llm_response_utils/get_headers.py`), so a 429 relayed from OpenAI
+//   keeps its resets only as `llm_provider-x-ratelimit-reset-requests`; the plain names are read
+//   first, the prefixed ones when they are missing. For a deployment's own `rpm`/`tpm`
+//   (`Router.get_remaining_model_group_usage` in `litellm/router.py`) its successes carry
+//   `x-ratelimit-limit-requests` and `x-ratelimit-remaining-requests` and no reset: the limits are
+//   fixed calendar-minute windows (`model_rate_limit_check.py` keys its counter by `%H-%M`), and
+//   its 429 says `llm_provider-retry-after: 60` whatever is left of the minute. A budget reported
+//   with its limit but without a reset is therefore modelled as a fixed window (`Budget::window`):
+//   it does not refill by itself; when it is spent the pacer sends one probe every `PROBE_EVERY`
+//   (a 429 costs the server nothing), and the first request admitted after that, its remaining
+//   back near the limit, reopens the window at once, whatever the 429's pause said.
+// - OpenRouter (openrouter.ai/docs/api_reference/limits: "X-RateLimit-* headers on the error
+//   response"): `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` as epoch
+//   milliseconds (`"X-RateLimit-Reset": "1761609600000"` for `free-models-per-day`,
+//   Gitlawb/openclaude#936). Without a `-requests`/`-tokens` suffix they name no budget, so only
+//   their reset is used, as the wait after a 429 (`RateHeaders::wait_hint`).
+// - Servers that send no rate headers at all, so that only the 429 (or 503) itself and the shared
+//   backoff and window apply: vLLM (no built-in limit; docs.vllm.ai serving/openai_compatible_server),
+//   Text Generation Inference (its `--max-concurrent-requests` overflow is `429 Model is
+//   overloaded`, `InferError::Overloaded => StatusCode::TOO_MANY_REQUESTS` in
+//   huggingface/text-generation-inference `router/src/server.rs`), Ollama (`503 server busy,
+//   please try again. maximum pending requests exceeded` past `OLLAMA_MAX_QUEUE`, ollama/ollama#4144),
+//   LM Studio (queues requests, lmstudio-ai/lms#69), Cloudflare AI Gateway (a 429 when its rate
+//   limit is hit; its `cf-aig-*` headers configure caching, retries and logs,
+//   developers.cloudflare.com/ai-gateway/glossary) and Portkey (passes the provider's headers
+//   through; its own are `x-portkey-trace-id`, `x-portkey-retry-attempt-count`, ...,
+//   portkey.ai/docs/api-reference/inference-api/response-schema).
 //
 // The pacer is a gate: a request waits its turn in FIFO order (a 429'd request goes back to the
 // end of the line instead of sleeping on a timer of its own), and the head of the line waits until
@@ -39,6 +72,14 @@ const INITIAL_WINDOW: usize = 8;
 const PACE_GROWTH: f64 = 1.002;
 /// A 429 sets the learnt pace to this share of the rate the server was admitting.
 const PACE_BACKOFF: f64 = 0.85;
+/// While a fixed window is spent, one request goes out this often to see whether it reopened.
+const PROBE_EVERY: Duration = Duration::from_secs(2);
+/// A success reporting at least this share of the limit left, from a request sent after the window
+/// was seen spent, means the window reopened.
+const REOPENED_SHARE: f64 = 0.5;
+/// Waiting longer than this on the server's own budget counts as being held back by it (the
+/// progress line says so, and `--max-rate-limit-wait` bounds it as it bounds a 429's pause).
+const HELD_AFTER: Duration = Duration::from_secs(1);
 
 /// How a batch paces itself, from its flags.
 #[derive(Debug, Clone, Copy)]
@@ -73,32 +114,43 @@ pub(crate) struct RateHeaders {
     pub(crate) limit_tokens: Option<f64>,
     pub(crate) remaining_tokens: Option<f64>,
     pub(crate) reset_tokens: Option<Duration>,
-    /// `retry-after-ms` / `Retry-After`, when sent.
+    /// `retry-after-ms` / `Retry-After` (or a gateway's spelling), when sent.
     pub(crate) retry_after: Option<Duration>,
+    /// `OpenRouter`'s `X-RateLimit-Remaining` / `X-RateLimit-Reset` (no budget named).
+    pub(crate) remaining_any: Option<f64>,
+    pub(crate) reset_any: Option<Duration>,
 }
 
 impl RateHeaders {
     pub(crate) fn parse(headers: &HeaderMap) -> Self {
+        let now = std::time::SystemTime::now();
+        // The plain name, else LiteLLM's `llm_provider-` copy of an upstream's header.
         let text = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
+            let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+            get(name)
+                .or_else(|| get(&format!("llm_provider-{name}")))
                 .map(str::trim)
         };
+        // A count; LiteLLM reports `limit - used`, negative once past the limit: none left.
         let number = |name: &str| {
             text(name)
                 .and_then(|v| v.parse::<f64>().ok())
-                .filter(|n| n.is_finite() && *n >= 0.0)
+                .filter(|n| n.is_finite())
+                .map(|n| n.max(0.0))
         };
         let reset = |name: &str| text(name).and_then(parse_reset);
         Self {
+            remaining_any: number("x-ratelimit-remaining"),
+            reset_any: text("x-ratelimit-reset").and_then(|v| parse_reset_at(v, now)),
             limit_requests: number("x-ratelimit-limit-requests"),
             remaining_requests: number("x-ratelimit-remaining-requests"),
             reset_requests: reset("x-ratelimit-reset-requests"),
             limit_tokens: number("x-ratelimit-limit-tokens"),
             remaining_tokens: number("x-ratelimit-remaining-tokens"),
-            reset_tokens: reset("x-ratelimit-reset-tokens"),
-            retry_after: super::retry::retry_after(headers, std::time::SystemTime::now()),
+            // Azure OpenAI's 429 for tokens spells it `x-rate-limit-reset-tokens` (openai-python#937).
+            reset_tokens: reset("x-ratelimit-reset-tokens")
+                .or_else(|| reset("x-rate-limit-reset-tokens")),
+            retry_after: super::retry::retry_after(headers, now),
         }
     }
 
@@ -115,10 +167,27 @@ impl RateHeaders {
             .filter(|_| spent(self.remaining_requests));
         let tok = self.reset_tokens.filter(|_| spent(self.remaining_tokens));
         match (req, tok) {
-            (None, None) => self.reset_requests.max(self.reset_tokens),
+            (None, None) => self.reset_requests.max(self.reset_tokens).or_else(|| {
+                self.reset_any
+                    .filter(|_| !self.remaining_any.is_some_and(|r| r >= 1.0))
+            }),
             (a, b) => a.max(b),
         }
     }
+}
+
+/// `OpenRouter`'s `X-RateLimit-Reset`: when the limit resets as epoch milliseconds (or seconds, for
+/// a value that small), else a duration as `parse_reset` reads it. Bounded like `parse_reset`.
+fn parse_reset_at(text: &str, now: std::time::SystemTime) -> Option<Duration> {
+    const DAY: Duration = Duration::from_secs(86_400);
+    let n = text.trim().parse::<f64>().ok().filter(|n| n.is_finite());
+    let at = match n {
+        Some(ms) if ms >= 1e12 => Duration::from_secs_f64((ms / 1000.0).min(1e11)),
+        Some(secs) if secs >= 1e9 => Duration::from_secs_f64(secs.min(1e11)),
+        _ => return parse_reset(text),
+    };
+    let since_epoch = now.duration_since(std::time::UNIX_EPOCH).ok()?;
+    Some(at.saturating_sub(since_epoch).min(DAY))
 }
 
 /// A reset value: a Go-style duration (`1s`, `6m0s`, `20ms`, `1h2m3.5s`, `250us`), or a plain
@@ -193,16 +262,24 @@ fn estimate_parts(body: &serde_json::Value) -> (u64, Option<u64>) {
 /// The server's budget of one kind (requests or tokens), modelled as the bucket its headers
 /// describe: a level that refills at `refill` per second up to `limit`, spent locally as requests
 /// leave and re-anchored on each report (never upwards: the local model knows when the bucket
-/// was full and refilled nothing, which a report from a request sent earlier cannot).
+/// was full and refilled nothing, which a report from a request sent earlier cannot). A budget
+/// whose reports name its limit but never a reset is a fixed window (`LiteLLM`'s calendar minutes): it does not
+/// refill by itself, and goes back up only when a request sent after it was seen spent is admitted
+/// with its remaining near the limit.
 #[derive(Debug, Clone, Copy)]
 struct Budget {
     limit: f64,
-    /// Per second; from `(limit - remaining) / reset`, else `limit` per minute.
+    /// Per second; from `(limit - remaining) / reset`, else `limit` per minute (unused in a window).
     refill: f64,
     level: f64,
     level_at: Instant,
     /// The sequence number of the request whose report the level was last anchored on.
     seq: u64,
+    /// No report named a reset: a fixed window.
+    window: bool,
+    /// The window was seen spent when this many requests had been sent: a success from a later
+    /// one was admitted in a new window.
+    spent_at_seq: Option<u64>,
 }
 
 /// One report: what was left when request `seq` (sent at `sent_at`) was admitted, and what has
@@ -220,6 +297,12 @@ impl Budget {
     fn update(old: Option<Self>, r: &Report, now: Instant) -> Option<Self> {
         if old.is_some_and(|b| b.seq > r.seq) {
             return old;
+        }
+        // LiteLLM names its limit; Azure OpenAI names neither limit nor reset (only the
+        // remaining counts, EvolvingPrograms/oaib#11): that stays a bucket refilling per minute.
+        let window = r.reset.is_none() && r.limit.is_some() && old.is_none_or(|b| b.window);
+        if window {
+            return Some(Self::update_window(old, r, now));
         }
         let limit = r
             .limit
@@ -250,10 +333,48 @@ impl Budget {
             level,
             level_at: now,
             seq: r.seq,
+            window: false,
+            spent_at_seq: None,
         })
     }
 
+    /// `update` for a fixed window: the level follows the reports down, and goes back up only when
+    /// the window reopened (see `Budget`).
+    fn update_window(old: Option<Self>, r: &Report, now: Instant) -> Self {
+        let limit = r
+            .limit
+            .or(old.map(|b| b.limit))
+            .unwrap_or(r.remaining)
+            .max(r.remaining)
+            .max(1.0);
+        let reported = (r.remaining - r.spent_since).min(limit);
+        let reopened = old.is_some_and(|b| {
+            b.spent_at_seq.is_some_and(|spent| r.seq > spent)
+                && r.remaining >= (limit * REOPENED_SHARE).max(1.0)
+        });
+        let level = match old {
+            Some(b) if !reopened => b.level_now(now).min(reported),
+            _ => reported,
+        };
+        let spent_at_seq = match old {
+            Some(b) if !reopened => b.spent_at_seq,
+            _ => None,
+        };
+        Self {
+            limit,
+            refill: limit / 60.0,
+            level,
+            level_at: now,
+            seq: r.seq,
+            window: true,
+            spent_at_seq,
+        }
+    }
+
     fn level_now(&self, now: Instant) -> f64 {
+        if self.window {
+            return self.level.min(self.limit);
+        }
         let dt = now.saturating_duration_since(self.level_at).as_secs_f64();
         (self.level + self.refill * dt).min(self.limit)
     }
@@ -300,8 +421,15 @@ struct State {
     tokens_spent: f64,
     /// `--tpm`: the earliest start of the next request.
     next_tpm: Instant,
-    /// The first 429 since the last success.
-    refusing_since: Option<Instant>,
+    /// The first moment since the last success that the server held the batch back: a 429, or its
+    /// budget holding the next request longer than `HELD_AFTER`.
+    held_since: Option<Instant>,
+    /// A probe of a spent fixed window is in flight; the next may leave at `next_probe`.
+    probing: bool,
+    next_probe: Instant,
+    /// A failure that looked like congestion (see `Turn::congested`) was seen: the adaptive
+    /// window applies even when the headers describe the server's budget.
+    congested: bool,
     /// Consecutive 429s naming no wait, for the shared backoff.
     bare_streak: u32,
     refused: Option<Refusal>,
@@ -392,6 +520,10 @@ pub(crate) struct Turn {
     tokens_before: f64,
     estimate: f64,
     prompt_estimate: u64,
+    /// Sent as the probe of a spent fixed window.
+    probe: bool,
+    /// Requests in flight once this one was sent (itself included).
+    in_flight_at_send: usize,
     done: bool,
 }
 
@@ -415,7 +547,10 @@ impl Pacer {
                 sent: 0,
                 tokens_spent: 0.0,
                 next_tpm: now,
-                refusing_since: None,
+                held_since: None,
+                probing: false,
+                next_probe: now,
+                congested: false,
                 bare_streak: 0,
                 refused: None,
                 output_tokens: 0,
@@ -484,7 +619,7 @@ impl Pacer {
                 if let Some(refusal) = &s.refused {
                     return Err(refusal.clone());
                 }
-                if let Some(since) = s.refusing_since {
+                if let Some(since) = s.held_since {
                     let limit = s.settings.max_rate_limit_wait;
                     if now.saturating_duration_since(since) >= limit {
                         let refusal = Refusal::WaitExceeded(limit);
@@ -495,14 +630,21 @@ impl Pacer {
                     }
                 }
                 match s.wait(now, estimate) {
-                    Wait::Ready => {
+                    Wait::Ready { probe } => {
                         let mut turn = s.take(self, now, estimate);
                         turn.prompt_estimate = prompt;
+                        turn.probe = probe;
+                        s.probing |= probe;
                         return Ok(turn);
                     }
-                    Wait::Until(at) => {
+                    Wait::Until { at, held } => {
+                        if held && at.saturating_duration_since(now) > HELD_AFTER {
+                            // Bounded by --max-rate-limit-wait like a 429's pause (the deadline
+                            // below), and reported as held back.
+                            s.held_since.get_or_insert(now);
+                        }
                         let deadline = s
-                            .refusing_since
+                            .held_since
                             .map(|since| since + s.settings.max_rate_limit_wait);
                         Some(deadline.map_or(at, |d| at.min(d)))
                     }
@@ -523,29 +665,46 @@ impl Pacer {
 
     fn held_back(&self, now: Instant) -> Option<String> {
         let s = lock(&self.state);
-        let since = s.refusing_since?;
+        let since = s.held_since?;
         let held = now.saturating_duration_since(since).as_secs();
-        let pace = s
-            .pace
-            .or_else(|| s.requests.map(|b| b.refill))
-            .map_or_else(String::new, |p| format!(", pace {p:.1} req/s"));
+        let spent_window = [s.requests, s.tokens]
+            .iter()
+            .flatten()
+            .any(|b| b.window && b.spent_at_seq.is_some());
+        let how = if spent_window {
+            format!(
+                ", its window spent (a probe every {}s)",
+                PROBE_EVERY.as_secs()
+            )
+        } else {
+            s.pace
+                .or_else(|| s.requests.map(|b| b.refill))
+                .map_or_else(String::new, |p| format!(", pace {p:.1} req/s"))
+        };
+        // The jobs the progress line counts as in flight may all be waiting here, unsent.
+        let sent = match s.in_flight {
+            0 => "nothing sent".to_owned(),
+            n => format!("{n} sent"),
+        };
         Some(format!(
-            "held back by the server for {held}s{pace}, {} at once",
+            "held back by the server for {held}s ({sent}){how}, {} at once",
             s.effective_window()
         ))
     }
 }
 
 enum Wait {
-    Ready,
-    Until(Instant),
+    /// Send now; `probe`: as the one probe of a spent fixed window.
+    Ready { probe: bool },
+    /// Until `at`; `held`: the server's budget or pause is what holds the request.
+    Until { at: Instant, held: bool },
     /// Until a request in flight ends.
     Slot,
 }
 
 impl State {
     fn effective_window(&self) -> usize {
-        if self.requests.is_some() || self.tokens.is_some() {
+        if (self.requests.is_some() || self.tokens.is_some()) && !self.congested {
             // The headers say what is allowed: no need to guess with a window.
             return self.settings.max_concurrency.max(1);
         }
@@ -559,28 +718,55 @@ impl State {
         w.min(self.settings.max_concurrency.max(1))
     }
 
-    fn wait(&self, now: Instant, estimate: f64) -> Wait {
-        let mut at = now;
-        if let Some(until) = self.paused_until {
-            at = at.max(until);
+    fn wait(&mut self, now: Instant, estimate: f64) -> Wait {
+        // A spent fixed window: when it reopens is unknown (a 429's pause is only an upper bound),
+        // so one request at a time goes to find out, every PROBE_EVERY.
+        let sent = self.sent;
+        let mut probe = false;
+        let mut newly_spent = false;
+        for (budget, cost) in [(&mut self.requests, 1.0), (&mut self.tokens, estimate)] {
+            if let Some(b) = budget.as_mut()
+                && b.window
+                && (b.spent_at_seq.is_some() || b.level_now(now) < cost.min(b.limit))
+            {
+                newly_spent |= b.spent_at_seq.is_none();
+                b.spent_at_seq.get_or_insert(sent);
+                probe = true;
+            }
         }
+        if newly_spent && !self.probing {
+            // Spent by what was sent: the first probe a little later, not at once.
+            self.next_probe = self.next_probe.max(now + PROBE_EVERY);
+        }
+        let mut server = now;
+        if probe {
+            if self.probing {
+                return Wait::Slot;
+            }
+            server = server.max(self.next_probe);
+        } else if let Some(until) = self.paused_until {
+            server = server.max(until);
+        }
+        for (budget, cost) in [(&self.requests, 1.0), (&self.tokens, estimate)] {
+            if let Some(b) = budget.filter(|b| !b.window) {
+                server = server.max(now + b.wait_for(cost, now));
+            }
+        }
+        let mut at = server;
         if self.pace.is_some() {
             at = at.max(self.next_paced);
         }
         at = at.max(self.next_tpm);
-        if let Some(b) = &self.requests {
-            at = at.max(now + b.wait_for(1.0, now));
-        }
-        if let Some(b) = &self.tokens {
-            at = at.max(now + b.wait_for(estimate, now));
-        }
         if at > now {
-            return Wait::Until(at);
+            return Wait::Until {
+                at,
+                held: server >= at,
+            };
         }
         if self.in_flight >= self.effective_window() {
             return Wait::Slot;
         }
-        Wait::Ready
+        Wait::Ready { probe }
     }
 
     fn take(&mut self, pacer: &Arc<Pacer>, now: Instant, estimate: f64) -> Turn {
@@ -609,12 +795,17 @@ impl State {
             tokens_before,
             estimate,
             prompt_estimate: 0,
+            probe: false,
+            in_flight_at_send: self.in_flight,
             done: false,
         }
     }
 
-    fn observe(&mut self, turn: &Turn, headers: &RateHeaders) {
+    /// Re-anchor the budgets on a report. True when a spent fixed window reopened with it.
+    fn observe(&mut self, turn: &Turn, headers: &RateHeaders) -> bool {
         let now = Instant::now();
+        let spent = |b: Option<Budget>| b.is_some_and(|b| b.spent_at_seq.is_some());
+        let was_spent = spent(self.requests) || spent(self.tokens);
         if let Some(remaining) = headers.remaining_requests {
             #[allow(clippy::cast_precision_loss)]
             let report = Report {
@@ -639,6 +830,25 @@ impl State {
             };
             self.tokens = Budget::update(self.tokens, &report, now);
         }
+        let reopened = was_spent && !spent(self.requests) && !spent(self.tokens);
+        if reopened {
+            // The server admitted a request in a new window: its pause is over, and the window,
+            // not a pace learnt from bare 429s, says what may go.
+            self.paused_until = None;
+            self.next_probe = now;
+            self.pace = None;
+        }
+        reopened
+    }
+
+    /// A probe's answer came back: the next may leave in `PROBE_EVERY` (at once if it reopened).
+    fn probe_done(&mut self, turn: &Turn, reopened: bool) {
+        if turn.probe {
+            self.probing = false;
+            if !reopened {
+                self.next_probe = Instant::now() + PROBE_EVERY;
+            }
+        }
     }
 }
 
@@ -659,9 +869,10 @@ impl Turn {
         {
             let mut s = lock(&pacer.state);
             s.in_flight = s.in_flight.saturating_sub(1);
-            s.observe(&self, headers);
+            let reopened = s.observe(&self, headers);
+            s.probe_done(&self, reopened);
             if success {
-                s.refusing_since = None;
+                s.held_since = None;
                 s.bare_streak = 0;
                 #[allow(clippy::cast_precision_loss)]
                 let max = s.settings.max_concurrency.max(1) as f64;
@@ -701,9 +912,52 @@ impl Turn {
         {
             let mut s = lock(&pacer.state);
             s.in_flight = s.in_flight.saturating_sub(1);
+            s.probe_done(&self, false);
             s.refused = Some(Refusal::Quota(message.to_owned()));
         }
         pacer.changed.notify_one();
+    }
+
+    /// The request failed in a way that says the server is over its capacity rather than that
+    /// this request is wrong: an answer cut short or left incomplete, a 503 "busy"/"loading", a
+    /// connection refused or reset (`ApiError::is_congestion`). When other requests were in flight
+    /// when it was sent or when it failed, that is congestion: the adaptive window is halved as for a
+    /// 429 (once per event, ending slow start), and from then on it applies even when the server's
+    /// headers describe its budget; the caller should put the request back in line without
+    /// spending a retry, and `true` is returned. A request that was alone gets `false`: the server
+    /// fails even one request at a time, so the failure is the request's, for the retry policy.
+    #[allow(
+        dead_code,
+        reason = "the chat client calls it for `ApiError::is_congestion` failures (issue 20, point 2)"
+    )]
+    pub(crate) fn congested(mut self, headers: &RateHeaders) -> bool {
+        self.done = true;
+        let pacer = Arc::clone(&self.pacer);
+        let now = Instant::now();
+        let mut s = lock(&pacer.state);
+        s.in_flight = s.in_flight.saturating_sub(1);
+        s.observe(&self, headers);
+        s.probe_done(&self, false);
+        // Others in flight now, or sent while this one was (a later sequence number).
+        let crowded = s.in_flight > 0 || s.sent > self.seq || self.in_flight_at_send > 1;
+        if crowded {
+            let new_event = s.last_decrease.is_none_or(|t| self.sent_at > t);
+            if new_event {
+                if !s.congested {
+                    // The window was not in use: start it from what was in flight.
+                    #[allow(clippy::cast_precision_loss)]
+                    let in_flight = self.in_flight_at_send.max(s.in_flight + 1) as f64;
+                    s.window = s.window.min(in_flight);
+                }
+                s.congested = true;
+                s.last_decrease = Some(now);
+                s.slow_start = false;
+                s.window = (s.window / 2.0).max(1.0);
+            }
+        }
+        drop(s);
+        pacer.changed.notify_one();
+        crowded
     }
 
     /// The request was refused for rate: pause everyone for the server's hint, or a shared backoff;
@@ -717,7 +971,33 @@ impl Turn {
             let mut s = lock(&pacer.state);
             s.in_flight = s.in_flight.saturating_sub(1);
             s.observe(&self, headers);
-            s.refusing_since.get_or_insert(now);
+            s.probe_done(&self, false);
+            s.held_since.get_or_insert(now);
+            let sent = s.sent;
+            let mut window = false;
+            let st = &mut *s;
+            for b in [st.requests.as_mut(), st.tokens.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                if b.window {
+                    // Whichever budget ran out, nothing more goes until a probe is admitted.
+                    b.spent_at_seq.get_or_insert(sent);
+                    window = true;
+                }
+            }
+            if window {
+                if !self.probe {
+                    s.next_probe = s.next_probe.max(now + PROBE_EVERY);
+                }
+                // A probe's 429 is the same hold: no new pause, no second decrease.
+                if self.probe {
+                    drop(s);
+                    lock(&pacer.totals).rate_limited += 1;
+                    pacer.changed.notify_one();
+                    return;
+                }
+            }
             // Without Retry-After, the reset of the spent budget (OpenAI, Azure, Groq); with
             // neither, a shared backoff.
             let hint = hint.or_else(|| headers.wait_hint());
@@ -740,7 +1020,8 @@ impl Turn {
                 s.last_decrease = Some(now);
                 s.slow_start = false;
                 s.window = (s.window / 2.0).max(1.0);
-                if headers.is_empty() {
+                // A pace is a guess for a server that says nothing; a window says what it allows.
+                if headers.is_empty() && !window {
                     let measured = s.admitted_rate(now);
                     let current = s.pace.unwrap_or(f64::INFINITY);
                     let next = measured.map_or(current, |m| m.min(current)) * PACE_BACKOFF;
@@ -777,6 +1058,7 @@ impl Drop for Turn {
         if !self.done {
             let mut s = lock(&self.pacer.state);
             s.in_flight = s.in_flight.saturating_sub(1);
+            s.probe_done(self, false);
             drop(s);
             self.pacer.changed.notify_one();
         }
@@ -1132,6 +1414,255 @@ mod tests {
                 .held_back()
                 .is_some_and(|s| s.contains("held back by the server"))
         );
+    }
+
+    #[test]
+    fn litellm_prefixed_headers_are_read_when_the_plain_ones_are_missing() {
+        // A 429 LiteLLM relays from an OpenAI upstream: every header under `llm_provider-`.
+        let h = headers(&[
+            ("llm_provider-x-ratelimit-limit-requests", "60"),
+            ("llm_provider-x-ratelimit-remaining-requests", "0"),
+            ("llm_provider-x-ratelimit-reset-requests", "1.5s"),
+            ("llm_provider-x-ratelimit-remaining-tokens", "900"),
+            ("llm_provider-retry-after", "2"),
+        ]);
+        assert_eq!(h.limit_requests, Some(60.0));
+        assert_eq!(h.remaining_requests, Some(0.0));
+        assert_eq!(h.reset_requests, Some(Duration::from_millis(1500)));
+        assert_eq!(h.remaining_tokens, Some(900.0));
+        assert_eq!(h.retry_after, Some(Duration::from_secs(2)));
+        assert_eq!(h.wait_hint(), Some(Duration::from_millis(1500)));
+        // The server's own headers win over a relayed upstream's.
+        let h = headers(&[
+            ("x-ratelimit-remaining-requests", "59"),
+            ("llm_provider-x-ratelimit-remaining-requests", "3"),
+        ]);
+        assert_eq!(h.remaining_requests, Some(59.0));
+        // LiteLLM reports `limit - used`, below zero once past the limit: none left.
+        let h = headers(&[("x-ratelimit-remaining-requests", "-7")]);
+        assert_eq!(h.remaining_requests, Some(0.0));
+    }
+
+    #[test]
+    fn openrouter_reset_in_epoch_milliseconds_is_the_wait_after_a_429() {
+        let now = std::time::SystemTime::now();
+        let epoch = now.duration_since(std::time::UNIX_EPOCH).unwrap();
+        let in_30s = (epoch + Duration::from_secs(30)).as_millis().to_string();
+        let got = parse_reset_at(&in_30s, now).unwrap();
+        assert!(
+            got <= Duration::from_secs(30) && got > Duration::from_secs(29),
+            "{got:?}"
+        );
+        let past = epoch
+            .checked_sub(Duration::from_secs(5))
+            .unwrap()
+            .as_millis()
+            .to_string();
+        assert_eq!(parse_reset_at(&past, now), Some(Duration::ZERO));
+        let in_10s_as_secs = (epoch.as_secs() + 10).to_string();
+        let got = parse_reset_at(&in_10s_as_secs, now).unwrap();
+        assert!(got <= Duration::from_secs(10) && got > Duration::from_secs(8));
+        assert_eq!(parse_reset_at("7s", now), Some(Duration::from_secs(7)));
+        let far = (epoch + Duration::from_secs(10 * 86_400))
+            .as_millis()
+            .to_string();
+        assert_eq!(parse_reset_at(&far, now), Some(Duration::from_secs(86_400)));
+        assert_eq!(parse_reset_at("soon", now), None);
+
+        let mut map = HeaderMap::new();
+        map.insert("x-ratelimit-limit", HeaderValue::from_static("50"));
+        map.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
+        map.insert("x-ratelimit-reset", HeaderValue::from_str(&in_30s).unwrap());
+        let h = RateHeaders::parse(&map);
+        assert!(h.is_empty(), "no budget is named");
+        assert!(
+            h.wait_hint()
+                .is_some_and(|d| d > Duration::from_secs(29) && d <= Duration::from_secs(30))
+        );
+        map.insert("x-ratelimit-remaining", HeaderValue::from_static("12"));
+        assert_eq!(RateHeaders::parse(&map).wait_hint(), None, "not spent");
+    }
+
+    /// Issue 19 L1: one answer saying the budget is 1 a day, spent, held every later request up to
+    /// an hour each, past --max-rate-limit-wait, with the progress line saying nothing.
+    #[tokio::test(start_paused = true)]
+    async fn a_budget_wait_past_max_rate_limit_wait_is_held_back_and_then_refused() {
+        let pacers = Pacers::new(PacingSettings {
+            max_rate_limit_wait: Duration::from_secs(5),
+            ..settings()
+        });
+        let p = pacers.get("http://127.0.0.1/v1/", "m");
+        let t = p.acquire(1).await.unwrap();
+        t.answered(
+            &headers(&[
+                ("x-ratelimit-limit-requests", "1"),
+                ("x-ratelimit-remaining-requests", "0"),
+                ("x-ratelimit-reset-requests", "24h"),
+            ]),
+            true,
+            None,
+        );
+        let started = Instant::now();
+        let waiting = {
+            let p = Arc::clone(&p);
+            tokio::spawn(async move { p.acquire(1).await })
+        };
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let note = pacers.held_back().expect("said to be held back");
+        assert!(
+            note.contains("held back by the server for 2s (nothing sent)"),
+            "{note}"
+        );
+        assert_eq!(
+            waiting.await.unwrap().unwrap_err(),
+            Refusal::WaitExceeded(Duration::from_secs(5))
+        );
+        assert!(started.elapsed() <= Duration::from_secs(6));
+    }
+
+    /// `LiteLLM`: `x-ratelimit-limit-requests` and `-remaining-requests` without a reset, fixed
+    /// calendar-minute windows, and a 429 saying 60 s whatever is left of the minute.
+    #[tokio::test(start_paused = true)]
+    async fn a_fixed_window_reopens_on_a_probe_instead_of_waiting_out_the_429s_pause() {
+        let p = pacer(PacingSettings {
+            max_concurrency: 30,
+            ..settings()
+        });
+        let report = |remaining: &'static str| {
+            headers(&[
+                ("x-ratelimit-limit-requests", "60"),
+                ("x-ratelimit-remaining-requests", remaining),
+            ])
+        };
+        let t = p.acquire(1).await.unwrap();
+        t.answered(&report("10"), true, None);
+        // Ten are left, and the window does not refill by itself.
+        let ten = futures_take(&p, 10).await;
+        assert!(
+            waits(&p, 1, Duration::from_secs(1)).await,
+            "nothing more before a probe is due"
+        );
+        for t in ten {
+            t.answered(&report("0"), true, None);
+        }
+        // A request refused for the window: LiteLLM's 429 names 60 s.
+        let t = p.acquire(1).await.unwrap();
+        let refused_at = Instant::now();
+        t.rate_limited(&RateHeaders::default(), Some(Duration::from_secs(60)));
+        // Probes, one at a time, every PROBE_EVERY; the window reopens 7 s later.
+        loop {
+            let probe = p.acquire(1).await.unwrap();
+            assert!(probe.probe);
+            assert!(
+                waits(&p, 1, Duration::from_millis(100)).await,
+                "one probe at a time"
+            );
+            if refused_at.elapsed() < Duration::from_secs(7) {
+                probe.rate_limited(&RateHeaders::default(), Some(Duration::from_secs(60)));
+            } else {
+                probe.answered(&report("59"), true, None);
+                break;
+            }
+        }
+        let reopened_after = refused_at.elapsed();
+        assert!(
+            reopened_after < Duration::from_secs(10),
+            "{reopened_after:?}: not the 60 s pause"
+        );
+        // The window sends what it allows at once: 59, up to --concurrency (30) in flight.
+        let burst = futures_take(&p, 30).await;
+        assert_eq!(refused_at.elapsed(), reopened_after, "no pacing");
+        assert!(burst.iter().all(|t| !t.probe));
+        assert!(
+            waits(&p, 1, Duration::from_millis(10)).await,
+            "30 in flight"
+        );
+        drop(burst);
+        let rest = futures_take(&p, 29).await;
+        assert!(
+            refused_at.elapsed() <= reopened_after + Duration::from_millis(10),
+            "no pacing after the 30 in flight ended"
+        );
+        drop(rest);
+        assert!(
+            p.acquire(1).await.unwrap().probe,
+            "the 60 spent: probing again"
+        );
+    }
+
+    /// Azure `OpenAI` sends only `x-ratelimit-remaining-*`: no limit, no reset. No fixed window is
+    /// assumed: the budget refills per minute as before.
+    #[tokio::test(start_paused = true)]
+    async fn remaining_counts_alone_are_a_bucket_not_a_fixed_window() {
+        let p = pacer(settings());
+        let t = p.acquire(1).await.unwrap();
+        t.answered(
+            &headers(&[
+                ("x-ratelimit-remaining-requests", "0"),
+                ("x-ratelimit-remaining-tokens", "61353"),
+            ]),
+            true,
+            None,
+        );
+        assert!(lock(&p.state).requests.is_some_and(|b| !b.window));
+        // Azure's 429 for tokens: `x-rate-limit-reset-tokens`.
+        let h = headers(&[("x-rate-limit-reset-tokens", "55")]);
+        assert_eq!(h.reset_tokens, Some(Duration::from_secs(55)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_with_a_reset_is_no_fixed_window_and_is_not_probed() {
+        let p = pacer(settings());
+        let t = p.acquire(1).await.unwrap();
+        t.rate_limited(
+            &headers(&[
+                ("x-ratelimit-limit-requests", "60"),
+                ("x-ratelimit-remaining-requests", "0"),
+                ("x-ratelimit-reset-requests", "20s"),
+            ]),
+            None,
+        );
+        assert!(
+            waits(&p, 1, Duration::from_millis(19_900)).await,
+            "the reset is honoured"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn congestion_with_others_in_flight_halves_the_window_even_with_headers() {
+        let p = pacer(PacingSettings {
+            max_concurrency: 16,
+            ..settings()
+        });
+        let roomy = headers(&[
+            ("x-ratelimit-limit-requests", "1000"),
+            ("x-ratelimit-remaining-requests", "999"),
+            ("x-ratelimit-reset-requests", "1s"),
+        ]);
+        let t = p.acquire(1).await.unwrap();
+        t.answered(&roomy, true, None);
+        assert_eq!(
+            lock(&p.state).effective_window(),
+            16,
+            "headers: the budget rules"
+        );
+        let mut eight = futures_take(&p, 8).await.into_iter();
+        assert!(
+            eight.next().unwrap().congested(&roomy),
+            "others were in flight"
+        );
+        assert_eq!(lock(&p.state).effective_window(), 4, "8 in flight, halved");
+        assert!(
+            eight.next().unwrap().congested(&roomy),
+            "the same event: no second halving"
+        );
+        assert_eq!(lock(&p.state).effective_window(), 4);
+        drop(eight);
+        // Alone, a failure is the request's own.
+        let p = pacer(settings());
+        let t = p.acquire(1).await.unwrap();
+        assert!(!t.congested(&RateHeaders::default()));
+        assert!((lock(&p.state).window - 8.0).abs() < 1e-9, "no decrease");
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,4 +1,16 @@
 //! When to try again and how long to wait: exponential backoff with jitter, `Retry-After`, `retry-after-ms`.
+//
+// Where a wait hint can come from, in the order read (the first one present wins):
+// - `retry-after-ms`, then `Retry-After` (seconds or an HTTP date): OpenAI, Azure OpenAI and most
+//   servers; openai-python's `_calculate_retry_timeout` reads them in this order.
+// - `x-ms-retry-after-ms`: Azure's own spelling; Portkey's gateway honours it next to the two
+//   above (portkey.ai/docs/product/ai-gateway/automatic-retries, "use_retry_after_headers").
+// - `llm_provider-retry-after-ms`, `llm_provider-retry-after`: the LiteLLM proxy forwards every
+//   upstream header under an `llm_provider-` prefix (`_get_llm_provider_headers` in BerriAI/litellm
+//   `litellm/litellm_core_utils/llm_response_utils/get_headers.py`; docs.litellm.ai/docs/proxy/
+//   response_headers), and its own 429 for a deployment's `rpm`/`tpm` (`enforce_model_rate_limits`,
+//   `litellm/router_utils/pre_call_checks/model_rate_limit_check.py`) sets `retry-after: 60`, which
+//   reaches the client only as `llm_provider-retry-after: 60`.
 
 use std::time::{Duration, SystemTime};
 
@@ -65,7 +77,7 @@ impl RetryPolicy {
             _ => None,
         };
         match server_wait {
-            Some(wait) if wait > self.max_retry_wait => {
+            Some(wait) if exceeds(wait, self.max_retry_wait) => {
                 Decision::GiveUp(ApiError::RetryAfterTooLong {
                     status: error.status().unwrap_or_default(),
                     wait,
@@ -81,13 +93,26 @@ impl RetryPolicy {
     }
 }
 
+/// Whether a server's demand is longer than `max`, as the message that refuses it shows durations
+/// (whole milliseconds under a second, tenths of a second above): `Retry-After: 60.0000001` against
+/// `--max-retry-wait 60s` is 60 s, not "60s, more than 60s". The wait itself is honoured exactly.
+fn exceeds(wait: Duration, max: Duration) -> bool {
+    let resolution = if wait < Duration::from_secs(1) {
+        Duration::from_millis(1)
+    } else {
+        Duration::from_millis(100)
+    };
+    wait.saturating_sub(max) >= resolution
+}
+
 /// Whether an HTTP status is worth another try. 529 is the "overloaded" status of Anthropic-style
 /// APIs and some gateways: temporary, like 503.
 pub(crate) fn is_retryable_status(status: u16) -> bool {
     matches!(status, 408 | 429 | 500 | 502 | 503 | 504 | 529)
 }
 
-/// The wait a server asks for: `retry-after-ms` (milliseconds), else `Retry-After` (seconds or an HTTP date).
+/// The wait a server asks for: `retry-after-ms` (milliseconds), else `Retry-After` (seconds or an
+/// HTTP date), else the same under the names gateways use (see the top of this file).
 pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     let text = |name: &str| {
         headers
@@ -95,13 +120,17 @@ pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Durati
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
     };
-    if let Some(ms) = text("retry-after-ms").and_then(|v| v.parse::<f64>().ok())
-        && ms.is_finite()
-        && ms >= 0.0
-    {
-        return Duration::try_from_secs_f64((ms / 1000.0).min(1e9)).ok();
-    }
-    parse_retry_after(text("retry-after")?, now)
+    let millis = |name: &str| {
+        let ms = text(name)?.parse::<f64>().ok()?;
+        (ms.is_finite() && ms >= 0.0)
+            .then(|| Duration::try_from_secs_f64((ms / 1000.0).min(1e9)).ok())
+            .flatten()
+    };
+    millis("retry-after-ms")
+        .or_else(|| parse_retry_after(text("retry-after")?, now))
+        .or_else(|| millis("x-ms-retry-after-ms"))
+        .or_else(|| millis("llm_provider-retry-after-ms"))
+        .or_else(|| parse_retry_after(text("llm_provider-retry-after")?, now))
 }
 
 pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
@@ -152,6 +181,76 @@ mod tests {
             retry_after(&h, SystemTime::now()),
             Some(Duration::from_secs(1_000_000_000))
         );
+    }
+
+    #[test]
+    fn gateway_spellings_are_read_when_the_plain_headers_are_missing() {
+        let now = SystemTime::now();
+        let with = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, HeaderValue::from_static(v));
+            }
+            retry_after(&h, now)
+        };
+        let secs = |s| Some(Duration::from_secs(s));
+        // LiteLLM's own 429 (`enforce_model_rate_limits`).
+        assert_eq!(with(&[("llm_provider-retry-after", "60")]), secs(60));
+        assert_eq!(
+            with(&[("llm_provider-retry-after-ms", "1500")]),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            with(&[
+                ("llm_provider-retry-after", "60"),
+                ("llm_provider-retry-after-ms", "2000")
+            ]),
+            secs(2),
+            "milliseconds first, as for the plain names"
+        );
+        assert_eq!(
+            with(&[("x-ms-retry-after-ms", "250")]),
+            Some(Duration::from_millis(250))
+        );
+        // The plain headers win: they are the server's own word.
+        assert_eq!(
+            with(&[("retry-after", "3"), ("llm_provider-retry-after", "60")]),
+            secs(3)
+        );
+        assert_eq!(with(&[("llm_provider-retry-after", "soon")]), None);
+        assert_eq!(with(&[("llm_provider-retry-after-ms", "-5")]), None);
+    }
+
+    #[test]
+    fn a_wait_within_the_messages_precision_of_max_retry_wait_is_not_refused() {
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        let cases = [
+            (Duration::from_secs_f64(60.000_000_1), s(60), false),
+            (s(60), s(60), false),
+            (ms(60_099), s(60), false),
+            (ms(60_100), s(60), true),
+            (s(61), s(60), true),
+            (Duration::from_micros(500_500), ms(500), false),
+            (ms(501), ms(500), true),
+        ];
+        for (wait, max, want) in cases {
+            assert_eq!(exceeds(wait, max), want, "{wait:?} against {max:?}");
+        }
+        let p = RetryPolicy {
+            max_retry_wait: s(60),
+            ..RetryPolicy::default()
+        };
+        let error = ApiError::Http {
+            status: 429,
+            message: String::new(),
+            retry_after: Some(Duration::from_secs_f64(60.000_000_1)),
+            code: None,
+        };
+        match p.decide(error, 1, false) {
+            Decision::Retry { wait, .. } => assert!(wait > s(60)),
+            other @ Decision::GiveUp(_) => panic!("{other:?}"),
+        }
     }
 
     #[test]

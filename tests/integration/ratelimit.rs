@@ -1,6 +1,8 @@
 //! Batches against a rate-limited server: no job lost whatever the server says (x-ratelimit-*
 //! headers, Retry-After only, a bare 429), quota is not rate, the server's wait hints are honoured
-//! and the pause is shared, and a server that never recovers ends the batch resumably.
+//! and the pause is shared (gateways' spellings too: `LiteLLM`'s `llm_provider-*`), a fixed window
+//! is used as soon as it reopens, a wait on the server's budget is bounded and said, and a server
+//! that never recovers ends the batch resumably.
 #![allow(
     clippy::expect_used,
     reason = "helpers outside #[test] functions fail the test by panicking, like the tests themselves"
@@ -66,6 +68,13 @@ enum Mode {
     Quota,
     /// Answers everything.
     Open,
+    /// The first answer (a success) carries these headers; then everything is answered.
+    HeadersOnce(Vec<(String, String)>),
+    /// `LiteLLM`'s `rpm` with `enforce_model_rate_limits`: at most `limit` requests per fixed
+    /// window (aligned on the server's start, as `LiteLLM`'s on the calendar minute); successes say
+    /// `x-ratelimit-limit-requests` and `-remaining-requests` (no reset), a refusal says only
+    /// `llm_provider-retry-after: 60`.
+    FixedWindow { limit: usize, window: Duration },
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -84,6 +93,8 @@ struct State {
     /// Requests that arrived while the server's announced pause was running.
     early: usize,
     quiet: Option<(Instant, Instant)>,
+    /// `Mode::FixedWindow`: the window's number and the requests it admitted.
+    window: (u64, usize),
 }
 
 /// A raw HTTP/1.1 server on 127.0.0.1 with a rate limit (wiremock cannot keep a token bucket).
@@ -113,6 +124,7 @@ impl LimitedServer {
             rejected: 0,
             early: 0,
             quiet: None,
+            window: (0, 0),
         }));
         let shared = Arc::clone(&state);
         let server = TokioServer::start(1, move |socket| {
@@ -179,6 +191,38 @@ fn decide(state: &mut State, prompt: &str, model: &str) -> Reply {
     let mode = state.mode.clone();
     match mode {
         Mode::Open => ok(prompt),
+        Mode::HeadersOnce(headers) => {
+            let mut reply = ok(prompt);
+            if state.requests == 1 {
+                reply.headers = headers;
+            }
+            reply
+        }
+        Mode::FixedWindow { limit, window } => {
+            let index =
+                u64::try_from(now.duration_since(state.at).as_millis() / window.as_millis().max(1))
+                    .unwrap_or(u64::MAX);
+            if state.window.0 != index {
+                state.window = (index, 0);
+            }
+            if state.window.1 >= limit {
+                state.rejected += 1;
+                return refuse(
+                    vec![("llm_provider-retry-after".into(), "60".into())],
+                    rate_limit_body(),
+                );
+            }
+            state.window.1 += 1;
+            let mut reply = ok(prompt);
+            reply.headers = vec![
+                ("x-ratelimit-limit-requests".into(), limit.to_string()),
+                (
+                    "x-ratelimit-remaining-requests".into(),
+                    (limit - state.window.1).to_string(),
+                ),
+            ];
+            reply
+        }
         Mode::NeverFor(refused) if refused != model => ok(prompt),
         Mode::Never | Mode::NeverFor(_) => {
             state.rejected += 1;
@@ -628,4 +672,144 @@ fn a_model_refused_past_the_rate_limit_wait_hands_its_jobs_to_the_fallback_model
         assert_eq!(line["fallback_from"], json!(["primary"]), "{line}");
     }
     assert!(server.rejected() > 0, "the primary model was refused");
+}
+
+/// `LiteLLM`'s own 429 says only `llm_provider-retry-after`: a single run waits that long (no request
+/// before it is over) instead of spending its retries on a backoff of its own.
+#[test]
+fn a_single_run_waits_for_litellms_llm_provider_retry_after() {
+    let env = TestEnv::new();
+    let server = LimitedServer::start(Mode::PauseOnce {
+        headers: vec![("llm_provider-retry-after".into(), "1".into())],
+        pause: Duration::from_millis(950),
+    });
+    let started = Instant::now();
+    let out = run(env.cmd_with(&server.base_url, crate::common::KEY).args([
+        "--retries",
+        "3",
+        "--retry-base-delay",
+        "0",
+        "hello",
+    ]));
+    out.code(0);
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "the retry did not wait for the hint"
+    );
+    assert_eq!(
+        server.early(),
+        0,
+        "a request was sent before the hint ran out"
+    );
+    assert_eq!(server.requests(), 2);
+}
+
+#[test]
+fn a_single_run_refuses_a_litellm_hint_beyond_max_retry_wait_at_once() {
+    let env = TestEnv::new();
+    let server = LimitedServer::start(Mode::PauseOnce {
+        headers: vec![("llm_provider-retry-after".into(), "60".into())],
+        pause: Duration::from_secs(60),
+    });
+    let out = run(env.cmd_with(&server.base_url, crate::common::KEY).args([
+        "--retries",
+        "3",
+        "--retry-base-delay",
+        "0",
+        "--max-retry-wait",
+        "10s",
+        "hello",
+    ]));
+    out.code(75)
+        .stderr_has("the server asked to wait 60s before retrying");
+    assert_eq!(server.requests(), 1);
+}
+
+/// Issue 19 L8: `Retry-After: 1.0000001` against `--max-retry-wait 1s` is one second, not "1s, more
+/// than 1s".
+#[test]
+fn a_retry_after_a_hair_over_max_retry_wait_is_honoured() {
+    let env = TestEnv::new();
+    let server = LimitedServer::start(Mode::PauseOnce {
+        headers: vec![("retry-after".into(), "1.0000001".into())],
+        pause: Duration::from_millis(950),
+    });
+    let out = run(env.cmd_with(&server.base_url, crate::common::KEY).args([
+        "--retries",
+        "1",
+        "--max-retry-wait",
+        "1s",
+        "hello",
+    ]));
+    out.code(0);
+    assert_eq!(server.early(), 0);
+    assert_eq!(server.requests(), 2);
+}
+
+/// Issue 19 L1: one success saying the budget is one request a day, spent, held every later
+/// request up to an hour, past --max-rate-limit-wait, while the progress line said "1 in flight".
+/// The wait on the server's budget is bounded like a 429's pause, and said.
+#[test]
+fn a_day_long_budget_wait_is_held_back_and_bounded_by_max_rate_limit_wait() {
+    let env = TestEnv::new();
+    write_jobs(&env, 3);
+    let server = LimitedServer::start(Mode::HeadersOnce(vec![
+        ("x-ratelimit-limit-requests".into(), "1".into()),
+        ("x-ratelimit-remaining-requests".into(), "0".into()),
+        ("x-ratelimit-reset-requests".into(), "24h".into()),
+    ]));
+    let started = Instant::now();
+    let out = run(env
+        .cmd_with(&server.base_url, crate::common::KEY)
+        .args(["--jobs", "jobs.jsonl", "--output", "out.jsonl"])
+        .args([
+            "--concurrency",
+            "1",
+            "--max-rate-limit-wait",
+            "2s",
+            "--progress-interval",
+            "500ms",
+        ]));
+    out.code(75)
+        .stderr_has("--max-rate-limit-wait (2s)")
+        .stderr_has("held back by the server for 1s (nothing sent)");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(server.requests(), 1, "nothing was sent while held");
+}
+
+/// `LiteLLM`'s fixed windows: its 429 always says 60 s, its successes say what is left but not when
+/// the window reopens. The batch finds the reopened window by a probe and sends what it allows,
+/// instead of waiting the 60 s out or keeping a learnt pace. 25 jobs, 10 per 2-second window: three
+/// windows, the last opening 4 s after the start.
+#[test]
+fn a_fixed_window_is_used_as_soon_as_it_reopens() {
+    let env = TestEnv::new();
+    write_jobs(&env, 25);
+    let server = LimitedServer::start(Mode::FixedWindow {
+        limit: 10,
+        window: Duration::from_secs(2),
+    });
+    let started = Instant::now();
+    let out = batch(
+        &env,
+        &server,
+        &[
+            "--concurrency",
+            "10",
+            "--retries",
+            "0",
+            "--summary",
+            "s.json",
+        ],
+    );
+    let took = started.elapsed();
+    out.code(0);
+    all_succeeded(&env, 25);
+    // The third window opens at 4 s; probes every 2 s find each window at most 2 s late.
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(
+        server.rejected() <= 15,
+        "{} refused: more than the probes",
+        server.rejected()
+    );
 }
