@@ -926,10 +926,6 @@ impl Turn {
     /// headers describe its budget; the caller should put the request back in line without
     /// spending a retry, and `true` is returned. A request that was alone gets `false`: the server
     /// fails even one request at a time, so the failure is the request's, for the retry policy.
-    #[allow(
-        dead_code,
-        reason = "the chat client calls it for `ApiError::is_congestion` failures (issue 20, point 2)"
-    )]
     pub(crate) fn congested(mut self, headers: &RateHeaders) -> bool {
         self.done = true;
         let pacer = Arc::clone(&self.pacer);

@@ -194,12 +194,12 @@ impl ChatClient {
                 self.attempt(body, headers, &mut tracked, exchange.sent, &mut rate)
                     .await
             };
+            let shown = exchange.deltas_are_final && emitted;
             if let Some(turn) = turn
-                && self.settle(turn, &result, &rate, exchange.sent)? == Settled::Requeue
+                && self.settle(turn, &result, &rate, exchange.sent, shown)? == Settled::Requeue
             {
                 continue;
             }
-            let shown = exchange.deltas_are_final && emitted;
             return Ok(Attempted { result, shown });
         }
     }
@@ -218,14 +218,16 @@ impl ChatClient {
     }
 
     /// Tell the pacer how a paced attempt went: a 429 for rate goes back to the line, quota
-    /// stops everyone (`Err`), congestion (`ApiError::is_congestion`) shrinks the window, anything
-    /// else is an answer that corrects the budget.
+    /// stops everyone (`Err`), congestion (`ApiError::is_congestion`) shrinks the window (and goes
+    /// back to the line when others crowded it out), anything else is an answer that corrects the
+    /// budget.
     fn settle(
         &self,
         turn: pacing::Turn,
         result: &Result<Completion, ApiError>,
         rate: &pacing::RateHeaders,
         attempt: u32,
+        shown: bool,
     ) -> Result<Settled, ApiError> {
         match result {
             Err(ApiError::Http { status: 429, .. }) => {
@@ -253,8 +255,15 @@ impl ChatClient {
                 // (no pause: the request itself is retried within --retries, with its backoff).
                 // Against llama.cpp's one-slot server, 16 jobs at --concurrency 8 converge to one
                 // at a time instead of cutting each other short (scripts/real-server-test.sh).
-                turn.rate_limited(rate, Some(Duration::ZERO));
-                Ok(Settled::Answered)
+                // Not a 429: no pause, no "refused since" timer, the learnt pace kept. Cut short
+                // by others in flight, the request waits its turn again without spending a retry
+                // (unless its text was already shown); alone, the failure is its own and goes to
+                // the retry policy, so a requeue can never loop.
+                if turn.congested(rate) && !shown {
+                    Ok(Settled::Requeue)
+                } else {
+                    Ok(Settled::Answered)
+                }
             }
             _ => {
                 let usage = result
