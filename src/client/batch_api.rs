@@ -279,14 +279,33 @@ impl BatchApi {
         Fut: std::future::Future<Output = Result<T, ApiError>>,
     {
         let mut attempt = 0;
+        let mut last_500: Option<String> = None;
         loop {
             attempt += 1;
             match once().await {
                 Ok(value) => return Ok(value),
-                Err(e) => match self.retry.decide(e, attempt, false) {
-                    Decision::Retry { wait, .. } => tokio::time::sleep(wait).await,
-                    Decision::GiveUp(e) => return Err(e),
-                },
+                Err(e) => {
+                    // A 500 is temporary, unless the server says twice over that a setting of its
+                    // own is missing: that is not dressed up as temporary (exit 75) for a CI job
+                    // that retries on 75 to loop on.
+                    if let ApiError::Http {
+                        status: 500,
+                        message,
+                        ..
+                    } = &e
+                    {
+                        if last_500.as_deref() == Some(message.as_str())
+                            && says_a_setting_is_missing(message)
+                        {
+                            return Err(ApiError::ServerMisconfigured(message.clone()));
+                        }
+                        last_500 = Some(message.clone());
+                    }
+                    match self.retry.decide(e, attempt, false) {
+                        Decision::Retry { wait, .. } => tokio::time::sleep(wait).await,
+                        Decision::GiveUp(e) => return Err(e),
+                    }
+                }
             }
         }
     }
@@ -484,6 +503,7 @@ impl BatchApi {
         wanted: impl Fn(&T) -> bool,
     ) -> Result<Option<T>, ApiError> {
         let mut after: Option<String> = None;
+        let mut seen = std::collections::HashSet::new();
         for _ in 0..max_pages {
             let mut url = self.url(path);
             {
@@ -505,13 +525,16 @@ impl BatchApi {
             if let Some(found) = page.data.into_iter().find(|item| wanted(item)) {
                 return Ok(Some(found));
             }
-            // The cursor goes into a query string (encoded), but only a usable id is followed.
-            after = page
+            // The cursor goes into a query string (encoded), but only a usable id is followed,
+            // and only forward: a cursor seen before (a server whose `last_id` never advances)
+            // ends the walk at once instead of asking for the same page until the bound.
+            let next = page
                 .last_id
                 .or(last)
                 .filter(|id| page.has_more && check_id(id).is_ok());
-            if after.is_none() {
-                return Ok(None);
+            match next {
+                Some(id) if seen.insert(id.clone()) => after = Some(id),
+                _ => return Ok(None),
             }
         }
         Ok(None)
@@ -630,6 +653,13 @@ async fn read_bounded(response: reqwest::Response, max: usize) -> Result<Vec<u8>
     }
 }
 
+/// Whether a server's error message says a setting of its own is missing or not set
+/// (`files_settings is not set`, `... not configured`, `missing ... setting`).
+fn says_a_setting_is_missing(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("not set") || m.contains("not configured") || m.contains("missing")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -665,6 +695,92 @@ mod tests {
         }
         assert!(check_status("in_progress").is_ok());
         assert!(check_status("done\n::warning::x").is_err());
+    }
+
+    fn api_for(server: &wiremock::MockServer) -> BatchApi {
+        let mut settings = crate::settings::Connection::default().client(false, 1, 1024);
+        settings.retry.retries = 3;
+        settings.retry.base_delay = std::time::Duration::ZERO;
+        settings.connect_timeout = std::time::Duration::from_secs(10);
+        settings.idle_timeout = std::time::Duration::from_secs(10);
+        BatchApi::new(
+            &Url::parse(&format!("{}/v1", server.uri())).unwrap(),
+            SecretString::from("sk-test-0123456789abcdef"),
+            &settings,
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_paging_cursor_that_does_not_advance_ends_the_walk_at_once() {
+        use wiremock::matchers::{method, path};
+        let server = wiremock::MockServer::start().await;
+        // Every page: one other file, more to come, and the same `last_id`.
+        wiremock::Mock::given(method("GET"))
+            .and(path("/v1/files"))
+            .respond_with(
+                wiremock::ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                    "object": "list",
+                    "data": [{"id": "file-1", "object": "file", "filename": "other.jsonl"}],
+                    "has_more": true,
+                    "last_id": "file-1"
+                })),
+            )
+            .mount(&server)
+            .await;
+        let found = api_for(&server).find_file("mine.jsonl", 50).await.unwrap();
+        assert_eq!(found, None);
+        // The first page, then the one its cursor names; the same cursor again ends the walk.
+        assert_eq!(server.received_requests().await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn the_same_missing_setting_500_twice_is_permanent_not_temporary() {
+        use wiremock::matchers::method;
+        let server = wiremock::MockServer::start().await;
+        // LiteLLM without `files_settings` answers every Batch API call this way.
+        wiremock::Mock::given(method("GET"))
+            .respond_with(wiremock::ResponseTemplate::new(500).set_body_json(serde_json::json!({
+                "error": {"message": "files_settings is not set", "type": "None", "param": "None", "code": "500"}
+            })))
+            .mount(&server)
+            .await;
+        let err = api_for(&server)
+            .find_file("mine.jsonl", 1)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ApiError::ServerMisconfigured(_)), "{err:?}");
+        assert_eq!(err.exit_status(), crate::exit::ExitStatus::Failure);
+        assert_eq!(server.received_requests().await.unwrap().len(), 2);
+
+        // An ordinary 500 stays temporary: retried to the end, then exit 75.
+        let server = wiremock::MockServer::start().await;
+        wiremock::Mock::given(method("GET"))
+            .respond_with(
+                wiremock::ResponseTemplate::new(500).set_body_string("Internal Server Error"),
+            )
+            .mount(&server)
+            .await;
+        let err = api_for(&server)
+            .find_file("mine.jsonl", 1)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.exit_status(),
+            crate::exit::ExitStatus::TempFail,
+            "{err:?}"
+        );
+        assert_eq!(server.received_requests().await.unwrap().len(), 4);
+    }
+
+    #[test]
+    fn a_missing_setting_is_told_from_a_passing_failure() {
+        assert!(says_a_setting_is_missing("files_settings is not set"));
+        assert!(says_a_setting_is_missing(
+            "Batch API not configured for this model"
+        ));
+        assert!(!says_a_setting_is_missing("Internal Server Error"));
+        assert!(!says_a_setting_is_missing("upstream timed out"));
     }
 
     #[test]

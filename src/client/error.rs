@@ -31,6 +31,11 @@ pub(crate) enum ApiError {
     },
     #[error("network error: {0}")]
     Network(String),
+    /// The same 500 twice, saying a setting of the server's own is missing (a `LiteLLM` proxy
+    /// without `files_settings` answers a Batch API call `500 files_settings is not set`):
+    /// waiting will not heal it.
+    #[error("the server is misconfigured: HTTP 500: {0}")]
+    ServerMisconfigured(String),
     /// The server refused or reset the connection: a busy, restarting or overloaded server
     /// (`transport::Kind::Dropped`), worth another try and a sign of congestion.
     #[error("network error: {0}")]
@@ -202,6 +207,7 @@ impl ApiError {
             | Self::RateLimitWait { .. } => "rate_limit_error",
             Self::QuotaExhausted { .. } => "insufficient_quota",
             Self::Http { status, .. } if *status >= 500 => "server_error",
+            Self::ServerMisconfigured(_) => "server_configuration_error",
             Self::Http { .. } => "api_error",
             Self::Network(_) | Self::Dropped(_) => "network_error",
             Self::Timeout(_) => "timeout",
@@ -241,6 +247,9 @@ impl ApiError {
                 "check OPENAI_BASE_URL (it usually ends in /v1) and the model name"
             }
             Self::InvalidKey => "check the key for stray characters, such as a newline from a file",
+            Self::ServerMisconfigured(_) => {
+                "the server says a setting of its own is missing, and asking again will not change that: fix the server's configuration (a LiteLLM proxy needs `files_settings` for the Batch API)"
+            }
             Self::Setup(_) => {
                 "TLS needs a CA bundle: install the `ca-certificates` package, or point SSL_CERT_FILE at a PEM bundle"
             }
