@@ -193,18 +193,10 @@ impl JobFile {
                 Some(path) => path,
                 None => spool_stdin()?,
             };
+            let bare = Self::bare("<stdin>", JobFormat::Jsonl, path.to_path_buf(), cwd, rules);
             return Ok(Self {
-                name: "<stdin>".to_owned(),
-                format: JobFormat::Jsonl,
-                path: path.to_path_buf(),
-                paths: JobPaths::new(cwd.to_owned(), rules),
-                file_defaults: Map::new(),
-                default_schema: None,
-                default_fallbacks: None,
-                default_extra_body: Map::new(),
-                default_headers: Vec::new(),
-                warned: std::sync::Mutex::default(),
                 _spool: Some(path),
+                ..bare
             });
         }
         // The user named the file; a link in the workspace may not lead it out (the one door for
@@ -213,53 +205,9 @@ impl JobFile {
             .follow(spec)
             .map_err(|e| Error::input(format!("--jobs: {e}"), "nothing was sent"))?;
         let path = cwd.join(spec);
-        let format = match path
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
-            Some("yaml" | "yml") => JobFormat::Yaml,
-            Some("json") => JobFormat::Json,
-            Some("jsonl" | "ndjson") => JobFormat::Jsonl,
-            _ => {
-                return Err(Error::input(
-                    format!("`{spec}`: unknown job file type"),
-                    "name the file .yaml, .yml, .json or .jsonl, or pipe JSON Lines with `--jobs -`",
-                ));
-            }
-        };
-        match std::fs::metadata(&path) {
-            Ok(meta) if meta.is_file() => {}
-            Ok(_) => {
-                return Err(Error::input(
-                    format!(
-                        "job file `{spec}` is not a regular file (a directory, a FIFO or a device is never read)"
-                    ),
-                    "give a file; JSON Lines can be piped with `--jobs -`",
-                ));
-            }
-            Err(_) => {
-                return Err(Error::input(
-                    format!("job file `{spec}` not found"),
-                    "check the path given to --jobs",
-                ));
-            }
-        }
+        let format = checked_format(spec, &path)?;
         let base_dir = path.parent().map_or_else(|| cwd.to_owned(), Path::to_owned);
-        let mut file = Self {
-            name: spec.to_owned(),
-            format,
-            path,
-            paths: JobPaths::new(base_dir, rules),
-            file_defaults: Map::new(),
-            default_schema: None,
-            default_fallbacks: None,
-            default_extra_body: Map::new(),
-            default_headers: Vec::new(),
-            warned: std::sync::Mutex::default(),
-            _spool: None,
-        };
+        let mut file = Self::bare(spec, format, path, &base_dir, rules);
         if format != JobFormat::Jsonl
             && let Value::Object(d) = file.document()?.0
         {
@@ -273,6 +221,23 @@ impl JobFile {
             file.take_structured_defaults()?;
         }
         Ok(file)
+    }
+
+    /// A job file with no `defaults` read yet.
+    fn bare(name: &str, format: JobFormat, path: PathBuf, dir: &Path, rules: PathRules) -> Self {
+        Self {
+            name: name.to_owned(),
+            format,
+            path,
+            paths: JobPaths::new(dir.to_owned(), rules),
+            file_defaults: Map::new(),
+            default_schema: None,
+            default_fallbacks: None,
+            default_extra_body: Map::new(),
+            default_headers: Vec::new(),
+            warned: std::sync::Mutex::default(),
+            _spool: None,
+        }
     }
 
     /// Move `json_schema`, `fallback_models`, `extra_body` and `headers` out of the file's
@@ -742,6 +707,45 @@ impl JobSpec {
         }
         Ok(spec)
     }
+}
+
+/// The format a job file's name gives, once it is known to be a regular file (exit 42 otherwise:
+/// a directory, a FIFO or a device is never read).
+fn checked_format(spec: &str, path: &Path) -> Result<JobFormat, Error> {
+    let format = match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("yaml" | "yml") => JobFormat::Yaml,
+        Some("json") => JobFormat::Json,
+        Some("jsonl" | "ndjson") => JobFormat::Jsonl,
+        _ => {
+            return Err(Error::input(
+                format!("`{spec}`: unknown job file type"),
+                "name the file .yaml, .yml, .json or .jsonl, or pipe JSON Lines with `--jobs -`",
+            ));
+        }
+    };
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => {}
+        Ok(_) => {
+            return Err(Error::input(
+                format!(
+                    "job file `{spec}` is not a regular file (a directory, a FIFO or a device is never read)"
+                ),
+                "give a file; JSON Lines can be piped with `--jobs -`",
+            ));
+        }
+        Err(_) => {
+            return Err(Error::input(
+                format!("job file `{spec}` not found"),
+                "check the path given to --jobs",
+            ));
+        }
+    }
+    Ok(format)
 }
 
 /// Copy standard input (a `--jobs -` list) to a temporary file, so that it can be read twice.

@@ -174,6 +174,54 @@ fn batch_name(args: &SubmitSettings) -> Result<String, Error> {
     Ok(name)
 }
 
+/// The ledger a submit continues: the one recorded under this name (checked against this run's
+/// provider), else a new one from the job file.
+fn ledger_for(
+    args: &SubmitSettings,
+    ctx: &Context,
+    session: &Session,
+    place: &Place,
+    name: &str,
+) -> Result<Ledger, Error> {
+    let Some(existing) = place.load()? else {
+        return new_ledger(args, ctx, session, place, name);
+    };
+    check_base_url(&existing, session)?;
+    if existing.job_file != args.jobs {
+        diag::warn(&format!(
+            "warning: batch `{name}` was submitted from `{}`; resuming that submission, not `{}` (use another --name for a new batch)",
+            existing.job_file, args.jobs
+        ));
+    }
+    if !args.common.quiet {
+        diag::warn(&format!(
+            "batch `{name}`: resuming the submission recorded in `{}`",
+            place.file.display()
+        ));
+    }
+    Ok(existing)
+}
+
+/// What a submit says on stderr once every part is created.
+fn submitted_text(name: &str, ledger: &Ledger) -> String {
+    let mut summary = format!(
+        "batch `{name}`: {} jobs submitted, parts: {}",
+        ledger.jobs,
+        ledger.parts.len()
+    );
+    for p in &ledger.parts {
+        let _ = write!(
+            summary,
+            "\n  part {} {} ({}, {} requests)",
+            p.part,
+            p.batch_id.as_deref().unwrap_or("?"),
+            p.model,
+            p.requests
+        );
+    }
+    summary
+}
+
 fn submit(
     args: &SubmitSettings,
     ctx: &Context,
@@ -201,24 +249,7 @@ fn submit(
     if args.wait {
         check_output(&args.output, &place, &args.jobs, ctx)?;
     }
-    let mut ledger = if let Some(existing) = place.load()? {
-        check_base_url(&existing, &session)?;
-        if existing.job_file != args.jobs {
-            diag::warn(&format!(
-                "warning: batch `{name}` was submitted from `{}`; resuming that submission, not `{}` (use another --name for a new batch)",
-                existing.job_file, args.jobs
-            ));
-        }
-        if !args.common.quiet {
-            diag::warn(&format!(
-                "batch `{name}`: resuming the submission recorded in `{}`",
-                place.file.display()
-            ));
-        }
-        existing
-    } else {
-        new_ledger(args, ctx, &session, &place, &name)?
-    };
+    let mut ledger = ledger_for(args, ctx, &session, &place, &name)?;
     let submitted = runtime.block_on(submit_parts(&session.api, &place, &mut ledger));
     if let Err(e) = submitted {
         diag::warn(&format!(
@@ -226,23 +257,8 @@ fn submit(
         ));
         return Err(e);
     }
-    let mut summary = format!(
-        "batch `{name}`: {} jobs submitted, parts: {}",
-        ledger.jobs,
-        ledger.parts.len()
-    );
-    for p in &ledger.parts {
-        let _ = write!(
-            summary,
-            "\n  part {} {} ({}, {} requests)",
-            p.part,
-            p.batch_id.as_deref().unwrap_or("?"),
-            p.model,
-            p.requests
-        );
-    }
     if !args.common.quiet {
-        diag::warn(&summary);
+        diag::warn(&submitted_text(&name, &ledger));
     }
     if !args.wait {
         let mut ids = String::new();
