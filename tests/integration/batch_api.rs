@@ -1532,3 +1532,39 @@ fn a_providers_huge_request_counts_do_not_wrap_or_crash() {
         .stderr_has(&format!("requests {}/{}", u64::MAX, u64::MAX));
     assert_eq!(lines_by_id(&env.read_project("r.jsonl")).len(), 5);
 }
+
+#[test]
+fn a_refusal_in_a_providers_output_is_a_failed_refusal_line() {
+    let env = TestEnv::new();
+    env.write_project(
+        "jobs.yaml",
+        "jobs:\n  - id: ok\n    prompt: fine\n  - id: no\n    prompt: REFUSE this\n",
+    );
+    let emu = Emulator::start(KEY);
+    let r = qwen(
+        &env,
+        &emu,
+        &[
+            "batch",
+            "submit",
+            "jobs.yaml",
+            "--name",
+            "r",
+            "--wait",
+            "--poll-interval",
+            "0s",
+        ],
+    );
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    let lines = lines_by_id(&r.stdout);
+    assert_eq!(lines["ok"]["is_error"], false, "{}", r.stdout);
+    assert_eq!(lines["no"]["is_error"], true, "{}", r.stdout);
+    assert_eq!(lines["no"]["error"]["type"], "refusal", "{}", r.stdout);
+    assert!(
+        lines["no"]["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("I can't help with that.")),
+        "{}",
+        r.stdout
+    );
+}

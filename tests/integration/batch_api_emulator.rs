@@ -746,6 +746,16 @@ fn write_results(s: &mut State, i: usize) {
                 json!({"id": id, "custom_id": custom_id, "response": {"status_code": 401, "request_id": format!("req_{n}"),
                 "body": {"error": {"message": format!("Incorrect API key provided: {}", s.key), "type": "invalid_request_error"}}}, "error": null}),
             )
+        } else if prompt.contains("REFUSE") {
+            // OpenAI's shape for a model that declines: `content: null` and `refusal`
+            // (openai-openapi, ChatCompletionResponseMessage).
+            (
+                &mut output,
+                json!({"id": id, "custom_id": custom_id, "response": {"status_code": 200, "request_id": format!("req_{n}"),
+                "body": {"id": format!("chatcmpl-{n}"), "object": "chat.completion", "created": s.clock, "model": model,
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "refusal": "I can't help with that."}, "logprobs": null, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12}}}, "error": null}),
+            )
         } else if prompt.contains("NORESPONSE") {
             (
                 &mut errors,

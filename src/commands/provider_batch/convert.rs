@@ -110,6 +110,35 @@ fn input_line(
     Ok(line)
 }
 
+/// Open a new part file for `model` (numbers run 1, 2, 3, … in opening order).
+fn open_part(
+    model: &str,
+    open: &mut HashMap<String, OpenPart>,
+    parts: &mut Vec<Part>,
+    dir: &Path,
+) -> Result<(), Error> {
+    // Every part opened so far is in `parts`: numbers run 1, 2, 3, … in opening order.
+    let number = parts.len() + 1;
+    let path = dir.join(part_file(number));
+    let writer = BufWriter::new(File::create(&path).map_err(|e| io_err(&path, e))?);
+    parts.push(Part {
+        part: number,
+        model: model.to_owned(),
+        input: part_file(number),
+        ..Part::default()
+    });
+    open.insert(
+        model.to_owned(),
+        OpenPart {
+            part: number,
+            writer,
+            requests: 0,
+            bytes: 0,
+        },
+    );
+    Ok(())
+}
+
 pub(crate) fn plan(
     file: &JobFile,
     defaults: &JobDefaults,
@@ -152,25 +181,7 @@ pub(crate) fn plan(
             finish(done, &mut parts, dir)?;
         }
         if !open.contains_key(&job.model) {
-            // Every part opened so far is in `parts`: numbers run 1, 2, 3, … in opening order.
-            let number = parts.len() + 1;
-            let path = dir.join(part_file(number));
-            let writer = BufWriter::new(File::create(&path).map_err(|e| io_err(&path, e))?);
-            parts.push(Part {
-                part: number,
-                model: job.model.clone(),
-                input: part_file(number),
-                ..Part::default()
-            });
-            open.insert(
-                job.model.clone(),
-                OpenPart {
-                    part: number,
-                    writer,
-                    requests: 0,
-                    bytes: 0,
-                },
-            );
+            open_part(&job.model, &mut open, &mut parts, dir)?;
         }
         if let Some(p) = open.get_mut(&job.model) {
             p.writer
@@ -393,6 +404,26 @@ impl From<Error> for Failed {
     }
 }
 
+/// The next line of a provider's file into `buf` (false at its end), bounded by
+/// `MAX_LINE_BYTES`: a longer line is an input error, never an allocation that grows unbounded.
+fn next_line(reader: &mut impl BufRead, buf: &mut Vec<u8>, path: &Path) -> Result<bool, Error> {
+    buf.clear();
+    let n = Read::by_ref(reader)
+        .take(MAX_LINE_BYTES as u64 + 1)
+        .read_until(b'\n', buf)
+        .map_err(|e| Error::file("read", path, e))?;
+    if buf.len() > MAX_LINE_BYTES {
+        return Err(Error::input(
+            format!(
+                "`{}`: a line is longer than {MAX_LINE_BYTES} bytes",
+                path.display()
+            ),
+            "",
+        ));
+    }
+    Ok(n > 0)
+}
+
 /// Convert the downloaded files of every part into one line per job, written to `out`.
 pub(crate) fn results(
     dir: &Path,
@@ -423,24 +454,7 @@ pub(crate) fn results(
                 .map_err(|e| broken(Error::file("read", &path, e)))?;
             let mut reader = BufReader::with_capacity(64 * 1024, file);
             let mut buf = Vec::new();
-            loop {
-                buf.clear();
-                let n = Read::by_ref(&mut reader)
-                    .take(MAX_LINE_BYTES as u64 + 1)
-                    .read_until(b'\n', &mut buf)
-                    .map_err(|e| broken(Error::file("read", &path, e)))?;
-                if n == 0 {
-                    break;
-                }
-                if buf.len() > MAX_LINE_BYTES {
-                    return Err(broken(Error::input(
-                        format!(
-                            "`{}`: a line is longer than {MAX_LINE_BYTES} bytes",
-                            path.display()
-                        ),
-                        "",
-                    )));
-                }
+            while next_line(&mut reader, &mut buf, &path).map_err(broken)? {
                 let text = String::from_utf8_lossy(&buf);
                 if text.trim().is_empty() {
                     continue;
@@ -598,28 +612,34 @@ fn count(tally: &mut Tally, outcome: &Outcome) {
 
 /// A provider line (`{"id","custom_id","response":{"status_code","request_id","body"},"error"}`)
 /// as a completion or an error.
+/// A provider line's `error`: a request the batch never ran (expired: temporary; cancelled), or
+/// one the provider could not run.
+fn error_outcome(error: &Value, scrub: &dyn Fn(&str) -> String) -> Outcome {
+    let code = error.get("code").and_then(Value::as_str).unwrap_or("error");
+    let message = error.get("message").and_then(Value::as_str).unwrap_or("");
+    // OpenAI lists the requests an expired (or cancelled) batch never ran in the error file.
+    let not_run = match code {
+        "batch_expired" => Some(("batch_expired", true)),
+        "batch_cancelled" => Some(("batch_cancelled", false)),
+        _ => None,
+    };
+    if let Some((kind, temporary)) = not_run {
+        return Outcome::NotRun {
+            kind,
+            message: scrub(&format!(
+                "the provider never ran this request ({message}); run it locally with `qwen --jobs FILE --resume --output FILE`, or submit again"
+            )),
+            temporary,
+        };
+    }
+    Outcome::Err(ApiError::InvalidResponse(scrub(&format!(
+        "the provider could not run the request: {code}: {message}"
+    ))))
+}
+
 fn classify(line: &Value, scrub: &dyn Fn(&str) -> String) -> Outcome {
     if let Some(error) = line.get("error").filter(|e| !e.is_null()) {
-        let code = error.get("code").and_then(Value::as_str).unwrap_or("error");
-        let message = error.get("message").and_then(Value::as_str).unwrap_or("");
-        // OpenAI lists the requests an expired (or cancelled) batch never ran in the error file.
-        let not_run = match code {
-            "batch_expired" => Some(("batch_expired", true)),
-            "batch_cancelled" => Some(("batch_cancelled", false)),
-            _ => None,
-        };
-        if let Some((kind, temporary)) = not_run {
-            return Outcome::NotRun {
-                kind,
-                message: scrub(&format!(
-                    "the provider never ran this request ({message}); run it locally with `qwen --jobs FILE --resume --output FILE`, or submit again"
-                )),
-                temporary,
-            };
-        }
-        return Outcome::Err(ApiError::InvalidResponse(scrub(&format!(
-            "the provider could not run the request: {code}: {message}"
-        ))));
+        return error_outcome(error, scrub);
     }
     let Some(response) = line.get("response").filter(|r| !r.is_null()) else {
         return Outcome::Err(ApiError::InvalidResponse(
@@ -660,6 +680,14 @@ fn classify(line: &Value, scrub: &dyn Fn(&str) -> String) -> Outcome {
             .pointer(&format!("/message/{k}"))
             .is_some_and(|v| !v.is_null())
     });
+    // As a local run: a refusal is an answer of its own (exit 1, `refusal`), never a success.
+    if let Some(refusal) = choice
+        .pointer("/message/refusal")
+        .and_then(Value::as_str)
+        .filter(|r| !r.trim().is_empty())
+    {
+        return Outcome::Err(ApiError::Refusal(scrub(refusal)));
+    }
     if content.is_empty() && !tool_calls {
         // As a local run: an answer with no text is no success.
         return Outcome::Err(ApiError::EmptyAnswer {
