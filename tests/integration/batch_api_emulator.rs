@@ -719,6 +719,59 @@ fn validate(s: &mut State, i: usize) -> Option<String> {
 }
 
 /// The output and error files of the requests that ran (the first `ran` lines).
+/// The provider's line for one request: (whether it goes to the error file, the line). Markers
+/// in the prompt choose a failure: `FAIL400`, `LEAKKEY`, `REFUSE`, `NORESPONSE`.
+fn answer(
+    s: &State,
+    id: &str,
+    custom_id: &Value,
+    prompt: &str,
+    model: &Value,
+    n: usize,
+) -> (bool, Value) {
+    if prompt.contains("FAIL400") {
+        (
+            true,
+            json!({"id": id, "custom_id": custom_id, "response": {"status_code": 400, "request_id": format!("req_{n}"),
+            "body": {"error": {"message": "the prompt was refused", "type": "invalid_request_error", "param": null, "code": null}}}, "error": null}),
+        )
+    } else if prompt.contains("LEAKKEY") {
+        (
+            true,
+            json!({"id": id, "custom_id": custom_id, "response": {"status_code": 401, "request_id": format!("req_{n}"),
+            "body": {"error": {"message": format!("Incorrect API key provided: {}", s.key), "type": "invalid_request_error"}}}, "error": null}),
+        )
+    } else if prompt.contains("REFUSE") {
+        // OpenAI's shape for a model that declines: `content: null` and `refusal`
+        // (openai-openapi, ChatCompletionResponseMessage).
+        (
+            false,
+            json!({"id": id, "custom_id": custom_id, "response": {"status_code": 200, "request_id": format!("req_{n}"),
+            "body": {"id": format!("chatcmpl-{n}"), "object": "chat.completion", "created": s.clock, "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "refusal": "I can't help with that."}, "logprobs": null, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12}}}, "error": null}),
+        )
+    } else if prompt.contains("NORESPONSE") {
+        (
+            true,
+            json!({"id": id, "custom_id": custom_id, "response": null,
+            "error": {"code": "batch_expired", "message": "This request could not be executed before the completion window expired."}}),
+        )
+    } else {
+        // `JSON:` answers the rest of the prompt as it is (for schema tests); else an echo.
+        let text = prompt
+            .strip_prefix("JSON:")
+            .map_or_else(|| format!("echo: {prompt}"), str::to_owned);
+        (
+            false,
+            json!({"id": id, "custom_id": custom_id, "response": {"status_code": 200, "request_id": format!("req_{n}"),
+            "body": {"id": format!("chatcmpl-{n}"), "object": "chat.completion", "created": s.clock, "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": null}, "logprobs": null, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12}, "system_fingerprint": null}}, "error": null}),
+        )
+    }
+}
+
 fn write_results(s: &mut State, i: usize) {
     let lines = input_lines(s, i);
     let ran = s.batches[i].ran.min(lines.len());
@@ -734,47 +787,8 @@ fn write_results(s: &mut State, i: usize) {
             .to_owned();
         let model = line["body"]["model"].clone();
         let id = format!("batch_req_{i}_{n}");
-        let (target, value) = if prompt.contains("FAIL400") {
-            (
-                &mut errors,
-                json!({"id": id, "custom_id": custom_id, "response": {"status_code": 400, "request_id": format!("req_{n}"),
-                "body": {"error": {"message": "the prompt was refused", "type": "invalid_request_error", "param": null, "code": null}}}, "error": null}),
-            )
-        } else if prompt.contains("LEAKKEY") {
-            (
-                &mut errors,
-                json!({"id": id, "custom_id": custom_id, "response": {"status_code": 401, "request_id": format!("req_{n}"),
-                "body": {"error": {"message": format!("Incorrect API key provided: {}", s.key), "type": "invalid_request_error"}}}, "error": null}),
-            )
-        } else if prompt.contains("REFUSE") {
-            // OpenAI's shape for a model that declines: `content: null` and `refusal`
-            // (openai-openapi, ChatCompletionResponseMessage).
-            (
-                &mut output,
-                json!({"id": id, "custom_id": custom_id, "response": {"status_code": 200, "request_id": format!("req_{n}"),
-                "body": {"id": format!("chatcmpl-{n}"), "object": "chat.completion", "created": s.clock, "model": model,
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "refusal": "I can't help with that."}, "logprobs": null, "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12}}}, "error": null}),
-            )
-        } else if prompt.contains("NORESPONSE") {
-            (
-                &mut errors,
-                json!({"id": id, "custom_id": custom_id, "response": null,
-                "error": {"code": "batch_expired", "message": "This request could not be executed before the completion window expired."}}),
-            )
-        } else {
-            // `JSON:` answers the rest of the prompt as it is (for schema tests); else an echo.
-            let text = prompt
-                .strip_prefix("JSON:")
-                .map_or_else(|| format!("echo: {prompt}"), str::to_owned);
-            (
-                &mut output,
-                json!({"id": id, "custom_id": custom_id, "response": {"status_code": 200, "request_id": format!("req_{n}"),
-                "body": {"id": format!("chatcmpl-{n}"), "object": "chat.completion", "created": s.clock, "model": model,
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": null}, "logprobs": null, "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12}, "system_fingerprint": null}}, "error": null}),
-            )
-        };
+        let (is_error, value) = answer(s, &id, &custom_id, &prompt, &model, n);
+        let target = if is_error { &mut errors } else { &mut output };
         let mut bytes = value.to_string().into_bytes();
         bytes.push(b'\n');
         target.extend_from_slice(&bytes);
