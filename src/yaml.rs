@@ -99,21 +99,30 @@ impl Scan {
         (1, true)
     }
 
-    fn line(&mut self, line: &str) {
+    /// Where a line's structure starts: its indentation, or `None` when the line is the content
+    /// of a block scalar (nothing in it is structure).
+    fn line_start(&mut self, line: &str) -> Option<usize> {
         let indent = line.len() - line.trim_start_matches(' ').len();
         let blank = line.trim().is_empty();
         if self.in_block(indent, blank) {
-            return;
+            return None;
         }
         // A line at the left margin ends a quoted scalar of a nested node (its continuation lines
         // are indented): scanning it as structure can only count more levels, never fewer.
         if self.quote.is_some() && indent == 0 && !blank && self.depth == 0 {
             self.quote = None;
         }
-        let chars: Vec<(usize, char)> = line.char_indices().collect();
         if self.depth == 0 {
             self.token_start = true;
         }
+        Some(indent)
+    }
+
+    fn line(&mut self, line: &str) {
+        let Some(indent) = self.line_start(line) else {
+            return;
+        };
+        let chars: Vec<(usize, char)> = line.char_indices().collect();
         let mut token_start = self.token_start;
         // A quote that opens a block-context line is a quoted key (one line) or the continuation of
         // a plain scalar: not carried to the next line, so that it cannot hide what follows.
