@@ -39,6 +39,15 @@ pub(crate) struct Usage {
     /// (`completion_tokens_details.reasoning_tokens`, or `output_tokens_details`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) reasoning_tokens: Option<u64>,
+    /// Of `input_tokens`, those read from the provider's prompt cache
+    /// (`prompt_tokens_details.cached_tokens`; `DeepSeek`'s `prompt_cache_hit_tokens`), when the
+    /// server says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) cache_read_input_tokens: Option<u64>,
+    /// Input tokens written to the prompt cache, for the providers that report them
+    /// (`prompt_tokens_details.cache_write_tokens` on `OpenRouter`, `cache_creation_input_tokens`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) cache_creation_input_tokens: Option<u64>,
 }
 
 impl Usage {
@@ -49,11 +58,18 @@ impl Usage {
         let reasoning = ["completion_tokens_details", "output_tokens_details"]
             .iter()
             .find_map(|d| v.get(*d)?.get("reasoning_tokens")?.as_u64());
+        let details = |k: &str| v.get("prompt_tokens_details")?.get(k)?.as_u64();
         Some(Self {
             input_tokens: input,
             output_tokens: output,
             total_tokens: n("total_tokens").unwrap_or(input + output),
             reasoning_tokens: reasoning,
+            cache_read_input_tokens: details("cached_tokens")
+                .or_else(|| n("cache_read_input_tokens"))
+                .or_else(|| n("prompt_cache_hit_tokens")),
+            cache_creation_input_tokens: details("cache_write_tokens")
+                .or_else(|| details("cache_creation_tokens"))
+                .or_else(|| n("cache_creation_input_tokens")),
         })
     }
 }
