@@ -551,20 +551,19 @@ impl RunOutput {
             message: &message,
             attempts,
         };
-        let mut result = result_message(
+        let result = result_message(
             &self.meta,
             &outcome,
             extras,
             self.started.elapsed().as_millis(),
             api_ms,
         );
-        self.add_stats(&mut result);
         self.emit(&result)?;
         self.finish()
     }
 
-    /// `-o json` results carry `stats`, as Qwen Code's `JsonOutputAdapter` writes them
-    /// (its stream-json results have none).
+    /// `-o json` successes carry `stats`, as Qwen Code 0.24.4's `JsonOutputAdapter` writes them
+    /// (its stream-json results and its failed results have none).
     fn add_stats(&self, result: &mut ResultMessage) {
         if self.format == Format::Json {
             result.stats = Some(Stats::of(
