@@ -156,7 +156,13 @@ pub(crate) struct SkillStats {
 
 impl Stats {
     /// One model's requests (`attempts`, of which all but a success's last failed), API time and tokens.
-    pub(crate) fn of(model: &str, attempts: u32, succeeded: bool, api_ms: u64, usage: &UsageJson) -> Self {
+    pub(crate) fn of(
+        model: &str,
+        attempts: u32,
+        succeeded: bool,
+        api_ms: u64,
+        usage: &UsageJson,
+    ) -> Self {
         let api = ApiStats {
             total_requests: u64::from(attempts),
             total_errors: u64::from(attempts.saturating_sub(u32::from(succeeded))),

@@ -175,11 +175,7 @@ async fn a_json_body_s_short_values_are_cleaned_once_as_in_a_stream() {
     let r = run(env.cmd_with(&base_url(&server), KEY).args(["--json", "hi"]));
     r.code(0);
     let result = r.result();
-    assert_eq!(
-        result["finish_reason"],
-        "\\u{7}".repeat(50),
-        "{result}"
-    );
+    assert_eq!(result["finish_reason"], "\\u{7}".repeat(50), "{result}");
 }
 
 #[test]
