@@ -313,3 +313,155 @@ async fn an_api_error_is_a_result_and_never_an_assistant_answer() {
             .is_some_and(|m| m.contains("Incorrect API key provided"))
     );
 }
+
+/// README's "Coming from Qwen Code's `-o json`" table: each row's backticked field names and its
+/// `qwen` column.
+fn migration_rows() -> Vec<(Vec<String>, String)> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let table = readme
+        .split("### Coming from Qwen Code's `-o json`")
+        .nth(1)
+        .expect("README.md has the Qwen Code migration table");
+    table
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2)
+        .map(|l| {
+            let cells: Vec<&str> = l.trim_matches('|').split('|').map(str::trim).collect();
+            let fields = cells[0]
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_owned)
+                .collect();
+            (fields, cells[1].to_owned())
+        })
+        .collect()
+}
+
+/// The field paths of messages as the migration table names them: `<type>.<path>`, arrays of
+/// objects as `[]`, any `usage` object's fields as `usage.<name>` (the message's and the
+/// result's are one row), `result.stats` one level deep.
+fn field_paths(messages: &[Value], out: &mut std::collections::BTreeSet<String>) {
+    fn walk(path: &str, value: &Value, out: &mut std::collections::BTreeSet<String>) {
+        if path == "result.stats" {
+            if let Some(stats) = value.as_object() {
+                out.extend(stats.keys().map(|k| format!("result.stats.{k}")));
+            }
+        } else if path == "result.structured_result" {
+            // The model's value: its fields are the user's, not ours.
+            out.insert(path.to_owned());
+        } else if let Some(map) = value.as_object() {
+            for (key, v) in map {
+                let child = if key == "usage" {
+                    "usage".to_owned()
+                } else {
+                    format!("{path}.{key}")
+                };
+                walk(&child, v, out);
+            }
+        } else if let Some(items) = value.as_array().filter(|a| a.iter().any(Value::is_object)) {
+            for item in items {
+                walk(&format!("{path}[]"), item, out);
+            }
+        } else {
+            out.insert(path.to_owned());
+        }
+    }
+    for message in messages {
+        walk(message["type"].as_str().unwrap_or("?"), message, out);
+    }
+}
+
+/// The migration table is true: every field qwen writes (a success with reasoning and cached
+/// tokens in `-o json`, partial messages, a schema answer, an API error) has a row, no row marked
+/// `not supported` is written, every `same` field is written, and every deliberate difference the
+/// oracle allows (fixtures/qwen-code-oracle/differences.json) is named in the table.
+#[tokio::test]
+async fn the_readme_migration_table_is_the_fields_qwen_writes() {
+    let rows = migration_rows();
+    assert!(rows.len() >= 30, "{rows:?}");
+    let mut written = std::collections::BTreeSet::new();
+
+    let env = TestEnv::new();
+    let usage = json!({"prompt_tokens": 12, "completion_tokens": 2, "total_tokens": 14,
+                       "prompt_tokens_details": {"cached_tokens": 10}});
+    let reasoning = Sse::new()
+        .chunk(&json!({"reasoning_content": "Hm."}), None)
+        .text("{\"a\":1}")
+        .finish("stop");
+    let body = reasoning.body()
+        + &format!(
+            "data: {}\n\ndata: [DONE]\n\n",
+            json!({"id": "c", "object": "chat.completion.chunk", "choices": [], "usage": usage})
+        );
+    let server = server_with(Sse::new().raw(&body).respond(), 3).await;
+    for args in [
+        &["-o", "json", "hi"][..],
+        &["-o", "stream-json", "--include-partial-messages", "hi"],
+        &["-o", "json", "--json-schema", r#"{"type":"object"}"#, "hi"],
+    ] {
+        let r = run(env.cmd_for(&server).args(args));
+        r.code(0);
+        let messages = if args[1] == "json" {
+            r.json()
+        } else {
+            r.json_lines()
+        };
+        field_paths(&messages, &mut written);
+    }
+    let failing = server_with(error_response(401, "no"), 1).await;
+    let r = run(env.cmd_for(&failing).args(["-o", "json", "hi"]));
+    r.code(41);
+    field_paths(&r.json(), &mut written);
+
+    let documented: std::collections::BTreeMap<&str, &str> = rows
+        .iter()
+        .flat_map(|(fields, status)| fields.iter().map(move |f| (f.as_str(), status.as_str())))
+        .collect();
+    for path in &written {
+        let status = documented.get(path.as_str());
+        assert!(status.is_some(), "README's Qwen Code table lacks `{path}`");
+        assert_ne!(
+            status,
+            Some(&"not supported"),
+            "`{path}` is written but the table says not supported"
+        );
+    }
+    for (field, status) in &documented {
+        if *status == "same" {
+            assert!(
+                written.contains(*field),
+                "the table says `{field}` is the same, but qwen never wrote it"
+            );
+        }
+        assert!(
+            ["same", "different on purpose", "not supported", "qwen only"].contains(status),
+            "`{field}`: unknown status `{status}`"
+        );
+    }
+
+    let differences: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/qwen-code-oracle/differences.json"
+        ))
+        .expect("differences.json"),
+    )
+    .expect("differences.json is JSON");
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    for rule in differences["differences"].as_array().expect("a list") {
+        let id = rule["id"].as_str().expect("an id");
+        assert!(
+            rule["reason"].as_str().is_some_and(|r| !r.is_empty()),
+            "{id} has no reason"
+        );
+        assert!(
+            readme.contains(&format!("[`{id}`]")),
+            "README's Qwen Code table does not name `{id}`"
+        );
+    }
+}
