@@ -180,12 +180,12 @@ fn add_usage(total: &mut Option<Usage>, more: Option<Usage>) {
         if let Some(r) = u.reasoning_tokens {
             *t.reasoning_tokens.get_or_insert(0) += r;
         }
-        if let Some(r) = u.cache_read_input_tokens {
-            *t.cache_read_input_tokens.get_or_insert(0) += r;
-        }
-        if let Some(w) = u.cache_creation_input_tokens {
-            *t.cache_creation_input_tokens.get_or_insert(0) += w;
-        }
+        t.cache_read_input_tokens = t
+            .cache_read_input_tokens
+            .saturating_add(u.cache_read_input_tokens);
+        t.cache_creation_input_tokens = t
+            .cache_creation_input_tokens
+            .saturating_add(u.cache_creation_input_tokens);
     }
 }
 

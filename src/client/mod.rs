@@ -40,14 +40,23 @@ pub(crate) struct Usage {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) reasoning_tokens: Option<u64>,
     /// Of `input_tokens`, those read from the provider's prompt cache
-    /// (`prompt_tokens_details.cached_tokens`; `DeepSeek`'s `prompt_cache_hit_tokens`), when the
-    /// server says.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) cache_read_input_tokens: Option<u64>,
+    /// (`prompt_tokens_details.cached_tokens`; `DeepSeek`'s `prompt_cache_hit_tokens`); 0 when
+    /// the server reports none (plain 32-bit numbers: this struct rides inside `ApiError`,
+    /// whose size clippy bounds).
+    pub(crate) cache_read_input_tokens: u32,
     /// Input tokens written to the prompt cache, for the providers that report them
-    /// (`prompt_tokens_details.cache_write_tokens` on `OpenRouter`, `cache_creation_input_tokens`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) cache_creation_input_tokens: Option<u64>,
+    /// (`prompt_tokens_details.cache_write_tokens` on `OpenRouter`, `cache_creation_input_tokens`);
+    /// 0 otherwise.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub(crate) cache_creation_input_tokens: u32,
+}
+
+#[allow(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if passes a reference"
+)]
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Usage {
@@ -59,6 +68,7 @@ impl Usage {
             .iter()
             .find_map(|d| v.get(*d)?.get("reasoning_tokens")?.as_u64());
         let details = |k: &str| v.get("prompt_tokens_details")?.get(k)?.as_u64();
+        let small = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
         Some(Self {
             input_tokens: input,
             output_tokens: output,
@@ -66,10 +76,12 @@ impl Usage {
             reasoning_tokens: reasoning,
             cache_read_input_tokens: details("cached_tokens")
                 .or_else(|| n("cache_read_input_tokens"))
-                .or_else(|| n("prompt_cache_hit_tokens")),
+                .or_else(|| n("prompt_cache_hit_tokens"))
+                .map_or(0, small),
             cache_creation_input_tokens: details("cache_write_tokens")
                 .or_else(|| details("cache_creation_tokens"))
-                .or_else(|| n("cache_creation_input_tokens")),
+                .or_else(|| n("cache_creation_input_tokens"))
+                .map_or(0, small),
         })
     }
 }

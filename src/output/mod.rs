@@ -204,14 +204,21 @@ pub(crate) struct RunOutput {
     /// How server text shown on stderr is cleaned: the key and credential headers removed, escape
     /// sequences and workflow commands neutralised (the connected client's sanitiser).
     stderr_cleaner: Option<Cleaner>,
-    /// With partial messages: the block that is open, whether `message_start` was written (once
-    /// per run, as Qwen Code does, with the first assistant message's id), the reasoning streamed
-    /// so far and whether its assistant message was written (when the text began).
+    /// With partial messages: what has been streamed so far.
+    streamed: Streamed,
+    thinking_id: String,
+}
+
+/// The state of a streamed turn (partial messages): the block that is open, whether
+/// `message_start` was written (once per run, as Qwen Code does, with the first assistant
+/// message's id), the reasoning streamed so far, and whether its assistant message was written
+/// (when the text began; without partial messages, when the answer is written).
+#[derive(Debug, Default)]
+struct Streamed {
     open: Option<Block>,
     message_started: bool,
-    streamed_thinking: String,
+    thinking: String,
     thinking_written: bool,
-    thinking_id: String,
 }
 
 /// The content block a streamed message holds.
@@ -240,10 +247,7 @@ impl RunOutput {
             message_id: uuid::Uuid::new_v4().to_string(),
             reasoning_line: show_reasoning.then(String::new),
             stderr_cleaner: None,
-            open: None,
-            message_started: false,
-            streamed_thinking: String::new(),
-            thinking_written: false,
+            streamed: Streamed::default(),
             thinking_id: uuid::Uuid::new_v4().to_string(),
         }
     }
@@ -332,7 +336,7 @@ impl RunOutput {
     /// Code writes one `message_start` and one `message_stop` per turn, blocks at index 0 in
     /// between, and each block's assistant message after its `content_block_stop`.
     fn open_block(&mut self, block: Block) -> io::Result<()> {
-        if !self.message_started {
+        if !self.streamed.message_started {
             let id = match block {
                 Block::Thinking => self.thinking_id.clone(),
                 Block::Text => self.message_id.clone(),
@@ -345,7 +349,7 @@ impl RunOutput {
                     content: Vec::new(),
                 },
             })?;
-            self.message_started = true;
+            self.streamed.message_started = true;
         }
         let content_block = match block {
             Block::Thinking => ContentBlock::Thinking {
@@ -360,16 +364,16 @@ impl RunOutput {
             index: 0,
             content_block,
         })?;
-        self.open = Some(block);
+        self.streamed.open = Some(block);
         Ok(())
     }
 
     /// Stop the open block, if any; a thinking block's assistant message follows at once.
     fn close_block(&mut self) -> io::Result<()> {
-        if let Some(block) = self.open.take() {
+        if let Some(block) = self.streamed.open.take() {
             self.stream_event(StreamEvent::ContentBlockStop { index: 0 })?;
             if block == Block::Thinking {
-                let thinking = std::mem::take(&mut self.streamed_thinking);
+                let thinking = std::mem::take(&mut self.streamed.thinking);
                 self.write_thinking(thinking)?;
             }
         }
@@ -379,7 +383,7 @@ impl RunOutput {
     /// The reasoning's own assistant message (one block type per message, as Qwen Code's
     /// `BaseJsonOutputAdapter.ensureBlockTypeConsistency` requires), with zero usage.
     fn write_thinking(&mut self, thinking: String) -> io::Result<()> {
-        self.thinking_written = true;
+        self.streamed.thinking_written = true;
         let message = self.assistant(
             self.thinking_id.clone(),
             ContentBlock::Thinking {
@@ -413,7 +417,7 @@ impl RunOutput {
     /// End the streamed message (partial messages only).
     fn stop_message(&mut self) -> io::Result<()> {
         self.close_block()?;
-        if std::mem::take(&mut self.message_started) {
+        if std::mem::take(&mut self.streamed.message_started) {
             self.stream_event(StreamEvent::MessageStop)?;
         }
         Ok(())
@@ -437,10 +441,10 @@ impl RunOutput {
                 }
                 // Reasoning that comes after the text has started stays in the final message.
                 if streaming && !self.wrote_text {
-                    if self.open.is_none() {
+                    if self.streamed.open.is_none() {
                         self.open_block(Block::Thinking)?;
                     }
-                    self.streamed_thinking.push_str(thinking);
+                    self.streamed.thinking.push_str(thinking);
                     self.stream_event(StreamEvent::ContentBlockDelta {
                         index: 0,
                         delta: Delta::ThinkingDelta {
@@ -458,7 +462,7 @@ impl RunOutput {
                         self.ends_with_newline = text.ends_with('\n');
                     }
                     Format::StreamJson if self.partial => {
-                        if self.open != Some(Block::Text) {
+                        if self.streamed.open != Some(Block::Text) {
                             self.close_block()?;
                             self.open_block(Block::Text)?;
                         }
@@ -499,7 +503,7 @@ impl RunOutput {
         if partial {
             self.close_block()?;
         }
-        if !completion.reasoning.is_empty() && !self.thinking_written {
+        if !completion.reasoning.is_empty() && !self.streamed.thinking_written {
             self.write_thinking(completion.reasoning.clone())?;
         }
         let assistant = self.assistant(

@@ -42,9 +42,10 @@ impl From<Option<Usage>> for UsageJson {
         usage.map_or_else(Self::default, |u| Self {
             input_tokens: Some(u.input_tokens),
             output_tokens: Some(u.output_tokens),
-            cache_read_input_tokens: Some(u.cache_read_input_tokens.unwrap_or(0)),
+            cache_read_input_tokens: Some(u64::from(u.cache_read_input_tokens)),
             total_tokens: Some(u.total_tokens),
-            cache_creation_input_tokens: u.cache_creation_input_tokens,
+            cache_creation_input_tokens: (u.cache_creation_input_tokens > 0)
+                .then_some(u64::from(u.cache_creation_input_tokens)),
             reasoning_tokens: u.reasoning_tokens,
         })
     }

@@ -87,7 +87,7 @@ async fn stream_json_is_lines_of_system_assistant_and_a_last_result() {
 }
 
 /// json-output.test.ts, "should include stream events when using stream-json with
-/// include-partial-messages"; the order is StreamJsonOutputAdapter's (one `message_start`, the
+/// include-partial-messages"; the order is `StreamJsonOutputAdapter`'s (one `message_start`, the
 /// assistant message after its `content_block_stop` and before `message_stop`).
 #[tokio::test]
 async fn partial_messages_have_every_event_kind_and_the_assistant_before_message_stop() {
@@ -140,8 +140,8 @@ async fn partial_messages_have_every_event_kind_and_the_assistant_before_message
 }
 
 /// BaseJsonOutputAdapter.buildMessage: `uuid` is `message.id`, `stop_reason` is null unless the
-/// message holds only tool_use blocks; createUsage: `cache_read_input_tokens` from the provider's
-/// cached count (the OpenAI converter maps `prompt_tokens_details.cached_tokens` to it), in the
+/// message holds only `tool_use` blocks; `createUsage`: `cache_read_input_tokens` from the provider's
+/// cached count (the `OpenAI` converter maps `prompt_tokens_details.cached_tokens` to it), in the
 /// message and the result. The init message's `uuid` is the session id, with `slash_commands`
 /// and `agents`.
 #[tokio::test]
@@ -172,7 +172,7 @@ async fn cached_tokens_ids_stop_reason_and_init_fields_are_qwen_code_s() {
     assert_eq!(messages[2]["stats"]["models"][name]["tokens"]["cached"], 10);
 }
 
-/// qwen's own addition: cache writes, where the provider reports them (OpenRouter's
+/// qwen's own addition: cache writes, where the provider reports them (`OpenRouter`'s
 /// `prompt_tokens_details.cache_write_tokens`), as `cache_creation_input_tokens`.
 #[tokio::test]
 async fn cache_writes_are_reported_where_the_provider_sends_them() {
@@ -189,7 +189,7 @@ async fn cache_writes_are_reported_where_the_provider_sends_them() {
     assert_eq!(result["usage"]["cache_creation_input_tokens"], 4);
 }
 
-/// BaseJsonOutputAdapter: one content-block type per assistant message, so the reasoning is a
+/// `BaseJsonOutputAdapter`: one content-block type per assistant message, so the reasoning is a
 /// message of its own, `{"type":"thinking","thinking":…,"signature":""}` with `createUsage()`'s
 /// zero counts, before the text's message (which has the exchange's usage).
 #[tokio::test]
@@ -220,7 +220,7 @@ async fn thinking_is_its_own_message_with_a_signature_and_zero_usage() {
     assert_eq!(assistants[1]["message"]["usage"]["input_tokens"], 12);
 }
 
-/// StreamJsonOutputAdapter with partial messages and reasoning: one `message_start` (the thinking
+/// `StreamJsonOutputAdapter` with partial messages and reasoning: one `message_start` (the thinking
 /// message's id), the thinking block and its assistant message, the text block (index 0 again)
 /// and its assistant message, then `message_stop`.
 #[tokio::test]
@@ -289,7 +289,7 @@ async fn partial_thinking_then_text_is_one_streamed_message_with_two_assistant_m
 /// A failed request: Qwen Code writes `[system, assistant("[API Error: 401 …]"), result]`; qwen
 /// writes `[system, result]` (deliberate: no error dressed as an answer), the result being Qwen
 /// Code's `error_during_execution` with `is_error: true`, no `result` and an `error.message`, and
-/// no stats (JsonOutputAdapter writes them on success only).
+/// no stats (`JsonOutputAdapter` writes them on success only).
 #[tokio::test]
 async fn an_api_error_is_a_result_and_never_an_assistant_answer() {
     let env = TestEnv::new();
