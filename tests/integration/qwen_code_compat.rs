@@ -6,6 +6,11 @@
 //! the 0.24.4 tag itself could not be fetched (the repository is over the mirror's size limit),
 //! so each shape below was also checked against the installed 0.24.4 by scripts/qwen-code-oracle.sh.
 //!
+//! Not transcribed, because qwen has no such thing: the adapters' tool-use, tool-result, citation,
+//! user-message and subagent cases (qwen runs no tools and sends no follow-up turns of its own);
+//! "text mode writes the error to stderr" holds with qwen's `error:`/`hint:` lines instead of
+//! the bare message (`output::` tests).
+//!
 //! Not transcribed, on purpose: json-output.test.ts's "JSON error for enforced auth mismatch"
 //! (`security.auth.enforcedType` is not a qwen setting; qwen's auth failures are covered by
 //! `output::an_auth_error_is_a_valid_json_document`), and Qwen Code's `[API Error: …]` assistant
@@ -311,6 +316,106 @@ async fn an_api_error_is_a_result_and_never_an_assistant_answer() {
         result["error"]["message"]
             .as_str()
             .is_some_and(|m| m.contains("Incorrect API key provided"))
+    );
+}
+
+/// `JsonOutputAdapter.test.ts` and `StreamJsonOutputAdapter.test.ts`, "should append text content
+/// from Content events" and "should build and emit a complete assistant message": the pieces are
+/// one text block, in a message with a uuid, the session id, a null `parent_tool_use_id`, the
+/// assistant role and the model.
+#[tokio::test]
+async fn text_pieces_are_one_block_in_a_complete_assistant_message() {
+    let env = TestEnv::new();
+    let server = server_answering(&["Hello", " World"]).await;
+    let r = run(env
+        .cmd_for(&server)
+        .args(["-o", "json", "-m", "test-model", "hi"]));
+    r.code(0).stderr_empty();
+    let messages = r.json();
+    let assistant = of_type(&messages, "assistant")[0];
+    assert_eq!(
+        assistant["message"]["content"],
+        json!([{"type": "text", "text": "Hello World"}])
+    );
+    assert!(assistant["uuid"].as_str().is_some_and(|u| !u.is_empty()));
+    assert_eq!(assistant["session_id"], messages[0]["session_id"]);
+    assert_eq!(assistant["parent_tool_use_id"], Value::Null);
+    assert_eq!(assistant["message"]["role"], "assistant");
+    assert_eq!(assistant["message"]["model"], "test-model");
+    assert_eq!(assistant["message"]["type"], "message");
+}
+
+/// `StreamJsonOutputAdapter.test.ts`, "with partial messages disabled": no stream events, and the
+/// final assistant message still written.
+#[tokio::test]
+async fn stream_json_without_partial_messages_has_no_stream_events() {
+    let env = TestEnv::new();
+    let server = server_answering(&["Te", "xt"]).await;
+    let r = run(env.cmd_for(&server).args(["-o", "stream-json", "hi"]));
+    r.code(0).stderr_empty();
+    let messages = r.json_lines();
+    assert!(
+        of_type(&messages, "stream_event").is_empty(),
+        "{messages:?}"
+    );
+    assert_eq!(of_type(&messages, "assistant").len(), 1);
+}
+
+/// `StreamJsonOutputAdapter.test.ts`, "should preserve whitespace when streaming multiple thinking
+/// fragments (issue #1356)": the reasoning is the fragments joined as they came.
+#[tokio::test]
+async fn thinking_fragments_keep_their_whitespace() {
+    let env = TestEnv::new();
+    let sse = [
+        "The user just",
+        " said \"Hello\"",
+        ". This is a simple greeting",
+    ]
+    .iter()
+    .fold(Sse::new(), |sse, piece| {
+        sse.chunk(&json!({"reasoning_content": piece}), None)
+    })
+    .text("Hi")
+    .finish("stop")
+    .usage(12, 2)
+    .done();
+    let server = server_with(sse.respond(), 1).await;
+    let r = run(env.cmd_for(&server).args(["-o", "json", "hi"]));
+    r.code(0).stderr_empty();
+    let messages = r.json();
+    assert_eq!(
+        of_type(&messages, "assistant")[0]["message"]["content"][0]["thinking"],
+        "The user just said \"Hello\". This is a simple greeting"
+    );
+}
+
+/// `JsonOutputAdapter.test.ts`, "should emit structured output as raw JSON in text mode": with a
+/// schema, text mode's stdout is the compact value and a newline. (Its "should include
+/// structured_output in JSON result" is a later Qwen Code's field name; 0.24.4 writes
+/// `structured_result`, which the oracle's `schema` exchange compares.)
+#[tokio::test]
+async fn a_schema_answer_in_text_mode_is_the_compact_value_and_a_newline() {
+    let env = TestEnv::new();
+    let server = server_answering(&["{ \"summary\": \"done\",", " \"count\": 2 }"]).await;
+    let r = run(env
+        .cmd_for(&server)
+        .args(["--json-schema", r#"{"type":"object"}"#, "hi"]));
+    r.code(0)
+        .stdout_is("{\"summary\":\"done\",\"count\":2}\n")
+        .stderr_empty();
+    let r = run(env.cmd_for(&server).args([
+        "-o",
+        "json",
+        "--json-schema",
+        r#"{"type":"object"}"#,
+        "hi",
+    ]));
+    r.code(0);
+    let result = r.result();
+    assert_eq!(result["result"], "{\"summary\":\"done\",\"count\":2}");
+    assert_eq!(
+        result["structured_result"],
+        json!({"summary": "done", "count": 2})
     );
 }
 
