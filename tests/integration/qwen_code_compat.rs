@@ -391,7 +391,7 @@ async fn thinking_fragments_keep_their_whitespace() {
 
 /// `JsonOutputAdapter.test.ts`, "should emit structured output as raw JSON in text mode": with a
 /// schema, text mode's stdout is the compact value and a newline. (Its "should include
-/// structured_output in JSON result" is a later Qwen Code's field name; 0.24.4 writes
+/// `structured_output` in JSON result" is a later Qwen Code's field name; 0.24.4 writes
 /// `structured_result`, which the oracle's `schema` exchange compares.)
 #[tokio::test]
 async fn a_schema_answer_in_text_mode_is_the_compact_value_and_a_newline() {
