@@ -278,8 +278,9 @@ impl RunOutput {
     }
 
     pub(crate) fn init(&mut self) -> io::Result<()> {
-        // Qwen Code 0.24.4 gives the init message the session's id as its `uuid`
-        // (`StreamJsonOutputAdapter`/`JsonOutputAdapter.emitSystemMessage('init')`).
+        // Qwen Code 0.24.4 gives the init message the session's id as its `uuid` and lists its
+        // slash commands and subagents (seen in its `-o json` output; scripts/qwen-code-oracle.sh
+        // compares the two).
         let message = InitMessage {
             kind: "system".to_owned(),
             subtype: "init".to_owned(),
