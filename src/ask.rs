@@ -191,6 +191,12 @@ fn add_usage(total: &mut Option<Usage>, more: Option<Usage>) {
             let sum = t.reasoning_tokens.get_or_insert(0);
             *sum = sum.saturating_add(r);
         }
+        t.cache_read_input_tokens = t
+            .cache_read_input_tokens
+            .saturating_add(u.cache_read_input_tokens);
+        t.cache_creation_input_tokens = t
+            .cache_creation_input_tokens
+            .saturating_add(u.cache_creation_input_tokens);
     }
 }
 

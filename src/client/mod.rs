@@ -42,6 +42,24 @@ pub(crate) struct Usage {
     /// (`completion_tokens_details.reasoning_tokens`, or `output_tokens_details`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) reasoning_tokens: Option<u64>,
+    /// Of `input_tokens`, those read from the provider's prompt cache
+    /// (`prompt_tokens_details.cached_tokens`; `DeepSeek`'s `prompt_cache_hit_tokens`); 0 when
+    /// the server reports none (plain 32-bit numbers: this struct rides inside `ApiError`,
+    /// whose size clippy bounds).
+    pub(crate) cache_read_input_tokens: u32,
+    /// Input tokens written to the prompt cache, for the providers that report them
+    /// (`prompt_tokens_details.cache_write_tokens` on `OpenRouter`, `cache_creation_input_tokens`);
+    /// 0 otherwise.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub(crate) cache_creation_input_tokens: u32,
+}
+
+#[allow(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if passes a reference"
+)]
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Usage {
@@ -52,11 +70,21 @@ impl Usage {
         let reasoning = ["completion_tokens_details", "output_tokens_details"]
             .iter()
             .find_map(|d| v.get(*d)?.get("reasoning_tokens")?.as_u64());
+        let details = |k: &str| v.get("prompt_tokens_details")?.get(k)?.as_u64();
+        let small = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
         Some(Self {
             input_tokens: input,
             output_tokens: output,
             total_tokens: n("total_tokens").unwrap_or_else(|| input.saturating_add(output)),
             reasoning_tokens: reasoning,
+            cache_read_input_tokens: details("cached_tokens")
+                .or_else(|| n("cache_read_input_tokens"))
+                .or_else(|| n("prompt_cache_hit_tokens"))
+                .map_or(0, small),
+            cache_creation_input_tokens: details("cache_write_tokens")
+                .or_else(|| details("cache_creation_tokens"))
+                .or_else(|| n("cache_creation_input_tokens"))
+                .map_or(0, small),
         })
     }
 }

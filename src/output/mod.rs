@@ -17,8 +17,8 @@ use serde_json::Value;
 use crate::client::{Completion, Piece};
 use crate::error::Error;
 use schema::{
-    AssistantBody, AssistantMessage, ContentBlock, Delta, ErrorInfo, InitMessage, ResultMessage,
-    StreamEvent, StreamEventMessage, StreamMessageStart, UsageJson,
+    AssistantBody, AssistantMessage, ContentBlock, Delta, ErrorInfo, InitMessage, MessageUsage,
+    ResultMessage, Stats, StreamEvent, StreamEventMessage, StreamMessageStart, UsageJson,
 };
 
 /// Write a whole piece of data to stdout and flush it. An `Err` is either a closed stdout (`| head`,
@@ -156,9 +156,14 @@ pub(crate) fn result_message(
         result,
         usage: usage.into(),
         permission_denials: Vec::new(),
+        stats: None,
         model: meta.model.clone(),
         attempts,
         retry_wait_ms: 0,
+        finish_reason: match outcome {
+            Outcome::Success(c) => c.finish_reason.clone(),
+            Outcome::Failure { .. } => None,
+        },
         structured_result: None,
         fallback_from: Vec::new(),
         response_format: None,
@@ -203,9 +208,21 @@ pub(crate) struct RunOutput {
     /// How server text shown on stderr is cleaned: the key and credential headers removed, escape
     /// sequences and workflow commands neutralised (the connected client's sanitiser).
     stderr_cleaner: Option<Cleaner>,
-    /// With partial messages: the streamed message whose block is open.
-    open: Option<Block>,
+    /// With partial messages: what has been streamed so far.
+    streamed: Streamed,
     thinking_id: String,
+}
+
+/// The state of a streamed turn (partial messages): the block that is open, whether
+/// `message_start` was written (once per run, as Qwen Code does, with the first assistant
+/// message's id), the reasoning streamed so far, and whether its assistant message was written
+/// (when the text began; without partial messages, when the answer is written).
+#[derive(Debug, Default)]
+struct Streamed {
+    open: Option<Block>,
+    message_started: bool,
+    thinking: String,
+    thinking_written: bool,
 }
 
 /// The content block a streamed message holds.
@@ -234,7 +251,7 @@ impl RunOutput {
             message_id: uuid::Uuid::new_v4().to_string(),
             reasoning_line: show_reasoning.then(String::new),
             stderr_cleaner: None,
-            open: None,
+            streamed: Streamed::default(),
             thinking_id: uuid::Uuid::new_v4().to_string(),
         }
     }
@@ -265,17 +282,22 @@ impl RunOutput {
     }
 
     pub(crate) fn init(&mut self) -> io::Result<()> {
+        // Qwen Code 0.24.4 gives the init message the session's id as its `uuid` and lists its
+        // slash commands and subagents (seen in its `-o json` output; scripts/qwen-code-oracle.sh
+        // compares the two).
         let message = InitMessage {
             kind: "system".to_owned(),
             subtype: "init".to_owned(),
-            uuid: uuid::Uuid::new_v4().to_string(),
+            uuid: self.meta.session_id.clone(),
             session_id: self.meta.session_id.clone(),
             cwd: self.meta.cwd.clone(),
             tools: Vec::new(),
             mcp_servers: Vec::new(),
             model: self.meta.model.clone(),
             permission_mode: "default".to_owned(),
+            slash_commands: Vec::new(),
             qwen_code_version: env!("CARGO_PKG_VERSION").to_owned(),
+            agents: Vec::new(),
         };
         self.emit(&message)
     }
@@ -314,42 +336,93 @@ impl RunOutput {
         }
     }
 
-    /// Start a streamed message holding one block of `block`'s kind (partial messages only).
+    /// Open a block of `block`'s kind (partial messages only). The first block of the run also
+    /// starts the streamed message, with the id of the assistant message it will become: Qwen
+    /// Code writes one `message_start` and one `message_stop` per turn, blocks at index 0 in
+    /// between, and each block's assistant message after its `content_block_stop`.
     fn open_block(&mut self, block: Block) -> io::Result<()> {
-        let (id, content_block) = match block {
-            Block::Thinking => (
-                self.thinking_id.clone(),
-                ContentBlock::Thinking {
-                    thinking: String::new(),
+        if !self.streamed.message_started {
+            let id = match block {
+                Block::Thinking => self.thinking_id.clone(),
+                Block::Text => self.message_id.clone(),
+            };
+            self.stream_event(StreamEvent::MessageStart {
+                message: StreamMessageStart {
+                    id,
+                    role: "assistant".to_owned(),
+                    model: self.meta.model.clone(),
+                    content: Vec::new(),
                 },
-            ),
-            Block::Text => (
-                self.message_id.clone(),
-                ContentBlock::Text {
-                    text: String::new(),
-                },
-            ),
-        };
-        self.stream_event(StreamEvent::MessageStart {
-            message: StreamMessageStart {
-                id,
-                role: "assistant".to_owned(),
-                model: self.meta.model.clone(),
-                content: Vec::new(),
+            })?;
+            self.streamed.message_started = true;
+        }
+        let content_block = match block {
+            Block::Thinking => ContentBlock::Thinking {
+                thinking: String::new(),
+                signature: String::new(),
             },
-        })?;
+            Block::Text => ContentBlock::Text {
+                text: String::new(),
+            },
+        };
         self.stream_event(StreamEvent::ContentBlockStart {
             index: 0,
             content_block,
         })?;
-        self.open = Some(block);
+        self.streamed.open = Some(block);
         Ok(())
     }
 
-    /// Stop the open streamed message, if any.
+    /// Stop the open block, if any; a thinking block's assistant message follows at once.
     fn close_block(&mut self) -> io::Result<()> {
-        if self.open.take().is_some() {
+        if let Some(block) = self.streamed.open.take() {
             self.stream_event(StreamEvent::ContentBlockStop { index: 0 })?;
+            if block == Block::Thinking {
+                let thinking = std::mem::take(&mut self.streamed.thinking);
+                self.write_thinking(thinking)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The reasoning's own assistant message (one block type per message, as Qwen Code's
+    /// `BaseJsonOutputAdapter.ensureBlockTypeConsistency` requires), with zero usage.
+    fn write_thinking(&mut self, thinking: String) -> io::Result<()> {
+        self.streamed.thinking_written = true;
+        let message = self.assistant(
+            self.thinking_id.clone(),
+            ContentBlock::Thinking {
+                thinking,
+                signature: String::new(),
+            },
+            MessageUsage::ZERO,
+        );
+        self.emit(&message)
+    }
+
+    /// An assistant message; its `uuid` is its `message.id`, as in Qwen Code's `buildMessage`.
+    fn assistant(&self, id: String, block: ContentBlock, usage: MessageUsage) -> AssistantMessage {
+        AssistantMessage {
+            kind: "assistant".to_owned(),
+            uuid: id.clone(),
+            session_id: self.meta.session_id.clone(),
+            parent_tool_use_id: None,
+            message: AssistantBody {
+                id,
+                kind: "message".to_owned(),
+                role: "assistant".to_owned(),
+                model: self.meta.model.clone(),
+                content: vec![block],
+                stop_reason: None,
+                usage,
+            },
+        }
+    }
+
+    /// End the streamed message (partial messages only).
+    fn stop_message(&mut self) -> io::Result<()> {
+        self.close_block()?;
+        if std::mem::take(&mut self.streamed.message_started) {
             self.stream_event(StreamEvent::MessageStop)?;
         }
         Ok(())
@@ -373,9 +446,10 @@ impl RunOutput {
                 }
                 // Reasoning that comes after the text has started stays in the final message.
                 if streaming && !self.wrote_text {
-                    if self.open.is_none() {
+                    if self.streamed.open.is_none() {
                         self.open_block(Block::Thinking)?;
                     }
+                    self.streamed.thinking.push_str(thinking);
                     self.stream_event(StreamEvent::ContentBlockDelta {
                         index: 0,
                         delta: Delta::ThinkingDelta {
@@ -393,7 +467,7 @@ impl RunOutput {
                         self.ends_with_newline = text.ends_with('\n');
                     }
                     Format::StreamJson if self.partial => {
-                        if self.open != Some(Block::Text) {
+                        if self.streamed.open != Some(Block::Text) {
                             self.close_block()?;
                             self.open_block(Block::Text)?;
                         }
@@ -430,54 +504,33 @@ impl RunOutput {
             }
             return Ok(());
         }
-        if self.partial && self.format == Format::StreamJson {
+        let partial = self.partial && self.format == Format::StreamJson;
+        if partial {
             self.close_block()?;
         }
-        if !completion.reasoning.is_empty() {
-            let thinking = AssistantMessage {
-                kind: "assistant".to_owned(),
-                uuid: uuid::Uuid::new_v4().to_string(),
-                session_id: self.meta.session_id.clone(),
-                parent_tool_use_id: None,
-                message: AssistantBody {
-                    id: self.thinking_id.clone(),
-                    kind: "message".to_owned(),
-                    role: "assistant".to_owned(),
-                    model: self.meta.model.clone(),
-                    content: vec![ContentBlock::Thinking {
-                        thinking: completion.reasoning.clone(),
-                    }],
-                    stop_reason: None,
-                    usage: UsageJson::default(),
-                },
-            };
-            self.emit(&thinking)?;
+        if !completion.reasoning.is_empty() && !self.streamed.thinking_written {
+            self.write_thinking(completion.reasoning.clone())?;
         }
-        let assistant = AssistantMessage {
-            kind: "assistant".to_owned(),
-            uuid: uuid::Uuid::new_v4().to_string(),
-            session_id: self.meta.session_id.clone(),
-            parent_tool_use_id: None,
-            message: AssistantBody {
-                id: self.message_id.clone(),
-                kind: "message".to_owned(),
-                role: "assistant".to_owned(),
-                model: self.meta.model.clone(),
-                content: vec![ContentBlock::Text {
-                    text: completion.text.clone(),
-                }],
-                stop_reason: completion.finish_reason.clone(),
-                usage: completion.usage.into(),
+        let assistant = self.assistant(
+            self.message_id.clone(),
+            ContentBlock::Text {
+                text: completion.text.clone(),
             },
-        };
+            MessageUsage::Counted(completion.usage.into()),
+        );
         self.emit(&assistant)?;
-        let result = result_message(
+        // Qwen Code writes the assistant message before `message_stop`.
+        if partial {
+            self.stop_message()?;
+        }
+        let mut result = result_message(
             &self.meta,
             &Outcome::Success(completion),
             extras,
             self.started.elapsed().as_millis(),
             completion.api_duration.as_millis(),
         );
+        self.add_stats(&mut result);
         self.emit(&result)?;
         self.finish()
     }
@@ -493,7 +546,7 @@ impl RunOutput {
     ) -> io::Result<()> {
         self.end_reasoning_line();
         if self.partial && self.format == Format::StreamJson {
-            self.close_block()?;
+            self.stop_message()?;
         }
         if self.format == Format::Text {
             if !self.ends_with_newline {
@@ -516,6 +569,20 @@ impl RunOutput {
         );
         self.emit(&result)?;
         self.finish()
+    }
+
+    /// `-o json` successes carry `stats`, as Qwen Code 0.24.4's `JsonOutputAdapter` writes them
+    /// (its stream-json results and its failed results have none).
+    fn add_stats(&self, result: &mut ResultMessage) {
+        if self.format == Format::Json {
+            result.stats = Some(Stats::of(
+                &result.model,
+                result.attempts,
+                !result.is_error,
+                result.duration_api_ms,
+                &result.usage,
+            ));
+        }
     }
 
     fn finish(&mut self) -> io::Result<()> {

@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use crate::client::Usage;
 use crate::config::Source;
 
-/// `usage` as results show it: numbers, or nulls when the server sent none.
+/// `usage` as results show it: numbers, or nulls when the server sent none. The field order is
+/// Qwen Code 0.24.4's (`BaseJsonOutputAdapter.createUsage`: `input_tokens`, `output_tokens`,
+/// `cache_read_input_tokens`, `total_tokens`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[allow(
     clippy::struct_field_names,
@@ -22,7 +24,14 @@ use crate::config::Source;
 pub(crate) struct UsageJson {
     pub(crate) input_tokens: Option<u64>,
     pub(crate) output_tokens: Option<u64>,
+    /// Of `input_tokens`, those read from the prompt cache (`prompt_tokens_details.cached_tokens`):
+    /// `0` when the server reports usage but nothing cached, as Qwen Code writes it.
+    #[serde(default)]
+    pub(crate) cache_read_input_tokens: Option<u64>,
     pub(crate) total_tokens: Option<u64>,
+    /// Input tokens written to the prompt cache, when the provider reports them (qwen's own field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) cache_creation_input_tokens: Option<u64>,
     /// Of `output_tokens`, those spent reasoning, when the server reports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) reasoning_tokens: Option<u64>,
@@ -33,9 +42,156 @@ impl From<Option<Usage>> for UsageJson {
         usage.map_or_else(Self::default, |u| Self {
             input_tokens: Some(u.input_tokens),
             output_tokens: Some(u.output_tokens),
+            cache_read_input_tokens: Some(u64::from(u.cache_read_input_tokens)),
             total_tokens: Some(u.total_tokens),
+            cache_creation_input_tokens: (u.cache_creation_input_tokens > 0)
+                .then_some(u64::from(u.cache_creation_input_tokens)),
             reasoning_tokens: u.reasoning_tokens,
         })
+    }
+}
+
+/// `usage` of an assistant message: the exchange's counts on the answer, and Qwen Code's
+/// `{"input_tokens":0,"output_tokens":0}` on a thinking message (its `createUsage()` without
+/// metadata: the counts belong to the answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum MessageUsage {
+    Counted(UsageJson),
+    Zero {
+        input_tokens: u64,
+        output_tokens: u64,
+    },
+}
+
+impl MessageUsage {
+    pub(crate) const ZERO: Self = Self::Zero {
+        input_tokens: 0,
+        output_tokens: 0,
+    };
+}
+
+/// `stats` of a `-o json` result: Qwen Code's session metrics (`SessionMetrics` of its
+/// `uiTelemetry`), as far as qwen has them: one model's requests, errors, latency and tokens,
+/// and zero tool, file and skill counts (qwen runs no tools). Qwen Code's `generation` (time to
+/// first token) is not written.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct Stats {
+    pub(crate) models: std::collections::BTreeMap<String, ModelStats>,
+    pub(crate) tools: ToolStats,
+    pub(crate) files: FileStats,
+    pub(crate) skills: SkillStats,
+}
+
+/// One model's line of `stats.models`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct ModelStats {
+    pub(crate) api: ApiStats,
+    pub(crate) tokens: TokenStats,
+    /// Qwen Code splits the counts by who asked (`main`, its background agents); qwen's are all `main`.
+    #[serde(rename = "bySource")]
+    pub(crate) by_source: std::collections::BTreeMap<String, SourceStats>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct SourceStats {
+    pub(crate) api: ApiStats,
+    pub(crate) tokens: TokenStats,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(
+    clippy::struct_field_names,
+    reason = "the names of the public JSON fields"
+)]
+pub(crate) struct ApiStats {
+    pub(crate) total_requests: u64,
+    pub(crate) total_errors: u64,
+    pub(crate) total_latency_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub(crate) struct TokenStats {
+    pub(crate) prompt: u64,
+    pub(crate) candidates: u64,
+    pub(crate) total: u64,
+    pub(crate) cached: u64,
+    pub(crate) thoughts: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ToolStats {
+    pub(crate) total_calls: u64,
+    pub(crate) total_success: u64,
+    pub(crate) total_fail: u64,
+    pub(crate) total_duration_ms: u64,
+    pub(crate) total_decisions: Decisions,
+    pub(crate) by_name: std::collections::BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub(crate) struct Decisions {
+    pub(crate) accept: u64,
+    pub(crate) reject: u64,
+    pub(crate) modify: u64,
+    pub(crate) auto_accept: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct FileStats {
+    pub(crate) total_lines_added: u64,
+    pub(crate) total_lines_removed: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct SkillStats {
+    pub(crate) total_calls: u64,
+    pub(crate) total_success: u64,
+    pub(crate) total_fail: u64,
+    pub(crate) by_name: std::collections::BTreeMap<String, Value>,
+}
+
+impl Stats {
+    /// One model's requests (`attempts`, of which all but a success's last failed), API time and tokens.
+    pub(crate) fn of(
+        model: &str,
+        attempts: u32,
+        succeeded: bool,
+        api_ms: u64,
+        usage: &UsageJson,
+    ) -> Self {
+        let api = ApiStats {
+            total_requests: u64::from(attempts),
+            total_errors: u64::from(attempts.saturating_sub(u32::from(succeeded))),
+            total_latency_ms: api_ms,
+        };
+        let tokens = TokenStats {
+            prompt: usage.input_tokens.unwrap_or(0),
+            candidates: usage.output_tokens.unwrap_or(0),
+            total: usage.total_tokens.unwrap_or(0),
+            cached: usage.cache_read_input_tokens.unwrap_or(0),
+            thoughts: usage.reasoning_tokens.unwrap_or(0),
+        };
+        let main = SourceStats { api, tokens };
+        let mut models = std::collections::BTreeMap::new();
+        if attempts > 0 {
+            models.insert(
+                model.to_owned(),
+                ModelStats {
+                    api,
+                    tokens,
+                    by_source: std::collections::BTreeMap::from([("main".to_owned(), main)]),
+                },
+            );
+        }
+        Self {
+            models,
+            ..Self::default()
+        }
     }
 }
 
@@ -52,7 +208,12 @@ pub(crate) struct InitMessage {
     pub(crate) mcp_servers: Vec<Value>,
     pub(crate) model: String,
     pub(crate) permission_mode: String,
+    /// Qwen Code lists its slash commands and subagents here; qwen has none (always `[]`).
+    #[serde(default)]
+    pub(crate) slash_commands: Vec<Value>,
     pub(crate) qwen_code_version: String,
+    #[serde(default)]
+    pub(crate) agents: Vec<Value>,
 }
 
 /// One block of an assistant message's content.
@@ -66,6 +227,10 @@ pub(crate) enum ContentBlock {
     /// writes one content-block type per assistant message).
     Thinking {
         thinking: String,
+        /// Always `""`: Qwen Code writes the field (Anthropic's shape); OpenAI-compatible
+        /// servers send no signature.
+        #[serde(default)]
+        signature: String,
     },
 }
 
@@ -78,8 +243,10 @@ pub(crate) struct AssistantBody {
     pub(crate) role: String,
     pub(crate) model: String,
     pub(crate) content: Vec<ContentBlock>,
+    /// `null` for text and thinking blocks, as Qwen Code writes it (`"tool_use"` only for tool
+    /// blocks, which qwen never writes); the server's `finish_reason` is the result's.
     pub(crate) stop_reason: Option<String>,
-    pub(crate) usage: UsageJson,
+    pub(crate) usage: MessageUsage,
 }
 
 /// `{"type":"assistant",...}`: the answer.
@@ -121,12 +288,18 @@ pub(crate) struct ResultMessage {
     pub(crate) result: Option<String>,
     pub(crate) usage: UsageJson,
     pub(crate) permission_denials: Vec<Value>,
+    /// `-o json` only, as in Qwen Code: the run's metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) stats: Option<Stats>,
     pub(crate) model: String,
     pub(crate) attempts: u32,
     /// Milliseconds slept before retries (backoff and `Retry-After`), beside `attempts`: what the
     /// retry budget cost. Absent from lines written before it existed.
     #[serde(default)]
     pub(crate) retry_wait_ms: u64,
+    /// The server's `finish_reason` for the answer (`stop`, `length`), when it sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) finish_reason: Option<String>,
     /// `--json-schema`: the validated value (`result` holds its JSON text).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) structured_result: Option<Value>,
@@ -436,9 +609,11 @@ mod tests {
             result: Some("hi".into()),
             usage: UsageJson::default(),
             permission_denials: vec![],
+            stats: None,
             model: "m".into(),
             attempts: 1,
             retry_wait_ms: 0,
+            finish_reason: None,
             structured_result: None,
             fallback_from: Vec::new(),
             response_format: None,
@@ -449,7 +624,7 @@ mod tests {
         let ok = serde_json::to_string(&m).unwrap();
         assert_eq!(
             ok,
-            r#"{"type":"result","subtype":"success","uuid":"u","session_id":"s","is_error":false,"duration_ms":1,"duration_api_ms":1,"num_turns":1,"result":"hi","usage":{"input_tokens":null,"output_tokens":null,"total_tokens":null},"permission_denials":[],"model":"m","attempts":1,"retry_wait_ms":0}"#
+            r#"{"type":"result","subtype":"success","uuid":"u","session_id":"s","is_error":false,"duration_ms":1,"duration_api_ms":1,"num_turns":1,"result":"hi","usage":{"input_tokens":null,"output_tokens":null,"cache_read_input_tokens":null,"total_tokens":null},"permission_denials":[],"model":"m","attempts":1,"retry_wait_ms":0}"#
         );
         m.result = None;
         m.is_error = true;

@@ -30,6 +30,7 @@ mod one_door;
 mod output;
 mod precedence;
 mod providers;
+mod qwen_code_compat;
 mod ratelimit;
 mod retries;
 mod schema;
