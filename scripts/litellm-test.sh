@@ -3,9 +3,11 @@
 # gateway many teams put in front of their providers, on loopback, offline: models answered by
 # LiteLLM itself (`mock_response`), no database, and deployments with `rpm: 60` that the proxy
 # enforces (`enforce_model_rate_limits`: fixed calendar-minute windows, a 429 that says only
-# `llm_provider-retry-after: 60`). The configuration is scripts/litellm-config.yaml. Each check is a
-# named case; the last line is `litellm: N passed, M failed`, and the exit status is non-zero when
-# any case failed.
+# `llm_provider-retry-after: 60`), and a deployment routed to scripts/litellm-upstream.py (started
+# here on a free loopback port) for an upstream's 429 relayed as `llm_provider-*` headers and for
+# the Batch API through the proxy's `files_settings`. The configuration is
+# scripts/litellm-config.yaml. Each check is a named case; the last line is
+# `litellm: N passed, M failed`, and the exit status is non-zero when any case failed.
 #
 #   scripts/litellm-test.sh [QWEN_BIN]   the binary to test (default: $QWEN_BIN, else
 #                                        target/debug/qwen, built here if missing)
@@ -41,8 +43,13 @@ qwen_bin="$(cd "$(dirname "$qwen_bin")" && pwd)/$(basename "$qwen_bin")"
 
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/qwen-litellm.XXXXXX")"
 proxy_pid=""
+upstream_pid=""
 cleanup() {
   local status=$?
+  if [[ -n "$upstream_pid" ]]; then
+    kill "$upstream_pid" 2>/dev/null || true
+    wait "$upstream_pid" 2>/dev/null || true
+  fi
   if [[ -n "$proxy_pid" ]] && kill -0 "$proxy_pid" 2>/dev/null; then
     kill "$proxy_pid" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 "$proxy_pid" 2>/dev/null || break; sleep 0.1; done
@@ -56,18 +63,37 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# --- the upstream --------------------------------------------------------------------------------
+# scripts/litellm-upstream.py picks a free port and prints `PORT=<n>` once it listens.
+upstream_log="$tmp/upstream.log"
+python3 "$root/scripts/litellm-upstream.py" 0 >"$tmp/upstream.port" 2>"$upstream_log" &
+upstream_pid=$!
+for _ in $(seq 100); do
+  grep -q '^PORT=' "$tmp/upstream.port" 2>/dev/null && break
+  kill -0 "$upstream_pid" 2>/dev/null || break
+  sleep 0.1
+done
+upstream_port="$(sed -n 's/^PORT=//p' "$tmp/upstream.port")"
+[[ -n "$upstream_port" ]] || { log "error: the upstream did not start"; tail -n 20 "$upstream_log" >&2; exit 1; }
+upstream_url="http://127.0.0.1:$upstream_port/v1"
+
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 base_url="http://127.0.0.1:$port/v1"
 proxy_log="$tmp/proxy.log"
 # No database, the model cost map shipped in the package (no download at start), no telemetry
-# (`LITELLM_TELEMETRY_DISABLED`, litellm/proxy/telemetry/settings.py), no banner.
+# (`LITELLM_TELEMETRY_DISABLED`, litellm/proxy/telemetry/settings.py), no banner. The upstream's
+# URL for the config (`os.environ/QWEN_CI_UPSTREAM_BASE`), and as OPENAI_BASE_URL/OPENAI_API_KEY:
+# what `/v1/batches` without a model falls back to (litellm/batches/main.py, `create_batch` and
+# `retrieve_batch`: `optional_params.api_base or litellm.api_base or OPENAI_BASE_URL`).
 (cd "$tmp" && exec env LITELLM_MASTER_KEY="$master_key" LITELLM_LOCAL_MODEL_COST_MAP=True \
   LITELLM_TELEMETRY_DISABLED=true LITELLM_DONT_SHOW_FEEDBACK_BOX=true \
+  QWEN_CI_UPSTREAM_BASE="$upstream_url" OPENAI_BASE_URL="$upstream_url" OPENAI_API_KEY=not-used \
   "$(dirname "$PYTHON")/litellm" --config "$root/scripts/litellm-config.yaml" \
   --host 127.0.0.1 --port "$port" >"$proxy_log" 2>&1) &
 proxy_pid=$!
 
 proxy_log_tail() { echo "--- last lines of the proxy log:" >&2; tail -n 30 "$proxy_log" >&2 || true; }
+upstream_log_tail() { echo "--- last lines of the upstream log:" >&2; tail -n 15 "$upstream_log" >&2 || true; }
 
 started=$SECONDS
 until python3 - "$base_url/models" "$master_key" <<'PY' 2>/dev/null
@@ -75,7 +101,7 @@ import json, sys, urllib.request
 req = urllib.request.Request(sys.argv[1], headers={"Authorization": f"Bearer {sys.argv[2]}"})
 with urllib.request.urlopen(req, timeout=2) as r:
     ids = {m["id"] for m in json.load(r)["data"]}
-sys.exit(0 if {"mock", "limited", "window"} <= ids else 1)
+sys.exit(0 if {"mock", "limited", "window", "upstream"} <= ids else 1)
 PY
 do
   if ! kill -0 "$proxy_pid" 2>/dev/null; then
@@ -115,7 +141,8 @@ run_qwen() {
 }
 
 # pycheck NAME <<'PY' ... PY: runs the Python on stdin with `out` (stdout text), `err`, `status`
-# (qwen's exit code), `secs` (its wall time), `lines` (stdout lines) and `fail(message)` defined.
+# (qwen's exit code), `secs` (its wall time), `lines` (stdout lines), `fail(message)` and
+# `upstream_get(path)` (a GET to scripts/litellm-upstream.py, not through the proxy) defined.
 pycheck() {
   python3 -c '
 import json, sys
@@ -125,6 +152,11 @@ def read(ext):
         return f.read()
 out, err, status, secs = read("out"), read("err"), int(read("status")), float(read("secs"))
 lines = out.splitlines()
+upstream = sys.argv[3]
+def upstream_get(path):
+    import urllib.request
+    with urllib.request.urlopen(upstream + path, timeout=10) as r:
+        return json.load(r)
 class Failed(Exception):
     pass
 def fail(message):
@@ -136,7 +168,7 @@ except Failed as e:
     print(f"    exit status {status} after {secs}s; stderr: {err.strip()[-800:]!r}", file=sys.stderr)
     print(f"    stdout: {out.strip()[:800]!r}", file=sys.stderr)
     sys.exit(1)
-' "$1" "$tmp"
+' "$1" "$tmp" "$upstream_url"
 }
 
 # spend MODEL: sends requests to MODEL (20 at a time) until the proxy answers 429: its window for
@@ -240,7 +272,98 @@ if secs > boundary + 15: fail(f"{secs}s, more than 15 s after the second window 
 PY
 }
 
-CASES=(single wrong-key window-batch spent-window-short-wait spent-window-waits)
+# An upstream's 429 relayed by the proxy: its `Retry-After: 3` and `x-ratelimit-reset-requests: 3s`
+# arrive only as `llm_provider-retry-after`/`llm_provider-x-ratelimit-reset-requests` (the
+# deployment has `num_retries: 0`, so LiteLLM does not retry it itself). A single run waits the
+# 3 s it was told and succeeds on its second attempt.
+case_relayed_hint() {
+  run_qwen relayed-hint -- --model upstream --json "Say hello. [429-once] relayed-hint"
+  pycheck relayed-hint <<'PY'
+if status != 0: fail(f"exit status {status}, expected 0")
+doc = json.loads(out)[-1]
+if doc.get("is_error") is not False or not doc.get("result", "").startswith("upstream: "):
+    fail(f"not the upstream's answer: {doc}")
+attempts, waited = doc.get("attempts"), doc.get("retry_wait_ms")
+print(f"    attempts {attempts}, retry_wait_ms {waited}, {secs}s", file=sys.stderr)
+if attempts != 2: fail(f"attempts {attempts}, expected 2 (one 429, then the answer)")
+if not isinstance(waited, int) or not 2900 <= waited <= 6000:
+    fail(f"retry_wait_ms {waited}: not the 3 s the relayed hint asked for")
+PY
+}
+
+# The Batch API through the proxy (`files_settings` and the OpenAI fallback to the upstream):
+# upload, create, retrieve (the upstream completes a batch on its first retrieve), download, one
+# success line per job; `batch status --json` says completed; `fetch --delete-remote` deletes the
+# input and output files at the upstream. The ledger is kept in one --state-dir for every step.
+case_batch_api() {
+  local state="$tmp/batch-state"
+  python3 -c '
+import json, sys
+with open(sys.argv[1], "w") as f:
+    for i in range(3):
+        f.write(json.dumps({"id": f"j{i}", "prompt": f"job {i}"}) + "\n")
+' "$tmp/batch-jobs.jsonl"
+  run_qwen batch-submit OPENAI_MODEL=upstream -- batch submit "$tmp/batch-jobs.jsonl" --name x \
+    --state-dir "$state" --wait --poll-interval 1s --output "$tmp/batch-results.jsonl"
+  pycheck batch-submit <<'PY' || return 1
+if status != 0: fail(f"exit status {status}, expected 0")
+rows = [json.loads(l) for l in open(f"{tmp}/batch-results.jsonl", encoding="utf-8")]
+got = {r.get("id"): r for r in rows}
+if len(rows) != 3 or set(got) != {"j0", "j1", "j2"}: fail(f"{len(rows)} lines for {sorted(got)}, expected j0 j1 j2")
+for i in range(3):
+    r = got[f"j{i}"]
+    if r.get("is_error") is not False or r.get("result") != f"upstream: job {i}":
+        fail(f"j{i} is not the upstream's answer: {r}")
+PY
+  run_qwen batch-status -- batch status x --state-dir "$state" --json
+  pycheck batch-status <<'PY' || return 1
+if status != 0: fail(f"exit status {status}, expected 0")
+doc = json.loads(out)
+part = (doc.get("parts") or [{}])[0]
+if doc.get("status") != "completed" or part.get("request_counts", {}).get("completed") != 3:
+    fail(f"not completed with 3 requests: {doc}")
+PY
+  run_qwen batch-delete -- batch fetch x --state-dir "$state" --delete-remote --output "$tmp/batch-again.jsonl"
+  pycheck batch-delete <<'PY'
+if status != 0: fail(f"exit status {status}, expected 0")
+if len(open(f"{tmp}/batch-again.jsonl", encoding="utf-8").read().splitlines()) != 3: fail("not 3 lines")
+batch = next(b for b in upstream_get("/batches")["data"] if (b.get("metadata") or {}).get("qwen_batch") == "x")
+left = {f["id"] for f in upstream_get("/files")["data"]}
+for field in ("input_file_id", "output_file_id"):
+    if batch[field] in left: fail(f"the {field} is still at the upstream after --delete-remote")
+PY
+}
+
+# A batch that does not finish (its input holds the upstream's `[hold]` marker), cancelled through
+# the proxy: `batch cancel` exits 0, `batch status --json` says cancelled, and `batch fetch` gives
+# a `batch_cancelled` line per job, exit 1.
+case_batch_cancel() {
+  local state="$tmp/batch-state"
+  printf '%s\n' '{"id": "h0", "prompt": "wait [hold]"}' '{"id": "h1", "prompt": "wait [hold]"}' >"$tmp/hold-jobs.jsonl"
+  run_qwen cancel-submit OPENAI_MODEL=upstream -- batch submit "$tmp/hold-jobs.jsonl" --name held --state-dir "$state"
+  pycheck cancel-submit <<'PY' || return 1
+if status != 0: fail(f"exit status {status}, expected 0")
+PY
+  run_qwen cancel-cancel -- batch cancel held --state-dir "$state"
+  pycheck cancel-cancel <<'PY' || return 1
+if status != 0: fail(f"exit status {status}, expected 0")
+PY
+  run_qwen cancel-status -- batch status held --state-dir "$state" --json
+  pycheck cancel-status <<'PY' || return 1
+if status != 0: fail(f"exit status {status}, expected 0")
+doc = json.loads(out)
+if doc.get("status") != "cancelled": fail(f"not cancelled: {doc}")
+PY
+  run_qwen cancel-fetch -- batch fetch held --state-dir "$state" --output "$tmp/hold-results.jsonl"
+  pycheck cancel-fetch <<'PY'
+if status != 1: fail(f"exit status {status}, expected 1")
+rows = [json.loads(l) for l in open(f"{tmp}/hold-results.jsonl", encoding="utf-8")]
+types = sorted((r.get("id"), (r.get("error") or {}).get("type")) for r in rows)
+if types != [("h0", "batch_cancelled"), ("h1", "batch_cancelled")]: fail(f"lines: {types}")
+PY
+}
+
+CASES=(single wrong-key relayed-hint batch-api batch-cancel window-batch spent-window-short-wait spent-window-waits)
 if [[ -n "${LITELLM_CASES:-}" ]]; then read -r -a CASES <<<"$LITELLM_CASES"; fi
 
 passed=0
@@ -261,6 +384,7 @@ done
 if ((failed > 0)); then
   log "failed: ${failed_names[*]}"
   kill -0 "$proxy_pid" 2>/dev/null || { log "the proxy is no longer running"; proxy_log_tail; }
+  kill -0 "$upstream_pid" 2>/dev/null || { log "the upstream is no longer running"; upstream_log_tail; }
 fi
 echo "litellm: $passed passed, $failed failed"
 ((failed == 0))
