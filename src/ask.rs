@@ -189,6 +189,9 @@ fn add_usage(total: &mut Option<Usage>, more: Option<Usage>) {
         if let Some(r) = u.reasoning_tokens {
             *t.reasoning_tokens.get_or_insert(0) += r;
         }
+        if let Some(c) = u.cached_input_tokens {
+            *t.cached_input_tokens.get_or_insert(0) += c;
+        }
     }
 }
 

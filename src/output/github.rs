@@ -391,6 +391,7 @@ mod tests {
             output_tokens: 2,
             total_tokens: 14,
             reasoning_tokens: None,
+            cached_input_tokens: None,
         };
         let md = single_run_summary("gpt-4o", Some(usage), 435, Ok("Hello world"));
         assert!(md.starts_with("### qwen: success\n"), "{md}");

@@ -26,6 +26,9 @@ pub(crate) struct UsageJson {
     /// Of `output_tokens`, those spent reasoning, when the server reports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) reasoning_tokens: Option<u64>,
+    /// Of `input_tokens`, those read from the provider's prompt cache, when the server reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) cached_input_tokens: Option<u64>,
 }
 
 impl From<Option<Usage>> for UsageJson {
@@ -35,6 +38,7 @@ impl From<Option<Usage>> for UsageJson {
             output_tokens: Some(u.output_tokens),
             total_tokens: Some(u.total_tokens),
             reasoning_tokens: u.reasoning_tokens,
+            cached_input_tokens: u.cached_input_tokens,
         })
     }
 }
