@@ -153,10 +153,10 @@ fn missing_key(config: &ResolvedConfig) -> Error {
         .vars()
         .map_or_else(|| "OPENAI_API_KEY".to_owned(), |v| v.keys.join(" or "));
     let verb = if names.contains(" or ") { "are" } else { "is" };
-    let mut message = format!(
-        "no API key for --auth-type {}: {names} {verb} not set",
-        auth_type.as_str()
-    );
+    let mut message = format!("no API key: {names} {verb} not set");
+    if auth_type != AuthType::Openai {
+        let _ = write!(message, " (auth type {})", auth_type.as_str());
+    }
     if auth_type == AuthType::VertexAi {
         message.push_str(
             " (qwen speaks to Vertex AI in express mode only, with an API key: GOOGLE_CLOUD_PROJECT and GOOGLE_CLOUD_LOCATION with application-default credentials are not supported)",

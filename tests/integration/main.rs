@@ -28,6 +28,7 @@ mod oauth;
 mod one_door;
 mod output;
 mod precedence;
+mod protocols;
 mod providers;
 mod ratelimit;
 mod retries;
