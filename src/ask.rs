@@ -190,7 +190,9 @@ fn add_usage(total: &mut Option<Usage>, more: Option<Usage>) {
             *t.reasoning_tokens.get_or_insert(0) += r;
         }
         if let Some(c) = u.cached_input_tokens {
-            *t.cached_input_tokens.get_or_insert(0) += c;
+            t.cached_input_tokens = t
+                .cached_input_tokens
+                .map_or(Some(c), |s| s.checked_add(c.get()));
         }
     }
 }

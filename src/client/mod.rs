@@ -45,8 +45,9 @@ pub(crate) struct Usage {
     /// Of `input_tokens`, those read from the provider's prompt cache, when the server says
     /// (`prompt_tokens_details.cached_tokens`, `input_tokens_details.cached_tokens`, Anthropic's
     /// `cache_read_input_tokens`, Gemini's `cachedContentTokenCount`).
+    /// Absent or zero: `None` (a `NonZeroU64` keeps the errors that carry a usage small).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) cached_input_tokens: Option<u64>,
+    pub(crate) cached_input_tokens: Option<std::num::NonZeroU64>,
 }
 
 impl Usage {
@@ -64,7 +65,8 @@ impl Usage {
             reasoning_tokens: reasoning,
             cached_input_tokens: v
                 .pointer("/prompt_tokens_details/cached_tokens")
-                .and_then(Value::as_u64),
+                .and_then(Value::as_u64)
+                .and_then(std::num::NonZeroU64::new),
         })
     }
 }

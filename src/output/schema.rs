@@ -38,7 +38,7 @@ impl From<Option<Usage>> for UsageJson {
             output_tokens: Some(u.output_tokens),
             total_tokens: Some(u.total_tokens),
             reasoning_tokens: u.reasoning_tokens,
-            cached_input_tokens: u.cached_input_tokens,
+            cached_input_tokens: u.cached_input_tokens.map(std::num::NonZeroU64::get),
         })
     }
 }

@@ -99,105 +99,9 @@ impl P {
     fn answer(self, reasoning: Option<&str>, pieces: &[&str]) -> Sse {
         let sse = Sse::from_server("", "");
         match self {
-            Self::Responses => {
-                let mut sse = responses_event(
-                    sse,
-                    &json!({"type": "response.created", "sequence_number": 0, "response": response_object("in_progress", None)}),
-                );
-                if let Some(r) = reasoning {
-                    sse = responses_event(
-                        sse,
-                        &json!({"type": "response.reasoning_summary_text.delta", "item_id": "rs_1",
-                                "output_index": 0, "summary_index": 0, "delta": r, "sequence_number": 1}),
-                    );
-                }
-                for p in pieces {
-                    sse = responses_event(
-                        sse,
-                        &json!({"type": "response.output_text.delta", "item_id": "msg_1", "output_index": 1,
-                                "content_index": 0, "delta": p, "sequence_number": 2}),
-                    );
-                }
-                let usage = json!({"input_tokens": 12, "input_tokens_details": {"cached_tokens": 4, "cache_write_tokens": 0},
-                                   "output_tokens": 2, "output_tokens_details": {"reasoning_tokens": 1}, "total_tokens": 14});
-                responses_event(
-                    sse,
-                    &json!({"type": "response.completed", "sequence_number": 3, "response": response_object("completed", Some(usage))}),
-                )
-            }
-            Self::Anthropic => {
-                let mut sse = anthropic_start(sse);
-                let mut index = 0;
-                if let Some(r) = reasoning {
-                    sse = anthropic_event(
-                        sse,
-                        "content_block_start",
-                        &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}}),
-                    );
-                    sse = anthropic_event(
-                        sse,
-                        "content_block_delta",
-                        &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": r}}),
-                    );
-                    sse = anthropic_event(
-                        sse,
-                        "content_block_delta",
-                        &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "EqQBCgIYAhIM"}}),
-                    );
-                    sse = anthropic_event(
-                        sse,
-                        "content_block_stop",
-                        &json!({"type": "content_block_stop", "index": 0}),
-                    );
-                    index = 1;
-                }
-                sse = anthropic_event(
-                    sse,
-                    "content_block_start",
-                    &json!({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}),
-                );
-                sse = anthropic_event(sse, "ping", &json!({"type": "ping"}));
-                for p in pieces {
-                    sse = anthropic_event(
-                        sse,
-                        "content_block_delta",
-                        &json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": p}}),
-                    );
-                }
-                anthropic_end(
-                    anthropic_event(
-                        sse,
-                        "content_block_stop",
-                        &json!({"type": "content_block_stop", "index": index}),
-                    ),
-                    "end_turn",
-                )
-            }
-            Self::Gemini => {
-                let mut sse = sse;
-                if let Some(r) = reasoning {
-                    sse = gemini_event(
-                        sse,
-                        &json!({"candidates": [{"content": {"parts": [{"text": r, "thought": true}], "role": "model"}, "index": 0}],
-                        "usageMetadata": {"promptTokenCount": 12, "totalTokenCount": 12}, "modelVersion": MODEL, "responseId": "gem-1"}),
-                    );
-                }
-                let last = pieces.len().saturating_sub(1);
-                for (i, p) in pieces.iter().enumerate() {
-                    let mut candidate =
-                        json!({"content": {"parts": [{"text": p}], "role": "model"}, "index": 0});
-                    let mut event = json!({"modelVersion": MODEL, "responseId": "gem-1",
-                        "usageMetadata": {"promptTokenCount": 12, "totalTokenCount": 12}});
-                    if i == last {
-                        candidate["finishReason"] = json!("STOP");
-                        event["usageMetadata"] = json!({"promptTokenCount": 12, "cachedContentTokenCount": 4,
-                            "candidatesTokenCount": 1, "thoughtsTokenCount": 1, "totalTokenCount": 14});
-                    }
-                    event["candidates"] = json!([candidate]);
-                    sse = gemini_event(sse, &event);
-                }
-                sse
-            }
+            Self::Responses => responses_answer(sse, reasoning, pieces),
+            Self::Anthropic => anthropic_answer(sse, reasoning, pieces),
+            Self::Gemini => gemini_answer(sse, reasoning, pieces),
         }
     }
 
@@ -318,13 +222,115 @@ impl P {
     }
 }
 
+fn responses_answer(sse: Sse, reasoning: Option<&str>, pieces: &[&str]) -> Sse {
+    let mut sse = responses_event(
+        sse,
+        &json!({"type": "response.created", "sequence_number": 0, "response": response_object("in_progress", None)}),
+    );
+    if let Some(r) = reasoning {
+        sse = responses_event(
+            sse,
+            &json!({"type": "response.reasoning_summary_text.delta", "item_id": "rs_1",
+                                "output_index": 0, "summary_index": 0, "delta": r, "sequence_number": 1}),
+        );
+    }
+    for p in pieces {
+        sse = responses_event(
+            sse,
+            &json!({"type": "response.output_text.delta", "item_id": "msg_1", "output_index": 1,
+                                "content_index": 0, "delta": p, "sequence_number": 2}),
+        );
+    }
+    let usage = json!({"input_tokens": 12, "input_tokens_details": {"cached_tokens": 4, "cache_write_tokens": 0},
+                                   "output_tokens": 2, "output_tokens_details": {"reasoning_tokens": 1}, "total_tokens": 14});
+    responses_event(
+        sse,
+        &json!({"type": "response.completed", "sequence_number": 3, "response": response_object("completed", Some(&usage))}),
+    )
+}
+
+fn anthropic_answer(sse: Sse, reasoning: Option<&str>, pieces: &[&str]) -> Sse {
+    let mut sse = anthropic_start(sse);
+    let mut index = 0;
+    if let Some(r) = reasoning {
+        sse = anthropic_event(
+            sse,
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}}),
+        );
+        sse = anthropic_event(
+            sse,
+            "content_block_delta",
+            &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": r}}),
+        );
+        sse = anthropic_event(
+            sse,
+            "content_block_delta",
+            &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "EqQBCgIYAhIM"}}),
+        );
+        sse = anthropic_event(
+            sse,
+            "content_block_stop",
+            &json!({"type": "content_block_stop", "index": 0}),
+        );
+        index = 1;
+    }
+    sse = anthropic_event(
+        sse,
+        "content_block_start",
+        &json!({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}),
+    );
+    sse = anthropic_event(sse, "ping", &json!({"type": "ping"}));
+    for p in pieces {
+        sse = anthropic_event(
+            sse,
+            "content_block_delta",
+            &json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": p}}),
+        );
+    }
+    anthropic_end(
+        anthropic_event(
+            sse,
+            "content_block_stop",
+            &json!({"type": "content_block_stop", "index": index}),
+        ),
+        "end_turn",
+    )
+}
+
+fn gemini_answer(sse: Sse, reasoning: Option<&str>, pieces: &[&str]) -> Sse {
+    let mut sse = sse;
+    if let Some(r) = reasoning {
+        sse = gemini_event(
+            sse,
+            &json!({"candidates": [{"content": {"parts": [{"text": r, "thought": true}], "role": "model"}, "index": 0}],
+                        "usageMetadata": {"promptTokenCount": 12, "totalTokenCount": 12}, "modelVersion": MODEL, "responseId": "gem-1"}),
+        );
+    }
+    let last = pieces.len().saturating_sub(1);
+    for (i, p) in pieces.iter().enumerate() {
+        let mut candidate =
+            json!({"content": {"parts": [{"text": p}], "role": "model"}, "index": 0});
+        let mut event = json!({"modelVersion": MODEL, "responseId": "gem-1",
+                        "usageMetadata": {"promptTokenCount": 12, "totalTokenCount": 12}});
+        if i == last {
+            candidate["finishReason"] = json!("STOP");
+            event["usageMetadata"] = json!({"promptTokenCount": 12, "cachedContentTokenCount": 4,
+                            "candidatesTokenCount": 1, "thoughtsTokenCount": 1, "totalTokenCount": 14});
+        }
+        event["candidates"] = json!([candidate]);
+        sse = gemini_event(sse, &event);
+    }
+    sse
+}
+
 fn responses_event(sse: Sse, data: &Value) -> Sse {
     let kind = data["type"].as_str().unwrap_or_default();
     sse.raw(&format!("event: {kind}\ndata: {data}\n\n"))
 }
 
 /// A `Response` object as the stream's `response.created` and `response.completed` carry it.
-fn response_object(status: &str, usage: Option<Value>) -> Value {
+fn response_object(status: &str, usage: Option<&Value>) -> Value {
     json!({"id": "resp_67c9fdcecf488190bdd9a0409de3a1ec", "object": "response", "created_at": 1_741_290_958,
            "status": status, "error": null, "incomplete_details": null, "model": MODEL, "output": [],
            "store": false, "usage": usage})
@@ -593,7 +599,7 @@ async fn a_hundred_job_batch_resumes_only_the_failed_jobs() {
         let jobs: String = (0..100)
             .map(|i| {
                 let prompt = if i % 10 == 0 { format!("refused-{i}") } else { format!("prompt-{i}") };
-                format!("{}\n", json!({"id": format!("j{i}"), "prompt": prompt}))
+                json!({"id": format!("j{i}"), "prompt": prompt}).to_string() + "\n"
             })
             .collect();
         env.write_project("jobs.jsonl", &jobs);

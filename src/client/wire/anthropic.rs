@@ -146,10 +146,11 @@ impl Reader {
                 out.completion.server_model = text("model");
                 out.completion.usage = message.get("usage").map(|u| usage(u, None));
             }
-            "content_block_start" => {
-                if data.pointer("/content_block/type").and_then(Value::as_str) == Some("tool_use") {
-                    self.tool = true;
-                }
+            "content_block_start"
+                if data.pointer("/content_block/type").and_then(Value::as_str)
+                    == Some("tool_use") =>
+            {
+                self.tool = true;
             }
             "content_block_delta" => {
                 let delta = data.get("delta").unwrap_or(&Value::Null);
@@ -200,11 +201,13 @@ fn finish_reason(reason: &str, tool: bool) -> String {
 fn usage(v: &Value, before: Option<Usage>) -> Usage {
     let n = |k: &str| v.get(k).and_then(Value::as_u64);
     let before = before.unwrap_or_default();
-    let cached = n("cache_read_input_tokens").or(before.cached_input_tokens);
+    let cached =
+        n("cache_read_input_tokens").or(before.cached_input_tokens.map(std::num::NonZeroU64::get));
     let input = match n("input_tokens") {
         Some(i) => i + n("cache_creation_input_tokens").unwrap_or(0) + cached.unwrap_or(0),
         None => before.input_tokens,
     };
+    let cached = cached.and_then(std::num::NonZeroU64::new);
     let output = n("output_tokens").unwrap_or(before.output_tokens);
     Usage {
         input_tokens: input,
@@ -317,13 +320,17 @@ fn rate_headers_at(headers: &HeaderMap, now: SystemTime) -> HeaderMap {
 /// An RFC 3339 time (`2024-06-01T12:00:30Z`, with optional fractional seconds and offset).
 fn rfc3339(text: &str) -> Option<SystemTime> {
     let text = text.trim();
-    let b = text.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+    let bytes = text.as_bytes();
+    if bytes.len() < 20
+        || bytes[4] != b'-'
+        || bytes[7] != b'-'
+        || !matches!(bytes[10], b'T' | b't' | b' ')
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| text.get(r)?.parse::<i64>().ok();
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
     let mut rest = &text[19..];
     let mut nanos = 0u32;
     if let Some(frac) = rest.strip_prefix('.') {
@@ -346,14 +353,13 @@ fn rfc3339(text: &str) -> Option<SystemTime> {
         }
     };
     // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if mo <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + h * 3600 + mi * 60 + s - offset;
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset;
     let secs = u64::try_from(secs).ok()?;
     Some(UNIX_EPOCH + Duration::new(secs, nanos))
 }

@@ -98,7 +98,6 @@ pub(crate) struct Reader;
 
 impl Reader {
     pub(super) fn event(
-        &mut self,
         event: &SseEvent,
         eof: bool,
         out: &mut Out<'_, '_, '_>,
@@ -179,7 +178,7 @@ fn usage(v: &Value) -> Option<Usage> {
         output_tokens: output,
         total_tokens: n("totalTokenCount").unwrap_or(input + output),
         reasoning_tokens: thoughts,
-        cached_input_tokens: n("cachedContentTokenCount"),
+        cached_input_tokens: n("cachedContentTokenCount").and_then(std::num::NonZeroU64::new),
     })
 }
 

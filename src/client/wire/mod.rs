@@ -225,7 +225,7 @@ impl Reader {
             Self::Chat(r) => r.event(event, eof, &mut out),
             Self::Responses(r) => r.event(event, eof, &mut out),
             Self::Anthropic(r) => r.event(event, eof, &mut out),
-            Self::Gemini(r) => r.event(event, eof, &mut out),
+            Self::Gemini(_) => gemini::Reader::event(event, eof, &mut out),
         }
     }
 

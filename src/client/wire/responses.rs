@@ -8,6 +8,8 @@
 //! is cut. `store: false` unless the request says otherwise: a CI run leaves no stored
 //! conversation at the provider.
 
+use std::num::NonZeroU64;
+
 use serde_json::{Map, Value, json};
 
 use super::{ChatRequest, EventError, Format, Out, Step, event_json, put};
@@ -97,10 +99,10 @@ impl Reader {
                 out.reasoning(delta())?;
             }
             "response.refusal.delta" => out.refusal(delta())?,
-            "response.output_item.added" | "response.output_item.done" => {
-                if data.pointer("/item/type").and_then(Value::as_str) == Some("function_call") {
-                    out.completion.structured = true;
-                }
+            "response.output_item.added" | "response.output_item.done"
+                if data.pointer("/item/type").and_then(Value::as_str) == Some("function_call") =>
+            {
+                out.completion.structured = true;
             }
             "response.completed" | "response.incomplete" => {
                 let response = data.get("response").unwrap_or(&Value::Null);
@@ -161,7 +163,7 @@ fn usage(v: &Value) -> Option<Usage> {
         output_tokens: output,
         total_tokens: n("/total_tokens").unwrap_or(input + output),
         reasoning_tokens: n("/output_tokens_details/reasoning_tokens"),
-        cached_input_tokens: n("/input_tokens_details/cached_tokens"),
+        cached_input_tokens: n("/input_tokens_details/cached_tokens").and_then(NonZeroU64::new),
     })
 }
 
@@ -273,7 +275,10 @@ mod tests {
         assert_eq!(c.finish_reason.as_deref(), Some("stop"));
         let u = c.usage.unwrap();
         assert_eq!(
-            (u.cached_input_tokens, u.reasoning_tokens),
+            (
+                u.cached_input_tokens.map(NonZeroU64::get),
+                u.reasoning_tokens
+            ),
             (Some(2), Some(1))
         );
     }
