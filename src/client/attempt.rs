@@ -51,7 +51,19 @@ impl ChatClient {
             });
         }
         if !status.is_success() {
-            return Err(self.http_error(status, response, rate).await);
+            let error = self.http_error(status, response, rate).await;
+            // A wait the protocol gives in its error body (Gemini's `RetryInfo`) paces a batch as
+            // a `Retry-After` header would.
+            if let ApiError::Http {
+                retry_after: Some(wait),
+                ..
+            } = &error
+                && rate.retry_after.is_none()
+                && self.wire.waits_in_body()
+            {
+                rate.retry_after = Some(*wait);
+            }
+            return Err(error);
         }
         let is_sse = response
             .headers()

@@ -146,7 +146,9 @@ impl P {
                                                 "param": null, "code": "rate_limit_exceeded"}})),
             Self::Anthropic => ResponseTemplate::new(429)
                 .insert_header("retry-after", "0")
-                .insert_header("anthropic-ratelimit-requests-limit", "50")
+                // A tier-4 limit: the pacer paces a batch to it (50, tier 1's, would space
+                // these jobs 1.2 s apart).
+                .insert_header("anthropic-ratelimit-requests-limit", "4000")
                 .insert_header("anthropic-ratelimit-requests-remaining", "0")
                 .insert_header("anthropic-ratelimit-requests-reset", "2024-06-01T12:00:30Z")
                 .insert_header("request-id", "req_011CSHoEeqs5C35K2UUqR7Fy")
@@ -507,6 +509,80 @@ async fn a_429_with_the_providers_headers_is_retried() {
         assert_eq!(r.result()["result"], "ok", "{p:?}");
         assert_eq!(request_bodies(&server).await.len(), 2, "{p:?}");
     });
+}
+
+/// In a batch the 429 goes to the shared pacer: the request waits its turn again, without
+/// counting against `--retries` (here 0), and every job succeeds.
+#[tokio::test]
+async fn a_429_in_a_batch_is_paced_not_failed() {
+    each!(p => {
+        let env = TestEnv::new();
+        let jobs: String = (0..5)
+            .map(|i| json!({"id": format!("j{i}"), "prompt": format!("p{i}")}).to_string() + "\n")
+            .collect();
+        env.write_project("jobs.jsonl", &jobs);
+        let server = MockServer::start().await;
+        p.mock(MODEL)
+            .respond_with(p.rate_limited())
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(&server)
+            .await;
+        p.mock(MODEL)
+            .respond_with(p.answer(None, &["ok"]).respond())
+            .with_priority(2)
+            .mount(&server)
+            .await;
+        run(p.cmd(&env, &server).args(["--jobs", "jobs.jsonl", "--retries", "0", "--concurrency", "2", "--quiet"]))
+            .code(0)
+            .stderr_has("batch: 5 jobs: 5 succeeded, 0 failed");
+        assert_eq!(request_bodies(&server).await.len(), 6, "{p:?}");
+    });
+}
+
+/// A server that ignores `stream: true` and answers with one JSON object (`LiteLLM`'s proxy
+/// answers a `mock_response` model's `/v1/responses` so) is read as a whole answer.
+#[tokio::test]
+async fn a_whole_json_answer_is_read_for_every_protocol() {
+    each!(p => {
+        let env = TestEnv::new();
+        let body = match p {
+            P::Responses => json!({"id": "resp_1", "object": "response", "created_at": 1, "status": "completed",
+                "model": MODEL, "output": [{"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
+                "content": [{"type": "output_text", "text": "whole", "annotations": []}]}],
+                "usage": {"input_tokens": 3, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 1,
+                          "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 4}}),
+            P::Anthropic => json!({"id": "msg_1", "type": "message", "role": "assistant", "model": MODEL,
+                "content": [{"type": "text", "text": "whole"}], "stop_reason": "end_turn", "stop_sequence": null,
+                "usage": {"input_tokens": 3, "output_tokens": 1}}),
+            P::Gemini => json!({"candidates": [{"content": {"parts": [{"text": "whole"}], "role": "model"},
+                "finishReason": "STOP", "index": 0}], "usageMetadata": {"promptTokenCount": 3,
+                "candidatesTokenCount": 1, "totalTokenCount": 4}, "modelVersion": MODEL}),
+        };
+        let server = MockServer::start().await;
+        p.mock(MODEL).respond_with(ResponseTemplate::new(200).set_body_json(body)).mount(&server).await;
+        let r = run(p.cmd(&env, &server).args(["--json", "hi"]));
+        r.code(0);
+        let result = r.result();
+        assert_eq!(result["result"], "whole", "{p:?}: {result}");
+        assert_eq!(result["usage"]["total_tokens"], 4, "{p:?}: {result}");
+    });
+}
+
+/// Gemini's safety stop is the content filter: an empty answer that says so.
+#[tokio::test]
+async fn a_gemini_safety_stop_is_reported_as_the_content_filter() {
+    let p = P::Gemini;
+    let env = TestEnv::new();
+    let blocked = gemini_event(
+        Sse::from_server("", ""),
+        &json!({"candidates": [{"content": {"parts": [], "role": "model"}, "finishReason": "SAFETY", "index": 0}],
+                "usageMetadata": {"promptTokenCount": 3, "totalTokenCount": 3}, "modelVersion": MODEL}),
+    );
+    let server = server_answering(p, &blocked).await;
+    run(p.cmd(&env, &server).args(["--retries", "0", "hi"]))
+        .code(1)
+        .stderr_has("content filter");
 }
 
 #[tokio::test]

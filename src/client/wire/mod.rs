@@ -163,6 +163,11 @@ impl Wire {
         }
     }
 
+    /// Whether this protocol says how long to wait in its error bodies.
+    pub(crate) fn waits_in_body(self) -> bool {
+        matches!(self, Self::Gemini | Self::Vertex)
+    }
+
     /// How long an error body asks to wait, when it says so in the body rather than in a header
     /// (Gemini's `google.rpc.RetryInfo`).
     pub(crate) fn body_retry_after(self, body: &str) -> Option<std::time::Duration> {
