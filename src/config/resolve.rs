@@ -696,6 +696,163 @@ mod tests {
         assert_eq!(c.auth_type.source, Source::Default);
     }
 
+    /// Every API-key type reads its own variables with the same precedence, and none of
+    /// another type's: flag, then environment, then the `.env` file, then the type's default.
+    #[test]
+    fn each_type_reads_its_own_variables_in_the_same_order() {
+        for t in AuthType::ALL {
+            let Some(vars) = t.vars() else { continue };
+            let key = vars.keys[0];
+            let flags = ConfigFlags {
+                auth_type: Some(t),
+                ..ConfigFlags::default()
+            };
+            // Another type's variables are not read.
+            let others = EnvSnapshot::from_pairs([
+                ("OPENAI_API_KEY", "o"),
+                ("ANTHROPIC_API_KEY", "a"),
+                ("GEMINI_API_KEY", "g"),
+                ("GOOGLE_API_KEY", "v"),
+            ]);
+            let c = resolve(
+                &flags,
+                &others,
+                DotEnvSearch::default(),
+                None,
+                Terminal::default(),
+            )
+            .unwrap();
+            let got = c.api_key.map(|k| k.value.expose_secret().to_owned());
+            assert_eq!(got.as_deref(), others.get(key), "{t:?}");
+            assert_eq!(
+                c.base_url.value.as_str().trim_end_matches('/'),
+                vars.default_base_url,
+                "{t:?}"
+            );
+            assert_eq!(c.model.value, vars.default_model, "{t:?}");
+
+            let file = dotenv(
+                DotEnvKind::ProjectQwen,
+                &[
+                    (key, "file-key"),
+                    (vars.base_url, "http://127.0.0.1:1/file"),
+                    (vars.model, "file-model"),
+                ],
+            );
+            let env = EnvSnapshot::from_pairs([(vars.model, "env-model")]);
+            let c = resolve(&flags, &env, file.clone(), None, Terminal::default()).unwrap();
+            assert_eq!(
+                c.api_key.as_ref().unwrap().value.expose_secret(),
+                "file-key",
+                "{t:?}"
+            );
+            assert_eq!(c.key_var, Some(key), "{t:?}");
+            assert_eq!(
+                c.base_url.value.as_str(),
+                "http://127.0.0.1:1/file",
+                "{t:?}"
+            );
+            assert_eq!(c.model.value, "env-model", "{t:?}");
+            assert_eq!(c.model.source, Source::Env(vars.model), "{t:?}");
+
+            let with_flags = ConfigFlags {
+                api_key: Some("flag-key".into()),
+                model: Some("flag-model".into()),
+                ..flags.clone()
+            };
+            let c = resolve(&with_flags, &env, file, None, Terminal::default()).unwrap();
+            assert_eq!(
+                c.api_key.unwrap().value.expose_secret(),
+                "flag-key",
+                "{t:?}"
+            );
+            assert_eq!(c.key_var, None, "{t:?}");
+            assert_eq!(c.model.value, "flag-model", "{t:?}");
+        }
+    }
+
+    #[test]
+    fn anthropic_api_key_wins_over_the_auth_token_and_the_environment_over_the_file() {
+        let flags = ConfigFlags {
+            auth_type: Some(AuthType::Anthropic),
+            ..ConfigFlags::default()
+        };
+        let both =
+            EnvSnapshot::from_pairs([("ANTHROPIC_API_KEY", "k"), ("ANTHROPIC_AUTH_TOKEN", "t")]);
+        let c = resolve(
+            &flags,
+            &both,
+            DotEnvSearch::default(),
+            None,
+            Terminal::default(),
+        )
+        .unwrap();
+        assert_eq!(c.key_var, Some("ANTHROPIC_API_KEY"));
+        let token = EnvSnapshot::from_pairs([("ANTHROPIC_AUTH_TOKEN", "t")]);
+        let file = dotenv(
+            DotEnvKind::ProjectQwen,
+            &[("ANTHROPIC_API_KEY", "file-key")],
+        );
+        let c = resolve(&flags, &token, file, None, Terminal::default()).unwrap();
+        assert_eq!(c.api_key.unwrap().value.expose_secret(), "t");
+        assert_eq!(c.key_var, Some("ANTHROPIC_AUTH_TOKEN"));
+    }
+
+    #[test]
+    fn qwen_auth_type_is_below_the_flag_and_above_the_settings_file() {
+        let setting = || {
+            Some(Sourced::new(
+                AuthType::QwenOauth,
+                Source::Setting(PathBuf::from("/h/.qwen/settings.json")),
+            ))
+        };
+        let env = EnvSnapshot::from_pairs([("QWEN_AUTH_TYPE", "Gemini")]);
+        let c = resolve(
+            &ConfigFlags::default(),
+            &env,
+            DotEnvSearch::default(),
+            setting(),
+            Terminal::default(),
+        )
+        .unwrap();
+        assert_eq!(c.auth_type.value, AuthType::Gemini);
+        assert_eq!(c.auth_type.source, Source::Env("QWEN_AUTH_TYPE"));
+        let file = dotenv(DotEnvKind::ProjectQwen, &[("QWEN_AUTH_TYPE", "anthropic")]);
+        let none = EnvSnapshot::default();
+        let c = resolve(
+            &ConfigFlags::default(),
+            &none,
+            file,
+            setting(),
+            Terminal::default(),
+        )
+        .unwrap();
+        assert_eq!(c.auth_type.value, AuthType::Anthropic);
+        let flag = ConfigFlags {
+            auth_type: Some(AuthType::OpenaiResponses),
+            ..ConfigFlags::default()
+        };
+        let c = resolve(
+            &flag,
+            &env,
+            DotEnvSearch::default(),
+            setting(),
+            Terminal::default(),
+        )
+        .unwrap();
+        assert_eq!(c.auth_type.value, AuthType::OpenaiResponses);
+        let bad = EnvSnapshot::from_pairs([("QWEN_AUTH_TYPE", "claude")]);
+        let e = resolve(
+            &ConfigFlags::default(),
+            &bad,
+            DotEnvSearch::default(),
+            None,
+            Terminal::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("`claude`"), "{e}");
+    }
+
     #[test]
     fn qwen_oauth_model_is_the_flag_or_qwen_codes_default() {
         let env = EnvSnapshot::from_pairs([("OPENAI_MODEL", "gpt-4o-mini")]);
