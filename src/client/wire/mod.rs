@@ -28,7 +28,9 @@ pub(crate) enum Wire {
     Anthropic,
     /// Gemini API (`POST {base}/v1beta/models/{model}:streamGenerateContent?alt=sse`).
     Gemini,
-    /// Vertex AI express mode (`POST {base}/v1/publishers/google/models/{model}:streamGenerateContent?alt=sse`).
+    /// Vertex AI express mode (`POST {base}/v1/publishers/google/models/{model}:streamGenerateContent?alt=sse`):
+    /// the global endpoint with an API key and no project or location ("Vertex AI in express mode
+    /// REST API reference", <https://cloud.google.com/vertex-ai/generative-ai/docs/start/express-mode/vertex-ai-express-mode-api-reference>).
     Vertex,
 }
 
