@@ -97,6 +97,18 @@ impl ChatClient {
         let body = self.wire.body(body);
         let mut builder = self.http.post(url);
         let merged = params::merge_headers(&self.settings.headers, headers);
+        let (key_name, key_value) = self.auth_header();
+        // The key's own header (`x-api-key`, `x-goog-api-key`) is the key's: a second value
+        // would be sent next to it.
+        if let Some(h) = merged
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(key_name))
+        {
+            return Err(ApiError::Setup(format!(
+                "the header `{}` carries the API key for this protocol: set the key instead of passing it as a header",
+                h.name
+            )));
+        }
         for (name, value) in self.wire.fixed_headers() {
             if !merged.iter().any(|h| h.name.eq_ignore_ascii_case(name)) {
                 builder = builder.header(*name, HeaderValue::from_static(value));
@@ -112,7 +124,6 @@ impl ChatClient {
             value.set_sensitive(h.is_secret());
             builder = builder.header(h.name.as_str(), value);
         }
-        let (key_name, key_value) = self.auth_header();
         builder
             .header(key_name, key_value)
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))

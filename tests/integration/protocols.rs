@@ -814,6 +814,22 @@ async fn a_provider_batch_refuses_other_auth_types_and_a_bad_qwen_auth_type_is_n
     .code(2)
     .stderr_has("--auth-type openai")
     .stderr_has("qwen --jobs FILE");
+    // The key's own header cannot be given again with -H.
+    run(env
+        .cmd()
+        .env("ANTHROPIC_API_KEY", KEY)
+        .env("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")
+        .args([
+            "--auth-type",
+            "anthropic",
+            "-H",
+            "X-Api-Key: other",
+            "--retries",
+            "0",
+            "hi",
+        ]))
+    .code(52)
+    .stderr_has("carries the API key");
     run(env.cmd().env("QWEN_AUTH_TYPE", "claude").arg("hi"))
         .code(52)
         .stderr_has("QWEN_AUTH_TYPE=`claude`")
