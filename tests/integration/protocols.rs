@@ -835,3 +835,40 @@ async fn a_provider_batch_refuses_other_auth_types_and_a_bad_qwen_auth_type_is_n
         .stderr_has("QWEN_AUTH_TYPE=`claude`")
         .stderr_has("openai-responses");
 }
+
+/// Vertex AI in express mode: the Gemini body and stream, at the global endpoint's
+/// `publishers/google/models` path, with `GOOGLE_API_KEY` in `x-goog-api-key`; without that key the
+/// run stops at once and says that only express mode is supported.
+#[tokio::test]
+async fn vertex_ai_express_mode_uses_the_gemini_wire_at_the_publishers_path() {
+    let env = TestEnv::new();
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(format!(
+            "/v1/publishers/google/models/{MODEL}:streamGenerateContent"
+        )))
+        .and(query_param("alt", "sse"))
+        .and(wiremock::matchers::header("x-goog-api-key", KEY))
+        .respond_with(P::Gemini.answer(None, &["from ", "vertex"]).respond())
+        .expect(1)
+        .mount(&server)
+        .await;
+    run(env
+        .cmd()
+        .env("GOOGLE_API_KEY", KEY)
+        .env("GOOGLE_VERTEX_BASE_URL", server.uri())
+        .env("GOOGLE_MODEL", MODEL)
+        .args(["--auth-type", "vertex-ai", "hi"]))
+    .code(0)
+    .stdout_is("from vertex\n");
+    server.verify().await;
+
+    run(env
+        .cmd()
+        .env("GOOGLE_CLOUD_PROJECT", "p")
+        .env("GOOGLE_CLOUD_LOCATION", "us-central1")
+        .args(["--auth-type", "vertex-ai", "hi"]))
+    .code(41)
+    .stderr_has("GOOGLE_API_KEY is not set")
+    .stderr_has("express mode only");
+}
