@@ -12,6 +12,7 @@ use secrecy::SecretString;
 use oauth::creds::{CredsPaths, Freshness, OAuthCreds};
 
 use crate::client::url::is_loopback;
+use crate::client::wire::{KeyHeader, Wire};
 use crate::config::env::EnvSnapshot;
 use crate::config::{AuthType, ResolvedConfig, Source};
 use crate::error::Error;
@@ -21,6 +22,26 @@ use crate::error::Error;
 pub(crate) struct Credentials {
     pub(crate) api_key: SecretString,
     pub(crate) base_url: Url,
+    /// The protocol the auth type speaks, and how the key travels.
+    pub(crate) wire: Wire,
+    pub(crate) key_header: KeyHeader,
+}
+
+/// The wire protocol of an auth type, and the header its key goes in: `Authorization: Bearer`
+/// for `OpenAI`'s APIs and Qwen OAuth; `x-api-key` for Anthropic (a bearer token for
+/// `ANTHROPIC_AUTH_TOKEN`, as Anthropic's SDK sends `authToken`); `x-goog-api-key` for Gemini
+/// and Vertex AI express mode.
+pub(crate) fn wire_of(auth_type: AuthType, key_var: Option<&str>) -> (Wire, KeyHeader) {
+    match auth_type {
+        AuthType::Openai | AuthType::QwenOauth => (Wire::Chat, KeyHeader::Bearer),
+        AuthType::OpenaiResponses => (Wire::Responses, KeyHeader::Bearer),
+        AuthType::Anthropic if key_var == Some(crate::config::env::ANTHROPIC_AUTH_TOKEN) => {
+            (Wire::Anthropic, KeyHeader::Bearer)
+        }
+        AuthType::Anthropic => (Wire::Anthropic, KeyHeader::XApiKey),
+        AuthType::Gemini => (Wire::Gemini, KeyHeader::GoogApiKey),
+        AuthType::VertexAi => (Wire::Vertex, KeyHeader::GoogApiKey),
+    }
 }
 
 /// How a run will authenticate, decided without any network traffic.
@@ -45,9 +66,12 @@ pub(crate) fn credentials(config: &ResolvedConfig, home: Option<&Path>) -> Resul
         return Err(missing_key(config));
     };
     check_base_url_trust(config, &key.source)?;
+    let (wire, key_header) = wire_of(config.auth_type.value, config.key_var);
     Ok(AuthPlan::ApiKey(Credentials {
         api_key: key.value.clone(),
         base_url: config.base_url.value.clone(),
+        wire,
+        key_header,
     }))
 }
 
@@ -56,6 +80,8 @@ pub(crate) fn oauth_credentials(creds: &OAuthCreds) -> Result<Credentials, Error
     Ok(Credentials {
         api_key: SecretString::from(creds.access_token.clone()),
         base_url: creds.api_base_url()?,
+        wire: Wire::Chat,
+        key_header: KeyHeader::Bearer,
     })
 }
 
@@ -108,8 +134,34 @@ fn no_oauth_creds(config: &ResolvedConfig, reason: &str) -> Error {
     )
 }
 
+/// What to set for an auth type's key.
+fn key_advice(auth_type: AuthType) -> String {
+    let Some(vars) = auth_type.vars().filter(|_| auth_type != AuthType::Openai) else {
+        return KEY_ADVICE.to_owned();
+    };
+    format!(
+        "set {} (and optionally {}, {}) in the environment or in `.qwen/.env`, or pass --openai-api-key",
+        vars.keys.join(" or "),
+        vars.base_url,
+        vars.model
+    )
+}
+
 fn missing_key(config: &ResolvedConfig) -> Error {
-    let mut message = String::from("no API key: OPENAI_API_KEY is not set");
+    let auth_type = config.auth_type.value;
+    let names = auth_type
+        .vars()
+        .map_or_else(|| "OPENAI_API_KEY".to_owned(), |v| v.keys.join(" or "));
+    let verb = if names.contains(" or ") { "are" } else { "is" };
+    let mut message = format!("no API key: {names} {verb} not set");
+    if auth_type != AuthType::Openai {
+        let _ = write!(message, " (auth type {})", auth_type.as_str());
+    }
+    if auth_type == AuthType::VertexAi {
+        message.push_str(
+            " (qwen speaks to Vertex AI in express mode only, with an API key: GOOGLE_CLOUD_PROJECT and GOOGLE_CLOUD_LOCATION with application-default credentials are not supported)",
+        );
+    }
     for source in &config.empty_key_sources {
         let _ = write!(message, "; {source} is set but empty");
     }
@@ -120,14 +172,15 @@ fn missing_key(config: &ResolvedConfig) -> Error {
     if let Some(file) = &config.dotenv.found {
         let _ = write!(
             message,
-            "\n  used {} (it has no OPENAI_API_KEY)",
+            "\n  used {} (it has no {names})",
             file.path.display()
         );
     }
-    let hint = if config.interactive {
-        format!("{KEY_ADVICE}; or run `qwen auth login`")
+    let advice = key_advice(auth_type);
+    let hint = if config.interactive && auth_type == AuthType::Openai {
+        format!("{advice}; or run `qwen auth login`")
     } else {
-        KEY_ADVICE.to_owned()
+        advice
     };
     Error::auth(message, hint)
 }
@@ -151,7 +204,14 @@ fn check_base_url_trust(config: &ResolvedConfig, key_source: &Source) -> Result<
                 other => other.to_string(),
             }
         ),
-        "a repository must not redirect your key; pass --openai-base-url (or set OPENAI_BASE_URL) yourself, or set QWEN_TRUST_PROJECT_ENV=1 if you trust this project",
+        format!(
+            "a repository must not redirect your key; pass --openai-base-url (or set {}) yourself, or set QWEN_TRUST_PROJECT_ENV=1 if you trust this project",
+            config
+                .auth_type
+                .value
+                .vars()
+                .map_or(crate::config::env::OPENAI_BASE_URL, |v| v.base_url)
+        ),
     ))
 }
 

@@ -91,6 +91,7 @@ pub(crate) fn connect(
         diag::warn(&warning);
     }
     let client = ChatClient::new(&credentials.base_url, credentials.api_key, settings)
+        .and_then(|c| c.with_wire(credentials.wire, credentials.key_header))
         .map_err(Error::Api)?
         .with_rate_limit(rate_limit(rpm, oauth.is_some()));
     Ok(Session { client, oauth })

@@ -116,7 +116,7 @@ pub(crate) enum AuthCommand {
 /// `--auth-type` values (the type lives in `config`, which knows nothing of clap).
 impl ValueEnum for AuthType {
     fn value_variants<'a>() -> &'a [Self] {
-        &[Self::Openai, Self::QwenOauth]
+        &Self::ALL
     }
 
     fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {

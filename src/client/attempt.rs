@@ -2,12 +2,13 @@
 //! event stream or a JSON body into a `Completion` (or the `ApiError` it amounts to).
 
 use reqwest::StatusCode;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use serde_json::Value;
 
 use super::error::{error_code, is_insufficient_quota, transport_failure};
 use super::sse::{self, SseParser};
-use super::{ApiError, ChatClient, Completion, OnPiece, Piece, Usage, limits, pacing, params};
+use super::wire::{EventError, Step};
+use super::{ApiError, ChatClient, Completion, OnPiece, Piece, limits, pacing, params};
 use super::{MAX_ERROR_BODY_BYTES, read_capped};
 use crate::diag;
 
@@ -24,7 +25,10 @@ impl ChatClient {
     ) -> Result<Completion, ApiError> {
         let response = self.post(body, headers, attempt).await?;
         let status = response.status();
-        *rate = pacing::RateHeaders::parse(response.headers());
+        *rate = match self.wire.rate_headers(response.headers()) {
+            Some(mapped) => pacing::RateHeaders::parse(&mapped),
+            None => pacing::RateHeaders::parse(response.headers()),
+        };
         let request_id = self.request_id(response.headers());
         if self.settings.debug {
             diag::debug(&format!(
@@ -47,7 +51,19 @@ impl ChatClient {
             });
         }
         if !status.is_success() {
-            return Err(self.http_error(status, response, rate).await);
+            let error = self.http_error(status, response, rate).await;
+            // A wait the protocol gives in its error body (Gemini's `RetryInfo`) paces a batch as
+            // a `Retry-After` header would.
+            if let ApiError::Http {
+                retry_after: Some(wait),
+                ..
+            } = &error
+                && rate.retry_after.is_none()
+                && self.wire.waits_in_body()
+            {
+                rate.retry_after = Some(*wait);
+            }
+            return Err(error);
         }
         let is_sse = response
             .headers()
@@ -70,15 +86,35 @@ impl ChatClient {
         headers: &[params::ExtraHeader],
         attempt: u32,
     ) -> Result<reqwest::Response, ApiError> {
+        let model = body.get("model").and_then(Value::as_str).unwrap_or("?");
+        let url = self.wire.url(&self.base_url, model);
         if self.settings.debug {
             diag::debug(&format!(
-                "POST {} model={} attempt={attempt}",
-                self.url,
-                body.get("model").and_then(Value::as_str).unwrap_or("?")
+                "POST {url} model={model} attempt={attempt} protocol={}",
+                self.wire.name()
             ));
         }
-        let mut builder = self.http.post(self.url.clone());
-        for h in params::merge_headers(&self.settings.headers, headers) {
+        let body = self.wire.body(body);
+        let mut builder = self.http.post(url);
+        let merged = params::merge_headers(&self.settings.headers, headers);
+        let (key_name, key_value) = self.auth_header();
+        // The key's own header (`x-api-key`, `x-goog-api-key`) is the key's: a second value
+        // would be sent next to it.
+        if let Some(h) = merged
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(key_name))
+        {
+            return Err(ApiError::Setup(format!(
+                "the header `{}` carries the API key for this protocol: set the key instead of passing it as a header",
+                h.name
+            )));
+        }
+        for (name, value) in self.wire.fixed_headers() {
+            if !merged.iter().any(|h| h.name.eq_ignore_ascii_case(name)) {
+                builder = builder.header(*name, HeaderValue::from_static(value));
+            }
+        }
+        for h in merged {
             let mut value = HeaderValue::from_str(&h.value).map_err(|_| {
                 ApiError::Setup(format!(
                     "the header `{}` has a value not allowed in a header",
@@ -89,9 +125,9 @@ impl ChatClient {
             builder = builder.header(h.name.as_str(), value);
         }
         builder
-            .header(AUTHORIZATION, self.auth_header())
+            .header(key_name, key_value)
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .body(serde_json::to_vec(body).unwrap_or_default())
+            .body(serde_json::to_vec(&body).unwrap_or_default())
             .send()
             .await
             .map_err(|e| self.transport_error(&e))
@@ -122,9 +158,10 @@ impl ChatClient {
         let mut parser = SseParser::with_limit(limits::event_limit(limit));
         let mut events = Vec::new();
         let mut completion = Completion::default();
-        let mut saw_done = false;
+        let mut reader = self.wire.reader();
+        let mut done = false;
         let mut eof = false;
-        while !saw_done && !eof {
+        while !done && !eof {
             if let Some(bytes) = response
                 .chunk()
                 .await
@@ -141,48 +178,24 @@ impl ChatClient {
                 eof = true;
             }
             for event in events.drain(..) {
-                if event.data.trim() == "[DONE]" {
-                    saw_done = true;
-                    break;
+                match reader.event(&event, eof, &mut completion, on_piece, limit) {
+                    Ok(Step::More) => {}
+                    Ok(Step::Done) => {
+                        done = true;
+                        break;
+                    }
+                    Err(EventError::Server(data)) => {
+                        return Err(ApiError::StreamError(self.scrubbed_message(&data)));
+                    }
+                    Err(EventError::Api(e)) => return Err(e),
                 }
-                self.apply_event(&event, eof, &mut completion, on_piece)?;
             }
         }
-        // Closed without `[DONE]` and without a finish reason: the transport was cut.
-        if completion.finish_reason.is_none() && !saw_done {
+        // Closed before the protocol's end of an answer: the transport was cut.
+        if !reader.complete(&completion) {
             return Err(ApiError::StreamCut);
         }
         self.checked(completion)
-    }
-
-    /// One event of a stream: an error event, or a chunk added to `completion`.
-    fn apply_event(
-        &self,
-        event: &sse::SseEvent,
-        eof: bool,
-        completion: &mut Completion,
-        on_piece: &mut OnPiece<'_>,
-    ) -> Result<(), ApiError> {
-        if event.event.as_deref() == Some("error") {
-            return Err(ApiError::StreamError(self.scrubbed_message(&event.data)));
-        }
-        // At the end of input, an event that does not parse is one the cut went through.
-        let chunk: Value = serde_json::from_str(&event.data).map_err(|e| {
-            if eof {
-                ApiError::StreamCut
-            } else {
-                ApiError::InvalidResponse(format!("a stream event is not JSON ({e})"))
-            }
-        })?;
-        if chunk.get("error").is_some() {
-            return Err(ApiError::StreamError(self.scrubbed_message(&event.data)));
-        }
-        apply_chunk(
-            &chunk,
-            completion,
-            on_piece,
-            self.settings.max_response_bytes,
-        )
     }
 
     /// A server that ignored `stream: true` and answered with one JSON body. The answer is
@@ -213,7 +226,7 @@ impl ChatClient {
                 self.scrubbed_message(&String::from_utf8_lossy(&bytes)),
             ));
         }
-        let completion = whole_completion(&value, limit)?;
+        let completion = self.wire.whole(&value, limit)?;
         if !completion.reasoning.is_empty() {
             on_piece(Piece::Reasoning(&completion.reasoning))
                 .map_err(|_| ApiError::OutputClosed)?;
@@ -233,15 +246,16 @@ impl ChatClient {
     ) -> ApiError {
         // `rate` was parsed from this response's headers: Retry-After is read once.
         let mut retry_after = rate.retry_after;
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            // OpenAI's 429 often names no Retry-After, only when its budgets reset.
-            retry_after = retry_after.or_else(|| rate.wait_hint());
-        }
-        // Only the start of an error body is read: it is shortened for the message anyway.
         let (bytes, _) = read_capped(response, MAX_ERROR_BODY_BYTES)
             .await
             .unwrap_or_default();
         let body = String::from_utf8_lossy(&bytes).into_owned();
+        retry_after = retry_after.or_else(|| self.wire.body_retry_after(&body));
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            // OpenAI's 429 often names no Retry-After, only when its budgets reset.
+            retry_after = retry_after.or_else(|| rate.wait_hint());
+        }
+        // Only the start of an error body was read: it is shortened for the message anyway.
         if status == StatusCode::TOO_MANY_REQUESTS && is_insufficient_quota(&body) {
             return ApiError::QuotaExhausted {
                 message: self.scrubbed_message(&body),
@@ -331,166 +345,3 @@ impl ChatClient {
 
 /// At most this many characters of a cut answer are quoted in its error message.
 const MAX_PARTIAL_CHARS: usize = 300;
-
-/// The `Completion` a JSON body holds (`choices[0].message`), before `checked`. `refusal` sits
-/// beside `content` (`content: null` when the model declined: `ChatCompletionResponseMessage` in
-/// openai/openai-openapi `openapi.yaml`); `finish_reason` is required there, so its absence is
-/// not read as `stop`.
-fn whole_completion(value: &Value, limit: usize) -> Result<Completion, ApiError> {
-    let choice = value
-        .pointer("/choices/0")
-        .ok_or_else(|| ApiError::InvalidResponse("the response has no choices".into()))?;
-    let text_of = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
-    let message = choice.get("message");
-    let text = text_of(message.and_then(|m| m.get("content"))).unwrap_or_default();
-    if text.len() > limit {
-        return Err(ApiError::TooLarge {
-            limit,
-            what: "the answer is too long",
-        });
-    }
-    Ok(Completion {
-        text,
-        reasoning: message
-            .and_then(reasoning_of)
-            .unwrap_or_default()
-            .to_owned(),
-        refusal: text_of(message.and_then(|m| m.get("refusal"))).unwrap_or_default(),
-        structured: has_structured_content(message),
-        usage: value.get("usage").and_then(Usage::from_openai),
-        finish_reason: text_of(choice.get("finish_reason")),
-        response_id: text_of(value.get("id")),
-        server_model: text_of(value.get("model")),
-        created: value.get("created").and_then(Value::as_u64),
-        ..Completion::default()
-    })
-}
-
-fn apply_chunk(
-    chunk: &Value,
-    completion: &mut Completion,
-    on_piece: &mut OnPiece<'_>,
-    limit: usize,
-) -> Result<(), ApiError> {
-    if completion.response_id.is_none() {
-        completion.response_id = chunk.get("id").and_then(Value::as_str).map(str::to_owned);
-        completion.server_model = chunk
-            .get("model")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        completion.created = chunk.get("created").and_then(Value::as_u64);
-    }
-    if let Some(usage) = chunk.get("usage").and_then(Usage::from_openai) {
-        completion.usage = Some(usage);
-    }
-    if let Some(choice) = chunk.pointer("/choices/0") {
-        if let Some(reasoning) = choice.get("delta").and_then(reasoning_of) {
-            if completion.reasoning.len().saturating_add(reasoning.len()) > limit {
-                return Err(ApiError::TooLarge {
-                    limit,
-                    what: "the reasoning is too long",
-                });
-            }
-            completion.reasoning.push_str(reasoning);
-            on_piece(Piece::Reasoning(reasoning)).map_err(|_| ApiError::OutputClosed)?;
-        }
-        if has_structured_content(choice.get("delta")) {
-            completion.structured = true;
-        }
-        // `delta.refusal`: the model declines, piece by piece (`ChatCompletionStreamResponseDelta`
-        // in openai/openai-openapi `openapi.yaml`). Bounded like the text; never handed on.
-        if let Some(refusal) = choice.pointer("/delta/refusal").and_then(Value::as_str) {
-            if completion.refusal.len().saturating_add(refusal.len()) > limit {
-                return Err(ApiError::TooLarge {
-                    limit,
-                    what: "the refusal is too long",
-                });
-            }
-            completion.refusal.push_str(refusal);
-        }
-        if let Some(text) = choice.pointer("/delta/content").and_then(Value::as_str)
-            && !text.is_empty()
-        {
-            if completion.text.len().saturating_add(text.len()) > limit {
-                return Err(ApiError::TooLarge {
-                    limit,
-                    what: "the answer is too long",
-                });
-            }
-            completion.text.push_str(text);
-            on_piece(Piece::Text(text)).map_err(|_| ApiError::OutputClosed)?;
-        }
-        if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
-            completion.finish_reason = Some(reason.to_owned());
-        }
-    }
-    Ok(())
-}
-
-/// The reasoning in a delta or a message: `reasoning_content` (`DashScope`, `DeepSeek`, vLLM,
-/// llama.cpp), else `reasoning` (`OpenRouter`, Ollama, newer vLLM); one of them, so a server that
-/// sends both with the same text is not read twice. (`DeepSeek`'s API guide, "Reasoning Model":
-/// `chunk.choices[0].delta.reasoning_content`; `OpenRouter`'s "Reasoning Tokens" guide:
-/// `delta.reasoning` in streamed chunks; Ollama's `/v1` streams `{"delta": {"content": "",
-/// "reasoning": "..."}}`, as captured in dirac-run/dirac#227 and anomalyco/opencode#46061.)
-fn reasoning_of(v: &Value) -> Option<&str> {
-    ["reasoning_content", "reasoning"]
-        .iter()
-        .find_map(|k| v.get(*k)?.as_str().filter(|t| !t.is_empty()))
-}
-
-/// Whether a message (or a delta) carries structured content besides text: tool or function calls.
-fn has_structured_content(message: Option<&Value>) -> bool {
-    message.is_some_and(|m| {
-        ["tool_calls", "function_call"]
-            .iter()
-            .any(|k| m.get(*k).is_some_and(|v| !v.is_null()))
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reasoning_is_read_from_either_field_once() {
-        use serde_json::json;
-        let cases = [
-            (json!({"reasoning_content": "a"}), Some("a")),
-            (json!({"reasoning": "b"}), Some("b")),
-            (
-                json!({"reasoning_content": "same", "reasoning": "same"}),
-                Some("same"),
-            ),
-            (
-                json!({"reasoning_content": null, "reasoning": "c"}),
-                Some("c"),
-            ),
-            (json!({"reasoning_content": "", "content": "x"}), None),
-            (json!({"content": "x"}), None),
-        ];
-        for (delta, want) in cases {
-            assert_eq!(reasoning_of(&delta), want, "{delta}");
-        }
-        let mut completion = Completion::default();
-        let mut pieces = Vec::new();
-        let mut on_piece = |p: Piece<'_>| {
-            pieces.push(format!("{p:?}"));
-            Ok(())
-        };
-        for chunk in [
-            json!({"choices": [{"delta": {"reasoning": "think"}}]}),
-            json!({"choices": [{"delta": {"content": "say"}, "finish_reason": "stop"}],
-                   "usage": {"prompt_tokens": 1, "completion_tokens": 5,
-                             "output_tokens_details": {"reasoning_tokens": 4}}}),
-        ] {
-            apply_chunk(&chunk, &mut completion, &mut on_piece, usize::MAX).expect("applied");
-        }
-        assert_eq!(
-            (completion.reasoning.as_str(), completion.text.as_str()),
-            ("think", "say")
-        );
-        assert_eq!(completion.usage.and_then(|u| u.reasoning_tokens), Some(4));
-        assert_eq!(pieces, ["Reasoning(\"think\")", "Text(\"say\")"]);
-    }
-}

@@ -173,7 +173,7 @@ impl BatchApi {
         Ok(Self {
             http,
             base: base.clone(),
-            bearer: std::sync::Arc::new(Bearer::new(key)?),
+            bearer: std::sync::Arc::new(Bearer::new(key, super::wire::KeyHeader::Bearer)?),
             retry: settings.retry,
             secrets: headers
                 .iter()

@@ -11,6 +11,7 @@ mod send;
 pub(crate) mod sse;
 pub(crate) mod transport;
 pub(crate) mod url;
+pub(crate) mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,6 +64,11 @@ fn is_zero(n: &u32) -> bool {
 }
 
 impl Usage {
+    /// A cache token count as stored (32 bits, saturating).
+    pub(crate) fn cache_count(n: u64) -> u32 {
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
     pub(crate) fn from_openai(v: &Value) -> Option<Self> {
         let n = |k: &str| v.get(k).and_then(Value::as_u64);
         let input = n("prompt_tokens")?;
@@ -71,7 +77,7 @@ impl Usage {
             .iter()
             .find_map(|d| v.get(*d)?.get("reasoning_tokens")?.as_u64());
         let details = |k: &str| v.get("prompt_tokens_details")?.get(k)?.as_u64();
-        let small = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        let small = Self::cache_count;
         Some(Self {
             input_tokens: input,
             output_tokens: output,
@@ -187,14 +193,16 @@ pub(crate) struct ClientSettings {
 struct Bearer {
     header: HeaderValue,
     key: SecretString,
+    /// Which header the key goes in (`Authorization: Bearer`, `x-api-key`, `x-goog-api-key`).
+    kind: wire::KeyHeader,
 }
 
 impl Bearer {
-    fn new(key: SecretString) -> Result<Self, ApiError> {
-        let mut header = HeaderValue::from_str(&format!("Bearer {}", key.expose_secret()))
+    fn new(key: SecretString, kind: wire::KeyHeader) -> Result<Self, ApiError> {
+        let mut header = HeaderValue::from_str(&kind.value(key.expose_secret()))
             .map_err(|_| ApiError::InvalidKey)?;
         header.set_sensitive(true);
-        Ok(Self { header, key })
+        Ok(Self { header, key, kind })
     }
 }
 
@@ -202,7 +210,11 @@ impl Bearer {
 #[derive(Clone)]
 pub(crate) struct ChatClient {
     http: reqwest::Client,
+    /// The endpoint of a protocol whose URL does not name the model (the pacers' key).
     url: Url,
+    base_url: Url,
+    /// The wire protocol: how a request body is written and a response read.
+    wire: wire::Wire,
     bearer: Arc<std::sync::RwLock<Bearer>>,
     settings: ClientSettings,
     limiter: Option<Arc<RateLimiter>>,
@@ -266,7 +278,12 @@ impl ChatClient {
         Ok(Self {
             http,
             url: url::endpoint(base_url, "chat/completions"),
-            bearer: Arc::new(std::sync::RwLock::new(Bearer::new(key)?)),
+            base_url: base_url.clone(),
+            wire: wire::Wire::Chat,
+            bearer: Arc::new(std::sync::RwLock::new(Bearer::new(
+                key,
+                wire::KeyHeader::Bearer,
+            )?)),
             token_param: params::token_param_for(base_url),
             settings,
             limiter: None,
@@ -287,12 +304,26 @@ impl ChatClient {
         })
     }
 
+    /// Speak `wire` instead of Chat Completions, with the key in `key_header`.
+    pub(crate) fn with_wire(
+        mut self,
+        wire: wire::Wire,
+        key_header: wire::KeyHeader,
+    ) -> Result<Self, ApiError> {
+        self.wire = wire;
+        self.url = wire.url(&self.base_url, "");
+        let key = self.bearer().key.clone();
+        self.bearer = Arc::new(std::sync::RwLock::new(Bearer::new(key, key_header)?));
+        Ok(self)
+    }
+
     /// Use another key from now on, for this client and all its clones (a refreshed OAuth token).
     pub(crate) fn set_key(&self, key: SecretString) -> Result<(), ApiError> {
+        let kind = self.bearer().kind;
         *self
             .bearer
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Bearer::new(key)?;
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Bearer::new(key, kind)?;
         Ok(())
     }
 
@@ -305,8 +336,10 @@ impl ChatClient {
             .extend(values.into_iter().map(SecretString::from));
     }
 
-    fn auth_header(&self) -> HeaderValue {
-        self.bearer().header.clone()
+    /// The key's header: its name and value.
+    fn auth_header(&self) -> (&'static str, HeaderValue) {
+        let bearer = self.bearer();
+        (bearer.kind.name(), bearer.header.clone())
     }
 
     /// The current key and header (a poisoned lock still holds a whole value: it is only ever

@@ -118,8 +118,30 @@ pub(crate) fn login(
         None => choose_method(prompter)?,
     };
     match method {
-        AuthType::Openai => api_key_login(opts, ctx, runtime, prompter)?,
+        AuthType::Openai | AuthType::OpenaiResponses => {
+            api_key_login(opts, ctx, runtime, prompter)?;
+        }
         AuthType::QwenOauth => oauth_login(ctx, runtime, prompter)?,
+        AuthType::Anthropic | AuthType::Gemini | AuthType::VertexAi => {
+            let vars = method.vars().map_or_else(String::new, |v| {
+                format!(
+                    "{} (and optionally {}, {})",
+                    v.keys.join(" or "),
+                    v.base_url,
+                    v.model
+                )
+            });
+            return Err(Error::auth(
+                format!(
+                    "`qwen auth login` sets up an OpenAI-compatible key or Qwen OAuth; --auth-type {} reads its key from {vars}",
+                    method.as_str()
+                ),
+                format!(
+                    "put {vars} in the environment or in `.qwen/.env`, then run `qwen auth use {}`",
+                    method.as_str()
+                ),
+            ));
+        }
     }
     record_selection(ctx.env.home().as_deref(), method, prompter);
     Ok(method)

@@ -15,6 +15,9 @@ pub(crate) const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 pub(crate) const DEFAULT_MODEL: &str = "gpt-4o";
 /// The model Qwen Code uses with Qwen OAuth.
 pub(crate) const DEFAULT_QWEN_OAUTH_MODEL: &str = "coder-model";
+/// qwen's choices where Qwen Code has none to follow (the README's tables say so).
+pub(crate) const DEFAULT_ANTHROPIC_MODEL: &str = "claude-sonnet-4-5";
+pub(crate) const DEFAULT_GEMINI_MODEL: &str = "gemini-2.5-flash";
 
 /// Where a resolved value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,21 +64,112 @@ impl<T> Sourced<T> {
     }
 }
 
+/// Qwen Code's `--auth-type` values, spelled as its `AuthType` enum spells them
+/// (QwenLM/qwen-code, `packages/core/src/core/contentGenerator.ts`: `USE_OPENAI = 'openai'`,
+/// `USE_OPENAI_RESPONSES = 'openai-responses'`, `QWEN_OAUTH = 'qwen-oauth'`, `USE_GEMINI =
+/// 'gemini'`, `USE_VERTEX_AI = 'vertex-ai'`, `USE_ANTHROPIC = 'anthropic'`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) enum AuthType {
     Openai,
+    OpenaiResponses,
+    Anthropic,
+    Gemini,
+    VertexAi,
     QwenOauth,
 }
 
 impl AuthType {
+    pub(crate) const ALL: [Self; 6] = [
+        Self::Openai,
+        Self::OpenaiResponses,
+        Self::Anthropic,
+        Self::Gemini,
+        Self::VertexAi,
+        Self::QwenOauth,
+    ];
+
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Openai => "openai",
+            Self::OpenaiResponses => "openai-responses",
+            Self::Anthropic => "anthropic",
+            Self::Gemini => "gemini",
+            Self::VertexAi => "vertex-ai",
             Self::QwenOauth => "qwen-oauth",
         }
     }
+
+    /// The value as Qwen Code writes it (`QWEN_AUTH_TYPE`, `security.auth.selectedType`).
+    pub(crate) fn parse(value: &str) -> Option<Self> {
+        let value = value.trim().to_ascii_lowercase();
+        Self::ALL.into_iter().find(|t| t.as_str() == value)
+    }
+
+    /// The variables an API-key type reads (`None` for Qwen OAuth).
+    pub(crate) fn vars(self) -> Option<&'static TypeVars> {
+        Some(match self {
+            Self::Openai => &OPENAI_VARS,
+            Self::OpenaiResponses => &OPENAI_RESPONSES_VARS,
+            Self::Anthropic => &ANTHROPIC_VARS,
+            Self::Gemini => &GEMINI_VARS,
+            Self::VertexAi => &VERTEX_VARS,
+            Self::QwenOauth => return None,
+        })
+    }
 }
+
+/// The key, base URL and model variables of one API-key auth type, in the order they are read
+/// (the first one set wins), and their defaults.
+#[derive(Debug)]
+pub(crate) struct TypeVars {
+    pub(crate) keys: &'static [&'static str],
+    pub(crate) base_url: &'static str,
+    pub(crate) default_base_url: &'static str,
+    pub(crate) model: &'static str,
+    pub(crate) default_model: &'static str,
+}
+
+const OPENAI_VARS: TypeVars = TypeVars {
+    keys: &[env::OPENAI_API_KEY],
+    base_url: env::OPENAI_BASE_URL,
+    default_base_url: DEFAULT_BASE_URL,
+    model: env::OPENAI_MODEL,
+    default_model: DEFAULT_MODEL,
+};
+const OPENAI_RESPONSES_VARS: TypeVars = TypeVars {
+    keys: &[env::OPENAI_API_KEY],
+    base_url: env::OPENAI_BASE_URL,
+    default_base_url: DEFAULT_BASE_URL,
+    model: env::OPENAI_MODEL,
+    default_model: DEFAULT_MODEL,
+};
+/// `ANTHROPIC_API_KEY` (sent as `x-api-key`), else `ANTHROPIC_AUTH_TOKEN` (sent as a bearer
+/// token), as Anthropic's SDK reads them; its base URL is the host, the SDK adds `/v1/messages`.
+const ANTHROPIC_VARS: TypeVars = TypeVars {
+    keys: &[env::ANTHROPIC_API_KEY, env::ANTHROPIC_AUTH_TOKEN],
+    base_url: env::ANTHROPIC_BASE_URL,
+    default_base_url: "https://api.anthropic.com",
+    model: env::ANTHROPIC_MODEL,
+    default_model: DEFAULT_ANTHROPIC_MODEL,
+};
+/// `GOOGLE_GEMINI_BASE_URL` is the variable the `@google/genai` SDK reads; like its default it
+/// names the host, and the SDK adds `/v1beta/models/...`.
+const GEMINI_VARS: TypeVars = TypeVars {
+    keys: &[env::GEMINI_API_KEY],
+    base_url: env::GOOGLE_GEMINI_BASE_URL,
+    default_base_url: "https://generativelanguage.googleapis.com",
+    model: env::GEMINI_MODEL,
+    default_model: DEFAULT_GEMINI_MODEL,
+};
+/// Vertex AI in express mode: an API key (`GOOGLE_API_KEY`) and the global endpoint.
+const VERTEX_VARS: TypeVars = TypeVars {
+    keys: &[env::GOOGLE_API_KEY],
+    base_url: env::GOOGLE_VERTEX_BASE_URL,
+    default_base_url: "https://aiplatform.googleapis.com",
+    model: env::GOOGLE_MODEL,
+    default_model: DEFAULT_GEMINI_MODEL,
+};
 
 /// The configuration-related flags, as given on the command line.
 #[derive(Debug, Clone, Default)]
@@ -99,6 +193,9 @@ pub(crate) struct Terminal {
 pub(crate) struct ResolvedConfig {
     pub(crate) auth_type: Sourced<AuthType>,
     pub(crate) api_key: Option<Sourced<SecretString>>,
+    /// The variable the key was read from (`None` for the flag or no key): `ANTHROPIC_AUTH_TOKEN`
+    /// is sent as a bearer token, `ANTHROPIC_API_KEY` as `x-api-key`.
+    pub(crate) key_var: Option<&'static str>,
     /// Where the key was found set but empty (a flag or a variable), for the error message.
     pub(crate) empty_key_sources: Vec<Source>,
     pub(crate) base_url: Sourced<Url>,
@@ -126,48 +223,46 @@ pub(crate) fn resolve(
 ) -> Result<ResolvedConfig, Error> {
     let auth_type = match flags.auth_type {
         Some(t) => Sourced::new(t, Source::Flag("--auth-type")),
-        None => selected.unwrap_or_else(|| Sourced::new(AuthType::Openai, Source::Default)),
+        None => match auth_type_from_env(env, &dotenv)? {
+            Some(t) => t,
+            None => selected.unwrap_or_else(|| Sourced::new(AuthType::Openai, Source::Default)),
+        },
     };
+    // Qwen OAuth has no variables of its own: the key it would ignore is still shown by `auth
+    // status`, so it is read as `openai` reads it.
+    let vars = auth_type.value.vars().unwrap_or(&OPENAI_VARS);
 
     let mut empty_key_sources = Vec::new();
-    let api_key = pick(
+    let key = pick_any(
         flags.api_key.as_deref(),
         "--openai-api-key",
         env,
-        env::OPENAI_API_KEY,
+        vars.keys,
         &dotenv,
         &mut empty_key_sources,
-    )
-    .map(|s| Sourced::new(SecretString::from(s.value), s.source));
+    );
+    let key_var = key.as_ref().and_then(|(_, var)| *var);
+    let api_key = key.map(|(s, _)| Sourced::new(SecretString::from(s.value), s.source));
 
     let mut ignored = Vec::new();
     let base_url_raw = pick(
         flags.base_url.as_deref(),
         "--openai-base-url",
         env,
-        env::OPENAI_BASE_URL,
+        vars.base_url,
         &dotenv,
         &mut ignored,
     )
-    .unwrap_or_else(|| Sourced::new(DEFAULT_BASE_URL.to_owned(), Source::Default));
+    .unwrap_or_else(|| Sourced::new(vars.default_base_url.to_owned(), Source::Default));
     let base_url = Sourced::new(
-        parse_base_url(&base_url_raw.value, &base_url_raw.source)?,
+        parse_base_url_for(&base_url_raw.value, &base_url_raw.source, vars.base_url)?,
         base_url_raw.source,
     );
 
-    // `OPENAI_MODEL` names a model of the OpenAI-compatible provider; with Qwen OAuth only the
-    // flag counts, and the default is Qwen Code's.
-    let model = match auth_type.value {
-        AuthType::Openai => pick(
-            flags.model.as_deref(),
-            "--model",
-            env,
-            env::OPENAI_MODEL,
-            &dotenv,
-            &mut ignored,
-        )
-        .unwrap_or_else(|| Sourced::new(DEFAULT_MODEL.to_owned(), Source::Default)),
-        AuthType::QwenOauth => flags
+    // Each type reads its own model variable; with Qwen OAuth only the flag counts, and the
+    // default is Qwen Code's.
+    let model = if auth_type.value == AuthType::QwenOauth {
+        flags
             .model
             .as_deref()
             .map(str::trim)
@@ -175,7 +270,17 @@ pub(crate) fn resolve(
             .map_or_else(
                 || Sourced::new(DEFAULT_QWEN_OAUTH_MODEL.to_owned(), Source::Default),
                 |m| Sourced::new(m.to_owned(), Source::Flag("--model")),
-            ),
+            )
+    } else {
+        pick(
+            flags.model.as_deref(),
+            "--model",
+            env,
+            vars.model,
+            &dotenv,
+            &mut ignored,
+        )
+        .unwrap_or_else(|| Sourced::new(vars.default_model.to_owned(), Source::Default))
     };
 
     let debug = resolve_debug(flags.debug, env, &dotenv);
@@ -184,6 +289,7 @@ pub(crate) fn resolve(
     Ok(ResolvedConfig {
         auth_type,
         api_key,
+        key_var,
         empty_key_sources,
         base_url,
         model,
@@ -195,6 +301,68 @@ pub(crate) fn resolve(
             .map_err(|e| {
                 Error::config(e, "set it to 1 to trust the project's .env, or unset it")
             })?,
+    })
+}
+
+/// `QWEN_AUTH_TYPE` from the environment, then from the `.env` file: below the flag, above
+/// `settings.json`. A value that names no auth type is a configuration error naming it.
+fn auth_type_from_env(
+    env: &EnvSnapshot,
+    dotenv: &DotEnvSearch,
+) -> Result<Option<Sourced<AuthType>>, Error> {
+    let mut ignored = Vec::new();
+    let Some(raw) = pick(None, "", env, env::QWEN_AUTH_TYPE, dotenv, &mut ignored) else {
+        return Ok(None);
+    };
+    match AuthType::parse(&raw.value) {
+        Some(t) => Ok(Some(Sourced::new(t, raw.source))),
+        None => Err(Error::config(
+            format!(
+                "QWEN_AUTH_TYPE=`{}` (from {}) is not an auth type",
+                raw.value, raw.source
+            ),
+            format!(
+                "use one of: {}",
+                AuthType::ALL.map(AuthType::as_str).join(", ")
+            ),
+        )),
+    }
+}
+
+/// `pick` over several variables read in order (`ANTHROPIC_API_KEY`, then
+/// `ANTHROPIC_AUTH_TOKEN`): the flag, then each variable in the environment, then each in the
+/// `.env` file. Also says which variable won (`None` for the flag).
+fn pick_any(
+    flag: Option<&str>,
+    flag_name: &'static str,
+    env: &EnvSnapshot,
+    vars: &[&'static str],
+    dotenv: &DotEnvSearch,
+    empties: &mut Vec<Source>,
+) -> Option<(Sourced<String>, Option<&'static str>)> {
+    let mut flag = flag;
+    let mut from_env = None;
+    for var in vars {
+        let no_file = DotEnvSearch::default();
+        if let Some(found) = pick(flag.take(), flag_name, env, var, &no_file, empties) {
+            let var = matches!(found.source, Source::Env(_)).then_some(*var);
+            from_env = Some((found, var));
+            break;
+        }
+    }
+    if from_env.is_some() {
+        return from_env;
+    }
+    vars.iter().find_map(|var| {
+        pick(
+            None,
+            flag_name,
+            &EnvSnapshot::default(),
+            var,
+            dotenv,
+            empties,
+        )
+        .map(|found| (found, Some(*var)))
     })
 }
 
@@ -274,11 +442,18 @@ fn resolve_debug(flag: bool, env: &EnvSnapshot, dotenv: &DotEnvSearch) -> Option
 
 /// Parse and check a base URL: absolute, http or https, with a host, no query or fragment.
 pub(crate) fn parse_base_url(raw: &str, source: &Source) -> Result<Url, Error> {
+    parse_base_url_for(raw, source, env::OPENAI_BASE_URL)
+}
+
+/// `parse_base_url`, naming `var` (the auth type's base-URL variable) in the hint.
+fn parse_base_url_for(raw: &str, source: &Source, var: &str) -> Result<Url, Error> {
     let shown = crate::client::url::without_userinfo(raw);
     let bad = |why: &str| {
         Error::config(
             format!("invalid base URL `{shown}` (from {source}): {why}"),
-            "give an absolute http(s) URL such as `https://api.openai.com/v1` with --openai-base-url or OPENAI_BASE_URL",
+            format!(
+                "give an absolute http(s) URL such as `https://api.openai.com/v1` with --openai-base-url or {var}"
+            ),
         )
     };
     if shown != raw {
@@ -519,6 +694,163 @@ mod tests {
         .unwrap();
         assert_eq!(c.auth_type.value, AuthType::Openai);
         assert_eq!(c.auth_type.source, Source::Default);
+    }
+
+    /// Every API-key type reads its own variables with the same precedence, and none of
+    /// another type's: flag, then environment, then the `.env` file, then the type's default.
+    #[test]
+    fn each_type_reads_its_own_variables_in_the_same_order() {
+        for t in AuthType::ALL {
+            let Some(vars) = t.vars() else { continue };
+            let key = vars.keys[0];
+            let flags = ConfigFlags {
+                auth_type: Some(t),
+                ..ConfigFlags::default()
+            };
+            // Another type's variables are not read.
+            let others = EnvSnapshot::from_pairs([
+                ("OPENAI_API_KEY", "o"),
+                ("ANTHROPIC_API_KEY", "a"),
+                ("GEMINI_API_KEY", "g"),
+                ("GOOGLE_API_KEY", "v"),
+            ]);
+            let c = resolve(
+                &flags,
+                &others,
+                DotEnvSearch::default(),
+                None,
+                Terminal::default(),
+            )
+            .unwrap();
+            let got = c.api_key.map(|k| k.value.expose_secret().to_owned());
+            assert_eq!(got.as_deref(), others.get(key), "{t:?}");
+            assert_eq!(
+                c.base_url.value.as_str().trim_end_matches('/'),
+                vars.default_base_url,
+                "{t:?}"
+            );
+            assert_eq!(c.model.value, vars.default_model, "{t:?}");
+
+            let file = dotenv(
+                DotEnvKind::ProjectQwen,
+                &[
+                    (key, "file-key"),
+                    (vars.base_url, "http://127.0.0.1:1/file"),
+                    (vars.model, "file-model"),
+                ],
+            );
+            let env = EnvSnapshot::from_pairs([(vars.model, "env-model")]);
+            let c = resolve(&flags, &env, file.clone(), None, Terminal::default()).unwrap();
+            assert_eq!(
+                c.api_key.as_ref().unwrap().value.expose_secret(),
+                "file-key",
+                "{t:?}"
+            );
+            assert_eq!(c.key_var, Some(key), "{t:?}");
+            assert_eq!(
+                c.base_url.value.as_str(),
+                "http://127.0.0.1:1/file",
+                "{t:?}"
+            );
+            assert_eq!(c.model.value, "env-model", "{t:?}");
+            assert_eq!(c.model.source, Source::Env(vars.model), "{t:?}");
+
+            let with_flags = ConfigFlags {
+                api_key: Some("flag-key".into()),
+                model: Some("flag-model".into()),
+                ..flags.clone()
+            };
+            let c = resolve(&with_flags, &env, file, None, Terminal::default()).unwrap();
+            assert_eq!(
+                c.api_key.unwrap().value.expose_secret(),
+                "flag-key",
+                "{t:?}"
+            );
+            assert_eq!(c.key_var, None, "{t:?}");
+            assert_eq!(c.model.value, "flag-model", "{t:?}");
+        }
+    }
+
+    #[test]
+    fn anthropic_api_key_wins_over_the_auth_token_and_the_environment_over_the_file() {
+        let flags = ConfigFlags {
+            auth_type: Some(AuthType::Anthropic),
+            ..ConfigFlags::default()
+        };
+        let both =
+            EnvSnapshot::from_pairs([("ANTHROPIC_API_KEY", "k"), ("ANTHROPIC_AUTH_TOKEN", "t")]);
+        let c = resolve(
+            &flags,
+            &both,
+            DotEnvSearch::default(),
+            None,
+            Terminal::default(),
+        )
+        .unwrap();
+        assert_eq!(c.key_var, Some("ANTHROPIC_API_KEY"));
+        let token = EnvSnapshot::from_pairs([("ANTHROPIC_AUTH_TOKEN", "t")]);
+        let file = dotenv(
+            DotEnvKind::ProjectQwen,
+            &[("ANTHROPIC_API_KEY", "file-key")],
+        );
+        let c = resolve(&flags, &token, file, None, Terminal::default()).unwrap();
+        assert_eq!(c.api_key.unwrap().value.expose_secret(), "t");
+        assert_eq!(c.key_var, Some("ANTHROPIC_AUTH_TOKEN"));
+    }
+
+    #[test]
+    fn qwen_auth_type_is_below_the_flag_and_above_the_settings_file() {
+        let setting = || {
+            Some(Sourced::new(
+                AuthType::QwenOauth,
+                Source::Setting(PathBuf::from("/h/.qwen/settings.json")),
+            ))
+        };
+        let env = EnvSnapshot::from_pairs([("QWEN_AUTH_TYPE", "Gemini")]);
+        let c = resolve(
+            &ConfigFlags::default(),
+            &env,
+            DotEnvSearch::default(),
+            setting(),
+            Terminal::default(),
+        )
+        .unwrap();
+        assert_eq!(c.auth_type.value, AuthType::Gemini);
+        assert_eq!(c.auth_type.source, Source::Env("QWEN_AUTH_TYPE"));
+        let file = dotenv(DotEnvKind::ProjectQwen, &[("QWEN_AUTH_TYPE", "anthropic")]);
+        let none = EnvSnapshot::default();
+        let c = resolve(
+            &ConfigFlags::default(),
+            &none,
+            file,
+            setting(),
+            Terminal::default(),
+        )
+        .unwrap();
+        assert_eq!(c.auth_type.value, AuthType::Anthropic);
+        let flag = ConfigFlags {
+            auth_type: Some(AuthType::OpenaiResponses),
+            ..ConfigFlags::default()
+        };
+        let c = resolve(
+            &flag,
+            &env,
+            DotEnvSearch::default(),
+            setting(),
+            Terminal::default(),
+        )
+        .unwrap();
+        assert_eq!(c.auth_type.value, AuthType::OpenaiResponses);
+        let bad = EnvSnapshot::from_pairs([("QWEN_AUTH_TYPE", "claude")]);
+        let e = resolve(
+            &ConfigFlags::default(),
+            &bad,
+            DotEnvSearch::default(),
+            None,
+            Terminal::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("`claude`"), "{e}");
     }
 
     #[test]

@@ -19,13 +19,13 @@ pub(crate) fn path(home: &Path) -> PathBuf {
     home.join(".qwen").join("settings.json")
 }
 
-/// The method a settings value names. Qwen Code writes `openai` and `qwen-oauth`; the spellings
+/// The method a settings value names: Qwen Code's own values (`AuthType::parse`); the spellings
 /// `openai-api-key` and `qwen_oauth` seen in its forks are understood too.
 pub(crate) fn parse_auth_type(value: &str) -> Option<AuthType> {
     match value.trim().to_ascii_lowercase().as_str() {
-        "openai" | "openai-api-key" | "use_openai" => Some(AuthType::Openai),
-        "qwen-oauth" | "qwen_oauth" => Some(AuthType::QwenOauth),
-        _ => None,
+        "openai-api-key" | "use_openai" => Some(AuthType::Openai),
+        "qwen_oauth" => Some(AuthType::QwenOauth),
+        other => AuthType::parse(other),
     }
 }
 
@@ -241,7 +241,11 @@ mod tests {
             ("qwen-oauth", Some(AuthType::QwenOauth)),
             ("QWEN_OAUTH", Some(AuthType::QwenOauth)),
             ("openai-api-key", Some(AuthType::Openai)),
-            ("gemini", None),
+            ("gemini", Some(AuthType::Gemini)),
+            ("openai-responses", Some(AuthType::OpenaiResponses)),
+            ("anthropic", Some(AuthType::Anthropic)),
+            ("vertex-ai", Some(AuthType::VertexAi)),
+            ("cloud-shell", None),
         ];
         for (raw, want) in cases {
             assert_eq!(parse_auth_type(raw), want, "{raw}");

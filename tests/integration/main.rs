@@ -29,6 +29,7 @@ mod oauth;
 mod one_door;
 mod output;
 mod precedence;
+mod protocols;
 mod providers;
 mod qwen_code_compat;
 mod ratelimit;

@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 use crate::auth;
 use crate::client::batch_api::{Batch, BatchApi};
 use crate::commands::load_config;
+use crate::config::AuthType;
 use crate::context::Context;
 use crate::diag;
 use crate::error::Error;
@@ -63,6 +64,20 @@ struct Session {
 fn session(common: &CommonSettings, ctx: &Context) -> Result<Session, Error> {
     let connection = &common.connection;
     let config = load_config(connection, ctx)?;
+    let auth_type = config.auth_type.value;
+    if !matches!(auth_type, AuthType::Openai | AuthType::QwenOauth) {
+        return Err(Error::Usage {
+            message: format!(
+                "`qwen batch` speaks OpenAI's Batch API (--auth-type openai) only, not --auth-type {} ({})",
+                auth_type.as_str(),
+                config.auth_type.source
+            ),
+            hint: Some(
+                "run the jobs locally with `qwen --jobs FILE`, which works with every auth type"
+                    .to_owned(),
+            ),
+        });
+    }
     let plan = auth::credentials(&config, ctx.env.home().as_deref())?;
     let settings = connection.client(
         config.debug.is_some(),
