@@ -23,6 +23,7 @@ mod paths;
 mod progress;
 mod prompt;
 mod prompt_file;
+mod references;
 mod request;
 mod result_file;
 mod sanitize;

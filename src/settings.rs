@@ -90,6 +90,8 @@ pub(crate) struct RunSettings {
     pub(crate) partial: bool,
     pub(crate) show_reasoning: bool,
     pub(crate) result_file: Option<String>,
+    /// `--include-directories`/`--add-dir`: more roots for `@path` references, as given.
+    pub(crate) include_directories: Vec<String>,
     pub(crate) max_wall_time: Option<Duration>,
 }
 

@@ -200,6 +200,17 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "FILE", conflicts_with = "jobs")]
     pub(crate) result_file: Option<String>,
 
+    /// Also let `@path` references in the prompt read files under DIR (comma-separated or
+    /// repeatable); the working directory is always in the workspace.
+    #[arg(
+        long = "include-directories",
+        visible_alias = "add-dir",
+        value_name = "DIR",
+        value_delimiter = ',',
+        conflicts_with = "jobs"
+    )]
+    pub(crate) include_directories: Vec<String>,
+
     #[command(flatten)]
     pub(crate) batch: BatchArgs,
 }

@@ -216,6 +216,7 @@ fn single(args: RunArgs, format: Format) -> Result<RunSettings, Error> {
         partial: args.include_partial_messages,
         show_reasoning: args.show_reasoning,
         result_file: args.result_file,
+        include_directories: args.include_directories,
         max_wall_time: args.batch.max_wall_time,
     })
 }

@@ -19,6 +19,7 @@ use crate::exit::ExitStatus;
 use crate::output::{Extras, RunMeta, RunOutput, github};
 use crate::prompt::{InputSpec, read_prompt};
 use crate::prompt_file::{self, PromptFile, ResponseFormat};
+use crate::references;
 use crate::request;
 use crate::schema::{OutputSchema, SharedMode};
 use crate::settings::RunSettings;
@@ -211,6 +212,10 @@ fn read_input(
             ));
         }
         arg = Some(prompt_file::read_capped(&path, max)?);
+    } else if let Some(prompt) = &arg {
+        // `@path` references: in the prompt argument only, never in stdin (a piped diff is
+        // someone else's text) nor in a prompt file.
+        arg = Some(references::expand(prompt, &workspace(args, ctx)?)?);
     }
     let spec = InputSpec {
         arg,
@@ -220,6 +225,26 @@ fn read_input(
     };
     // A signal while waiting for stdin is an interrupted run (with its JSON document).
     super::interruptible(runtime, move || read_prompt(&spec, std::io::stdin())).map(Input::Text)
+}
+
+/// The roots `@path` references may read under: the working directory, then
+/// `--include-directories` (relative to it), each an existing directory.
+fn workspace(args: &RunSettings, ctx: &Context) -> Result<references::Workspace, Error> {
+    let mut roots = vec![ctx.cwd.clone()];
+    for dir in &args.include_directories {
+        let path = ctx.cwd.join(dir);
+        if !path.is_dir() {
+            return Err(Error::input(
+                format!("--include-directories `{dir}` is not a directory"),
+                "name an existing directory, or drop it",
+            ));
+        }
+        roots.push(path);
+    }
+    Ok(references::Workspace {
+        roots,
+        max_bytes: args.request.max_input_bytes,
+    })
 }
 
 /// `qwen [PROMPT]`: send one prompt and write its result in `format`.

@@ -29,6 +29,7 @@ mod output;
 mod precedence;
 mod providers;
 mod ratelimit;
+mod references;
 mod retries;
 mod schema;
 mod secrets;
