@@ -33,6 +33,11 @@ pub(crate) struct ConfigArgs {
     #[arg(long)]
     pub(crate) debug: bool,
 
+    /// Only flags and the process environment: no `.env` file (project or home), no
+    /// `~/.qwen/settings.json`, no stored Qwen OAuth credentials, no login offer.
+    #[arg(long)]
+    pub(crate) bare: bool,
+
     /// Send this header with every request, 'Name: value' (repeatable; e.g. 'X-Title: CI'). Values
     /// are never printed; names holding key, token, secret, auth, password, cookie or signature
     /// are treated like the key (masked, scrubbed).
@@ -74,6 +79,11 @@ pub(crate) struct RequestArgs {
     /// A system message sent before the prompt (a job's own `system` wins).
     #[arg(long, value_name = "TEXT")]
     pub(crate) system_prompt: Option<String>,
+
+    /// Appended to the system message after a blank line (the whole system message when there is
+    /// no --system-prompt). In a batch, a job's own `system` replaces both.
+    #[arg(long, value_name = "TEXT")]
+    pub(crate) append_system_prompt: Option<String>,
 
     /// Sampling temperature.
     #[arg(long, value_name = "T", value_parser = parse_finite)]
@@ -121,6 +131,83 @@ pub(crate) struct RequestArgs {
     /// Refuse input (a prompt, a prompt file) larger than this many bytes (exit 42).
     #[arg(long, value_name = "BYTES", default_value_t = 8 * 1024 * 1024)]
     pub(crate) max_input_bytes: u64,
+}
+
+/// Qwen Code's agent flags, which the Qwen Code SDK passes: qwen runs no tools, loads no
+/// extensions and executes nothing, so the accepted ones change nothing; the ones that would
+/// promise a behaviour qwen does not have are declared only to be refused with a reason.
+#[derive(Debug, Clone, Args, Default)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "clap flags: each bool is one switch on the command line"
+)]
+#[command(
+    next_help_heading = "Qwen Code agent flags (accepted for compatibility, no effect: qwen runs no tools)"
+)]
+pub(crate) struct AgentArgs {
+    /// Accepted, no effect: there is no tool call to approve.
+    #[arg(long, value_name = "MODE", value_parser = ["plan", "default", "auto-edit", "yolo"])]
+    pub(crate) approval_mode: Option<String>,
+
+    /// Accepted, no effect: every prompt is one model turn.
+    #[arg(long, value_name = "N")]
+    pub(crate) max_session_turns: Option<i64>,
+
+    /// Accepted, no effect: qwen makes no tool call.
+    #[arg(long, value_name = "N")]
+    pub(crate) max_tool_calls: Option<i64>,
+
+    /// Accepted, no effect: qwen has no tools (comma-separated).
+    #[arg(long, value_name = "TOOLS", value_delimiter = ',')]
+    pub(crate) allowed_tools: Vec<String>,
+
+    /// Accepted, no effect: qwen has no tools (comma-separated).
+    #[arg(long, value_name = "TOOLS", value_delimiter = ',')]
+    pub(crate) core_tools: Vec<String>,
+
+    /// Accepted, no effect: qwen has no tools (comma-separated).
+    #[arg(long, value_name = "TOOLS", value_delimiter = ',')]
+    pub(crate) exclude_tools: Vec<String>,
+
+    /// Accepted, no effect: the caller's name (the SDK passes `--channel=SDK`).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) channel: Option<String>,
+
+    /// Accepted, no effect: qwen executes nothing, so there is nothing to sandbox.
+    #[arg(short = 's', long)]
+    pub(crate) sandbox: bool,
+
+    /// Accepted, no effect: qwen loads no extensions, hooks or tools in any case.
+    #[arg(long)]
+    pub(crate) safe_mode: bool,
+
+    /// Refused: qwen runs no hooks.
+    #[arg(long, hide = true)]
+    pub(crate) experimental_hooks: bool,
+
+    /// Refused: qwen loads no extensions.
+    #[arg(long, hide = true, value_name = "NAMES")]
+    pub(crate) extensions: Option<String>,
+
+    /// Refused: qwen has no language-server tools.
+    #[arg(long, hide = true)]
+    pub(crate) experimental_lsp: bool,
+
+    /// Refused: qwen has no web search tool.
+    #[arg(long, hide = true, value_name = "KEY")]
+    pub(crate) tavily_api_key: Option<String>,
+
+    /// Refused: qwen has no web search tool.
+    #[arg(long, hide = true, value_name = "KEY")]
+    pub(crate) google_api_key: Option<String>,
+
+    /// Refused: qwen has no web search tool.
+    #[arg(long, hide = true, value_name = "ID")]
+    pub(crate) google_search_engine_id: Option<String>,
+
+    /// Refused: qwen has no web search tool.
+    #[arg(long, hide = true, value_name = "PROVIDER")]
+    pub(crate) web_search_default: Option<String>,
 }
 
 /// Where result lines go.

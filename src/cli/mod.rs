@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::AuthType;
 use crate::output::Format;
-pub(crate) use groups::{ConfigArgs, ConnectionArgs, RequestArgs, ResultArgs};
+pub(crate) use groups::{AgentArgs, ConfigArgs, ConnectionArgs, RequestArgs, ResultArgs};
 pub(crate) use resolve::{connection_of, invocation, json_format_of};
 
 const EXAMPLES: &str = "\
@@ -213,6 +213,9 @@ pub(crate) struct RunArgs {
 
     #[command(flatten)]
     pub(crate) batch: BatchArgs,
+
+    #[command(flatten)]
+    pub(crate) agent: AgentArgs,
 }
 
 #[derive(Debug, Clone, Args)]

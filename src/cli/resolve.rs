@@ -39,6 +39,7 @@ impl ConfigArgs {
             model: self.model.clone(),
             auth_type: self.auth_type,
             debug: self.debug,
+            bare: self.bare,
         }
     }
 
@@ -88,7 +89,10 @@ pub(crate) fn connection_of(args: &ConnectionArgs) -> Result<Connection, Error> 
 impl RequestArgs {
     pub(crate) fn settings(&self) -> RequestSettings {
         RequestSettings {
-            system_prompt: self.system_prompt.clone(),
+            system_prompt: system_prompt(
+                self.system_prompt.as_deref(),
+                self.append_system_prompt.as_deref(),
+            ),
             params: Params {
                 temperature: self.temperature,
                 max_tokens: self.max_tokens,
@@ -103,6 +107,66 @@ impl RequestArgs {
             fallback_models: self.fallback_models.clone(),
             max_input_bytes: self.max_input_bytes,
         }
+    }
+}
+
+/// `--system-prompt` with `--append-system-prompt` after a blank line (Qwen Code appends to its
+/// own system prompt the same way).
+fn system_prompt(system: Option<&str>, append: Option<&str>) -> Option<String> {
+    match (system, append) {
+        (Some(s), Some(a)) => Some(format!("{s}\n\n{a}")),
+        (s, a) => s.or(a).map(str::to_owned),
+    }
+}
+
+/// The Qwen Code agent flags that promise a behaviour qwen does not have: a usage error naming
+/// the flag and why (the accepted ones are listed in `--help` as having no effect).
+fn refuse_agent_flags(args: &super::groups::AgentArgs) -> Result<(), Error> {
+    let refused = [
+        (
+            args.experimental_hooks,
+            "--experimental-hooks",
+            "qwen runs no hooks",
+        ),
+        (
+            args.extensions.is_some(),
+            "--extensions",
+            "qwen loads no extensions",
+        ),
+        (
+            args.experimental_lsp,
+            "--experimental-lsp",
+            "qwen has no language-server tools",
+        ),
+        (
+            args.tavily_api_key.is_some(),
+            "--tavily-api-key",
+            "qwen has no web search tool",
+        ),
+        (
+            args.google_api_key.is_some(),
+            "--google-api-key",
+            "qwen has no web search tool",
+        ),
+        (
+            args.google_search_engine_id.is_some(),
+            "--google-search-engine-id",
+            "qwen has no web search tool",
+        ),
+        (
+            args.web_search_default.is_some(),
+            "--web-search-default",
+            "qwen has no web search tool",
+        ),
+    ];
+    match refused.iter().find(|(given, _, _)| *given) {
+        Some((_, flag, why)) => Err(Error::usage(
+            format!("{flag} is a Qwen Code agent flag: {why}"),
+            Some(
+                "drop the flag; qwen sends prompts and runs no tools (README: Coming from Qwen Code)",
+            ),
+        )),
+        None => Ok(()),
     }
 }
 
@@ -133,6 +197,7 @@ pub(crate) fn invocation(args: RunArgs, matches: &clap::ArgMatches) -> Result<In
             Some(clap::parser::ValueSource::CommandLine)
         )
     };
+    refuse_agent_flags(&args.agent)?;
     let explicit_format = given("output_format").then_some(args.output_format);
     if args.json && explicit_format.is_some() {
         return Err(Error::usage(
@@ -245,4 +310,26 @@ fn batch(args: RunArgs, format: BatchFormat) -> Result<BatchSettings, Error> {
         progress_interval: b.progress_interval,
         shutdown_grace: b.shutdown_grace,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::system_prompt;
+
+    #[test]
+    fn append_system_prompt_follows_the_system_prompt_after_a_blank_line() {
+        let cases = [
+            (None, None, None),
+            (Some("s"), None, Some("s")),
+            (None, Some("a"), Some("a")),
+            (Some("s"), Some("a"), Some("s\n\na")),
+        ];
+        for (system, append, want) in cases {
+            assert_eq!(
+                system_prompt(system, append).as_deref(),
+                want,
+                "{system:?} {append:?}"
+            );
+        }
+    }
 }

@@ -7,6 +7,7 @@
 mod action_install;
 mod actions_env;
 mod architecture;
+mod bare;
 mod batch_api;
 mod batch_api_emulator;
 mod batch_support;
@@ -28,6 +29,7 @@ mod one_door;
 mod output;
 mod precedence;
 mod providers;
+mod qwen_code_flags;
 mod ratelimit;
 mod references;
 mod retries;
