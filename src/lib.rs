@@ -29,6 +29,7 @@ mod result_file;
 mod sanitize;
 mod schema;
 mod secret;
+mod sessions;
 mod settings;
 mod signals;
 

@@ -67,6 +67,8 @@ pub(crate) enum Command {
     Man,
     /// Hand a job file to the provider's Batch API: submit, status, fetch, cancel, list.
     Batch(Box<provider_batch::ProviderBatchArgs>),
+    /// The recorded conversations that `-c/--continue` and `-r/--resume ID` pick up.
+    Sessions(SessionsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -216,6 +218,48 @@ pub(crate) struct RunArgs {
 
     #[command(flatten)]
     pub(crate) agent: AgentArgs,
+
+    #[command(flatten)]
+    pub(crate) conversation: ConversationArgs,
+}
+
+/// Recorded conversations (Qwen Code's session flags).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Conversations")]
+pub(crate) struct ConversationArgs {
+    /// Continue the most recently updated session of this directory: its messages are sent
+    /// before the prompt, and the new turn is appended.
+    #[arg(short = 'c', long = "continue", conflicts_with_all = ["session_id", "jobs"])]
+    pub(crate) continue_session: bool,
+
+    /// Start the new session with this id (a UUID, as the Qwen Code SDK passes).
+    #[arg(long, value_name = "ID", conflicts_with = "jobs")]
+    pub(crate) session_id: Option<String>,
+
+    /// With -c or -r: record the turn in a new session that starts with the old one's messages,
+    /// leaving the old one as it was.
+    #[arg(long)]
+    pub(crate) fork_session: bool,
+
+    /// Record the conversation (`--chat-recording=false`: nothing is written; -c and -r still read).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value_t = true, default_missing_value = "true", action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub(crate) chat_recording: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SessionsArgs {
+    #[command(subcommand)]
+    pub(crate) command: SessionsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SessionsCommand {
+    /// List the recorded sessions of this directory, most recent first.
+    List {
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -261,9 +305,10 @@ pub(crate) struct BatchArgs {
     #[arg(long, value_name = "K/N", value_parser = parse_shard)]
     pub(crate) shard: Option<Shard>,
 
-    /// Skip the jobs that already have a successful line in --output; run and append the rest.
-    #[arg(long, requires = "output", conflicts_with = "overwrite")]
-    pub(crate) resume: bool,
+    /// With --jobs: skip the jobs that already have a successful line in --output; run and append
+    /// the rest. Without --jobs: `-r/--resume ID` continues the recorded session ID.
+    #[arg(short = 'r', long, value_name = "ID", num_args = 0..=1, default_missing_value = "", conflicts_with = "overwrite")]
+    pub(crate) resume: Option<String>,
 
     /// Let paths in the job file (`prompt_file`, `json_schema`) lead outside its directory: absolute
     /// paths, `..`, symlinks out. Only for job files you wrote yourself.
@@ -346,7 +391,7 @@ pub(crate) const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
 /// a command name (`qwen help auth`). Returns the arguments with `--` put before such a prompt.
 pub(crate) fn help_words_as_prompt(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     let word = |i: usize| args.get(i).and_then(|a| a.to_str());
-    let commands = ["auth", "completions", "man", "help"];
+    let commands = ["auth", "completions", "man", "help", "sessions"];
     if word(1) == Some("help")
         && word(2).is_some_and(|w| !w.starts_with('-') && !commands.contains(&w))
     {

@@ -11,19 +11,20 @@ use crate::config::ConfigFlags;
 use crate::error::Error;
 use crate::output::Format;
 use crate::request::Params;
+use crate::sessions::{self, Pick};
 use crate::settings::{
     BatchFormat, BatchSettings, Connection, Invocation, RequestSettings, RunSettings,
+    SessionSettings,
 };
 
 /// Flags that only mean something in a batch (their clap ids and spellings).
-const BATCH_ONLY: [(&str, &str); 12] = [
+const BATCH_ONLY: [(&str, &str); 11] = [
     ("output", "--output"),
     ("concurrency", "--concurrency"),
     ("rpm", "--rpm"),
     ("tpm", "--tpm"),
     ("max_rate_limit_wait", "--max-rate-limit-wait"),
     ("shard", "--shard"),
-    ("resume", "--resume"),
     ("overwrite", "--overwrite"),
     ("summary", "--summary"),
     ("progress_interval", "--progress-interval"),
@@ -264,7 +265,61 @@ pub(crate) fn invocation(args: RunArgs, matches: &clap::ArgMatches) -> Result<In
     batch(args, format).map(|b| Invocation::Batch(Box::new(b)))
 }
 
+/// The session flags of a single run: which conversation, forked or not, recorded or not.
+fn session_of(args: &RunArgs) -> Result<SessionSettings, Error> {
+    let c = &args.conversation;
+    let pick = match (args.batch.resume.as_deref(), c.continue_session) {
+        (Some(""), _) => {
+            return Err(Error::usage(
+                "-r/--resume needs a session id without --jobs",
+                Some(
+                    "pass -r ID (`qwen sessions list` shows them), or -c/--continue for the latest",
+                ),
+            ));
+        }
+        (Some(_), true) => {
+            return Err(Error::usage(
+                "-c/--continue and -r/--resume both choose the session",
+                Some("use one of them"),
+            ));
+        }
+        (Some(id), false) => Pick::Resume(id.to_owned()),
+        (None, true) => Pick::Continue,
+        (None, false) => Pick::New(c.session_id.clone()),
+    };
+    if c.session_id.is_some() && matches!(pick, Pick::Resume(_)) {
+        return Err(Error::usage(
+            "--session-id names a new session; -r/--resume picks an existing one",
+            Some("use one of them"),
+        ));
+    }
+    if c.fork_session && matches!(pick, Pick::New(_)) {
+        return Err(Error::usage(
+            "--fork-session branches off an existing session",
+            Some("add -c/--continue or -r/--resume ID"),
+        ));
+    }
+    for id in [c.session_id.as_deref(), args.batch.resume.as_deref()]
+        .into_iter()
+        .flatten()
+    {
+        sessions::check_id(id).map_err(|e| Error::usage(e, None))?;
+    }
+    Ok(SessionSettings {
+        pick,
+        fork: c.fork_session,
+        record: c.chat_recording,
+    })
+}
+
 fn single(args: RunArgs, format: Format) -> Result<RunSettings, Error> {
+    let session = session_of(&args)?;
+    if args.prompt_file.is_some() && session.pick != Pick::New(None) {
+        return Err(Error::usage(
+            "a session continues a prompt's text; a prompt file brings its own messages",
+            Some("give the prompt as an argument, or drop the session flags"),
+        ));
+    }
     let prompt = args
         .prompt
         .clone()
@@ -282,11 +337,35 @@ fn single(args: RunArgs, format: Format) -> Result<RunSettings, Error> {
         show_reasoning: args.show_reasoning,
         result_file: args.result_file,
         include_directories: args.include_directories,
+        session,
         max_wall_time: args.batch.max_wall_time,
     })
 }
 
 fn batch(args: RunArgs, format: BatchFormat) -> Result<BatchSettings, Error> {
+    let c = &args.conversation;
+    if c.fork_session || !c.chat_recording {
+        return Err(Error::usage(
+            "sessions belong to single runs; a batch records no conversation",
+            Some("drop --fork-session and --chat-recording"),
+        ));
+    }
+    let resume = match args.batch.resume.as_deref() {
+        None => false,
+        Some("") if args.batch.results.output.is_some() => true,
+        Some("") => {
+            return Err(Error::usage(
+                "--resume with --jobs finishes the batch in --output",
+                Some("add --output FILE"),
+            ));
+        }
+        Some(_) => {
+            return Err(Error::usage(
+                "with --jobs, --resume takes no value (-r ID resumes a session of a single run)",
+                Some("write --resume alone, with --output FILE"),
+            ));
+        }
+    };
     let b = args.batch;
     Ok(BatchSettings {
         connection: connection_of(&args.connection)?,
@@ -295,7 +374,7 @@ fn batch(args: RunArgs, format: BatchFormat) -> Result<BatchSettings, Error> {
         format,
         output: b.results.output,
         overwrite: b.results.overwrite,
-        resume: b.resume,
+        resume,
         summary: b.summary,
         concurrency: b.concurrency,
         rpm: b.rpm,

@@ -8,6 +8,7 @@ pub(crate) mod generate;
 pub(crate) mod login;
 pub(crate) mod provider_batch;
 pub(crate) mod run;
+pub(crate) mod sessions;
 
 use std::sync::Arc;
 

@@ -35,5 +35,6 @@ mod references;
 mod retries;
 mod schema;
 mod secrets;
+mod sessions;
 mod stdin;
 mod usage;
