@@ -109,6 +109,9 @@ fn dispatch(
                 Invocation::Batch(settings) => {
                     with_runtime(|runtime| batch::command(&settings, ctx, runtime))
                 }
+                Invocation::Single(settings) if settings.stream_input => with_runtime(|runtime| {
+                    crate::commands::stream::command(&settings, ctx, runtime)
+                }),
                 Invocation::Single(settings) => {
                     with_runtime(|runtime| run::command(&settings, ctx, runtime, started))
                 }

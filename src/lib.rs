@@ -32,6 +32,7 @@ mod secret;
 mod sessions;
 mod settings;
 mod signals;
+mod stream_input;
 
 use std::process::ExitCode;
 

@@ -438,10 +438,11 @@ fn message_line(m: &Message) -> String {
 }
 
 impl Session {
-    /// Append this run's turn (the prompt as sent, and the answer) in one write, then release
-    /// the lock. Nothing to do without recording.
+    /// Append a turn (the prompt as sent, and the answer) in one write; the lock stays until the
+    /// session is dropped (a stream-json conversation appends one turn after another). Nothing
+    /// to do without recording.
     pub(crate) fn append(&mut self, prompt: &str, answer: &str) -> Result<(), Error> {
-        let Some(file) = self.file.take() else {
+        let Some(file) = self.file.as_mut() else {
             return Ok(());
         };
         self.created = None;
@@ -453,7 +454,6 @@ impl Session {
             role: Role::Assistant,
             content: answer.to_owned(),
         }));
-        let mut file = file;
         file.write_all(text.as_bytes())
             .and_then(|()| file.sync_data())
             .map_err(|e| Error::Io {

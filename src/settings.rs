@@ -94,6 +94,8 @@ pub(crate) struct RunSettings {
     /// `--include-directories`/`--add-dir`: more roots for `@path` references, as given.
     pub(crate) include_directories: Vec<String>,
     pub(crate) session: SessionSettings,
+    /// `--input-format stream-json`: many turns from JSON lines on stdin.
+    pub(crate) stream_input: bool,
     pub(crate) max_wall_time: Option<Duration>,
 }
 

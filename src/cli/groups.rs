@@ -149,6 +149,10 @@ pub(crate) struct AgentArgs {
     #[arg(long, value_name = "MODE", value_parser = ["plan", "default", "auto-edit", "yolo"])]
     pub(crate) approval_mode: Option<String>,
 
+    /// Accepted, no effect: there is no tool call to approve.
+    #[arg(short = 'y', long)]
+    pub(crate) yolo: bool,
+
     /// Accepted, no effect: every prompt is one model turn.
     #[arg(long, value_name = "N")]
     pub(crate) max_session_turns: Option<i64>,
@@ -186,7 +190,7 @@ pub(crate) struct AgentArgs {
     pub(crate) experimental_hooks: bool,
 
     /// Refused: qwen loads no extensions.
-    #[arg(long, hide = true, value_name = "NAMES")]
+    #[arg(short = 'e', long, hide = true, value_name = "NAMES")]
     pub(crate) extensions: Option<String>,
 
     /// Refused: qwen has no language-server tools.

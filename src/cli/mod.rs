@@ -138,6 +138,14 @@ impl ValueEnum for crate::request::ReasoningEffort {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum InputFormat {
+    /// The prompt from the arguments and stdin.
+    Text,
+    /// JSON lines on stdin: user messages and control requests (the Qwen Code SDK).
+    StreamJson,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum OutputFormat {
     /// The answer as plain text, streamed.
     Text,
@@ -185,6 +193,11 @@ pub(crate) struct RunArgs {
     /// Same as `-o json`.
     #[arg(long)]
     pub(crate) json: bool,
+
+    /// `stream-json`: read JSON lines on stdin (the Qwen Code SDK's protocol: user messages and
+    /// control requests), one turn per user message, until stdin ends. Needs `-o stream-json`.
+    #[arg(long, value_enum, default_value_t = InputFormat::Text, value_name = "FORMAT", conflicts_with_all = ["jobs", "prompt_file", "prompt", "prompt_words"])]
+    pub(crate) input_format: InputFormat,
 
     /// With `-o stream-json`: also write `stream_event` lines carrying the text deltas.
     #[arg(long)]

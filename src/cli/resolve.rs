@@ -4,7 +4,7 @@
 
 use clap::ValueEnum;
 
-use super::{ConfigArgs, ConnectionArgs, OutputFormat, RequestArgs, RunArgs};
+use super::{ConfigArgs, ConnectionArgs, InputFormat, OutputFormat, RequestArgs, RunArgs};
 use crate::client::RetryPolicy;
 use crate::client::params::ExtraHeader;
 use crate::config::ConfigFlags;
@@ -217,6 +217,12 @@ pub(crate) fn invocation(args: RunArgs, matches: &clap::ArgMatches) -> Result<In
             Some("add -o stream-json, or drop --include-partial-messages"),
         ));
     }
+    if args.input_format == InputFormat::StreamJson && format != OutputFormat::StreamJson {
+        return Err(Error::usage(
+            "--input-format stream-json answers in JSON lines",
+            Some("add -o stream-json"),
+        ));
+    }
     if !args.vars.is_empty() && args.prompt_file.is_none() {
         return Err(Error::usage(
             "--var fills the placeholders of a prompt file",
@@ -337,6 +343,7 @@ fn single(args: RunArgs, format: Format) -> Result<RunSettings, Error> {
         show_reasoning: args.show_reasoning,
         result_file: args.result_file,
         include_directories: args.include_directories,
+        stream_input: args.input_format == InputFormat::StreamJson,
         session,
         max_wall_time: args.batch.max_wall_time,
     })

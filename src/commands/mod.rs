@@ -9,6 +9,7 @@ pub(crate) mod login;
 pub(crate) mod provider_batch;
 pub(crate) mod run;
 pub(crate) mod sessions;
+pub(crate) mod stream;
 
 use std::sync::Arc;
 

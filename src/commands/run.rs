@@ -41,7 +41,7 @@ struct Prepared {
 
 /// What a run sends: from a `.prompt.yml` prompt file, or a prompt text (arguments, stdin, or a
 /// plain `--prompt-file`).
-enum Input {
+pub(super) enum Input {
     PromptFile(Box<PromptFile>),
     Text(String),
 }
@@ -121,7 +121,7 @@ fn prepare(
 /// The session of this run (`-c`, `-r ID`, `--session-id`, or a new one), opened and locked
 /// before stdin is read or anything is sent. A prompt file records nothing; without HOME a plain
 /// run records nothing, and a run that asked for a session fails.
-fn open_session(args: &RunSettings, ctx: &Context) -> Result<Option<Session>, Error> {
+pub(super) fn open_session(args: &RunSettings, ctx: &Context) -> Result<Option<Session>, Error> {
     let s = &args.session;
     if args.prompt_file.is_some() {
         return Ok(None);
@@ -163,7 +163,7 @@ fn refuse_same_files_of(args: &RunSettings, ctx: &Context) -> Result<(), Error> 
 /// The request body of a single run, through `request::compose`: the flags over a prompt file's
 /// `model` and `modelParameters` over the configured model. A prompt file's `jsonSchema` applies
 /// unless `--json-schema` was given.
-fn request_body(
+pub(super) fn request_body(
     args: &RunSettings,
     configured: &crate::config::Sourced<String>,
     input: Input,

@@ -37,4 +37,5 @@ mod schema;
 mod secrets;
 mod sessions;
 mod stdin;
+mod stream_input;
 mod usage;
