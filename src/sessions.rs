@@ -480,12 +480,15 @@ mod tests {
         let mut first = s.open(&Pick::New(None), false, true).unwrap();
         assert!(first.history.is_empty());
         first.append("one", "1").unwrap();
+        let first_id = first.id.clone();
+        drop(first);
         let mut next = s.open(&Pick::Continue, false, true).unwrap();
-        assert_eq!(next.id, first.id);
+        assert_eq!(next.id, first_id);
         assert_eq!(next.history.len(), 2);
         next.append("two", "2").unwrap();
-        let forked = s.open(&Pick::Resume(first.id.clone()), true, true).unwrap();
-        assert_ne!(forked.id, first.id);
+        drop(next);
+        let forked = s.open(&Pick::Resume(first_id.clone()), true, true).unwrap();
+        assert_ne!(forked.id, first_id);
         assert_eq!(forked.history.len(), 4);
         let listed = s.list().unwrap();
         assert_eq!(listed.len(), 2);
@@ -497,6 +500,7 @@ mod tests {
         let s = store(dir.path());
         let mut first = s.open(&Pick::New(Some("abc".into())), false, true).unwrap();
         first.append("one", "1").unwrap();
+        drop(first);
         let _held = s.open(&Pick::Resume("abc".into()), false, true).unwrap();
         let err = s
             .open(&Pick::Resume("abc".into()), false, true)
