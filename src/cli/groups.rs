@@ -125,7 +125,7 @@ pub(crate) struct RequestArgs {
 
     /// When the model has no capacity (503, 529, overloaded, 429 after retries), send the request to
     /// MODEL instead (repeatable, at most 3, tried in order).
-    #[arg(long = "fallback-model", value_name = "MODEL")]
+    #[arg(long = "fallback-model", value_name = "MODEL", value_delimiter = ',')]
     pub(crate) fallback_models: Vec<String>,
 
     /// Refuse input (a prompt, a prompt file) larger than this many bytes (exit 42).
@@ -184,6 +184,22 @@ pub(crate) struct AgentArgs {
     /// Accepted, no effect: qwen loads no extensions, hooks or tools in any case.
     #[arg(long)]
     pub(crate) safe_mode: bool,
+
+    /// Accepted, no effect: qwen starts no subagents.
+    #[arg(long, value_name = "N")]
+    pub(crate) max_subagent_depth: Option<i64>,
+
+    /// Accepted, no effect: qwen connects to no MCP server (comma-separated).
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub(crate) allowed_mcp_server_names: Vec<String>,
+
+    /// Accepted, no effect: qwen has no slash commands (comma-separated).
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub(crate) disabled_slash_commands: Vec<String>,
+
+    /// Refused: qwen creates no git worktree.
+    #[arg(long, hide = true)]
+    pub(crate) worktree: bool,
 
     /// Refused: qwen runs no hooks.
     #[arg(long, hide = true)]

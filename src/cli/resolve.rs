@@ -139,6 +139,7 @@ fn refuse_agent_flags(args: &super::groups::AgentArgs) -> Result<(), Error> {
             "--experimental-lsp",
             "qwen has no language-server tools",
         ),
+        (args.worktree, "--worktree", "qwen creates no git worktree"),
         (
             args.tavily_api_key.is_some(),
             "--tavily-api-key",
