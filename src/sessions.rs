@@ -342,18 +342,19 @@ impl Store {
         Ok((file, path))
     }
 
-    /// The id of the most recently updated session of the project, if any.
+    /// The id of the most recently updated session of the project, if any (by the files'
+    /// modification times: nothing is read).
     fn latest(&self) -> Result<Option<String>, Error> {
         Ok(self
-            .list()?
+            .entries()?
             .into_iter()
-            .max_by_key(|s| s.updated_ms)
-            .map(|s| s.id))
+            .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+            .map(|(id, _)| id))
     }
 
-    /// The project's sessions (any file whose name is not an id, or that is not a regular file,
-    /// is skipped), with what `qwen sessions list` shows.
-    pub(crate) fn list(&self) -> Result<Vec<Summary>, Error> {
+    /// The ids and modification times of the project's session files (any file whose name is not
+    /// an id, or that is not a regular file, is skipped).
+    fn entries(&self) -> Result<Vec<(String, u64)>, Error> {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -374,23 +375,30 @@ impl Store {
                 .ok()
                 .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                 .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-            let (messages, first_prompt) = match self.open_existing(id) {
-                Ok((mut file, path)) => match self.load(&mut file, &path, id) {
-                    Ok(h) => (
-                        h.len(),
-                        h.iter()
-                            .find(|m| m.role == Role::User)
-                            .map(|m| m.content.chars().take(80).collect()),
-                    ),
-                    Err(_) => continue,
-                },
-                Err(_) => continue,
+            out.push((id.to_owned(), updated_ms));
+        }
+        Ok(out)
+    }
+
+    /// The project's sessions, most recent first, with what `qwen sessions list` shows; a file
+    /// that does not pass the checks of a load is left out.
+    pub(crate) fn list(&self) -> Result<Vec<Summary>, Error> {
+        let mut out = Vec::new();
+        for (id, updated_ms) in self.entries()? {
+            let Ok((mut file, path)) = self.open_existing(&id) else {
+                continue;
+            };
+            let Ok(history) = self.load(&mut file, &path, &id) else {
+                continue;
             };
             out.push(Summary {
-                id: id.to_owned(),
+                first_prompt: history
+                    .iter()
+                    .find(|m| m.role == Role::User)
+                    .map(|m| m.content.chars().take(80).collect()),
+                messages: history.len(),
+                id,
                 updated_ms,
-                messages,
-                first_prompt,
             });
         }
         out.sort_by(|a, b| b.updated_ms.cmp(&a.updated_ms).then(a.id.cmp(&b.id)));

@@ -21,6 +21,8 @@ Examples:
   qwen -m gpt-4o-mini \"Write a haiku about CI\"         plain text answer on stdout
   qwen --json-schema @label.schema.json \"Classify: ...\"  stdout: one validated JSON value
   qwen --prompt-file review.prompt.yml --var diff=@pr.diff  a GitHub-style prompt file with variables
+  qwen \"summarize @README.md\"                          README.md's content goes after the prompt
+  qwen -c \"and now the tests\"                          continue this directory's latest conversation
   qwen auth status                                     which key, URL and model would be used, and why
   qwen --jobs reviews.yaml --output results.jsonl --concurrency 16    a batch, one JSON line per job
   qwen --jobs batch.jsonl --resume --output results.jsonl             finish a batch after a crash
