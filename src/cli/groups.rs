@@ -230,6 +230,24 @@ pub(crate) struct AgentArgs {
     pub(crate) web_search_default: Option<String>,
 }
 
+/// Qwen Code headless flags qwen does not have yet: declared (hidden) only so that their
+/// refusal says what to use instead, rather than clap's "unexpected argument".
+#[derive(Debug, Clone, Args, Default)]
+pub(crate) struct UnsupportedArgs {
+    #[arg(long, hide = true, value_name = "URL")]
+    pub(crate) proxy: Option<String>,
+    #[arg(long, hide = true)]
+    pub(crate) insecure: bool,
+    #[arg(long, hide = true, value_name = "PATH")]
+    pub(crate) json_file: Option<String>,
+    #[arg(long, hide = true, value_name = "N")]
+    pub(crate) json_fd: Option<String>,
+    #[arg(long, hide = true)]
+    pub(crate) openai_logging: bool,
+    #[arg(long, hide = true, value_name = "DIR")]
+    pub(crate) openai_logging_dir: Option<String>,
+}
+
 /// Where result lines go.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct ResultArgs {

@@ -236,6 +236,9 @@ pub(crate) struct RunArgs {
 
     #[command(flatten)]
     pub(crate) conversation: ConversationArgs,
+
+    #[command(flatten)]
+    pub(crate) unsupported: groups::UnsupportedArgs,
 }
 
 /// Recorded conversations (Qwen Code's session flags).

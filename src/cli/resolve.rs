@@ -172,6 +172,39 @@ fn refuse_agent_flags(args: &super::groups::AgentArgs) -> Result<(), Error> {
     }
 }
 
+/// Qwen Code flags qwen does not have yet: a usage error saying what to use instead.
+fn refuse_unsupported(args: &super::groups::UnsupportedArgs) -> Result<(), Error> {
+    let refused = [
+        (
+            args.proxy.is_some(),
+            "--proxy",
+            "set HTTPS_PROXY (and NO_PROXY): qwen honours them, never for loopback",
+        ),
+        (
+            args.insecure,
+            "--insecure",
+            "qwen always verifies certificates: add your CA to the system's trust store",
+        ),
+        (
+            args.json_file.is_some() || args.json_fd.is_some(),
+            "--json-file/--json-fd",
+            "use -o json or -o stream-json on stdout, and --result-file FILE for the answer's text",
+        ),
+        (
+            args.openai_logging || args.openai_logging_dir.is_some(),
+            "--openai-logging",
+            "use --debug, which shows the configuration and each request's outcome (never the key)",
+        ),
+    ];
+    match refused.iter().find(|(given, _, _)| *given) {
+        Some((_, flag, hint)) => Err(Error::usage(
+            format!("{flag} is a Qwen Code flag qwen does not support yet"),
+            Some(hint),
+        )),
+        None => Ok(()),
+    }
+}
+
 fn format_name(format: OutputFormat) -> String {
     format
         .to_possible_value()
@@ -200,6 +233,7 @@ pub(crate) fn invocation(args: RunArgs, matches: &clap::ArgMatches) -> Result<In
         )
     };
     refuse_agent_flags(&args.agent)?;
+    refuse_unsupported(&args.unsupported)?;
     let explicit_format = given("output_format").then_some(args.output_format);
     if args.json && explicit_format.is_some() {
         return Err(Error::usage(
