@@ -208,7 +208,8 @@ impl Store {
                 )
             })?,
         };
-        let (mut file, path) = self.open_existing(&source)?;
+        // Read-only unless this run appends to it (a restored, read-only cache can still be read).
+        let (mut file, path) = self.open_existing(&source, record && !fork)?;
         // Appending to it: held until the turn is recorded. Reading only: held while reading.
         lock(&file, &path)?;
         let history = self.load(&mut file, &path, &source)?;
@@ -239,7 +240,7 @@ impl Store {
 
     /// Open `<id>.jsonl` through the door: inside the project's directory once links are
     /// resolved, a regular file (checked before the open: a FIFO would block it).
-    fn open_existing(&self, id: &str) -> Result<(File, PathBuf), Error> {
+    fn open_existing(&self, id: &str, append: bool) -> Result<(File, PathBuf), Error> {
         check_id(id).map_err(|e| Error::input(e, "pass the id `qwen sessions list` shows"))?;
         let name = format!("{id}.jsonl");
         let shown = self.dir.join(&name);
@@ -258,7 +259,7 @@ impl Store {
         }
         let file = OpenOptions::new()
             .read(true)
-            .append(true)
+            .append(append)
             .open(&path)
             .map_err(|e| io_error("open", &path, &e))?;
         if !file.metadata().is_ok_and(|m| m.is_file()) {
@@ -385,7 +386,7 @@ impl Store {
     pub(crate) fn list(&self) -> Result<Vec<Summary>, Error> {
         let mut out = Vec::new();
         for (id, updated_ms) in self.entries()? {
-            let Ok((mut file, path)) = self.open_existing(&id) else {
+            let Ok((mut file, path)) = self.open_existing(&id, false) else {
                 continue;
             };
             let Ok(history) = self.load(&mut file, &path, &id) else {
