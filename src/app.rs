@@ -83,6 +83,11 @@ fn dispatch(
             AuthCommand::Logout { env, user } => auth_manage::logout(env, user, ctx),
         },
         // Generated text needs neither configuration nor the async runtime.
+        Some(Command::Sessions(args)) => match args.command {
+            crate::cli::SessionsCommand::List { json } => {
+                crate::commands::sessions::list(json, ctx)
+            }
+        },
         Some(Command::Completions { shell }) => generate::completions(shell, Cli::command()),
         Some(Command::Man) => generate::man(Cli::command()),
         Some(Command::Batch(args)) => {
@@ -111,6 +116,9 @@ fn dispatch(
                 Invocation::Batch(settings) => {
                     with_runtime(|runtime| batch::command(&settings, ctx, runtime))
                 }
+                Invocation::Single(settings) if settings.stream_input => with_runtime(|runtime| {
+                    crate::commands::stream::command(&settings, ctx, runtime)
+                }),
                 Invocation::Single(settings) => {
                     with_runtime(|runtime| run::command(&settings, ctx, runtime, started))
                 }

@@ -115,6 +115,18 @@ pub(crate) fn exposure(file: &Path) -> Option<Exposure> {
     }
 }
 
+/// Whether git ignores `file` (an absolute, resolved path): `false` outside a repository or when
+/// git cannot say. Used by `@path` references, which never read an ignored file.
+pub(crate) fn ignored(file: &Path) -> bool {
+    let Some(root) = file.parent().and_then(repo_root) else {
+        return false;
+    };
+    let Ok(relative) = file.strip_prefix(&root) else {
+        return false;
+    };
+    git_says_ignored(&root, &relative.to_string_lossy()) == Some(true)
+}
+
 /// Run `git -C root <args>` quietly: `Some(true)` on exit 0, `Some(false)` on exit 1, else `None`.
 fn git(root: &Path, args: &[&str]) -> Option<bool> {
     let status = Command::new("git")

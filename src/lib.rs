@@ -23,13 +23,16 @@ mod paths;
 mod progress;
 mod prompt;
 mod prompt_file;
+mod references;
 mod request;
 mod result_file;
 mod sanitize;
 mod schema;
 mod secret;
+mod sessions;
 mod settings;
 mod signals;
+mod stream_input;
 mod yaml;
 
 use std::process::ExitCode;

@@ -10,6 +10,7 @@ use crate::client::{ClientSettings, RetryPolicy};
 use crate::config::ConfigFlags;
 use crate::output::Format;
 use crate::request::Params;
+use crate::sessions::Pick;
 
 /// Where requests go, with which key and headers, and how patiently (`qwen` and every
 /// `qwen batch` subcommand that talks to the provider).
@@ -98,7 +99,20 @@ pub(crate) struct RunSettings {
     pub(crate) partial: bool,
     pub(crate) show_reasoning: bool,
     pub(crate) result_file: Option<String>,
+    /// `--include-directories`/`--add-dir`: more roots for `@path` references, as given.
+    pub(crate) include_directories: Vec<String>,
+    pub(crate) session: SessionSettings,
+    /// `--input-format stream-json`: many turns from JSON lines on stdin.
+    pub(crate) stream_input: bool,
     pub(crate) max_wall_time: Option<Duration>,
+}
+
+/// `-c`, `-r ID`, `--session-id`, `--fork-session`, `--chat-recording`.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionSettings {
+    pub(crate) pick: Pick,
+    pub(crate) fork: bool,
+    pub(crate) record: bool,
 }
 
 /// How a batch writes its result lines.

@@ -33,6 +33,11 @@ pub(crate) struct ConfigArgs {
     #[arg(long)]
     pub(crate) debug: bool,
 
+    /// Only flags and the process environment: no `.env` file (project or home), no
+    /// `~/.qwen/settings.json`, no stored Qwen OAuth credentials, no login offer.
+    #[arg(long)]
+    pub(crate) bare: bool,
+
     /// Send this header with every request, 'Name: value' (repeatable; e.g. 'X-Title: CI'). Values
     /// are never printed; names holding key, token, secret, auth, password, cookie or signature
     /// are treated like the key (masked, scrubbed).
@@ -79,6 +84,10 @@ pub(crate) struct RequestArgs {
     /// may not lead out of it).
     #[arg(long, value_name = "FILE", conflicts_with = "system_prompt")]
     pub(crate) system_prompt_file: Option<String>,
+    /// Appended to the system message after a blank line (the whole system message when there is
+    /// no --system-prompt). In a batch, a job's own `system` replaces both.
+    #[arg(long, value_name = "TEXT")]
+    pub(crate) append_system_prompt: Option<String>,
 
     /// Sampling temperature.
     #[arg(long, value_name = "T", value_parser = parse_finite)]
@@ -120,7 +129,7 @@ pub(crate) struct RequestArgs {
 
     /// When the model has no capacity (503, 529, overloaded, 429 after retries), send the request to
     /// MODEL instead (repeatable, at most 3, tried in order).
-    #[arg(long = "fallback-model", value_name = "MODEL")]
+    #[arg(long = "fallback-model", value_name = "MODEL", value_delimiter = ',')]
     pub(crate) fallback_models: Vec<String>,
 
     /// Refuse input (a prompt, a prompt file) larger than this many bytes (exit 42).
@@ -132,6 +141,121 @@ pub(crate) struct RequestArgs {
     /// wrote yourself; `/proc`, `/sys` and `/dev` stay refused.
     #[arg(long)]
     pub(crate) allow_outside_paths: bool,
+}
+
+/// Qwen Code's agent flags, which the Qwen Code SDK passes: qwen runs no tools, loads no
+/// extensions and executes nothing, so the accepted ones change nothing; the ones that would
+/// promise a behaviour qwen does not have are declared only to be refused with a reason.
+#[derive(Debug, Clone, Args, Default)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "clap flags: each bool is one switch on the command line"
+)]
+#[command(
+    next_help_heading = "Qwen Code agent flags (accepted for compatibility, no effect: qwen runs no tools)"
+)]
+pub(crate) struct AgentArgs {
+    /// Accepted, no effect: there is no tool call to approve.
+    #[arg(long, value_name = "MODE", value_parser = ["plan", "default", "auto-edit", "yolo"])]
+    pub(crate) approval_mode: Option<String>,
+
+    /// Accepted, no effect: there is no tool call to approve.
+    #[arg(short = 'y', long)]
+    pub(crate) yolo: bool,
+
+    /// Accepted, no effect: every prompt is one model turn.
+    #[arg(long, value_name = "N")]
+    pub(crate) max_session_turns: Option<i64>,
+
+    /// Accepted, no effect: qwen makes no tool call.
+    #[arg(long, value_name = "N")]
+    pub(crate) max_tool_calls: Option<i64>,
+
+    /// Accepted, no effect: qwen has no tools (comma-separated).
+    #[arg(long, value_name = "TOOLS", value_delimiter = ',')]
+    pub(crate) allowed_tools: Vec<String>,
+
+    /// Accepted, no effect: qwen has no tools (comma-separated).
+    #[arg(long, value_name = "TOOLS", value_delimiter = ',')]
+    pub(crate) core_tools: Vec<String>,
+
+    /// Accepted, no effect: qwen has no tools (comma-separated).
+    #[arg(long, value_name = "TOOLS", value_delimiter = ',')]
+    pub(crate) exclude_tools: Vec<String>,
+
+    /// Accepted, no effect: the caller's name (the SDK passes `--channel=SDK`).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) channel: Option<String>,
+
+    /// Accepted, no effect: qwen executes nothing, so there is nothing to sandbox.
+    #[arg(short = 's', long)]
+    pub(crate) sandbox: bool,
+
+    /// Accepted, no effect: qwen loads no extensions, hooks or tools in any case.
+    #[arg(long)]
+    pub(crate) safe_mode: bool,
+
+    /// Accepted, no effect: qwen starts no subagents.
+    #[arg(long, value_name = "N")]
+    pub(crate) max_subagent_depth: Option<i64>,
+
+    /// Accepted, no effect: qwen connects to no MCP server (comma-separated).
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub(crate) allowed_mcp_server_names: Vec<String>,
+
+    /// Accepted, no effect: qwen has no slash commands (comma-separated).
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub(crate) disabled_slash_commands: Vec<String>,
+
+    /// Refused: qwen creates no git worktree.
+    #[arg(long, hide = true)]
+    pub(crate) worktree: bool,
+
+    /// Refused: qwen runs no hooks.
+    #[arg(long, hide = true)]
+    pub(crate) experimental_hooks: bool,
+
+    /// Refused: qwen loads no extensions.
+    #[arg(short = 'e', long, hide = true, value_name = "NAMES")]
+    pub(crate) extensions: Option<String>,
+
+    /// Refused: qwen has no language-server tools.
+    #[arg(long, hide = true)]
+    pub(crate) experimental_lsp: bool,
+
+    /// Refused: qwen has no web search tool.
+    #[arg(long, hide = true, value_name = "KEY")]
+    pub(crate) tavily_api_key: Option<String>,
+
+    /// Refused: qwen has no web search tool.
+    #[arg(long, hide = true, value_name = "KEY")]
+    pub(crate) google_api_key: Option<String>,
+
+    /// Refused: qwen has no web search tool.
+    #[arg(long, hide = true, value_name = "ID")]
+    pub(crate) google_search_engine_id: Option<String>,
+
+    /// Refused: qwen has no web search tool.
+    #[arg(long, hide = true, value_name = "PROVIDER")]
+    pub(crate) web_search_default: Option<String>,
+}
+
+/// Qwen Code headless flags qwen does not have yet: declared (hidden) only so that their
+/// refusal says what to use instead, rather than clap's "unexpected argument".
+#[derive(Debug, Clone, Args, Default)]
+pub(crate) struct UnsupportedArgs {
+    #[arg(long, hide = true, value_name = "URL")]
+    pub(crate) proxy: Option<String>,
+    #[arg(long, hide = true)]
+    pub(crate) insecure: bool,
+    #[arg(long, hide = true, value_name = "PATH")]
+    pub(crate) json_file: Option<String>,
+    #[arg(long, hide = true, value_name = "N")]
+    pub(crate) json_fd: Option<String>,
+    #[arg(long, hide = true)]
+    pub(crate) openai_logging: bool,
+    #[arg(long, hide = true, value_name = "DIR")]
+    pub(crate) openai_logging_dir: Option<String>,
 }
 
 /// Where result lines go.

@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::AuthType;
 use crate::output::Format;
-pub(crate) use groups::{ConfigArgs, ConnectionArgs, RequestArgs, ResultArgs};
+pub(crate) use groups::{AgentArgs, ConfigArgs, ConnectionArgs, RequestArgs, ResultArgs};
 pub(crate) use resolve::{connection_of, invocation, json_format_of};
 
 const EXAMPLES: &str = "\
@@ -21,6 +21,8 @@ Examples:
   qwen -m gpt-4o-mini \"Write a haiku about CI\"         plain text answer on stdout
   qwen --json-schema @label.schema.json \"Classify: ...\"  stdout: one validated JSON value
   qwen --prompt-file review.prompt.yml --var diff=@pr.diff  a GitHub-style prompt file with variables
+  qwen \"summarize @README.md\"                          README.md's content goes after the prompt
+  qwen -c \"and now the tests\"                          continue this directory's latest conversation
   qwen auth status                                     which key, URL and model would be used, and why
   qwen --jobs reviews.yaml --output results.jsonl --concurrency 16    a batch, one JSON line per job
   qwen --jobs batch.jsonl --resume --output results.jsonl             finish a batch after a crash
@@ -67,6 +69,8 @@ pub(crate) enum Command {
     Man,
     /// Hand a job file to the provider's Batch API: submit, status, fetch, cancel, list.
     Batch(Box<provider_batch::ProviderBatchArgs>),
+    /// The recorded conversations that `-c/--continue` and `-r/--resume ID` pick up.
+    Sessions(SessionsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -136,6 +140,14 @@ impl ValueEnum for crate::request::ReasoningEffort {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum InputFormat {
+    /// The prompt from the arguments and stdin.
+    Text,
+    /// JSON lines on stdin: user messages and control requests (the Qwen Code SDK).
+    StreamJson,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum OutputFormat {
     /// The answer as plain text, streamed.
     Text,
@@ -188,6 +200,11 @@ pub(crate) struct RunArgs {
     #[arg(long)]
     pub(crate) json: bool,
 
+    /// `stream-json`: read JSON lines on stdin (the Qwen Code SDK's protocol: user messages and
+    /// control requests), one turn per user message, until stdin ends. Needs `-o stream-json`.
+    #[arg(long, value_enum, default_value_t = InputFormat::Text, value_name = "FORMAT", conflicts_with_all = ["jobs", "prompt_file", "prompt", "prompt_words"])]
+    pub(crate) input_format: InputFormat,
+
     /// With `-o stream-json`: also write `stream_event` lines carrying the text deltas.
     #[arg(long)]
     pub(crate) include_partial_messages: bool,
@@ -208,8 +225,67 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "FILE", conflicts_with = "jobs")]
     pub(crate) result_file: Option<String>,
 
+    /// Also let `@path` references in the prompt read files under DIR (comma-separated or
+    /// repeatable); the working directory is always in the workspace.
+    #[arg(
+        long = "include-directories",
+        visible_alias = "add-dir",
+        value_name = "DIR",
+        value_delimiter = ',',
+        conflicts_with = "jobs"
+    )]
+    pub(crate) include_directories: Vec<String>,
+
     #[command(flatten)]
     pub(crate) batch: BatchArgs,
+
+    #[command(flatten)]
+    pub(crate) agent: AgentArgs,
+
+    #[command(flatten)]
+    pub(crate) conversation: ConversationArgs,
+
+    #[command(flatten)]
+    pub(crate) unsupported: groups::UnsupportedArgs,
+}
+
+/// Recorded conversations (Qwen Code's session flags).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Conversations")]
+pub(crate) struct ConversationArgs {
+    /// Continue the most recently updated session of this directory: its messages are sent
+    /// before the prompt, and the new turn is appended.
+    #[arg(short = 'c', long = "continue", conflicts_with_all = ["session_id", "jobs"])]
+    pub(crate) continue_session: bool,
+
+    /// Start the new session with this id (a UUID, as the Qwen Code SDK passes).
+    #[arg(long, value_name = "ID", conflicts_with = "jobs")]
+    pub(crate) session_id: Option<String>,
+
+    /// With -c or -r: record the turn in a new session that starts with the old one's messages,
+    /// leaving the old one as it was.
+    #[arg(long)]
+    pub(crate) fork_session: bool,
+
+    /// Record the conversation (`--chat-recording=false`: nothing is written; -c and -r still read).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value_t = true, default_missing_value = "true", action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub(crate) chat_recording: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SessionsArgs {
+    #[command(subcommand)]
+    pub(crate) command: SessionsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SessionsCommand {
+    /// List the recorded sessions of this directory, most recent first.
+    List {
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -255,9 +331,10 @@ pub(crate) struct BatchArgs {
     #[arg(long, value_name = "K/N", value_parser = parse_shard)]
     pub(crate) shard: Option<Shard>,
 
-    /// Skip the jobs that already have a successful line in --output; run and append the rest.
-    #[arg(long, requires = "output", conflicts_with = "overwrite")]
-    pub(crate) resume: bool,
+    /// With --jobs: skip the jobs that already have a successful line in --output; run and append
+    /// the rest. Without --jobs: `-r/--resume ID` continues the recorded session ID.
+    #[arg(short = 'r', long, value_name = "ID", num_args = 0..=1, default_missing_value = "", conflicts_with = "overwrite")]
+    pub(crate) resume: Option<String>,
 
     /// Also write the end-of-run summary as JSON to FILE.
     #[arg(long, value_name = "FILE", requires = "jobs")]
@@ -335,7 +412,7 @@ pub(crate) const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
 /// a command name (`qwen help auth`). Returns the arguments with `--` put before such a prompt.
 pub(crate) fn help_words_as_prompt(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     let word = |i: usize| args.get(i).and_then(|a| a.to_str());
-    let commands = ["auth", "completions", "man", "help"];
+    let commands = ["auth", "completions", "man", "help", "sessions"];
     if word(1) == Some("help")
         && word(2).is_some_and(|w| !w.starts_with('-') && !commands.contains(&w))
     {

@@ -4,26 +4,27 @@
 
 use clap::ValueEnum;
 
-use super::{ConfigArgs, ConnectionArgs, OutputFormat, RequestArgs, RunArgs};
+use super::{ConfigArgs, ConnectionArgs, InputFormat, OutputFormat, RequestArgs, RunArgs};
 use crate::client::RetryPolicy;
 use crate::client::params::ExtraHeader;
 use crate::config::ConfigFlags;
 use crate::error::Error;
 use crate::output::Format;
 use crate::request::Params;
+use crate::sessions::{self, Pick};
 use crate::settings::{
     BatchFormat, BatchSettings, Connection, Invocation, RequestSettings, RunSettings,
+    SessionSettings,
 };
 
 /// Flags that only mean something in a batch (their clap ids and spellings).
-const BATCH_ONLY: [(&str, &str); 11] = [
+const BATCH_ONLY: [(&str, &str); 10] = [
     ("output", "--output"),
     ("concurrency", "--concurrency"),
     ("rpm", "--rpm"),
     ("tpm", "--tpm"),
     ("max_rate_limit_wait", "--max-rate-limit-wait"),
     ("shard", "--shard"),
-    ("resume", "--resume"),
     ("overwrite", "--overwrite"),
     ("summary", "--summary"),
     ("progress_interval", "--progress-interval"),
@@ -38,6 +39,7 @@ impl ConfigArgs {
             model: self.model.clone(),
             auth_type: self.auth_type,
             debug: self.debug,
+            bare: self.bare,
         }
     }
 
@@ -88,7 +90,10 @@ pub(crate) fn connection_of(args: &ConnectionArgs) -> Result<Connection, Error> 
 impl RequestArgs {
     pub(crate) fn settings(&self) -> RequestSettings {
         RequestSettings {
-            system_prompt: self.system_prompt.clone(),
+            system_prompt: system_prompt(
+                self.system_prompt.as_deref(),
+                self.append_system_prompt.as_deref(),
+            ),
             system_prompt_file: self.system_prompt_file.clone(),
             params: Params {
                 temperature: self.temperature,
@@ -105,6 +110,100 @@ impl RequestArgs {
             max_input_bytes: self.max_input_bytes,
             allow_outside_paths: self.allow_outside_paths,
         }
+    }
+}
+
+/// `--system-prompt` with `--append-system-prompt` after a blank line (Qwen Code appends to its
+/// own system prompt the same way).
+fn system_prompt(system: Option<&str>, append: Option<&str>) -> Option<String> {
+    match (system, append) {
+        (Some(s), Some(a)) => Some(format!("{s}\n\n{a}")),
+        (s, a) => s.or(a).map(str::to_owned),
+    }
+}
+
+/// The Qwen Code agent flags that promise a behaviour qwen does not have: a usage error naming
+/// the flag and why (the accepted ones are listed in `--help` as having no effect).
+fn refuse_agent_flags(args: &super::groups::AgentArgs) -> Result<(), Error> {
+    let refused = [
+        (
+            args.experimental_hooks,
+            "--experimental-hooks",
+            "qwen runs no hooks",
+        ),
+        (
+            args.extensions.is_some(),
+            "--extensions",
+            "qwen loads no extensions",
+        ),
+        (
+            args.experimental_lsp,
+            "--experimental-lsp",
+            "qwen has no language-server tools",
+        ),
+        (args.worktree, "--worktree", "qwen creates no git worktree"),
+        (
+            args.tavily_api_key.is_some(),
+            "--tavily-api-key",
+            "qwen has no web search tool",
+        ),
+        (
+            args.google_api_key.is_some(),
+            "--google-api-key",
+            "qwen has no web search tool",
+        ),
+        (
+            args.google_search_engine_id.is_some(),
+            "--google-search-engine-id",
+            "qwen has no web search tool",
+        ),
+        (
+            args.web_search_default.is_some(),
+            "--web-search-default",
+            "qwen has no web search tool",
+        ),
+    ];
+    match refused.iter().find(|(given, _, _)| *given) {
+        Some((_, flag, why)) => Err(Error::usage(
+            format!("{flag} is a Qwen Code agent flag: {why}"),
+            Some(
+                "drop the flag; qwen sends prompts and runs no tools (README: Coming from Qwen Code)",
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Qwen Code flags qwen does not have yet: a usage error saying what to use instead.
+fn refuse_unsupported(args: &super::groups::UnsupportedArgs) -> Result<(), Error> {
+    let refused = [
+        (
+            args.proxy.is_some(),
+            "--proxy",
+            "set HTTPS_PROXY (and NO_PROXY): qwen honours them, never for loopback",
+        ),
+        (
+            args.insecure,
+            "--insecure",
+            "qwen always verifies certificates: add your CA to the system's trust store",
+        ),
+        (
+            args.json_file.is_some() || args.json_fd.is_some(),
+            "--json-file/--json-fd",
+            "use -o json or -o stream-json on stdout, and --result-file FILE for the answer's text",
+        ),
+        (
+            args.openai_logging || args.openai_logging_dir.is_some(),
+            "--openai-logging",
+            "use --debug, which shows the configuration and each request's outcome (never the key)",
+        ),
+    ];
+    match refused.iter().find(|(given, _, _)| *given) {
+        Some((_, flag, hint)) => Err(Error::usage(
+            format!("{flag} is a Qwen Code flag qwen does not support yet"),
+            Some(hint),
+        )),
+        None => Ok(()),
     }
 }
 
@@ -135,6 +234,8 @@ pub(crate) fn invocation(args: RunArgs, matches: &clap::ArgMatches) -> Result<In
             Some(clap::parser::ValueSource::CommandLine)
         )
     };
+    refuse_agent_flags(&args.agent)?;
+    refuse_unsupported(&args.unsupported)?;
     let explicit_format = given("output_format").then_some(args.output_format);
     if args.json && explicit_format.is_some() {
         return Err(Error::usage(
@@ -151,6 +252,12 @@ pub(crate) fn invocation(args: RunArgs, matches: &clap::ArgMatches) -> Result<In
         return Err(Error::usage(
             "--include-partial-messages only applies to -o stream-json",
             Some("add -o stream-json, or drop --include-partial-messages"),
+        ));
+    }
+    if args.input_format == InputFormat::StreamJson && format != OutputFormat::StreamJson {
+        return Err(Error::usage(
+            "--input-format stream-json answers in JSON lines",
+            Some("add -o stream-json"),
         ));
     }
     if !args.vars.is_empty() && args.prompt_file.is_none() {
@@ -201,7 +308,61 @@ pub(crate) fn invocation(args: RunArgs, matches: &clap::ArgMatches) -> Result<In
     batch(args, format).map(|b| Invocation::Batch(Box::new(b)))
 }
 
+/// The session flags of a single run: which conversation, forked or not, recorded or not.
+fn session_of(args: &RunArgs) -> Result<SessionSettings, Error> {
+    let c = &args.conversation;
+    let pick = match (args.batch.resume.as_deref(), c.continue_session) {
+        (Some(""), _) => {
+            return Err(Error::usage(
+                "-r/--resume needs a session id without --jobs",
+                Some(
+                    "pass -r ID (`qwen sessions list` shows them), or -c/--continue for the latest",
+                ),
+            ));
+        }
+        (Some(_), true) => {
+            return Err(Error::usage(
+                "-c/--continue and -r/--resume both choose the session",
+                Some("use one of them"),
+            ));
+        }
+        (Some(id), false) => Pick::Resume(id.to_owned()),
+        (None, true) => Pick::Continue,
+        (None, false) => Pick::New(c.session_id.clone()),
+    };
+    if c.session_id.is_some() && matches!(pick, Pick::Resume(_)) {
+        return Err(Error::usage(
+            "--session-id names a new session; -r/--resume picks an existing one",
+            Some("use one of them"),
+        ));
+    }
+    if c.fork_session && matches!(pick, Pick::New(_)) {
+        return Err(Error::usage(
+            "--fork-session branches off an existing session",
+            Some("add -c/--continue or -r/--resume ID"),
+        ));
+    }
+    for id in [c.session_id.as_deref(), args.batch.resume.as_deref()]
+        .into_iter()
+        .flatten()
+    {
+        sessions::check_id(id).map_err(|e| Error::usage(e, None))?;
+    }
+    Ok(SessionSettings {
+        pick,
+        fork: c.fork_session,
+        record: c.chat_recording,
+    })
+}
+
 fn single(args: RunArgs, format: Format) -> Result<RunSettings, Error> {
+    let session = session_of(&args)?;
+    if args.prompt_file.is_some() && session.pick != Pick::New(None) {
+        return Err(Error::usage(
+            "a session continues a prompt's text; a prompt file brings its own messages",
+            Some("give the prompt as an argument, or drop the session flags"),
+        ));
+    }
     let prompt = args
         .prompt
         .clone()
@@ -221,11 +382,37 @@ fn single(args: RunArgs, format: Format) -> Result<RunSettings, Error> {
         partial: args.include_partial_messages,
         show_reasoning: args.show_reasoning,
         result_file: args.result_file,
+        include_directories: args.include_directories,
+        stream_input: args.input_format == InputFormat::StreamJson,
+        session,
         max_wall_time: args.batch.max_wall_time,
     })
 }
 
 fn batch(args: RunArgs, format: BatchFormat) -> Result<BatchSettings, Error> {
+    let c = &args.conversation;
+    if c.fork_session || !c.chat_recording {
+        return Err(Error::usage(
+            "sessions belong to single runs; a batch records no conversation",
+            Some("drop --fork-session and --chat-recording"),
+        ));
+    }
+    let resume = match args.batch.resume.as_deref() {
+        None => false,
+        Some("") if args.batch.results.output.is_some() => true,
+        Some("") => {
+            return Err(Error::usage(
+                "--resume with --jobs finishes the batch in --output",
+                Some("add --output FILE"),
+            ));
+        }
+        Some(_) => {
+            return Err(Error::usage(
+                "with --jobs, --resume takes no value (-r ID resumes a session of a single run)",
+                Some("write --resume alone, with --output FILE"),
+            ));
+        }
+    };
     let b = args.batch;
     Ok(BatchSettings {
         connection: Connection {
@@ -237,7 +424,7 @@ fn batch(args: RunArgs, format: BatchFormat) -> Result<BatchSettings, Error> {
         format,
         output: b.results.output,
         overwrite: b.results.overwrite,
-        resume: b.resume,
+        resume,
         summary: b.summary,
         concurrency: b.concurrency,
         rpm: b.rpm,
@@ -251,4 +438,26 @@ fn batch(args: RunArgs, format: BatchFormat) -> Result<BatchSettings, Error> {
         progress_interval: b.progress_interval,
         shutdown_grace: b.shutdown_grace,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::system_prompt;
+
+    #[test]
+    fn append_system_prompt_follows_the_system_prompt_after_a_blank_line() {
+        let cases = [
+            (None, None, None),
+            (Some("s"), None, Some("s")),
+            (None, Some("a"), Some("a")),
+            (Some("s"), Some("a"), Some("s\n\na")),
+        ];
+        for (system, append, want) in cases {
+            assert_eq!(
+                system_prompt(system, append).as_deref(),
+                want,
+                "{system:?} {append:?}"
+            );
+        }
+    }
 }

@@ -8,6 +8,8 @@ pub(crate) mod generate;
 pub(crate) mod login;
 pub(crate) mod provider_batch;
 pub(crate) mod run;
+pub(crate) mod sessions;
+pub(crate) mod stream;
 
 use std::sync::Arc;
 
@@ -238,7 +240,11 @@ pub(crate) fn read_system_prompt_file(
             let hint = crate::paths::read_hint(&e);
             Error::input(e, hint)
         })?;
-    args.system_prompt = Some(text);
+    // `--append-system-prompt` (already in `system_prompt` alone) goes after the file's text.
+    args.system_prompt = Some(match args.system_prompt.take() {
+        Some(appended) => format!("{text}\n\n{appended}"),
+        None => text,
+    });
     Ok(())
 }
 

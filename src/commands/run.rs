@@ -20,8 +20,10 @@ use crate::output::{Extras, RunMeta, RunOutput, github};
 use crate::paths::Workspace;
 use crate::prompt::{InputSpec, read_prompt};
 use crate::prompt_file::{self, PromptFile, ResponseFormat};
+use crate::references;
 use crate::request;
 use crate::schema::{OutputSchema, SharedMode};
+use crate::sessions::{self, Pick, Session, Store};
 use crate::settings::RunSettings;
 
 /// Everything a run needs before it sends: configuration, a connected client, the request body,
@@ -32,11 +34,15 @@ struct Prepared {
     model: String,
     body: Value,
     schema: Option<Arc<OutputSchema>>,
+    /// The conversation this run continues and records (none for a prompt file, or without HOME).
+    session: Option<Session>,
+    /// The prompt's text as sent (what a session records).
+    prompt: Option<String>,
 }
 
 /// What a run sends: from a `.prompt.yml` prompt file, or a prompt text (arguments, stdin, or a
 /// plain `--prompt-file`).
-enum Input {
+pub(super) enum Input {
     PromptFile(Box<PromptFile>),
     Text(String),
 }
@@ -94,15 +100,48 @@ fn prepare(
         .client(config.debug.is_some(), 1, args.max_response_bytes);
     let session = session::connect(plan.map_err(with_model)?, settings, None, &ctx.env, runtime)
         .map_err(with_model)?;
+    let conversation = open_session(args, ctx).map_err(with_model)?;
     let input = read_input(args, ctx, &vars, runtime).map_err(with_model)?;
-    let (model, body) =
-        request_body(args, &config.model, input, &extra, &mut schema).map_err(with_model)?;
+    let prompt = match &input {
+        Input::Text(text) => Some(text.clone()),
+        Input::PromptFile(_) => None,
+    };
+    let history = conversation.as_ref().map_or(&[][..], |s| &s.history[..]);
+    let (model, body) = request_body(args, &config.model, input, &extra, &mut schema, history)
+        .map_err(with_model)?;
     Ok(Prepared {
         client: session.client,
         model,
         body,
         schema,
+        session: conversation,
+        prompt,
     })
+}
+
+/// The session of this run (`-c`, `-r ID`, `--session-id`, or a new one), opened and locked
+/// before stdin is read or anything is sent. A prompt file records nothing; without HOME a plain
+/// run records nothing, and a run that asked for a session fails.
+pub(super) fn open_session(args: &RunSettings, ctx: &Context) -> Result<Option<Session>, Error> {
+    let s = &args.session;
+    if args.prompt_file.is_some() {
+        return Ok(None);
+    }
+    let Some(home) = ctx.env.home() else {
+        if s.pick == Pick::New(None) {
+            return Ok(None);
+        }
+        return Err(Error::config(
+            "HOME is not set: there is no sessions directory",
+            "set HOME",
+        ));
+    };
+    let store = Store::new(
+        &sessions::root(&home),
+        &ctx.cwd,
+        args.request.max_input_bytes,
+    );
+    store.open(&s.pick, s.fork, s.record).map(Some)
 }
 
 /// The one file a single run writes must not be one it reads (nor standard input), and it may not
@@ -137,12 +176,13 @@ fn refuse_same_files_of(args: &RunSettings, ctx: &Context) -> Result<(), Error> 
 /// The request body of a single run, through `request::compose`: the flags over a prompt file's
 /// `model` and `modelParameters` over the configured model. A prompt file's `jsonSchema` applies
 /// unless `--json-schema` was given.
-fn request_body(
+pub(super) fn request_body(
     args: &RunSettings,
     configured: &crate::config::Sourced<String>,
     input: Input,
     extra: &Map<String, Value>,
     schema: &mut Option<Arc<OutputSchema>>,
+    history: &[sessions::Message],
 ) -> Result<(String, Value), Error> {
     let system = args.request.system_prompt.as_deref();
     let mut fields = request::Fields {
@@ -158,6 +198,11 @@ fn request_body(
             if let Some(system) = system {
                 messages.push(json!({"role": "system", "content": system}));
             }
+            messages.extend(
+                history
+                    .iter()
+                    .map(|m| json!({"role": m.role.as_str(), "content": m.content})),
+            );
             messages.push(json!({"role": "user", "content": prompt}));
             messages
         }
@@ -228,6 +273,10 @@ fn read_input(
             let hint = crate::paths::read_hint(&e);
             Error::input(e, hint)
         })?);
+    } else if let Some(prompt) = &arg {
+        // `@path` references: in the prompt argument only, never in stdin (a piped diff is
+        // someone else's text) nor in a prompt file.
+        arg = Some(references::expand(prompt, &workspace(args, ctx)?)?);
     }
     let spec = InputSpec {
         arg,
@@ -239,6 +288,26 @@ fn read_input(
     super::interruptible(runtime, move || read_prompt(&spec, std::io::stdin())).map(Input::Text)
 }
 
+/// The roots `@path` references may read under: the working directory, then
+/// `--include-directories` (relative to it), each an existing directory.
+fn workspace(args: &RunSettings, ctx: &Context) -> Result<references::Workspace, Error> {
+    let mut roots = vec![ctx.cwd.clone()];
+    for dir in &args.include_directories {
+        let path = ctx.cwd.join(dir);
+        if !path.is_dir() {
+            return Err(Error::input(
+                format!("--include-directories `{dir}` is not a directory"),
+                "name an existing directory, or drop it",
+            ));
+        }
+        roots.push(path);
+    }
+    Ok(references::Workspace {
+        roots,
+        max_bytes: args.request.max_input_bytes,
+    })
+}
+
 /// `qwen [PROMPT]`: send one prompt and write its result in `format`.
 pub(crate) fn command(
     args: &RunSettings,
@@ -246,13 +315,23 @@ pub(crate) fn command(
     runtime: &tokio::runtime::Runtime,
     started: Instant,
 ) -> Result<ExitStatus, Error> {
-    let prepared = prepare(args, ctx, runtime);
+    let mut prepared = prepare(args, ctx, runtime);
     let model = match &prepared {
         Ok(p) => p.model.clone(),
         Err((_, model)) => model.clone().unwrap_or_else(|| DEFAULT_MODEL.to_owned()),
     };
+    // The session leaves `prepared` here: the turn is recorded after the answer.
+    let (mut conversation, sent_prompt) = match &mut prepared {
+        Ok(p) => (p.session.take(), p.prompt.take()),
+        Err(_) => (None, None),
+    };
+    let session_id = match (&conversation, &args.session.pick) {
+        (Some(s), _) => s.id.clone(),
+        (None, Pick::New(Some(id))) => id.clone(),
+        _ => uuid::Uuid::new_v4().to_string(),
+    };
     let meta = RunMeta {
-        session_id: uuid::Uuid::new_v4().to_string(),
+        session_id,
         model: model.clone(),
         cwd: ctx.cwd.display().to_string(),
     };
@@ -302,6 +381,22 @@ pub(crate) fn command(
             }
         }
         (other, _) => other,
+    };
+    // The turn is recorded once the answer is complete (and its result file written): a failure
+    // to record it is the run's failure, so that the next `-c` never silently misses a turn.
+    let outcome = match (outcome, conversation.as_mut(), sent_prompt) {
+        (Ok(Some(answer)), Some(session), Some(prompt)) => {
+            match session.append(&prompt, &answer.completion.text) {
+                Ok(()) => Ok(Some(answer)),
+                Err(error) => Err(RunFailure {
+                    error,
+                    attempts: answer.completion.attempts,
+                    api_ms: answer.completion.api_duration.as_millis(),
+                    extras: Box::new(ask::answer_extras(&answer)),
+                }),
+            }
+        }
+        (other, _, _) => other,
     };
     let summary = Summary {
         path: github::step_summary_path(&ctx.env),
@@ -392,6 +487,7 @@ fn send(
         model,
         body,
         schema,
+        ..
     } = prepared;
     let deltas_are_final = out.deltas_are_final() && schema.is_none();
     let mode = SharedMode::default();

@@ -179,6 +179,9 @@ pub(crate) struct ConfigFlags {
     pub(crate) model: Option<String>,
     pub(crate) auth_type: Option<AuthType>,
     pub(crate) debug: bool,
+    /// `--bare`: only flags and the process environment (no `.env`, no `settings.json`, no
+    /// stored OAuth credentials, no login offer).
+    pub(crate) bare: bool,
 }
 
 /// Facts about the session, captured once in `main`.

@@ -46,7 +46,6 @@ fn output_resume_overwrite_and_summary_need_jobs_too() {
         &["--output", "o.jsonl"][..],
         &["--summary", "s.json"],
         &["--overwrite"],
-        &["--resume"],
     ] {
         let mut args = flags.to_vec();
         args.push("hi");
