@@ -362,42 +362,7 @@ pub(crate) fn command(
         Ok(prepared) => send(prepared, args, &mut out, runtime, started),
         Err((err, _)) => Err(err.into()),
     };
-    // `--result-file`: written before the success is reported, so that a failure to write it is
-    // the run's failure; never written when the run failed.
-    let outcome = match (outcome, &args.result_file) {
-        (Ok(Some(answer)), Some(file)) => {
-            match Workspace::new(&ctx.cwd, args.request.allow_outside_paths)
-                .output("--result-file", file)
-                .map_err(|e| Error::input(e, "the answer was not written"))
-                .and_then(|path| write_result_file(&path, &answer))
-            {
-                Ok(()) => Ok(Some(answer)),
-                Err(error) => Err(RunFailure {
-                    error,
-                    attempts: answer.completion.attempts,
-                    api_ms: answer.completion.api_duration.as_millis(),
-                    extras: Box::new(ask::answer_extras(&answer)),
-                }),
-            }
-        }
-        (other, _) => other,
-    };
-    // The turn is recorded once the answer is complete (and its result file written): a failure
-    // to record it is the run's failure, so that the next `-c` never silently misses a turn.
-    let outcome = match (outcome, conversation.as_mut(), sent_prompt) {
-        (Ok(Some(answer)), Some(session), Some(prompt)) => {
-            match session.append(&prompt, &answer.completion.text) {
-                Ok(()) => Ok(Some(answer)),
-                Err(error) => Err(RunFailure {
-                    error,
-                    attempts: answer.completion.attempts,
-                    api_ms: answer.completion.api_duration.as_millis(),
-                    extras: Box::new(ask::answer_extras(&answer)),
-                }),
-            }
-        }
-        (other, _, _) => other,
-    };
+    let outcome = keep(outcome, args, ctx, conversation.as_mut(), sent_prompt);
     let summary = Summary {
         path: github::step_summary_path(&ctx.env),
         client: summary_client,
@@ -405,6 +370,42 @@ pub(crate) fn command(
         elapsed_ms: started.elapsed().as_millis(),
     };
     report(outcome, &mut out, &summary)
+}
+
+/// What a whole answer leaves behind, before the success is reported: the `--result-file`
+/// (never written when the run failed), then the turn recorded in the session. A failure of
+/// either is the run's failure, so that a result file is never stale and the next `-c` never
+/// silently misses a turn.
+fn keep(
+    outcome: Result<Option<Answer>, RunFailure>,
+    args: &RunSettings,
+    ctx: &Context,
+    conversation: Option<&mut Session>,
+    prompt: Option<String>,
+) -> Result<Option<Answer>, RunFailure> {
+    let Ok(Some(answer)) = outcome else {
+        return outcome;
+    };
+    let failed = |error: Error, answer: &Answer| RunFailure {
+        error,
+        attempts: answer.completion.attempts,
+        api_ms: answer.completion.api_duration.as_millis(),
+        extras: Box::new(ask::answer_extras(answer)),
+    };
+    if let Some(file) = &args.result_file
+        && let Err(error) = Workspace::new(&ctx.cwd, args.request.allow_outside_paths)
+            .output("--result-file", file)
+            .map_err(|e| Error::input(e, "the answer was not written"))
+            .and_then(|path| write_result_file(&path, &answer))
+    {
+        return Err(failed(error, &answer));
+    }
+    if let (Some(session), Some(prompt)) = (conversation, prompt)
+        && let Err(error) = session.append(&prompt, &answer.completion.text)
+    {
+        return Err(failed(error, &answer));
+    }
+    Ok(Some(answer))
 }
 
 /// Where and how a run's step summary is written.

@@ -214,6 +214,41 @@ pub(crate) fn is_interactive(terminal: Terminal, env: &EnvSnapshot) -> bool {
     terminal.stdin && terminal.stderr && !env.flag(env::CI)
 }
 
+/// The model: each type reads its own model variable; with Qwen OAuth only the flag counts, and
+/// the default is Qwen Code's.
+fn resolve_model(
+    auth_type: AuthType,
+    vars: &TypeVars,
+    flags: &ConfigFlags,
+    env: &EnvSnapshot,
+    dotenv: &DotEnvSearch,
+    ignored: &mut Vec<Source>,
+) -> Sourced<String> {
+    // Each type reads its own model variable; with Qwen OAuth only the flag counts, and the
+    // default is Qwen Code's.
+    if auth_type == AuthType::QwenOauth {
+        flags
+            .model
+            .as_deref()
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .map_or_else(
+                || Sourced::new(DEFAULT_QWEN_OAUTH_MODEL.to_owned(), Source::Default),
+                |m| Sourced::new(m.to_owned(), Source::Flag("--model")),
+            )
+    } else {
+        pick(
+            flags.model.as_deref(),
+            "--model",
+            env,
+            vars.model,
+            dotenv,
+            ignored,
+        )
+        .unwrap_or_else(|| Sourced::new(vars.default_model.to_owned(), Source::Default))
+    }
+}
+
 /// Resolve key, base URL, model, auth type and debug from flags, then the process environment,
 /// then the one `.env` file found, then defaults. A malformed base URL is a configuration error.
 /// The auth type is the flag, then `selected` (the user's settings file), then `openai`.
@@ -262,29 +297,7 @@ pub(crate) fn resolve(
         base_url_raw.source,
     );
 
-    // Each type reads its own model variable; with Qwen OAuth only the flag counts, and the
-    // default is Qwen Code's.
-    let model = if auth_type.value == AuthType::QwenOauth {
-        flags
-            .model
-            .as_deref()
-            .map(str::trim)
-            .filter(|m| !m.is_empty())
-            .map_or_else(
-                || Sourced::new(DEFAULT_QWEN_OAUTH_MODEL.to_owned(), Source::Default),
-                |m| Sourced::new(m.to_owned(), Source::Flag("--model")),
-            )
-    } else {
-        pick(
-            flags.model.as_deref(),
-            "--model",
-            env,
-            vars.model,
-            &dotenv,
-            &mut ignored,
-        )
-        .unwrap_or_else(|| Sourced::new(vars.default_model.to_owned(), Source::Default))
-    };
+    let model = resolve_model(auth_type.value, vars, flags, env, &dotenv, &mut ignored);
 
     let debug = resolve_debug(flags.debug, env, &dotenv);
     let interactive = is_interactive(terminal, env);
