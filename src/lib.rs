@@ -10,6 +10,7 @@ mod client;
 mod commands;
 mod config;
 mod context;
+mod cost;
 mod diag;
 mod error;
 mod exit;

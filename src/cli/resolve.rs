@@ -12,7 +12,7 @@ use crate::error::Error;
 use crate::output::Format;
 use crate::request::Params;
 use crate::settings::{
-    BatchFormat, BatchSettings, Connection, Invocation, RequestSettings, RunSettings,
+    BatchFormat, BatchSettings, Connection, CostSettings, Invocation, RequestSettings, RunSettings,
 };
 
 /// Flags that only mean something in a batch (their clap ids and spellings).
@@ -103,6 +103,15 @@ impl RequestArgs {
             schema_retries: self.schema_retries,
             fallback_models: self.fallback_models.clone(),
             max_input_bytes: self.max_input_bytes,
+        }
+    }
+}
+
+impl super::CostArgs {
+    pub(crate) fn settings(&self) -> CostSettings {
+        CostSettings {
+            prices: self.prices.clone(),
+            max_budget_usd: self.max_budget_usd,
         }
     }
 }
@@ -221,6 +230,7 @@ fn single(args: RunArgs, format: Format) -> Result<RunSettings, Error> {
         show_reasoning: args.show_reasoning,
         result_file: args.result_file,
         max_wall_time: args.batch.max_wall_time,
+        cost: args.cost.settings(),
     })
 }
 
@@ -244,6 +254,7 @@ fn batch(args: RunArgs, format: BatchFormat) -> Result<BatchSettings, Error> {
         max_rate_limit_wait: b.max_rate_limit_wait,
         max_wall_time: b.max_wall_time,
         max_total_tokens: b.max_total_tokens,
+        cost: args.cost.settings(),
         max_response_bytes: args.max_response_bytes,
         shard: b.shard,
         allow_outside_paths: b.allow_outside_paths,

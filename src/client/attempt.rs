@@ -26,6 +26,7 @@ impl ChatClient {
         let status = response.status();
         *rate = pacing::RateHeaders::parse(response.headers());
         let request_id = self.request_id(response.headers());
+        let header_cost = response_cost(response.headers());
         if self.settings.debug {
             diag::debug(&format!(
                 "HTTP {} request-id={}",
@@ -60,6 +61,10 @@ impl ChatClient {
             self.read_whole(response, on_piece).await?
         };
         completion.request_id = request_id;
+        // The figure in the body is the final one. The header is written before a stream's body,
+        // when the price cannot be known yet: a zero there means "not computed", not "free".
+        let header_cost = header_cost.filter(|c| !(is_sse && *c == 0.0));
+        completion.provider_cost = completion.provider_cost.or(header_cost);
         Ok(completion)
     }
 
@@ -329,6 +334,20 @@ impl ChatClient {
     }
 }
 
+/// `LiteLLM`'s proxy's price of the call, in US dollars: the `x-litellm-response-cost` header
+/// (<https://docs.litellm.ai/docs/proxy/response_headers>). A header that is not a finite,
+/// non-negative number is ignored.
+fn response_cost(headers: &reqwest::header::HeaderMap) -> Option<f64> {
+    headers
+        .get("x-litellm-response-cost")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|c| c.is_finite() && *c >= 0.0)
+}
+
 /// At most this many characters of a cut answer are quoted in its error message.
 const MAX_PARTIAL_CHARS: usize = 300;
 
@@ -358,6 +377,7 @@ fn whole_completion(value: &Value, limit: usize) -> Result<Completion, ApiError>
         refusal: text_of(message.and_then(|m| m.get("refusal"))).unwrap_or_default(),
         structured: has_structured_content(message),
         usage: value.get("usage").and_then(Usage::from_openai),
+        provider_cost: value.get("usage").and_then(super::usage_cost),
         finish_reason: text_of(choice.get("finish_reason")),
         response_id: text_of(value.get("id")),
         server_model: text_of(value.get("model")),
@@ -382,6 +402,9 @@ fn apply_chunk(
     }
     if let Some(usage) = chunk.get("usage").and_then(Usage::from_openai) {
         completion.usage = Some(usage);
+    }
+    if let Some(cost) = chunk.get("usage").and_then(super::usage_cost) {
+        completion.provider_cost = Some(cost);
     }
     if let Some(choice) = chunk.pointer("/choices/0") {
         if let Some(reasoning) = choice.get("delta").and_then(reasoning_of) {

@@ -41,6 +41,10 @@ pub(crate) struct Usage {
     /// (`completion_tokens_details.reasoning_tokens`, or `output_tokens_details`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) reasoning_tokens: Option<u64>,
+    /// Of `input_tokens`, those read from the provider's prompt cache, when the server says
+    /// (`prompt_tokens_details.cached_tokens`, or `DeepSeek`'s `prompt_cache_hit_tokens`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) cached_input_tokens: Option<u64>,
 }
 
 impl Usage {
@@ -51,13 +55,28 @@ impl Usage {
         let reasoning = ["completion_tokens_details", "output_tokens_details"]
             .iter()
             .find_map(|d| v.get(*d)?.get("reasoning_tokens")?.as_u64());
+        let cached = v
+            .pointer("/prompt_tokens_details/cached_tokens")
+            .and_then(Value::as_u64)
+            .or_else(|| n("prompt_cache_hit_tokens"));
         Some(Self {
             input_tokens: input,
             output_tokens: output,
             total_tokens: n("total_tokens").unwrap_or(input + output),
             reasoning_tokens: reasoning,
+            cached_input_tokens: cached,
         })
     }
+}
+
+/// The provider's own price of a request, in US dollars, from its `usage` object: `usage.cost`
+/// (`OpenRouter`'s usage accounting, <https://openrouter.ai/docs/use-cases/usage-accounting>,
+/// in credits of one dollar; `LiteLLM`'s proxy when it adds the cost to the usage it streams).
+pub(crate) fn usage_cost(usage: &Value) -> Option<f64> {
+    usage
+        .get("cost")
+        .and_then(Value::as_f64)
+        .filter(|c| c.is_finite() && *c >= 0.0)
 }
 
 /// A piece of a streamed answer: the text, or the model's reasoning before it
@@ -94,6 +113,9 @@ pub(crate) struct Completion {
     pub(crate) adjusted: Vec<String>,
     /// `None` when the server sent no usage.
     pub(crate) usage: Option<Usage>,
+    /// What the provider says the request cost, in US dollars (`usage.cost`, else `LiteLLM`'s
+    /// `x-litellm-response-cost` header); `None` when it said nothing.
+    pub(crate) provider_cost: Option<f64>,
     pub(crate) finish_reason: Option<String>,
     pub(crate) response_id: Option<String>,
     pub(crate) request_id: Option<String>,

@@ -206,6 +206,34 @@ pub(crate) fn extra_body(
     }
 }
 
+/// `--prices FILE`, read through the one path door (`paths::JobPaths`, bounded, a regular file,
+/// never one of the run's own outputs) and parsed: a file that cannot be read or prices nothing
+/// is exit 42 before anything is sent. A path on the command line is the user's own: it may lead
+/// anywhere.
+pub(crate) fn price_table(
+    cost: &crate::settings::CostSettings,
+    outputs: Vec<(&'static str, std::path::PathBuf)>,
+    ctx: &Context,
+) -> Result<Option<Arc<crate::cost::PriceTable>>, Error> {
+    let Some(file) = &cost.prices else {
+        return Ok(None);
+    };
+    let paths = crate::paths::JobPaths::new(
+        ctx.cwd.clone(),
+        crate::paths::PathRules {
+            allow_outside: true,
+            outputs,
+        },
+    );
+    let hint = "give LiteLLM's model_prices_and_context_window.json (or a file in its format); nothing was sent";
+    let text = paths
+        .read("--prices", file, crate::cost::MAX_PRICE_FILE_BYTES)
+        .map_err(|e| Error::input(e, hint))?;
+    crate::cost::PriceTable::parse(&text)
+        .map(|t| Some(Arc::new(t)))
+        .map_err(|e| Error::input(format!("--prices `{file}` {e}"), hint))
+}
+
 /// What the request flags make of every job of a job file, a local batch's and a provider
 /// batch's alike: flags beat a job file's `defaults`; a job's own fields beat both.
 pub(crate) fn job_defaults(

@@ -6,13 +6,14 @@ use serde_json::{Map, Value, json};
 
 use std::sync::Arc;
 
-use super::{extra_body, load_config, refuse_same_files, structured_options};
+use super::{extra_body, load_config, price_table, refuse_same_files, structured_options};
 use crate::ask::{self, Answer, AskError, Request};
 use crate::auth::{self, session};
 use crate::client::{ApiError, ChatClient, Piece};
 use crate::config::Source;
 use crate::config::resolve::DEFAULT_MODEL;
 use crate::context::Context;
+use crate::cost::{self, PriceTable};
 use crate::diag;
 use crate::error::Error;
 use crate::exit::ExitStatus;
@@ -31,6 +32,8 @@ struct Prepared {
     model: String,
     body: Value,
     schema: Option<Arc<OutputSchema>>,
+    /// `--prices`.
+    prices: Option<Arc<PriceTable>>,
 }
 
 /// What a run sends: from a `.prompt.yml` prompt file, or a prompt text (arguments, stdin, or a
@@ -70,6 +73,12 @@ fn prepare(
     refuse_same_files_of(args, ctx).map_err(|e| (e, None))?;
     let mut schema = structured_options(&args.request, ctx).map_err(|e| (e, None))?;
     let extra = extra_body(&args.request, ctx).map_err(|e| (e, None))?;
+    let outputs = args
+        .result_file
+        .iter()
+        .map(|f| ("--result-file", ctx.cwd.join(f)))
+        .collect();
+    let prices = price_table(&args.cost, outputs, ctx).map_err(|e| (e, None))?;
     let vars = args
         .vars
         .iter()
@@ -101,6 +110,7 @@ fn prepare(
         model,
         body,
         schema,
+        prices,
     })
 }
 
@@ -111,6 +121,7 @@ fn refuse_same_files_of(args: &RunSettings, ctx: &Context) -> Result<(), Error> 
         ("--result-file", args.result_file.as_deref()),
         ("--prompt-file", args.prompt_file.as_deref()),
         ("--extra-body", args.request.extra_body_file()),
+        ("--prices", args.cost.prices.as_deref()),
     ];
     files.extend(args.vars.iter().map(|v| {
         let path = v
@@ -285,6 +296,7 @@ pub(crate) fn command(
         client: summary_client,
         model,
         elapsed_ms: started.elapsed().as_millis(),
+        max_budget_usd: args.cost.max_budget_usd,
     };
     report(outcome, &mut out, &summary)
 }
@@ -296,6 +308,8 @@ struct Summary {
     client: Option<ChatClient>,
     model: String,
     elapsed_ms: u128,
+    /// `--max-budget-usd`, checked once the answer's cost is known.
+    max_budget_usd: Option<f64>,
 }
 
 /// Write the run's last message and its step summary, and give its exit status.
@@ -309,6 +323,7 @@ fn report(
         client: summary_client,
         model,
         elapsed_ms,
+        max_budget_usd,
     } = summary;
     let (model, elapsed_ms) = (model.as_str(), *elapsed_ms);
     match outcome {
@@ -326,11 +341,15 @@ fn report(
                 let md = github::single_run_summary_with(
                     model,
                     completion.usage,
+                    answer.cost,
                     elapsed_ms,
                     Ok(&completion.text),
                     &clean,
                 );
                 append_step_summary(path, &md);
+            }
+            if let Some(limit) = max_budget_usd {
+                spent_within(*limit, &answer)?;
             }
             Ok(ExitStatus::Success)
         }
@@ -343,7 +362,13 @@ fn report(
             );
             if let Some(path) = summary_path {
                 let message = failure.error.to_string();
-                let md = github::single_run_summary(model, None, elapsed_ms, Err(&message));
+                let md = github::single_run_summary(
+                    model,
+                    None,
+                    failure.extras.cost,
+                    elapsed_ms,
+                    Err(&message),
+                );
                 append_step_summary(path, &md);
             }
             Err(failure.error)
@@ -351,9 +376,59 @@ fn report(
     }
 }
 
+/// `--max-budget-usd` after the answer: its cost must be known (else the budget cannot be kept:
+/// a usage error, exit 2) and within the limit (else exit 55). The answer itself was written.
+fn spent_within(limit: f64, answer: &Answer) -> Result<(), Error> {
+    match answer.cost.usd {
+        None => Err(Error::usage(
+            format!(
+                "--max-budget-usd: the cost of the answer of `{}` is unknown (the server reported none, and no --prices entry names the model)",
+                answer.model
+            ),
+            Some(
+                "give --prices FILE (LiteLLM's model_prices_and_context_window.json) with the model, or drop --max-budget-usd",
+            ),
+        )),
+        Some(usd) if usd > limit => Err(Error::Budget {
+            message: format!("the answer cost ${usd:.6}, more than --max-budget-usd (${limit})"),
+            hint: Some("raise --max-budget-usd, or ask for less (--max-tokens)".to_owned()),
+        }),
+        Some(_) => Ok(()),
+    }
+}
+
+/// `--max-budget-usd` before sending: with a price for the model and a token limit, the most the
+/// request could cost must be within the limit (exit 55, nothing sent).
+fn affordable(
+    limit: f64,
+    body: &Value,
+    model: &str,
+    prices: Option<&PriceTable>,
+) -> Result<(), Error> {
+    let Some(worst) = prices
+        .and_then(|t| t.get(model))
+        .and_then(|p| cost::request_estimate(p, body))
+    else {
+        return Ok(());
+    };
+    if worst > limit {
+        return Err(Error::Budget {
+            message: format!(
+                "the request could cost up to ${worst:.6} (prompt and --max-tokens at the --prices of `{model}`), more than --max-budget-usd (${limit}); nothing was sent"
+            ),
+            hint: Some("raise --max-budget-usd, or lower --max-tokens".to_owned()),
+        });
+    }
+    Ok(())
+}
+
 /// Send the prompt, streaming the answer into `out` (with a schema, nothing is streamed: an
 /// answer that may still be refused is never shown). `Ok(None)`: stdout was closed on the way, a
 /// quiet end.
+#[allow(
+    clippy::result_large_err,
+    reason = "one run's one failure, moved once to be reported"
+)]
 fn send(
     prepared: Prepared,
     args: &RunSettings,
@@ -369,7 +444,11 @@ fn send(
         model,
         body,
         schema,
+        prices,
     } = prepared;
+    if let Some(limit) = args.cost.max_budget_usd {
+        affordable(limit, &body, &model, prices.as_deref())?;
+    }
     let deltas_are_final = out.deltas_are_final() && schema.is_none();
     let mode = SharedMode::default();
     let request = Request {
@@ -380,6 +459,7 @@ fn send(
         mode: &mode,
         headers: Vec::new(),
         own_token_limit: true,
+        prices: prices.as_deref(),
     };
     // The client turns any write error of a piece into `OutputClosed`; this keeps the ones that
     // are not a closed pipe, which fail the run.

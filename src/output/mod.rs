@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::client::{Completion, Piece};
+use crate::cost::Cost;
 use crate::error::Error;
 use schema::{
     AssistantBody, AssistantMessage, ContentBlock, Delta, ErrorInfo, InitMessage, ResultMessage,
@@ -85,6 +86,8 @@ pub(crate) struct Extras {
     pub(crate) adjusted: Vec<String>,
     /// Time slept before retries (`retry_wait_ms`).
     pub(crate) retry_wait_ms: u64,
+    /// What the answers cost (`total_cost_usd`, `cost_source`).
+    pub(crate) cost: Cost,
 }
 
 impl Extras {
@@ -99,6 +102,8 @@ impl Extras {
         message.response_format.clone_from(&self.response_format);
         message.adjusted.clone_from(&self.adjusted);
         message.retry_wait_ms = self.retry_wait_ms;
+        message.total_cost_usd = self.cost.usd;
+        message.cost_source = self.cost.source;
         if let Some(turns) = self.num_turns {
             message.num_turns = turns;
         }
@@ -159,6 +164,8 @@ pub(crate) fn result_message(
         model: meta.model.clone(),
         attempts,
         retry_wait_ms: 0,
+        total_cost_usd: None,
+        cost_source: None,
         structured_result: None,
         fallback_from: Vec::new(),
         response_format: None,

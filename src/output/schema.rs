@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::client::Usage;
 use crate::config::Source;
+use crate::cost::CostSource;
 
 /// `usage` as results show it: numbers, or nulls when the server sent none.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +27,9 @@ pub(crate) struct UsageJson {
     /// Of `output_tokens`, those spent reasoning, when the server reports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) reasoning_tokens: Option<u64>,
+    /// Of `input_tokens`, those read from the provider's prompt cache, when the server reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) cache_read_input_tokens: Option<u64>,
 }
 
 impl From<Option<Usage>> for UsageJson {
@@ -35,6 +39,7 @@ impl From<Option<Usage>> for UsageJson {
             output_tokens: Some(u.output_tokens),
             total_tokens: Some(u.total_tokens),
             reasoning_tokens: u.reasoning_tokens,
+            cache_read_input_tokens: u.cached_input_tokens,
         })
     }
 }
@@ -127,6 +132,13 @@ pub(crate) struct ResultMessage {
     /// retry budget cost. Absent from lines written before it existed.
     #[serde(default)]
     pub(crate) retry_wait_ms: u64,
+    /// What the run (or the job) cost in US dollars; `null` when unknown, never `0` for that.
+    #[serde(default)]
+    pub(crate) total_cost_usd: Option<f64>,
+    /// Where `total_cost_usd` came from: `provider` (the server's own figure) or `price_table`
+    /// (`--prices`); `null` when the cost is unknown.
+    #[serde(default)]
+    pub(crate) cost_source: Option<CostSource>,
     /// `--json-schema`: the validated value (`result` holds its JSON text).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) structured_result: Option<Value>,
@@ -413,6 +425,8 @@ mod tests {
             model: "m".into(),
             attempts: 1,
             retry_wait_ms: 0,
+            total_cost_usd: None,
+            cost_source: None,
             structured_result: None,
             fallback_from: Vec::new(),
             response_format: None,
@@ -423,7 +437,7 @@ mod tests {
         let ok = serde_json::to_string(&m).unwrap();
         assert_eq!(
             ok,
-            r#"{"type":"result","subtype":"success","uuid":"u","session_id":"s","is_error":false,"duration_ms":1,"duration_api_ms":1,"num_turns":1,"result":"hi","usage":{"input_tokens":null,"output_tokens":null,"total_tokens":null},"permission_denials":[],"model":"m","attempts":1,"retry_wait_ms":0}"#
+            r#"{"type":"result","subtype":"success","uuid":"u","session_id":"s","is_error":false,"duration_ms":1,"duration_api_ms":1,"num_turns":1,"result":"hi","usage":{"input_tokens":null,"output_tokens":null,"total_tokens":null},"permission_denials":[],"model":"m","attempts":1,"retry_wait_ms":0,"total_cost_usd":null,"cost_source":null}"#
         );
         m.result = None;
         m.is_error = true;

@@ -13,6 +13,7 @@ mod batch_support;
 mod common;
 mod common_oauth;
 mod completeness;
+mod cost;
 
 mod distribution;
 mod docs;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::run::append_step_summary;
-use super::{load_config, refuse_same_files};
+use super::{load_config, price_table, refuse_same_files};
 use crate::auth::{self, session};
 use crate::client::Pacers;
 use crate::client::pacing::PacingSettings;
@@ -47,6 +47,11 @@ pub(crate) fn command(
     let started = Instant::now();
     let batch = args;
     refuse_same_files_of(args, ctx)?;
+    let outputs = [("--output", &batch.output), ("--summary", &batch.summary)]
+        .into_iter()
+        .filter_map(|(flag, path)| Some((flag, ctx.cwd.join(path.as_ref()?))))
+        .collect();
+    let prices = price_table(&args.cost, outputs, ctx)?;
     let config = load_config(&args.connection, ctx)?;
     let concurrency = batch.concurrency as usize;
     let (mut session, pacers) = connect_paced(args, &config, ctx, runtime)?;
@@ -56,6 +61,7 @@ pub(crate) fn command(
     let mut summary = Summary {
         jobs: plan.validation.in_scope,
         token_budget: batch.max_total_tokens,
+        cost_budget_usd: batch.cost.max_budget_usd,
         ..Summary::default()
     };
     let in_github = github::is_github_actions(&ctx.env);
@@ -94,10 +100,12 @@ pub(crate) fn command(
         shutdown_grace: batch.shutdown_grace,
         max_total_tokens: batch.max_total_tokens,
         max_rate_limit_wait: batch.max_rate_limit_wait,
+        max_budget_usd: batch.cost.max_budget_usd,
     };
     let shared = Shared {
         mode: Arc::new(SharedMode::default()),
         schema_retries: args.request.schema_retries,
+        prices,
     };
     let dispatcher = Dispatcher::new(
         &session.client,
@@ -151,6 +159,7 @@ fn refuse_same_files_of(batch: &BatchSettings, ctx: &Context) -> Result<(), Erro
             ("--jobs", Some(batch.jobs.as_str())),
             ("--json-schema", batch.request.schema_file()),
             ("--extra-body", batch.request.extra_body_file()),
+            ("--prices", batch.cost.prices.as_deref()),
             ("--output", batch.output.as_deref()),
             ("--summary", batch.summary.as_deref()),
             // Without --output the lines go to stdout: `>> jobs.jsonl` would feed them back as jobs.
@@ -250,6 +259,8 @@ fn finish(
             requests_per_sec: summary.requests_per_sec,
             rate_limited: summary.rate_limited,
             failures: &summary.failures,
+            cost: summary.cost,
+            rate_limit_wait_ms: summary.rate_limit_wait_ms,
         };
         append_step_summary(&path, &github::batch_summary(&view));
     }
