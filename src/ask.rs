@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::client::params::ExtraHeader;
-use crate::client::{ApiError, ChatClient, Completion, Failure, OnPiece, Outgoing, Piece, Usage};
+use crate::client::{
+    ApiError, ChatClient, Completion, Failure, OnPiece, Outgoing, Piece, RetryEvent, Usage,
+    WaitReason,
+};
 use crate::cost::{Cost, PriceTable};
 use crate::error::Error;
 use crate::exit::ExitStatus;
@@ -308,6 +311,16 @@ impl Models<'_> {
                     if !shown && fallback::is_capacity(&error) && self.current + 1 < self.list.len()
                     {
                         let next = &self.list[self.current + 1];
+                        self.client.retry_event(&RetryEvent {
+                            attempt: attempts,
+                            max_retries: self.client.retry_policy().retries,
+                            status: error.status(),
+                            error: error.kind(),
+                            wait: Duration::ZERO,
+                            reason: WaitReason::Fallback,
+                            model: self.model().to_owned(),
+                            fallback_model: Some(next.clone()),
+                        });
                         // A batch's pacer that gave up on a model refuses all its jobs: say so once.
                         if !matches!(error, ApiError::RateLimitWait { .. }) {
                             crate::diag::warn(&format!(

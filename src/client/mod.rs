@@ -131,6 +131,54 @@ pub(crate) struct Completion {
     pub(crate) refusal: String,
 }
 
+/// Why qwen waits before it tries again (a retry event's `reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WaitReason {
+    /// The server said how long (`Retry-After`, `retry-after-ms`, the reset of a spent budget).
+    ServerHint,
+    /// qwen's own exponential backoff.
+    Backoff,
+    /// A batch's shared pause after a 429: every request of the model waits.
+    RateLimitPause,
+    /// The model has no capacity: the request goes to the next `--fallback-model` at once.
+    Fallback,
+}
+
+impl WaitReason {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::ServerHint => "server_hint",
+            Self::Backoff => "backoff",
+            Self::RateLimitPause => "rate_limit_pause",
+            Self::Fallback => "fallback",
+        }
+    }
+}
+
+/// One wait before another try: what failed, how long qwen waits and why. Handed to the
+/// client's [`OnRetry`] hook before the wait starts.
+#[derive(Debug, Clone)]
+pub(crate) struct RetryEvent {
+    /// The attempt that failed (1-based, over this request's attempts).
+    pub(crate) attempt: u32,
+    /// `--retries`.
+    pub(crate) max_retries: u32,
+    /// The HTTP status, when the server answered.
+    pub(crate) status: Option<u16>,
+    /// The failure's `error.type` (`rate_limit_error`, `server_error`, `network_error`, ...).
+    pub(crate) error: &'static str,
+    pub(crate) wait: Duration,
+    pub(crate) reason: WaitReason,
+    /// The model the failed attempt went to.
+    pub(crate) model: String,
+    /// With `WaitReason::Fallback`: the model tried next.
+    pub(crate) fallback_model: Option<String>,
+}
+
+/// The hook that hears of every wait before another try (stream-json's `api_retry` messages, a
+/// batch's progress line and summary). Called on the runtime thread: it must not block.
+pub(crate) type OnRetry = Arc<dyn Fn(&RetryEvent) + Send + Sync>;
+
 /// Spaces requests out to at most `per_minute`, shared by all clones of a client.
 #[derive(Debug)]
 pub(crate) struct RateLimiter {
@@ -209,6 +257,8 @@ pub(crate) struct ChatClient {
     secrets: Arc<std::sync::RwLock<Vec<SecretString>>>,
     /// What has been said once for the whole run (see [`ChatClient::first_notice`]).
     notices: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// Hears of every wait before another try (see [`RetryEvent`]).
+    on_retry: Option<OnRetry>,
 }
 
 /// Install the TLS crypto provider once per process (reqwest is built without a default one).
@@ -267,6 +317,7 @@ impl ChatClient {
             learned: params::Learned::default(),
             secrets: Arc::default(),
             notices: Arc::default(),
+            on_retry: None,
         })
         .inspect(|client| {
             let values: Vec<String> = client
@@ -321,6 +372,25 @@ impl ChatClient {
     pub(crate) fn with_pacers(mut self, pacers: Arc<Pacers>) -> Self {
         self.pacers = Some(pacers);
         self
+    }
+
+    /// Tell `on_retry` of every wait before another try, for this client and its later clones.
+    #[must_use]
+    pub(crate) fn with_on_retry(mut self, on_retry: OnRetry) -> Self {
+        self.on_retry = Some(on_retry);
+        self
+    }
+
+    /// `--retries` and the backoff this client retries with.
+    pub(crate) fn retry_policy(&self) -> RetryPolicy {
+        self.settings.retry
+    }
+
+    /// Report a wait before another try to the hook, if there is one.
+    pub(crate) fn retry_event(&self, event: &RetryEvent) {
+        if let Some(hook) = &self.on_retry {
+            hook(event);
+        }
     }
 
     /// True the first time `what` is asked about in this run (by any clone): for a warning about

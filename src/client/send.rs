@@ -9,15 +9,16 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::{
-    ApiError, ChatClient, Completion, Decision, Failure, OnPiece, Outgoing, Piece, pacing, params,
+    ApiError, ChatClient, Completion, Decision, Failure, OnPiece, Outgoing, Piece, RetryEvent,
+    WaitReason, pacing, params,
 };
 use crate::diag;
 
 /// What became of a paced attempt.
 #[derive(Debug, PartialEq, Eq)]
 enum Settled {
-    /// Refused for rate: wait for another turn.
-    Requeue,
+    /// Refused for rate: wait for another turn, after the batch's pause (this long from now).
+    Requeue(Duration),
     Answered,
 }
 
@@ -108,6 +109,15 @@ impl ChatClient {
                             wait.as_millis()
                         ));
                     }
+                    // `decide` waits what the server asked when it asked (`retry_after`).
+                    let reason = match &error {
+                        ApiError::Http {
+                            retry_after: Some(_),
+                            ..
+                        } => WaitReason::ServerHint,
+                        _ => WaitReason::Backoff,
+                    };
+                    self.report_wait(&exchange, &error, exchange.sent, wait, reason);
                     wait
                 }
                 Decision::GiveUp(error) => return Err(exchange.failure(error)),
@@ -115,6 +125,35 @@ impl ChatClient {
             exchange.retry_wait += wait;
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// Tell the retry hook (if any) that the request waits `wait` before trying again.
+    fn report_wait(
+        &self,
+        exchange: &Exchange<'_>,
+        error: &ApiError,
+        attempt: u32,
+        wait: Duration,
+        reason: WaitReason,
+    ) {
+        if self.on_retry.is_none() {
+            return;
+        }
+        self.retry_event(&RetryEvent {
+            attempt,
+            max_retries: self.settings.retry.retries,
+            status: error.status(),
+            error: error.kind(),
+            wait,
+            reason,
+            model: exchange
+                .body
+                .get("model")
+                .and_then(Value::as_str)
+                .map(|m| self.short(m))
+                .unwrap_or_default(),
+            fallback_model: None,
+        });
     }
 
     fn exchange<'a>(&self, request: Outgoing<'a>, deltas_are_final: bool) -> Exchange<'a> {
@@ -195,8 +234,12 @@ impl ChatClient {
                     .await
             };
             if let Some(turn) = turn
-                && self.settle(turn, &result, &rate, exchange.sent)? == Settled::Requeue
+                && let Settled::Requeue(pause) = self.settle(turn, &result, &rate, exchange.sent)?
             {
+                if let Err(error) = &result {
+                    let reason = WaitReason::RateLimitPause;
+                    self.report_wait(exchange, error, exchange.sent, pause, reason);
+                }
                 continue;
             }
             let shown = exchange.deltas_are_final && emitted;
@@ -234,8 +277,7 @@ impl ChatClient {
                         "attempt {attempt}: HTTP 429 (rate); the batch pauses and this request waits its turn again"
                     ));
                 }
-                turn.rate_limited(rate, None);
-                Ok(Settled::Requeue)
+                Ok(Settled::Requeue(turn.rate_limited(rate, None)))
             }
             Err(ApiError::QuotaExhausted { message }) => {
                 turn.quota_exhausted(message);

@@ -252,7 +252,6 @@ pub(crate) fn command(
     };
     // The answer is data on stdout, byte for byte; its copy in the step summary is server text
     // like any other and goes through the sanitiser (the summary is not masked by the runner).
-    let summary_client = prepared.as_ref().ok().map(|p| p.client.clone());
     let mut out = RunOutput::new(
         args.format,
         args.partial,
@@ -260,6 +259,15 @@ pub(crate) fn command(
         started,
         args.show_reasoning,
     );
+    // stream-json and json say each wait before another try (`api_retry` messages).
+    let prepared = match (prepared, out.retry_hook()) {
+        (Ok(mut p), Some(hook)) => {
+            p.client = p.client.with_on_retry(hook);
+            Ok(p)
+        }
+        (other, _) => other,
+    };
+    let summary_client = prepared.as_ref().ok().map(|p| p.client.clone());
     if let Some(client) = &summary_client {
         let client = client.clone();
         out.set_stderr_cleaner(Box::new(move |text| client.sanitized_block(text)));

@@ -44,6 +44,32 @@ impl From<Option<Usage>> for UsageJson {
     }
 }
 
+/// `{"type":"system","subtype":"api_retry",...}`: qwen waits before trying again. The shape of
+/// Claude Code's stream-json retry notice (its Agent SDK's `SDKAPIRetryMessage`: `attempt`,
+/// `max_retries`, `retry_delay_ms`, `error_status`, `error`), with why qwen waits (`reason`:
+/// `server_hint`, `backoff`, `rate_limit_pause`, `fallback`), the model, and the next model of a
+/// fallback.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ApiRetryMessage {
+    #[serde(rename = "type")]
+    pub(crate) kind: String,
+    pub(crate) subtype: String,
+    pub(crate) uuid: String,
+    pub(crate) session_id: String,
+    /// The attempt that failed (1-based).
+    pub(crate) attempt: u32,
+    pub(crate) max_retries: u32,
+    pub(crate) retry_delay_ms: u64,
+    /// The HTTP status, `null` without one (a network failure, a cut stream).
+    pub(crate) error_status: Option<u16>,
+    /// The failure's `error.type`.
+    pub(crate) error: String,
+    pub(crate) reason: String,
+    pub(crate) model: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) fallback_model: Option<String>,
+}
+
 /// `{"type":"system","subtype":"init",...}`: the first message of a run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct InitMessage {

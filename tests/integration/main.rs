@@ -32,6 +32,7 @@ mod precedence;
 mod providers;
 mod ratelimit;
 mod retries;
+mod retry_events;
 mod schema;
 mod secrets;
 mod stdin;

@@ -73,6 +73,11 @@ pub(crate) fn command(
         batch.quiet,
         batch.progress_interval,
     );
+    // Every wait before another try reaches the progress line and the summary.
+    let tally = progress.retry_tally();
+    session.client = session
+        .client
+        .with_on_retry(Arc::new(move |event| tally.hear(event)));
     let meta = RunMeta {
         session_id: uuid::Uuid::new_v4().to_string(),
         model: config.model.value.clone(),
@@ -121,6 +126,10 @@ pub(crate) fn command(
     let skipped = plan.validation.in_scope - plan.validation.pending;
     summary.finish(skipped, started.elapsed());
     summary.paced(&pacers);
+    let tally = progress.retry_tally();
+    summary.retry_waits = tally.waits();
+    summary.rate_limit_wait_ms = tally.rate_limit_wait_ms();
+    summary.fallbacks = tally.fallbacks();
     finish(&mut summary, stop.as_ref(), summary_path.as_deref(), ctx)
 }
 

@@ -54,8 +54,12 @@ pub(crate) struct Summary {
     pub(crate) requests_per_sec: f64,
     /// 429s for rate received (each one re-queued its request; none is a job's failure).
     pub(crate) rate_limited: u64,
+    /// Waits before another try (backoff, a server's hint, the batch's 429 pauses).
+    pub(crate) retry_waits: u64,
     /// Milliseconds requests spent paused by the server's rate limits (429s), added over requests.
     pub(crate) rate_limit_wait_ms: u64,
+    /// Requests sent to a `--fallback-model` because their model had no capacity.
+    pub(crate) fallbacks: u64,
     /// Milliseconds jobs slept before retries (backoff, `Retry-After`), added over jobs.
     pub(crate) retry_wait_ms: u64,
     /// Requests the server admitted (answered with anything but a 429) per second of wall time.
@@ -224,6 +228,15 @@ pub(crate) fn report(
             text,
             "batch: {} answers came without usage (the server did not report it): their tokens are unknown, not counted",
             summary.answers_without_usage
+        );
+    }
+    if summary.retry_waits > 0 || summary.fallbacks > 0 {
+        let _ = writeln!(
+            text,
+            "batch: {} waits before a retry, {:.1}s waiting on rate limits (added over requests), {} sent to a fallback model",
+            summary.retry_waits,
+            Duration::from_millis(summary.rate_limit_wait_ms).as_secs_f64(),
+            summary.fallbacks
         );
     }
     if let Some(line) = stop_line(summary, stop) {
