@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 
 use crate::client::params::ExtraHeader;
 use crate::client::{
-    ApiError, ChatClient, Completion, Failure, OnPiece, Outgoing, Piece, RetryEvent, Usage,
-    WaitReason,
+    ApiError, ChatClient, Completion, Failure, OnPiece, Outgoing, Piece, RequestTrace, RetryEvent,
+    Usage, WaitReason,
 };
 use crate::cost::{Cost, PriceTable};
 use crate::error::Error;
@@ -37,6 +37,8 @@ pub(crate) struct Request<'a> {
     pub(crate) own_token_limit: bool,
     /// `--prices`: what an answer costs when the provider does not say.
     pub(crate) prices: Option<&'a PriceTable>,
+    /// The trace the exchange's requests belong to (see `otel`).
+    pub(crate) trace: Option<RequestTrace>,
 }
 
 /// A finished answer. `completion.text` is the final text (with a schema: the validated value,
@@ -248,6 +250,7 @@ struct Models<'a> {
     started: Instant,
     /// Every adjustment made to the exchange's requests, in order, once each.
     adjusted: Vec<String>,
+    trace: Option<RequestTrace>,
 }
 
 impl Models<'_> {
@@ -286,6 +289,7 @@ impl Models<'_> {
                     body: &body,
                     headers: self.headers,
                     own_token_limit: self.own_token_limit,
+                    trace: self.trace,
                 };
                 self.client
                     .send(outgoing, &mut tracked, deltas_are_final)
@@ -311,7 +315,7 @@ impl Models<'_> {
                     if !shown && fallback::is_capacity(&error) && self.current + 1 < self.list.len()
                     {
                         let next = &self.list[self.current + 1];
-                        self.client.retry_event(&RetryEvent {
+                        self.client.retry_event(RetryEvent {
                             attempt: attempts,
                             max_retries: self.client.retry_policy().retries,
                             status: error.status(),
@@ -364,6 +368,7 @@ pub(crate) async fn ask(
         retry_wait: Duration::ZERO,
         started: Instant::now(),
         adjusted: Vec::new(),
+        trace: request.trace,
     };
     let mut usage = None;
     let mut turns = 0;

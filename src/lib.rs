@@ -19,6 +19,7 @@ mod fsutil;
 mod gitignore;
 mod idset;
 mod job;
+mod otel;
 mod output;
 mod paths;
 mod progress;

@@ -281,3 +281,104 @@ fn debug_config(config: &ResolvedConfig) {
     }
     diag::debug(&format!("interactive={}", config.interactive));
 }
+
+/// End the run's (or batch's) span with how the run ended, and send the spans left, within the
+/// exporter's bounded wait.
+pub(crate) fn finish_trace(
+    tracer: &crate::otel::Tracer,
+    mut span: crate::otel::Span,
+    status: &Result<crate::exit::ExitStatus, Error>,
+    runtime: &tokio::runtime::Runtime,
+) {
+    let code = match status {
+        Ok(s) => s.code(),
+        Err(e) => {
+            span.error(e.kind(), &e.to_string());
+            e.exit_status().code()
+        }
+    };
+    span.set("qwen.exit_code", u32::from(code));
+    tracer.end(span);
+    runtime.block_on(tracer.shutdown());
+}
+
+/// The client's one event hook, made of several (stream-json's retry messages, a batch's
+/// tally, the trace's attempt spans); `None` when there are none.
+pub(crate) fn one_hook(hooks: Vec<crate::client::OnEvent>) -> Option<crate::client::OnEvent> {
+    match hooks.len() {
+        0 => None,
+        1 => hooks.into_iter().next(),
+        _ => Some(Arc::new(move |event: &crate::client::ClientEvent| {
+            for hook in &hooks {
+                hook(event);
+            }
+        })),
+    }
+}
+
+/// What a job's span says of its answer: the `GenAI` response attributes, what it cost, how many
+/// attempts and which models it took; with content capture on, the prompt and the answer.
+pub(crate) fn trace_answer(
+    span: &mut crate::otel::Span,
+    answer: &crate::ask::Answer,
+    body: &Value,
+    capture: bool,
+) {
+    let c = &answer.completion;
+    span.rename(format!("chat {}", answer.model));
+    if let Some(model) = &c.server_model {
+        span.set("gen_ai.response.model", model.clone());
+    }
+    if let Some(id) = &c.response_id {
+        span.set("gen_ai.response.id", id.clone());
+    }
+    if let Some(reason) = &c.finish_reason {
+        span.set("gen_ai.response.finish_reasons", vec![reason.clone()]);
+    }
+    if let Some(u) = c.usage {
+        span.set("gen_ai.usage.input_tokens", u.input_tokens);
+        span.set("gen_ai.usage.output_tokens", u.output_tokens);
+    }
+    let extras = crate::ask::answer_extras(answer);
+    trace_extras(span, c.attempts, &extras);
+    if capture {
+        if let Some(messages) = body.get("messages") {
+            span.set(
+                "gen_ai.input.messages",
+                crate::otel::captured(&messages.to_string()),
+            );
+        }
+        let output = serde_json::json!([{"role": "assistant",
+            "parts": [{"type": "text", "content": crate::otel::captured(&c.text)}],
+            "finish_reason": c.finish_reason}]);
+        span.set("gen_ai.output.messages", output.to_string());
+    }
+}
+
+/// What a job's span says of its failure: `error.type`, the message, and what it spent.
+pub(crate) fn trace_failure(
+    span: &mut crate::otel::Span,
+    kind: &str,
+    message: &str,
+    attempts: u32,
+    extras: &crate::output::Extras,
+) {
+    span.error(kind, message);
+    trace_extras(span, attempts, extras);
+}
+
+fn trace_extras(span: &mut crate::otel::Span, attempts: u32, extras: &crate::output::Extras) {
+    span.set("qwen.attempts", attempts);
+    span.set("qwen.retry_wait_ms", extras.retry_wait_ms);
+    if !extras.fallback_from.is_empty() {
+        span.set("qwen.fallback_from", extras.fallback_from.clone());
+    }
+    if let (Some(usd), Some(source)) = (extras.cost.usd, extras.cost.source) {
+        span.set("qwen.cost_usd", usd);
+        let source = serde_json::to_value(source)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        span.set("qwen.cost_source", source);
+    }
+}

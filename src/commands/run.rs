@@ -6,10 +6,13 @@ use serde_json::{Map, Value, json};
 
 use std::sync::Arc;
 
-use super::{extra_body, load_config, price_table, refuse_same_files, structured_options};
+use super::{
+    extra_body, finish_trace, load_config, one_hook, price_table, refuse_same_files,
+    structured_options, trace_answer, trace_failure,
+};
 use crate::ask::{self, Answer, AskError, Request};
 use crate::auth::{self, session};
-use crate::client::{ApiError, ChatClient, Piece};
+use crate::client::{ApiError, ChatClient, Piece, RequestTrace};
 use crate::config::Source;
 use crate::config::resolve::DEFAULT_MODEL;
 use crate::context::Context;
@@ -17,6 +20,7 @@ use crate::cost::{self, PriceTable};
 use crate::diag;
 use crate::error::Error;
 use crate::exit::ExitStatus;
+use crate::otel::{Server, Span, Tracing};
 use crate::output::{Extras, RunMeta, RunOutput, github};
 use crate::prompt::{InputSpec, read_prompt};
 use crate::prompt_file::{self, PromptFile, ResponseFormat};
@@ -34,6 +38,8 @@ struct Prepared {
     schema: Option<Arc<OutputSchema>>,
     /// `--prices`.
     prices: Option<Arc<PriceTable>>,
+    /// Where the API is, for the trace.
+    server: Server,
 }
 
 /// What a run sends: from a `.prompt.yml` prompt file, or a prompt text (arguments, stdin, or a
@@ -111,6 +117,7 @@ fn prepare(
         body,
         schema,
         prices,
+        server: Server::of(&config.base_url.value),
     })
 }
 
@@ -240,6 +247,10 @@ pub(crate) fn command(
     runtime: &tokio::runtime::Runtime,
     started: Instant,
 ) -> Result<ExitStatus, Error> {
+    // OpenTelemetry: the run's span, a child of the CI's `TRACEPARENT` when there is one.
+    let tracing = Tracing::from_env(&ctx.env);
+    let tracer = tracing.tracer().cloned();
+    let run_span = tracer.as_ref().map(|t| t.root("qwen"));
     let prepared = prepare(args, ctx, runtime);
     let model = match &prepared {
         Ok(p) => p.model.clone(),
@@ -259,13 +270,32 @@ pub(crate) fn command(
         started,
         args.show_reasoning,
     );
-    // stream-json and json say each wait before another try (`api_retry` messages).
-    let prepared = match (prepared, out.retry_hook()) {
+    // stream-json and json say each wait before another try (`api_retry` messages); the trace
+    // records each attempt.
+    let hooks = [
+        out.retry_hook(),
+        tracer
+            .as_ref()
+            .map(|t| Arc::new(t.attempt_hook()) as crate::client::OnEvent),
+    ];
+    let prepared = match (prepared, one_hook(hooks.into_iter().flatten().collect())) {
         (Ok(mut p), Some(hook)) => {
-            p.client = p.client.with_on_retry(hook);
+            p.client = p.client.with_on_event(hook);
             Ok(p)
         }
         (other, _) => other,
+    };
+    let job_span = match (&tracer, &run_span, &prepared) {
+        (Some(t), Some(run), Ok(p)) => {
+            t.set_server(p.server.clone());
+            Some(t.chat(run.context(), &p.model))
+        }
+        _ => None,
+    };
+    let trace = tracing.request(job_span.as_ref().map(Span::context));
+    let captured_body = match (&tracer, &prepared) {
+        (Some(t), Ok(p)) if t.captures_content() => Some(p.body.clone()),
+        _ => None,
     };
     let summary_client = prepared.as_ref().ok().map(|p| p.client.clone());
     if let Some(client) = &summary_client {
@@ -282,7 +312,7 @@ pub(crate) fn command(
         };
     }
     let outcome = match prepared {
-        Ok(prepared) => send(prepared, args, &mut out, runtime, started),
+        Ok(prepared) => send(prepared, args, &mut out, runtime, (started, trace)),
         Err((err, _)) => Err(err.into()),
     };
     // `--result-file`: written before the success is reported, so that a failure to write it is
@@ -306,7 +336,37 @@ pub(crate) fn command(
         elapsed_ms: started.elapsed().as_millis(),
         max_budget_usd: args.cost.max_budget_usd,
     };
-    report(outcome, &mut out, &summary)
+    if let (Some(tracer), Some(mut span)) = (&tracer, job_span) {
+        trace_outcome(&mut span, &outcome, captured_body.as_ref());
+        tracer.end(span);
+    }
+    let status = report(outcome, &mut out, &summary);
+    if let (Some(tracer), Some(span)) = (&tracer, run_span) {
+        finish_trace(tracer, span, &status, runtime);
+    }
+    status
+}
+
+/// What the job's span says of how the run's exchange ended.
+fn trace_outcome(
+    span: &mut Span,
+    outcome: &Result<Option<Answer>, RunFailure>,
+    captured_body: Option<&Value>,
+) {
+    match outcome {
+        Ok(Some(answer)) => {
+            let body = captured_body.unwrap_or(&Value::Null);
+            trace_answer(span, answer, body, captured_body.is_some());
+        }
+        Err(f) => trace_failure(
+            span,
+            f.error.kind(),
+            &f.error.to_string(),
+            f.attempts,
+            &f.extras,
+        ),
+        Ok(None) => {}
+    }
 }
 
 /// Where and how a run's step summary is written.
@@ -442,7 +502,7 @@ fn send(
     args: &RunSettings,
     out: &mut RunOutput,
     runtime: &tokio::runtime::Runtime,
-    started: Instant,
+    (started, trace): (Instant, Option<RequestTrace>),
 ) -> Result<Option<Answer>, RunFailure> {
     // `--max-wall-time` bounds the whole run (counted from its start), however slowly a server trickles.
     let limit = args.max_wall_time;
@@ -453,6 +513,7 @@ fn send(
         body,
         schema,
         prices,
+        server: _,
     } = prepared;
     if let Some(limit) = args.cost.max_budget_usd {
         affordable(limit, &body, &model, prices.as_deref())?;
@@ -468,6 +529,7 @@ fn send(
         headers: Vec::new(),
         own_token_limit: true,
         prices: prices.as_deref(),
+        trace,
     };
     // The client turns any write error of a piece into `OutputClosed`; this keeps the ones that
     // are not a closed pipe, which fail the run.

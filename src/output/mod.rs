@@ -15,7 +15,7 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::client::{Completion, OnRetry, Piece, RetryEvent};
+use crate::client::{ClientEvent, Completion, OnEvent, Piece, RetryEvent};
 use crate::cost::Cost;
 use crate::error::Error;
 use schema::{
@@ -262,7 +262,7 @@ impl RunOutput {
     /// The client's retry hook for this output: in stream-json an `api_retry` system message is
     /// written at once (before the wait); in json it joins the array in order; text shows none
     /// (`--debug` says it on stderr). A write that fails here is found by the next message.
-    pub(crate) fn retry_hook(&self) -> Option<OnRetry> {
+    pub(crate) fn retry_hook(&self) -> Option<OnEvent> {
         let session_id = self.meta.session_id.clone();
         let message = move |e: &RetryEvent| ApiRetryMessage {
             kind: "system".to_owned(),
@@ -280,7 +280,8 @@ impl RunOutput {
         };
         match self.format {
             Format::Text => None,
-            Format::StreamJson => Some(Arc::new(move |e: &RetryEvent| {
+            Format::StreamJson => Some(Arc::new(move |e: &ClientEvent| {
+                let ClientEvent::Retry(e) = e else { return };
                 if let Ok(mut line) = serde_json::to_vec(&message(e)) {
                     line.push(b'\n');
                     let _ = write_stdout(&line);
@@ -288,7 +289,8 @@ impl RunOutput {
             })),
             Format::Json => {
                 let pending = Arc::clone(&self.pending);
-                Some(Arc::new(move |e: &RetryEvent| {
+                Some(Arc::new(move |e: &ClientEvent| {
+                    let ClientEvent::Retry(e) = e else { return };
                     if let Ok(value) = serde_json::to_value(message(e)) {
                         pending
                             .lock()

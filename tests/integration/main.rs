@@ -27,6 +27,7 @@ mod jobs;
 mod login;
 mod oauth;
 mod one_door;
+mod otel;
 mod output;
 mod precedence;
 mod providers;

@@ -14,10 +14,13 @@ use std::sync::Arc;
 use crate::ask::{self, Answer, AskError, AskFailure, Request};
 use crate::auth::session::OauthSession;
 use crate::budget::TokenBudget;
+use crate::client::TraceContext;
 use crate::client::{ApiError, ChatClient, Pacers};
+use crate::commands::{trace_answer, trace_failure};
 use crate::cost::{Cost, CostBudget, Gate, PriceTable};
 use crate::diag;
 use crate::job::Job;
+use crate::otel::{Span, Tracing};
 use crate::progress::Progress;
 use crate::schema::SharedMode;
 use crate::signals::{Listener, Signal};
@@ -115,11 +118,15 @@ pub(crate) struct Limits {
 }
 
 /// What every job of the run shares: the `response_format` degradation and the repair-turn limit.
+#[derive(Clone)]
 pub(crate) struct Shared {
     pub(crate) mode: Arc<SharedMode>,
     pub(crate) schema_retries: u32,
     /// `--prices`.
     pub(crate) prices: Option<Arc<PriceTable>>,
+    /// OpenTelemetry, and the batch's span that every job's span goes under.
+    pub(crate) tracing: Tracing,
+    pub(crate) batch_span: Option<TraceContext>,
 }
 
 pub(crate) struct Dispatcher<'a> {
@@ -331,11 +338,7 @@ impl<'a> Dispatcher<'a> {
             self.client.clone(),
             job,
             meta.clone(),
-            (
-                Arc::clone(&self.shared.mode),
-                self.shared.schema_retries,
-                self.shared.prices.clone(),
-            ),
+            self.shared.clone(),
             self.hard_cancel.clone(),
         );
         let handle = self.set.spawn(task);
@@ -440,25 +443,50 @@ async fn run_job(
     client: ChatClient,
     job: Job,
     meta: JobMeta,
-    (mode, schema_retries, prices): (Arc<SharedMode>, u32, Option<Arc<PriceTable>>),
+    shared: Shared,
     cancel: CancellationToken,
 ) -> JobOutcome {
     let started = Instant::now();
     let mut ignore_deltas = |_: crate::client::Piece<'_>| Ok(());
+    let tracer = shared.tracing.tracer();
+    let mut span = tracer.zip(shared.batch_span).map(|(t, parent)| {
+        let mut span = t.chat(parent, &job.model);
+        span.set("qwen.job.id", meta.id.clone());
+        span.set("qwen.job.index", meta.index as u64);
+        span
+    });
     let request = Request {
         models: crate::fallback::model_order(&job.model, &job.fallback_models),
         body: job.body,
         schema: job.schema,
-        schema_retries,
-        mode: &mode,
+        schema_retries: shared.schema_retries,
+        mode: &shared.mode,
         headers: job.headers,
         own_token_limit: job.own_token_limit,
-        prices: prices.as_deref(),
+        prices: shared.prices.as_deref(),
+        trace: shared.tracing.request(span.as_ref().map(Span::context)),
     };
     let result = tokio::select! {
         r = ask::ask(&client, &request, &mut ignore_deltas, false) => Some(r),
         () = cancel.cancelled() => None,
     };
+    if let (Some(tracer), Some(mut span)) = (tracer, span.take()) {
+        match &result {
+            Some(Ok(answer)) => {
+                let capture = tracer.captures_content();
+                trace_answer(&mut span, answer, &request.body, capture);
+            }
+            Some(Err(f)) => trace_failure(
+                &mut span,
+                f.error.kind(),
+                &f.error.to_string(),
+                f.attempts,
+                &ask::failure_extras(f),
+            ),
+            None => span.error("cancelled", "the job was cancelled before it finished"),
+        }
+        tracer.end(span);
+    }
     JobOutcome {
         job: meta,
         result,

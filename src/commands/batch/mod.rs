@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::run::append_step_summary;
-use super::{load_config, price_table, refuse_same_files};
+use super::{finish_trace, load_config, one_hook, price_table, refuse_same_files};
 use crate::auth::{self, session};
 use crate::client::Pacers;
 use crate::client::pacing::PacingSettings;
@@ -23,6 +23,7 @@ use crate::diag;
 use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::job::{Job, declared_id};
+use crate::otel::{Server, Span, Tracing};
 use crate::output::{RunMeta, github};
 use crate::progress::Progress;
 use crate::schema::SharedMode;
@@ -46,6 +47,9 @@ pub(crate) fn command(
 ) -> Result<ExitStatus, Error> {
     let started = Instant::now();
     let batch = args;
+    // OpenTelemetry: the batch's span, a child of the CI's `TRACEPARENT` when there is one.
+    let tracing = Tracing::from_env(&ctx.env);
+    let batch_span = tracing.tracer().map(|t| t.root("qwen batch"));
     refuse_same_files_of(args, ctx)?;
     let outputs = [("--output", &batch.output), ("--summary", &batch.summary)]
         .into_iter()
@@ -73,11 +77,9 @@ pub(crate) fn command(
         batch.quiet,
         batch.progress_interval,
     );
-    // Every wait before another try reaches the progress line and the summary.
-    let tally = progress.retry_tally();
-    session.client = session
-        .client
-        .with_on_retry(Arc::new(move |event| tally.hear(event)));
+    if let Some(hook) = event_hook(&progress, &tracing, &config) {
+        session.client = session.client.with_on_event(hook);
+    }
     let meta = RunMeta {
         session_id: uuid::Uuid::new_v4().to_string(),
         model: config.model.value.clone(),
@@ -111,6 +113,8 @@ pub(crate) fn command(
         mode: Arc::new(SharedMode::default()),
         schema_retries: args.request.schema_retries,
         prices,
+        tracing: tracing.clone(),
+        batch_span: batch_span.as_ref().map(Span::context),
     };
     let dispatcher = Dispatcher::new(
         &session.client,
@@ -130,7 +134,50 @@ pub(crate) fn command(
     summary.retry_waits = tally.waits();
     summary.rate_limit_wait_ms = tally.rate_limit_wait_ms();
     summary.fallbacks = tally.fallbacks();
-    finish(&mut summary, stop.as_ref(), summary_path.as_deref(), ctx)
+    let status = finish(&mut summary, stop.as_ref(), summary_path.as_deref(), ctx);
+    if let (Some(tracer), Some(span)) = (tracing.tracer(), batch_span) {
+        end_batch_trace(tracer, span, &summary, &status, runtime);
+    }
+    status
+}
+
+/// The client's event hook in a batch: every wait before another try reaches the progress line
+/// and the summary; the trace records each attempt.
+fn event_hook(
+    progress: &Progress,
+    tracing: &Tracing,
+    config: &ResolvedConfig,
+) -> Option<crate::client::OnEvent> {
+    let tally = progress.retry_tally();
+    let mut hooks: Vec<crate::client::OnEvent> = vec![Arc::new(move |event| {
+        if let crate::client::ClientEvent::Retry(retry) = event {
+            tally.hear(retry);
+        }
+    })];
+    if let Some(tracer) = tracing.tracer() {
+        tracer.set_server(Server::of(&config.base_url.value));
+        hooks.push(Arc::new(tracer.attempt_hook()));
+    }
+    one_hook(hooks)
+}
+
+/// The batch's span: its figures and how it ended; then the spans left are sent.
+fn end_batch_trace(
+    tracer: &crate::otel::Tracer,
+    mut span: Span,
+    summary: &Summary,
+    status: &Result<ExitStatus, Error>,
+    runtime: &tokio::runtime::Runtime,
+) {
+    span.set("qwen.jobs", summary.jobs);
+    span.set("qwen.succeeded", summary.succeeded);
+    span.set("qwen.failed", summary.failed);
+    span.set("gen_ai.usage.input_tokens", summary.input_tokens);
+    span.set("gen_ai.usage.output_tokens", summary.output_tokens);
+    if let Some(usd) = summary.total_cost_usd {
+        span.set("qwen.cost_usd", usd);
+    }
+    finish_trace(tracer, span, status, runtime);
 }
 
 /// The plan (`--jobs -`: standard input is read first, and a signal while waiting for it is an
