@@ -9,7 +9,11 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::client::params::ExtraHeader;
-use crate::client::{ApiError, ChatClient, Completion, Failure, OnPiece, Outgoing, Piece, Usage};
+use crate::client::{
+    ApiError, ChatClient, Completion, Failure, OnPiece, Outgoing, Piece, RequestTrace, RetryEvent,
+    Usage, WaitReason,
+};
+use crate::cost::{Cost, PriceTable};
 use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::fallback;
@@ -31,6 +35,10 @@ pub(crate) struct Request<'a> {
     pub(crate) headers: Vec<ExtraHeader>,
     /// `max_tokens` in `body` is qwen's own limit: the client names it as the host expects.
     pub(crate) own_token_limit: bool,
+    /// `--prices`: what an answer costs when the provider does not say.
+    pub(crate) prices: Option<&'a PriceTable>,
+    /// The trace the exchange's requests belong to (see `otel`).
+    pub(crate) trace: Option<RequestTrace>,
 }
 
 /// A finished answer. `completion.text` is the final text (with a schema: the validated value,
@@ -47,6 +55,8 @@ pub(crate) struct Answer {
     pub(crate) response_format: Option<FormatMode>,
     /// Answers received (1, plus the repair turns).
     pub(crate) turns: u32,
+    /// What every answer received for it cost, when known.
+    pub(crate) cost: Cost,
 }
 
 /// Why no acceptable answer came.
@@ -123,6 +133,8 @@ pub(crate) struct AskFailure {
     pub(crate) adjusted: Vec<String>,
     /// Time slept before retries, over every request made.
     pub(crate) retry_wait: Duration,
+    /// What the answers refused on the way cost, when known.
+    pub(crate) cost: Cost,
 }
 
 impl AskFailure {
@@ -138,6 +150,7 @@ impl AskFailure {
             turns: 0,
             adjusted: Vec::new(),
             retry_wait: Duration::ZERO,
+            cost: Cost::default(),
         }
     }
 }
@@ -154,6 +167,7 @@ pub(crate) fn answer_extras(answer: &Answer) -> Extras {
         last_answer: None,
         adjusted: answer.completion.adjusted.clone(),
         retry_wait_ms: millis(answer.completion.retry_wait),
+        cost: answer.cost,
     }
 }
 
@@ -173,6 +187,7 @@ pub(crate) fn failure_extras(failure: &AskFailure) -> Extras {
         },
         adjusted: failure.adjusted.clone(),
         retry_wait_ms: millis(failure.retry_wait),
+        cost: failure.cost,
     }
 }
 
@@ -200,6 +215,32 @@ fn add_usage(total: &mut Option<Usage>, more: Option<Usage>) {
     }
 }
 
+/// The provider's figures for every answer of an exchange: their sum when it gave one for each
+/// answer that reported usage, else unknown (a sum of some would pass for the whole).
+#[derive(Debug, Clone, Copy, Default)]
+struct ProviderCost {
+    sum: f64,
+    known: bool,
+    missing: bool,
+}
+
+impl ProviderCost {
+    fn add(&mut self, cost: Option<f64>, usage: Option<Usage>) {
+        match cost {
+            Some(c) => {
+                self.sum += c;
+                self.known = true;
+            }
+            None if usage.is_some() => self.missing = true,
+            None => {}
+        }
+    }
+
+    fn total(self) -> Option<f64> {
+        (self.known && !self.missing).then_some(self.sum)
+    }
+}
+
 /// Sends requests down the model list: a capacity failure moves this and every later request of
 /// the exchange to the next model.
 struct Models<'a> {
@@ -214,6 +255,7 @@ struct Models<'a> {
     started: Instant,
     /// Every adjustment made to the exchange's requests, in order, once each.
     adjusted: Vec<String>,
+    trace: Option<RequestTrace>,
 }
 
 impl Models<'_> {
@@ -252,6 +294,7 @@ impl Models<'_> {
                     body: &body,
                     headers: self.headers,
                     own_token_limit: self.own_token_limit,
+                    trace: self.trace,
                 };
                 self.client
                     .send(outgoing, &mut tracked, deltas_are_final)
@@ -277,6 +320,16 @@ impl Models<'_> {
                     if !shown && fallback::is_capacity(&error) && self.current + 1 < self.list.len()
                     {
                         let next = &self.list[self.current + 1];
+                        self.client.retry_event(RetryEvent {
+                            attempt: attempts,
+                            max_retries: self.client.retry_policy().retries,
+                            status: error.status(),
+                            error: error.kind(),
+                            wait: Duration::ZERO,
+                            reason: WaitReason::Fallback,
+                            model: self.model().to_owned(),
+                            fallback_model: Some(next.clone()),
+                        });
                         // A batch's pacer that gave up on a model refuses all its jobs: say so once.
                         if !matches!(error, ApiError::RateLimitWait { .. }) {
                             crate::diag::warn(&format!(
@@ -320,20 +373,36 @@ pub(crate) async fn ask(
         retry_wait: Duration::ZERO,
         started: Instant::now(),
         adjusted: Vec::new(),
+        trace: request.trace,
     };
     let mut usage = None;
     let mut turns = 0;
+    let mut provider = ProviderCost::default();
     let outcome = match &request.schema {
         None => models
             .send(&request.body, on_delta, deltas_are_final)
             .await
             .map(|c| {
                 turns = 1;
+                provider.add(c.provider_cost, c.usage);
                 (c, None, None)
             })
             .map_err(AskError::Api),
-        Some(schema) => structured(&mut models, request, schema, &mut usage, &mut turns).await,
+        Some(schema) => {
+            let mut spent = Spent {
+                usage: &mut usage,
+                turns: &mut turns,
+                provider: &mut provider,
+            };
+            structured(&mut models, request, schema, &mut spent).await
+        }
     };
+    let price =
+        |provider: ProviderCost, usage: Option<Usage>, server_model: Option<&str>, model: &str| {
+            let mut names = vec![model];
+            names.extend(server_model);
+            Cost::of(provider.total(), usage, &names, request.prices)
+        };
     let api_duration = models.started.elapsed();
     match outcome {
         Ok((mut completion, structured, mode)) => {
@@ -344,7 +413,14 @@ pub(crate) async fn ask(
             completion.retry_wait = models.retry_wait;
             completion.api_duration = api_duration;
             completion.adjusted.clone_from(&models.adjusted);
+            let cost = price(
+                provider,
+                completion.usage,
+                completion.server_model.as_deref(),
+                models.model(),
+            );
             Ok(Answer {
+                cost,
                 completion,
                 structured,
                 model: models.model().to_owned(),
@@ -357,8 +433,11 @@ pub(crate) async fn ask(
             // An empty answer still cost what the server reported.
             if let AskError::Api(api) = &error {
                 add_usage(&mut usage, api.usage());
+                provider.add(None, api.usage());
             }
+            let cost = price(provider, usage, None, models.model());
             Err(AskFailure {
+                cost,
                 error,
                 attempts: models.attempts,
                 api_duration,
@@ -375,14 +454,20 @@ pub(crate) async fn ask(
 
 type Structured = (Completion, Option<Value>, Option<FormatMode>);
 
+/// What the answers of a schema conversation used, added up as they come.
+struct Spent<'s> {
+    usage: &'s mut Option<Usage>,
+    turns: &'s mut u32,
+    provider: &'s mut ProviderCost,
+}
+
 /// The schema conversation: ask in the run's current mode (degrading on a refusal), validate,
 /// and on a wrong answer send it back with the errors, up to `schema_retries` times.
 async fn structured(
     models: &mut Models<'_>,
     request: &Request<'_>,
     schema: &OutputSchema,
-    usage: &mut Option<Usage>,
-    turns: &mut u32,
+    spent: &mut Spent<'_>,
 ) -> Result<Structured, AskError> {
     let mut ignore = |_: Piece<'_>| Ok(());
     let mut conversation = request.body.clone();
@@ -411,8 +496,11 @@ async fn structured(
             }
             Err(e) => return Err(AskError::Api(e)),
         };
-        add_usage(usage, completion.usage);
-        *turns += 1;
+        add_usage(spent.usage, completion.usage);
+        spent
+            .provider
+            .add(completion.provider_cost, completion.usage);
+        *spent.turns += 1;
         match schema.check(&completion.text) {
             Ok(value) => {
                 let text = value.to_string();

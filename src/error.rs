@@ -50,6 +50,13 @@ pub(crate) enum Error {
     #[error("the run did not finish within --max-wall-time ({}s)", limit.as_secs_f64())]
     WallTime { limit: std::time::Duration },
 
+    /// `--max-budget-usd`: the run would spend, or spent, more than it may.
+    #[error("{message}")]
+    Budget {
+        message: String,
+        hint: Option<String>,
+    },
+
     #[error("interrupted by {signal}")]
     Interrupted { signal: Signal },
 
@@ -121,7 +128,7 @@ impl Error {
             Self::Config { .. } | Self::DotEnvUnreadable { .. } => ExitStatus::Config,
             Self::Api(api) => api.exit_status(),
             Self::SchemaValidation { .. } => ExitStatus::DataErr,
-            Self::WallTime { .. } => ExitStatus::WallTime,
+            Self::WallTime { .. } | Self::Budget { .. } => ExitStatus::WallTime,
             Self::Interrupted {
                 signal: Signal::Terminate,
             } => ExitStatus::Terminated,
@@ -144,6 +151,7 @@ impl Error {
             Self::SchemaValidation { .. } => "schema_validation",
             Self::Interrupted { .. } => "interrupted",
             Self::WallTime { .. } => "wall_time",
+            Self::Budget { .. } => "budget",
             Self::Io { .. } => "io_error",
             Self::Internal(_) => "internal_error",
             Self::Busy(_) | Self::InUse { .. } => "busy",
@@ -156,6 +164,7 @@ impl Error {
             | Self::Input { hint, .. }
             | Self::Usage { hint, .. }
             | Self::Config { hint, .. }
+            | Self::Budget { hint, .. }
             | Self::InUse { hint, .. } => hint.clone(),
             Self::DotEnvUnreadable { .. } => Some(
                 "fix the file's permissions or syntax (KEY=value lines), or remove it".to_owned(),

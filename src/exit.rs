@@ -8,11 +8,11 @@ use std::process::ExitCode;
 /// |---|---|
 /// | 0 | success |
 /// | 1 | the request failed for good (an API error other than auth, an unusable response, a refusal by the model, `insufficient_quota`), or stdout or a results file could not be written; in a batch, a job failed for good or was left without a result |
-/// | 2 | usage error (bad flags) |
+/// | 2 | usage error (bad flags; `--max-budget-usd` with an answer whose cost is unknown) |
 /// | 41 | authentication: no key, OAuth refused in a non-interactive session, a login denied, expired or cancelled, HTTP 401/403 |
 /// | 42 | input: no prompt, input too large, unreadable input, invalid job file, output file in the way |
 /// | 52 | configuration: bad base URL, unreadable `.env` or `settings.json`, untrusted project base URL, no CA bundle |
-/// | 55 | a budget ran out: `--max-wall-time` (a single run or a batch) or `--max-total-tokens`; `--resume` finishes a batch later |
+/// | 55 | a budget ran out: `--max-wall-time` (a single run or a batch), `--max-total-tokens` or `--max-budget-usd`; `--resume` finishes a batch later |
 /// | 65 | `--json-schema`: no answer matched the schema after `--schema-retries` repair turns (single run; `error.type: "schema_validation"`) |
 /// | 75 | temporary failure: retries exhausted on 429/5xx/network/timeout or an answer the server cut short (no `finish_reason`), a batch refused for `--max-rate-limit-wait`, or the `--output` file is locked by another run; a CI step may retry |
 /// | 130 / 143 | interrupted by SIGINT / SIGTERM |

@@ -5,7 +5,49 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::client::{RetryEvent, WaitReason};
 use crate::diag;
+
+/// What a batch's retry hook heard: the waits before another try, and the time spent waiting on
+/// rate limits (429s and the batch's shared pauses, added over requests). Read by the progress
+/// line and the summary.
+#[derive(Debug, Default)]
+pub(crate) struct RetryTally {
+    waits: AtomicU64,
+    rate_limit_wait_ms: AtomicU64,
+    fallbacks: AtomicU64,
+}
+
+impl RetryTally {
+    /// Count one wait (the client's retry hook).
+    pub(crate) fn hear(&self, event: &RetryEvent) {
+        let ms = u64::try_from(event.wait.as_millis()).unwrap_or(u64::MAX);
+        match event.reason {
+            WaitReason::Fallback => {
+                self.fallbacks.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {
+                self.waits.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if event.reason == WaitReason::RateLimitPause || event.status == Some(429) {
+            self.rate_limit_wait_ms.fetch_add(ms, Ordering::Relaxed);
+        }
+    }
+
+    /// Waits before another try (fallbacks not counted).
+    pub(crate) fn waits(&self) -> u64 {
+        self.waits.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn rate_limit_wait_ms(&self) -> u64 {
+        self.rate_limit_wait_ms.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn fallbacks(&self) -> u64 {
+        self.fallbacks.load(Ordering::Relaxed)
+    }
+}
 
 enum Mode {
     Bar(ProgressBar),
@@ -22,6 +64,8 @@ pub(crate) struct Progress {
     /// Set while the server holds the batch back (`client::Pacers::held_back`).
     held_back: std::sync::Mutex<Option<String>>,
     started: Instant,
+    /// The waits before retries, heard from the client (`RetryTally::hear`).
+    retries: std::sync::Arc<RetryTally>,
 }
 
 impl Progress {
@@ -48,7 +92,13 @@ impl Progress {
             in_flight: AtomicUsize::new(0),
             held_back: std::sync::Mutex::new(None),
             started: Instant::now(),
+            retries: std::sync::Arc::default(),
         }
+    }
+
+    /// The tally the client's retry hook adds to; the progress line shows it.
+    pub(crate) fn retry_tally(&self) -> std::sync::Arc<RetryTally> {
+        std::sync::Arc::clone(&self.retries)
     }
 
     /// How often the dispatcher should call `tick`.
@@ -103,8 +153,15 @@ impl Progress {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .as_ref()
             .map_or_else(String::new, |note| format!(", {note}"));
+        let waits = self.retries.waits();
+        let retried = if waits == 0 {
+            String::new()
+        } else {
+            let secs = Duration::from_millis(self.retries.rate_limit_wait_ms()).as_secs_f64();
+            format!(", {waits} retry waits ({secs:.1}s on rate limits)")
+        };
         format!(
-            "{} failed, {} in flight, {rate:.1} req/s{held}",
+            "{} failed, {} in flight, {rate:.1} req/s{retried}{held}",
             self.failed.load(Ordering::Relaxed),
             self.in_flight.load(Ordering::Relaxed),
         )

@@ -82,6 +82,14 @@ impl RequestSettings {
     }
 }
 
+/// What answers cost and how much may be spent: `--prices`, `--max-budget-usd`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CostSettings {
+    /// `--prices FILE` as given (read by the command through `paths`).
+    pub(crate) prices: Option<String>,
+    pub(crate) max_budget_usd: Option<f64>,
+}
+
 /// `qwen [PROMPT]`: one prompt, one result.
 #[derive(Debug, Clone)]
 pub(crate) struct RunSettings {
@@ -105,6 +113,7 @@ pub(crate) struct RunSettings {
     /// `--input-format stream-json`: many turns from JSON lines on stdin.
     pub(crate) stream_input: bool,
     pub(crate) max_wall_time: Option<Duration>,
+    pub(crate) cost: CostSettings,
 }
 
 /// `-c`, `-r ID`, `--session-id`, `--fork-session`, `--chat-recording`.
@@ -159,6 +168,7 @@ pub(crate) struct BatchSettings {
     pub(crate) max_rate_limit_wait: Duration,
     pub(crate) max_wall_time: Option<Duration>,
     pub(crate) max_total_tokens: Option<u64>,
+    pub(crate) cost: CostSettings,
     pub(crate) max_response_bytes: usize,
     pub(crate) shard: Option<Shard>,
     pub(crate) quiet: bool,

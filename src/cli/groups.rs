@@ -258,6 +258,33 @@ pub(crate) struct UnsupportedArgs {
     pub(crate) openai_logging_dir: Option<String>,
 }
 
+/// What answers cost and how much may be spent (a single run and a batch).
+#[derive(Debug, Clone, Args)]
+pub(crate) struct CostArgs {
+    /// Price answers the provider does not price itself from FILE: `LiteLLM`'s
+    /// `model_prices_and_context_window.json` format (`input_cost_per_token`,
+    /// `output_cost_per_token`, `cache_read_input_token_cost`, dollars per token).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) prices: Option<String>,
+
+    /// Spend at most this many US dollars: a batch starts no job that could go over it (in-flight
+    /// jobs finish), exit 55, resumable. Needs a cost for every answer (the provider's or --prices).
+    #[arg(long, value_name = "USD", value_parser = parse_budget)]
+    pub(crate) max_budget_usd: Option<f64>,
+}
+
+/// A budget in dollars: a finite number above zero.
+fn parse_budget(text: &str) -> Result<f64, String> {
+    let n = parse_finite(text)?;
+    if n > 0.0 {
+        Ok(n)
+    } else {
+        Err(format!(
+            "`{text}` is not a budget: give an amount above 0, e.g. 2.50"
+        ))
+    }
+}
+
 /// Where result lines go.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct ResultArgs {

@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::AuthType;
 use crate::output::Format;
-pub(crate) use groups::{AgentArgs, ConfigArgs, ConnectionArgs, RequestArgs, ResultArgs};
+pub(crate) use groups::{AgentArgs, ConfigArgs, ConnectionArgs, CostArgs, RequestArgs, ResultArgs};
 pub(crate) use resolve::{connection_of, invocation, json_format_of};
 
 const EXAMPLES: &str = "\
@@ -35,7 +35,7 @@ Examples:
 Configuration (first found wins): flags, then OPENAI_API_KEY / OPENAI_BASE_URL / OPENAI_MODEL,
 then the first .qwen/.env or .env walking up from the current directory (then ~/.qwen/.env, ~/.env).
 
-Exit codes: 0 ok, 1 failed, 2 usage, 41 auth, 42 input, 52 config, 55 budget (wall time, tokens),
+Exit codes: 0 ok, 1 failed, 2 usage, 41 auth, 42 input, 52 config, 55 budget (wall time, tokens, dollars),
 65 no answer matched --json-schema, 75 temporary (retry later), 130/143 interrupted.";
 
 #[derive(Debug, Parser)]
@@ -178,6 +178,9 @@ pub(crate) struct RunArgs {
 
     #[command(flatten)]
     pub(crate) request: RequestArgs,
+
+    #[command(flatten)]
+    pub(crate) cost: CostArgs,
 
     /// Write the model's reasoning to stderr as it arrives (it never goes to stdout as text).
     #[arg(long)]

@@ -13,7 +13,7 @@ use crate::output::Format;
 use crate::request::Params;
 use crate::sessions::{self, Pick};
 use crate::settings::{
-    BatchFormat, BatchSettings, Connection, Invocation, RequestSettings, RunSettings,
+    BatchFormat, BatchSettings, Connection, CostSettings, Invocation, RequestSettings, RunSettings,
     SessionSettings,
 };
 
@@ -207,6 +207,15 @@ fn refuse_unsupported(args: &super::groups::UnsupportedArgs) -> Result<(), Error
     }
 }
 
+impl super::CostArgs {
+    pub(crate) fn settings(&self) -> CostSettings {
+        CostSettings {
+            prices: self.prices.clone(),
+            max_budget_usd: self.max_budget_usd,
+        }
+    }
+}
+
 fn format_name(format: OutputFormat) -> String {
     format
         .to_possible_value()
@@ -386,6 +395,7 @@ fn single(args: RunArgs, format: Format) -> Result<RunSettings, Error> {
         stream_input: args.input_format == InputFormat::StreamJson,
         session,
         max_wall_time: args.batch.max_wall_time,
+        cost: args.cost.settings(),
     })
 }
 
@@ -432,6 +442,7 @@ fn batch(args: RunArgs, format: BatchFormat) -> Result<BatchSettings, Error> {
         max_rate_limit_wait: b.max_rate_limit_wait,
         max_wall_time: b.max_wall_time,
         max_total_tokens: b.max_total_tokens,
+        cost: args.cost.settings(),
         max_response_bytes: args.max_response_bytes,
         shard: b.shard,
         quiet: b.quiet,

@@ -30,6 +30,7 @@ impl ChatClient {
             None => pacing::RateHeaders::parse(response.headers()),
         };
         let request_id = self.request_id(response.headers());
+        let header_cost = response_cost(response.headers());
         if self.settings.debug {
             diag::debug(&format!(
                 "HTTP {} request-id={}",
@@ -76,6 +77,10 @@ impl ChatClient {
             self.read_whole(response, on_piece).await?
         };
         completion.request_id = request_id;
+        // The figure in the body is the final one. The header is written before a stream's body,
+        // when the price cannot be known yet: a zero there means "not computed", not "free".
+        let header_cost = header_cost.filter(|c| !(is_sse && *c == 0.0));
+        completion.provider_cost = completion.provider_cost.or(header_cost);
         Ok(completion)
     }
 
@@ -341,6 +346,20 @@ impl ChatClient {
             usage: completion.usage,
         })
     }
+}
+
+/// `LiteLLM`'s proxy's price of the call, in US dollars: the `x-litellm-response-cost` header
+/// (<https://docs.litellm.ai/docs/proxy/response_headers>). A header that is not a finite,
+/// non-negative number is ignored.
+fn response_cost(headers: &reqwest::header::HeaderMap) -> Option<f64> {
+    headers
+        .get("x-litellm-response-cost")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|c| c.is_finite() && *c >= 0.0)
 }
 
 /// At most this many characters of a cut answer are quoted in its error message.

@@ -95,6 +95,16 @@ impl Usage {
     }
 }
 
+/// The provider's own price of a request, in US dollars, from its `usage` object: `usage.cost`
+/// (`OpenRouter`'s usage accounting, <https://openrouter.ai/docs/use-cases/usage-accounting>,
+/// in credits of one dollar; `LiteLLM`'s proxy when it adds the cost to the usage it streams).
+pub(crate) fn usage_cost(usage: &Value) -> Option<f64> {
+    usage
+        .get("cost")
+        .and_then(Value::as_f64)
+        .filter(|c| c.is_finite() && *c >= 0.0)
+}
+
 /// A piece of a streamed answer: the text, or the model's reasoning before it
 /// (`delta.reasoning_content` on `DashScope`, `DeepSeek`, vLLM and llama.cpp; `delta.reasoning` on
 /// `OpenRouter`, Ollama and newer vLLM).
@@ -117,6 +127,8 @@ pub(crate) struct Outgoing<'a> {
     /// The body's `max_tokens` is qwen's own limit (a flag or a job's field): the client sends it
     /// under the name the host reads. `false` for a body the user wrote out in full.
     pub(crate) own_token_limit: bool,
+    /// The trace the request belongs to, if any: `traceparent` is sent with every attempt.
+    pub(crate) trace: Option<RequestTrace>,
 }
 
 /// A finished answer.
@@ -129,6 +141,9 @@ pub(crate) struct Completion {
     pub(crate) adjusted: Vec<String>,
     /// `None` when the server sent no usage.
     pub(crate) usage: Option<Usage>,
+    /// What the provider says the request cost, in US dollars (`usage.cost`, else `LiteLLM`'s
+    /// `x-litellm-response-cost` header); `None` when it said nothing.
+    pub(crate) provider_cost: Option<f64>,
     pub(crate) finish_reason: Option<String>,
     pub(crate) response_id: Option<String>,
     pub(crate) request_id: Option<String>,
@@ -142,6 +157,154 @@ pub(crate) struct Completion {
     pub(crate) api_duration: Duration,
     /// `message.refusal` / `delta.refusal`: the model declined (an answer of its own, a failure).
     pub(crate) refusal: String,
+}
+
+/// Why qwen waits before it tries again (a retry event's `reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WaitReason {
+    /// The server said how long (`Retry-After`, `retry-after-ms`, the reset of a spent budget).
+    ServerHint,
+    /// qwen's own exponential backoff.
+    Backoff,
+    /// A batch's shared pause after a 429: every request of the model waits.
+    RateLimitPause,
+    /// The model has no capacity: the request goes to the next `--fallback-model` at once.
+    Fallback,
+}
+
+impl WaitReason {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::ServerHint => "server_hint",
+            Self::Backoff => "backoff",
+            Self::RateLimitPause => "rate_limit_pause",
+            Self::Fallback => "fallback",
+        }
+    }
+}
+
+/// One wait before another try: what failed, how long qwen waits and why. Handed to the
+/// client's [`OnRetry`] hook before the wait starts.
+#[derive(Debug, Clone)]
+pub(crate) struct RetryEvent {
+    /// The attempt that failed (1-based, over this request's attempts).
+    pub(crate) attempt: u32,
+    /// `--retries`.
+    pub(crate) max_retries: u32,
+    /// The HTTP status, when the server answered.
+    pub(crate) status: Option<u16>,
+    /// The failure's `error.type` (`rate_limit_error`, `server_error`, `network_error`, ...).
+    pub(crate) error: &'static str,
+    pub(crate) wait: Duration,
+    pub(crate) reason: WaitReason,
+    /// The model the failed attempt went to.
+    pub(crate) model: String,
+    /// With `WaitReason::Fallback`: the model tried next.
+    pub(crate) fallback_model: Option<String>,
+}
+
+/// One attempt as it ended, for a trace: when it ran, what it asked and what came back. Only
+/// made for a request that carries a recorded trace ([`RequestTrace::record`]).
+#[derive(Debug, Clone)]
+pub(crate) struct AttemptRecord {
+    /// The span the attempt belongs under (the job's), and the attempt's own span id, which
+    /// the `traceparent` header sent with it named.
+    pub(crate) parent: TraceContext,
+    pub(crate) span_id: u64,
+    pub(crate) start: std::time::SystemTime,
+    pub(crate) end: std::time::SystemTime,
+    /// 1-based, over the request's attempts.
+    pub(crate) attempt: u32,
+    pub(crate) model: String,
+    pub(crate) status: Option<u16>,
+    /// The failure's `error.type` and message (server text already through the one door).
+    pub(crate) error: Option<(&'static str, String)>,
+    pub(crate) usage: Option<Usage>,
+    pub(crate) server_model: Option<String>,
+    pub(crate) finish_reason: Option<String>,
+    pub(crate) response_id: Option<String>,
+}
+
+/// What the send loop tells its hook: a wait before another try, or an attempt that ended.
+#[derive(Debug, Clone)]
+pub(crate) enum ClientEvent {
+    Retry(RetryEvent),
+    Attempt(AttemptRecord),
+}
+
+/// The one hook out of the send loop: stream-json's `api_retry` messages, a batch's progress line
+/// and summary, the trace's attempt spans. Called on the runtime thread: it must not block.
+pub(crate) type OnEvent = Arc<dyn Fn(&ClientEvent) + Send + Sync>;
+
+/// A W3C trace context (`traceparent`): a trace id and the span id of the parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TraceContext {
+    pub(crate) trace_id: u128,
+    pub(crate) span_id: u64,
+    pub(crate) sampled: bool,
+}
+
+impl TraceContext {
+    /// `00-<trace id>-<span id>-<flags>`, the `traceparent` header's value.
+    pub(crate) fn traceparent(&self) -> String {
+        format!(
+            "00-{:032x}-{:016x}-{:02x}",
+            self.trace_id,
+            self.span_id,
+            u8::from(self.sampled)
+        )
+    }
+
+    /// A `traceparent` value (W3C Trace Context, version 00; a later version is read the same
+    /// way, ignoring what follows): `None` when malformed or when an id is all zeros.
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        let mut parts = text.trim().split('-');
+        let version = parts.next()?;
+        let (trace, span, flags) = (parts.next()?, parts.next()?, parts.next()?);
+        let hex = |s: &str, n: usize| {
+            s.len() == n
+                && s.bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        };
+        if !hex(version, 2)
+            || version == "ff"
+            || !hex(trace, 32)
+            || !hex(span, 16)
+            || !hex(flags, 2)
+        {
+            return None;
+        }
+        if version == "00" && parts.next().is_some() {
+            return None;
+        }
+        let trace_id = u128::from_str_radix(trace, 16).ok().filter(|t| *t != 0)?;
+        let span_id = u64::from_str_radix(span, 16).ok().filter(|s| *s != 0)?;
+        let flags = u8::from_str_radix(flags, 16).ok()?;
+        Some(Self {
+            trace_id,
+            span_id,
+            sampled: flags & 1 == 1,
+        })
+    }
+}
+
+/// The trace a request belongs to: `parent` is sent as `traceparent`, or, when `record` is set,
+/// each attempt gets a span of its own under `parent` (named in its `traceparent`) and is
+/// reported to the hook as an [`AttemptRecord`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RequestTrace {
+    pub(crate) parent: TraceContext,
+    pub(crate) record: bool,
+}
+
+/// A random non-zero span id.
+pub(crate) fn new_span_id() -> u64 {
+    loop {
+        let id = fastrand::u64(..);
+        if id != 0 {
+            return id;
+        }
+    }
 }
 
 /// Spaces requests out to at most `per_minute`, shared by all clones of a client.
@@ -228,6 +391,8 @@ pub(crate) struct ChatClient {
     secrets: Arc<std::sync::RwLock<Vec<SecretString>>>,
     /// What has been said once for the whole run (see [`ChatClient::first_notice`]).
     notices: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// Hears of every wait before another try and every recorded attempt (see [`ClientEvent`]).
+    on_event: Option<OnEvent>,
 }
 
 /// Install the TLS crypto provider once per process (reqwest is built without a default one).
@@ -291,6 +456,7 @@ impl ChatClient {
             learned: params::Learned::default(),
             secrets: Arc::default(),
             notices: Arc::default(),
+            on_event: None,
         })
         .inspect(|client| {
             let values: Vec<String> = client
@@ -361,6 +527,33 @@ impl ChatClient {
     pub(crate) fn with_pacers(mut self, pacers: Arc<Pacers>) -> Self {
         self.pacers = Some(pacers);
         self
+    }
+
+    /// Tell `on_event` of every wait before another try and every recorded attempt, for this
+    /// client and its later clones.
+    #[must_use]
+    pub(crate) fn with_on_event(mut self, on_event: OnEvent) -> Self {
+        self.on_event = Some(on_event);
+        self
+    }
+
+    /// `--retries` and the backoff this client retries with.
+    pub(crate) fn retry_policy(&self) -> RetryPolicy {
+        self.settings.retry
+    }
+
+    /// Report a wait before another try to the hook, if there is one.
+    pub(crate) fn retry_event(&self, event: RetryEvent) {
+        if let Some(hook) = &self.on_event {
+            hook(&ClientEvent::Retry(event));
+        }
+    }
+
+    /// Report an attempt that ended to the hook, if there is one.
+    pub(crate) fn attempt_event(&self, record: AttemptRecord) {
+        if let Some(hook) = &self.on_event {
+            hook(&ClientEvent::Attempt(record));
+        }
     }
 
     /// True the first time `what` is asked about in this run (by any clone): for a warning about

@@ -957,12 +957,17 @@ impl Turn {
     }
 
     /// The request was refused for rate: pause everyone for the server's hint, or a shared backoff;
-    /// shrink the window and the pace once per event.
-    pub(crate) fn rate_limited(mut self, headers: &RateHeaders, hint: Option<Duration>) {
+    /// shrink the window and the pace once per event. Returns how long the pause lasts from now.
+    pub(crate) fn rate_limited(
+        mut self,
+        headers: &RateHeaders,
+        hint: Option<Duration>,
+    ) -> Duration {
         let hint = hint.or(headers.retry_after);
         self.done = true;
         let pacer = Arc::clone(&self.pacer);
         let now = Instant::now();
+        let waited;
         {
             let mut s = lock(&pacer.state);
             s.in_flight = s.in_flight.saturating_sub(1);
@@ -991,7 +996,8 @@ impl Turn {
                     drop(s);
                     lock(&pacer.totals).rate_limited += 1;
                     pacer.changed.notify_one();
-                    return;
+                    // The next probe, not a pause, is what this request waits for.
+                    return PROBE_EVERY;
                 }
             }
             // Without Retry-After, the reset of the spent budget (OpenAI, Azure, Groq); with
@@ -1011,7 +1017,9 @@ impl Turn {
                 exp.min(s.settings.max_backoff)
             };
             let until = now + pause;
-            s.paused_until = Some(s.paused_until.map_or(until, |p| p.max(until)));
+            let paused_until = s.paused_until.map_or(until, |p| p.max(until));
+            s.paused_until = Some(paused_until);
+            waited = paused_until.saturating_duration_since(now);
             if new_event {
                 s.last_decrease = Some(now);
                 s.slow_start = false;
@@ -1030,6 +1038,7 @@ impl Turn {
         }
         lock(&pacer.totals).rate_limited += 1;
         pacer.changed.notify_one();
+        waited
     }
 }
 
@@ -1358,7 +1367,9 @@ mod tests {
         });
         loop {
             match p.acquire(1).await {
-                Ok(t) => t.rate_limited(&RateHeaders::default(), Some(Duration::from_secs(1))),
+                Ok(t) => {
+                    t.rate_limited(&RateHeaders::default(), Some(Duration::from_secs(1)));
+                }
                 Err(refusal) => {
                     assert_eq!(refusal, Refusal::WaitExceeded(Duration::from_secs(5)));
                     break;

@@ -4,20 +4,21 @@
 //! throttle point (the batch pacer, then `--rpm`).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
 use super::{
-    ApiError, ChatClient, Completion, Decision, Failure, OnPiece, Outgoing, Piece, pacing, params,
+    ApiError, AttemptRecord, ChatClient, Completion, Decision, Failure, OnPiece, Outgoing, Piece,
+    RequestTrace, RetryEvent, TraceContext, WaitReason, pacing, params,
 };
 use crate::diag;
 
 /// What became of a paced attempt.
 #[derive(Debug, PartialEq, Eq)]
 enum Settled {
-    /// Refused for rate: wait for another turn.
-    Requeue,
+    /// Refused for rate: wait for another turn, after the batch's pause (this long from now).
+    Requeue(Duration),
     Answered,
 }
 
@@ -41,6 +42,8 @@ struct Exchange<'a> {
     failures: u32,
     /// Time slept before retries (the result's `retry_wait_ms`).
     retry_wait: Duration,
+    /// The trace the request belongs to (`traceparent`, attempt spans).
+    trace: Option<RequestTrace>,
 }
 
 impl Exchange<'_> {
@@ -108,6 +111,15 @@ impl ChatClient {
                             wait.as_millis()
                         ));
                     }
+                    // `decide` waits what the server asked when it asked (`retry_after`).
+                    let reason = match &error {
+                        ApiError::Http {
+                            retry_after: Some(_),
+                            ..
+                        } => WaitReason::ServerHint,
+                        _ => WaitReason::Backoff,
+                    };
+                    self.report_wait(&exchange, &error, exchange.sent, wait, reason);
                     wait
                 }
                 Decision::GiveUp(error) => return Err(exchange.failure(error)),
@@ -115,6 +127,35 @@ impl ChatClient {
             exchange.retry_wait += wait;
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// Tell the retry hook (if any) that the request waits `wait` before trying again.
+    fn report_wait(
+        &self,
+        exchange: &Exchange<'_>,
+        error: &ApiError,
+        attempt: u32,
+        wait: Duration,
+        reason: WaitReason,
+    ) {
+        if self.on_event.is_none() {
+            return;
+        }
+        self.retry_event(RetryEvent {
+            attempt,
+            max_retries: self.settings.retry.retries,
+            status: error.status(),
+            error: error.kind(),
+            wait,
+            reason,
+            model: exchange
+                .body
+                .get("model")
+                .and_then(Value::as_str)
+                .map(|m| self.short(m))
+                .unwrap_or_default(),
+            fallback_model: None,
+        });
     }
 
     fn exchange<'a>(&self, request: Outgoing<'a>, deltas_are_final: bool) -> Exchange<'a> {
@@ -140,6 +181,7 @@ impl ChatClient {
             sent: 0,
             failures: 0,
             retry_wait: Duration::ZERO,
+            trace: request.trace,
         }
     }
 
@@ -185,19 +227,27 @@ impl ChatClient {
             exchange.sent += 1;
             let mut rate = pacing::RateHeaders::default();
             let mut emitted = false;
+            let attempt_trace = Traced::start(exchange);
             let result = {
                 let mut tracked = |piece: Piece<'_>| {
                     emitted |= matches!(piece, Piece::Text(_));
                     on_piece(piece)
                 };
-                let (body, headers) = (&exchange.body, exchange.headers);
-                self.attempt(body, headers, &mut tracked, exchange.sent, &mut rate)
+                let headers = attempt_trace.headers(exchange.headers);
+                let body = &exchange.body;
+                self.attempt(body, &headers, &mut tracked, exchange.sent, &mut rate)
                     .await
             };
             let shown = exchange.deltas_are_final && emitted;
+            attempt_trace.finish(self, exchange, &result);
             if let Some(turn) = turn
-                && self.settle(turn, &result, &rate, exchange.sent, shown)? == Settled::Requeue
+                && let Settled::Requeue(pause) =
+                    self.settle(turn, &result, &rate, exchange.sent, shown)?
             {
+                if let Err(error) = &result {
+                    let reason = WaitReason::RateLimitPause;
+                    self.report_wait(exchange, error, exchange.sent, pause, reason);
+                }
                 continue;
             }
             return Ok(Attempted { result, shown });
@@ -236,8 +286,7 @@ impl ChatClient {
                         "attempt {attempt}: HTTP 429 (rate); the batch pauses and this request waits its turn again"
                     ));
                 }
-                turn.rate_limited(rate, None);
-                Ok(Settled::Requeue)
+                Ok(Settled::Requeue(turn.rate_limited(rate, None)))
             }
             Err(ApiError::QuotaExhausted { message }) => {
                 turn.quota_exhausted(message);
@@ -260,7 +309,7 @@ impl ChatClient {
                 // (unless its text was already shown); alone, the failure is its own and goes to
                 // the retry policy, so a requeue can never loop.
                 if turn.congested(rate) && !shown {
-                    Ok(Settled::Requeue)
+                    Ok(Settled::Requeue(Duration::ZERO))
                 } else {
                     Ok(Settled::Answered)
                 }
@@ -275,6 +324,85 @@ impl ChatClient {
                 Ok(Settled::Answered)
             }
         }
+    }
+}
+
+/// One attempt's place in its trace: the `traceparent` it sends, and (when the trace is recorded)
+/// its own span, reported to the hook when the attempt ends.
+struct Traced {
+    sent: Option<TraceContext>,
+    recorded: Option<(TraceContext, SystemTime)>,
+}
+
+impl Traced {
+    fn start(exchange: &Exchange<'_>) -> Self {
+        let Some(trace) = exchange.trace else {
+            return Self {
+                sent: None,
+                recorded: None,
+            };
+        };
+        if !trace.record {
+            // Not recorded here: the caller's context is passed on as it is.
+            return Self {
+                sent: Some(trace.parent),
+                recorded: None,
+            };
+        }
+        let own = TraceContext {
+            span_id: super::new_span_id(),
+            ..trace.parent
+        };
+        Self {
+            sent: Some(own),
+            recorded: Some((trace.parent, SystemTime::now())),
+        }
+    }
+
+    /// The request's headers, with `traceparent` when there is a trace.
+    fn headers(&self, headers: &[params::ExtraHeader]) -> Vec<params::ExtraHeader> {
+        let mut all = headers.to_vec();
+        if let Some(sent) = &self.sent {
+            all.push(params::ExtraHeader {
+                name: "traceparent".to_owned(),
+                value: sent.traceparent(),
+            });
+        }
+        all
+    }
+
+    fn finish(
+        self,
+        client: &ChatClient,
+        exchange: &Exchange<'_>,
+        result: &Result<Completion, ApiError>,
+    ) {
+        let (Some((parent, start)), Some(sent)) = (self.recorded, self.sent) else {
+            return;
+        };
+        let ok = result.as_ref().ok();
+        client.attempt_event(AttemptRecord {
+            parent,
+            span_id: sent.span_id,
+            start,
+            end: SystemTime::now(),
+            attempt: exchange.sent,
+            model: exchange
+                .body
+                .get("model")
+                .and_then(Value::as_str)
+                .map(|m| client.short(m))
+                .unwrap_or_default(),
+            status: match result {
+                Ok(_) => Some(200),
+                Err(e) => e.status(),
+            },
+            error: result.as_ref().err().map(|e| (e.kind(), e.to_string())),
+            usage: ok.and_then(|c| c.usage),
+            server_model: ok.and_then(|c| c.server_model.clone()),
+            finish_reason: ok.and_then(|c| c.finish_reason.clone()),
+            response_id: ok.and_then(|c| c.response_id.clone()),
+        });
     }
 }
 

@@ -248,6 +248,34 @@ pub(crate) fn read_system_prompt_file(
     Ok(())
 }
 
+/// `--prices FILE`, read through the one path door (`paths::JobPaths`, bounded, a regular file,
+/// never one of the run's own outputs) and parsed: a file that cannot be read or prices nothing
+/// is exit 42 before anything is sent. A path on the command line is the user's own: it may lead
+/// anywhere.
+pub(crate) fn price_table(
+    cost: &crate::settings::CostSettings,
+    outputs: Vec<(&'static str, std::path::PathBuf)>,
+    ctx: &Context,
+) -> Result<Option<Arc<crate::cost::PriceTable>>, Error> {
+    let Some(file) = &cost.prices else {
+        return Ok(None);
+    };
+    let paths = crate::paths::JobPaths::new(
+        ctx.cwd.clone(),
+        crate::paths::PathRules {
+            allow_outside: true,
+            outputs,
+        },
+    );
+    let hint = "give LiteLLM's model_prices_and_context_window.json (or a file in its format); nothing was sent";
+    let text = paths
+        .read("--prices", file, crate::cost::MAX_PRICE_FILE_BYTES)
+        .map_err(|e| Error::input(e, hint))?;
+    crate::cost::PriceTable::parse(&text)
+        .map(|t| Some(Arc::new(t)))
+        .map_err(|e| Error::input(format!("--prices `{file}` {e}"), hint))
+}
+
 /// What the request flags make of every job of a job file, a local batch's and a provider
 /// batch's alike: flags beat a job file's `defaults`; a job's own fields beat both.
 pub(crate) fn job_defaults(
@@ -294,4 +322,105 @@ fn debug_config(config: &ResolvedConfig) {
         None => diag::debug(".env used: none"),
     }
     diag::debug(&format!("interactive={}", config.interactive));
+}
+
+/// End the run's (or batch's) span with how the run ended, and send the spans left, within the
+/// exporter's bounded wait.
+pub(crate) fn finish_trace(
+    tracer: &crate::otel::Tracer,
+    mut span: crate::otel::Span,
+    status: &Result<crate::exit::ExitStatus, Error>,
+    runtime: &tokio::runtime::Runtime,
+) {
+    let code = match status {
+        Ok(s) => s.code(),
+        Err(e) => {
+            span.error(e.kind(), &e.to_string());
+            e.exit_status().code()
+        }
+    };
+    span.set("qwen.exit_code", u32::from(code));
+    tracer.end(span);
+    runtime.block_on(tracer.shutdown());
+}
+
+/// The client's one event hook, made of several (stream-json's retry messages, a batch's
+/// tally, the trace's attempt spans); `None` when there are none.
+pub(crate) fn one_hook(hooks: Vec<crate::client::OnEvent>) -> Option<crate::client::OnEvent> {
+    match hooks.len() {
+        0 => None,
+        1 => hooks.into_iter().next(),
+        _ => Some(Arc::new(move |event: &crate::client::ClientEvent| {
+            for hook in &hooks {
+                hook(event);
+            }
+        })),
+    }
+}
+
+/// What a job's span says of its answer: the `GenAI` response attributes, what it cost, how many
+/// attempts and which models it took; with content capture on, the prompt and the answer.
+pub(crate) fn trace_answer(
+    span: &mut crate::otel::Span,
+    answer: &crate::ask::Answer,
+    body: &Value,
+    capture: bool,
+) {
+    let c = &answer.completion;
+    span.rename(format!("chat {}", answer.model));
+    if let Some(model) = &c.server_model {
+        span.set("gen_ai.response.model", model.clone());
+    }
+    if let Some(id) = &c.response_id {
+        span.set("gen_ai.response.id", id.clone());
+    }
+    if let Some(reason) = &c.finish_reason {
+        span.set("gen_ai.response.finish_reasons", vec![reason.clone()]);
+    }
+    if let Some(u) = c.usage {
+        span.set("gen_ai.usage.input_tokens", u.input_tokens);
+        span.set("gen_ai.usage.output_tokens", u.output_tokens);
+    }
+    let extras = crate::ask::answer_extras(answer);
+    trace_extras(span, c.attempts, &extras);
+    if capture {
+        if let Some(messages) = body.get("messages") {
+            span.set(
+                "gen_ai.input.messages",
+                crate::otel::captured(&messages.to_string()),
+            );
+        }
+        let output = serde_json::json!([{"role": "assistant",
+            "parts": [{"type": "text", "content": crate::otel::captured(&c.text)}],
+            "finish_reason": c.finish_reason}]);
+        span.set("gen_ai.output.messages", output.to_string());
+    }
+}
+
+/// What a job's span says of its failure: `error.type`, the message, and what it spent.
+pub(crate) fn trace_failure(
+    span: &mut crate::otel::Span,
+    kind: &str,
+    message: &str,
+    attempts: u32,
+    extras: &crate::output::Extras,
+) {
+    span.error(kind, message);
+    trace_extras(span, attempts, extras);
+}
+
+fn trace_extras(span: &mut crate::otel::Span, attempts: u32, extras: &crate::output::Extras) {
+    span.set("qwen.attempts", attempts);
+    span.set("qwen.retry_wait_ms", extras.retry_wait_ms);
+    if !extras.fallback_from.is_empty() {
+        span.set("qwen.fallback_from", extras.fallback_from.clone());
+    }
+    if let (Some(usd), Some(source)) = (extras.cost.usd, extras.cost.source) {
+        span.set("qwen.cost_usd", usd);
+        let source = serde_json::to_value(source)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        span.set("qwen.cost_source", source);
+    }
 }

@@ -6,16 +6,21 @@ use serde_json::{Map, Value, json};
 
 use std::sync::Arc;
 
-use super::{extra_body, load_config, refuse_same_files, structured_options};
+use super::{
+    extra_body, finish_trace, load_config, one_hook, price_table, refuse_same_files,
+    structured_options, trace_answer, trace_failure,
+};
 use crate::ask::{self, Answer, AskError, Request};
 use crate::auth::{self, session};
-use crate::client::{ApiError, ChatClient, Piece};
+use crate::client::{ApiError, ChatClient, Piece, RequestTrace};
 use crate::config::Source;
 use crate::config::resolve::DEFAULT_MODEL;
 use crate::context::Context;
+use crate::cost::{self, PriceTable};
 use crate::diag;
 use crate::error::Error;
 use crate::exit::ExitStatus;
+use crate::otel::{Server, Span, Tracing};
 use crate::output::{Extras, RunMeta, RunOutput, github};
 use crate::paths::Workspace;
 use crate::prompt::{InputSpec, read_prompt};
@@ -38,6 +43,10 @@ struct Prepared {
     session: Option<Session>,
     /// The prompt's text as sent (what a session records).
     prompt: Option<String>,
+    /// `--prices`.
+    prices: Option<Arc<PriceTable>>,
+    /// Where the API is, for the trace.
+    server: Server,
 }
 
 /// What a run sends: from a `.prompt.yml` prompt file, or a prompt text (arguments, stdin, or a
@@ -77,6 +86,12 @@ fn prepare(
     refuse_same_files_of(args, ctx).map_err(|e| (e, None))?;
     let mut schema = structured_options(&args.request, ctx).map_err(|e| (e, None))?;
     let extra = extra_body(&args.request, ctx).map_err(|e| (e, None))?;
+    let outputs = args
+        .result_file
+        .iter()
+        .map(|f| ("--result-file", ctx.cwd.join(f)))
+        .collect();
+    let prices = price_table(&args.cost, outputs, ctx).map_err(|e| (e, None))?;
     let vars = args
         .vars
         .iter()
@@ -116,6 +131,8 @@ fn prepare(
         schema,
         session: conversation,
         prompt,
+        prices,
+        server: Server::of(&config.base_url.value),
     })
 }
 
@@ -152,6 +169,7 @@ fn refuse_same_files_of(args: &RunSettings, ctx: &Context) -> Result<(), Error> 
         ("--result-file", args.result_file.as_deref()),
         ("--prompt-file", args.prompt_file.as_deref()),
         ("--extra-body", args.request.extra_body_file()),
+        ("--prices", args.cost.prices.as_deref()),
     ];
     files.extend(args.vars.iter().map(|v| {
         let path = v
@@ -315,6 +333,10 @@ pub(crate) fn command(
     runtime: &tokio::runtime::Runtime,
     started: Instant,
 ) -> Result<ExitStatus, Error> {
+    // OpenTelemetry: the run's span, a child of the CI's `TRACEPARENT` when there is one.
+    let tracing = Tracing::from_env(&ctx.env);
+    let tracer = tracing.tracer().cloned();
+    let run_span = tracer.as_ref().map(|t| t.root("qwen"));
     let mut prepared = prepare(args, ctx, runtime);
     let model = match &prepared {
         Ok(p) => p.model.clone(),
@@ -337,7 +359,6 @@ pub(crate) fn command(
     };
     // The answer is data on stdout, byte for byte; its copy in the step summary is server text
     // like any other and goes through the sanitiser (the summary is not masked by the runner).
-    let summary_client = prepared.as_ref().ok().map(|p| p.client.clone());
     let mut out = RunOutput::new(
         args.format,
         args.partial,
@@ -345,6 +366,34 @@ pub(crate) fn command(
         started,
         args.show_reasoning,
     );
+    // stream-json and json say each wait before another try (`api_retry` messages); the trace
+    // records each attempt.
+    let hooks = [
+        out.retry_hook(),
+        tracer
+            .as_ref()
+            .map(|t| Arc::new(t.attempt_hook()) as crate::client::OnEvent),
+    ];
+    let prepared = match (prepared, one_hook(hooks.into_iter().flatten().collect())) {
+        (Ok(mut p), Some(hook)) => {
+            p.client = p.client.with_on_event(hook);
+            Ok(p)
+        }
+        (other, _) => other,
+    };
+    let job_span = match (&tracer, &run_span, &prepared) {
+        (Some(t), Some(run), Ok(p)) => {
+            t.set_server(p.server.clone());
+            Some(t.chat(run.context(), &p.model))
+        }
+        _ => None,
+    };
+    let trace = tracing.request(job_span.as_ref().map(Span::context));
+    let captured_body = match (&tracer, &prepared) {
+        (Some(t), Ok(p)) if t.captures_content() => Some(p.body.clone()),
+        _ => None,
+    };
+    let summary_client = prepared.as_ref().ok().map(|p| p.client.clone());
     if let Some(client) = &summary_client {
         let client = client.clone();
         out.set_stderr_cleaner(Box::new(move |text| client.sanitized_block(text)));
@@ -359,7 +408,7 @@ pub(crate) fn command(
         };
     }
     let outcome = match prepared {
-        Ok(prepared) => send(prepared, args, &mut out, runtime, started),
+        Ok(prepared) => send(prepared, args, &mut out, runtime, (started, trace)),
         Err((err, _)) => Err(err.into()),
     };
     let outcome = keep(outcome, args, ctx, conversation.as_mut(), sent_prompt);
@@ -368,8 +417,39 @@ pub(crate) fn command(
         client: summary_client,
         model,
         elapsed_ms: started.elapsed().as_millis(),
+        max_budget_usd: args.cost.max_budget_usd,
     };
-    report(outcome, &mut out, &summary)
+    if let (Some(tracer), Some(mut span)) = (&tracer, job_span) {
+        trace_outcome(&mut span, &outcome, captured_body.as_ref());
+        tracer.end(span);
+    }
+    let status = report(outcome, &mut out, &summary);
+    if let (Some(tracer), Some(span)) = (&tracer, run_span) {
+        finish_trace(tracer, span, &status, runtime);
+    }
+    status
+}
+
+/// What the job's span says of how the run's exchange ended.
+fn trace_outcome(
+    span: &mut Span,
+    outcome: &Result<Option<Answer>, RunFailure>,
+    captured_body: Option<&Value>,
+) {
+    match outcome {
+        Ok(Some(answer)) => {
+            let body = captured_body.unwrap_or(&Value::Null);
+            trace_answer(span, answer, body, captured_body.is_some());
+        }
+        Err(f) => trace_failure(
+            span,
+            f.error.kind(),
+            &f.error.to_string(),
+            f.attempts,
+            &f.extras,
+        ),
+        Ok(None) => {}
+    }
 }
 
 /// What a whole answer leaves behind, before the success is reported: the `--result-file`
@@ -415,6 +495,8 @@ struct Summary {
     client: Option<ChatClient>,
     model: String,
     elapsed_ms: u128,
+    /// `--max-budget-usd`, checked once the answer's cost is known.
+    max_budget_usd: Option<f64>,
 }
 
 /// Write the run's last message and its step summary, and give its exit status.
@@ -428,6 +510,7 @@ fn report(
         client: summary_client,
         model,
         elapsed_ms,
+        max_budget_usd,
     } = summary;
     let (model, elapsed_ms) = (model.as_str(), *elapsed_ms);
     match outcome {
@@ -445,11 +528,15 @@ fn report(
                 let md = github::single_run_summary_with(
                     model,
                     completion.usage,
+                    answer.cost,
                     elapsed_ms,
                     Ok(&completion.text),
                     &clean,
                 );
                 append_step_summary(path, &md);
+            }
+            if let Some(limit) = max_budget_usd {
+                spent_within(*limit, &answer)?;
             }
             Ok(ExitStatus::Success)
         }
@@ -462,7 +549,13 @@ fn report(
             );
             if let Some(path) = summary_path {
                 let message = failure.error.to_string();
-                let md = github::single_run_summary(model, None, elapsed_ms, Err(&message));
+                let md = github::single_run_summary(
+                    model,
+                    None,
+                    failure.extras.cost,
+                    elapsed_ms,
+                    Err(&message),
+                );
                 append_step_summary(path, &md);
             }
             Err(failure.error)
@@ -470,15 +563,65 @@ fn report(
     }
 }
 
+/// `--max-budget-usd` after the answer: its cost must be known (else the budget cannot be kept:
+/// a usage error, exit 2) and within the limit (else exit 55). The answer itself was written.
+fn spent_within(limit: f64, answer: &Answer) -> Result<(), Error> {
+    match answer.cost.usd {
+        None => Err(Error::usage(
+            format!(
+                "--max-budget-usd: the cost of the answer of `{}` is unknown (the server reported none, and no --prices entry names the model)",
+                answer.model
+            ),
+            Some(
+                "give --prices FILE (LiteLLM's model_prices_and_context_window.json) with the model, or drop --max-budget-usd",
+            ),
+        )),
+        Some(usd) if usd > limit => Err(Error::Budget {
+            message: format!("the answer cost ${usd:.6}, more than --max-budget-usd (${limit})"),
+            hint: Some("raise --max-budget-usd, or ask for less (--max-tokens)".to_owned()),
+        }),
+        Some(_) => Ok(()),
+    }
+}
+
+/// `--max-budget-usd` before sending: with a price for the model and a token limit, the most the
+/// request could cost must be within the limit (exit 55, nothing sent).
+fn affordable(
+    limit: f64,
+    body: &Value,
+    model: &str,
+    prices: Option<&PriceTable>,
+) -> Result<(), Error> {
+    let Some(worst) = prices
+        .and_then(|t| t.get(model))
+        .and_then(|p| cost::request_estimate(p, body))
+    else {
+        return Ok(());
+    };
+    if worst > limit {
+        return Err(Error::Budget {
+            message: format!(
+                "the request could cost up to ${worst:.6} (prompt and --max-tokens at the --prices of `{model}`), more than --max-budget-usd (${limit}); nothing was sent"
+            ),
+            hint: Some("raise --max-budget-usd, or lower --max-tokens".to_owned()),
+        });
+    }
+    Ok(())
+}
+
 /// Send the prompt, streaming the answer into `out` (with a schema, nothing is streamed: an
 /// answer that may still be refused is never shown). `Ok(None)`: stdout was closed on the way, a
 /// quiet end.
+#[allow(
+    clippy::result_large_err,
+    reason = "one run's one failure, moved once to be reported"
+)]
 fn send(
     prepared: Prepared,
     args: &RunSettings,
     out: &mut RunOutput,
     runtime: &tokio::runtime::Runtime,
-    started: Instant,
+    (started, trace): (Instant, Option<RequestTrace>),
 ) -> Result<Option<Answer>, RunFailure> {
     // `--max-wall-time` bounds the whole run (counted from its start), however slowly a server trickles.
     let limit = args.max_wall_time;
@@ -488,8 +631,13 @@ fn send(
         model,
         body,
         schema,
+        prices,
+        server: _,
         ..
     } = prepared;
+    if let Some(limit) = args.cost.max_budget_usd {
+        affordable(limit, &body, &model, prices.as_deref())?;
+    }
     let deltas_are_final = out.deltas_are_final() && schema.is_none();
     let mode = SharedMode::default();
     let request = Request {
@@ -500,6 +648,8 @@ fn send(
         mode: &mode,
         headers: Vec::new(),
         own_token_limit: true,
+        prices: prices.as_deref(),
+        trace,
     };
     // The client turns any write error of a piece into `OutputClosed`; this keeps the ones that
     // are not a closed pipe, which fail the run.

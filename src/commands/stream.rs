@@ -252,6 +252,9 @@ impl Conversation<'_> {
             mode: &mode,
             headers: Vec::new(),
             own_token_limit: true,
+            // The SDK's conversations carry no price table and no trace (see README).
+            prices: None,
+            trace: None,
         };
         let outcome = {
             let mut on_delta = |piece: Piece<'_>| out.delta(piece);

@@ -38,6 +38,23 @@ pub(crate) const BROWSER: &str = "BROWSER";
 pub(crate) const DISPLAY: &str = "DISPLAY";
 pub(crate) const WAYLAND_DISPLAY: &str = "WAYLAND_DISPLAY";
 
+/// OpenTelemetry export (`otel`): where spans go, with which headers, in which encoding.
+pub(crate) const OTEL_EXPORTER_OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+pub(crate) const OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+pub(crate) const OTEL_EXPORTER_OTLP_HEADERS: &str = "OTEL_EXPORTER_OTLP_HEADERS";
+pub(crate) const OTEL_EXPORTER_OTLP_TRACES_HEADERS: &str = "OTEL_EXPORTER_OTLP_TRACES_HEADERS";
+pub(crate) const OTEL_EXPORTER_OTLP_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
+pub(crate) const OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
+pub(crate) const OTEL_EXPORTER_OTLP_TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
+pub(crate) const OTEL_SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
+pub(crate) const OTEL_SDK_DISABLED: &str = "OTEL_SDK_DISABLED";
+pub(crate) const OTEL_TRACES_EXPORTER: &str = "OTEL_TRACES_EXPORTER";
+/// Prompts and answers go into spans only when this is true (the `GenAI` semantic conventions' switch).
+pub(crate) const OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT: &str =
+    "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT";
+/// The W3C trace context a CI tracing action hands its steps: the run becomes its child.
+pub(crate) const TRACEPARENT: &str = "TRACEPARENT";
+
 /// What one variable looks like in the environment. An empty value counts as unset for
 /// every rule, but we remember it so that error messages can say "set but empty".
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use super::schema::JobFailure;
 use crate::client::Usage;
 use crate::config::env::{EnvSnapshot, GITHUB_ACTIONS, GITHUB_STEP_SUMMARY};
+use crate::cost::{Cost, CostSource, CostTotal};
 use crate::sanitize::{first_chars, prefix_bytes};
 
 /// At most this many failed jobs are listed in a batch summary; the rest are counted.
@@ -115,10 +116,26 @@ fn fence_for(text: &str) -> String {
 pub(crate) fn single_run_summary(
     model: &str,
     usage: Option<Usage>,
+    cost: Cost,
     duration_ms: u128,
     outcome: Result<&str, &str>,
 ) -> String {
-    single_run_summary_with(model, usage, duration_ms, outcome, &str::to_owned)
+    single_run_summary_with(model, usage, cost, duration_ms, outcome, &str::to_owned)
+}
+
+/// `$0.001234 (provider)`, or `unknown`: never `$0` for a cost nobody reported.
+pub(crate) fn cost_text(usd: Option<f64>, source: Option<CostSource>) -> String {
+    match (usd, source) {
+        (Some(usd), Some(source)) => {
+            let from = match source {
+                CostSource::Provider => "reported by the provider",
+                CostSource::PriceTable => "from --prices",
+                CostSource::Mixed => "provider and --prices",
+            };
+            format!("${usd:.6} ({from})")
+        }
+        _ => "unknown".to_owned(),
+    }
 }
 
 /// `single_run_summary`, with `clean` applied to the part of the answer or error that is shown
@@ -126,6 +143,7 @@ pub(crate) fn single_run_summary(
 pub(crate) fn single_run_summary_with(
     model: &str,
     usage: Option<Usage>,
+    cost: Cost,
     duration_ms: u128,
     outcome: Result<&str, &str>,
     clean: &dyn Fn(&str) -> String,
@@ -148,6 +166,7 @@ pub(crate) fn single_run_summary_with(
     md.push_str("| | |\n|---|---|\n");
     let _ = writeln!(md, "| model | {} |", cell(model));
     let _ = writeln!(md, "| tokens | {tokens} |");
+    let _ = writeln!(md, "| cost | {} |", cost_text(cost.usd, cost.source));
     let _ = writeln!(md, "| duration | {} |", human_duration(duration_ms));
     let _ = writeln!(md, "| status | {status} |\n");
 
@@ -187,6 +206,10 @@ pub(crate) struct BatchSummaryView<'a> {
     pub(crate) rate_limited: u64,
     /// `(job id, error type, message)` for each failed job, in any order.
     pub(crate) failures: &'a [JobFailure],
+    /// What the jobs cost.
+    pub(crate) cost: CostTotal,
+    /// Time spent waiting on rate limits (paused by the server's 429s).
+    pub(crate) rate_limit_wait_ms: u64,
 }
 
 /// The Markdown summary of a batch: counts, throughput, and a table of failures (capped).
@@ -217,6 +240,22 @@ pub(crate) fn batch_summary(view: &BatchSummaryView) -> String {
         view.requests_per_sec,
         view.rate_limited
     );
+    let mut cost = cost_text(view.cost.usd, view.cost.source);
+    if view.cost.unknown > 0 && view.cost.usd.is_some() {
+        let _ = write!(
+            cost,
+            ", not counting {} jobs of unknown cost",
+            view.cost.unknown
+        );
+    }
+    let _ = writeln!(md, "\nCost: {cost}.");
+    if view.rate_limit_wait_ms > 0 {
+        let _ = writeln!(
+            md,
+            "Waited {} on rate limits.",
+            human_duration(u128::from(view.rate_limit_wait_ms))
+        );
+    }
     if view.failures.is_empty() {
         return md;
     }
@@ -393,7 +432,17 @@ mod tests {
             reasoning_tokens: None,
             ..Usage::default()
         };
-        let md = single_run_summary("gpt-4o", Some(usage), 435, Ok("Hello world"));
+        let md = single_run_summary(
+            "gpt-4o",
+            Some(usage),
+            Cost::known(0.0125, CostSource::Provider),
+            435,
+            Ok("Hello world"),
+        );
+        assert!(
+            md.contains("| cost | $0.012500 (reported by the provider) |"),
+            "{md}"
+        );
         assert!(md.starts_with("### qwen: success\n"), "{md}");
         assert!(md.contains("| model | gpt-4o |"), "{md}");
         assert!(md.contains("| tokens | 12 in / 2 out / 14 total |"), "{md}");
@@ -408,7 +457,13 @@ mod tests {
 
     #[test]
     fn single_run_failure_summary_shows_the_error_and_unknown_tokens() {
-        let md = single_run_summary("m|x", None, 2500, Err("HTTP 429: slow down"));
+        let md = single_run_summary(
+            "m|x",
+            None,
+            Cost::default(),
+            2500,
+            Err("HTTP 429: slow down"),
+        );
         assert!(md.starts_with("### qwen: failed\n"), "{md}");
         assert!(md.contains("| model | m&#124;x |"), "{md}");
         assert!(md.contains("| tokens | unknown |"), "{md}");
@@ -420,14 +475,14 @@ mod tests {
     #[test]
     fn single_run_answer_with_fences_stays_inside_its_block() {
         let answer = "Here:\n```rust\nfn main() {}\n```\nDone.";
-        let md = single_run_summary("m", None, 1, Ok(answer));
+        let md = single_run_summary("m", None, Cost::default(), 1, Ok(answer));
         assert!(md.contains(&format!("````text\n{answer}\n````\n")), "{md}");
     }
 
     #[test]
     fn single_run_long_answer_is_cut_for_the_summary() {
         let answer = "é".repeat(MAX_SUMMARY_ANSWER_BYTES); // two bytes each
-        let md = single_run_summary("m", None, 1, Ok(&answer));
+        let md = single_run_summary("m", None, Cost::default(), 1, Ok(&answer));
         assert!(md.len() < MAX_SUMMARY_ANSWER_BYTES + 1024, "{}", md.len());
         assert!(md.contains(&format!("Cut here: {MAX_SUMMARY_ANSWER_BYTES} more bytes")));
     }
@@ -454,6 +509,8 @@ mod tests {
             requests_per_sec: 8.1234,
             rate_limited: 3,
             failures,
+            cost: CostTotal::default(),
+            rate_limit_wait_ms: 0,
         }
     }
 

@@ -9,16 +9,19 @@ pub(crate) mod github;
 pub(crate) mod schema;
 
 use std::io::{self, Write};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::client::{Completion, Piece};
+use crate::client::{ClientEvent, Completion, OnEvent, Piece, RetryEvent};
+use crate::cost::Cost;
 use crate::error::Error;
 use schema::{
-    AssistantBody, AssistantMessage, ContentBlock, Delta, ErrorInfo, InitMessage, MessageUsage,
-    ResultMessage, Stats, StreamEvent, StreamEventMessage, StreamMessageStart, UsageJson,
+    ApiRetryMessage, AssistantBody, AssistantMessage, ContentBlock, Delta, ErrorInfo, InitMessage,
+    MessageUsage, ResultMessage, Stats, StreamEvent, StreamEventMessage, StreamMessageStart,
+    UsageJson,
 };
 
 /// Write a whole piece of data to stdout and flush it. An `Err` is either a closed stdout (`| head`,
@@ -85,6 +88,8 @@ pub(crate) struct Extras {
     pub(crate) adjusted: Vec<String>,
     /// Time slept before retries (`retry_wait_ms`).
     pub(crate) retry_wait_ms: u64,
+    /// What the answers cost (`total_cost_usd`, `cost_source`).
+    pub(crate) cost: Cost,
 }
 
 impl Extras {
@@ -99,6 +104,8 @@ impl Extras {
         message.response_format.clone_from(&self.response_format);
         message.adjusted.clone_from(&self.adjusted);
         message.retry_wait_ms = self.retry_wait_ms;
+        message.total_cost_usd = self.cost.usd;
+        message.cost_source = self.cost.source;
         if let Some(turns) = self.num_turns {
             message.num_turns = turns;
         }
@@ -164,6 +171,8 @@ pub(crate) fn result_message(
             Outcome::Success(c) => c.finish_reason.clone(),
             Outcome::Failure { .. } => None,
         },
+        total_cost_usd: None,
+        cost_source: None,
         structured_result: None,
         fallback_from: Vec::new(),
         response_format: None,
@@ -210,6 +219,8 @@ pub(crate) struct RunOutput {
     stderr_cleaner: Option<Cleaner>,
     /// With partial messages: what has been streamed so far.
     streamed: Streamed,
+    /// `-o json`: retry messages heard by the client's hook, put in order at the next message.
+    pending: Arc<Mutex<Vec<Value>>>,
     thinking_id: String,
 }
 
@@ -252,6 +263,7 @@ impl RunOutput {
             reasoning_line: show_reasoning.then(String::new),
             stderr_cleaner: None,
             streamed: Streamed::default(),
+            pending: Arc::default(),
             thinking_id: uuid::Uuid::new_v4().to_string(),
         }
     }
@@ -265,10 +277,60 @@ impl RunOutput {
         }
     }
 
+    /// The client's retry hook for this output: in stream-json an `api_retry` system message is
+    /// written at once (before the wait); in json it joins the array in order; text shows none
+    /// (`--debug` says it on stderr). A write that fails here is found by the next message.
+    pub(crate) fn retry_hook(&self) -> Option<OnEvent> {
+        let session_id = self.meta.session_id.clone();
+        let message = move |e: &RetryEvent| ApiRetryMessage {
+            kind: "system".to_owned(),
+            subtype: "api_retry".to_owned(),
+            uuid: uuid::Uuid::new_v4().to_string(),
+            session_id: session_id.clone(),
+            attempt: e.attempt,
+            max_retries: e.max_retries,
+            retry_delay_ms: u64::try_from(e.wait.as_millis()).unwrap_or(u64::MAX),
+            error_status: e.status,
+            error: e.error.to_owned(),
+            reason: e.reason.as_str().to_owned(),
+            model: e.model.clone(),
+            fallback_model: e.fallback_model.clone(),
+        };
+        match self.format {
+            Format::Text => None,
+            Format::StreamJson => Some(Arc::new(move |e: &ClientEvent| {
+                let ClientEvent::Retry(e) = e else { return };
+                if let Ok(mut line) = serde_json::to_vec(&message(e)) {
+                    line.push(b'\n');
+                    let _ = write_stdout(&line);
+                }
+            })),
+            Format::Json => {
+                let pending = Arc::clone(&self.pending);
+                Some(Arc::new(move |e: &ClientEvent| {
+                    let ClientEvent::Retry(e) = e else { return };
+                    if let Ok(value) = serde_json::to_value(message(e)) {
+                        pending
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .push(value);
+                    }
+                }))
+            }
+        }
+    }
+
     fn emit(&mut self, message: &impl Serialize) -> io::Result<()> {
         match self.format {
             Format::Text => Ok(()),
             Format::Json => {
+                let heard = std::mem::take(
+                    &mut *self
+                        .pending
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner),
+                );
+                self.collected.extend(heard);
                 self.collected
                     .push(serde_json::to_value(message).map_err(io::Error::other)?);
                 Ok(())

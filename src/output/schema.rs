@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::client::Usage;
 use crate::config::Source;
+use crate::cost::CostSource;
 
 /// `usage` as results show it: numbers, or nulls when the server sent none. The field order is
 /// Qwen Code 0.24.4's (`BaseJsonOutputAdapter.createUsage`: `input_tokens`, `output_tokens`,
@@ -195,6 +196,32 @@ impl Stats {
     }
 }
 
+/// `{"type":"system","subtype":"api_retry",...}`: qwen waits before trying again. The shape of
+/// Claude Code's stream-json retry notice (its Agent SDK's `SDKAPIRetryMessage`: `attempt`,
+/// `max_retries`, `retry_delay_ms`, `error_status`, `error`), with why qwen waits (`reason`:
+/// `server_hint`, `backoff`, `rate_limit_pause`, `fallback`), the model, and the next model of a
+/// fallback.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ApiRetryMessage {
+    #[serde(rename = "type")]
+    pub(crate) kind: String,
+    pub(crate) subtype: String,
+    pub(crate) uuid: String,
+    pub(crate) session_id: String,
+    /// The attempt that failed (1-based).
+    pub(crate) attempt: u32,
+    pub(crate) max_retries: u32,
+    pub(crate) retry_delay_ms: u64,
+    /// The HTTP status, `null` without one (a network failure, a cut stream).
+    pub(crate) error_status: Option<u16>,
+    /// The failure's `error.type`.
+    pub(crate) error: String,
+    pub(crate) reason: String,
+    pub(crate) model: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) fallback_model: Option<String>,
+}
+
 /// `{"type":"system","subtype":"init",...}`: the first message of a run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct InitMessage {
@@ -300,6 +327,13 @@ pub(crate) struct ResultMessage {
     /// The server's `finish_reason` for the answer (`stop`, `length`), when it sent one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) finish_reason: Option<String>,
+    /// What the run (or the job) cost in US dollars; `null` when unknown, never `0` for that.
+    #[serde(default)]
+    pub(crate) total_cost_usd: Option<f64>,
+    /// Where `total_cost_usd` came from: `provider` (the server's own figure) or `price_table`
+    /// (`--prices`); `null` when the cost is unknown.
+    #[serde(default)]
+    pub(crate) cost_source: Option<CostSource>,
     /// `--json-schema`: the validated value (`result` holds its JSON text).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) structured_result: Option<Value>,
@@ -614,6 +648,8 @@ mod tests {
             attempts: 1,
             retry_wait_ms: 0,
             finish_reason: None,
+            total_cost_usd: None,
+            cost_source: None,
             structured_result: None,
             fallback_from: Vec::new(),
             response_format: None,
@@ -624,7 +660,7 @@ mod tests {
         let ok = serde_json::to_string(&m).unwrap();
         assert_eq!(
             ok,
-            r#"{"type":"result","subtype":"success","uuid":"u","session_id":"s","is_error":false,"duration_ms":1,"duration_api_ms":1,"num_turns":1,"result":"hi","usage":{"input_tokens":null,"output_tokens":null,"cache_read_input_tokens":null,"total_tokens":null},"permission_denials":[],"model":"m","attempts":1,"retry_wait_ms":0}"#
+            r#"{"type":"result","subtype":"success","uuid":"u","session_id":"s","is_error":false,"duration_ms":1,"duration_api_ms":1,"num_turns":1,"result":"hi","usage":{"input_tokens":null,"output_tokens":null,"cache_read_input_tokens":null,"total_tokens":null},"permission_denials":[],"model":"m","attempts":1,"retry_wait_ms":0,"total_cost_usd":null,"cost_source":null}"#
         );
         m.result = None;
         m.is_error = true;

@@ -223,7 +223,10 @@ async fn a_stream_cut_after_text_is_retried_in_json_mode_and_the_partial_text_dr
         .args(["--retry-base-delay", "0", "--json", "hi"]));
     r.code(0).stderr_empty();
     let messages = r.json();
-    assert_eq!(messages[1]["message"]["content"][0]["text"], "ok");
+    // The wait before the retry is said (`api_retry`), then the answer of the second attempt.
+    assert_eq!(messages[1]["subtype"], "api_retry");
+    assert_eq!(messages[1]["error"], "stream_cut");
+    assert_eq!(messages[2]["message"]["content"][0]["text"], "ok");
     let result = r.result();
     assert_eq!(result["result"], "ok");
     assert_eq!(result["attempts"], 2);

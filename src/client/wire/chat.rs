@@ -63,6 +63,8 @@ pub(crate) fn whole(value: &Value, limit: usize) -> Result<Completion, ApiError>
         refusal: text_of(message.and_then(|m| m.get("refusal"))).unwrap_or_default(),
         structured: has_structured_content(message),
         usage: value.get("usage").and_then(Usage::from_openai),
+        // OpenRouter's `usage.cost` (and LiteLLM's, when it adds one): the provider's own price.
+        provider_cost: value.get("usage").and_then(super::super::usage_cost),
         finish_reason: text_of(choice.get("finish_reason")),
         response_id: text_of(value.get("id")),
         server_model: text_of(value.get("model")),
@@ -80,6 +82,9 @@ fn apply_chunk(chunk: &Value, out: &mut Out<'_, '_, '_>) -> Result<(), ApiError>
             .and_then(Value::as_str)
             .map(str::to_owned);
         completion.created = chunk.get("created").and_then(Value::as_u64);
+    }
+    if let Some(cost) = chunk.get("usage").and_then(super::super::usage_cost) {
+        completion.provider_cost = Some(cost);
     }
     if let Some(usage) = chunk.get("usage").and_then(Usage::from_openai) {
         completion.usage = Some(usage);

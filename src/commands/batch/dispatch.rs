@@ -14,9 +14,13 @@ use std::sync::Arc;
 use crate::ask::{self, Answer, AskError, AskFailure, Request};
 use crate::auth::session::OauthSession;
 use crate::budget::TokenBudget;
+use crate::client::TraceContext;
 use crate::client::{ApiError, ChatClient, Pacers};
+use crate::commands::{trace_answer, trace_failure};
+use crate::cost::{Cost, CostBudget, Gate, PriceTable};
 use crate::diag;
 use crate::job::Job;
+use crate::otel::{Span, Tracing};
 use crate::progress::Progress;
 use crate::schema::SharedMode;
 use crate::signals::{Listener, Signal};
@@ -57,6 +61,15 @@ impl JobOutcome {
         }
     }
 
+    /// What the job cost, answered or refused, when known.
+    pub(crate) fn cost(&self) -> Cost {
+        match &self.result {
+            Some(Ok(a)) => a.cost,
+            Some(Err(f)) => f.cost,
+            None => Cost::default(),
+        }
+    }
+
     /// The tokens the job reported, answered or refused (a schema failure's answers count too).
     pub(crate) fn usage(&self) -> Option<crate::client::Usage> {
         match &self.result {
@@ -74,6 +87,11 @@ pub(crate) enum Stop {
     WallTime,
     /// `--max-total-tokens` reached: no new job was dispatched.
     TokenBudget,
+    /// `--max-budget-usd`: the next job could have gone over it; no new job was dispatched.
+    CostBudget,
+    /// `--max-budget-usd` without a cost for an answer (the server reported none, `--prices`
+    /// has no entry for the model): the budget cannot be kept; a usage error.
+    CostUnknown(String),
     /// The server refused for longer than `--max-rate-limit-wait`: exit 75, resumable.
     RateLimited(Duration),
     /// The account is out of quota (billing): every job would fail the same way; exit 1.
@@ -96,12 +114,19 @@ pub(crate) struct Limits {
     pub(crate) shutdown_grace: Duration,
     pub(crate) max_total_tokens: Option<u64>,
     pub(crate) max_rate_limit_wait: Duration,
+    pub(crate) max_budget_usd: Option<f64>,
 }
 
 /// What every job of the run shares: the `response_format` degradation and the repair-turn limit.
+#[derive(Clone)]
 pub(crate) struct Shared {
     pub(crate) mode: Arc<SharedMode>,
     pub(crate) schema_retries: u32,
+    /// `--prices`.
+    pub(crate) prices: Option<Arc<PriceTable>>,
+    /// OpenTelemetry, and the batch's span that every job's span goes under.
+    pub(crate) tracing: Tracing,
+    pub(crate) batch_span: Option<TraceContext>,
 }
 
 pub(crate) struct Dispatcher<'a> {
@@ -111,6 +136,10 @@ pub(crate) struct Dispatcher<'a> {
     shared: Shared,
     budget: TokenBudget,
     budget_hit: bool,
+    cost_budget: CostBudget,
+    cost_budget_hit: bool,
+    /// A job taken from the file while the cost budget waited for a first price: it goes next.
+    held: Option<Job>,
     progress: &'a Progress,
     oauth: Option<&'a mut OauthSession>,
     set: JoinSet<JobOutcome>,
@@ -144,6 +173,9 @@ impl<'a> Dispatcher<'a> {
             pacers,
             budget: TokenBudget::new(limits.max_total_tokens),
             budget_hit: false,
+            cost_budget: CostBudget::new(limits.max_budget_usd),
+            cost_budget_hit: false,
+            held: None,
             limits,
             shared,
             progress,
@@ -191,6 +223,9 @@ impl<'a> Dispatcher<'a> {
         if self.stop.is_none() && self.budget_hit {
             self.stop = Some(Stop::TokenBudget);
         }
+        if self.stop.is_none() && self.cost_budget_hit {
+            self.stop = Some(Stop::CostBudget);
+        }
         self.stop
     }
 
@@ -204,7 +239,11 @@ impl<'a> Dispatcher<'a> {
     /// Start jobs until `concurrency` are in flight or there are no more.
     async fn fill(&mut self, next_job: &mut NextJob<'_>, on_done: &mut OnDone<'_>) {
         while self.dispatching && self.set.len() < self.limits.concurrency {
-            match next_job() {
+            let next = match self.held.take() {
+                Some(job) => Some(Ok(job)),
+                None => next_job(),
+            };
+            match next {
                 None => self.dispatching = false,
                 Some(_) if self.budget.exhausted() => self.on_budget_spent(),
                 Some(Err((meta, reason))) => {
@@ -212,8 +251,60 @@ impl<'a> Dispatcher<'a> {
                         self.halt(why);
                     }
                 }
-                Some(Ok(job)) => self.spawn(job).await,
+                Some(Ok(job)) => match self.cost_gate(&job) {
+                    Gate::Go => self.spawn(job).await,
+                    Gate::Wait => {
+                        self.held = Some(job);
+                        return;
+                    }
+                    Gate::Spent => self.on_cost_budget_spent(),
+                },
             }
+        }
+    }
+
+    /// Whether `--max-budget-usd` lets `job` start now (see [`CostBudget::gate`]); the job's own
+    /// worst case from `--prices` counts when the table prices its model and it has a token limit.
+    fn cost_gate(&self, job: &Job) -> Gate {
+        if self.cost_budget.limit().is_none() {
+            return Gate::Go;
+        }
+        let estimate = self
+            .shared
+            .prices
+            .as_deref()
+            .and_then(|t| t.get(&job.model))
+            .and_then(|p| crate::cost::request_estimate(p, &job.body));
+        self.cost_budget.gate(self.set.len(), estimate)
+    }
+
+    /// `--max-budget-usd` could be exceeded by the next job: it stays without a line
+    /// (`--resume` runs it later), and no new job starts.
+    fn on_cost_budget_spent(&mut self) {
+        self.dispatching = false;
+        self.cost_budget_hit = true;
+        diag::warn(&format!(
+            "--max-budget-usd reached (${:.6} spent of ${}): the next job could exceed it; no new jobs; {} in flight finish",
+            self.cost_budget.spent(),
+            self.cost_budget.limit().unwrap_or_default(),
+            self.set.len()
+        ));
+    }
+
+    /// Count what a finished job cost against `--max-budget-usd`; an answer whose cost is unknown
+    /// stops the dispatching (the budget cannot be kept): in-flight jobs finish, exit 2.
+    fn count_cost(&mut self, outcome: &JobOutcome) {
+        if self.cost_budget.limit().is_none() {
+            return;
+        }
+        match (outcome.cost().usd, &outcome.result) {
+            (Some(usd), _) => self.cost_budget.add(usd),
+            (None, Some(Ok(answer))) if self.stop.is_none() => {
+                self.dispatching = false;
+                self.held = None;
+                self.stop = Some(Stop::CostUnknown(answer.model.clone()));
+            }
+            _ => {}
         }
     }
 
@@ -247,7 +338,7 @@ impl<'a> Dispatcher<'a> {
             self.client.clone(),
             job,
             meta.clone(),
-            (Arc::clone(&self.shared.mode), self.shared.schema_retries),
+            self.shared.clone(),
             self.hard_cancel.clone(),
         );
         let handle = self.set.spawn(task);
@@ -280,6 +371,7 @@ impl<'a> Dispatcher<'a> {
         };
         self.budget
             .add(outcome.usage().map_or(0, |u| u.total_tokens));
+        self.count_cost(&outcome);
         let outcome = self.rate_stop(outcome);
         self.progress.held_back(self.pacers.held_back());
         if outcome.result.is_some()
@@ -351,24 +443,50 @@ async fn run_job(
     client: ChatClient,
     job: Job,
     meta: JobMeta,
-    (mode, schema_retries): (Arc<SharedMode>, u32),
+    shared: Shared,
     cancel: CancellationToken,
 ) -> JobOutcome {
     let started = Instant::now();
     let mut ignore_deltas = |_: crate::client::Piece<'_>| Ok(());
+    let tracer = shared.tracing.tracer();
+    let mut span = tracer.zip(shared.batch_span).map(|(t, parent)| {
+        let mut span = t.chat(parent, &job.model);
+        span.set("qwen.job.id", meta.id.clone());
+        span.set("qwen.job.index", meta.index as u64);
+        span
+    });
     let request = Request {
         models: crate::fallback::model_order(&job.model, &job.fallback_models),
         body: job.body,
         schema: job.schema,
-        schema_retries,
-        mode: &mode,
+        schema_retries: shared.schema_retries,
+        mode: &shared.mode,
         headers: job.headers,
         own_token_limit: job.own_token_limit,
+        prices: shared.prices.as_deref(),
+        trace: shared.tracing.request(span.as_ref().map(Span::context)),
     };
     let result = tokio::select! {
         r = ask::ask(&client, &request, &mut ignore_deltas, false) => Some(r),
         () = cancel.cancelled() => None,
     };
+    if let (Some(tracer), Some(mut span)) = (tracer, span.take()) {
+        match &result {
+            Some(Ok(answer)) => {
+                let capture = tracer.captures_content();
+                trace_answer(&mut span, answer, &request.body, capture);
+            }
+            Some(Err(f)) => trace_failure(
+                &mut span,
+                f.error.kind(),
+                &f.error.to_string(),
+                f.attempts,
+                &ask::failure_extras(f),
+            ),
+            None => span.error("cancelled", "the job was cancelled before it finished"),
+        }
+        tracer.end(span);
+    }
     JobOutcome {
         job: meta,
         result,

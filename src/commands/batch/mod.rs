@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::run::append_step_summary;
-use super::{load_config, refuse_same_files};
+use super::{finish_trace, load_config, one_hook, price_table, refuse_same_files};
 use crate::auth::{self, session};
 use crate::client::Pacers;
 use crate::client::pacing::PacingSettings;
@@ -23,6 +23,7 @@ use crate::diag;
 use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::job::{Job, declared_id};
+use crate::otel::{Server, Span, Tracing};
 use crate::output::{RunMeta, github};
 use crate::progress::Progress;
 use crate::schema::SharedMode;
@@ -46,7 +47,15 @@ pub(crate) fn command(
 ) -> Result<ExitStatus, Error> {
     let started = Instant::now();
     let batch = args;
+    // OpenTelemetry: the batch's span, a child of the CI's `TRACEPARENT` when there is one.
+    let tracing = Tracing::from_env(&ctx.env);
+    let batch_span = tracing.tracer().map(|t| t.root("qwen batch"));
     refuse_same_files_of(args, ctx)?;
+    let outputs = [("--output", &batch.output), ("--summary", &batch.summary)]
+        .into_iter()
+        .filter_map(|(flag, path)| Some((flag, ctx.cwd.join(path.as_ref()?))))
+        .collect();
+    let prices = price_table(&args.cost, outputs, ctx)?;
     let config = load_config(&args.connection, ctx)?;
     let concurrency = batch.concurrency as usize;
     let (mut session, pacers) = connect_paced(args, &config, ctx, runtime)?;
@@ -56,6 +65,7 @@ pub(crate) fn command(
     let mut summary = Summary {
         jobs: plan.validation.in_scope,
         token_budget: batch.max_total_tokens,
+        cost_budget_usd: batch.cost.max_budget_usd,
         ..Summary::default()
     };
     let in_github = github::is_github_actions(&ctx.env);
@@ -67,6 +77,9 @@ pub(crate) fn command(
         batch.quiet,
         batch.progress_interval,
     );
+    if let Some(hook) = event_hook(&progress, &tracing, &config) {
+        session.client = session.client.with_on_event(hook);
+    }
     let meta = RunMeta {
         session_id: uuid::Uuid::new_v4().to_string(),
         model: config.model.value.clone(),
@@ -94,10 +107,14 @@ pub(crate) fn command(
         shutdown_grace: batch.shutdown_grace,
         max_total_tokens: batch.max_total_tokens,
         max_rate_limit_wait: batch.max_rate_limit_wait,
+        max_budget_usd: batch.cost.max_budget_usd,
     };
     let shared = Shared {
         mode: Arc::new(SharedMode::default()),
         schema_retries: args.request.schema_retries,
+        prices,
+        tracing: tracing.clone(),
+        batch_span: batch_span.as_ref().map(Span::context),
     };
     let dispatcher = Dispatcher::new(
         &session.client,
@@ -113,7 +130,54 @@ pub(crate) fn command(
     let skipped = plan.validation.in_scope - plan.validation.pending;
     summary.finish(skipped, started.elapsed());
     summary.paced(&pacers);
-    finish(&mut summary, stop.as_ref(), summary_path.as_deref(), ctx)
+    let tally = progress.retry_tally();
+    summary.retry_waits = tally.waits();
+    summary.rate_limit_wait_ms = tally.rate_limit_wait_ms();
+    summary.fallbacks = tally.fallbacks();
+    let status = finish(&mut summary, stop.as_ref(), summary_path.as_deref(), ctx);
+    if let (Some(tracer), Some(span)) = (tracing.tracer(), batch_span) {
+        end_batch_trace(tracer, span, &summary, &status, runtime);
+    }
+    status
+}
+
+/// The client's event hook in a batch: every wait before another try reaches the progress line
+/// and the summary; the trace records each attempt.
+fn event_hook(
+    progress: &Progress,
+    tracing: &Tracing,
+    config: &ResolvedConfig,
+) -> Option<crate::client::OnEvent> {
+    let tally = progress.retry_tally();
+    let mut hooks: Vec<crate::client::OnEvent> = vec![Arc::new(move |event| {
+        if let crate::client::ClientEvent::Retry(retry) = event {
+            tally.hear(retry);
+        }
+    })];
+    if let Some(tracer) = tracing.tracer() {
+        tracer.set_server(Server::of(&config.base_url.value));
+        hooks.push(Arc::new(tracer.attempt_hook()));
+    }
+    one_hook(hooks)
+}
+
+/// The batch's span: its figures and how it ended; then the spans left are sent.
+fn end_batch_trace(
+    tracer: &crate::otel::Tracer,
+    mut span: Span,
+    summary: &Summary,
+    status: &Result<ExitStatus, Error>,
+    runtime: &tokio::runtime::Runtime,
+) {
+    span.set("qwen.jobs", summary.jobs);
+    span.set("qwen.succeeded", summary.succeeded);
+    span.set("qwen.failed", summary.failed);
+    span.set("gen_ai.usage.input_tokens", summary.input_tokens);
+    span.set("gen_ai.usage.output_tokens", summary.output_tokens);
+    if let Some(usd) = summary.total_cost_usd {
+        span.set("qwen.cost_usd", usd);
+    }
+    finish_trace(tracer, span, status, runtime);
 }
 
 /// The plan (`--jobs -`: standard input is read first, and a signal while waiting for it is an
@@ -151,6 +215,7 @@ fn refuse_same_files_of(batch: &BatchSettings, ctx: &Context) -> Result<(), Erro
             ("--jobs", Some(batch.jobs.as_str())),
             ("--json-schema", batch.request.schema_file()),
             ("--extra-body", batch.request.extra_body_file()),
+            ("--prices", batch.cost.prices.as_deref()),
             ("--output", batch.output.as_deref()),
             ("--summary", batch.summary.as_deref()),
             // Without --output the lines go to stdout: `>> jobs.jsonl` would feed them back as jobs.
@@ -250,6 +315,8 @@ fn finish(
             requests_per_sec: summary.requests_per_sec,
             rate_limited: summary.rate_limited,
             failures: &summary.failures,
+            cost: summary.cost,
+            rate_limit_wait_ms: summary.rate_limit_wait_ms,
         };
         append_step_summary(&path, &github::batch_summary(&view));
     }

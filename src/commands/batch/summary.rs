@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::dispatch::{JobOutcome, Stop};
 use crate::client::Pacers;
+use crate::cost::{CostSource, CostTotal};
 use crate::diag;
 use crate::error::Error;
 use crate::exit::ExitStatus;
@@ -36,12 +37,31 @@ pub(crate) struct Summary {
     pub(crate) total_tokens: u64,
     /// `--max-total-tokens`, when given.
     pub(crate) token_budget: Option<u64>,
+    /// What the jobs cost in US dollars: the sum of the known costs; `null` when none was known
+    /// (never `0` for unknown).
+    pub(crate) total_cost_usd: Option<f64>,
+    /// `provider`, `price_table`, `mixed`, or `null`.
+    pub(crate) cost_source: Option<CostSource>,
+    /// Jobs that used tokens but whose cost is unknown (not in `total_cost_usd`).
+    pub(crate) jobs_without_cost: u64,
+    /// `--max-budget-usd`, when given.
+    pub(crate) cost_budget_usd: Option<f64>,
+    #[serde(skip)]
+    pub(crate) cost: CostTotal,
     /// Successful answers per model that gave them (fallback models included).
     pub(crate) answers_by_model: BTreeMap<String, u64>,
     pub(crate) wall_ms: u128,
     pub(crate) requests_per_sec: f64,
     /// 429s for rate received (each one re-queued its request; none is a job's failure).
     pub(crate) rate_limited: u64,
+    /// Waits before another try (backoff, a server's hint, the batch's 429 pauses).
+    pub(crate) retry_waits: u64,
+    /// Milliseconds requests spent paused by the server's rate limits (429s), added over requests.
+    pub(crate) rate_limit_wait_ms: u64,
+    /// Requests sent to a `--fallback-model` because their model had no capacity.
+    pub(crate) fallbacks: u64,
+    /// Milliseconds jobs slept before retries (backoff, `Retry-After`), added over jobs.
+    pub(crate) retry_wait_ms: u64,
     /// Requests the server admitted (answered with anything but a 429) per second of wall time.
     pub(crate) effective_requests_per_sec: f64,
     pub(crate) exit_code: u8,
@@ -57,14 +77,25 @@ impl Summary {
             self.output_tokens = self.output_tokens.saturating_add(u.output_tokens);
             self.total_tokens = self.total_tokens.saturating_add(u.total_tokens);
         }
+        // A job that used nothing the server reported (an invalid job, a network failure) has
+        // no cost to know.
+        let cost = outcome.cost();
+        if cost.usd.is_some() || outcome.usage().is_some() {
+            self.cost.add(cost);
+            self.total_cost_usd = self.cost.usd;
+            self.cost_source = self.cost.source;
+            self.jobs_without_cost = self.cost.unknown;
+        }
         match &outcome.result {
             Some(Ok(a)) => {
+                self.retry_wait_ms += millis(a.completion.retry_wait);
                 self.succeeded += 1;
                 self.answers_without_usage += u64::from(a.completion.usage.is_none());
                 self.retried += u64::from(a.completion.attempts > 1);
                 *self.answers_by_model.entry(a.model.clone()).or_default() += 1;
             }
             Some(Err(f)) => {
+                self.retry_wait_ms += millis(f.retry_wait);
                 self.failed += 1;
                 self.retried += u64::from(f.attempts > 1);
                 if f.error.exit_status() == ExitStatus::TempFail {
@@ -105,13 +136,18 @@ impl Summary {
     }
 }
 
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// How a finished batch exits: a stop wins (a signal, the wall time, a results file that could
 /// not be written); a closed stdout is a quiet end; otherwise any permanent failure is 1, only
 /// temporary failures 75.
 pub(crate) fn outcome(stop: Option<&Stop>, summary: &Summary) -> ExitStatus {
     match stop {
         Some(Stop::Signal(signal)) => Error::Interrupted { signal: *signal }.exit_status(),
-        Some(Stop::WallTime | Stop::TokenBudget) => ExitStatus::WallTime,
+        Some(Stop::WallTime | Stop::TokenBudget | Stop::CostBudget) => ExitStatus::WallTime,
+        Some(Stop::CostUnknown(_)) => ExitStatus::Usage,
         Some(Stop::RateLimited(_)) => ExitStatus::TempFail,
         Some(Stop::OutputClosed) => ExitStatus::Success,
         // Jobs left without a result (the job file changed under the run, say) are never a success.
@@ -134,6 +170,14 @@ fn stop_line(summary: &Summary, stop: Option<&Stop>) -> Option<String> {
             "batch: stopped at --max-total-tokens ({} tokens used of {}); run again with --resume to finish",
             summary.total_tokens,
             summary.token_budget.unwrap_or_default()
+        )),
+        Some(Stop::CostBudget) => Some(format!(
+            "batch: stopped at --max-budget-usd (${:.6} spent of ${}); run again with --resume to finish",
+            summary.total_cost_usd.unwrap_or_default(),
+            summary.cost_budget_usd.unwrap_or_default()
+        )),
+        Some(Stop::CostUnknown(model)) => Some(format!(
+            "error: --max-budget-usd: the cost of an answer of `{model}` is unknown (the server reported none, and no --prices entry names the model); no new jobs were started\nhint: give --prices FILE (LiteLLM's model_prices_and_context_window.json) with the model, or drop --max-budget-usd; then run again with --resume"
         )),
         Some(Stop::RateLimited(waited)) => Some(format!(
             "batch: stopped: the server refused every request for {} (--max-rate-limit-wait); run again later with --resume to finish",
@@ -162,7 +206,7 @@ pub(crate) fn report(
     let secs =
         Duration::from_millis(u64::try_from(summary.wall_ms).unwrap_or(u64::MAX)).as_secs_f64();
     let mut text = format!(
-        "batch: {} jobs: {} succeeded, {} failed ({} temporary), {} retried, {} skipped (resume), {} not run; tokens in {} out {}; {:.1}s, {:.1} req/s; {} rate limited (429), {:.1} req/s admitted\n",
+        "batch: {} jobs: {} succeeded, {} failed ({} temporary), {} retried, {} skipped (resume), {} not run; tokens in {} out {}; cost {}; {:.1}s, {:.1} req/s; {} rate limited (429), {:.1} req/s admitted\n",
         summary.jobs,
         summary.succeeded,
         summary.failed,
@@ -172,6 +216,7 @@ pub(crate) fn report(
         summary.not_run,
         summary.input_tokens,
         summary.output_tokens,
+        crate::output::github::cost_text(summary.total_cost_usd, summary.cost_source),
         secs,
         summary.requests_per_sec,
         summary.rate_limited,
@@ -182,6 +227,15 @@ pub(crate) fn report(
             text,
             "batch: {} answers came without usage (the server did not report it): their tokens are unknown, not counted",
             summary.answers_without_usage
+        );
+    }
+    if summary.retry_waits > 0 || summary.fallbacks > 0 {
+        let _ = writeln!(
+            text,
+            "batch: {} waits before a retry, {:.1}s waiting on rate limits (added over requests), {} sent to a fallback model",
+            summary.retry_waits,
+            Duration::from_millis(summary.rate_limit_wait_ms).as_secs_f64(),
+            summary.fallbacks
         );
     }
     if let Some(line) = stop_line(summary, stop) {
