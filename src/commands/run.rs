@@ -158,7 +158,18 @@ pub(super) fn open_session(args: &RunSettings, ctx: &Context) -> Result<Option<S
         &ctx.cwd,
         args.request.max_input_bytes,
     );
-    store.open(&s.pick, s.fork, s.record).map(Some)
+    match store.open(&s.pick, s.fork, s.record) {
+        Ok(session) => Ok(Some(session)),
+        // A plain run only records in passing: a HOME it cannot write (a container's read-only
+        // root) costs the recording, not the answer. A run that asked for a session fails.
+        Err(e) if s.pick == Pick::New(None) => {
+            crate::diag::warn(&format!(
+                "warning: this run is not recorded for -c/--continue: {e}"
+            ));
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// The one file a single run writes must not be one it reads (nor standard input), and it may not

@@ -213,3 +213,19 @@ fn session_flags_that_do_not_fit_are_usage_errors() {
             .stderr_has(needle);
     }
 }
+
+#[tokio::test]
+async fn a_home_that_cannot_hold_sessions_costs_the_recording_not_the_answer() {
+    let env = TestEnv::new();
+    // `~/.qwen/headless` is a file: the sessions directory cannot be made (as in a container
+    // whose HOME is read-only; a file works as root too).
+    env.write_home(".qwen/headless", "not a directory");
+    let server = server_answering(&["still answered"]).await;
+    let r = run(env.cmd_for(&server).arg("hi"));
+    r.code(0)
+        .stdout_is("still answered\n")
+        .stderr_has("not recorded");
+    // A run that asked for a session still fails.
+    let asked = run(env.cmd_for(&server).args(["-c", "again"]));
+    assert_ne!(asked.code, Some(0), "{}", asked.stderr);
+}
