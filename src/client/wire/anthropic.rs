@@ -133,11 +133,7 @@ impl Reader {
         out: &mut Out<'_, '_, '_>,
     ) -> Result<Step, EventError> {
         let data = event_json(event, eof)?;
-        let kind = data
-            .get("type")
-            .and_then(Value::as_str)
-            .or(event.event.as_deref())
-            .unwrap_or_default();
+        let kind = super::event_kind(&data, event);
         match kind {
             "message_start" => {
                 let message = data.get("message").unwrap_or(&Value::Null);

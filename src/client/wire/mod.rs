@@ -318,6 +318,15 @@ pub(crate) fn event_json(event: &SseEvent, eof: bool) -> Result<Value, ApiError>
     })
 }
 
+/// A typed event's name: its data's `type`, else the SSE `event:` line (Responses and Messages
+/// both send the two, equal).
+pub(crate) fn event_kind<'a>(data: &'a Value, event: &'a SseEvent) -> &'a str {
+    data.get("type")
+        .and_then(Value::as_str)
+        .or(event.event.as_deref())
+        .unwrap_or_default()
+}
+
 /// The parts of a Chat Completions body every protocol maps.
 pub(crate) struct ChatRequest<'a> {
     pub(crate) model: &'a str,
