@@ -350,8 +350,9 @@ assistant = [m for m in doc if m.get("type") == "assistant"]
 print(f"    {name}: exit {status}, attempts {result.get('attempts')}, retry_wait_ms {result.get('retry_wait_ms')}", file=sys.stderr)
 if status == 0:
     if result.get("is_error") is not False: fail("exit 0 but is_error is not false")
-    if not assistant or assistant[-1]["message"].get("stop_reason") is None:
-        fail("exit 0 with an answer the server never finished (stop_reason null)")
+    # Qwen Code's stop_reason is null for text; the server's finish reason is the result's.
+    if not assistant or result.get("finish_reason") is None:
+        fail("exit 0 with an answer the server never finished (finish_reason null)")
 elif status == 75:
     if result.get("error", {}).get("type") != "incomplete_answer": fail(f"exit 75 but error {result.get('error')}")
     if "result" in result: fail("a failed result carries `result`")
