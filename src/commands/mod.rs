@@ -223,16 +223,9 @@ pub(crate) fn read_system_prompt_file(
     let Some(file) = args.system_prompt_file.take() else {
         return Ok(());
     };
-    for (flag, out) in outputs {
-        if let Some(out) = out
-            && crate::paths::same_file(&ctx.cwd.join(&file), &ctx.cwd.join(out))
-        {
-            return Err(Error::usage(
-                format!("--system-prompt-file and {flag} name the same file `{out}`"),
-                Some("give each its own file; nothing was read or written"),
-            ));
-        }
-    }
+    let mut files = vec![("--system-prompt-file", Some(file.as_str()))];
+    files.extend_from_slice(outputs);
+    refuse_same_files(&files, ctx)?;
     let door = crate::paths::Workspace::new(&ctx.cwd, args.allow_outside_paths);
     let text = door
         .read("--system-prompt-file", &file, args.max_input_bytes)
