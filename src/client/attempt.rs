@@ -99,7 +99,6 @@ impl ChatClient {
                 self.wire.name()
             ));
         }
-        let body = self.wire.body(body);
         let mut builder = self.http.post(url);
         let merged = params::merge_headers(&self.settings.headers, headers);
         let (key_name, key_value) = self.auth_header();
@@ -132,7 +131,7 @@ impl ChatClient {
         builder
             .header(key_name, key_value)
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .body(serde_json::to_vec(&body).unwrap_or_default())
+            .body(self.wire.encode(body))
             .send()
             .await
             .map_err(|e| self.transport_error(&e))
