@@ -197,7 +197,8 @@ fn log_files(dir: &std::path::Path) -> Vec<Value> {
         .map(|p| {
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
             assert!(
-                name.starts_with("openai-") && name.ends_with(".json"),
+                name.starts_with("openai-")
+                    && p.extension().and_then(|e| e.to_str()) == Some("json"),
                 "{name}"
             );
             let text = std::fs::read_to_string(p).expect("read log");
