@@ -120,7 +120,8 @@ fn dispatch(
                     crate::commands::stream::command(&settings, ctx, runtime)
                 }),
                 Invocation::Single(settings) => {
-                    with_runtime(|runtime| run::command(&settings, ctx, runtime, started))
+                    let events = run::open_events(&settings, ctx)?;
+                    with_runtime(|runtime| run::command(&settings, ctx, runtime, (started, events)))
                 }
             }
         }

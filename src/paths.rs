@@ -212,6 +212,17 @@ fn link_target(path: &Path) -> Option<PathBuf> {
 /// files at all, and hold the process's secrets (`/proc/self/environ`).
 const KERNEL_TREES: [&str; 3] = ["/proc", "/sys", "/dev"];
 
+/// Whether `path` (its directory resolved) lies under `/proc`, `/sys` or `/dev`: never a place
+/// qwen writes a file for someone.
+pub(crate) fn in_kernel_tree(path: &Path) -> bool {
+    let resolved = path.canonicalize().ok().or_else(|| {
+        let parent = path.parent()?.canonicalize().ok()?;
+        Some(parent.join(path.file_name()?))
+    });
+    let path = resolved.as_deref().unwrap_or(path);
+    KERNEL_TREES.iter().any(|tree| path.starts_with(tree))
+}
+
 /// Read the regular file at `path` as UTF-8, at most `max` bytes whatever size it claims.
 /// `what` and `shown` (the path as the user wrote it) make the messages. Its type is checked
 /// before it is opened (a FIFO would block the open forever) and again on the opened file (one

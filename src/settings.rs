@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::client::params::ExtraHeader;
-use crate::client::{ClientSettings, RetryPolicy};
+use crate::client::{ClientSettings, RetryPolicy, Transport};
 use crate::config::ConfigFlags;
 use crate::output::Format;
 use crate::request::Params;
@@ -24,6 +24,13 @@ pub(crate) struct Connection {
     pub(crate) retry: RetryPolicy,
     /// `--accept-missing-finish-reason`: an answer without a finish reason is whole.
     pub(crate) accept_missing_finish_reason: bool,
+    /// `--proxy`, checked (an http(s) URL with a host).
+    pub(crate) proxy: Option<reqwest::Url>,
+    /// `--insecure` (the command adds `QWEN_TLS_INSECURE`).
+    pub(crate) insecure: bool,
+    /// `--openai-logging`: the directory as given (`logs/openai` by default; resolved by the
+    /// command through the path door).
+    pub(crate) openai_log_dir: Option<String>,
 }
 
 impl Connection {
@@ -43,6 +50,12 @@ impl Connection {
             headers: self.headers.clone(),
             max_response_bytes,
             accept_missing_finish_reason: self.accept_missing_finish_reason,
+            transport: Transport {
+                proxy: self.proxy.clone(),
+                no_proxy: None,
+                insecure: self.insecure,
+            },
+            exchange_log: None,
         }
     }
 }
@@ -114,6 +127,17 @@ pub(crate) struct RunSettings {
     pub(crate) stream_input: bool,
     pub(crate) max_wall_time: Option<Duration>,
     pub(crate) cost: CostSettings,
+    /// `--json-file`/`--json-fd`: where the run's JSON events are copied.
+    pub(crate) json_events: Option<JsonEvents>,
+}
+
+/// Where `--json-file`/`--json-fd` send a run's JSON events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum JsonEvents {
+    /// A path as given (opened by the command through the path door).
+    File(String),
+    /// An inherited descriptor, 3 or more.
+    Fd(i32),
 }
 
 /// `-c`, `-r ID`, `--session-id`, `--fork-session`, `--chat-recording`.

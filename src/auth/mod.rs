@@ -222,9 +222,14 @@ pub(crate) fn plaintext_warning(base_url: &Url) -> Option<String> {
     plaintext_warning_via(base_url, None)
 }
 
-/// `plaintext_warning`, naming the proxy from `env` that a plain-http request would go through.
-pub(crate) fn plaintext_warning_in(base_url: &Url, env: &EnvSnapshot) -> Option<String> {
-    plaintext_warning_via(base_url, http_proxy(base_url, env).as_deref())
+/// `plaintext_warning`, naming the proxy a plain-http request would go through: `--proxy`
+/// (`flag`), else the one from `env`, unless `NO_PROXY` names the host.
+pub(crate) fn plaintext_warning_in(
+    base_url: &Url,
+    env: &EnvSnapshot,
+    flag: Option<&Url>,
+) -> Option<String> {
+    plaintext_warning_via(base_url, http_proxy(base_url, env, flag).as_deref())
 }
 
 fn plaintext_warning_via(base_url: &Url, proxy: Option<&str>) -> Option<String> {
@@ -244,14 +249,17 @@ fn plaintext_warning_via(base_url: &Url, proxy: Option<&str>) -> Option<String> 
 
 /// The proxy a plain-http request to `url` goes through, as reqwest reads the environment:
 /// `http_proxy`/`HTTP_PROXY`, else `all_proxy`/`ALL_PROXY`, unless `NO_PROXY` names the host.
-fn http_proxy(url: &Url, env: &EnvSnapshot) -> Option<String> {
+fn http_proxy(url: &Url, env: &EnvSnapshot, flag: Option<&Url>) -> Option<String> {
     let get = |names: &[&str]| {
         names
             .iter()
             .find_map(|n| env.get(n).filter(|v| !v.trim().is_empty()))
             .map(str::to_owned)
     };
-    let proxy = get(&["http_proxy", "HTTP_PROXY"]).or_else(|| get(&["all_proxy", "ALL_PROXY"]))?;
+    let proxy = match flag {
+        Some(flag) => flag.to_string(),
+        None => get(&["http_proxy", "HTTP_PROXY"]).or_else(|| get(&["all_proxy", "ALL_PROXY"]))?,
+    };
     let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
     let excluded = get(&["no_proxy", "NO_PROXY"]).is_some_and(|list| {
         list.split(',').map(str::trim).any(|entry| {
@@ -272,7 +280,7 @@ mod tests {
         let url = Url::parse("http://api.example.com/v1").unwrap();
         let env = |pairs: &[(&str, &str)]| EnvSnapshot::from_pairs(pairs.iter().copied());
         let proxied = env(&[("HTTP_PROXY", "http://u:p@proxy:3128")]);
-        let w = plaintext_warning_in(&url, &proxied).unwrap();
+        let w = plaintext_warning_in(&url, &proxied, None).unwrap();
         assert!(
             w.contains("through the proxy `http://***@proxy:3128`"),
             "{w}"
@@ -285,13 +293,17 @@ mod tests {
             "x, example.com",
         ] {
             let e = env(&[("HTTP_PROXY", "http://proxy:3128"), ("NO_PROXY", no_proxy)]);
-            let w = plaintext_warning_in(&url, &e).unwrap();
+            let w = plaintext_warning_in(&url, &e, None).unwrap();
             assert!(!w.contains("proxy"), "{no_proxy}: {w}");
         }
         let e = env(&[("ALL_PROXY", "http://proxy:1"), ("NO_PROXY", "ample.com")]);
-        assert!(plaintext_warning_in(&url, &e).unwrap().contains("proxy:1"));
+        assert!(
+            plaintext_warning_in(&url, &e, None)
+                .unwrap()
+                .contains("proxy:1")
+        );
         let local = Url::parse("http://127.0.0.1:9/v1").unwrap();
-        assert!(plaintext_warning_in(&local, &proxied).is_none());
+        assert!(plaintext_warning_in(&local, &proxied, None).is_none());
     }
 
     #[test]

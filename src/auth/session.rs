@@ -10,7 +10,7 @@ use super::oauth::creds::{self, CredsPaths, REFRESH_MARGIN_MS};
 use super::oauth::{self, Endpoints};
 use super::{AuthPlan, Credentials, oauth_credentials, plaintext_warning_in};
 use crate::client::batch_api::BatchApi;
-use crate::client::{ChatClient, ClientSettings, RateLimiter};
+use crate::client::{ChatClient, ClientSettings, RateLimiter, Transport};
 use crate::config::env::EnvSnapshot;
 use crate::diag;
 use crate::error::Error;
@@ -87,7 +87,9 @@ pub(crate) fn connect(
             (credentials, Some(session))
         }
     };
-    if let Some(warning) = plaintext_warning_in(&credentials.base_url, env) {
+    insecure_check(&credentials.base_url, &settings.transport)?;
+    let proxy = settings.transport.proxy.as_ref();
+    if let Some(warning) = plaintext_warning_in(&credentials.base_url, env, proxy) {
         diag::warn(&warning);
     }
     let client = ChatClient::new(&credentials.base_url, credentials.api_key, settings)
@@ -130,6 +132,28 @@ fn oauth_session(
     Ok((credentials, session))
 }
 
+/// `--insecure` (or `QWEN_TLS_INSECURE`): a loud warning on every run. With the key going over
+/// plain http to a host that is not loopback it is refused: nothing at all would protect the key,
+/// and the user who asked for `--insecure` meant a TLS server.
+fn insecure_check(base_url: &url::Url, transport: &Transport) -> Result<(), Error> {
+    if !transport.insecure {
+        return Ok(());
+    }
+    let host = base_url.host_str().unwrap_or_default();
+    if base_url.scheme() == "http" && !crate::client::url::is_loopback(base_url) {
+        return Err(Error::usage(
+            format!(
+                "--insecure (or QWEN_TLS_INSECURE) with the API key going over plain http to `{host}`"
+            ),
+            Some("use an https base URL, or drop --insecure and QWEN_TLS_INSECURE"),
+        ));
+    }
+    diag::warn(&format!(
+        "warning: --insecure (or QWEN_TLS_INSECURE): the certificate of `{host}` is not verified; anyone on the path can read the API key and the answers"
+    ));
+    Ok(())
+}
+
 /// The provider's Files and Batches client for an auth plan: the same credentials, warning and
 /// transport settings as a chat session. Qwen OAuth is refused: the Batch API needs a key.
 pub(crate) fn batch_api(
@@ -142,6 +166,7 @@ pub(crate) fn batch_api(
             "set OPENAI_API_KEY (and OPENAI_BASE_URL) and pass --auth-type openai, or run the jobs locally with `qwen --jobs FILE`",
         ));
     };
+    insecure_check(&credentials.base_url, &settings.transport)?;
     if let Some(warning) = super::plaintext_warning(&credentials.base_url) {
         diag::warn(&warning);
     }

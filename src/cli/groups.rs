@@ -70,6 +70,16 @@ pub(crate) struct ConnectionArgs {
     /// Give up connecting after this long.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub(crate) connect_timeout: Duration,
+
+    /// Send requests through this http(s) proxy, `http://[user:password@]host:port` (over
+    /// `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY`; `NO_PROXY` still applies; never for loopback).
+    #[arg(long, value_name = "URL")]
+    pub(crate) proxy: Option<String>,
+
+    /// Skip TLS certificate verification of the API server (also `QWEN_TLS_INSECURE=1`): anyone
+    /// on the path can read the key. Warned about on every run; never with a plain-http key.
+    #[arg(long)]
+    pub(crate) insecure: bool,
 }
 
 /// What shapes each request: the prompt's system message, the provider parameters, and the
@@ -240,21 +250,27 @@ pub(crate) struct AgentArgs {
     pub(crate) web_search_default: Option<String>,
 }
 
-/// Qwen Code headless flags qwen does not have yet: declared (hidden) only so that their
-/// refusal says what to use instead, rather than clap's "unexpected argument".
+/// Where a single run's JSON events and the API exchanges are copied, for whoever watches the run
+/// (Qwen Code's dual output and `OpenAI` logging).
 #[derive(Debug, Clone, Args, Default)]
-pub(crate) struct UnsupportedArgs {
-    #[arg(long, hide = true, value_name = "URL")]
-    pub(crate) proxy: Option<String>,
-    #[arg(long, hide = true)]
-    pub(crate) insecure: bool,
-    #[arg(long, hide = true, value_name = "PATH")]
+pub(crate) struct ObserverArgs {
+    /// Write the run's JSON events (the stream-json lines, partial messages included, after a
+    /// `session_start` line) to FILE, created or replaced, while stdout keeps its format.
+    #[arg(long, value_name = "FILE", conflicts_with = "json_fd")]
     pub(crate) json_file: Option<String>,
-    #[arg(long, hide = true, value_name = "N")]
-    pub(crate) json_fd: Option<String>,
-    #[arg(long, hide = true)]
+
+    /// Write the run's JSON events to the inherited file descriptor N (3 or more, open for
+    /// writing; e.g. `3>events.jsonl`).
+    #[arg(long, value_name = "N")]
+    pub(crate) json_fd: Option<i64>,
+
+    /// Log each API exchange (request body, status, response or error) to one JSON file per
+    /// attempt under `logs/openai` (or --openai-logging-dir), the key and credential headers removed.
+    #[arg(long)]
     pub(crate) openai_logging: bool,
-    #[arg(long, hide = true, value_name = "DIR")]
+
+    /// Where --openai-logging writes (relative to the working directory; `~/` is HOME).
+    #[arg(long, value_name = "DIR", requires = "openai_logging")]
     pub(crate) openai_logging_dir: Option<String>,
 }
 

@@ -249,7 +249,7 @@ pub(crate) struct RunArgs {
     pub(crate) conversation: ConversationArgs,
 
     #[command(flatten)]
-    pub(crate) unsupported: groups::UnsupportedArgs,
+    pub(crate) observers: groups::ObserverArgs,
 }
 
 /// Recorded conversations (Qwen Code's session flags).

@@ -13,8 +13,8 @@ use crate::output::Format;
 use crate::request::Params;
 use crate::sessions::{self, Pick};
 use crate::settings::{
-    BatchFormat, BatchSettings, Connection, CostSettings, Invocation, RequestSettings, RunSettings,
-    SessionSettings,
+    BatchFormat, BatchSettings, Connection, CostSettings, Invocation, JsonEvents, RequestSettings,
+    RunSettings, SessionSettings,
 };
 
 /// Flags that only mean something in a batch (their clap ids and spellings).
@@ -84,7 +84,30 @@ pub(crate) fn connection_of(args: &ConnectionArgs) -> Result<Connection, Error> 
             ..RetryPolicy::default()
         },
         accept_missing_finish_reason: false,
+        proxy: args.proxy.as_deref().map(proxy_url).transpose()?,
+        insecure: args.insecure,
+        openai_log_dir: None,
     })
+}
+
+/// `--proxy URL`: an http(s) proxy with a host (its `user:password@` is sent to the proxy, never
+/// shown). A usage error otherwise, naming the URL without its credentials.
+fn proxy_url(raw: &str) -> Result<reqwest::Url, Error> {
+    let shown = crate::client::url::without_userinfo(raw);
+    let refuse = |why: &str| {
+        Error::usage(
+            format!("--proxy `{shown}` is not a proxy URL: {why}"),
+            Some("write --proxy http://[user:password@]host:port"),
+        )
+    };
+    let url = reqwest::Url::parse(raw).map_err(|e| refuse(&e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(refuse("the scheme must be http or https"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(refuse("it has no host"));
+    }
+    Ok(url)
 }
 
 impl RequestArgs {
@@ -174,36 +197,23 @@ fn refuse_agent_flags(args: &super::groups::AgentArgs) -> Result<(), Error> {
     }
 }
 
-/// Qwen Code flags qwen does not have yet: a usage error saying what to use instead.
-fn refuse_unsupported(args: &super::groups::UnsupportedArgs) -> Result<(), Error> {
-    let refused = [
-        (
-            args.proxy.is_some(),
-            "--proxy",
-            "set HTTPS_PROXY (and NO_PROXY): qwen honours them, never for loopback",
-        ),
-        (
-            args.insecure,
-            "--insecure",
-            "qwen always verifies certificates: add your CA to the system's trust store",
-        ),
-        (
-            args.json_file.is_some() || args.json_fd.is_some(),
-            "--json-file/--json-fd",
-            "use -o json or -o stream-json on stdout, and --result-file FILE for the answer's text",
-        ),
-        (
-            args.openai_logging || args.openai_logging_dir.is_some(),
-            "--openai-logging",
-            "use --debug, which shows the configuration and each request's outcome (never the key)",
-        ),
-    ];
-    match refused.iter().find(|(given, _, _)| *given) {
-        Some((_, flag, hint)) => Err(Error::usage(
-            format!("{flag} is a Qwen Code flag qwen does not support yet"),
-            Some(hint),
-        )),
-        None => Ok(()),
+/// `--json-file`/`--json-fd`: where a single run's JSON events go. fds 0, 1 and 2 are refused, as
+/// Qwen Code refuses them (its `DualOutputBridge`): they are the run's own streams.
+fn json_events(args: &super::groups::ObserverArgs) -> Result<Option<JsonEvents>, Error> {
+    match (&args.json_file, args.json_fd) {
+        (Some(file), _) => Ok(Some(JsonEvents::File(file.clone()))),
+        (None, Some(fd)) => {
+            let why = match i32::try_from(fd) {
+                Ok(fd) if fd > 2 => return Ok(Some(JsonEvents::Fd(fd))),
+                Ok(0..=2) => "0, 1 and 2 are the run's own standard streams",
+                _ => "not a file descriptor",
+            };
+            Err(Error::usage(
+                format!("--json-fd {fd}: {why}"),
+                Some("hand qwen another descriptor, e.g. `--json-fd 3 3>events.jsonl`"),
+            ))
+        }
+        (None, None) => Ok(None),
     }
 }
 
@@ -220,6 +230,16 @@ fn format_name(format: OutputFormat) -> String {
     format
         .to_possible_value()
         .map_or_else(String::new, |v| v.get_name().to_owned())
+}
+
+/// `--openai-logging [--openai-logging-dir DIR]`: the directory as given, `logs/openai` by
+/// default (Qwen Code's `resolveOpenAILogDir`, packages/core/src/utils/openaiLogger.ts).
+fn openai_log_dir(args: &super::groups::ObserverArgs) -> Option<String> {
+    args.openai_logging.then(|| {
+        args.openai_logging_dir
+            .clone()
+            .unwrap_or_else(|| "logs/openai".to_owned())
+    })
 }
 
 /// The JSON format the command line asked for, if it asked for one: a usage error is then
@@ -244,7 +264,6 @@ pub(crate) fn invocation(args: RunArgs, matches: &clap::ArgMatches) -> Result<In
         )
     };
     refuse_agent_flags(&args.agent)?;
-    refuse_unsupported(&args.unsupported)?;
     let explicit_format = given("output_format").then_some(args.output_format);
     if args.json && explicit_format.is_some() {
         return Err(Error::usage(
@@ -376,11 +395,20 @@ fn single(args: RunArgs, format: Format) -> Result<RunSettings, Error> {
         .prompt
         .clone()
         .or_else(|| (!args.prompt_words.is_empty()).then(|| args.prompt_words.join(" ")));
+    let json_events = json_events(&args.observers)?;
+    if json_events.is_some() && args.input_format == InputFormat::StreamJson {
+        return Err(Error::usage(
+            "--json-file/--json-fd copy a single prompt's events; with --input-format stream-json they are on stdout already",
+            Some("drop --json-file/--json-fd"),
+        ));
+    }
     Ok(RunSettings {
         connection: Connection {
             accept_missing_finish_reason: args.accept_missing_finish_reason,
+            openai_log_dir: openai_log_dir(&args.observers),
             ..connection_of(&args.connection)?
         },
+        json_events,
         request: args.request.settings(),
         prompt,
         prompt_file: args.prompt_file,
@@ -423,10 +451,18 @@ fn batch(args: RunArgs, format: BatchFormat) -> Result<BatchSettings, Error> {
             ));
         }
     };
+    if args.observers.json_file.is_some() || args.observers.json_fd.is_some() {
+        return Err(Error::usage(
+            "--json-file/--json-fd copy a single run's events; a batch writes JSON lines already",
+            Some("drop --json-file/--json-fd, and read the result lines (--output FILE)"),
+        ));
+    }
+    let openai_log_dir = openai_log_dir(&args.observers);
     let b = args.batch;
     Ok(BatchSettings {
         connection: Connection {
             accept_missing_finish_reason: args.accept_missing_finish_reason,
+            openai_log_dir,
             ..connection_of(&args.connection)?
         },
         request: args.request.settings(),

@@ -23,7 +23,26 @@ impl ChatClient {
         attempt: u32,
         rate: &mut pacing::RateHeaders,
     ) -> Result<Completion, ApiError> {
-        let response = self.post(body, headers, attempt).await?;
+        let (status, result) = match self.post(body, headers, attempt).await {
+            Ok(response) => (
+                Some(response.status().as_u16()),
+                self.answer(response, on_piece, rate).await,
+            ),
+            Err(e) => (None, Err(e)),
+        };
+        if self.settings.exchange_log.is_some() {
+            self.log_exchange(&self.wire.body(body), status, &result);
+        }
+        result
+    }
+
+    /// The response of one attempt read into an answer, or the failure it amounts to.
+    async fn answer(
+        &self,
+        response: reqwest::Response,
+        on_piece: &mut OnPiece<'_>,
+        rate: &mut pacing::RateHeaders,
+    ) -> Result<Completion, ApiError> {
         let status = response.status();
         *rate = match self.wire.rate_headers(response.headers()) {
             Some(mapped) => pacing::RateHeaders::parse(&mapped),

@@ -164,7 +164,7 @@ impl BatchApi {
         key: SecretString,
         settings: &super::ClientSettings,
     ) -> Result<Self, ApiError> {
-        let http = super::http_builder(base)
+        let http = super::transport_builder(base, &settings.transport)?
             .connect_timeout(settings.connect_timeout)
             .read_timeout(settings.idle_timeout)
             .build()

@@ -3,6 +3,7 @@
 mod attempt;
 pub(crate) mod batch_api;
 mod error;
+pub(crate) mod exchange_log;
 pub(crate) mod limits;
 pub(crate) mod pacing;
 pub(crate) mod params;
@@ -349,6 +350,23 @@ pub(crate) struct ClientSettings {
     /// Accept an answer that ends without a `finish_reason` (`--accept-missing-finish-reason`),
     /// for a server that never sends one; otherwise such an answer is incomplete (retried, exit 75).
     pub(crate) accept_missing_finish_reason: bool,
+    /// How requests reach the server: `--proxy`, `--insecure`.
+    pub(crate) transport: Transport,
+    /// `--openai-logging`: the directory each exchange is logged to.
+    pub(crate) exchange_log: Option<std::path::PathBuf>,
+}
+
+/// How the requests that carry the key reach the server, beyond the environment's proxies.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Transport {
+    /// `--proxy`: every request to a host that is not loopback goes through it, in place of the
+    /// environment's `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY`.
+    pub(crate) proxy: Option<Url>,
+    /// `NO_PROXY` from the environment snapshot: the hosts `proxy` is not used for (as curl
+    /// applies `NO_PROXY` to `-x`).
+    pub(crate) no_proxy: Option<String>,
+    /// `--insecure`/`QWEN_TLS_INSECURE`: no certificate verification.
+    pub(crate) insecure: bool,
 }
 
 /// The key and the `Authorization` header made from it. Shared by all clones of a client, so
@@ -427,13 +445,42 @@ pub(crate) fn http_builder(target: &Url) -> reqwest::ClientBuilder {
     }
 }
 
+/// [`http_builder`] with `transport`: `--proxy` in place of the environment's proxies (still
+/// never for loopback), and `--insecure`'s unverified certificates.
+pub(crate) fn transport_builder(
+    target: &Url,
+    transport: &Transport,
+) -> Result<reqwest::ClientBuilder, ApiError> {
+    let mut builder = http_builder(target).danger_accept_invalid_certs(transport.insecure);
+    if let Some(proxy) = &transport.proxy
+        && !url::is_loopback(target)
+    {
+        let no_proxy = transport
+            .no_proxy
+            .as_deref()
+            .and_then(reqwest::NoProxy::from_string);
+        let proxy = reqwest::Proxy::all(proxy.as_str())
+            .map_err(|_| {
+                ApiError::Setup(format!(
+                    "the proxy `{}` cannot be used",
+                    url::without_userinfo(proxy.as_str())
+                ))
+            })?
+            .no_proxy(no_proxy);
+        // `Proxy::all` with an explicit proxy replaces the environment's (reqwest reads them only
+        // when no proxy is set on the builder).
+        builder = builder.proxy(proxy);
+    }
+    Ok(builder)
+}
+
 impl ChatClient {
     pub(crate) fn new(
         base_url: &Url,
         key: SecretString,
         settings: ClientSettings,
     ) -> Result<Self, ApiError> {
-        let builder = http_builder(base_url)
+        let builder = transport_builder(base_url, &settings.transport)?
             .connect_timeout(settings.connect_timeout)
             .read_timeout(settings.idle_timeout)
             .pool_max_idle_per_host(settings.max_connections);
@@ -582,6 +629,13 @@ impl ChatClient {
     pub(crate) fn sanitized_block(&self, text: &str) -> String {
         let text = self.without_header_secrets(text);
         sanitize::block(&text, Some(self.bearer().key.expose_secret()))
+    }
+
+    /// `text` without the key and the credential header values, nothing else changed (a log
+    /// file's JSON).
+    pub(crate) fn without_secrets(&self, text: &str) -> String {
+        let text = self.without_header_secrets(text);
+        sanitize::scrub_key(&text, self.bearer().key.expose_secret())
     }
 
     /// Header values that carry credentials (`-H`, a job file's `headers`) are removed like the

@@ -11,20 +11,90 @@ pub(crate) mod run;
 pub(crate) mod sessions;
 pub(crate) mod stream;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use secrecy::ExposeSecret;
 
 use serde_json::{Map, Value};
 
+use crate::client::ClientSettings;
 use crate::config::{self, ResolvedConfig, Source};
 use crate::context::Context;
 use crate::diag;
 use crate::error::Error;
+use crate::fsutil;
 use crate::job::{Flags, JobDefaults};
 use crate::output::github;
+use crate::paths::{self, Workspace};
 use crate::schema::OutputSchema;
 use crate::settings::{Connection, RequestSettings};
+
+/// The HTTP client settings of a command that sends requests with `config`'s key: the
+/// connection's (`--proxy`, `--insecure`), with `QWEN_TLS_INSECURE` and `NO_PROXY` from the
+/// environment snapshot, and `--openai-logging`'s directory passed through the path door and
+/// created (private).
+pub(crate) fn client_settings(
+    connection: &Connection,
+    config: &ResolvedConfig,
+    ctx: &Context,
+    (max_connections, max_response_bytes): (usize, usize),
+    allow_outside: bool,
+) -> Result<ClientSettings, Error> {
+    let mut settings =
+        connection.client(config.debug.is_some(), max_connections, max_response_bytes);
+    let insecure_env = ctx
+        .env
+        .strict_switch(config::env::QWEN_TLS_INSECURE)
+        .map_err(|e| {
+            Error::config(
+                format!("{}: {e}", config::env::QWEN_TLS_INSECURE),
+                "set it to 1 to skip certificate verification, or unset it",
+            )
+        })?;
+    settings.transport.insecure |= insecure_env;
+    settings.transport.no_proxy = ["no_proxy", "NO_PROXY"]
+        .iter()
+        .find_map(|n| ctx.env.get(n))
+        .map(str::to_owned);
+    if let Some(dir) = &connection.openai_log_dir {
+        settings.exchange_log = Some(exchange_log_dir(dir, ctx, allow_outside)?);
+    }
+    Ok(settings)
+}
+
+/// `--openai-logging-dir` (`logs/openai` by default): `~/` is HOME, a relative path is relative
+/// to the working directory, a link in the workspace may not lead out of it, and kernel trees are
+/// refused. Created (0700) when missing.
+fn exchange_log_dir(dir: &str, ctx: &Context, allow_outside: bool) -> Result<PathBuf, Error> {
+    let what = "--openai-logging-dir";
+    let refuse = |e: String| {
+        Error::input(
+            e,
+            "give a directory to write the logs to (--openai-logging-dir DIR)",
+        )
+    };
+    let expanded = match (dir.strip_prefix('~'), ctx.env.home()) {
+        (Some(rest), Some(home)) if rest.is_empty() || rest.starts_with('/') => home
+            .join(rest.trim_start_matches('/'))
+            .display()
+            .to_string(),
+        _ => dir.to_owned(),
+    };
+    let path = Workspace::new(&ctx.cwd, allow_outside)
+        .output(what, &expanded)
+        .map_err(refuse)?;
+    if paths::in_kernel_tree(&path) {
+        return Err(refuse(format!(
+            "{what} `{dir}` is under /proc, /sys or /dev"
+        )));
+    }
+    fsutil::create_private_dir_all(&path).map_err(|e| refuse(format!("{what} `{dir}`: {e}")))?;
+    if !std::fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
+        return Err(refuse(format!("{what} `{dir}` is not a directory")));
+    }
+    Ok(path)
+}
 
 /// Load the configuration for a command, then say what must be said about it: the key is masked
 /// first under GitHub Actions, and `--debug` shows where each value came from.

@@ -29,7 +29,7 @@ use crate::references;
 use crate::request;
 use crate::schema::{OutputSchema, SharedMode};
 use crate::sessions::{self, Pick, Session, Store};
-use crate::settings::RunSettings;
+use crate::settings::{JsonEvents, RunSettings};
 
 /// Everything a run needs before it sends: configuration, a connected client, the request body,
 /// and the schema its answer must match.
@@ -110,9 +110,14 @@ fn prepare(
         plan = auth::credentials(&config, home.as_deref());
     }
     let with_model = |e| (e, Some(config.model.value.clone()));
-    let settings = args
-        .connection
-        .client(config.debug.is_some(), 1, args.max_response_bytes);
+    let settings = super::client_settings(
+        &args.connection,
+        &config,
+        ctx,
+        (1, args.max_response_bytes),
+        args.request.allow_outside_paths,
+    )
+    .map_err(with_model)?;
     let session = session::connect(plan.map_err(with_model)?, settings, None, &ctx.env, runtime)
         .map_err(with_model)?;
     let conversation = open_session(args, ctx).map_err(with_model)?;
@@ -175,9 +180,14 @@ pub(super) fn open_session(args: &RunSettings, ctx: &Context) -> Result<Option<S
 /// The one file a single run writes must not be one it reads (nor standard input), and it may not
 /// lead out of the workspace through a link.
 fn refuse_same_files_of(args: &RunSettings, ctx: &Context) -> Result<(), Error> {
+    let json_file = match &args.json_events {
+        Some(JsonEvents::File(f)) => Some(f.as_str()),
+        _ => None,
+    };
     let mut files = vec![
         ("--json-schema", args.request.schema_file()),
         ("--result-file", args.result_file.as_deref()),
+        ("--json-file", json_file),
         ("--prompt-file", args.prompt_file.as_deref()),
         ("--extra-body", args.request.extra_body_file()),
         ("--prices", args.cost.prices.as_deref()),
@@ -200,6 +210,87 @@ fn refuse_same_files_of(args: &RunSettings, ctx: &Context) -> Result<(), Error> 
             .map_err(|e| Error::input(e, "nothing was sent"))?;
     }
     Ok(())
+}
+
+/// The destination of `--json-file`/`--json-fd`, open for writing, taken before the runtime
+/// opens descriptors of its own (`--json-fd N` must be the caller's descriptor, never one of
+/// qwen's), once the files of the command line are known to be distinct.
+pub(crate) fn open_events(
+    args: &RunSettings,
+    ctx: &Context,
+) -> Result<Option<std::fs::File>, Error> {
+    let Some(events) = &args.json_events else {
+        return Ok(None);
+    };
+    refuse_same_files_of(args, ctx)?;
+    open_json_events(events, ctx, args.request.allow_outside_paths).map(Some)
+}
+
+/// The file `--json-file`/`--json-fd` name, open for writing.
+///
+/// `--json-file`: through the path door (a link in the workspace may not lead out of it, nothing
+/// under `/proc`, `/sys` or `/dev`), a regular file only, created (0600) or replaced. A FIFO is
+/// refused (opening it would wait for a reader): hand qwen a pipe with `--json-fd`.
+/// `--json-fd N`: the inherited descriptor, which must be open for writing (its flags are read
+/// from `/proc/self/fdinfo/N`); it is reopened through `/proc/self/fd/N` in append mode.
+fn open_json_events(
+    events: &JsonEvents,
+    ctx: &Context,
+    allow_outside: bool,
+) -> Result<std::fs::File, Error> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let hint = "give a regular file (--json-file FILE) or a descriptor open for writing (--json-fd 3 3>FILE)";
+    let refuse = |message: String| Error::input(message, hint);
+    let file = match events {
+        JsonEvents::File(name) => {
+            let path = Workspace::new(&ctx.cwd, allow_outside)
+                .output("--json-file", name)
+                .map_err(refuse)?;
+            if crate::paths::in_kernel_tree(&path) {
+                return Err(refuse(format!(
+                    "--json-file `{name}` is under /proc, /sys or /dev (use --json-fd N for a descriptor)"
+                )));
+            }
+            if std::fs::metadata(&path).is_ok_and(|m| !m.is_file()) {
+                return Err(refuse(format!(
+                    "--json-file `{name}` is not a regular file (a FIFO or a device is never opened; hand qwen a pipe with --json-fd N)"
+                )));
+            }
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|e| refuse(format!("--json-file `{name}`: {e}")))?
+        }
+        JsonEvents::Fd(fd) => {
+            let flags = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))
+                .map_err(|_| refuse(format!("--json-fd {fd}: the descriptor is not open")))?;
+            let access = flags
+                .lines()
+                .find_map(|l| l.strip_prefix("flags:"))
+                .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+                .map(|f| f & 0o3);
+            if !matches!(access, Some(1 | 2)) {
+                return Err(refuse(format!(
+                    "--json-fd {fd}: the descriptor is not open for writing"
+                )));
+            }
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(format!("/proc/self/fd/{fd}"))
+                .map_err(|e| refuse(format!("--json-fd {fd}: {e}")))?
+        }
+    };
+    if let JsonEvents::File(name) = events
+        && !file.metadata().is_ok_and(|m| m.is_file())
+    {
+        return Err(refuse(format!(
+            "--json-file `{name}` is not a regular file"
+        )));
+    }
+    Ok(file)
 }
 
 /// The request body of a single run, through `request::compose`: the flags over a prompt file's
@@ -342,7 +433,7 @@ pub(crate) fn command(
     args: &RunSettings,
     ctx: &Context,
     runtime: &tokio::runtime::Runtime,
-    started: Instant,
+    (started, events): (Instant, Option<std::fs::File>),
 ) -> Result<ExitStatus, Error> {
     // OpenTelemetry: the run's span, a child of the CI's `TRACEPARENT` when there is one.
     let tracing = Tracing::from_env(&ctx.env);
@@ -377,6 +468,9 @@ pub(crate) fn command(
         started,
         args.show_reasoning,
     );
+    if let Some(file) = events {
+        out = out.with_events(file);
+    }
     // stream-json and json say each wait before another try (`api_retry` messages); the trace
     // records each attempt.
     let hooks = [
@@ -530,6 +624,9 @@ fn report(
             let completion = &answer.completion;
             // A lost answer is no success: only a closed pipe ends quietly.
             crate::output::quiet_if_closed(out.success(completion, &ask::answer_extras(&answer)))?;
+            if let Some(error) = out.events_failure() {
+                return Err(error);
+            }
             if let Some(path) = summary_path {
                 let clean = |shown: &str| {
                     summary_client

@@ -57,9 +57,13 @@ pub(crate) fn command(
     let extra = extra_body(&args.request, ctx)?;
     let config = load_config(&args.connection, ctx)?;
     let plan = auth::credentials(&config, ctx.env.home().as_deref())?;
-    let settings = args
-        .connection
-        .client(config.debug.is_some(), 1, args.max_response_bytes);
+    let settings = super::client_settings(
+        &args.connection,
+        &config,
+        ctx,
+        (1, args.max_response_bytes),
+        args.request.allow_outside_paths,
+    )?;
     let client = session::connect(plan, settings, None, &ctx.env, runtime)?.client;
     let session = open_session(args, ctx)?;
     let session_id = match (&session, &args.session.pick) {

@@ -23,6 +23,8 @@ pub(crate) const DEBUG_MODE: &str = "DEBUG_MODE";
 pub(crate) const CI: &str = "CI";
 pub(crate) const HOME: &str = "HOME";
 pub(crate) const QWEN_TRUST_PROJECT_ENV: &str = "QWEN_TRUST_PROJECT_ENV";
+/// Qwen Code's switch for `--insecure` (read from the process environment only, never a `.env`).
+pub(crate) const QWEN_TLS_INSECURE: &str = "QWEN_TLS_INSECURE";
 pub(crate) const GITHUB_ACTIONS: &str = "GITHUB_ACTIONS";
 pub(crate) const GITHUB_STEP_SUMMARY: &str = "GITHUB_STEP_SUMMARY";
 /// The Qwen OAuth server (default `https://chat.qwen.ai`), for tests and self-hosted servers.

@@ -20,8 +20,8 @@ use crate::cost::Cost;
 use crate::error::Error;
 use schema::{
     ApiRetryMessage, AssistantBody, AssistantMessage, ContentBlock, Delta, ErrorInfo, InitMessage,
-    MessageUsage, ResultMessage, Stats, StreamEvent, StreamEventMessage, StreamMessageStart,
-    UsageJson,
+    MessageUsage, ResultMessage, SessionStartData, SessionStartMessage, Stats, StreamEvent,
+    StreamEventMessage, StreamMessageStart, UsageJson,
 };
 
 /// Write a whole piece of data to stdout and flush it. An `Err` is either a closed stdout (`| head`,
@@ -198,8 +198,50 @@ pub(crate) enum Format {
     StreamJson,
 }
 
+/// Where a [`RunOutput`] writes: stdout, or the events file of `--json-file`/`--json-fd`.
+#[derive(Clone)]
+enum Sink {
+    Stdout,
+    Events(Arc<Mutex<EventsFile>>),
+}
+
+/// The events file, and the first write that failed (after which nothing more is written there:
+/// the run goes on, and fails at its end).
+struct EventsFile {
+    file: std::fs::File,
+    failed: Option<io::Error>,
+}
+
+impl Sink {
+    /// Write a whole line. The events file never fails the write itself: stdout's answer is not
+    /// cut short because an observer's file filled up (see [`RunOutput::events_failure`]).
+    fn write(&self, data: &[u8]) -> io::Result<()> {
+        match self {
+            Self::Stdout => write_stdout(data),
+            Self::Events(events) => {
+                let mut events = events
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if events.failed.is_none()
+                    && let Err(e) = events
+                        .file
+                        .write_all(data)
+                        .and_then(|()| events.file.flush())
+                {
+                    events.failed = Some(e);
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Writes one single run's messages in the chosen format.
 pub(crate) struct RunOutput {
+    /// stdout, or the events file for the copy in `events`.
+    sink: Sink,
+    /// `--json-file`/`--json-fd`: the same run written as stream-json with partial messages.
+    events: Option<Box<RunOutput>>,
     format: Format,
     partial: bool,
     meta: RunMeta,
@@ -252,6 +294,8 @@ impl RunOutput {
         show_reasoning: bool,
     ) -> Self {
         Self {
+            sink: Sink::Stdout,
+            events: None,
             format,
             partial,
             meta,
@@ -266,6 +310,40 @@ impl RunOutput {
             pending: Arc::default(),
             thinking_id: uuid::Uuid::new_v4().to_string(),
         }
+    }
+
+    /// Also write the run's messages to `file` as stream-json lines with partial messages (Qwen
+    /// Code's dual output: `DualOutputBridge` builds its `StreamJsonOutputAdapter` with
+    /// `includePartialMessages` always on), after a `session_start` line.
+    #[must_use]
+    pub(crate) fn with_events(mut self, file: std::fs::File) -> Self {
+        let mut events = Self::new(
+            Format::StreamJson,
+            true,
+            self.meta.clone(),
+            self.started,
+            false,
+        );
+        events.sink = Sink::Events(Arc::new(Mutex::new(EventsFile { file, failed: None })));
+        events.message_id.clone_from(&self.message_id);
+        events.thinking_id.clone_from(&self.thinking_id);
+        self.events = Some(Box::new(events));
+        self
+    }
+
+    /// The write to the events file that failed, if one did: the run's failure once its answer
+    /// is written.
+    pub(crate) fn events_failure(&self) -> Option<Error> {
+        let Sink::Events(events) = &self.events.as_ref()?.sink else {
+            return None;
+        };
+        let mut events = events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        events.failed.take().map(|source| Error::Io {
+            context: "cannot write the JSON events (--json-file/--json-fd)".to_owned(),
+            source,
+        })
     }
 
     /// Whether text handed to `delta` is shown to the user at once (and so cannot be retried).
@@ -296,15 +374,18 @@ impl RunOutput {
             model: e.model.clone(),
             fallback_model: e.fallback_model.clone(),
         };
-        match self.format {
+        let own: Option<OnEvent> = match self.format {
             Format::Text => None,
-            Format::StreamJson => Some(Arc::new(move |e: &ClientEvent| {
-                let ClientEvent::Retry(e) = e else { return };
-                if let Ok(mut line) = serde_json::to_vec(&message(e)) {
-                    line.push(b'\n');
-                    let _ = write_stdout(&line);
-                }
-            })),
+            Format::StreamJson => {
+                let sink = self.sink.clone();
+                Some(Arc::new(move |e: &ClientEvent| {
+                    let ClientEvent::Retry(e) = e else { return };
+                    if let Ok(mut line) = serde_json::to_vec(&message(e)) {
+                        line.push(b'\n');
+                        let _ = sink.write(&line);
+                    }
+                }))
+            }
             Format::Json => {
                 let pending = Arc::clone(&self.pending);
                 Some(Arc::new(move |e: &ClientEvent| {
@@ -317,6 +398,13 @@ impl RunOutput {
                     }
                 }))
             }
+        };
+        match (own, self.events.as_ref().and_then(|e| e.retry_hook())) {
+            (Some(own), Some(events)) => Some(Arc::new(move |e: &ClientEvent| {
+                own(e);
+                events(e);
+            })),
+            (own, events) => own.or(events),
         }
     }
 
@@ -338,12 +426,29 @@ impl RunOutput {
             Format::StreamJson => {
                 let mut line = serde_json::to_vec(message).map_err(io::Error::other)?;
                 line.push(b'\n');
-                write_stdout(&line)
+                self.sink.write(&line)
             }
         }
     }
 
     pub(crate) fn init(&mut self) -> io::Result<()> {
+        if let Some(events) = &mut self.events {
+            events.emit(&SessionStartMessage {
+                kind: "system",
+                subtype: "session_start",
+                uuid: uuid::Uuid::new_v4().to_string(),
+                session_id: self.meta.session_id.clone(),
+                parent_tool_use_id: None,
+                data: SessionStartData {
+                    session_id: self.meta.session_id.clone(),
+                    cwd: self.meta.cwd.clone(),
+                    protocol_version: 2,
+                    version: env!("CARGO_PKG_VERSION"),
+                    supported_events: ["system", "assistant", "stream_event", "result"],
+                },
+            })?;
+            events.init()?;
+        }
         // Qwen Code 0.24.4 gives the init message the session's id as its `uuid` and lists its
         // slash commands and subagents (seen in its `-o json` output; scripts/qwen-code-oracle.sh
         // compares the two).
@@ -493,6 +598,9 @@ impl RunOutput {
     /// A piece of the answer (or of the reasoning before it) as it arrives. Reasoning never goes
     /// to stdout in text mode; `--show-reasoning` writes it to stderr.
     pub(crate) fn delta(&mut self, piece: Piece<'_>) -> io::Result<()> {
+        if let Some(events) = &mut self.events {
+            events.delta(piece)?;
+        }
         let streaming = self.format == Format::StreamJson && self.partial;
         match piece {
             Piece::Reasoning(thinking) => {
@@ -552,6 +660,9 @@ impl RunOutput {
     /// With a validated value (`--json-schema`), text mode writes the answer here (it was not
     /// streamed): the compact value and one newline.
     pub(crate) fn success(&mut self, completion: &Completion, extras: &Extras) -> io::Result<()> {
+        if let Some(events) = &mut self.events {
+            events.success(completion, extras)?;
+        }
         if self.format == Format::Text && extras.structured_result.is_some() {
             let mut line = completion.text.clone().into_bytes();
             line.push(b'\n');
@@ -606,6 +717,9 @@ impl RunOutput {
         api_ms: u128,
         extras: &Extras,
     ) -> io::Result<()> {
+        if let Some(events) = &mut self.events {
+            events.failure(err, attempts, api_ms, extras)?;
+        }
         self.end_reasoning_line();
         if self.partial && self.format == Format::StreamJson {
             self.stop_message()?;
@@ -651,7 +765,7 @@ impl RunOutput {
         if self.format == Format::Json {
             let mut doc = Value::Array(std::mem::take(&mut self.collected)).to_string();
             doc.push('\n');
-            write_stdout(doc.as_bytes())?;
+            self.sink.write(doc.as_bytes())?;
         }
         Ok(())
     }

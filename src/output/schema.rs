@@ -243,6 +243,31 @@ pub(crate) struct InitMessage {
     pub(crate) agents: Vec<Value>,
 }
 
+/// `{"type":"system","subtype":"session_start",...}`: the first line of `--json-file`/`--json-fd`,
+/// as Qwen Code 0.24.4's `DualOutputBridge` writes it (packages/cli/src/dualOutput/DualOutputBridge.ts:
+/// `emitSystemMessage("session_start", {session_id, cwd, protocol_version: 2, version,
+/// supported_events})`).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct SessionStartMessage {
+    #[serde(rename = "type")]
+    pub(crate) kind: &'static str,
+    pub(crate) subtype: &'static str,
+    pub(crate) uuid: String,
+    pub(crate) session_id: String,
+    pub(crate) parent_tool_use_id: Option<String>,
+    pub(crate) data: SessionStartData,
+}
+
+/// What a `session_start` line says.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct SessionStartData {
+    pub(crate) session_id: String,
+    pub(crate) cwd: String,
+    pub(crate) protocol_version: u32,
+    pub(crate) version: &'static str,
+    pub(crate) supported_events: [&'static str; 4],
+}
+
 /// One block of an assistant message's content.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

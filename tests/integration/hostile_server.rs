@@ -18,13 +18,13 @@ use crate::common::{
 };
 
 /// A raw TCP server: every connection is handed to `handler` on its own thread.
-struct RawServer {
-    addr: SocketAddr,
+pub(crate) struct RawServer {
+    pub(crate) addr: SocketAddr,
     connections: Arc<AtomicUsize>,
 }
 
 impl RawServer {
-    fn start(handler: impl Fn(TcpStream) + Send + Sync + 'static) -> Self {
+    pub(crate) fn start(handler: impl Fn(TcpStream) + Send + Sync + 'static) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let connections = Arc::new(AtomicUsize::new(0));
@@ -41,11 +41,11 @@ impl RawServer {
         Self { addr, connections }
     }
 
-    fn base_url(&self) -> String {
+    pub(crate) fn base_url(&self) -> String {
         format!("http://{}/v1", self.addr)
     }
 
-    fn connections(&self) -> usize {
+    pub(crate) fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
     }
 }
@@ -74,11 +74,24 @@ fn read_request(stream: &mut TcpStream) -> String {
 }
 
 /// A server that reads the request, then writes `reply` and closes.
-fn replying(reply: &'static [u8]) -> RawServer {
+pub(crate) fn replying(reply: &'static [u8]) -> RawServer {
     RawServer::start(move |mut stream| {
         read_request(&mut stream);
         let _ = stream.write_all(reply);
     })
+}
+
+/// A raw HTTP reply carrying an event stream that answers `text`.
+pub(crate) fn sse_reply(text: &str) -> &'static [u8] {
+    let body = Sse::answer(&[text]).body();
+    Box::leak(
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+        .into_boxed_slice(),
+    )
 }
 
 /// Every run of 12 characters of `key` (lower-cased), to prove that no piece of it is shown.
@@ -413,7 +426,7 @@ fn a_connection_closed_before_any_answer_is_still_retried() {
 }
 
 /// A self-signed certificate for `127.0.0.1` and a TLS server using it, answering one stream.
-fn tls_server() -> (RawServer, String) {
+pub(crate) fn tls_server() -> (RawServer, String) {
     let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("a cert");
     let pem = cert.cert.pem();
     let der = cert.cert.der().clone();
@@ -644,16 +657,7 @@ async fn loopback_requests_never_go_through_a_proxy() {
 fn a_key_sent_over_plain_http_through_a_proxy_is_warned_about() {
     let env = TestEnv::new();
     // The proxy answers for the remote host: the key went through it in clear text.
-    let body = Sse::answer(&["proxied"]).body();
-    let reply: &'static [u8] = Box::leak(
-        format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .into_bytes()
-        .into_boxed_slice(),
-    );
-    let proxy = replying(reply);
+    let proxy = replying(sse_reply("proxied"));
     let r = run(env
         .cmd_with("http://api.example.invalid/v1", KEY)
         .env("HTTP_PROXY", format!("http://user:pw@{}", proxy.addr))

@@ -24,6 +24,7 @@ mod dotenv_compat;
 mod exit_codes;
 mod github_actions;
 mod hardening;
+mod hermetic_flags;
 mod hostile_server;
 mod jobs;
 mod login;

@@ -54,27 +54,6 @@ async fn agent_flags_that_promise_a_behaviour_are_refused_with_a_reason() {
     }
 }
 
-#[test]
-fn flags_qwen_does_not_have_yet_are_refused_with_what_to_use_instead() {
-    let env = TestEnv::new();
-    for (args, hint) in [
-        (&["--proxy", "http://p:3128"][..], "HTTPS_PROXY"),
-        (&["--insecure"][..], "trust store"),
-        (&["--json-file", "events.json"][..], "-o json"),
-        (&["--json-fd", "3"][..], "-o json"),
-        (&["--openai-logging"][..], "--debug"),
-        (&["--openai-logging-dir", "logs"][..], "--debug"),
-    ] {
-        run(env
-            .cmd_with("http://127.0.0.1:9/v1", "sk-test")
-            .args(args)
-            .arg("hi"))
-        .code(2)
-        .stderr_has("does not support yet")
-        .stderr_has(hint);
-    }
-}
-
 #[tokio::test]
 async fn append_system_prompt_extends_the_system_message() {
     let env = TestEnv::new();

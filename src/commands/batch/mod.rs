@@ -238,9 +238,13 @@ fn connect_paced(
     let batch = args;
     let concurrency = batch.concurrency as usize;
     let credentials = auth::credentials(config, ctx.env.home().as_deref())?;
-    let settings =
-        args.connection
-            .client(config.debug.is_some(), concurrency, args.max_response_bytes);
+    let settings = super::client_settings(
+        &args.connection,
+        config,
+        ctx,
+        (concurrency, args.max_response_bytes),
+        args.request.allow_outside_paths,
+    )?;
     let mut session = session::connect(credentials, settings, batch.rpm, &ctx.env, runtime)?;
     let pacers = Arc::new(Pacers::new(PacingSettings {
         max_concurrency: concurrency,

@@ -79,11 +79,13 @@ fn session(common: &CommonSettings, ctx: &Context) -> Result<Session, Error> {
         });
     }
     let plan = auth::credentials(&config, ctx.env.home().as_deref())?;
-    let settings = connection.client(
-        config.debug.is_some(),
-        1,
-        crate::client::DEFAULT_MAX_RESPONSE_BYTES,
-    );
+    let settings = super::client_settings(
+        connection,
+        &config,
+        ctx,
+        (1, crate::client::DEFAULT_MAX_RESPONSE_BYTES),
+        false,
+    )?;
     let (api, base_url) = auth::session::batch_api(plan, &settings)?;
     Ok(Session {
         api,
