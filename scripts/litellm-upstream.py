@@ -263,6 +263,37 @@ def response_events(response):
     ]
 
 
+def chat_frames(body, payload):
+    """A chat answer streamed: `CreateChatCompletionStreamResponse` chunks (object
+    "chat.completion.chunk"), the usage chunk (empty choices) when `stream_options.include_usage`,
+    then `data: [DONE]`."""
+    text = payload["choices"][0]["message"]["content"]
+    base = {"id": payload["id"], "object": "chat.completion.chunk",
+            "created": payload["created"], "model": payload["model"]}
+    chunks = [
+        {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                              "finish_reason": None}]},
+        *({**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+          for piece in (text[i:i + 16] for i in range(0, len(text), 16))),
+        {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+    ]
+    if (body.get("stream_options") or {}).get("include_usage"):
+        chunks.append({**base, "choices": [], "usage": payload["usage"]})
+    return [f"data: {json.dumps(chunk)}\n\n" for chunk in chunks] + ["data: [DONE]\n\n"]
+
+
+def response_frames(_body, response):
+    """A Responses answer streamed: each event with its `sequence_number` and an `event:` line
+    naming its type, as OpenAI streams them; no `[DONE]` (the stream ends after
+    `response.completed`)."""
+    frames = []
+    for number, event in enumerate(response_events(response)):
+        event = {"type": event["type"], "sequence_number": number,
+                 **{k: v for k, v in event.items() if k != "type"}}
+        frames.append(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n")
+    return frames
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "qwen-ci-upstream/1"
@@ -286,15 +317,6 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.end_headers()
         self.wfile.write(data)
-
-    def start_stream(self, headers):
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")
-        for k, v in headers.items():
-            self.send_header(k, v)
-        self.end_headers()
 
     def not_found(self, what):
         self.send_json(404, error_body(f"No such {what}", "invalid_request_error", code="not_found"))
@@ -383,50 +405,30 @@ class Handler(BaseHTTPRequestHandler):
 
     # --- endpoints -----------------------------------------------------------------------------
     def chat(self, raw):
-        try:
-            body = json.loads(raw or b"{}")
-        except ValueError:
-            return self.send_json(400, error_body("The body is not JSON.", "invalid_request_error"))
-        status, headers, payload = chat_answer(body)
-        if status != 200 or not body.get("stream"):
-            return self.send_json(status, payload, headers)
-        # CreateChatCompletionStreamResponse chunks (object "chat.completion.chunk"), then
-        # `data: [DONE]`; the usage chunk (empty choices) when stream_options.include_usage.
-        text = payload["choices"][0]["message"]["content"]
-        base = {"id": payload["id"], "object": "chat.completion.chunk",
-                "created": payload["created"], "model": payload["model"]}
-        chunks = [
-            {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                  "finish_reason": None}]},
-            *({**base, "choices": [{"index": 0, "delta": {"content": piece},
-                                    "finish_reason": None}]}
-              for piece in (text[i:i + 16] for i in range(0, len(text), 16))),
-            {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
-        ]
-        if (body.get("stream_options") or {}).get("include_usage"):
-            chunks.append({**base, "choices": [], "usage": payload["usage"]})
-        self.start_stream(headers)
-        for chunk in chunks:
-            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-        self.wfile.write(b"data: [DONE]\n\n")
-        self.wfile.flush()
-        self.close_connection = True
-        return None
+        return self.answer(raw, chat_answer, chat_frames)
 
     def create_response(self, raw):
+        return self.answer(raw, responses_answer, response_frames)
+
+    def answer(self, raw, logic, frames):
+        """A JSON request through `logic` (body -> status, headers, payload): the payload as JSON,
+        or, for `stream: true`, streamed as `frames(body, payload)`."""
         try:
             body = json.loads(raw or b"{}")
         except ValueError:
             return self.send_json(400, error_body("The body is not JSON.", "invalid_request_error"))
-        status, headers, payload = responses_answer(body)
+        status, headers, payload = logic(body)
         if status != 200 or not body.get("stream"):
             return self.send_json(status, payload, headers)
-        events = response_events(payload)
-        self.start_stream(headers)
-        for number, event in enumerate(events):
-            event = {"type": event["type"], "sequence_number": number,
-                     **{k: v for k, v in event.items() if k != "type"}}
-            self.wfile.write(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode())
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.end_headers()
+        for frame in frames(body, payload):
+            self.wfile.write(frame.encode())
         self.wfile.flush()
         self.close_connection = True
         return None

@@ -308,7 +308,7 @@ async fn a_single_run_that_could_exceed_the_budget_is_not_sent() {
     assert!(close(&r.result()["total_cost_usd"], 0.5));
 }
 
-/// A LiteLLM proxy (1.108.7, `litellm_settings: include_cost_in_streaming_usage: true`) in front of
+/// A `LiteLLM` proxy (1.108.7, `litellm_settings: include_cost_in_streaming_usage: true`) in front of
 /// an `openai/` deployment priced at 2e-6 / 1e-5 per token: these are its exact bytes (the
 /// Responses id shortened), captured with scripts/litellm-test.sh's configuration. It adds `cost`
 /// to the usage of `response.completed` and of Messages' `message_delta`, and sends no
