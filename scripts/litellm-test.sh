@@ -4,9 +4,12 @@
 # LiteLLM itself (`mock_response`), no database, and deployments with `rpm: 60` that the proxy
 # enforces (`enforce_model_rate_limits`: fixed calendar-minute windows, a 429 that says only
 # `llm_provider-retry-after: 60`), and a deployment routed to scripts/litellm-upstream.py (started
-# here on a free loopback port) for an upstream's 429 relayed as `llm_provider-*` headers and for
-# the Batch API through the proxy's `files_settings`. The configuration is
-# scripts/litellm-config.yaml. Each check is a named case; the last line is
+# here on a free loopback port) for an upstream's 429 relayed as `llm_provider-*` headers, for
+# the Batch API through the proxy's `files_settings`, for `--auth-type openai-responses` and
+# `--auth-type anthropic` through the proxy's `/v1/responses` and `/v1/messages` (single runs,
+# stream-json, 20-job batches with resume; which upstream route each reached is checked), and for
+# `total_cost_usd` against the proxy's own price (`x-litellm-response-cost`). The configuration
+# is scripts/litellm-config.yaml. Each check is a named case; the last line is
 # `litellm: N passed, M failed`, and the exit status is non-zero when any case failed.
 #
 #   scripts/litellm-test.sh [QWEN_BIN]   the binary to test (default: $QWEN_BIN, else
@@ -101,7 +104,7 @@ import json, sys, urllib.request
 req = urllib.request.Request(sys.argv[1], headers={"Authorization": f"Bearer {sys.argv[2]}"})
 with urllib.request.urlopen(req, timeout=2) as r:
     ids = {m["id"] for m in json.load(r)["data"]}
-sys.exit(0 if {"mock", "limited", "window", "upstream"} <= ids else 1)
+sys.exit(0 if {"mock", "limited", "window", "upstream", "vllm"} <= ids else 1)
 PY
 do
   if ! kill -0 "$proxy_pid" 2>/dev/null; then
@@ -141,8 +144,9 @@ run_qwen() {
 }
 
 # pycheck NAME <<'PY' ... PY: runs the Python on stdin with `out` (stdout text), `err`, `status`
-# (qwen's exit code), `secs` (its wall time), `lines` (stdout lines), `fail(message)` and
-# `upstream_get(path)` (a GET to scripts/litellm-upstream.py, not through the proxy) defined.
+# (qwen's exit code), `secs` (its wall time), `lines` (stdout lines), `seen` (the upstream's request
+# counts saved by `requests_seen NAME`, else {}), `fail(message)` and `upstream_get(path)` (a GET
+# to scripts/litellm-upstream.py, not through the proxy) defined.
 pycheck() {
   python3 -c '
 import json, sys
@@ -152,6 +156,11 @@ def read(ext):
         return f.read()
 out, err, status, secs = read("out"), read("err"), int(read("status")), float(read("secs"))
 lines = out.splitlines()
+try:
+    with open(f"{tmp}/{name}.seen", encoding="utf-8") as f:
+        seen = json.load(f)
+except FileNotFoundError:
+    seen = {}
 upstream = sys.argv[3]
 def upstream_get(path):
     import urllib.request
@@ -363,7 +372,214 @@ if types != [("h0", "batch_cancelled"), ("h1", "batch_cancelled")]: fail(f"lines
 PY
 }
 
-CASES=(single wrong-key relayed-hint batch-api batch-cancel window-batch spent-window-short-wait spent-window-waits)
+# --- Responses and Messages through the proxy ------------------------------------------------------
+# The variables for `--auth-type TYPE` at the proxy with the master key (qwen adds `/responses` to
+# OPENAI_BASE_URL and `/v1/messages` to ANTHROPIC_BASE_URL). Where the proxy sends each request
+# (checked against litellm 1.108.7, and asserted below through the upstream's request counts):
+# `/v1/responses` for `upstream` (openai/) and `vllm` (hosted_vllm/) goes natively to the
+# upstream's `/v1/responses`; `/v1/messages` for `vllm` is translated to the upstream's
+# `/v1/chat/completions`, and for `upstream` bridged to its `/v1/responses`
+# (scripts/litellm-config.yaml cites the source for each).
+proto_env() {
+  case "$1" in
+    openai-responses) echo "OPENAI_BASE_URL=$base_url OPENAI_API_KEY=$master_key" ;;
+    anthropic) echo "ANTHROPIC_BASE_URL=http://127.0.0.1:$port ANTHROPIC_API_KEY=$master_key" ;;
+    *) echo "OPENAI_BASE_URL=$base_url OPENAI_API_KEY=$master_key" ;;
+  esac
+}
+
+# requests_seen NAME: saves the upstream's request counts to $tmp/NAME.seen (read by pycheck as
+# `seen`, to compare with `upstream_get("/qwen-ci/requests")` after the run).
+requests_seen() {
+  python3 - "$upstream_url/qwen-ci/requests" >"$tmp/$1.seen" <<'PY'
+import sys, urllib.request
+with urllib.request.urlopen(sys.argv[1], timeout=10) as r:
+    print(r.read().decode())
+PY
+}
+
+# proto_single TYPE MODEL NAME UPSTREAM_PATH: one run, `-o json`: the upstream's answer,
+# `is_error: false`, exit 0, and exactly one request reached the upstream, at UPSTREAM_PATH.
+proto_single() {
+  local type="$1" model="$2" name="$3" want="$4"
+  requests_seen "$name"
+  # shellcheck disable=SC2046 # proto_env prints VAR=value words without spaces
+  run_qwen "$name" $(proto_env "$type") -- --auth-type "$type" -m "$model" -o json "Say hello. $name"
+  WANT="$want" pycheck "$name" <<'PY'
+import os
+if status != 0: fail(f"exit status {status}, expected 0")
+doc = json.loads(out)[-1]
+if doc.get("is_error") is not False or doc.get("result") != f"upstream: Say hello. {name}":
+    fail(f"not the upstream's answer: {doc}")
+after = upstream_get("/qwen-ci/requests")
+grew = {k: v - seen.get(k, 0) for k, v in after.items() if k.startswith("POST") and v != seen.get(k, 0)}
+if grew != {f"POST /v1/{os.environ['WANT']}": 1}:
+    fail(f"the upstream saw {grew}, expected one POST /v1/{os.environ['WANT']}")
+PY
+}
+
+# proto_stream TYPE MODEL NAME: `-o stream-json --include-partial-messages`: the init message,
+# then Claude-shaped stream events in order (message_start, content_block_start, the text deltas,
+# content_block_stop), the assistant message, message_stop, and the result last; the deltas add up
+# to the answer.
+proto_stream() {
+  local type="$1" model="$2" name="$3"
+  # shellcheck disable=SC2046
+  run_qwen "$name" $(proto_env "$type") -- --auth-type "$type" -m "$model" -o stream-json \
+    --include-partial-messages "Say hello, in a few more words than usual. $name"
+  pycheck "$name" <<'PY'
+if status != 0: fail(f"exit status {status}, expected 0")
+docs = [json.loads(l) for l in lines]
+kinds = [d["type"] + ":" + (d.get("subtype") or (d.get("event") or {}).get("type", "")) for d in docs]
+squeezed = [k for i, k in enumerate(kinds) if i == 0 or k != kinds[i - 1]]
+want = ["system:init", "stream_event:message_start", "stream_event:content_block_start",
+        "stream_event:content_block_delta", "stream_event:content_block_stop", "assistant:",
+        "stream_event:message_stop", "result:success"]
+if squeezed != want: fail(f"events {squeezed}, expected {want}")
+answer = f"upstream: Say hello, in a few more words than usual. {name}"
+deltas = "".join(d["event"]["delta"].get("text", "") for d in docs
+                 if d["type"] == "stream_event" and d["event"]["type"] == "content_block_delta")
+if kinds.count("stream_event:content_block_delta") < 2: fail("the answer did not come in pieces")
+result = docs[-1]
+if deltas != answer or result.get("result") != answer or result.get("is_error") is not False:
+    fail(f"deltas {deltas!r}, result {result}")
+PY
+}
+
+# proto_batch TYPE MODEL NAME: a 20-job local batch (`--jobs`, concurrency 8): 20 success lines,
+# each the upstream's answer to its job; then `--resume`: exit 0, all 20 skipped, and not one
+# more request at the upstream.
+proto_batch() {
+  local type="$1" model="$2" name="$3"
+  python3 -c '
+import json, sys
+with open(sys.argv[1], "w") as f:
+    for i in range(20):
+        f.write(json.dumps({"id": f"j{i}", "prompt": f"{sys.argv[2]} job {i}"}) + "\n")
+' "$tmp/$name-jobs.jsonl" "$name"
+  local args=(--auth-type "$type" -m "$model" --jobs "$tmp/$name-jobs.jsonl" --output "$tmp/$name-out.jsonl"
+    --concurrency 8)
+  # shellcheck disable=SC2046
+  run_qwen "$name" $(proto_env "$type") -- "${args[@]}" --summary "$tmp/$name-summary.json"
+  pycheck "$name" <<'PY' || return 1
+if status != 0: fail(f"exit status {status}, expected 0")
+rows = {r["id"]: r for r in map(json.loads, open(f"{tmp}/{name}-out.jsonl", encoding="utf-8"))}
+for i in range(20):
+    r = rows.get(f"j{i}") or {}
+    if r.get("is_error") is not False or r.get("result") != f"upstream: {name} job {i}":
+        fail(f"j{i}: {r}")
+summary = json.load(open(f"{tmp}/{name}-summary.json"))
+if summary.get("succeeded") != 20: fail(f"summary: {summary}")
+PY
+  requests_seen "$name-resume"
+  # shellcheck disable=SC2046
+  run_qwen "$name-resume" $(proto_env "$type") -- "${args[@]}" --resume --summary "$tmp/$name-resumed.json"
+  pycheck "$name-resume" <<'PY'
+if status != 0: fail(f"exit status {status}, expected 0")
+summary = json.load(open(f"{tmp}/{name.removesuffix('-resume')}-resumed.json"))
+if summary.get("skipped_resumed") != 20 or summary.get("succeeded") != 0:
+    fail(f"the resume ran jobs again: {summary}")
+after = upstream_get("/qwen-ci/requests")
+if any(v != seen.get(k, 0) for k, v in after.items() if k.startswith("POST")):
+    fail("the resume sent requests")
+PY
+}
+
+case_responses_single() {
+  proto_single openai-responses upstream responses-single responses || return 1
+  proto_single openai-responses vllm responses-single-vllm responses
+}
+case_responses_stream() { proto_stream openai-responses upstream responses-stream; }
+case_responses_batch() { proto_batch openai-responses upstream responses-batch; }
+case_messages_single() {
+  proto_single anthropic vllm messages-single chat/completions || return 1
+  proto_single anthropic upstream messages-single-bridge responses
+}
+case_messages_stream() { proto_stream anthropic vllm messages-stream; }
+case_messages_batch() { proto_batch anthropic vllm messages-batch; }
+
+# --- cost ---------------------------------------------------------------------------------------
+# litellm_cost ROUTE MODEL PROMPT: the proxy's own price of PROMPT on ROUTE (chat, responses,
+# messages) for MODEL: the `x-litellm-response-cost` header of a request that does not stream (on
+# a stream the header cannot carry it; the proxy then adds `usage.cost` to the stream instead).
+litellm_cost() {
+  python3 - "$base_url" "$master_key" "$@" <<'PY'
+import json, sys, urllib.request
+base, key, route, model, prompt = sys.argv[1:6]
+message = [{"role": "user", "content": prompt}]
+url, body = {
+    "chat": ("/chat/completions", {"model": model, "messages": message}),
+    "responses": ("/responses", {"model": model, "input": message}),
+    "messages": ("/messages", {"model": model, "max_tokens": 100, "messages": message}),
+}[route]
+req = urllib.request.Request(base + url, data=json.dumps(body).encode(),
+                             headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+with urllib.request.urlopen(req, timeout=30) as r:
+    print(r.headers["x-litellm-response-cost"])
+PY
+}
+
+# For each wire protocol, a run's `total_cost_usd` is the proxy's price of the same request (its
+# `x-litellm-response-cost`), with `cost_source: provider`.
+case_cost() {
+  local type route model
+  for type in openai openai-responses anthropic; do
+    case "$type" in
+      openai) route=chat model=upstream ;;
+      openai-responses) route=responses model=upstream ;;
+      anthropic) route=messages model=vllm ;;
+    esac
+    local prompt="What does this cost? ($type)"
+    litellm_cost "$route" "$model" "$prompt" >"$tmp/cost-$type.want" || { log "no price from the proxy"; return 1; }
+    # shellcheck disable=SC2046
+    run_qwen "cost-$type" $(proto_env "$type") -- --auth-type "$type" -m "$model" -o json "$prompt"
+    pycheck "cost-$type" <<'PY' || return 1
+want = float(open(f"{tmp}/{name}.want").read())
+doc = json.loads(out)[-1]
+if status != 0: fail(f"exit status {status}, expected 0")
+if not want > 0: fail(f"the proxy priced the request at {want}")
+got = doc.get("total_cost_usd")
+if not isinstance(got, float) or abs(got - want) > 1e-12 or doc.get("cost_source") != "provider":
+    fail(f"total_cost_usd {got} ({doc.get('cost_source')}), the proxy's x-litellm-response-cost {want}")
+PY
+  done
+}
+
+# A 5-job batch on a priced deployment: each line's cost is the proxy's price of its job, and the
+# summary's `total_cost_usd` is their sum, from the provider, with no job left without a cost.
+case_cost_batch() {
+  python3 -c '
+import json, sys
+with open(sys.argv[1], "w") as f:
+    for i in range(5):
+        f.write(json.dumps({"id": f"c{i}", "prompt": "price me " + "please " * i}) + "\n")
+' "$tmp/cost-jobs.jsonl"
+  local i
+  for i in 0 1 2 3 4; do
+    litellm_cost chat upstream "price me $(python3 -c "import sys; print('please ' * int(sys.argv[1]), end='')" "$i")" \
+      >>"$tmp/cost-batch.want" || return 1
+  done
+  run_qwen cost-batch -- -m upstream --jobs "$tmp/cost-jobs.jsonl" --output "$tmp/cost-out.jsonl" \
+    --summary "$tmp/cost-summary.json"
+  pycheck cost-batch <<'PY'
+if status != 0: fail(f"exit status {status}, expected 0")
+want = [float(x) for x in open(f"{tmp}/cost-batch.want").read().split()]
+rows = {r["id"]: r for r in map(json.loads, open(f"{tmp}/cost-out.jsonl", encoding="utf-8"))}
+for i, w in enumerate(want):
+    r = rows.get(f"c{i}") or {}
+    if r.get("cost_source") != "provider" or abs((r.get("total_cost_usd") or -1) - w) > 1e-12:
+        fail(f"c{i}: total_cost_usd {r.get('total_cost_usd')} ({r.get('cost_source')}), the proxy's {w}")
+summary = json.load(open(f"{tmp}/cost-summary.json"))
+print(f"    5 jobs: total_cost_usd {summary.get('total_cost_usd')} (the proxy's: {sum(want)})", file=sys.stderr)
+if abs((summary.get("total_cost_usd") or -1) - sum(want)) > 1e-12 or summary.get("cost_source") != "provider" \
+        or summary.get("jobs_without_cost") != 0:
+    fail(f"summary: {summary}")
+PY
+}
+
+CASES=(single wrong-key relayed-hint responses-single responses-stream responses-batch messages-single
+  messages-stream messages-batch cost cost-batch batch-api batch-cancel window-batch spent-window-short-wait
+  spent-window-waits)
 if [[ -n "${LITELLM_CASES:-}" ]]; then read -r -a CASES <<<"$LITELLM_CASES"; fi
 
 passed=0

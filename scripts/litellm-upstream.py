@@ -13,6 +13,14 @@ What it serves (shapes from `openai/openai-openapi`, openapi.yaml; the schema na
   `429` with `Retry-After: 3` and `x-ratelimit-reset-requests: 3s` the first time that exact
   message is seen, and normally after: the relayed-hint case (LiteLLM re-sends an upstream's
   headers as `llm_provider-<name>`).
+- `POST /v1/responses`, JSON or streamed (`CreateResponse` in; `Response`, and the
+  `ResponseStreamEvent`s `response.created`, `response.in_progress`, `response.output_item.added`,
+  `response.content_part.added`, `response.output_text.delta`, `response.output_text.done`,
+  `response.content_part.done`, `response.output_item.done`, `response.completed`, each with
+  `sequence_number` and an `event:` line naming it, as OpenAI streams them): the answer is
+  `upstream: <last user input>` through the chat logic above, with `usage` in `ResponseUsage`'s
+  shape (`input_tokens_details.cached_tokens`, `output_tokens_details.reasoning_tokens`). The
+  LiteLLM proxy forwards an `openai/` deployment's `/v1/responses` here natively.
 - The Files API: `POST /v1/files` (multipart/form-data, `purpose` and `file`), `GET /v1/files`
   (`purpose`, `order`, `limit`, `after`), `GET /v1/files/{id}`, `GET /v1/files/{id}/content`,
   `DELETE /v1/files/{id}` (`OpenAIFile`, `ListFilesResponse`, `DeleteFileResponse`).
@@ -23,6 +31,10 @@ What it serves (shapes from `openai/openai-openapi`, openapi.yaml; the schema na
   (`BatchRequestOutput`, purpose `batch_output`); a line that is not a chat request goes to an
   error file. A batch whose input holds `[hold]` stays `in_progress` instead (the cancel case); a
   cancel makes a batch that has not finished `cancelling`, then `cancelled` on the next retrieve.
+
+- `GET /v1/qwen-ci/requests` (this server's own, not OpenAI's): how many requests it answered
+  per method and path (`{"POST /v1/responses": 3, ...}`), so that a test can tell where the proxy
+  sent a request (natively to `/v1/responses`, or translated to `/v1/chat/completions`).
 
 Everything lives in memory; nothing is checked about the key (the proxy's `api_key` is sent as a
 Bearer and ignored). Errors are OpenAI's envelope, `{"error": {"message", "type", "param",
@@ -39,9 +51,10 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-LOCK = threading.Lock()
+LOCK = threading.RLock()  # re-entered: log_request counts while a GET holds it
 FILES = {}  # id -> {"object": <OpenAIFile>, "content": bytes}
 BATCHES = {}  # id -> <Batch>
+REQUESTS = {}  # "METHOD /path" -> how many were answered
 SEEN_429 = set()  # the `[429-once]` messages already answered 429
 RETRY_AFTER_SECONDS = 3
 
@@ -180,9 +193,116 @@ def chat_answer_no_limit(body):
     return chat_answer({**body, "messages": messages})
 
 
+def responses_answer(body):
+    """`(status, headers, Response)` for a Responses request `body` (`CreateResponse`): the last user
+    item of `input` (a string, or messages whose `content` is a string or `input_text` parts) goes
+    through the chat logic, and its answer becomes one `message` output item."""
+    items = body.get("input")
+    if isinstance(items, str):
+        items = [{"role": "user", "content": items}]
+    messages = []
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict):
+            continue
+        content = item.get("content")
+        if isinstance(content, list):
+            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        messages.append({"role": item.get("role", "user"), "content": content})
+    status, headers, chat = chat_answer({"model": body.get("model"), "messages": messages})
+    if status != 200:
+        return status, headers, chat
+    text = chat["choices"][0]["message"]["content"]
+    usage = chat["usage"]
+    # Response: id, object "response", created_at, status, error, incomplete_details,
+    # instructions, max_output_tokens, model, output[], usage (ResponseUsage), store, ...
+    return 200, headers, {
+        "id": new_id("resp_"), "object": "response", "created_at": chat["created"],
+        "status": "completed", "completed_at": int(time.time()), "error": None,
+        "incomplete_details": None, "instructions": body.get("instructions"),
+        "max_output_tokens": body.get("max_output_tokens"), "model": chat["model"],
+        "output": [{"id": new_id("msg_"), "type": "message", "status": "completed",
+                    "role": "assistant",
+                    "content": [{"type": "output_text", "text": text, "annotations": []}]}],
+        "parallel_tool_calls": True, "previous_response_id": None,
+        "reasoning": {"effort": None, "summary": None}, "store": body.get("store", True),
+        "temperature": body.get("temperature", 1), "text": {"format": {"type": "text"}},
+        "tool_choice": "auto", "tools": [], "top_p": body.get("top_p", 1),
+        "truncation": "disabled",
+        "usage": {"input_tokens": usage["prompt_tokens"],
+                  "input_tokens_details": {"cached_tokens": 0},
+                  "output_tokens": usage["completion_tokens"],
+                  "output_tokens_details": {"reasoning_tokens": 0},
+                  "total_tokens": usage["total_tokens"]},
+        "user": None, "metadata": {},
+    }
+
+
+def response_events(response):
+    """The `ResponseStreamEvent`s that stream `response` (openapi.yaml: `ResponseCreatedEvent`,
+    `ResponseInProgressEvent`, `ResponseOutputItemAddedEvent`, `ResponseContentPartAddedEvent`,
+    `ResponseTextDeltaEvent`, `ResponseTextDoneEvent`, `ResponseContentPartDoneEvent`,
+    `ResponseOutputItemDoneEvent`, `ResponseCompletedEvent`), without `sequence_number` yet."""
+    item = response["output"][0]
+    text = item["content"][0]["text"]
+    pending = {**response, "status": "in_progress", "completed_at": None, "output": [],
+               "usage": None}
+    where = {"item_id": item["id"], "output_index": 0, "content_index": 0}
+    empty_part = {"type": "output_text", "text": "", "annotations": []}
+    return [
+        {"type": "response.created", "response": pending},
+        {"type": "response.in_progress", "response": pending},
+        {"type": "response.output_item.added", "output_index": 0,
+         "item": {**item, "status": "in_progress", "content": []}},
+        {"type": "response.content_part.added", **where, "part": empty_part},
+        *({"type": "response.output_text.delta", **where, "delta": text[i:i + 16], "logprobs": []}
+          for i in range(0, len(text), 16)),
+        {"type": "response.output_text.done", **where, "text": text, "logprobs": []},
+        {"type": "response.content_part.done", **where, "part": item["content"][0]},
+        {"type": "response.output_item.done", "output_index": 0, "item": item},
+        {"type": "response.completed", "response": response},
+    ]
+
+
+def chat_frames(body, payload):
+    """A chat answer streamed: `CreateChatCompletionStreamResponse` chunks (object
+    "chat.completion.chunk"), the usage chunk (empty choices) when `stream_options.include_usage`,
+    then `data: [DONE]`."""
+    text = payload["choices"][0]["message"]["content"]
+    base = {"id": payload["id"], "object": "chat.completion.chunk",
+            "created": payload["created"], "model": payload["model"]}
+    chunks = [
+        {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                              "finish_reason": None}]},
+        *({**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+          for piece in (text[i:i + 16] for i in range(0, len(text), 16))),
+        {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+    ]
+    if (body.get("stream_options") or {}).get("include_usage"):
+        chunks.append({**base, "choices": [], "usage": payload["usage"]})
+    return [f"data: {json.dumps(chunk)}\n\n" for chunk in chunks] + ["data: [DONE]\n\n"]
+
+
+def response_frames(_body, response):
+    """A Responses answer streamed: each event with its `sequence_number` and an `event:` line
+    naming its type, as OpenAI streams them; no `[DONE]` (the stream ends after
+    `response.completed`)."""
+    frames = []
+    for number, event in enumerate(response_events(response)):
+        event = {"type": event["type"], "sequence_number": number,
+                 **{k: v for k, v in event.items() if k != "type"}}
+        frames.append(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n")
+    return frames
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "qwen-ci-upstream/1"
+
+    def log_request(self, code="-", size="-"):
+        with LOCK:
+            key = f"{self.command} {urlsplit(self.path).path}"
+            REQUESTS[key] = REQUESTS.get(key, 0) + 1
+        super().log_request(code, size)
 
     def log_message(self, fmt, *args):
         sys.stderr.write("upstream: %s %s\n" % (self.address_string(), fmt % args))
@@ -216,6 +336,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         seg, query = self.route()
         with LOCK:
+            if seg == ["qwen-ci", "requests"]:
+                return self.send_json(200, dict(REQUESTS))
             if seg == ["models"]:
                 return self.send_json(200, {"object": "list", "data": [
                     {"id": "upstream", "object": "model", "created": 0, "owned_by": "qwen-ci"}]})
@@ -265,6 +387,8 @@ class Handler(BaseHTTPRequestHandler):
         raw = self.body()
         if seg == ["chat", "completions"]:
             return self.chat(raw)
+        if seg == ["responses"]:
+            return self.create_response(raw)
         if seg == ["files"]:
             return self.upload(raw)
         if seg == ["batches"]:
@@ -281,28 +405,21 @@ class Handler(BaseHTTPRequestHandler):
 
     # --- endpoints -----------------------------------------------------------------------------
     def chat(self, raw):
+        return self.answer(raw, chat_answer, chat_frames)
+
+    def create_response(self, raw):
+        return self.answer(raw, responses_answer, response_frames)
+
+    def answer(self, raw, logic, frames):
+        """A JSON request through `logic` (body -> status, headers, payload): the payload as JSON,
+        or, for `stream: true`, streamed as `frames(body, payload)`."""
         try:
             body = json.loads(raw or b"{}")
         except ValueError:
             return self.send_json(400, error_body("The body is not JSON.", "invalid_request_error"))
-        status, headers, payload = chat_answer(body)
+        status, headers, payload = logic(body)
         if status != 200 or not body.get("stream"):
             return self.send_json(status, payload, headers)
-        # CreateChatCompletionStreamResponse chunks (object "chat.completion.chunk"), then
-        # `data: [DONE]`; the usage chunk (empty choices) when stream_options.include_usage.
-        text = payload["choices"][0]["message"]["content"]
-        base = {"id": payload["id"], "object": "chat.completion.chunk",
-                "created": payload["created"], "model": payload["model"]}
-        chunks = [
-            {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                  "finish_reason": None}]},
-            *({**base, "choices": [{"index": 0, "delta": {"content": piece},
-                                    "finish_reason": None}]}
-              for piece in (text[i:i + 16] for i in range(0, len(text), 16))),
-            {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
-        ]
-        if (body.get("stream_options") or {}).get("include_usage"):
-            chunks.append({**base, "choices": [], "usage": payload["usage"]})
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
@@ -310,9 +427,8 @@ class Handler(BaseHTTPRequestHandler):
         for k, v in headers.items():
             self.send_header(k, v)
         self.end_headers()
-        for chunk in chunks:
-            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-        self.wfile.write(b"data: [DONE]\n\n")
+        for frame in frames(body, payload):
+            self.wfile.write(frame.encode())
         self.wfile.flush()
         self.close_connection = True
         return None

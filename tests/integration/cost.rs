@@ -3,10 +3,11 @@
 //! `--max-budget-usd` for a single run and a batch, against wiremock servers.
 
 use serde_json::{Value, json};
-use wiremock::{MockServer, ResponseTemplate};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::batch_support::{by_id, file_lines, jsonl};
-use crate::common::{Sse, TestEnv, chat, run, server_mounting, server_with};
+use crate::common::{KEY, Sse, TestEnv, chat, run, server_mounting, server_with};
 
 /// A stream whose usage object is `usage` as given (cost, cached and reasoning details).
 fn answer_with_usage(usage: &Value) -> ResponseTemplate {
@@ -305,4 +306,89 @@ async fn a_single_run_that_could_exceed_the_budget_is_not_sent() {
         .args(["--json", "--max-budget-usd", "0.25", "hi"]));
     r.code(55).stderr_has("more than --max-budget-usd");
     assert!(close(&r.result()["total_cost_usd"], 0.5));
+}
+
+/// A `LiteLLM` proxy (1.108.7, `litellm_settings: include_cost_in_streaming_usage: true`) in front of
+/// an `openai/` deployment priced at 2e-6 / 1e-5 per token: these are its exact bytes (the
+/// Responses id shortened), captured with scripts/litellm-test.sh's configuration. It adds `cost`
+/// to the usage of `response.completed` and of Messages' `message_delta`, and sends no
+/// `x-litellm-response-cost` header on a stream: the usage is the only place the price is.
+const LITELLM_RESPONSES_STREAM: &str = r#"data: {"type":"response.created","response":{"id":"resp_litellm","created_at":1796546809,"metadata":{},"model":"upstream","object":"response","output":[],"parallel_tool_calls":true,"temperature":1.0,"tool_choice":"auto","tools":[],"top_p":1.0,"reasoning":{"effort":null,"summary":null},"status":"in_progress","text":{"format":{"type":"text"}},"truncation":"disabled","store":false},"sequence_number":0,"model":"upstream"}
+
+data: {"type":"response.in_progress","response":{"id":"resp_litellm","created_at":1796546809,"metadata":{},"model":"upstream","object":"response","output":[],"parallel_tool_calls":true,"temperature":1.0,"tool_choice":"auto","tools":[],"top_p":1.0,"reasoning":{"effort":null,"summary":null},"status":"in_progress","text":{"format":{"type":"text"}},"truncation":"disabled","store":false},"sequence_number":1,"model":"upstream"}
+
+data: {"type":"response.output_item.added","output_index":0,"item":{"id":"msg_ad2200b7fab240ea9b7e0ee9","type":"message","status":"in_progress","role":"assistant","content":[]},"sequence_number":2,"model":"upstream"}
+
+data: {"type":"response.content_part.added","item_id":"msg_ad2200b7fab240ea9b7e0ee9","output_index":0,"content_index":0,"part":{"type":"output_text","text":"","annotations":[]},"sequence_number":3,"model":"upstream"}
+
+data: {"type":"response.output_text.delta","item_id":"msg_ad2200b7fab240ea9b7e0ee9","output_index":0,"content_index":0,"delta":"upstream: hi","sequence_number":4,"logprobs":[],"model":"upstream"}
+
+data: {"type":"response.output_text.done","item_id":"msg_ad2200b7fab240ea9b7e0ee9","output_index":0,"content_index":0,"text":"upstream: hi","sequence_number":5,"logprobs":[],"model":"upstream"}
+
+data: {"type":"response.content_part.done","item_id":"msg_ad2200b7fab240ea9b7e0ee9","output_index":0,"content_index":0,"part":{"type":"output_text","text":"upstream: hi","annotations":[]},"sequence_number":6,"model":"upstream"}
+
+data: {"type":"response.output_item.done","output_index":0,"sequence_number":7,"item":{"id":"msg_ad2200b7fab240ea9b7e0ee9","type":"message","status":"completed","role":"assistant","content":[{"type":"output_text","text":"upstream: hi","annotations":[]}]},"model":"upstream"}
+
+data: {"type":"response.completed","response":{"id":"resp_litellm","created_at":1796546809,"metadata":{},"model":"upstream","object":"response","output":[{"id":"msg_ad2200b7fab240ea9b7e0ee9","content":[{"annotations":[],"text":"upstream: hi","type":"output_text"}],"role":"assistant","status":"completed","type":"message"}],"parallel_tool_calls":true,"temperature":1.0,"tool_choice":"auto","tools":[],"top_p":1.0,"reasoning":{"effort":null,"summary":null},"status":"completed","text":{"format":{"type":"text"}},"truncation":"disabled","usage":{"input_tokens":1,"input_tokens_details":{"cached_tokens":0},"output_tokens":2,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":3,"cost":0.000022000000000000003},"store":false,"completed_at":1796546809},"sequence_number":8,"model":"upstream"}
+
+data: [DONE]
+
+"#;
+
+const LITELLM_MESSAGES_STREAM: &str = r#"event: message_start
+data: {"type": "message_start", "message": {"id": "msg_8d2ecd9c-3958-421b-8284-f0cbbfc42dd3", "type": "message", "role": "assistant", "content": [], "model": "upstream", "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 0, "output_tokens": 0, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}}
+
+event: content_block_start
+data: {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+
+event: content_block_delta
+data: {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "upstream: hi"}}
+
+event: content_block_stop
+data: {"type": "content_block_stop", "index": 0}
+
+event: message_delta
+data: {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"input_tokens": 1, "output_tokens": 2, "cost": 2.2000000000000003e-05}}
+
+event: message_stop
+data: {"type": "message_stop"}
+
+"#;
+
+#[tokio::test]
+async fn litellm_usage_cost_in_a_responses_or_messages_stream_is_the_cost() {
+    let env = TestEnv::new();
+    let cases = [
+        (
+            "openai-responses",
+            "/v1/responses",
+            LITELLM_RESPONSES_STREAM,
+        ),
+        ("anthropic", "/v1/messages", LITELLM_MESSAGES_STREAM),
+    ];
+    for (auth_type, at, stream) in cases {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path(at))
+            .respond_with(ResponseTemplate::new(200).set_body_raw(stream, "text/event-stream"))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let r = run(env
+            .cmd()
+            .env("OPENAI_API_KEY", KEY)
+            .env("OPENAI_BASE_URL", format!("{}/v1", server.uri()))
+            .env("ANTHROPIC_API_KEY", KEY)
+            .env("ANTHROPIC_BASE_URL", server.uri())
+            .args(["--auth-type", auth_type, "-m", "upstream", "--json", "hi"]));
+        r.code(0);
+        let result = r.result();
+        assert_eq!(result["result"], "upstream: hi", "{auth_type}: {result}");
+        // 1 input token at 2e-6 and 2 output tokens at 1e-5.
+        assert!(
+            close(&result["total_cost_usd"], 2.2e-5),
+            "{auth_type}: {result}"
+        );
+        assert_eq!(result["cost_source"], "provider", "{auth_type}: {result}");
+    }
 }

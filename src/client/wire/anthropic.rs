@@ -164,6 +164,10 @@ impl Reader {
                 }
                 if let Some(u) = data.get("usage") {
                     out.completion.usage = Some(usage(u, out.completion.usage));
+                    // A LiteLLM proxy's own price (`usage.cost`), as for Responses.
+                    if let Some(cost) = crate::client::usage_cost(u) {
+                        out.completion.provider_cost = Some(cost);
+                    }
                 }
             }
             "message_stop" => {

@@ -130,6 +130,11 @@ fn identify(response: &Value, completion: &mut Completion) {
 fn finish(response: &Value, completion: &mut Completion) {
     identify(response, completion);
     completion.usage = response.get("usage").and_then(usage);
+    // A LiteLLM proxy's own price, added to the usage it streams (`cost`, with
+    // `include_cost_in_streaming_usage`; seen from litellm 1.108.7 in scripts/litellm-test.sh).
+    if let Some(cost) = response.get("usage").and_then(crate::client::usage_cost) {
+        completion.provider_cost = Some(cost);
+    }
     let status = response.get("status").and_then(Value::as_str);
     let reason = response
         .pointer("/incomplete_details/reason")
