@@ -131,11 +131,11 @@ pub(crate) fn ignored_among(files: &[PathBuf]) -> Vec<bool> {
             (!rel.is_empty() && !rel.contains('\0')).then(|| rel.to_owned())
         })
         .collect();
-    let input: String = relative
-        .iter()
-        .flatten()
-        .map(|r| format!("{r}\0"))
-        .collect();
+    let mut input = String::new();
+    for rel in relative.iter().flatten() {
+        input.push_str(rel);
+        input.push('\0');
+    }
     let Some(ignored) = git_check_ignore_stdin(&root, input.as_bytes()) else {
         return out;
     };

@@ -268,15 +268,14 @@ fn read(
         return Err("it is not a regular file (a FIFO, socket or device)".to_owned());
     }
     let loaded;
-    let ignorer = match checked {
-        Some(ignorer) => ignorer,
-        None => {
-            loaded = Ignorer::load(root)?;
-            if let Some(why) = loaded.check(&[(path.clone(), meta.is_dir())])[0] {
-                return Err(why.describe());
-            }
-            &loaded
+    let ignorer = if let Some(ignorer) = checked {
+        ignorer
+    } else {
+        loaded = Ignorer::load(root)?;
+        if let Some(why) = loaded.check(&[(path.clone(), meta.is_dir())])[0] {
+            return Err(why.describe());
         }
+        &loaded
     };
     let content = if meta.is_dir() {
         tree::structure(&path, ignorer)?

@@ -84,14 +84,14 @@ pub(super) fn structure(dir: &Path, ignorer: &Ignorer) -> Result<String, String>
                 nodes[id].more_folders = true;
                 break;
             }
-            let ignored = excluded || IGNORED_FOLDERS.contains(&name.as_str());
+            let hidden = excluded || IGNORED_FOLDERS.contains(&name.as_str());
             let child = nodes.len();
-            if !ignored {
+            if !hidden {
                 queue.push_back((child, path.join(&name)));
             }
             nodes.push(Node {
                 name,
-                ignored,
+                ignored: hidden,
                 ..Node::default()
             });
             nodes[id].folders.push(child);

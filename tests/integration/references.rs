@@ -125,7 +125,7 @@ fn git_init(env: &TestEnv) {
             .args(["init", "-q"])
             .current_dir(&env.project)
             .status()
-            .unwrap()
+            .expect("run git init")
             .success()
     );
 }
@@ -135,7 +135,7 @@ fn mkfifo(path: &std::path::Path) {
         std::process::Command::new("mkfifo")
             .arg(path)
             .status()
-            .unwrap()
+            .expect("run mkfifo")
             .success()
     );
 }
