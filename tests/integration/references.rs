@@ -70,24 +70,10 @@ async fn hostile_references_are_refused_before_anything_is_sent() {
     std::fs::write(env.root.join("outside.txt"), "secret").unwrap();
     std::os::unix::fs::symlink(env.root.join("outside.txt"), env.project_path("link")).unwrap();
     std::os::unix::fs::symlink("/proc/self/environ", env.project_path("env")).unwrap();
-    let fifo = env.project_path("fifo");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    mkfifo(&env.project_path("fifo"));
     env.write_project("big.txt", &"x".repeat(2048));
     env.write_project("ctl\u{7}bell.txt", "x");
-    assert!(
-        std::process::Command::new("git")
-            .args(["init", "-q"])
-            .current_dir(&env.project)
-            .status()
-            .unwrap()
-            .success()
-    );
+    git_init(&env);
     env.write_project(".gitignore", "ignored.txt\n");
     env.write_project("ignored.txt", "x");
     let server = server_expecting(0).await;
