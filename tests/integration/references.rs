@@ -231,4 +231,13 @@ async fn qwenignore_excludes_a_named_file_or_directory() {
             .stderr_has("was refused")
             .stderr_has(&format!("`{file}` excludes it"));
     }
+    // An ignore file that is a FIFO (or a link out) is never opened: the reference is refused,
+    // rather than sent without the rules or left hanging.
+    std::fs::remove_file(env.project_path(".qwenignore")).unwrap();
+    mkfifo(&env.project_path(".qwenignore"));
+    env.write_project("notes.txt", "n");
+    run(env.cmd_for(&server).arg("read @notes.txt"))
+        .code(42)
+        .stderr_has("not a regular file")
+        .stderr_has("its rules cannot be applied");
 }
