@@ -1,21 +1,23 @@
-//! `@path` references in a prompt, as Qwen Code reads them: each file a prompt names with `@` is
-//! read through the one path door (`paths::JobPaths`, rooted at a workspace directory) and its
-//! content sent after the prompt, in Qwen Code's own block:
+//! `@path` references in a prompt, as Qwen Code reads them: each file, directory or glob a prompt
+//! names with `@` is read through the one path door (`paths::JobPaths`, rooted at a workspace
+//! directory) and sent after the prompt, in Qwen Code's own block:
 //!
 //! ```text
 //! <the prompt, `@path`s kept>
 //! --- Content from referenced files ---
-//! Content from /abs/path:
-//! <content>
+//! Content from <the path as written>:
+//! <a file's text, or a directory's structure (`tree`)>
 //! --- End of content ---
 //! ```
 //!
-//! (Qwen Code: `packages/cli/src/ui/hooks/atCommandProcessor.ts`, `parseAllAtCommands` and
-//! `resolveAtCommandQuery`; `packages/core/src/utils/readManyFiles.ts`, the header, the
-//! `Content from` prefix and the terminator.) Where Qwen Code skips a reference quietly (outside
-//! the workspace, git-ignored, unreadable), qwen refuses it before anything is sent: a prompt that
-//! silently lost a file is a wrong answer in CI. A reference to nothing is text (an e-mail
-//! address, `@user`, a decorator), as in Qwen Code. `\@` is never a reference.
+//! (Qwen Code 0.24.4: `packages/cli/src/ui/hooks/atCommandProcessor.ts`, `parseAllAtCommands`,
+//! `resolveAtCommandQuery` and its `displayPaths`; `packages/core/src/tools/readManyFiles.ts`,
+//! the header, the `Content from` prefix, `readDirectory` and the terminator; checked against
+//! the request body 0.24.4 sends.) Where Qwen Code skips a reference quietly (outside the
+//! workspace, git- or qwen-ignored, unreadable), qwen refuses it before anything is sent: a
+//! prompt that silently lost a file is a wrong answer in CI. A reference to nothing is text (an
+//! e-mail address, `@user`, a decorator), as in Qwen Code. `\@` is never a reference. A glob is
+//! qwen's own (Qwen Code sends it as text): its files, each in its own block (`glob`).
 
 use std::path::{Component, Path, PathBuf};
 
