@@ -115,16 +115,74 @@ pub(crate) fn exposure(file: &Path) -> Option<Exposure> {
     }
 }
 
-/// Whether git ignores `file` (an absolute, resolved path): `false` outside a repository or when
-/// git cannot say. Used by `@path` references, which never read an ignored file.
-pub(crate) fn ignored(file: &Path) -> bool {
-    let Some(root) = file.parent().and_then(repo_root) else {
-        return false;
+/// For each of `files` (absolute, resolved paths in one repository), whether git ignores it:
+/// all `false` outside a repository or when git cannot say. One `git check-ignore --stdin` run
+/// for all of them (a directory listing or a glob asks about many at once). Used by `@path`
+/// references, which never read an ignored file.
+pub(crate) fn ignored_among(files: &[PathBuf]) -> Vec<bool> {
+    let mut out = vec![false; files.len()];
+    let Some(root) = files.first().and_then(|f| f.parent()).and_then(repo_root) else {
+        return out;
     };
-    let Ok(relative) = file.strip_prefix(&root) else {
-        return false;
+    let relative: Vec<Option<String>> = files
+        .iter()
+        .map(|f| {
+            let rel = f.strip_prefix(&root).ok()?.to_str()?;
+            (!rel.is_empty() && !rel.contains('\0')).then(|| rel.to_owned())
+        })
+        .collect();
+    let mut input = String::new();
+    for rel in relative.iter().flatten() {
+        input.push_str(rel);
+        input.push('\0');
+    }
+    let Some(ignored) = git_check_ignore_stdin(&root, input.as_bytes()) else {
+        return out;
     };
-    git_says_ignored(&root, &relative.to_string_lossy()) == Some(true)
+    for (slot, rel) in out.iter_mut().zip(&relative) {
+        *slot = rel.as_ref().is_some_and(|r| ignored.contains(r));
+    }
+    out
+}
+
+/// `git check-ignore -z --stdin`: the paths of `input` (NUL-terminated, relative to `root`) that
+/// git ignores; `None` when git cannot say. Its standard input is written on a thread of its own
+/// (a full pipe on both sides would otherwise block both processes).
+fn git_check_ignore_stdin(root: &Path, input: &[u8]) -> Option<std::collections::HashSet<String>> {
+    let mut child = Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args([
+            "-c",
+            "core.fsmonitor=false",
+            "check-ignore",
+            "-z",
+            "--stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let mut stdin = child.stdin.take()?;
+    let output = std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let _ = stdin.write_all(input);
+        });
+        child.wait_with_output()
+    })
+    .ok()?;
+    if !matches!(output.status.code(), Some(0 | 1)) {
+        return None;
+    }
+    Some(
+        output
+            .stdout
+            .split(|&b| b == 0)
+            .filter(|p| !p.is_empty())
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect(),
+    )
 }
 
 /// Run `git -C root <args>` quietly: `Some(true)` on exit 0, `Some(false)` on exit 1, else `None`.

@@ -118,12 +118,17 @@ pub(crate) fn scrub_key(text: &str, key: &str) -> String {
     if key_len < 4 {
         return text.to_owned();
     }
+    let forms = key_forms(key);
+    let min = MIN_KEY_RUN.min(key_len);
+    if !may_hold(text, &forms, min) {
+        return text.to_owned();
+    }
     // Every form is matched against the original text, then all matches are removed at once
     // (removing one form first could break a longer match of another).
     let chars: Vec<(usize, char)> = text.char_indices().collect();
     let mut ranges = Vec::new();
-    for form in key_forms(key) {
-        ranges.extend(matching_runs(&chars, &form, MIN_KEY_RUN.min(key_len)));
+    for form in forms {
+        ranges.extend(matching_runs(&chars, &form, min));
     }
     if ranges.is_empty() {
         return text.to_owned();
@@ -144,6 +149,55 @@ pub(crate) fn scrub_key(text: &str, key: &str) -> String {
     }
     out.push_str(&text[byte(at)..]);
     out
+}
+
+/// Whether some `min`-character window of `text` may equal (folded as `matching_runs` folds) a
+/// window of one of `forms`: `false` means `scrub_key` has nothing to remove. One pass with a
+/// rolling hash, holding `min` characters and no copy of the text (a session scrubs a prompt of
+/// megabytes with several secrets: the full search is for the rare text that needs it).
+fn may_hold(text: &str, forms: &[String], min: usize) -> bool {
+    const BASE: u64 = 0x100_0000_01b3;
+    let fold = |c: char| {
+        let c = if c.is_ascii() {
+            c.to_ascii_lowercase()
+        } else {
+            c.to_lowercase().next().unwrap_or(c)
+        };
+        u64::from(u32::from(c))
+    };
+    let top = (1..min).fold(1u64, |p, _| p.wrapping_mul(BASE));
+    // Windows' hashes: a 64 Ki-bit filter in front of the exact set.
+    let (mut filter, mut wanted) = (vec![0u64; 1024], HashSet::new());
+    for form in forms {
+        let folded: Vec<u64> = form.chars().map(fold).collect();
+        for window in folded.windows(min) {
+            let hash = window
+                .iter()
+                .fold(0u64, |h, &c| h.wrapping_mul(BASE).wrapping_add(c));
+            filter[(hash >> 58) as usize * 16 + (hash & 15) as usize] |= 1 << ((hash >> 4) & 63);
+            wanted.insert(hash);
+        }
+    }
+    let mut ring = [0u64; MIN_KEY_RUN];
+    let (mut hash, mut seen) = (0u64, 0usize);
+    for c in text.chars() {
+        let c = fold(c);
+        let slot = seen % min;
+        if seen >= min {
+            hash = hash.wrapping_sub(ring[slot].wrapping_mul(top));
+        }
+        hash = hash.wrapping_mul(BASE).wrapping_add(c);
+        ring[slot] = c;
+        seen += 1;
+        if seen >= min
+            && filter[(hash >> 58) as usize * 16 + (hash & 15) as usize] & (1 << ((hash >> 4) & 63))
+                != 0
+            && wanted.contains(&hash)
+        {
+            return true;
+        }
+    }
+    false
 }
 
 /// The key, and the distinct ways JSON and URLs may write it.
@@ -230,6 +284,23 @@ mod tests {
         // Two pieces with text between them.
         let two = format!("{} and {}", &KEY[..14], &KEY[15..]);
         assert_eq!(scrub_key(&two, KEY), "[REDACTED] and [REDACTED]");
+    }
+
+    #[test]
+    fn the_quick_check_never_misses_what_the_full_search_finds() {
+        let forms = key_forms(KEY);
+        let kelvin = KEY[3..20].replace('k', "\u{212a}");
+        for (text, holds) in [
+            (format!("word {} word", &KEY[4..16]), true),
+            (KEY[10..22].to_uppercase(), true),
+            (format!("é{kelvin}é"), true),
+            (KEY[5..16].to_owned(), false),
+            ("an answer with no key in it at all".repeat(50), false),
+            (String::new(), false),
+        ] {
+            assert_eq!(may_hold(&text, &forms, MIN_KEY_RUN), holds, "{text}");
+            assert_eq!(scrub_key(&text, KEY) != text, holds, "{text}");
+        }
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! format (its `~/.qwen/projects/…/chats/*.jsonl` records are a tree of Gemini `Content` parts
 //! with tool calls, compression checkpoints and UI telemetry), so the directory is our own:
 //! `~/.qwen/headless/sessions`. Only the conversation is stored: never a key, a header, or the
-//! system prompt (each run brings its own).
+//! system prompt (each run brings its own). Every message passes `secret::Secrets::scrub` before
+//! it is written: the run's key, its `-H` values and the credentials of its environment are
+//! `[REDACTED]` even when the prompt or the server's answer quotes them.
 //!
 //! A session file is untrusted data (a shared cache or a restored CI directory): it is opened only
 //! as a regular file inside the project's directory, once every link is resolved (the path door,
@@ -24,6 +26,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::Error;
 use crate::paths::{JobPaths, PathRules};
+use crate::secret::Secrets;
 
 /// Which conversation a run belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +87,8 @@ pub(crate) struct Store {
     dir: PathBuf,
     cwd: PathBuf,
     max_bytes: u64,
+    /// What is removed from every message written.
+    secrets: Secrets,
 }
 
 /// A session opened for this run: its earlier messages, and (when recording) the locked file the
@@ -97,6 +102,7 @@ pub(crate) struct Session {
     /// The file this run created (a new or forked session): removed if the run ends without
     /// recording a turn, so that a failed first run leaves no empty session for `-c` to pick.
     created: Option<PathBuf>,
+    secrets: Secrets,
 }
 
 impl Drop for Session {
@@ -167,7 +173,15 @@ impl Store {
             dir: root.join(key),
             cwd: resolved,
             max_bytes,
+            secrets: Secrets::default(),
         }
+    }
+
+    /// Remove these from every message this store writes.
+    #[must_use]
+    pub(crate) fn scrubbing(mut self, secrets: Secrets) -> Self {
+        self.secrets = secrets;
+        self
     }
 
     fn door(&self) -> JobPaths {
@@ -198,6 +212,7 @@ impl Store {
                     history: Vec::new(),
                     file,
                     created,
+                    secrets: self.secrets.clone(),
                 });
             }
             Pick::Resume(id) => id.clone(),
@@ -220,6 +235,7 @@ impl Store {
                 history,
                 file,
                 created: None,
+                secrets: self.secrets.clone(),
             });
         }
         drop(file);
@@ -235,6 +251,7 @@ impl Store {
             history,
             file,
             created,
+            secrets: self.secrets.clone(),
         })
     }
 
@@ -334,7 +351,7 @@ impl Store {
             forked_from,
         });
         for m in history {
-            text.push_str(&message_line(m));
+            text.push_str(&message_line(m.role, &m.content, &self.secrets));
         }
         if let Err(e) = file.write_all(text.as_bytes()) {
             let _ = std::fs::remove_file(&path);
@@ -438,10 +455,11 @@ fn line(value: &Line) -> String {
     text
 }
 
-fn message_line(m: &Message) -> String {
+/// One message's line, with every secret of the run removed from its text.
+fn message_line(role: Role, content: &str, secrets: &Secrets) -> String {
     line(&Line::Message {
-        role: m.role,
-        content: m.content.clone(),
+        role,
+        content: secrets.scrub(content),
         time_ms: now_ms(),
     })
 }
@@ -455,14 +473,8 @@ impl Session {
             return Ok(());
         };
         self.created = None;
-        let mut text = message_line(&Message {
-            role: Role::User,
-            content: prompt.to_owned(),
-        });
-        text.push_str(&message_line(&Message {
-            role: Role::Assistant,
-            content: answer.to_owned(),
-        }));
+        let mut text = message_line(Role::User, prompt, &self.secrets);
+        text.push_str(&message_line(Role::Assistant, answer, &self.secrets));
         // One write, no fsync (as Qwen Code's recorder): the next step reads it through the page
         // cache; an fsync cost a one-shot run about 2 ms and protects only against a power cut.
         file.write_all(text.as_bytes()).map_err(|e| Error::Io {

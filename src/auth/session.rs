@@ -22,6 +22,8 @@ pub(crate) const QWEN_OAUTH_REQUESTS_PER_MINUTE: u32 = 60;
 /// What a command sends requests with.
 pub(crate) struct Session {
     pub(crate) client: ChatClient,
+    /// The key (or OAuth token) the client was built with: what a session file must never hold.
+    pub(crate) key: secrecy::SecretString,
     /// Set for Qwen OAuth: refreshes the token of `client` when it is about to expire.
     pub(crate) oauth: Option<OauthSession>,
 }
@@ -92,11 +94,12 @@ pub(crate) fn connect(
     if let Some(warning) = plaintext_warning_in(&credentials.base_url, env, proxy) {
         diag::warn(&warning);
     }
+    let key = credentials.api_key.clone();
     let client = ChatClient::new(&credentials.base_url, credentials.api_key, settings)
         .and_then(|c| c.with_wire(credentials.wire, credentials.key_header))
         .map_err(Error::Api)?
         .with_rate_limit(rate_limit(rpm, oauth.is_some()));
-    Ok(Session { client, oauth })
+    Ok(Session { client, key, oauth })
 }
 
 fn oauth_session(

@@ -28,8 +28,10 @@ use crate::prompt_file::{self, PromptFile, ResponseFormat};
 use crate::references;
 use crate::request;
 use crate::schema::{OutputSchema, SharedMode};
+use crate::secret::{self, Secrets};
 use crate::sessions::{self, Pick, Session, Store};
 use crate::settings::{JsonEvents, RunSettings};
+use secrecy::SecretString;
 
 /// Everything a run needs before it sends: configuration, a connected client, the request body,
 /// and the schema its answer must match.
@@ -120,7 +122,8 @@ fn prepare(
     .map_err(with_model)?;
     let session = session::connect(plan.map_err(with_model)?, settings, None, &ctx.env, runtime)
         .map_err(with_model)?;
-    let conversation = open_session(args, ctx).map_err(with_model)?;
+    let secrets = session_secrets(&session.key, args, ctx);
+    let conversation = open_session(args, ctx, secrets).map_err(with_model)?;
     let input = read_input(args, ctx, &vars, runtime).map_err(with_model)?;
     let prompt = match &input {
         Input::Text(text) => Some(text.clone()),
@@ -144,7 +147,11 @@ fn prepare(
 /// The session of this run (`-c`, `-r ID`, `--session-id`, or a new one), opened and locked
 /// before stdin is read or anything is sent. A prompt file records nothing; without HOME a plain
 /// run records nothing, and a run that asked for a session fails.
-pub(super) fn open_session(args: &RunSettings, ctx: &Context) -> Result<Option<Session>, Error> {
+pub(super) fn open_session(
+    args: &RunSettings,
+    ctx: &Context,
+    secrets: Secrets,
+) -> Result<Option<Session>, Error> {
     let s = &args.session;
     if args.prompt_file.is_some() {
         return Ok(None);
@@ -162,7 +169,8 @@ pub(super) fn open_session(args: &RunSettings, ctx: &Context) -> Result<Option<S
         &sessions::root(&home),
         &ctx.cwd,
         args.request.max_input_bytes,
-    );
+    )
+    .scrubbing(secrets);
     match store.open(&s.pick, s.fork, s.record) {
         Ok(session) => Ok(Some(session)),
         // A plain run only records in passing: a HOME it cannot write (a container's read-only
@@ -175,6 +183,18 @@ pub(super) fn open_session(args: &RunSettings, ctx: &Context) -> Result<Option<S
         }
         Err(e) => Err(e),
     }
+}
+
+/// What a session file must never hold: the run's key, every `-H` value, and every variable of
+/// the environment that looks like a credential (`secret::looks_like_credential`).
+pub(super) fn session_secrets(key: &SecretString, args: &RunSettings, ctx: &Context) -> Secrets {
+    let headers = args.connection.headers.iter().map(|h| h.value.clone());
+    let env = ctx
+        .env
+        .vars()
+        .filter(|(name, value)| secret::looks_like_credential(name, value))
+        .map(|(_, value)| value.to_owned());
+    Secrets::new(std::iter::once(key.clone()).chain(headers.chain(env).map(SecretString::from)))
 }
 
 /// The one file a single run writes must not be one it reads (nor standard input), and it may not

@@ -14,7 +14,7 @@ use std::time::Instant;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::run::{Input, open_session, request_body};
+use super::run::{Input, open_session, request_body, session_secrets};
 use super::{extra_body, load_config, structured_options};
 use crate::ask::{self, Request};
 use crate::auth::{self, session};
@@ -64,8 +64,10 @@ pub(crate) fn command(
         (1, args.max_response_bytes),
         args.request.allow_outside_paths,
     )?;
-    let client = session::connect(plan, settings, None, &ctx.env, runtime)?.client;
-    let session = open_session(args, ctx)?;
+    let connected = session::connect(plan, settings, None, &ctx.env, runtime)?;
+    let secrets = session_secrets(&connected.key, args, ctx);
+    let client = connected.client;
+    let session = open_session(args, ctx, secrets)?;
     let session_id = match (&session, &args.session.pick) {
         (Some(s), _) => s.id.clone(),
         (None, Pick::New(Some(id))) => id.clone(),

@@ -95,6 +95,11 @@ impl EnvSnapshot {
         }
     }
 
+    /// Every variable, in no particular order.
+    pub(crate) fn vars(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     pub(crate) fn lookup(&self, name: &str) -> Lookup<'_> {
         match self.vars.get(name).map(String::as_str) {
             None => Lookup::Unset,

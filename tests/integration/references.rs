@@ -1,5 +1,6 @@
-//! `@path` references in the prompt: Qwen Code's format for a file of the workspace, and a refusal
-//! (exit 42, nothing sent) for a link out, `/proc`, a FIFO, a git-ignored file.
+//! `@path` references in the prompt: Qwen Code's format for a file, a directory (its structure)
+//! and qwen's own glob expansion; a refusal (exit 42, nothing sent) for a link out, `/proc`, a
+//! FIFO, a git-ignored or `.qwenignore`d file, a glob that matches too much.
 
 use crate::common::{TestEnv, only_body, run, server_answering, server_expecting, user_message};
 
@@ -11,10 +12,8 @@ async fn a_reference_sends_the_file_in_qwen_codes_format() {
     run(env.cmd_for(&server).arg("summarize @README.md"))
         .code(0)
         .stdout_is("ok\n");
-    let want = format!(
-        "summarize @README.md\n--- Content from referenced files ---\nContent from {}:\n# Title\nbody\n\n--- End of content ---",
-        env.project_path("README.md").display()
-    );
+    // Qwen Code 0.24.4 names the file as the prompt wrote it (its request body, captured).
+    let want = "summarize @README.md\n--- Content from referenced files ---\nContent from README.md:\n# Title\nbody\n\n--- End of content ---";
     assert_eq!(user_message(&only_body(&server).await), want);
 }
 
@@ -71,24 +70,10 @@ async fn hostile_references_are_refused_before_anything_is_sent() {
     std::fs::write(env.root.join("outside.txt"), "secret").unwrap();
     std::os::unix::fs::symlink(env.root.join("outside.txt"), env.project_path("link")).unwrap();
     std::os::unix::fs::symlink("/proc/self/environ", env.project_path("env")).unwrap();
-    let fifo = env.project_path("fifo");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    mkfifo(&env.project_path("fifo"));
     env.write_project("big.txt", &"x".repeat(2048));
     env.write_project("ctl\u{7}bell.txt", "x");
-    assert!(
-        std::process::Command::new("git")
-            .args(["init", "-q"])
-            .current_dir(&env.project)
-            .status()
-            .unwrap()
-            .success()
-    );
+    git_init(&env);
     env.write_project(".gitignore", "ignored.txt\n");
     env.write_project("ignored.txt", "x");
     let server = server_expecting(0).await;
@@ -118,4 +103,141 @@ async fn hostile_references_are_refused_before_anything_is_sent() {
     .code(42)
     .stderr_has("was refused")
     .stderr_lacks("\u{7}");
+}
+
+fn git_init(env: &TestEnv) {
+    assert!(
+        std::process::Command::new("git")
+            .args(["init", "-q"])
+            .current_dir(&env.project)
+            .status()
+            .expect("run git init")
+            .success()
+    );
+}
+
+fn mkfifo(path: &std::path::Path) {
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .expect("run mkfifo")
+            .success()
+    );
+}
+
+#[tokio::test]
+async fn a_directory_reference_sends_its_structure_as_qwen_code_does() {
+    let env = TestEnv::new();
+    git_init(&env);
+    env.write_project(".gitignore", "big/*.log\n");
+    env.write_project(".qwenignore", "big/zed.md\n");
+    for name in [
+        "b.txt", "B2.txt", "a.txt", "_u.txt", "-d.txt", "10.txt", "9.txt", "Zed.md", "zed.md",
+        ".hid", "gi.log",
+    ] {
+        env.write_project(&format!("big/{name}"), "x\n");
+    }
+    for i in 1..=8 {
+        env.write_project(&format!("big/zeta/f{i}"), "x\n");
+    }
+    env.write_project("big/Alpha/deep/d.txt", "x\n");
+    env.write_project("big/Alpha/one", "x\n");
+    for empty in ["big/node_modules", "big/beta_dir", "big/dist"] {
+        std::fs::create_dir_all(env.project_path(empty)).unwrap();
+    }
+    std::os::unix::fs::symlink("../a.txt", env.project_path("big/link.txt")).unwrap();
+    std::os::unix::fs::symlink("/etc", env.project_path("big/etclink")).unwrap();
+    mkfifo(&env.project_path("big/fifo"));
+    let server = server_answering(&["ok"]).await;
+    run(env
+        .cmd_for(&server)
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .arg("see @big/ now"))
+    .code(0);
+    // What Qwen Code 0.24.4 sent for this very tree (captured from its request body): a
+    // breadth-first listing of 20 items, links, the FIFO and ignored files left out.
+    let want = format!(
+        "see @big/ now\n--- Content from referenced files ---\nContent from big/:\nShowing up to 20 items:\n\n{}/\n\
+         ├───_u.txt\n├───-d.txt\n├───.hid\n├───10.txt\n├───9.txt\n├───a.txt\n├───b.txt\n├───B2.txt\n\
+         ├───Alpha/\n│   ├───one\n│   └───deep/\n│       └───...\n├───beta_dir/\n├───dist/...\n\
+         ├───node_modules/...\n└───zeta/\n    ├───f1\n    ├───f2\n    ├───f3\n    ├───f4\n    └───f5\n\
+         \x20   └───...\n--- End of content ---",
+        env.project_path("big").display()
+    );
+    assert_eq!(user_message(&only_body(&server).await), want);
+}
+
+#[tokio::test]
+async fn a_glob_reference_sends_each_matching_file_in_path_order() {
+    let env = TestEnv::new();
+    git_init(&env);
+    env.write_project(".gitignore", "target/\n");
+    env.write_project(".qwenignore", "src/hidden.rs\n");
+    env.write_project("src/z.rs", "zed\n");
+    env.write_project("src/a/b.rs", "bee\n");
+    env.write_project("src/hidden.rs", "secret\n");
+    env.write_project("src/notes.txt", "not rust\n");
+    env.write_project("src/target/gen.rs", "generated\n");
+    std::fs::write(env.root.join("outside.rs"), "outside").unwrap();
+    std::os::unix::fs::symlink(env.root.join("outside.rs"), env.project_path("src/link.rs"))
+        .unwrap();
+    mkfifo(&env.project_path("src/fifo.rs"));
+    let server = server_answering(&["ok"]).await;
+    run(env
+        .cmd_for(&server)
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .arg("review @src/**/*.rs"))
+    .code(0);
+    assert_eq!(
+        user_message(&only_body(&server).await),
+        "review @src/**/*.rs\n--- Content from referenced files ---\nContent from src/a/b.rs:\nbee\n\nContent from src/z.rs:\nzed\n\n--- End of content ---"
+    );
+}
+
+#[tokio::test]
+async fn a_glob_that_matches_nothing_is_text_and_one_that_matches_too_much_is_refused() {
+    let env = TestEnv::new();
+    for i in 0..101 {
+        env.write_project(&format!("many/f{i:03}.txt"), "x");
+    }
+    let server = server_answering(&["ok"]).await;
+    run(env.cmd_for(&server).arg("see @many/*.md")).code(0);
+    assert_eq!(user_message(&only_body(&server).await), "see @many/*.md");
+    let refused = server_expecting(0).await;
+    run(env.cmd_for(&refused).arg("see @many/*.txt"))
+        .code(42)
+        .stdout_empty()
+        .stderr_has("was refused")
+        .stderr_has("more than 100 files");
+    run(env
+        .cmd_for(&refused)
+        .args(["--max-input-bytes", "300", "see @many/f00*.txt"]))
+    .code(42)
+    .stderr_has("--max-input-bytes");
+}
+
+#[tokio::test]
+async fn qwenignore_excludes_a_named_file_or_directory() {
+    let env = TestEnv::new();
+    env.write_project(".qwenignore", "# private\nsecret.txt\nprivate/\n");
+    env.write_project("secret.txt", "s3cr3t");
+    env.write_project("private/key.txt", "k");
+    let server = server_expecting(0).await;
+    for (reference, file) in [("@secret.txt", ".qwenignore"), ("@private", ".qwenignore")] {
+        run(env.cmd_for(&server).arg(format!("read {reference}")))
+            .code(42)
+            .stdout_empty()
+            .stderr_has("was refused")
+            .stderr_has(&format!("`{file}` excludes it"));
+    }
+    // An ignore file that is a FIFO (or a link out) is never opened: the reference is refused,
+    // rather than sent without the rules or left hanging.
+    std::fs::remove_file(env.project_path(".qwenignore")).unwrap();
+    mkfifo(&env.project_path(".qwenignore"));
+    env.write_project("notes.txt", "n");
+    run(env.cmd_for(&server).arg("read @notes.txt"))
+        .code(42)
+        .stderr_has("not a regular file")
+        .stderr_has("its rules cannot be applied");
 }

@@ -229,3 +229,45 @@ async fn a_home_that_cannot_hold_sessions_costs_the_recording_not_the_answer() {
     let asked = run(env.cmd_for(&server).args(["-c", "again"]));
     assert_ne!(asked.code, Some(0), "{}", asked.stderr);
 }
+
+#[tokio::test]
+async fn a_session_file_never_holds_the_key_a_header_or_an_environment_token() {
+    let env = TestEnv::new();
+    let header = "hdr-secret-value-0123";
+    let token = "ghs_environmentToken0123456789";
+    // A hostile server echoes every secret it saw, and the prompt quotes them too.
+    let echo = format!("you sent {KEY} and {header} and {}", token.to_uppercase());
+    let server = server_answering(&[&echo]).await;
+    let prompt = format!("my key is {KEY}, header {header}, token {token}");
+    run(env
+        .cmd_for(&server)
+        .env("GITHUB_TOKEN", token)
+        .env("QWEN_AUTH_TYPE", "openai")
+        .args(["-H", &format!("X-Custom-Auth: {header}")])
+        .arg(&prompt))
+    .code(0);
+    let files = walk(&env.home.join(".qwen/headless/sessions"));
+    assert_eq!(files.len(), 1, "{files:?}");
+    let text = std::fs::read_to_string(&files[0]).expect("the session file");
+    for secret in [KEY, header, token, &token.to_uppercase()] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+    assert_eq!(text.matches("[REDACTED]").count(), 6, "{text}");
+    // The scrubbed turn is what a later run sends (the word "openai" is no secret).
+    run(env.cmd_for(&server).args(["-c", "openai again"])).code(0);
+    let bodies = request_bodies(&server).await;
+    assert_eq!(
+        messages(&bodies[1]),
+        pairs(&[
+            (
+                "user",
+                "my key is [REDACTED], header [REDACTED], token [REDACTED]"
+            ),
+            (
+                "assistant",
+                "you sent [REDACTED] and [REDACTED] and [REDACTED]"
+            ),
+            ("user", "openai again"),
+        ])
+    );
+}

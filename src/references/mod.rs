@@ -1,27 +1,34 @@
-//! `@path` references in a prompt, as Qwen Code reads them: each file a prompt names with `@` is
-//! read through the one path door (`paths::JobPaths`, rooted at a workspace directory) and its
-//! content sent after the prompt, in Qwen Code's own block:
+//! `@path` references in a prompt, as Qwen Code reads them: each file, directory or glob a prompt
+//! names with `@` is read through the one path door (`paths::JobPaths`, rooted at a workspace
+//! directory) and sent after the prompt, in Qwen Code's own block:
 //!
 //! ```text
 //! <the prompt, `@path`s kept>
 //! --- Content from referenced files ---
-//! Content from /abs/path:
-//! <content>
+//! Content from <the path as written>:
+//! <a file's text, or a directory's structure (`tree`)>
 //! --- End of content ---
 //! ```
 //!
-//! (Qwen Code: `packages/cli/src/ui/hooks/atCommandProcessor.ts`, `parseAllAtCommands` and
-//! `resolveAtCommandQuery`; `packages/core/src/utils/readManyFiles.ts`, the header, the
-//! `Content from` prefix and the terminator.) Where Qwen Code skips a reference quietly (outside
-//! the workspace, git-ignored, unreadable), qwen refuses it before anything is sent: a prompt that
-//! silently lost a file is a wrong answer in CI. A reference to nothing is text (an e-mail
-//! address, `@user`, a decorator), as in Qwen Code. `\@` is never a reference.
+//! (Qwen Code 0.24.4: `packages/cli/src/ui/hooks/atCommandProcessor.ts`, `parseAllAtCommands`,
+//! `resolveAtCommandQuery` and its `displayPaths`; `packages/core/src/tools/readManyFiles.ts`,
+//! the header, the `Content from` prefix, `readDirectory` and the terminator; checked against
+//! the request body 0.24.4 sends.) Where Qwen Code skips a reference quietly (outside the
+//! workspace, git- or qwen-ignored, unreadable), qwen refuses it before anything is sent: a
+//! prompt that silently lost a file is a wrong answer in CI. A reference to nothing is text (an
+//! e-mail address, `@user`, a decorator), as in Qwen Code. `\@` is never a reference. A glob is
+//! qwen's own (Qwen Code sends it as text): its files, each in its own block (`glob`).
 
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::Error;
-use crate::gitignore;
 use crate::paths::{JobPaths, PathRules};
+
+mod glob;
+mod ignore;
+mod tree;
+
+use ignore::Ignorer;
 
 /// Where references may lead, and how much they may bring.
 #[derive(Debug, Clone)]
@@ -93,67 +100,52 @@ fn unescape(chars: &[char]) -> String {
     out
 }
 
-/// A reference that names an existing file, read.
-struct Read {
+/// One block of the referenced content: a file's text or a directory's structure.
+struct Entry {
+    /// The resolved path (a file read twice is sent once, as in Qwen Code).
     path: PathBuf,
+    /// What `Content from …:` names: the path as the prompt wrote it (Qwen Code 0.24.4's
+    /// `displayPaths`), or for a glob's file, the pattern's fixed part and the file's path under it.
+    display: String,
     content: String,
 }
 
-/// The prompt with its references expanded; the prompt unchanged when it names no existing file.
-/// A reference that exists but may not be read (outside the workspace, a link out, `/proc`, a
-/// FIFO or device, a directory, git-ignored, too large, not UTF-8) is an input error (exit 42)
-/// naming it, before anything is sent.
+/// The most files one glob may bring (a bigger match is refused: nothing is cut silently).
+const MAX_GLOB_FILES: usize = 100;
+
+/// The most directory entries one glob may look at while searching.
+const MAX_GLOB_SEARCH: usize = 50_000;
+
+/// The prompt with its references expanded; the prompt unchanged when it names nothing that
+/// exists. A reference that exists but may not be read (outside the workspace, a link out,
+/// `/proc`, a FIFO or device, git-ignored or excluded by `.qwenignore`, too large, not UTF-8, a
+/// glob matching too much) is an input error (exit 42) naming it, before anything is sent.
 pub(crate) fn expand(prompt: &str, workspace: &Workspace) -> Result<String, Error> {
     let parts = parse(prompt);
-    let mut files: Vec<Read> = Vec::new();
-    let mut resolved = Vec::with_capacity(parts.len());
+    let mut entries: Vec<Entry> = Vec::new();
     let mut total = prompt.len() as u64;
     for part in &parts {
-        let Part::At(at) = part else {
-            resolved.push(false);
-            continue;
-        };
-        let name = &at[1..];
-        let Some(found) = find(name, workspace) else {
-            resolved.push(false);
-            continue;
-        };
-        let (root, rel) = found.map_err(|why| refused(at, &why))?;
+        let Part::At(at) = part else { continue };
         let left = workspace.max_bytes.saturating_sub(total);
-        let read = read(&root, &rel, left).map_err(|why| refused(at, &why))?;
-        if !files.iter().any(|f| f.path == read.path) {
-            total += read.content.len() as u64 + read.path.as_os_str().len() as u64 + 16;
-            files.push(read);
-        }
-        resolved.push(true);
-    }
-    if files.is_empty() {
-        return Ok(prompt.to_owned());
-    }
-    let mut text = String::new();
-    for (i, part) in parts.iter().enumerate() {
-        match part {
-            Part::Text(t) => text.push_str(t),
-            Part::At(at) => {
-                let after_text_or_file = i > 0
-                    && match &parts[i - 1] {
-                        Part::Text(_) => true,
-                        Part::At(_) => resolved[i - 1] || !resolved[i],
-                    };
-                if !text.is_empty() && !text.ends_with(' ') && after_text_or_file {
-                    text.push(' ');
-                }
-                text.push_str(at);
+        let found = resolve(&at[1..], workspace, left).map_err(|why| refused(at, &why))?;
+        for entry in found {
+            let is_dir = entry.path.is_dir();
+            if is_dir || !entries.iter().any(|e| e.path == entry.path) {
+                total += (entry.content.len() + entry.display.len() + 16) as u64;
+                entries.push(entry);
             }
         }
     }
-    let mut out = text.trim().to_owned();
+    if entries.is_empty() {
+        return Ok(prompt.to_owned());
+    }
+    let mut out = rebuilt(&parts);
     out.push_str("\n--- Content from referenced files ---");
-    for file in &files {
+    for entry in &entries {
         out.push_str("\nContent from ");
-        out.push_str(&file.path.display().to_string());
+        out.push_str(&entry.display);
         out.push_str(":\n");
-        out.push_str(&file.content);
+        out.push_str(&entry.content);
     }
     out.push_str("\n--- End of content ---");
     if out.len() as u64 > workspace.max_bytes {
@@ -168,14 +160,45 @@ pub(crate) fn expand(prompt: &str, workspace: &Workspace) -> Result<String, Erro
     Ok(out)
 }
 
+/// The prompt's text as Qwen Code 0.24.4 rebuilds it (`buildInitialQueryText`): the parts in
+/// order, a space before every reference that does not follow one, `\ ` unescaped, trimmed.
+fn rebuilt(parts: &[Part]) -> String {
+    let mut text = String::new();
+    for part in parts {
+        match part {
+            Part::Text(t) => text.push_str(t),
+            Part::At(at) => {
+                if !text.is_empty() && !text.ends_with(' ') {
+                    text.push(' ');
+                }
+                text.push_str(at);
+            }
+        }
+    }
+    text.trim().to_owned()
+}
+
 fn refused(at: &str, why: &str) -> Error {
     Error::input(
         format!(
             "the reference `{}` was refused: {why}; nothing was sent",
             at.escape_debug()
         ),
-        "reference a regular text file inside the working directory (widen it with --include-directories DIR), or write `\\@` for a literal `@`",
+        "reference a regular text file, a directory or a glob inside the working directory (widen it with --include-directories DIR), or write `\\@` for a literal `@`",
     )
+}
+
+/// What `name` brings: nothing (it names nothing: text), one file or directory, or a glob's
+/// files; `left` bytes at most.
+fn resolve(name: &str, workspace: &Workspace, left: u64) -> Result<Vec<Entry>, String> {
+    match find(name, workspace) {
+        Some(found) => {
+            let (root, rel) = found?;
+            Ok(vec![read(&root, &rel, name, left, None)?])
+        }
+        None if glob::is_glob(name) => glob_files(name, workspace, left),
+        None => Ok(Vec::new()),
+    }
 }
 
 /// Which workspace root `name` lies under, and its path relative to that root: `None` when
@@ -197,7 +220,9 @@ fn find(name: &str, workspace: &Workspace) -> Option<Result<(PathBuf, String), S
                 continue;
             };
             if let Ok(rel) = canonical.strip_prefix(&root) {
-                return Some(Ok((root, rel.to_string_lossy().into_owned())));
+                let rel = rel.to_string_lossy();
+                let rel = if rel.is_empty() { "." } else { &rel };
+                return Some(Ok((root, rel.to_owned())));
             }
         }
         return Some(Err("it is outside the workspace".to_owned()));
@@ -220,8 +245,15 @@ fn find(name: &str, workspace: &Workspace) -> Option<Result<(PathBuf, String), S
 
 /// Read `rel` under `root` through the path door, after the checks the door leaves to its
 /// callers: the kind of file (a FIFO would block the open itself), `/proc`, `/sys`, `/dev`, and
-/// git's ignore rules.
-fn read(root: &Path, rel: &str, max: u64) -> Result<Read, String> {
+/// the project's ignore rules (unless `checked` by them already: a glob's files). A directory
+/// brings its structure (`tree`).
+fn read(
+    root: &Path,
+    rel: &str,
+    display: &str,
+    max: u64,
+    checked: Option<&Ignorer>,
+) -> Result<Entry, String> {
     let door = JobPaths::new(root.to_owned(), PathRules::default());
     let path = door.resolve(rel).map_err(|e| {
         e.replace("the job file's directory", "the workspace")
@@ -234,23 +266,96 @@ fn read(root: &Path, rel: &str, max: u64) -> Result<Read, String> {
         return Err(format!("`{}` is a system file", path.display()));
     }
     let meta = std::fs::metadata(&path).map_err(|e| e.to_string())?;
-    if meta.is_dir() {
-        return Err("it is a directory: name the files in it".to_owned());
-    }
-    if !meta.is_file() {
+    if !meta.is_file() && !meta.is_dir() {
         return Err("it is not a regular file (a FIFO, socket or device)".to_owned());
     }
-    if gitignore::ignored(&path) {
-        return Err("git ignores it".to_owned());
-    }
-    if meta.len() > max {
+    let loaded;
+    let ignorer = if let Some(ignorer) = checked {
+        ignorer
+    } else {
+        loaded = Ignorer::load(root)?;
+        if let Some(why) = loaded.check(&[(path.clone(), meta.is_dir())])[0] {
+            return Err(why.describe());
+        }
+        &loaded
+    };
+    let content = if meta.is_dir() {
+        tree::structure(&path, ignorer)?
+    } else if meta.len() > max {
         return Err(format!(
             "it is {} bytes, more than the {max} bytes left under --max-input-bytes",
             meta.len()
         ));
+    } else {
+        door.read("the file", rel, max)?
+    };
+    Ok(Entry {
+        path,
+        display: display.to_owned(),
+        content,
+    })
+}
+
+/// A glob's files (Qwen Code 0.24.4 sends a glob as text: this is qwen's own), searched under
+/// the pattern's fixed part in the first root where that exists (`src` for `src/**/*.rs`; the
+/// working directory when the pattern starts with one), without following links, leaving out
+/// what git or `.qwenignore` excludes, in path order. No match at all is text, like a name of
+/// nothing; more than `MAX_GLOB_FILES` files, or a search through more than `MAX_GLOB_SEARCH`
+/// entries, is refused.
+fn glob_files(name: &str, workspace: &Workspace, left: u64) -> Result<Vec<Entry>, String> {
+    let segments: Vec<&str> = name.split('/').collect();
+    if segments.contains(&"..") {
+        return Err("`..` may not climb in a reference".to_owned());
     }
-    let content = door.read("the file", rel, max)?;
-    Ok(Read { path, content })
+    let fixed = segments.iter().take_while(|s| !glob::is_glob(s)).count();
+    let base = segments[..fixed].join("/");
+    let (root, rel) = if base.is_empty() {
+        if name.starts_with('/') {
+            return Err("a glob from `/` is outside the workspace".to_owned());
+        }
+        (workspace.roots[0].clone(), ".".to_owned())
+    } else {
+        match find(&base, workspace) {
+            Some(found) => found?,
+            None => return Ok(Vec::new()),
+        }
+    };
+    let door = JobPaths::new(root.clone(), PathRules::default());
+    let Ok(dir) = door.resolve(&rel) else {
+        return Err(format!("`{base}` leads outside the workspace"));
+    };
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let ignorer = Ignorer::load(&root)?;
+    let pattern = glob::Glob::new(&segments[fixed..].join("/"), false);
+    let files = glob::search(&dir, &pattern, &ignorer, MAX_GLOB_FILES, MAX_GLOB_SEARCH)?;
+    let prefix = if base.is_empty() {
+        String::new()
+    } else {
+        format!("{}/", base.trim_end_matches('/'))
+    };
+    let mut out = Vec::with_capacity(files.len());
+    let mut spent = 0u64;
+    for under in files {
+        let rel_file = if rel == "." {
+            under.clone()
+        } else {
+            format!("{rel}/{under}")
+        };
+        let display = format!("{prefix}{under}");
+        let entry = read(
+            &root,
+            &rel_file,
+            &display,
+            left.saturating_sub(spent),
+            Some(&ignorer),
+        )
+        .map_err(|why| format!("its match `{display}`: {why}"))?;
+        spent += entry.content.len() as u64;
+        out.push(entry);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -305,11 +410,11 @@ mod tests {
         std::fs::write(root.join("b.txt"), "beta").unwrap();
         let ws = workspace(&root);
         let got = expand("compare @a.txt and @b.txt, @a.txt.", &ws).unwrap();
-        let want = format!(
-            "compare @a.txt and @b.txt, @a.txt.\n--- Content from referenced files ---\nContent from {0}/a.txt:\nalpha\n\nContent from {0}/b.txt:\nbeta\n--- End of content ---",
-            root.display()
-        );
+        let want = "compare @a.txt and @b.txt, @a.txt.\n--- Content from referenced files ---\nContent from a.txt:\nalpha\n\nContent from b.txt:\nbeta\n--- End of content ---";
         assert_eq!(got, want);
+        // Qwen Code 0.24.4 puts a space before every reference once something is read.
+        let got = expand("x(@a.txt)y,@b.txt", &ws).unwrap();
+        assert!(got.starts_with("x( @a.txt)y, @b.txt\n"), "{got}");
         for unchanged in ["mail a@b.example now", "no refs", "a @ b", "see \\@a.txt"] {
             assert_eq!(expand(unchanged, &ws).unwrap(), unchanged);
         }
@@ -341,7 +446,6 @@ mod tests {
             "@env",
             "@dangling",
             "@fifo",
-            "@sub",
             "@big",
             "@bin",
             "@/proc/self/environ",
