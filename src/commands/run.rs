@@ -92,12 +92,6 @@ fn prepare(
         .map(|f| ("--result-file", ctx.cwd.join(f)))
         .collect();
     let prices = price_table(&args.cost, outputs, ctx).map_err(|e| (e, None))?;
-    let vars = args
-        .vars
-        .iter()
-        .map(|v| prompt_file::parse_var(v))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| (Error::usage(e.message, Some(&e.hint)), None))?;
     let home = ctx.env.home();
     let mut config = load_config(&args.connection, ctx).map_err(|e| (e, None))?;
     let mut plan = auth::credentials(&config, home.as_deref());
@@ -116,7 +110,7 @@ fn prepare(
     let session = session::connect(plan.map_err(with_model)?, settings, None, &ctx.env, runtime)
         .map_err(with_model)?;
     let conversation = open_session(args, ctx).map_err(with_model)?;
-    let input = read_input(args, ctx, &vars, runtime).map_err(with_model)?;
+    let input = read_input(args, ctx, runtime).map_err(with_model)?;
     let prompt = match &input {
         Input::Text(text) => Some(text.clone()),
         Input::PromptFile(_) => None,
@@ -182,11 +176,9 @@ fn refuse_same_files_of(args: &RunSettings, ctx: &Context) -> Result<(), Error> 
         ("--extra-body", args.request.extra_body_file()),
         ("--prices", args.cost.prices.as_deref()),
     ];
-    files.extend(args.vars.iter().map(|v| {
-        let path = v
-            .split_once('=')
-            .and_then(|(_, value)| value.strip_prefix('@'));
-        ("--var", path)
+    files.extend(args.vars.iter().map(|(_, value)| match value {
+        prompt_file::VarValue::File(path) => ("--var", path.to_str()),
+        prompt_file::VarValue::Text(_) => ("--var", None),
     }));
     // `--result-file F < F` would replace the prompt it read.
     let stdin_is_file =
@@ -273,9 +265,9 @@ pub(super) fn request_body(
 fn read_input(
     args: &RunSettings,
     ctx: &Context,
-    vars: &[(String, prompt_file::VarValue)],
     runtime: &tokio::runtime::Runtime,
 ) -> Result<Input, Error> {
+    let vars = &args.vars[..];
     let max = args.request.max_input_bytes;
     // The files of the command line pass the one door (`paths::Workspace`).
     let door = Workspace::new(&ctx.cwd, args.request.allow_outside_paths);
@@ -286,7 +278,7 @@ fn read_input(
             let rendered =
                 prompt_file::load(file, vars, max, |what, p, cap| door.read(what, p, cap))?;
             for warning in &rendered.warnings {
-                diag::warn(&format!("warning: {warning}"));
+                github::warn(&ctx.env, warning);
             }
             return Ok(Input::PromptFile(Box::new(rendered.prompt)));
         }
