@@ -6,6 +6,7 @@
 
 mod action_install;
 mod actions_env;
+mod ai_inference_v2;
 mod architecture;
 mod bare;
 mod batch_api;
