@@ -93,6 +93,10 @@ pub(crate) struct CostSettings {
 
 /// `qwen [PROMPT]`: one prompt, one result.
 #[derive(Debug, Clone)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "each bool is one switch of the command line"
+)]
 pub(crate) struct RunSettings {
     pub(crate) connection: Connection,
     pub(crate) request: RequestSettings,

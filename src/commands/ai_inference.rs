@@ -29,8 +29,12 @@ pub(crate) const CUSTOM_HEADERS: &str = "QWEN_ACTION_CUSTOM_HEADERS";
 /// `custom-headers` entry of the same name). Header values are masked first inside GitHub Actions.
 pub(crate) fn apply(invocation: &mut Invocation, env: &EnvSnapshot) -> Result<(), Error> {
     let text = |name| env.get(name).unwrap_or_default();
+    // Variables fill a prompt file's placeholders: a single run with `--prompt-file` takes them.
     let (connection, vars) = match invocation {
-        Invocation::Single(s) if s.ai_inference_inputs => (&mut s.connection, Some(&mut s.vars)),
+        Invocation::Single(s) if s.ai_inference_inputs => {
+            let vars = s.prompt_file.is_some().then_some(&mut s.vars);
+            (&mut s.connection, vars)
+        }
         Invocation::Batch(b) if b.ai_inference_inputs => (&mut b.connection, None),
         _ => return Ok(()),
     };
@@ -48,8 +52,10 @@ pub(crate) fn apply(invocation: &mut Invocation, env: &EnvSnapshot) -> Result<()
         None if given.is_empty() => {}
         None => {
             return Err(Error::usage(
-                "input and file_input fill a .prompt.yml prompt file's placeholders, not a job file's",
-                Some("give a job its own `vars`, or drop input and file_input"),
+                "input and file_input fill the placeholders of a .prompt.yml prompt-file",
+                Some(
+                    "give a .prompt.yml prompt-file (a job file's jobs have their own `vars`), or drop input and file_input",
+                ),
             ));
         }
     }
@@ -193,7 +199,8 @@ fn custom_headers(text: &str, warnings: &mut Vec<String>) -> Result<Vec<ExtraHea
     Ok(headers)
 }
 
-/// RFC 9110 `tchar`, v2's check of a header name (`/^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$/`).
+/// RFC 9110 `tchar`, the characters v2's `validateAndMaskHeaders` allows in a header name: letters,
+/// digits, the backtick and !#$%&'*+-.^_|~.
 fn is_tchar(c: char) -> bool {
     c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
 }

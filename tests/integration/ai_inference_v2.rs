@@ -5,7 +5,8 @@
 //! format, headers) is checked in the request qwen sent. A row whose `difference` is set is a
 //! deliberate difference, with its reason (also in the README's migration table). The README's
 //! table of every v2 input and output is checked against v2's `action.yml`
-//! (`fixtures/ai-inference-v2/action.yml`).
+//! (`fixtures/ai-inference-v2/action.yml`). `custom-headers` (helpers.test.ts) is in
+//! `ai_inference_v2_headers.rs`.
 
 use serde_json::Value;
 use serde_yaml::Value as Yaml;
@@ -16,27 +17,27 @@ use super::github_actions::{
 
 /// One transcribed expectation.
 #[derive(Default)]
-struct Case {
+pub(super) struct Case {
     /// v2's test file and test name.
-    source: &'static str,
+    pub(super) source: &'static str,
     /// Files in the workspace: name and content (`fixture:NAME` copies v2's fixture).
-    files: &'static [(&'static str, &'static str)],
-    inputs: &'static [(&'static str, &'static str)],
+    pub(super) files: &'static [(&'static str, &'static str)],
+    pub(super) inputs: &'static [(&'static str, &'static str)],
     /// The server's answer (default `ok`).
-    answer: &'static str,
-    code: i32,
+    pub(super) answer: &'static str,
+    pub(super) code: i32,
     /// The request's `messages` (JSON), when one is sent.
-    messages: Option<&'static str>,
+    pub(super) messages: Option<&'static str>,
     /// Texts the last message must contain (where v2's test asserts `toContain`).
-    contains: &'static [&'static str],
+    pub(super) contains: &'static [&'static str],
     /// Body fields by JSON pointer, as JSON; `absent` for a field that must not be sent.
-    body: &'static [(&'static str, &'static str)],
+    pub(super) body: &'static [(&'static str, &'static str)],
     /// Request headers that must (or must not: `None`) be sent.
-    headers: &'static [(&'static str, Option<&'static str>)],
+    pub(super) headers: &'static [(&'static str, Option<&'static str>)],
     /// Texts on stderr (warnings, errors).
-    stderr: &'static [&'static str],
+    pub(super) stderr: &'static [&'static str],
     /// Why qwen differs from v2 here, on purpose.
-    difference: Option<&'static str>,
+    pub(super) difference: Option<&'static str>,
 }
 
 const SIMPLE: &[(&str, &str)] = &[("test.prompt.yml", "fixture:simple.prompt.yml")];
@@ -57,6 +58,10 @@ const HELLO: &[(&str, &str)] = &[(
 )];
 const USER_HI: &str = r#"[{"role": "user", "content": "hi"}]"#;
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "a table of transcribed cases, one row each"
+)]
 fn prompt_cases() -> Vec<Case> {
     vec![
         Case {
@@ -231,6 +236,10 @@ fn prompt_cases() -> Vec<Case> {
     ]
 }
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "a table of transcribed cases, one row each"
+)]
 fn file_input_and_inference_cases() -> Vec<Case> {
     const NON_STRING: [&[(&str, &str)]; 3] = [
         &[("prompt-file", "show.prompt.yml"), ("file_input", "x: 123")],
@@ -426,203 +435,6 @@ fn main_cases() -> Vec<Case> {
     ]
 }
 
-/// helpers.test.ts `parseCustomHeaders`, each through the request qwen sends.
-fn header_cases() -> Vec<Case> {
-    const SKIPPED: &str = "because its value contains newline characters, which are not allowed in HTTP header values.";
-    vec![
-        Case {
-            source: "helpers.test.ts parseCustomHeaders: parses YAML format headers correctly",
-            inputs: &[
-                ("prompt", "hi"),
-                (
-                    "custom-headers",
-                    "header1: value1\nheader2: value2\nX-Custom-Header: custom-value",
-                ),
-            ],
-            headers: &[
-                ("header1", Some("value1")),
-                ("header2", Some("value2")),
-                ("x-custom-header", Some("custom-value")),
-            ],
-            ..Case::default()
-        },
-        Case {
-            source: "parseCustomHeaders: parses JSON format headers correctly",
-            inputs: &[
-                ("prompt", "hi"),
-                (
-                    "custom-headers",
-                    r#"{"header1": "value1", "header2": "value2", "X-Team": "engineering"}"#,
-                ),
-            ],
-            headers: &[
-                ("header1", Some("value1")),
-                ("header2", Some("value2")),
-                ("x-team", Some("engineering")),
-            ],
-            ..Case::default()
-        },
-        Case {
-            source: "parseCustomHeaders: masks sensitive header values in logs",
-            inputs: &[
-                ("prompt", "hi"),
-                (
-                    "custom-headers",
-                    "{\"Ocp-Apim-Subscription-Key\": \"secret123\", \"serviceName\": \"my-service\"}",
-                ),
-            ],
-            headers: &[
-                ("ocp-apim-subscription-key", Some("secret123")),
-                ("servicename", Some("my-service")),
-            ],
-            stderr: &["::add-mask::secret123", "::add-mask::my-service"],
-            difference: Some(
-                "every value is masked (v2 masked none, and left sensitive ones out of its debug lines)",
-            ),
-            ..Case::default()
-        },
-        Case {
-            source: "parseCustomHeaders: validates header names and skips invalid ones",
-            inputs: &[
-                ("prompt", "hi"),
-                (
-                    "custom-headers",
-                    "valid-header: value1\ninvalid header: value2\ninvalid_underscore: value3\ninvalid@header: value4\nvalid123: value5",
-                ),
-            ],
-            headers: &[
-                ("valid-header", Some("value1")),
-                ("invalid_underscore", Some("value3")),
-                ("valid123", Some("value5")),
-                ("invalid@header", None),
-            ],
-            stderr: &[
-                "Skipping invalid header name: invalid header",
-                "Skipping invalid header name: invalid@header",
-            ],
-            ..Case::default()
-        },
-        Case {
-            source: "parseCustomHeaders: warns and returns empty object for invalid JSON",
-            inputs: &[("prompt", "hi"), ("custom-headers", "{invalid json}")],
-            stderr: &["Failed to parse custom headers"],
-            ..Case::default()
-        },
-        Case {
-            source: "parseCustomHeaders: warns and returns empty object for invalid YAML (issue 21: no header sent)",
-            inputs: &[
-                ("prompt", "hi"),
-                ("custom-headers", "invalid: yaml: structure: bad"),
-            ],
-            headers: &[("invalid", None)],
-            stderr: &["Failed to parse custom headers"],
-            ..Case::default()
-        },
-        Case {
-            source: "parseCustomHeaders: warns and returns empty object for JSON array",
-            inputs: &[
-                ("prompt", "hi"),
-                ("custom-headers", r#"["header1", "header2"]"#),
-            ],
-            stderr: &["Custom headers JSON must be an object, not null or an array"],
-            ..Case::default()
-        },
-        Case {
-            source: "parseCustomHeaders: warns and returns empty object for null value",
-            inputs: &[("prompt", "hi"), ("custom-headers", "null")],
-            stderr: &["Custom headers YAML must be an object"],
-            ..Case::default()
-        },
-        Case {
-            source: "parseCustomHeaders: warns and returns empty object for YAML array",
-            inputs: &[("prompt", "hi"), ("custom-headers", "- header1\n- header2")],
-            stderr: &["Custom headers YAML must be an object"],
-            ..Case::default()
-        },
-        Case {
-            source: "parseCustomHeaders: converts non-string values to strings",
-            inputs: &[
-                ("prompt", "hi"),
-                (
-                    "custom-headers",
-                    r#"{"numericHeader": 123, "boolHeader": true, "nullHeader": null, "floatHeader": 1.0}"#,
-                ),
-            ],
-            headers: &[
-                ("numericheader", Some("123")),
-                ("boolheader", Some("true")),
-                ("nullheader", Some("null")),
-                ("floatheader", Some("1")),
-            ],
-            ..Case::default()
-        },
-        Case {
-            source: "parseCustomHeaders: rejects header values with newline characters (LF, CR, CRLF)",
-            inputs: &[
-                ("prompt", "hi"),
-                (
-                    "custom-headers",
-                    r#"{"X-Custom-Header": "value\nwith", "X-Injected": "value\rwith", "X-Attack": "value\r\nInjected-Header: malicious", "header1": "safe-value"}"#,
-                ),
-            ],
-            headers: &[
-                ("header1", Some("safe-value")),
-                ("x-custom-header", None),
-                ("x-injected", None),
-                ("x-attack", None),
-                ("injected-header", None),
-            ],
-            stderr: &[SKIPPED, "Skipping header \"X-Attack\""],
-            ..Case::default()
-        },
-        Case {
-            source: "parseCustomHeaders: rejects multiline YAML values for security",
-            inputs: &[
-                ("prompt", "hi"),
-                (
-                    "custom-headers",
-                    "header1: value1\nheader2: |\n  multiline\n  value\n  here",
-                ),
-            ],
-            headers: &[("header1", Some("value1")), ("header2", None)],
-            stderr: &["Skipping header \"header2\" because its value contains newline characters"],
-            ..Case::default()
-        },
-        Case {
-            source: "parseCustomHeaders: handles complex real-world Azure APIM example",
-            inputs: &[
-                ("prompt", "hi"),
-                (
-                    "custom-headers",
-                    "Ocp-Apim-Subscription-Key: my-subscription-key-123\nserviceName: terraform-plan-workflow\nenv: prod\nteam: infrastructure\ncomputer: github-actions\nsystemID: terraform-ci",
-                ),
-            ],
-            headers: &[
-                ("ocp-apim-subscription-key", Some("my-subscription-key-123")),
-                ("servicename", Some("terraform-plan-workflow")),
-                ("env", Some("prod")),
-                ("team", Some("infrastructure")),
-                ("computer", Some("github-actions")),
-                ("systemid", Some("terraform-ci")),
-            ],
-            ..Case::default()
-        },
-        Case {
-            source: "issue 21: a header that would replace the key",
-            inputs: &[
-                ("prompt", "hi"),
-                ("custom-headers", "Authorization: Bearer other-key-9"),
-            ],
-            code: 2,
-            stderr: &["custom-headers: `Authorization` cannot be set with a header"],
-            difference: Some(
-                "refused (exit 2): it would replace the key qwen sends; give the key with `token`",
-            ),
-            ..Case::default()
-        },
-    ]
-}
-
 fn write_files(env: &ActionEnv, files: &[(&str, &str)]) {
     for (name, content) in files {
         let path = env.work().join(name);
@@ -636,7 +448,7 @@ fn write_files(env: &ActionEnv, files: &[(&str, &str)]) {
     }
 }
 
-async fn check(case: &Case) {
+pub(super) async fn check(case: &Case) {
     let server = server_answering(if case.answer.is_empty() {
         "ok"
     } else {
@@ -718,13 +530,6 @@ async fn v2_file_input_and_inference_request_tests_pass_through_the_action() {
 #[tokio::test]
 async fn v2_main_prompt_integration_tests_pass_through_the_action() {
     for case in main_cases() {
-        check(&case).await;
-    }
-}
-
-#[tokio::test]
-async fn v2_custom_header_tests_pass_through_the_action() {
-    for case in header_cases() {
         check(&case).await;
     }
 }
