@@ -10,9 +10,9 @@
 #   action-run.sh          mask the secrets, map the inputs to qwen flags, run qwen, set the outputs
 #   action-run.sh --mask   only register the secrets with ::add-mask:: (the action's first step)
 #
-# `input`, `file_input` and `custom-headers` are flat maps written as YAML (`name: value` lines, quoted
-# values, `|`/`>` block values) or as one JSON object; this script reads that subset itself, so the
-# action needs no YAML tool on the runner, and refuses anything else (nested maps, lists, anchors).
+# `input`, `file_input` and `custom-headers` are YAML (or JSON) maps: this script never reads them.
+# qwen does, with a real YAML parser and actions/ai-inference v2's rules (`--ai-inference-inputs`:
+# it takes the text from the same QWEN_ACTION_* variables, so no value is ever on a command line).
 set -uo pipefail
 
 qwen=${QWEN_BIN:-qwen}
@@ -26,8 +26,6 @@ outputs_done=false
 # Whatever happens below, exit-code is reported and is the step's own status.
 # shellcheck disable=SC2329 # called by the EXIT trap
 finish() {
-  # The input variables' files held workflow data: gone with the step.
-  [ -n "${vars_dir:-}" ] && rm -rf -- "$vars_dir"
   if [ "$outputs_done" = false ] && [ "${mask_only:-false}" = false ]; then
     echo "exit-code=$code" >>"$github_output"
   fi
@@ -59,205 +57,10 @@ mask() {
   fi
 }
 
-# ---- the flat-map reader for input / file_input / custom-headers -------------------------------------
-# parse_map TEXT: fills map_keys and map_values, or returns 1 with map_error set.
-map_keys=()
-map_values=()
-map_error=""
-sv=""
-header_names=()
-header_values=()
-
 trim() {
   local s=$1
   s=${s#"${s%%[![:space:]]*}"}
   printf '%s' "${s%"${s##*[![:space:]]}"}"
-}
-
-# A double-quoted scalar's body (without the quotes), JSON/YAML escapes: \" \\ \/ \n \t \r.
-# Sets sv (scalar value), or map_error and returns 1.
-unescape_double() {
-  local s=$1 c i=0
-  sv=""
-  while [ "$i" -lt "${#s}" ]; do
-    c=${s:i:1}
-    if [ "$c" = "\\" ]; then
-      i=$((i + 1))
-      case ${s:i:1} in
-        n) sv+=$'\n' ;;
-        t) sv+=$'\t' ;;
-        r) sv+=$'\r' ;;
-        '"' | "\\" | /) sv+=${s:i:1} ;;
-        *)
-          map_error="unsupported escape \\${s:i:1} in a double-quoted value"
-          return 1
-          ;;
-      esac
-    else
-      sv+=$c
-    fi
-    i=$((i + 1))
-  done
-}
-
-# One scalar as written after `key:` (or inside a JSON object), quoted or plain: sets sv.
-scalar() {
-  local v
-  v=$(trim "$1")
-  case $v in
-    '"'*'"') unescape_double "${v:1:${#v}-2}" ;;
-    "'"*"'")
-      v=${v:1:${#v}-2}
-      sv=${v//"''"/"'"}
-      ;;
-    '{'* | '['* | '&'* | '*'* | '!'* | '"'* | "'"*)
-      map_error="unsupported value \`${v:0:1}…\`: only text values (plain, quoted or a | block)"
-      return 1
-      ;;
-    *)
-      # A plain value ends at ` #` (a comment).
-      v=${v%%[[:space:]]#*}
-      sv=$(trim "$v")
-      ;;
-  esac
-}
-
-add_entry() {
-  local k=$1 i
-  for i in "${!map_keys[@]}"; do
-    if [ "${map_keys[i]}" = "$k" ]; then
-      map_error="\`$k\` is given twice"
-      return 1
-    fi
-  done
-  map_keys+=("$k")
-  map_values+=("$2")
-}
-
-# `{"name": "value", other: "x"}` on any number of lines: no nesting, string or plain values.
-parse_flow_map() {
-  local s=$1 i=0 n k v c quote
-  n=${#s}
-  i=1 # past `{`
-  while :; do
-    while [ "$i" -lt "$n" ] && [[ ${s:i:1} =~ [[:space:],] ]]; do i=$((i + 1)); done
-    [ "$i" -lt "$n" ] || { map_error="a JSON object without its closing }"; return 1; }
-    [ "${s:i:1}" = "}" ] && { [ -z "$(trim "${s:i+1}")" ] && return 0; map_error="text after the closing }"; return 1; }
-    # key and value: a quoted string, or plain text up to `:` / `,` / `}`.
-    local part
-    for part in key value; do
-      c=${s:i:1}
-      if [ "$c" = '"' ] || [ "$c" = "'" ]; then
-        quote=$c
-        local j=$((i + 1)) raw=""
-        while [ "$j" -lt "$n" ] && [ "${s:j:1}" != "$quote" ]; do
-          if [ "$quote" = '"' ] && [ "${s:j:1}" = "\\" ]; then raw+=${s:j:2}; j=$((j + 2)); continue; fi
-          raw+=${s:j:1}
-          j=$((j + 1))
-        done
-        [ "$j" -lt "$n" ] || { map_error="an unterminated string"; return 1; }
-        i=$((j + 1))
-        scalar "$quote$raw$quote" || return 1
-        v=$sv
-      else
-        local stop=':'
-        [ "$part" = value ] && stop=',}'
-        local j=$i
-        while [ "$j" -lt "$n" ] && [[ $stop != *"${s:j:1}"* ]]; do j=$((j + 1)); done
-        scalar "${s:i:j-i}" || return 1
-        v=$sv
-        i=$j
-      fi
-      while [ "$i" -lt "$n" ] && [[ ${s:i:1} =~ [[:space:]] ]]; do i=$((i + 1)); done
-      if [ "$part" = key ]; then
-        k=$v
-        [ "${s:i:1}" = ":" ] || { map_error="expected \`:\` after \`$k\`"; return 1; }
-        i=$((i + 1))
-        while [ "$i" -lt "$n" ] && [[ ${s:i:1} =~ [[:space:]] ]]; do i=$((i + 1)); done
-      fi
-    done
-    add_entry "$k" "$v" || return 1
-  done
-}
-
-parse_map() {
-  local text=$1 body
-  map_keys=()
-  map_values=()
-  map_error=""
-  body=$(trim "$text")
-  [ -n "$body" ] || return 0
-  if [ "${body:0:1}" = "{" ]; then
-    parse_flow_map "$body"
-    return
-  fi
-  local -a lines=()
-  local one
-  while IFS= read -r one || [ -n "$one" ]; do lines+=("$one"); done <<<"$text"
-  local i=0 n=${#lines[@]} line key rest indent style value
-  local key_re='^("[^"]*"|'"'"'[^'"'"']*'"'"'|[^[:space:]#"'"'"'][^:]*):([[:space:]].*)?$'
-  while [ "$i" -lt "$n" ]; do
-    line=${lines[i]%$'\r'}
-    i=$((i + 1))
-    [[ -z $(trim "$line") || $(trim "$line") == '#'* ]] && continue
-    if [[ $line == [[:space:]]* ]]; then
-      map_error="line $i is indented: only a flat map of \`name: value\` lines is read"
-      return 1
-    fi
-    if ! [[ $line =~ $key_re ]]; then
-      map_error="line $i is not \`name: value\`"
-      return 1
-    fi
-    rest=$(trim "${BASH_REMATCH[2]}")
-    scalar "${BASH_REMATCH[1]}" || return 1
-    key=$sv
-    case ${rest%%[[:space:]]#*} in
-      '|' | '|-' | '|+' | '>' | '>-' | '>+')
-        style=${rest%%[[:space:]]#*}
-        value=""
-        indent=""
-        local -a block=()
-        while [ "$i" -lt "$n" ]; do
-          line=${lines[i]%$'\r'}
-          if [ -n "$(trim "$line")" ]; then
-            [[ $line == [[:space:]]* ]] || break
-            if [ -z "$indent" ]; then
-              indent=${line%%[![:space:]]*}
-            elif [[ $line != "$indent"* ]]; then
-              break
-            fi
-            block+=("${line#"$indent"}")
-          else
-            block+=("")
-          fi
-          i=$((i + 1))
-        done
-        local j
-        for j in "${!block[@]}"; do
-          if [ "${style:0:1}" = ">" ] && [ "$j" -gt 0 ] && [ -n "${block[j]}" ] && [ -n "${block[j - 1]}" ]; then
-            value+=" ${block[j]}"
-          elif [ "$j" -gt 0 ]; then
-            value+=$'\n'"${block[j]}"
-          else
-            value+=${block[j]}
-          fi
-        done
-        # Chomping: `-` strips the final newlines, `+` keeps them all, the default keeps one.
-        local stripped=$value
-        while [[ $stripped == *$'\n' ]]; do stripped=${stripped%$'\n'}; done
-        case $style in
-          *-) value=$stripped ;;
-          *+) value+=$'\n' ;;
-          *) [ -n "$stripped" ] && value=$stripped$'\n' || value="" ;;
-        esac
-        ;;
-      *)
-        scalar "$rest" || return 1
-        value=$sv
-        ;;
-    esac
-    add_entry "$key" "$value" || return 1
-  done
 }
 
 # ---- masking: first, before anything else can print --------------------------------------------------
@@ -268,20 +71,20 @@ mask "${QWEN_ACTION_TOKEN:-}"
 mask "${QWEN_ACTION_API_KEY:-}"
 # v2's MCP token is never used, but it is a secret all the same.
 mask "${QWEN_ACTION_GITHUB_MCP_TOKEN:-}"
-header_error=""
+# custom-headers before qwen is installed: the whole text, each line, and what follows each line's
+# first `:` (unquoted), so that the "Run qwen" step's listing of its environment shows none of it.
+# qwen masks each header value itself once it has read the map (a one-line JSON object's values).
 if [ -n "$headers_text" ]; then
-  if parse_map "$headers_text"; then
-    for value in "${map_values[@]}"; do mask "$value"; done
-    header_names=("${map_keys[@]}")
-    header_values=("${map_values[@]}")
-  else
-    # Unreadable: mask every line, since the values cannot be told apart.
-    while IFS= read -r line; do
-      mask "$(trim "$line")"
-      [[ $line == *:* ]] && mask "$(trim "${line#*:}")"
-    done <<<"$headers_text"
-    header_error=$map_error
-  fi
+  mask "$headers_text"
+  while IFS= read -r line; do
+    [[ $line == *:* ]] || continue
+    value=$(trim "${line#*:}")
+    value=${value%,}
+    value=${value%\}}
+    value=$(trim "$value")
+    [[ $value == \"*\" || $value == \'*\' ]] && value=${value:1:${#value}-2}
+    mask "$value"
+  done <<<"$headers_text"
 fi
 mask_only=false
 if [ "${1:-}" = "--mask" ]; then
@@ -379,43 +182,89 @@ one_of() {
   printf '%s' "${a:-$b}"
 }
 
+# A warning in the step log (and on the run's summary page). Never called with a value that may be
+# a secret.
+warn() {
+  echo "::warning title=qwen action::$(escape_data "$1")" >&2
+}
+
+# An input that actions/ai-inference v2 would ignore here: ignored too, with a warning saying why.
+ignored() {
+  local name=$1 value=$2 why=$3
+  [ -n "$value" ] || return 0
+  warn "$name is ignored: $why (as actions/ai-inference v2 does)"
+}
+
 # actions/ai-inference v2 inputs qwen does not support: a warning by name (the runner's own
 # "Unexpected input" never comes, since action.yml declares them), never their values.
 unsupported() {
   local name=$1 value=$2 instead=$3
   [ -n "$value" ] || return 0
-  echo "::warning title=qwen action::$name is not supported and is ignored: $instead" >&2
+  warn "$name is not supported and is ignored: $instead"
 }
-if [ -n "${QWEN_ACTION_ENABLE_GITHUB_MCP:-}" ] && [ "${QWEN_ACTION_ENABLE_GITHUB_MCP}" != false ]; then
-  unsupported enable-github-mcp x "qwen calls no tools (no GitHub MCP server); put the context the model needs in the prompt, input or file_input (e.g. a saved \`gh pr diff\`)"
-fi
+# v2's `core.getBooleanInput` takes true/True/TRUE/false/False/FALSE and fails on anything else.
+case ${QWEN_ACTION_ENABLE_GITHUB_MCP:-} in
+  "" | false | False | FALSE) ;;
+  true | True | TRUE)
+    # v2 itself falls back to a plain request, with a warning, when its MCP server cannot be reached.
+    unsupported enable-github-mcp x "qwen calls no tools (no GitHub MCP server), so the model answers from the prompt alone; put the context it needs in the prompt, input or file_input (e.g. a saved \`gh pr diff\`)"
+    ;;
+  *) usage_error "enable-github-mcp is true or false (YAML 1.2 core schema, as actions/ai-inference v2 reads it)" ;;
+esac
 unsupported github-mcp-token "${QWEN_ACTION_GITHUB_MCP_TOKEN:-}" "there is no GitHub MCP server; the token is never used or sent"
 unsupported github-mcp-toolsets "${QWEN_ACTION_GITHUB_MCP_TOOLSETS:-}" "qwen calls no tools (no GitHub MCP server)"
-unsupported provider "${QWEN_ACTION_PROVIDER:-}" "qwen talks to any OpenAI-compatible API: name it with endpoint (or base-url) and token (or api-key)"
+# v2's parseProvider: trimmed, any case; github-models (its default) is what qwen does with endpoint.
+provider=$(trim "${QWEN_ACTION_PROVIDER:-}" | tr '[:upper:]' '[:lower:]')
+case $provider in
+  "" | github-models) ;;
+  copilot) usage_error "provider: copilot is not supported: qwen does not run the GitHub Copilot CLI; give endpoint (or base-url) and token (or api-key) of an OpenAI-compatible API, and drop provider" ;;
+  *) usage_error "provider: unsupported provider (actions/ai-inference v2 knows github-models and copilot; qwen talks to the OpenAI-compatible API at endpoint)" ;;
+esac
 unsupported copilot-cli-path "${QWEN_ACTION_COPILOT_CLI_PATH:-}" "the Copilot CLI is not used: give endpoint (or base-url) and token (or api-key) of an OpenAI-compatible API"
 unsupported copilot-allow-tools "${QWEN_ACTION_COPILOT_ALLOW_TOOLS:-}" "qwen calls no tools"
 
-# Never quote custom-headers back: any part of it may be a secret (masks hide whole values only).
-[ -z "$header_error" ] || usage_error "custom-headers is not a map of header names to text values (\`Name: value\` lines, or a JSON object)"
+case "$prompt_file" in
+  *.prompt.yml | *.prompt.yaml) prompt_yml=true ;;
+  *) prompt_yml=false ;;
+esac
+# v2 reads the system prompt only without a .prompt.yml prompt file (whose messages hold it), and
+# then a system-prompt-file wins over a system-prompt (`loadContentFromFileOrInput`).
+if [ "$prompt_yml" = true ]; then
+  ignored system-prompt "$system_prompt" "the .prompt.yml prompt-file holds the messages"
+  ignored system-prompt-file "$system_prompt_file" "the .prompt.yml prompt-file holds the messages"
+  system_prompt=""
+  system_prompt_file=""
+elif [ -n "$system_prompt_file" ]; then
+  ignored system-prompt "$system_prompt" "system-prompt-file is given"
+  system_prompt=""
+fi
+# v2 sends max_completion_tokens when it has one, and max_tokens only without (`src/main.ts`);
+# qwen picks the parameter the API wants for the one limit.
+if [ -n "$max_completion_tokens" ] && [ -n "$max_tokens" ] && [ "$max_tokens" != "$max_completion_tokens" ]; then
+  ignored max-tokens "$max_tokens" "max-completion-tokens is given"
+  max_tokens=""
+fi
+# input and file_input fill a .prompt.yml prompt file's placeholders; v2 never reads them otherwise.
+if [ "$prompt_yml" = false ] && [ -z "$jobs" ]; then
+  ignored input "$vars_text" "it fills the placeholders of a .prompt.yml prompt-file, and prompt-file is not one"
+  ignored file_input "$file_vars_text" "it fills the placeholders of a .prompt.yml prompt-file, and prompt-file is not one"
+  vars_text=""
+  file_vars_text=""
+  export QWEN_ACTION_INPUT="" QWEN_ACTION_FILE_INPUT=""
+fi
 
 args=()
 [ -n "$model" ] && args+=(--model "$model")
 url=$(one_of base-url "$base_url" endpoint "$endpoint") || exit
 [ -n "$url" ] && args+=(--openai-base-url "$url")
-limit=$(one_of max-tokens "$max_tokens" max-completion-tokens "$max_completion_tokens") || exit
+limit=${max_completion_tokens:-$max_tokens}
 [ -n "$limit" ] && args+=(--max-tokens "$limit")
 [ -n "$temperature" ] && args+=(--temperature "$temperature")
 [ -n "$top_p" ] && args+=(--top-p "$top_p")
-header_re='^[A-Za-z0-9!#$%&'"'"'*+.^_`|~-]+$'
-for i in "${!header_names[@]}"; do
-  name=${header_names[i]}
-  value=${header_values[i]}
-  [[ $name =~ $header_re ]] || usage_error "custom-headers: header $((i + 1)) has a name that is not a header name"
-  [[ $value != *[$'\r\n']* ]] || usage_error "custom-headers: the value of header $((i + 1)) holds a line break"
-  args+=(--header "$name: $value")
-done
+# The map inputs: qwen reads them from QWEN_ACTION_INPUT, QWEN_ACTION_FILE_INPUT and
+# QWEN_ACTION_CUSTOM_HEADERS, as v2 reads them (a real YAML parser; it masks each header value).
+[ -n "$vars_text$file_vars_text$headers_text" ] && args+=(--ai-inference-inputs)
 if [ -n "$system_prompt_file" ]; then
-  [ -z "$system_prompt" ] || usage_error "give system-prompt or system-prompt-file, not both"
   require_readable "$system_prompt_file" "system-prompt-file '$system_prompt_file' cannot be read"
   # qwen reads the file itself, byte for byte, through its door for files (a regular file, no
   # link out of the workspace): its text never travels on a command line.
@@ -467,28 +316,12 @@ if [ -n "$prompt_file" ]; then
 fi
 case "$prompt_file" in
   *.prompt.yml | *.prompt.yaml)
-    # A prompt file (GitHub's stored-prompt format): qwen reads it, with the variables as --var flags.
-    [ -z "$prompt" ] || usage_error "a .prompt.yml prompt-file holds the messages: give no prompt with it"
+    # A prompt file (GitHub's stored-prompt format): qwen reads it and fills it from input and
+    # file_input. v2 reads only the file then: a prompt beside it is ignored.
+    ignored prompt "$prompt" "the .prompt.yml prompt-file holds the messages"
     args+=(--prompt-file "$prompt_file")
-    if ! parse_map "$vars_text"; then usage_error "input: $map_error"; fi
-    if [ "${#map_keys[@]}" -gt 0 ]; then
-      # Each value goes through a private file (`name=@file`): no argument-length limit, and a value
-      # that starts with `@` is never taken for a path.
-      vars_dir=$(mktemp -d "$tmp/qwen-vars.XXXXXXXX") || exit
-      for i in "${!map_keys[@]}"; do
-        printf '%s' "${map_values[i]}" >"$vars_dir/$i"
-        args+=(--var "${map_keys[i]}=@$vars_dir/$i")
-      done
-    fi
-    if ! parse_map "$file_vars_text"; then usage_error "file_input: $map_error"; fi
-    for i in "${!map_keys[@]}"; do
-      path=${map_values[i]}
-      require_readable "$path" "file_input: the file for \`${map_keys[i]}\` cannot be read: $path"
-      args+=(--var "${map_keys[i]}=@$path")
-    done
     ;;
   *)
-    [ -z "$vars_text$file_vars_text" ] || usage_error "input and file_input need a .prompt.yml or .prompt.yaml prompt-file"
     if [ -n "$prompt_file" ] && [ -z "$prompt" ]; then
       # qwen reads it through its door for files.
       args+=(--prompt-file "$prompt_file")

@@ -129,8 +129,10 @@ fn dispatch(
 }
 
 /// The file flags read before a command starts (`--system-prompt-file`), so that the files the
-/// command writes cannot be them.
+/// command writes cannot be them; and the action's map inputs (`--ai-inference-inputs`), which add
+/// `--var`s and headers.
 fn read_file_flags(invocation: &mut Invocation, ctx: &Context) -> Result<(), Error> {
+    crate::commands::ai_inference::apply(invocation, &ctx.env)?;
     match invocation {
         Invocation::Single(s) => {
             let outputs = [("--result-file", s.result_file.as_deref())];

@@ -287,16 +287,7 @@ fn finite(origin: &str, field: &str, x: Option<f64>) -> Result<Option<f64>, Prom
     }
 }
 
-fn json_schema(
-    origin: &str,
-    raw: Option<serde_yaml::Value>,
-) -> Result<JsonSchema, PromptFileError> {
-    let Some(raw) = raw else {
-        return Err(bad(
-            origin,
-            "`responseFormat: json_schema` needs `jsonSchema`",
-        ));
-    };
+fn json_schema(origin: &str, raw: serde_yaml::Value) -> Result<JsonSchema, PromptFileError> {
     // GitHub's files hold a JSON string; a YAML map with the same fields is taken too.
     let spec: Json = match raw {
         serde_yaml::Value::String(text) => serde_json::from_str(&text)
@@ -326,8 +317,9 @@ fn json_schema(
     })
 }
 
-/// Check a prompt file's text, placeholders not yet filled. `origin` names it in messages.
-pub(crate) fn parse(text: &str, origin: &str) -> Result<PromptFile, PromptFileError> {
+/// Check a prompt file's text, placeholders not yet filled, with the warnings about what it asks
+/// for that is ignored. `origin` names it in messages.
+pub(crate) fn parse(text: &str, origin: &str) -> Result<Rendered, PromptFileError> {
     // The text is never quoted back: a link can make any file the prompt file.
     let value: serde_yaml::Value =
         crate::yaml::from_str(text).map_err(|e| bad(origin, format!("not valid YAML: {e}")))?;
@@ -362,53 +354,85 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<PromptFile, PromptFileEr
             .ok_or_else(|| bad(origin, format!("message {n} has no `content`")))?;
         messages.push(Message { role, content });
     }
+    let mut warnings = Vec::new();
     let parameters = match raw.model_parameters {
         None => ModelParameters::default(),
-        Some(p) => {
-            let max = token_limit(origin, "maxTokens", p.max_tokens)?;
-            let max_completion =
-                token_limit(origin, "maxCompletionTokens", p.max_completion_tokens)?;
-            if let (Some(a), Some(b)) = (max, max_completion)
-                && a != b
-            {
-                return Err(bad(
-                    origin,
-                    format!(
-                        "`maxTokens: {a}` and `maxCompletionTokens: {b}` differ (they mean the same: give one)"
-                    ),
-                ));
-            }
-            ModelParameters {
-                max_tokens: max.or(max_completion),
-                temperature: finite(origin, "temperature", p.temperature)?,
-                top_p: finite(origin, "topP", p.top_p)?,
-            }
-        }
+        Some(p) => ModelParameters {
+            max_tokens: max_tokens(origin, &p, &mut warnings)?,
+            temperature: finite(origin, "temperature", p.temperature)?,
+            top_p: finite(origin, "topP", p.top_p)?,
+        },
     };
-    let response_format = match raw.response_format.as_deref() {
-        None | Some("text") if raw.json_schema.is_some() => {
-            return Err(bad(
-                origin,
-                "`jsonSchema` is given but `responseFormat` is not `json_schema`",
-            ));
-        }
-        None | Some("text") => ResponseFormat::Text,
-        Some("json_schema") => ResponseFormat::JsonSchema(json_schema(origin, raw.json_schema)?),
-        Some(other) => {
-            return Err(bad(
-                origin,
-                format!("`responseFormat: {other}` is not `text` or `json_schema`"),
-            ));
-        }
-    };
-    Ok(PromptFile {
+    let response_format = response_format(
+        origin,
+        raw.response_format.as_deref(),
+        raw.json_schema,
+        &mut warnings,
+    )?;
+    let prompt = PromptFile {
         name: raw.name,
         description: raw.description,
         model: raw.model.filter(|m| !m.is_empty()),
         messages,
         parameters,
         response_format,
-    })
+    };
+    Ok(Rendered { prompt, warnings })
+}
+
+/// The answer's length limit: `maxCompletionTokens` when given, else `maxTokens` (one meaning:
+/// qwen picks the wire parameter itself). Both given and different: `maxCompletionTokens` wins
+/// with a warning, as in `actions/ai-inference` v2 (`src/main.ts`: `maxTokens` is read only when
+/// `maxCompletionTokens` is absent).
+fn max_tokens(
+    origin: &str,
+    p: &RawParameters,
+    warnings: &mut Vec<String>,
+) -> Result<Option<u32>, PromptFileError> {
+    let max = token_limit(origin, "maxTokens", p.max_tokens)?;
+    let max_completion = token_limit(origin, "maxCompletionTokens", p.max_completion_tokens)?;
+    if let (Some(a), Some(b)) = (max, max_completion)
+        && a != b
+    {
+        warnings.push(format!(
+            "prompt file `{origin}`: `maxTokens: {a}` is ignored: `maxCompletionTokens: {b}` is the limit sent (as actions/ai-inference v2 does); give one of the two"
+        ));
+    }
+    Ok(max_completion.or(max))
+}
+
+/// `responseFormat` with its `jsonSchema`, read as `actions/ai-inference` v2 reads them
+/// (`src/helpers.ts` `buildResponseFormat`: a schema is sent only for `json_schema` with a
+/// `jsonSchema`): `json_schema` without a schema, or a schema without `json_schema`, asks for no
+/// schema, with a warning saying which line is ignored.
+fn response_format(
+    origin: &str,
+    format: Option<&str>,
+    schema: Option<serde_yaml::Value>,
+    warnings: &mut Vec<String>,
+) -> Result<ResponseFormat, PromptFileError> {
+    match (format, schema) {
+        (None | Some("text"), None) => Ok(ResponseFormat::Text),
+        (None | Some("text"), Some(_)) => {
+            warnings.push(format!(
+                "prompt file `{origin}`: `jsonSchema` is ignored: `responseFormat` is not `json_schema` (as actions/ai-inference v2 does); the answer is free text"
+            ));
+            Ok(ResponseFormat::Text)
+        }
+        (Some("json_schema"), None) => {
+            warnings.push(format!(
+                "prompt file `{origin}`: `responseFormat: json_schema` has no `jsonSchema`: no schema is asked for (as actions/ai-inference v2 does); the answer is free text"
+            ));
+            Ok(ResponseFormat::Text)
+        }
+        (Some("json_schema"), Some(raw)) => {
+            Ok(ResponseFormat::JsonSchema(json_schema(origin, raw)?))
+        }
+        (Some(other), _) => Err(bad(
+            origin,
+            format!("`responseFormat: {other}` is not `text` or `json_schema`"),
+        )),
+    }
 }
 
 /// Fill a parsed prompt file's placeholders. Every `@path` value is read through `resolve` (which
@@ -479,8 +503,8 @@ pub(crate) fn load(
         };
         PromptFileError::new(message, hint)
     })?;
-    let prompt = parse(&text, path)?;
-    render(prompt, path, vars, max_bytes, |name, file| {
+    let parsed = parse(&text, path)?;
+    let mut rendered = render(parsed.prompt, path, vars, max_bytes, |name, file| {
         read(
             &format!("the file of `{name}`"),
             &file.to_string_lossy(),
@@ -490,7 +514,9 @@ pub(crate) fn load(
             let hint = crate::paths::read_hint(&message);
             PromptFileError::new(message, hint)
         })
-    })
+    })?;
+    rendered.warnings.splice(0..0, parsed.warnings);
+    Ok(rendered)
 }
 
 #[cfg(test)]
@@ -627,7 +653,7 @@ evaluators:
 
     #[test]
     fn a_full_prompt_file_parses_into_the_typed_struct() {
-        let p = parse(FULL, "t.prompt.yml").expect("parses");
+        let p = parse(FULL, "t.prompt.yml").expect("parses").prompt;
         assert_eq!(p.name.as_deref(), Some("Triage"));
         assert_eq!(p.model.as_deref(), Some("openai/gpt-4o-mini"));
         assert_eq!(
@@ -686,12 +712,83 @@ evaluators:
             ),
         ];
         for (text, params, is_schema) in cases {
-            let p = parse(&text, "t").unwrap_or_else(|e| panic!("{text}: {e}"));
+            let p = parse(&text, "t")
+                .unwrap_or_else(|e| panic!("{text}: {e}"))
+                .prompt;
             assert_eq!(p.parameters, params, "{text}");
             assert_eq!(
                 matches!(p.response_format, ResponseFormat::JsonSchema(_)),
                 is_schema,
                 "{text}"
+            );
+        }
+    }
+
+    /// What `actions/ai-inference` v2 accepts is accepted, doing what v2 does, with a warning
+    /// naming the line that is ignored (v2 `src/main.ts` token limits, `src/helpers.ts`
+    /// `buildResponseFormat`).
+    #[test]
+    fn parse_accepts_what_ai_inference_v2_accepts_with_a_warning() {
+        let user = "messages:\n  - role: user\n    content: hi\n";
+        let schema = "jsonSchema: '{\"name\": \"n\", \"schema\": {\"type\": \"object\"}}'\n";
+        let cases: [(String, Option<u32>, bool, &str); 5] = [
+            (
+                "modelParameters:\n  maxTokens: 1\n  maxCompletionTokens: 2\n".to_owned(),
+                Some(2),
+                false,
+                "`maxTokens: 1` is ignored: `maxCompletionTokens: 2`",
+            ),
+            (
+                "responseFormat: json_schema\n".to_owned(),
+                None,
+                false,
+                "has no `jsonSchema`",
+            ),
+            (schema.to_owned(), None, false, "`jsonSchema` is ignored"),
+            (
+                format!("responseFormat: text\n{schema}"),
+                None,
+                false,
+                "`jsonSchema` is ignored",
+            ),
+            // v2 never parses a schema it does not send: not even one that is not JSON.
+            (
+                "responseFormat: text\njsonSchema: '{'\n".to_owned(),
+                None,
+                false,
+                "`jsonSchema` is ignored",
+            ),
+        ];
+        for (extra, max, is_schema, warning) in cases {
+            let text = format!("{user}{extra}");
+            let parsed = parse(&text, "t").unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(parsed.prompt.parameters.max_tokens, max, "{text}");
+            assert_eq!(
+                matches!(parsed.prompt.response_format, ResponseFormat::JsonSchema(_)),
+                is_schema,
+                "{text}"
+            );
+            assert_eq!(parsed.warnings.len(), 1, "{text}: {:?}", parsed.warnings);
+            assert!(
+                parsed.warnings[0].contains(warning),
+                "{:?}",
+                parsed.warnings
+            );
+            assert!(
+                parsed.warnings[0].starts_with("prompt file `t`: "),
+                "{:?}",
+                parsed.warnings
+            );
+        }
+        // The same limit twice, or a schema that is sent, warns about nothing.
+        for extra in [
+            "modelParameters:\n  maxTokens: 5\n  maxCompletionTokens: 5\n".to_owned(),
+            format!("responseFormat: json_schema\n{schema}"),
+        ] {
+            let text = format!("{user}{extra}");
+            assert_eq!(
+                parse(&text, "t").expect("parses").warnings,
+                Vec::<String>::new()
             );
         }
     }
@@ -723,18 +820,12 @@ evaluators:
                 "out of range",
             ),
             (
-                "modelParameters:\n  maxTokens: 1\n  maxCompletionTokens: 2\n",
-                "differ",
-            ),
-            (
                 "modelParameters:\n  temperature: .nan\n",
                 "not a finite number",
             ),
             ("modelParameters:\n  topP: .inf\n", "not a finite number"),
             ("modelParameters:\n  temperature: hot\n", "prompt file `t`"),
             ("responseFormat: xml\n", "`responseFormat: xml`"),
-            ("responseFormat: json_schema\n", "needs `jsonSchema`"),
-            ("jsonSchema: '{}'\n", "not `json_schema`"),
             (
                 "responseFormat: json_schema\njsonSchema: '{'\n",
                 "not valid JSON",
@@ -769,7 +860,7 @@ evaluators:
 
     #[test]
     fn render_reads_at_paths_through_the_resolver_and_warns_for_missing_names() {
-        let p = parse(FULL, "t.prompt.yml").expect("parses");
+        let p = parse(FULL, "t.prompt.yml").expect("parses").prompt;
         let given = [
             ("title".to_owned(), VarValue::Text("Crash {{body}}".into())),
             ("extra".to_owned(), VarValue::File("notes.txt".into())),
@@ -796,7 +887,7 @@ evaluators:
 
     #[test]
     fn render_passes_on_the_resolvers_refusal_and_refuses_a_name_given_twice() {
-        let p = parse(FULL, "t").expect("parses");
+        let p = parse(FULL, "t").expect("parses").prompt;
         let outside = [("body".to_owned(), VarValue::File("../../etc/passwd".into()))];
         let err = render(p.clone(), "t", &outside, 1000, |_, _| {
             Err(PromptFileError::new(
@@ -875,7 +966,8 @@ evaluators:
             &format!("messages:\n  - role: user\n    content: \"{many}\"\n"),
             "t",
         )
-        .expect("parses");
+        .expect("parses")
+        .prompt;
         let value = "v".repeat(1024 * 1024);
         let started = std::time::Instant::now();
         let err = render(
@@ -899,7 +991,7 @@ evaluators:
             "messages:\n  - role: system\n    content: 12345\n  - role: user\n    content: '{{a}}'\n",
             "t",
         )
-        .expect("parses");
+        .expect("parses").prompt;
         let fill = |n: u64| {
             render(
                 two.clone(),
@@ -924,7 +1016,8 @@ evaluators:
             &format!("messages:\n  - role: user\n    content: \"{text}\"\n"),
             "t",
         )
-        .expect("parses");
+        .expect("parses")
+        .prompt;
         let r = render(p, "t", &[], 1 << 30, |_, _| Ok(String::new())).expect("renders");
         assert_eq!(r.warnings.len(), MAX_MISSING_NAMES + 1, "{:?}", r.warnings);
         assert!(r.warnings[MAX_MISSING_NAMES].contains("only the first 10"));

@@ -9,6 +9,7 @@ use crate::client::params::ExtraHeader;
 use crate::client::{ClientSettings, RetryPolicy, Transport};
 use crate::config::ConfigFlags;
 use crate::output::Format;
+use crate::prompt_file::VarValue;
 use crate::request::Params;
 use crate::sessions::Pick;
 
@@ -105,14 +106,20 @@ pub(crate) struct CostSettings {
 
 /// `qwen [PROMPT]`: one prompt, one result.
 #[derive(Debug, Clone)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "each bool is one switch of the command line"
+)]
 pub(crate) struct RunSettings {
     pub(crate) connection: Connection,
     pub(crate) request: RequestSettings,
     /// The prompt given as an argument (`-p` or the words).
     pub(crate) prompt: Option<String>,
     pub(crate) prompt_file: Option<String>,
-    /// `--var NAME=VALUE`, as given.
-    pub(crate) vars: Vec<String>,
+    /// `--var NAME=VALUE` / `NAME=@PATH`, checked (the action's `input`/`file_input` join them).
+    pub(crate) vars: Vec<(String, VarValue)>,
+    /// `--ai-inference-inputs`: read the action's map inputs from the environment.
+    pub(crate) ai_inference_inputs: bool,
     pub(crate) stdin_timeout: Duration,
     pub(crate) max_response_bytes: usize,
     pub(crate) format: Format,
@@ -198,6 +205,8 @@ pub(crate) struct BatchSettings {
     pub(crate) quiet: bool,
     pub(crate) progress_interval: Duration,
     pub(crate) shutdown_grace: Duration,
+    /// `--ai-inference-inputs`: read the action's `custom-headers` from the environment.
+    pub(crate) ai_inference_inputs: bool,
 }
 
 /// What the command line asks `qwen` (without a subcommand) to do.

@@ -195,6 +195,12 @@ pub(crate) struct RunArgs {
     #[arg(long = "var", value_name = "NAME=VALUE")]
     pub(crate) vars: Vec<String>,
 
+    /// The GitHub Action's map inputs, read as actions/ai-inference v2 reads them (YAML through
+    /// js-yaml, headers also JSON) from `QWEN_ACTION_INPUT`, `QWEN_ACTION_FILE_INPUT` and
+    /// `QWEN_ACTION_CUSTOM_HEADERS`: the values never travel on a command line.
+    #[arg(long, hide = true)]
+    pub(crate) ai_inference_inputs: bool,
+
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Text, value_name = "FORMAT")]
     pub(crate) output_format: OutputFormat,

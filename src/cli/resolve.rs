@@ -412,7 +412,13 @@ fn single(args: RunArgs, format: Format) -> Result<RunSettings, Error> {
         request: args.request.settings(),
         prompt,
         prompt_file: args.prompt_file,
-        vars: args.vars,
+        vars: args
+            .vars
+            .iter()
+            .map(|v| crate::prompt_file::parse_var(v))
+            .collect::<Result<_, _>>()
+            .map_err(|e| Error::usage(e.message, Some(&e.hint)))?,
+        ai_inference_inputs: args.ai_inference_inputs,
         stdin_timeout: args.stdin_timeout,
         max_response_bytes: args.max_response_bytes,
         format,
@@ -484,6 +490,7 @@ fn batch(args: RunArgs, format: BatchFormat) -> Result<BatchSettings, Error> {
         quiet: b.quiet,
         progress_interval: b.progress_interval,
         shutdown_grace: b.shutdown_grace,
+        ai_inference_inputs: args.ai_inference_inputs,
     })
 }
 

@@ -1,6 +1,7 @@
 //! The commands, one module each. Every command returns `Result<ExitStatus, Error>`; only `app`
 //! prints an error and turns it into an exit status.
 
+pub(crate) mod ai_inference;
 pub(crate) mod auth_manage;
 pub(crate) mod auth_status;
 pub(crate) mod batch;

@@ -94,12 +94,6 @@ fn prepare(
         .map(|f| ("--result-file", ctx.cwd.join(f)))
         .collect();
     let prices = price_table(&args.cost, outputs, ctx).map_err(|e| (e, None))?;
-    let vars = args
-        .vars
-        .iter()
-        .map(|v| prompt_file::parse_var(v))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| (Error::usage(e.message, Some(&e.hint)), None))?;
     let home = ctx.env.home();
     let mut config = load_config(&args.connection, ctx).map_err(|e| (e, None))?;
     let mut plan = auth::credentials(&config, home.as_deref());
@@ -124,7 +118,7 @@ fn prepare(
         .map_err(with_model)?;
     let secrets = session_secrets(&session.key, args, ctx);
     let conversation = open_session(args, ctx, secrets).map_err(with_model)?;
-    let input = read_input(args, ctx, &vars, runtime).map_err(with_model)?;
+    let input = read_input(args, ctx, runtime).map_err(with_model)?;
     let prompt = match &input {
         Input::Text(text) => Some(text.clone()),
         Input::PromptFile(_) => None,
@@ -212,11 +206,9 @@ fn refuse_same_files_of(args: &RunSettings, ctx: &Context) -> Result<(), Error> 
         ("--extra-body", args.request.extra_body_file()),
         ("--prices", args.cost.prices.as_deref()),
     ];
-    files.extend(args.vars.iter().map(|v| {
-        let path = v
-            .split_once('=')
-            .and_then(|(_, value)| value.strip_prefix('@'));
-        ("--var", path)
+    files.extend(args.vars.iter().map(|(_, value)| match value {
+        prompt_file::VarValue::File(path) => ("--var", path.to_str()),
+        prompt_file::VarValue::Text(_) => ("--var", None),
     }));
     // `--result-file F < F` would replace the prompt it read.
     let stdin_is_file =
@@ -384,9 +376,9 @@ pub(super) fn request_body(
 fn read_input(
     args: &RunSettings,
     ctx: &Context,
-    vars: &[(String, prompt_file::VarValue)],
     runtime: &tokio::runtime::Runtime,
 ) -> Result<Input, Error> {
+    let vars = &args.vars[..];
     let max = args.request.max_input_bytes;
     // The files of the command line pass the one door (`paths::Workspace`).
     let door = Workspace::new(&ctx.cwd, args.request.allow_outside_paths);
@@ -397,7 +389,7 @@ fn read_input(
             let rendered =
                 prompt_file::load(file, vars, max, |what, p, cap| door.read(what, p, cap))?;
             for warning in &rendered.warnings {
-                diag::warn(&format!("warning: {warning}"));
+                github::warn(&ctx.env, warning);
             }
             return Ok(Input::PromptFile(Box::new(rendered.prompt)));
         }

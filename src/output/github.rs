@@ -1,5 +1,5 @@
-//! GitHub Actions integration: workflow commands (`::add-mask::`, `::error::`) and the Markdown
-//! written to `$GITHUB_STEP_SUMMARY`, as pure functions, plus the one file append.
+//! GitHub Actions integration: workflow commands (`::add-mask::`, `::error::`, `::warning::`) and the Markdown
+//! written to `$GITHUB_STEP_SUMMARY`, as pure functions, plus the one file append and `warn`.
 //!
 //! The commands are meant for **stderr**: the runner parses both streams, and stdout stays data.
 //! Escaping follows the Actions toolkit (`@actions/core`): a command's data escapes `%`, `\r`, `\n`;
@@ -28,6 +28,16 @@ const MAX_CELL_CHARS: usize = 300;
 /// Whether we run inside a GitHub Actions job (`GITHUB_ACTIONS=true`, as the runner sets it).
 pub(crate) fn is_github_actions(env: &EnvSnapshot) -> bool {
     env.get(GITHUB_ACTIONS) == Some("true")
+}
+
+/// A warning on stderr, `warning: MESSAGE`; inside GitHub Actions also as a `::warning::`
+/// annotation, so that it shows on the run's summary page, as `actions/ai-inference`'s
+/// `core.warning` did.
+pub(crate) fn warn(env: &EnvSnapshot, message: &str) {
+    crate::diag::warn(&format!("warning: {message}"));
+    if is_github_actions(env) {
+        crate::diag::raw(&warning_command(Some("qwen"), message));
+    }
 }
 
 /// Where the step summary goes: `$GITHUB_STEP_SUMMARY`, only inside GitHub Actions.
@@ -59,13 +69,22 @@ pub(crate) fn mask_command(secret: &str) -> String {
 
 /// `::error title=<title>::<message>`: an error annotation on the run's summary page.
 pub(crate) fn error_command(title: Option<&str>, message: &str) -> String {
+    annotation("error", title, message)
+}
+
+/// `::warning title=<title>::<message>`: a warning annotation on the run's summary page.
+pub(crate) fn warning_command(title: Option<&str>, message: &str) -> String {
+    annotation("warning", title, message)
+}
+
+fn annotation(kind: &str, title: Option<&str>, message: &str) -> String {
     match title.filter(|t| !t.is_empty()) {
         Some(title) => format!(
-            "::error title={}::{}",
+            "::{kind} title={}::{}",
             escape_property(title),
             escape_data(message)
         ),
-        None => format!("::error::{}", escape_data(message)),
+        None => format!("::{kind}::{}", escape_data(message)),
     }
 }
 
@@ -366,6 +385,8 @@ mod tests {
         ];
         for (title, message, want) in cases {
             assert_eq!(error_command(title, message), want, "{title:?} {message:?}");
+            let warning = want.replacen("::error", "::warning", 1);
+            assert_eq!(warning_command(title, message), warning, "{title:?}");
         }
     }
 

@@ -6,6 +6,8 @@
 
 mod action_install;
 mod actions_env;
+mod ai_inference_v2;
+mod ai_inference_v2_headers;
 mod architecture;
 mod bare;
 mod batch_api;
