@@ -210,7 +210,7 @@ fn refuse_unsupported(args: &super::groups::UnsupportedArgs) -> Result<(), Error
 impl super::CostArgs {
     pub(crate) fn settings(&self) -> CostSettings {
         CostSettings {
-            prices: self.prices.clone(),
+            prices: self.prices.prices.clone(),
             max_budget_usd: self.max_budget_usd,
         }
     }

@@ -4,6 +4,7 @@ mod attempt;
 pub(crate) mod batch_api;
 mod error;
 pub(crate) mod limits;
+pub(crate) mod message_batches;
 pub(crate) mod pacing;
 pub(crate) mod params;
 pub(crate) mod retry;

@@ -1,6 +1,8 @@
 //! Both conversions of a provider batch, streamed line by line: jobs into Batch API input files
-//! (split by model and by the per-file limits), and the provider's output and error files back
-//! into qwen's result lines, exactly one per job.
+//! (split by model and by the per-file limits; `OpenAI` lines for `/v1/chat/completions` or
+//! `/v1/responses`, or Anthropic's `{custom_id, params}` requests), and the provider's output and
+//! error files (or Anthropic's results) back into qwen's result lines, exactly one per job, with
+//! what each answer cost.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -10,8 +12,10 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use super::ledger::Part;
+use crate::client::batch_api::BatchKind;
 use crate::client::params::Param;
 use crate::client::{ApiError, Completion, Usage};
+use crate::cost::{BatchCost, Cost, CostTotal, PriceTable};
 use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::job::{JobDefaults, JobFile};
@@ -67,12 +71,13 @@ fn schema_number(
     Ok(Some(schemas.len() - 1))
 }
 
-/// One Batch API input line for `job`: the request qwen would send, without streaming.
+/// One Batch API input line for `job`: the request qwen would send, without streaming, in the
+/// shape of `kind`'s Batch API (its protocol's body built by the wire module a local run uses).
 fn input_line(
     job: &crate::job::Job,
     file: &JobFile,
     position: crate::job::Position,
-    token_param: Param,
+    (kind, token_param): (BatchKind, Param),
 ) -> Result<Vec<u8>, Error> {
     if !job.fallback_models.is_empty() || !job.headers.is_empty() {
         return Err(Error::input(
@@ -99,15 +104,41 @@ fn input_line(
             map.insert("max_completion_tokens".into(), n);
         }
     }
-    let mut line = serde_json::to_vec(&json!({
-        "custom_id": job.id,
-        "method": "POST",
-        "url": "/v1/chat/completions",
-        "body": body,
-    }))
-    .unwrap_or_default();
+    let line = match kind {
+        BatchKind::OpenaiChat => json!({
+            "custom_id": job.id, "method": "POST", "url": kind.endpoint(), "body": body,
+        }),
+        BatchKind::OpenaiResponses => json!({
+            "custom_id": job.id, "method": "POST", "url": kind.endpoint(),
+            "body": unstreamed(crate::client::wire::responses::body(&body)),
+        }),
+        BatchKind::Anthropic => {
+            if !crate::client::message_batches::is_custom_id(&job.id) {
+                return Err(Error::input(
+                    format!(
+                        "{}: {position}: the job id is not a `custom_id` Anthropic accepts (1 to 64 ASCII letters, digits, `_` and `-`)",
+                        file.name
+                    ),
+                    "give the job an `id` of that form; nothing was sent",
+                ));
+            }
+            json!({
+                "custom_id": job.id,
+                "params": unstreamed(crate::client::wire::anthropic::body(&body)),
+            })
+        }
+    };
+    let mut line = serde_json::to_vec(&line).unwrap_or_default();
     line.push(b'\n');
     Ok(line)
+}
+
+/// A protocol body without `stream` (a batch's requests are not streamed).
+fn unstreamed(mut body: Value) -> Value {
+    if let Some(map) = body.as_object_mut() {
+        map.remove("stream");
+    }
+    body
 }
 
 /// Open a new part file for `model` (numbers run 1, 2, 3, … in opening order).
@@ -144,6 +175,7 @@ pub(crate) fn plan(
     defaults: &JobDefaults,
     limits: Limits,
     dir: &Path,
+    kind: BatchKind,
     token_param: Param,
 ) -> Result<(Vec<Part>, u64), Error> {
     crate::fsutil::create_private_dir_all(dir).map_err(|e| io_err(dir, e))?;
@@ -163,8 +195,11 @@ pub(crate) fn plan(
                     "the job file changed while it was read; nothing was uploaded",
                 )
             })?;
-        let line = input_line(&job, file, raw.position, token_param)?;
-        let size = line.len() as u64;
+        let line = input_line(&job, file, raw.position, (kind, token_param))?;
+        // Anthropic's requests go into one JSON array: every one after a part's first is
+        // preceded by a comma (counted in the part's size).
+        let comma = u64::from(kind == BatchKind::Anthropic);
+        let size = line.len() as u64 + comma;
         if size > limits.max_bytes {
             return Err(Error::input(
                 format!(
@@ -184,11 +219,17 @@ pub(crate) fn plan(
             open_part(&job.model, &mut open, &mut parts, dir)?;
         }
         if let Some(p) = open.get_mut(&job.model) {
+            let separator: &[u8] = if comma == 1 && p.requests > 0 {
+                b","
+            } else {
+                b""
+            };
             p.writer
-                .write_all(&line)
+                .write_all(separator)
+                .and_then(|()| p.writer.write_all(&line))
                 .map_err(|e| io_err(&dir.join(part_file(p.part)), e))?;
             p.requests += 1;
-            p.bytes += size;
+            p.bytes += line.len() as u64 + separator.len() as u64;
             let schema = schema_number(&job, &mut schemas, dir)?;
             let mut entry = serde_json::to_vec(&json!({
                 "id": job.id, "index": job.index, "model": job.model, "part": p.part,
@@ -327,7 +368,7 @@ fn load_index(dir: &Path) -> Result<JobIndex, Error> {
 }
 
 /// What the conversion found.
-#[derive(Debug, Default, Clone, serde::Serialize)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Tally {
     pub(crate) jobs: u64,
     pub(crate) succeeded: u64,
@@ -339,6 +380,10 @@ pub(crate) struct Tally {
     pub(crate) ignored: u64,
     pub(crate) input_tokens: u64,
     pub(crate) output_tokens: u64,
+    /// What the answers cost (the sum of the known costs).
+    pub(crate) cost: CostTotal,
+    /// Answers priced at the table's regular rates (no batch price for their model).
+    pub(crate) regular_rate: u64,
 }
 
 impl Tally {
@@ -424,15 +469,30 @@ fn next_line(reader: &mut impl BufRead, buf: &mut Vec<u8>, path: &Path) -> Resul
     Ok(n > 0)
 }
 
+/// How the provider's lines are read and written back.
+pub(crate) struct Reading<'a> {
+    pub(crate) kind: BatchKind,
+    pub(crate) format: Format,
+    pub(crate) meta: &'a RunMeta,
+    pub(crate) scrub: &'a Scrub<'a>,
+    /// `--prices`: what an answer the provider did not price cost.
+    pub(crate) prices: Option<&'a PriceTable>,
+}
+
 /// Convert the downloaded files of every part into one line per job, written to `out`.
 pub(crate) fn results(
     dir: &Path,
     parts: &[Part],
-    format: Format,
-    meta: &RunMeta,
-    scrub: &Scrub<'_>,
+    reading: &Reading<'_>,
     out: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
 ) -> Result<Tally, Failed> {
+    let Reading {
+        kind,
+        format,
+        meta,
+        scrub,
+        prices,
+    } = *reading;
     let mut index = load_index(dir)?;
     let mut tally = Tally {
         jobs: index.by_id.len() as u64,
@@ -473,8 +533,12 @@ pub(crate) fn results(
                 };
                 entry.written = true;
                 let entry = *entry;
-                let outcome = validated(classify(&line, scrub.line), entry, &index, scrub.line);
+                let outcome =
+                    validated(classify(kind, &line, scrub.line), entry, &index, scrub.line);
                 count(&mut tally, &outcome);
+                let cost = outcome_cost(&outcome, index.model(entry), prices);
+                tally.cost.add(cost.cost);
+                tally.regular_rate += u64::from(cost.regular_rate);
                 let bytes = match format {
                     Format::OpenaiBatch => {
                         let mut b = (scrub.data)(text.trim_end()).into_bytes();
@@ -482,7 +546,8 @@ pub(crate) fn results(
                         b
                     }
                     Format::Local => {
-                        local_line(meta, id, entry.index, index.model(entry), &outcome, 1)
+                        let model = index.model(entry);
+                        local_line(meta, id, entry.index, model, &outcome, 1, cost.cost)
                     }
                 };
                 out(&bytes).map_err(write_err)?;
@@ -538,7 +603,10 @@ fn not_run_lines(
                 b.push(b'\n');
                 b
             }
-            Format::Local => local_line(meta, id, entry.index, index.model(entry), &outcome, 0),
+            Format::Local => {
+                let model = index.model(entry);
+                local_line(meta, id, entry.index, model, &outcome, 0, Cost::default())
+            }
         };
         out(&bytes)?;
     }
@@ -637,7 +705,27 @@ fn error_outcome(error: &Value, scrub: &dyn Fn(&str) -> String) -> Outcome {
     ))))
 }
 
-fn classify(line: &Value, scrub: &dyn Fn(&str) -> String) -> Outcome {
+/// What an answer cost: the provider's figure, else `--prices` (its batch prices when it has
+/// them), else unknown; nothing for a request that failed without an answer.
+fn outcome_cost(outcome: &Outcome, model: &str, prices: Option<&PriceTable>) -> BatchCost {
+    match outcome {
+        Outcome::Ok(c) | Outcome::Structured(c, _) => {
+            let mut names = vec![model];
+            names.extend(c.server_model.as_deref());
+            BatchCost::of(c.provider_cost, c.usage, &names, prices)
+        }
+        Outcome::Invalid { usage, .. } => BatchCost::of(None, *usage, &[model], prices),
+        Outcome::Err(_) | Outcome::NotRun { .. } => BatchCost::default(),
+    }
+}
+
+/// A provider line as an outcome: Anthropic's result line, or an `OpenAI` Batch API line
+/// (`{"id","custom_id","response":{"status_code","request_id","body"},"error"}`) whose body is a
+/// chat completion or a Responses object.
+fn classify(kind: BatchKind, line: &Value, scrub: &dyn Fn(&str) -> String) -> Outcome {
+    if kind == BatchKind::Anthropic {
+        return anthropic_outcome(line, scrub);
+    }
     if let Some(error) = line.get("error").filter(|e| !e.is_null()) {
         return error_outcome(error, scrub);
     }
@@ -665,6 +753,24 @@ fn classify(line: &Value, scrub: &dyn Fn(&str) -> String) -> Outcome {
             retry_after: None,
         });
     }
+    let mut outcome = match kind {
+        BatchKind::OpenaiResponses => responses_outcome(body, scrub),
+        BatchKind::OpenaiChat | BatchKind::Anthropic => chat_outcome(body, scrub),
+    };
+    if let Outcome::Ok(c) = &mut outcome {
+        c.request_id = response
+            .get("request_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        c.provider_cost = c
+            .provider_cost
+            .or_else(|| body.get("usage").and_then(crate::client::usage_cost));
+    }
+    outcome
+}
+
+/// A chat completion as an outcome.
+fn chat_outcome(body: &Value, scrub: &dyn Fn(&str) -> String) -> Outcome {
     let Some(choice) = body.pointer("/choices/0") else {
         return Outcome::Err(ApiError::InvalidResponse(
             "the response has no choices".into(),
@@ -700,12 +806,124 @@ fn classify(line: &Value, scrub: &dyn Fn(&str) -> String) -> Outcome {
         usage: body.get("usage").and_then(Usage::from_openai),
         finish_reason: text(choice.get("finish_reason")),
         response_id: text(body.get("id")),
-        request_id: text(response.get("request_id")),
         server_model: text(body.get("model")),
         created: body.get("created").and_then(Value::as_u64),
         attempts: 1,
         ..Completion::default()
     })
+}
+
+/// A Responses object (`response.body` of a `/v1/responses` line) as an outcome; a response
+/// whose `status` is `failed` is its `error`.
+fn responses_outcome(body: &Value, scrub: &dyn Fn(&str) -> String) -> Outcome {
+    if body.get("status").and_then(Value::as_str) == Some("failed") {
+        let code = body.pointer("/error/code").and_then(Value::as_str);
+        let message = body.pointer("/error/message").and_then(Value::as_str);
+        return Outcome::Err(ApiError::InvalidResponse(scrub(&format!(
+            "the response failed: {}: {}",
+            code.unwrap_or("error"),
+            message.unwrap_or_default()
+        ))));
+    }
+    completion_outcome(
+        crate::client::wire::responses::whole(body, MAX_LINE_BYTES),
+        scrub,
+    )
+}
+
+/// A completion read by a wire module, checked as a local run checks an answer: a refusal is a
+/// failure of its own, an answer with no text (and no structured content) is empty.
+fn completion_outcome(
+    read: Result<Completion, ApiError>,
+    scrub: &dyn Fn(&str) -> String,
+) -> Outcome {
+    let mut c = match read {
+        Ok(c) => c,
+        Err(e) => return Outcome::Err(e),
+    };
+    c.finish_reason = c.finish_reason.map(|r| scrub(&r));
+    c.response_id = c.response_id.map(|r| scrub(&r));
+    c.server_model = c.server_model.map(|r| scrub(&r));
+    if !c.refusal.is_empty() {
+        return Outcome::Err(ApiError::Refusal(scrub(&c.refusal)));
+    }
+    if c.text.is_empty() && !c.structured {
+        let (finish_reason, usage) = (c.finish_reason, c.usage);
+        return Outcome::Err(if c.reasoning.is_empty() {
+            ApiError::EmptyAnswer {
+                finish_reason,
+                usage,
+            }
+        } else {
+            ApiError::EmptyAfterReasoning {
+                finish_reason,
+                usage,
+            }
+        });
+    }
+    c.attempts = 1;
+    Outcome::Ok(c)
+}
+
+/// The HTTP status of an Anthropic error type ("Errors", <https://docs.anthropic.com/en/api/errors>).
+fn anthropic_status(kind: &str) -> u16 {
+    match kind {
+        "invalid_request_error" => 400,
+        "authentication_error" => 401,
+        "billing_error" => 402,
+        "permission_error" => 403,
+        "not_found_error" => 404,
+        "request_too_large" => 413,
+        "rate_limit_error" => 429,
+        "overloaded_error" => 529,
+        _ => 500,
+    }
+}
+
+/// An Anthropic result line (`{"custom_id", "result": {"type", …}}`) as an outcome: `succeeded`
+/// holds a Message, `errored` an error response (`{"type": "error", "error": {"type",
+/// "message"}}`), and `canceled` / `expired` requests never ran.
+fn anthropic_outcome(line: &Value, scrub: &dyn Fn(&str) -> String) -> Outcome {
+    let result = line.get("result").unwrap_or(&Value::Null);
+    let hint = "run it locally with `qwen --jobs FILE --resume --output FILE`, or submit again";
+    match result.get("type").and_then(Value::as_str) {
+        Some("succeeded") => completion_outcome(
+            crate::client::wire::anthropic::whole(
+                result.get("message").unwrap_or(&Value::Null),
+                MAX_LINE_BYTES,
+            ),
+            scrub,
+        ),
+        Some("errored") => {
+            let error = result.get("error").unwrap_or(&Value::Null);
+            let inner = error.get("error").unwrap_or(error);
+            let kind = inner
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("api_error");
+            let message = inner.get("message").and_then(Value::as_str).unwrap_or("");
+            let short: String = message.chars().take(500).collect();
+            Outcome::Err(ApiError::Http {
+                status: anthropic_status(kind),
+                message: scrub(&short),
+                retry_after: None,
+                code: Some(scrub(kind)),
+            })
+        }
+        Some("canceled") => Outcome::NotRun {
+            kind: "batch_cancelled",
+            message: format!("the batch was cancelled before this request ran; {hint}"),
+            temporary: false,
+        },
+        Some("expired") => Outcome::NotRun {
+            kind: "batch_expired",
+            message: format!("the batch expired before this request ran; {hint}"),
+            temporary: true,
+        },
+        _ => Outcome::Err(ApiError::InvalidResponse(
+            "the provider's result line has no `result.type` Anthropic defines".into(),
+        )),
+    }
 }
 
 /// An answer checked against its job's schema, as a local run checks it: the compact value as the
@@ -743,17 +961,23 @@ fn local_line(
     model: &str,
     outcome: &Outcome,
     attempts: u32,
+    cost: Cost,
 ) -> Vec<u8> {
     let mut job_meta = meta.clone();
     model.clone_into(&mut job_meta.model);
     let none = Extras::default();
     let message = match outcome {
         Outcome::Ok(c) => {
-            output::result_message(&job_meta, &output::Outcome::Success(c), &none, 0, 0)
+            let extras = Extras {
+                cost,
+                ..Extras::default()
+            };
+            output::result_message(&job_meta, &output::Outcome::Success(c), &extras, 0, 0)
         }
         Outcome::Structured(c, value) => {
             let extras = Extras {
                 structured_result: Some(value.clone()),
+                cost,
                 ..Extras::default()
             };
             output::result_message(&job_meta, &output::Outcome::Success(c), &extras, 0, 0)
@@ -776,6 +1000,7 @@ fn local_line(
                 last_answer: Some(last_answer.clone()),
                 usage: usage.map(|u| Some(u).into()),
                 num_turns: Some(1),
+                cost,
                 ..Extras::default()
             };
             output::result_message(&job_meta, &failure, &extras, 0, 0)
@@ -836,6 +1061,7 @@ mod tests {
             &defaults,
             limits,
             &dir.path().join("state"),
+            BatchKind::OpenaiChat,
             Param::MaxTokens,
         )
         .unwrap();
@@ -899,6 +1125,7 @@ mod tests {
             &JobDefaults::default(),
             limits,
             &dir.path().join("s"),
+            BatchKind::OpenaiChat,
             Param::MaxTokens,
         )
         .unwrap_err();
@@ -911,7 +1138,7 @@ mod tests {
         let ok = json!({"custom_id": "a", "response": {"status_code": 200, "request_id": "r",
             "body": {"id": "c", "model": "m", "choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}],
                      "usage": {"prompt_tokens": 3, "completion_tokens": 1}}}, "error": null});
-        let Outcome::Ok(c) = classify(&ok, &keep) else {
+        let Outcome::Ok(c) = classify(BatchKind::OpenaiChat, &ok, &keep) else {
             panic!("a success")
         };
         assert_eq!((c.text.as_str(), c.usage.unwrap().total_tokens), ("hi", 4));
@@ -941,13 +1168,13 @@ mod tests {
             json!({"response": null, "error": {"code": "batch_expired", "message": "late"}});
         let Outcome::NotRun {
             kind, temporary, ..
-        } = classify(&expired, &keep)
+        } = classify(BatchKind::OpenaiChat, &expired, &keep)
         else {
             panic!("not run")
         };
         assert_eq!((kind, temporary), ("batch_expired", true));
         for (line, kind, temporary) in cases {
-            let Outcome::Err(e) = classify(&line, &keep) else {
+            let Outcome::Err(e) = classify(BatchKind::OpenaiChat, &line, &keep) else {
                 panic!("an error: {line}")
             };
             assert_eq!(e.kind(), kind, "{line}");
