@@ -194,7 +194,10 @@ fn fetched_costs_are_the_providers_else_the_tables_else_null() {
 
 #[test]
 fn anthropic_message_batches_give_local_lines_with_their_costs() {
-    for key_var in ["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"] {
+    for (key_var, header) in [
+        ("ANTHROPIC_API_KEY", "x-api-key"),
+        ("ANTHROPIC_AUTH_TOKEN", "bearer"),
+    ] {
         let env = TestEnv::new();
         env.write_project("jobs.yaml", JOBS);
         env.write_project("prices.json", PRICES);
@@ -210,6 +213,7 @@ fn anthropic_message_batches_give_local_lines_with_their_costs() {
         r.code(1)
             .stderr_has("2 failed (1 temporary")
             .stderr_has(&format!("cost ${:.6}", 3.0 * BATCH_COST));
+        assert_eq!(emu.key_headers(), [header], "{key_var}");
         let created = &emu.posted()[0];
         let requests = created["requests"].as_array().expect("requests");
         assert_eq!(requests.len(), 5);
@@ -322,9 +326,21 @@ fn anthropic_parts_respect_the_limits_and_job_ids_must_be_custom_ids() {
         .collect();
     assert_eq!(sizes, [2, 2, 1]);
     env.write_project("bad.yaml", "jobs:\n  - {id: a.b, prompt: hi}\n");
-    qwen(&env, &emu, "anthropic", &["batch", "submit", "bad.yaml"])
-        .code(42)
-        .stderr_has("custom_id");
+    let refused: [(&[&str], i32, &str); 2] = [
+        // A job id must be a `custom_id`; Anthropic's batches always end within 24 hours.
+        (&["bad.yaml"], 42, "custom_id"),
+        (
+            &["jobs.yaml", "--name", "w", "--completion-window", "48h"],
+            2,
+            "24 hours",
+        ),
+    ];
+    for (args, code, message) in refused {
+        let args = [&["batch", "submit"][..], args].concat();
+        qwen(&env, &emu, "anthropic", &args)
+            .code(code)
+            .stderr_has(message);
+    }
     assert_eq!(emu.posted().len(), 3, "nothing more was sent");
 }
 

@@ -6,6 +6,7 @@
 mod anthropic;
 pub(crate) mod convert;
 pub(crate) mod ledger;
+mod outcome;
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -343,6 +344,15 @@ fn new_ledger(
     }
     place.fresh_dir()?;
     let kind = session.api.kind();
+    if kind == BatchKind::Anthropic && args.completion_window != "24h" {
+        return Err(Error::usage(
+            format!(
+                "--completion-window `{}`: Anthropic's Message Batches always end within 24 hours",
+                args.completion_window
+            ),
+            Some("drop --completion-window; nothing was sent"),
+        ));
+    }
     let mut limits = Limits {
         max_requests: args.max_requests_per_file,
         max_bytes: args.max_file_bytes,

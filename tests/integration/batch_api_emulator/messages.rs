@@ -30,24 +30,32 @@ fn failure(status: u16, kind: &str, message: &str) -> Response<Full<Bytes>> {
     )
 }
 
-/// Why a request's credentials or headers are refused, if they are.
-pub(super) fn refused(
+/// The header that carried the key (`x-api-key` or `bearer`), or why the request is refused.
+pub(super) fn credential(
     key: &str,
     authorization: &str,
     api_key: Option<&str>,
     version: Option<&str>,
-) -> Option<Response<Full<Bytes>>> {
-    if api_key != Some(key) && authorization != format!("Bearer {key}") {
-        return Some(failure(401, "authentication_error", "invalid x-api-key"));
-    }
+) -> Result<&'static str, Box<Response<Full<Bytes>>>> {
+    let header = if api_key == Some(key) {
+        "x-api-key"
+    } else if authorization == format!("Bearer {key}") {
+        "bearer"
+    } else {
+        return Err(Box::new(failure(
+            401,
+            "authentication_error",
+            "invalid x-api-key",
+        )));
+    };
     if version != Some("2023-06-01") {
-        return Some(failure(
+        return Err(Box::new(failure(
             400,
             "invalid_request_error",
             "anthropic-version: header is required",
-        ));
+        )));
     }
-    None
+    Ok(header)
 }
 
 pub(super) fn route(s: &mut State, method: &str, path: &str, body: &[u8]) -> Response<Full<Bytes>> {
