@@ -62,6 +62,51 @@ impl Cost {
     }
 }
 
+/// What a provider batch's answer cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct BatchCost {
+    pub(crate) cost: Cost,
+    /// Priced from the table's regular prices: it has no batch prices for the model, so the
+    /// figure is likely twice what the provider bills.
+    pub(crate) regular_rate: bool,
+}
+
+impl BatchCost {
+    /// The cost of one answer of a provider's Batch API: the provider's figure, else the table's
+    /// batch prices (`input_cost_per_token_batches`, `output_cost_per_token_batches`) for the
+    /// first of `models` it lists, else its regular prices (said in `regular_rate`), else unknown.
+    pub(crate) fn of(
+        provider: Option<f64>,
+        usage: Option<Usage>,
+        models: &[&str],
+        prices: Option<&PriceTable>,
+    ) -> Self {
+        if provider.is_some() {
+            return Self {
+                cost: Cost::of(provider, usage, models, prices),
+                regular_rate: false,
+            };
+        }
+        let (Some(usage), Some(table)) = (usage, prices) else {
+            return Self::default();
+        };
+        let Some(price) = models.iter().find_map(|m| table.get(m)) else {
+            return Self::default();
+        };
+        let batch = price.batch();
+        let cost = batch
+            .unwrap_or(*price)
+            .cost(&usage)
+            .map_or_else(Cost::default, |usd| {
+                Cost::known(usd, CostSource::PriceTable)
+            });
+        Self {
+            cost,
+            regular_rate: batch.is_none() && cost.usd.is_some(),
+        }
+    }
+}
+
 /// A running total of costs (a batch): the sum of the known ones, where they came from, and how
 /// many were unknown.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -94,6 +139,10 @@ pub(crate) struct Price {
     output_cost_per_token: Option<f64>,
     cache_read_input_token_cost: Option<f64>,
     output_cost_per_reasoning_token: Option<f64>,
+    /// `LiteLLM`'s Batch API prices (`OpenAI` and Anthropic bill batches at half the rate); used
+    /// for the answers of a provider batch when the table has them.
+    input_cost_per_token_batches: Option<f64>,
+    output_cost_per_token_batches: Option<f64>,
 }
 
 impl Price {
@@ -122,6 +171,23 @@ impl Price {
             + plain_output as f64 * output
             + billed_reasoning as f64 * reasoning_price;
         usd.is_finite().then_some(usd)
+    }
+
+    /// The prices of a Batch API request: the batch input and output prices in place of the
+    /// regular ones (cached input at the batch input price when the table's cache price is
+    /// higher, reasoning at the batch output price); `None` when the table has no batch price for
+    /// the model.
+    fn batch(&self) -> Option<Self> {
+        let input = self.input_cost_per_token_batches?;
+        let output = self.output_cost_per_token_batches?;
+        Some(Self {
+            input_cost_per_token: Some(input),
+            output_cost_per_token: Some(output),
+            cache_read_input_token_cost: self.cache_read_input_token_cost.map(|c| c.min(input)),
+            // Reasoning is output, billed at the batch output price.
+            output_cost_per_reasoning_token: None,
+            ..*self
+        })
     }
 
     /// The most one request could cost: `prompt_tokens` of input and `max_output` of output.
@@ -343,6 +409,42 @@ mod tests {
                 "{model}: {cost:?} != {want}"
             );
         }
+    }
+
+    #[test]
+    fn batch_answers_use_the_batch_prices_else_the_regular_ones_said_so() {
+        let table = PriceTable::parse(
+            r#"{"gpt-4o": {"input_cost_per_token": 2.5e-06, "output_cost_per_token": 1e-05,
+                "cache_read_input_token_cost": 1.25e-06,
+                "input_cost_per_token_batches": 1.25e-06, "output_cost_per_token_batches": 5e-06},
+                "claude": {"input_cost_per_token": 3e-06, "output_cost_per_token": 1.5e-05}}"#,
+        )
+        .expect("parses");
+        let u = Some(usage(1000, Some(400), 100, Some(50)));
+        let cases = [
+            // model, provider figure, expected dollars, at the regular rate
+            (
+                "gpt-4o",
+                None,
+                Some(600.0 * 1.25e-6 + 400.0 * 1.25e-6 + 100.0 * 5e-6),
+                false,
+            ),
+            ("claude", None, Some(1000.0 * 3e-6 + 100.0 * 1.5e-5), true),
+            ("gpt-4o", Some(0.25), Some(0.25), false),
+            ("unlisted", None, None, false),
+        ];
+        for (model, provider, want, regular) in cases {
+            let got = BatchCost::of(provider, u, &[model], Some(&table));
+            assert_eq!(got.regular_rate, regular, "{model}");
+            match (got.cost.usd, want) {
+                (Some(a), Some(b)) => assert!(close(a, b), "{model}: {a} != {b}"),
+                (a, b) => assert_eq!(a, b, "{model}"),
+            }
+        }
+        assert_eq!(
+            BatchCost::of(None, u, &["gpt-4o"], None),
+            BatchCost::default()
+        );
     }
 
     #[test]

@@ -241,6 +241,8 @@ pub(crate) struct OutputSettings {
     pub(crate) output_format: ResultFormat,
     pub(crate) overwrite: bool,
     pub(crate) delete_remote: bool,
+    /// `--prices FILE`: what the result lines cost when the provider gives no figure.
+    pub(crate) prices: Option<String>,
 }
 
 /// `qwen batch submit`.

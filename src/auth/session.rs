@@ -9,7 +9,8 @@ use secrecy::ExposeSecret;
 use super::oauth::creds::{self, CredsPaths, REFRESH_MARGIN_MS};
 use super::oauth::{self, Endpoints};
 use super::{AuthPlan, Credentials, oauth_credentials, plaintext_warning_in};
-use crate::client::batch_api::BatchApi;
+use crate::client::batch_api::{BatchApi, BatchKind};
+use crate::client::wire::Wire;
 use crate::client::{ChatClient, ClientSettings, RateLimiter, Transport};
 use crate::config::env::EnvSnapshot;
 use crate::diag;
@@ -157,8 +158,10 @@ fn insecure_check(base_url: &url::Url, transport: &Transport) -> Result<(), Erro
     Ok(())
 }
 
-/// The provider's Files and Batches client for an auth plan: the same credentials, warning and
-/// transport settings as a chat session. Qwen OAuth is refused: the Batch API needs a key.
+/// The provider's Batch API client for an auth plan: the same credentials, warning and transport
+/// settings as a chat session, speaking the Batch API of the auth type's protocol (`OpenAI`'s with
+/// chat or Responses lines, Anthropic's Message Batches). Qwen OAuth is refused (the Batch API
+/// needs a key), and so are Gemini and Vertex AI (exit 2): their batch mode is another shape.
 pub(crate) fn batch_api(
     plan: AuthPlan,
     settings: &ClientSettings,
@@ -170,10 +173,37 @@ pub(crate) fn batch_api(
         ));
     };
     insecure_check(&credentials.base_url, &settings.transport)?;
+    let kind = match credentials.wire {
+        Wire::Chat => BatchKind::OpenaiChat,
+        Wire::Responses => BatchKind::OpenaiResponses,
+        Wire::Anthropic => BatchKind::Anthropic,
+        // Gemini's Batch API ("Batch API", <https://ai.google.dev/api/batch-api>) is another shape:
+        // `POST models/{model}:batchGenerateContent` with one model per batch, requests inline
+        // or in a file of the Files API, answered by a long-running Operation whose output holds
+        // `GenerateContentResponse`s; Vertex AI's batch prediction needs a Cloud Storage or
+        // BigQuery source, which an API key alone cannot reach.
+        Wire::Gemini | Wire::Vertex => {
+            return Err(Error::usage(
+                format!(
+                    "`qwen batch` speaks OpenAI's Batch API and Anthropic's Message Batches, not the batch mode of --auth-type {}: it takes `batchGenerateContent` requests for one model and answers with a long-running operation (Vertex AI's needs a Cloud Storage or BigQuery source)",
+                    credentials.wire.name()
+                ),
+                Some(
+                    "run the jobs locally with `qwen --jobs FILE`, which works with every auth type",
+                ),
+            ));
+        }
+    };
     if let Some(warning) = super::plaintext_warning(&credentials.base_url) {
         diag::warn(&warning);
     }
-    let api =
-        BatchApi::new(&credentials.base_url, credentials.api_key, settings).map_err(Error::Api)?;
+    let api = BatchApi::new(
+        &credentials.base_url,
+        credentials.api_key,
+        settings,
+        kind,
+        credentials.key_header,
+    )
+    .map_err(Error::Api)?;
     Ok((api, credentials.base_url))
 }

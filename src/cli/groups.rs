@@ -274,14 +274,22 @@ pub(crate) struct ObserverArgs {
     pub(crate) openai_logging_dir: Option<String>,
 }
 
+/// `--prices`: a single run, a local batch, and `qwen batch fetch` (and `submit --wait`).
+#[derive(Debug, Clone, Args)]
+pub(crate) struct PricesArgs {
+    /// Price answers the provider does not price itself from FILE: `LiteLLM`'s
+    /// `model_prices_and_context_window.json` format (`input_cost_per_token`,
+    /// `output_cost_per_token`, `cache_read_input_token_cost`, dollars per token; a provider
+    /// batch uses `input_cost_per_token_batches`/`output_cost_per_token_batches` when present).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) prices: Option<String>,
+}
+
 /// What answers cost and how much may be spent (a single run and a batch).
 #[derive(Debug, Clone, Args)]
 pub(crate) struct CostArgs {
-    /// Price answers the provider does not price itself from FILE: `LiteLLM`'s
-    /// `model_prices_and_context_window.json` format (`input_cost_per_token`,
-    /// `output_cost_per_token`, `cache_read_input_token_cost`, dollars per token).
-    #[arg(long, value_name = "FILE")]
-    pub(crate) prices: Option<String>,
+    #[command(flatten)]
+    pub(crate) prices: PricesArgs,
 
     /// Spend at most this many US dollars: a batch starts no job that could go over it (in-flight
     /// jobs finish), exit 55, resumable. Needs a cost for every answer (the provider's or --prices).

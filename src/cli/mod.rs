@@ -11,7 +11,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::AuthType;
 use crate::output::Format;
-pub(crate) use groups::{AgentArgs, ConfigArgs, ConnectionArgs, CostArgs, RequestArgs, ResultArgs};
+pub(crate) use groups::{
+    AgentArgs, ConfigArgs, ConnectionArgs, CostArgs, PricesArgs, RequestArgs, ResultArgs,
+};
 pub(crate) use resolve::{connection_of, invocation, json_format_of};
 
 const EXAMPLES: &str = "\

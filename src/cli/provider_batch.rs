@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::{ConnectionArgs, RequestArgs, ResultArgs, connection_of, parse_duration};
+use super::{ConnectionArgs, PricesArgs, RequestArgs, ResultArgs, connection_of, parse_duration};
 use crate::error::Error;
 use crate::settings::{
     BatchApiCommand, CommonSettings, FetchSettings, OutputSettings, ResultFormat, SubmitSettings,
@@ -86,6 +86,9 @@ pub(crate) struct OutputArgs {
     /// After writing the results, delete the input, output and error files at the provider.
     #[arg(long)]
     pub(crate) delete_remote: bool,
+
+    #[command(flatten)]
+    pub(crate) prices: PricesArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -164,6 +167,7 @@ impl OutputArgs {
             },
             overwrite: self.results.overwrite,
             delete_remote: self.delete_remote,
+            prices: self.prices.prices.clone(),
         }
     }
 }

@@ -220,7 +220,7 @@ fn json_events(args: &super::groups::ObserverArgs) -> Result<Option<JsonEvents>,
 impl super::CostArgs {
     pub(crate) fn settings(&self) -> CostSettings {
         CostSettings {
-            prices: self.prices.clone(),
+            prices: self.prices.prices.clone(),
             max_budget_usd: self.max_budget_usd,
         }
     }

@@ -1,12 +1,13 @@
 //! The provider's Files and Batches endpoints (the `OpenAI` Batch API, spoken by `OpenAI`, Azure
-//! `OpenAI` v1, `DashScope` and others): upload, create, retrieve, list, cancel, download, delete.
+//! `OpenAI` v1, `DashScope` and others): upload, create, retrieve, list, cancel, download, delete;
+//! and, through the same transport, Anthropic's Message Batches (`message_batches`).
 //! Over the chat client's transport (`http_builder`: no redirects, no proxy for loopback), its
 //! `Bearer` and its retry rule. Knows nothing about jobs or ledgers; every text a server sends
 //! goes through `scrubbed`, and every id it sends or is given passes `check_id`.
 
 use std::path::Path;
 
-use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use reqwest::{Method, StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -85,6 +86,12 @@ pub(crate) struct Batch {
     pub(crate) metadata: Option<Map<String, Value>>,
     #[serde(default)]
     pub(crate) errors: Option<Value>,
+    /// Seconds since the epoch (Anthropic's RFC 3339 `created_at` converted).
+    #[serde(default)]
+    pub(crate) created_at: Option<u64>,
+    /// Anthropic's `results_url`, once processing ended.
+    #[serde(default)]
+    pub(crate) results_url: Option<String>,
 }
 
 impl Batch {
@@ -143,17 +150,60 @@ struct FileObject {
     filename: String,
 }
 
+/// Which Batch API a client speaks, and for `OpenAI`'s which endpoint its lines go to
+/// (`CreateBatchRequest.endpoint` in openai/openai-openapi's `openapi.yaml` lists both
+/// `/v1/chat/completions` and `/v1/responses`). Recorded in a batch's ledger.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum BatchKind {
+    /// `OpenAI`'s Batch API, lines for `/v1/chat/completions` (`--auth-type openai`).
+    #[default]
+    OpenaiChat,
+    /// `OpenAI`'s Batch API, lines for `/v1/responses` (`--auth-type openai-responses`).
+    OpenaiResponses,
+    /// Anthropic's Message Batches (`--auth-type anthropic`).
+    Anthropic,
+}
+
+impl BatchKind {
+    /// The `endpoint` of an `OpenAI` batch and the `url` of its lines.
+    pub(crate) fn endpoint(self) -> &'static str {
+        match self {
+            Self::OpenaiResponses => "/v1/responses",
+            Self::OpenaiChat | Self::Anthropic => "/v1/chat/completions",
+        }
+    }
+
+    /// The `--auth-type` that speaks this kind.
+    pub(crate) fn auth_type(self) -> &'static str {
+        match self {
+            Self::OpenaiChat => "openai",
+            Self::OpenaiResponses => "openai-responses",
+            Self::Anthropic => "anthropic",
+        }
+    }
+
+    /// The collection batches live in.
+    fn batches(self) -> &'static str {
+        match self {
+            Self::Anthropic => "v1/messages/batches",
+            Self::OpenaiChat | Self::OpenaiResponses => "batches",
+        }
+    }
+}
+
 /// A client for one base URL and key.
 #[derive(Clone)]
 pub(crate) struct BatchApi {
     http: reqwest::Client,
-    base: Url,
+    pub(super) base: Url,
     /// The key and its `Authorization` header, made as the chat client makes them.
     bearer: std::sync::Arc<Bearer>,
     /// The chat client's retry rule: 408/429/5xx and network errors, doubling backoff with jitter.
     retry: RetryPolicy,
     /// `-H` headers (a gateway's tenant header, say), sent with every request.
     headers: Vec<super::params::ExtraHeader>,
+    pub(super) kind: BatchKind,
     /// The values of those headers that carry credentials, removed from server text like the key.
     secrets: Vec<SecretString>,
 }
@@ -163,6 +213,8 @@ impl BatchApi {
         base: &Url,
         key: SecretString,
         settings: &super::ClientSettings,
+        kind: BatchKind,
+        key_header: super::wire::KeyHeader,
     ) -> Result<Self, ApiError> {
         let http = super::transport_builder(base, &settings.transport)?
             .connect_timeout(settings.connect_timeout)
@@ -173,7 +225,7 @@ impl BatchApi {
         Ok(Self {
             http,
             base: base.clone(),
-            bearer: std::sync::Arc::new(Bearer::new(key, super::wire::KeyHeader::Bearer)?),
+            bearer: std::sync::Arc::new(Bearer::new(key, key_header)?),
             retry: settings.retry,
             secrets: headers
                 .iter()
@@ -181,16 +233,26 @@ impl BatchApi {
                 .map(|h| SecretString::from(h.value.clone()))
                 .collect(),
             headers,
+            kind,
         })
     }
 
-    fn url(&self, path: &str) -> Url {
+    pub(crate) fn kind(&self) -> BatchKind {
+        self.kind
+    }
+
+    pub(super) fn url(&self, path: &str) -> Url {
         super::url::endpoint(&self.base, path)
     }
 
     /// `<base>/<collection>/<id>[/<action>]`, the id encoded as exactly one path segment (and
     /// checked by [`check_id`] before: an id from a ledger or a server is never a path).
-    fn url_of(&self, collection: &str, id: &str, action: Option<&str>) -> Result<Url, ApiError> {
+    pub(super) fn url_of(
+        &self,
+        collection: &str,
+        id: &str,
+        action: Option<&str>,
+    ) -> Result<Url, ApiError> {
         check_id(id).map_err(|e| ApiError::InvalidResponse(format!("the id {e}")))?;
         let mut url = self.url(collection);
         {
@@ -227,11 +289,23 @@ impl BatchApi {
         })
     }
 
-    fn request(&self, method: Method, url: Url) -> reqwest::RequestBuilder {
+    pub(super) fn request(&self, method: Method, url: Url) -> reqwest::RequestBuilder {
         let mut builder = self
             .http
             .request(method, url)
-            .header(AUTHORIZATION, self.bearer.header.clone());
+            .header(self.bearer.kind.name(), self.bearer.header.clone());
+        if self.kind == BatchKind::Anthropic {
+            // Every Message Batches request carries `anthropic-version`, as a Messages one does.
+            for (name, value) in super::wire::Wire::Anthropic.fixed_headers() {
+                if !self
+                    .headers
+                    .iter()
+                    .any(|h| h.name.eq_ignore_ascii_case(name))
+                {
+                    builder = builder.header(*name, *value);
+                }
+            }
+        }
         for h in &self.headers {
             builder = builder.header(h.name.as_str(), h.value.as_str());
         }
@@ -252,7 +326,7 @@ impl BatchApi {
         }
     }
 
-    fn transport(&self, e: &reqwest::Error) -> ApiError {
+    pub(super) fn transport(&self, e: &reqwest::Error) -> ApiError {
         match transport_error(e) {
             ApiError::Timeout(d) => ApiError::Timeout(self.scrubbed(&d)),
             ApiError::Network(d) => ApiError::Network(self.scrubbed(&d)),
@@ -262,7 +336,7 @@ impl BatchApi {
 
     /// A request without side effects (or one that may be repeated), retried on 408/429/5xx and
     /// network errors with a doubling backoff.
-    async fn json_idempotent(
+    pub(super) async fn json_idempotent(
         &self,
         method: Method,
         url: Url,
@@ -273,7 +347,7 @@ impl BatchApi {
     }
 
     /// Run `once` again while `RetryPolicy::decide` says so (the chat client's one retry rule).
-    async fn retried<T, F, Fut>(&self, mut once: F) -> Result<T, ApiError>
+    pub(super) async fn retried<T, F, Fut>(&self, mut once: F) -> Result<T, ApiError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, ApiError>>,
@@ -310,7 +384,7 @@ impl BatchApi {
         }
     }
 
-    async fn json_once(
+    pub(super) async fn json_once(
         &self,
         method: Method,
         url: Url,
@@ -332,7 +406,10 @@ impl BatchApi {
     }
 
     /// A successful answer's body (bounded), or the error the answer is.
-    async fn answer_bytes(&self, response: reqwest::Response) -> Result<Vec<u8>, ApiError> {
+    pub(super) async fn answer_bytes(
+        &self,
+        response: reqwest::Response,
+    ) -> Result<Vec<u8>, ApiError> {
         let status = response.status();
         if !status.is_success() {
             return Err(self.error_of(status, response).await);
@@ -415,7 +492,7 @@ impl BatchApi {
     ) -> Result<Batch, ApiError> {
         let body = serde_json::json!({
             "input_file_id": input_file_id,
-            "endpoint": "/v1/chat/completions",
+            "endpoint": self.kind.endpoint(),
             "completion_window": completion_window,
             "metadata": metadata,
         });
@@ -425,16 +502,17 @@ impl BatchApi {
         self.parse_batch(value)
     }
 
-    /// `GET /batches/{id}`.
+    /// `GET /batches/{id}` (Anthropic: `GET /v1/messages/batches/{id}`).
     pub(crate) async fn retrieve(&self, id: &str) -> Result<Batch, ApiError> {
-        let url = self.url_of("batches", id, None)?;
+        let url = self.url_of(self.kind.batches(), id, None)?;
         let value = self.json_idempotent(Method::GET, url, None).await?;
         self.parse_batch(value)
     }
 
-    /// `POST /batches/{id}/cancel` (repeating it is harmless).
+    /// `POST /batches/{id}/cancel` (Anthropic: `POST /v1/messages/batches/{id}/cancel`;
+    /// repeating it is harmless).
     pub(crate) async fn cancel(&self, id: &str) -> Result<Batch, ApiError> {
-        let url = self.url_of("batches", id, Some("cancel"))?;
+        let url = self.url_of(self.kind.batches(), id, Some("cancel"))?;
         let value = self.json_idempotent(Method::POST, url, None).await?;
         self.parse_batch(value)
     }
@@ -544,20 +622,29 @@ impl BatchApi {
     /// included, is removed first, never followed), streamed, at most `max` bytes; the caller
     /// renames it into place. A file over `max` is removed and an error.
     pub(crate) async fn download(&self, id: &str, dest: &Path, max: u64) -> Result<u64, ApiError> {
-        let done = self.retried(|| self.download_once(id, dest, max)).await;
+        let url = self.url_of("files", id, Some("content"))?;
+        let done = self
+            .retried(|| self.download_once(&url, id, dest, max))
+            .await;
         if done.is_err() {
             let _ = std::fs::remove_file(dest);
         }
         done
     }
 
-    async fn download_once(&self, id: &str, dest: &Path, max: u64) -> Result<u64, ApiError> {
+    /// One download of `url` (the content of the provider's file or batch `id`) into `dest`.
+    pub(super) async fn download_once(
+        &self,
+        url: &Url,
+        id: &str,
+        dest: &Path,
+        max: u64,
+    ) -> Result<u64, ApiError> {
         let local = |e: std::io::Error| {
             ApiError::Network(format!("cannot write `{}`: {e}", dest.display()))
         };
-        let url = self.url_of("files", id, Some("content"))?;
         let mut response = self
-            .request(Method::GET, url)
+            .request(Method::GET, url.clone())
             .send()
             .await
             .map_err(|e| self.transport(&e))?;
@@ -587,8 +674,14 @@ impl BatchApi {
         Ok(written)
     }
 
-    /// A batch object, its ids and status checked ([`Batch::checked`]).
-    fn parse_batch(&self, value: Value) -> Result<Batch, ApiError> {
+    /// A batch object, its ids and status checked ([`Batch::checked`]); Anthropic's
+    /// `message_batch` read into the same fields first.
+    pub(super) fn parse_batch(&self, value: Value) -> Result<Batch, ApiError> {
+        let value = if self.kind == BatchKind::Anthropic {
+            super::message_batches::as_batch(&value).map_err(ApiError::InvalidResponse)?
+        } else {
+            value
+        };
         let batch: Batch = serde_json::from_value(value).map_err(|e| {
             ApiError::InvalidResponse(
                 self.scrubbed(&format!("the answer is not a batch object ({e})")),
@@ -707,6 +800,8 @@ mod tests {
             &Url::parse(&format!("{}/v1", server.uri())).unwrap(),
             SecretString::from("sk-test-0123456789abcdef"),
             &settings,
+            BatchKind::OpenaiChat,
+            crate::client::wire::KeyHeader::Bearer,
         )
         .unwrap()
     }
@@ -789,6 +884,8 @@ mod tests {
             &Url::parse("http://127.0.0.1:9/v1").unwrap(),
             SecretString::from("sk-test-0123456789abcdef"),
             &crate::settings::Connection::default().client(false, 1, 1024),
+            BatchKind::OpenaiChat,
+            crate::client::wire::KeyHeader::Bearer,
         )
         .unwrap();
         let url = api.url_of("batches", "batch_1", Some("cancel")).unwrap();

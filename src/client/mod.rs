@@ -5,6 +5,7 @@ pub(crate) mod batch_api;
 mod error;
 pub(crate) mod exchange_log;
 pub(crate) mod limits;
+pub(crate) mod message_batches;
 pub(crate) mod pacing;
 pub(crate) mod params;
 pub(crate) mod retry;

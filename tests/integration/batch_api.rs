@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::batch_api_emulator::{Emulator, Ending, Hang};
+use crate::batch_api_emulator::{Emulator, Ending, Hang, SUBMIT_WAIT};
 use crate::common::{KEY, Run, TestEnv, run, server_answering, wait_bounded};
 
 /// Five jobs; `b` is refused by the provider (a per-line 400).
@@ -320,18 +320,7 @@ fn a_crash_after_the_create_finds_the_batch_instead_of_creating_another() {
     let f = qwen(
         &env,
         &emu,
-        &[
-            "batch",
-            "submit",
-            "jobs.yaml",
-            "--name",
-            "n",
-            "--wait",
-            "--poll-interval",
-            "10ms",
-            "--output",
-            "r.jsonl",
-        ],
+        &[&SUBMIT_WAIT[..], &["--output", "r.jsonl"]].concat(),
     );
     f.code(0);
     assert_eq!(

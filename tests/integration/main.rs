@@ -12,6 +12,7 @@ mod architecture;
 mod bare;
 mod batch_api;
 mod batch_api_emulator;
+mod batch_api_kinds;
 mod batch_support;
 mod common;
 mod common_oauth;

@@ -801,19 +801,27 @@ async fn anthropic_auth_token_is_a_bearer_token_and_auth_status_names_each_types
 }
 
 #[tokio::test]
-async fn a_provider_batch_refuses_other_auth_types_and_a_bad_qwen_auth_type_is_named() {
+async fn a_provider_batch_refuses_gemini_and_vertex_and_a_bad_qwen_auth_type_is_named() {
     let env = TestEnv::new();
     env.write_project("jobs.jsonl", "{\"id\":\"a\",\"prompt\":\"hi\"}\n");
-    run(env.cmd().env("ANTHROPIC_API_KEY", KEY).args([
-        "batch",
-        "submit",
-        "jobs.jsonl",
-        "--auth-type",
-        "anthropic",
-    ]))
-    .code(2)
-    .stderr_has("--auth-type openai")
-    .stderr_has("qwen --jobs FILE");
+    // Gemini's batch mode is another shape: refused before anything is sent (the base URL is a
+    // closed port), with the reason and the local batch as the way out.
+    for (auth_type, key_var) in [
+        ("gemini", "GEMINI_API_KEY"),
+        ("vertex-ai", "GOOGLE_API_KEY"),
+    ] {
+        run(env
+            .cmd()
+            .env(key_var, KEY)
+            .env("GOOGLE_GEMINI_BASE_URL", "http://127.0.0.1:9")
+            .env("GOOGLE_VERTEX_BASE_URL", "http://127.0.0.1:9")
+            .args(["batch", "submit", "jobs.jsonl", "--auth-type", auth_type]))
+        .code(2)
+        .stderr_has(&format!("not the batch mode of --auth-type {auth_type}"))
+        .stderr_has("batchGenerateContent")
+        .stderr_has("qwen --jobs FILE");
+    }
+    assert!(!env.project_path(".qwen/batches/jobs.json").exists());
     // The key's own header cannot be given again with -H.
     run(env
         .cmd()

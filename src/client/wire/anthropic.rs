@@ -319,7 +319,7 @@ fn rate_headers_at(headers: &HeaderMap, now: SystemTime) -> HeaderMap {
 }
 
 /// An RFC 3339 time (`2024-06-01T12:00:30Z`, with optional fractional seconds and offset).
-fn rfc3339(text: &str) -> Option<SystemTime> {
+pub(crate) fn rfc3339(text: &str) -> Option<SystemTime> {
     let text = text.trim();
     let bytes = text.as_bytes();
     if bytes.len() < 20

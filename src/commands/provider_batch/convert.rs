@@ -1,6 +1,8 @@
 //! Both conversions of a provider batch, streamed line by line: jobs into Batch API input files
-//! (split by model and by the per-file limits), and the provider's output and error files back
-//! into qwen's result lines, exactly one per job.
+//! (split by model and by the per-file limits; `OpenAI` lines for `/v1/chat/completions` or
+//! `/v1/responses`, or Anthropic's `{custom_id, params}` requests), and the provider's output and
+//! error files (or Anthropic's results) back into qwen's result lines, exactly one per job, with
+//! what each answer cost.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -10,8 +12,10 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use super::ledger::Part;
+use super::outcome::{Outcome, classify, outcome_cost};
+use crate::client::batch_api::BatchKind;
 use crate::client::params::Param;
-use crate::client::{ApiError, Completion, Usage};
+use crate::cost::{Cost, CostTotal, PriceTable};
 use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::job::{JobDefaults, JobFile};
@@ -67,12 +71,13 @@ fn schema_number(
     Ok(Some(schemas.len() - 1))
 }
 
-/// One Batch API input line for `job`: the request qwen would send, without streaming.
+/// One Batch API input line for `job`: the request qwen would send, without streaming, in the
+/// shape of `kind`'s Batch API (its protocol's body built by the wire module a local run uses).
 fn input_line(
     job: &crate::job::Job,
     file: &JobFile,
     position: crate::job::Position,
-    token_param: Param,
+    (kind, token_param): (BatchKind, Param),
 ) -> Result<Vec<u8>, Error> {
     if !job.fallback_models.is_empty() || !job.headers.is_empty() {
         return Err(Error::input(
@@ -99,15 +104,41 @@ fn input_line(
             map.insert("max_completion_tokens".into(), n);
         }
     }
-    let mut line = serde_json::to_vec(&json!({
-        "custom_id": job.id,
-        "method": "POST",
-        "url": "/v1/chat/completions",
-        "body": body,
-    }))
-    .unwrap_or_default();
+    let line = match kind {
+        BatchKind::OpenaiChat => json!({
+            "custom_id": job.id, "method": "POST", "url": kind.endpoint(), "body": body,
+        }),
+        BatchKind::OpenaiResponses => json!({
+            "custom_id": job.id, "method": "POST", "url": kind.endpoint(),
+            "body": unstreamed(crate::client::wire::responses::body(&body)),
+        }),
+        BatchKind::Anthropic => {
+            if !crate::client::message_batches::is_custom_id(&job.id) {
+                return Err(Error::input(
+                    format!(
+                        "{}: {position}: the job id is not a `custom_id` Anthropic accepts (1 to 64 ASCII letters, digits, `_` and `-`)",
+                        file.name
+                    ),
+                    "give the job an `id` of that form; nothing was sent",
+                ));
+            }
+            json!({
+                "custom_id": job.id,
+                "params": unstreamed(crate::client::wire::anthropic::body(&body)),
+            })
+        }
+    };
+    let mut line = serde_json::to_vec(&line).unwrap_or_default();
     line.push(b'\n');
     Ok(line)
+}
+
+/// A protocol body without `stream` (a batch's requests are not streamed).
+fn unstreamed(mut body: Value) -> Value {
+    if let Some(map) = body.as_object_mut() {
+        map.remove("stream");
+    }
+    body
 }
 
 /// Open a new part file for `model` (numbers run 1, 2, 3, … in opening order).
@@ -144,6 +175,7 @@ pub(crate) fn plan(
     defaults: &JobDefaults,
     limits: Limits,
     dir: &Path,
+    kind: BatchKind,
     token_param: Param,
 ) -> Result<(Vec<Part>, u64), Error> {
     crate::fsutil::create_private_dir_all(dir).map_err(|e| io_err(dir, e))?;
@@ -163,8 +195,11 @@ pub(crate) fn plan(
                     "the job file changed while it was read; nothing was uploaded",
                 )
             })?;
-        let line = input_line(&job, file, raw.position, token_param)?;
-        let size = line.len() as u64;
+        let line = input_line(&job, file, raw.position, (kind, token_param))?;
+        // Anthropic's requests go into one JSON array: every one after a part's first is
+        // preceded by a comma (counted in the part's size).
+        let comma = u64::from(kind == BatchKind::Anthropic);
+        let size = line.len() as u64 + comma;
         if size > limits.max_bytes {
             return Err(Error::input(
                 format!(
@@ -184,11 +219,17 @@ pub(crate) fn plan(
             open_part(&job.model, &mut open, &mut parts, dir)?;
         }
         if let Some(p) = open.get_mut(&job.model) {
+            let separator: &[u8] = if comma == 1 && p.requests > 0 {
+                b","
+            } else {
+                b""
+            };
             p.writer
-                .write_all(&line)
+                .write_all(separator)
+                .and_then(|()| p.writer.write_all(&line))
                 .map_err(|e| io_err(&dir.join(part_file(p.part)), e))?;
             p.requests += 1;
-            p.bytes += size;
+            p.bytes += line.len() as u64 + separator.len() as u64;
             let schema = schema_number(&job, &mut schemas, dir)?;
             let mut entry = serde_json::to_vec(&json!({
                 "id": job.id, "index": job.index, "model": job.model, "part": p.part,
@@ -327,7 +368,7 @@ fn load_index(dir: &Path) -> Result<JobIndex, Error> {
 }
 
 /// What the conversion found.
-#[derive(Debug, Default, Clone, serde::Serialize)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Tally {
     pub(crate) jobs: u64,
     pub(crate) succeeded: u64,
@@ -339,6 +380,10 @@ pub(crate) struct Tally {
     pub(crate) ignored: u64,
     pub(crate) input_tokens: u64,
     pub(crate) output_tokens: u64,
+    /// What the answers cost (the sum of the known costs).
+    pub(crate) cost: CostTotal,
+    /// Answers priced at the table's regular rates (no batch price for their model).
+    pub(crate) regular_rate: u64,
 }
 
 impl Tally {
@@ -355,27 +400,6 @@ pub(crate) enum Format {
     Local,
     /// The provider's own lines.
     OpenaiBatch,
-}
-
-/// How one provider line ended.
-enum Outcome {
-    Ok(Completion),
-    Err(ApiError),
-    /// An answer that matched its job's schema: the completion (its text the compact value) and
-    /// the value.
-    Structured(Completion, Value),
-    /// The answer does not match the job's schema (the Batch API cannot ask again).
-    Invalid {
-        errors: Vec<String>,
-        last_answer: String,
-        usage: Option<Usage>,
-    },
-    /// The provider never ran the request (`error.code` `batch_expired` or `batch_cancelled`).
-    NotRun {
-        kind: &'static str,
-        message: String,
-        temporary: bool,
-    },
 }
 
 /// How server text is cleaned on its way out.
@@ -424,15 +448,30 @@ fn next_line(reader: &mut impl BufRead, buf: &mut Vec<u8>, path: &Path) -> Resul
     Ok(n > 0)
 }
 
+/// How the provider's lines are read and written back.
+pub(crate) struct Reading<'a> {
+    pub(crate) kind: BatchKind,
+    pub(crate) format: Format,
+    pub(crate) meta: &'a RunMeta,
+    pub(crate) scrub: &'a Scrub<'a>,
+    /// `--prices`: what an answer the provider did not price cost.
+    pub(crate) prices: Option<&'a PriceTable>,
+}
+
 /// Convert the downloaded files of every part into one line per job, written to `out`.
 pub(crate) fn results(
     dir: &Path,
     parts: &[Part],
-    format: Format,
-    meta: &RunMeta,
-    scrub: &Scrub<'_>,
+    reading: &Reading<'_>,
     out: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
 ) -> Result<Tally, Failed> {
+    let Reading {
+        kind,
+        format,
+        meta,
+        scrub,
+        prices,
+    } = *reading;
     let mut index = load_index(dir)?;
     let mut tally = Tally {
         jobs: index.by_id.len() as u64,
@@ -473,8 +512,12 @@ pub(crate) fn results(
                 };
                 entry.written = true;
                 let entry = *entry;
-                let outcome = validated(classify(&line, scrub.line), entry, &index, scrub.line);
+                let outcome =
+                    validated(classify(kind, &line, scrub.line), entry, &index, scrub.line);
                 count(&mut tally, &outcome);
+                let cost = outcome_cost(&outcome, index.model(entry), prices);
+                tally.cost.add(cost.cost);
+                tally.regular_rate += u64::from(cost.regular_rate);
                 let bytes = match format {
                     Format::OpenaiBatch => {
                         let mut b = (scrub.data)(text.trim_end()).into_bytes();
@@ -482,7 +525,8 @@ pub(crate) fn results(
                         b
                     }
                     Format::Local => {
-                        local_line(meta, id, entry.index, index.model(entry), &outcome, 1)
+                        let model = index.model(entry);
+                        local_line(meta, id, entry.index, model, &outcome, 1, cost.cost)
                     }
                 };
                 out(&bytes).map_err(write_err)?;
@@ -538,7 +582,10 @@ fn not_run_lines(
                 b.push(b'\n');
                 b
             }
-            Format::Local => local_line(meta, id, entry.index, index.model(entry), &outcome, 0),
+            Format::Local => {
+                let model = index.model(entry);
+                local_line(meta, id, entry.index, model, &outcome, 0, Cost::default())
+            }
         };
         out(&bytes)?;
     }
@@ -610,104 +657,6 @@ fn count(tally: &mut Tally, outcome: &Outcome) {
     }
 }
 
-/// A provider line (`{"id","custom_id","response":{"status_code","request_id","body"},"error"}`)
-/// as a completion or an error.
-/// A provider line's `error`: a request the batch never ran (expired: temporary; cancelled), or
-/// one the provider could not run.
-fn error_outcome(error: &Value, scrub: &dyn Fn(&str) -> String) -> Outcome {
-    let code = error.get("code").and_then(Value::as_str).unwrap_or("error");
-    let message = error.get("message").and_then(Value::as_str).unwrap_or("");
-    // OpenAI lists the requests an expired (or cancelled) batch never ran in the error file.
-    let not_run = match code {
-        "batch_expired" => Some(("batch_expired", true)),
-        "batch_cancelled" => Some(("batch_cancelled", false)),
-        _ => None,
-    };
-    if let Some((kind, temporary)) = not_run {
-        return Outcome::NotRun {
-            kind,
-            message: scrub(&format!(
-                "the provider never ran this request ({message}); run it locally with `qwen --jobs FILE --resume --output FILE`, or submit again"
-            )),
-            temporary,
-        };
-    }
-    Outcome::Err(ApiError::InvalidResponse(scrub(&format!(
-        "the provider could not run the request: {code}: {message}"
-    ))))
-}
-
-fn classify(line: &Value, scrub: &dyn Fn(&str) -> String) -> Outcome {
-    if let Some(error) = line.get("error").filter(|e| !e.is_null()) {
-        return error_outcome(error, scrub);
-    }
-    let Some(response) = line.get("response").filter(|r| !r.is_null()) else {
-        return Outcome::Err(ApiError::InvalidResponse(
-            "the provider's line has neither `response` nor `error`".into(),
-        ));
-    };
-    let status = response
-        .get("status_code")
-        .and_then(Value::as_u64)
-        .and_then(|s| u16::try_from(s).ok())
-        .unwrap_or(0);
-    let body = response.get("body").unwrap_or(&Value::Null);
-    if status != 200 {
-        let message = body
-            .pointer("/error/message")
-            .and_then(Value::as_str)
-            .map_or_else(|| body.to_string(), str::to_owned);
-        let short: String = message.chars().take(500).collect();
-        return Outcome::Err(ApiError::Http {
-            code: None,
-            status,
-            message: scrub(&short),
-            retry_after: None,
-        });
-    }
-    let Some(choice) = body.pointer("/choices/0") else {
-        return Outcome::Err(ApiError::InvalidResponse(
-            "the response has no choices".into(),
-        ));
-    };
-    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
-    let content = choice
-        .pointer("/message/content")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let tool_calls = ["tool_calls", "function_call"].iter().any(|k| {
-        choice
-            .pointer(&format!("/message/{k}"))
-            .is_some_and(|v| !v.is_null())
-    });
-    // As a local run: a refusal is an answer of its own (exit 1, `refusal`), never a success.
-    if let Some(refusal) = choice
-        .pointer("/message/refusal")
-        .and_then(Value::as_str)
-        .filter(|r| !r.trim().is_empty())
-    {
-        return Outcome::Err(ApiError::Refusal(scrub(refusal)));
-    }
-    if content.is_empty() && !tool_calls {
-        // As a local run: an answer with no text is no success.
-        return Outcome::Err(ApiError::EmptyAnswer {
-            finish_reason: text(choice.get("finish_reason")).map(|r| scrub(&r)),
-            usage: body.get("usage").and_then(Usage::from_openai),
-        });
-    }
-    Outcome::Ok(Completion {
-        text: content.to_owned(),
-        usage: body.get("usage").and_then(Usage::from_openai),
-        finish_reason: text(choice.get("finish_reason")),
-        response_id: text(body.get("id")),
-        request_id: text(response.get("request_id")),
-        server_model: text(body.get("model")),
-        created: body.get("created").and_then(Value::as_u64),
-        attempts: 1,
-        ..Completion::default()
-    })
-}
-
 /// An answer checked against its job's schema, as a local run checks it: the compact value as the
 /// text (with `structured_result`), or `Invalid`.
 fn validated(
@@ -743,17 +692,23 @@ fn local_line(
     model: &str,
     outcome: &Outcome,
     attempts: u32,
+    cost: Cost,
 ) -> Vec<u8> {
     let mut job_meta = meta.clone();
     model.clone_into(&mut job_meta.model);
     let none = Extras::default();
     let message = match outcome {
         Outcome::Ok(c) => {
-            output::result_message(&job_meta, &output::Outcome::Success(c), &none, 0, 0)
+            let extras = Extras {
+                cost,
+                ..Extras::default()
+            };
+            output::result_message(&job_meta, &output::Outcome::Success(c), &extras, 0, 0)
         }
         Outcome::Structured(c, value) => {
             let extras = Extras {
                 structured_result: Some(value.clone()),
+                cost,
                 ..Extras::default()
             };
             output::result_message(&job_meta, &output::Outcome::Success(c), &extras, 0, 0)
@@ -776,6 +731,7 @@ fn local_line(
                 last_answer: Some(last_answer.clone()),
                 usage: usage.map(|u| Some(u).into()),
                 num_turns: Some(1),
+                cost,
                 ..Extras::default()
             };
             output::result_message(&job_meta, &failure, &extras, 0, 0)
@@ -836,6 +792,7 @@ mod tests {
             &defaults,
             limits,
             &dir.path().join("state"),
+            BatchKind::OpenaiChat,
             Param::MaxTokens,
         )
         .unwrap();
@@ -899,59 +856,10 @@ mod tests {
             &JobDefaults::default(),
             limits,
             &dir.path().join("s"),
+            BatchKind::OpenaiChat,
             Param::MaxTokens,
         )
         .unwrap_err();
         assert_eq!(err.exit_status(), ExitStatus::Input);
-    }
-
-    #[test]
-    fn provider_lines_are_classified_like_local_outcomes() {
-        let keep = |t: &str| t.to_owned();
-        let ok = json!({"custom_id": "a", "response": {"status_code": 200, "request_id": "r",
-            "body": {"id": "c", "model": "m", "choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}],
-                     "usage": {"prompt_tokens": 3, "completion_tokens": 1}}}, "error": null});
-        let Outcome::Ok(c) = classify(&ok, &keep) else {
-            panic!("a success")
-        };
-        assert_eq!((c.text.as_str(), c.usage.unwrap().total_tokens), ("hi", 4));
-        let cases = [
-            (
-                json!({"response": {"status_code": 429, "body": {"error": {"message": "slow"}}}}),
-                "rate_limit_error",
-                true,
-            ),
-            (
-                json!({"response": {"status_code": 400, "body": {"error": {"message": "bad"}}}}),
-                "api_error",
-                false,
-            ),
-            (
-                json!({"response": null, "error": {"code": "x", "message": "y"}}),
-                "invalid_response",
-                false,
-            ),
-            (
-                json!({"response": {"status_code": 200, "body": {}}}),
-                "invalid_response",
-                false,
-            ),
-        ];
-        let expired =
-            json!({"response": null, "error": {"code": "batch_expired", "message": "late"}});
-        let Outcome::NotRun {
-            kind, temporary, ..
-        } = classify(&expired, &keep)
-        else {
-            panic!("not run")
-        };
-        assert_eq!((kind, temporary), ("batch_expired", true));
-        for (line, kind, temporary) in cases {
-            let Outcome::Err(e) = classify(&line, &keep) else {
-                panic!("an error: {line}")
-            };
-            assert_eq!(e.kind(), kind, "{line}");
-            assert_eq!(e.exit_status() == ExitStatus::TempFail, temporary, "{line}");
-        }
     }
 }

@@ -75,6 +75,10 @@ pub(crate) struct Ledger {
     pub(crate) jobs: u64,
     pub(crate) completion_window: String,
     pub(crate) parts: Vec<Part>,
+    /// The Batch API the batch was submitted to (a ledger from before it existed: `OpenAI`'s,
+    /// chat lines).
+    #[serde(default)]
+    pub(crate) api: api::BatchKind,
 }
 
 impl Ledger {

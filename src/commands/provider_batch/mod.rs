@@ -3,8 +3,10 @@
 //! The one place where this feature touches the rest of qwen (configuration, credentials, job
 //! building, result lines) is `Session` and the calls into `job` and `output` below.
 
+mod anthropic;
 pub(crate) mod convert;
 pub(crate) mod ledger;
+mod outcome;
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -14,9 +16,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 
 use crate::auth;
-use crate::client::batch_api::{Batch, BatchApi};
+use crate::client::batch_api::{Batch, BatchApi, BatchKind};
+use crate::client::message_batches;
 use crate::commands::load_config;
-use crate::config::AuthType;
 use crate::context::Context;
 use crate::diag;
 use crate::error::Error;
@@ -53,8 +55,9 @@ pub(crate) fn command(
     }
 }
 
-/// What every subcommand that talks to the provider needs: the configuration, a key (Qwen OAuth
-/// refused: the Batch API needs a key), and the Files/Batches client.
+/// What every subcommand that talks to the provider needs: the configuration, a key, and the
+/// client of the auth type's Batch API (`auth::session::batch_api` refuses Qwen OAuth, Gemini and
+/// Vertex AI).
 struct Session {
     api: BatchApi,
     base_url: String,
@@ -64,20 +67,6 @@ struct Session {
 fn session(common: &CommonSettings, ctx: &Context) -> Result<Session, Error> {
     let connection = &common.connection;
     let config = load_config(connection, ctx)?;
-    let auth_type = config.auth_type.value;
-    if !matches!(auth_type, AuthType::Openai | AuthType::QwenOauth) {
-        return Err(Error::Usage {
-            message: format!(
-                "`qwen batch` speaks OpenAI's Batch API (--auth-type openai) only, not --auth-type {} ({})",
-                auth_type.as_str(),
-                config.auth_type.source
-            ),
-            hint: Some(
-                "run the jobs locally with `qwen --jobs FILE`, which works with every auth type"
-                    .to_owned(),
-            ),
-        });
-    }
     let plan = auth::credentials(&config, ctx.env.home().as_deref())?;
     let settings = super::client_settings(
         connection,
@@ -153,6 +142,18 @@ fn no_batch(place: &Place, name: &str) -> Error {
 }
 
 fn check_base_url(ledger: &Ledger, session: &Session) -> Result<(), Error> {
+    let kind = session.api.kind();
+    if ledger.api != kind {
+        return Err(Error::config(
+            format!(
+                "batch `{}` was submitted with --auth-type {}, but this configuration uses --auth-type {}",
+                ledger.name,
+                ledger.api.auth_type(),
+                kind.auth_type()
+            ),
+            "use the same --auth-type (and key) as for `qwen batch submit`",
+        ));
+    }
     if ledger.base_url == session.base_url {
         return Ok(());
     }
@@ -161,7 +162,7 @@ fn check_base_url(ledger: &Ledger, session: &Session) -> Result<(), Error> {
             "batch `{}` was submitted to `{}`, but this configuration points at `{}`",
             ledger.name, ledger.base_url, session.base_url
         ),
-        "use the same OPENAI_BASE_URL (and key) as for `qwen batch submit`",
+        "use the same base URL (OPENAI_BASE_URL, ANTHROPIC_BASE_URL) and key as for `qwen batch submit`",
     ))
 }
 
@@ -248,12 +249,14 @@ fn submit(
     let out = &args.output;
     if !args.wait
         && (out.output.is_some()
+            || out.prices.is_some()
             || out.delete_remote
             || out.overwrite
             || out.output_format != ResultFormat::Json)
     {
         return Err(Error::Usage {
-            message: "--output, -o, --overwrite and --delete-remote need --wait".to_owned(),
+            message: "--output, -o, --overwrite, --prices and --delete-remote need --wait"
+                .to_owned(),
             hint: Some("add --wait, or pass them to `qwen batch fetch NAME` later".to_owned()),
         });
     }
@@ -342,14 +345,29 @@ fn new_ledger(
         ));
     }
     place.fresh_dir()?;
-    let limits = Limits {
+    let kind = session.api.kind();
+    if kind == BatchKind::Anthropic && args.completion_window != "24h" {
+        return Err(Error::usage(
+            format!(
+                "--completion-window `{}`: Anthropic's Message Batches always end within 24 hours",
+                args.completion_window
+            ),
+            Some("drop --completion-window; nothing was sent"),
+        ));
+    }
+    let mut limits = Limits {
         max_requests: args.max_requests_per_file,
         max_bytes: args.max_file_bytes,
     };
+    if kind == BatchKind::Anthropic {
+        // Anthropic's own limits per batch: never more, whatever the flags say.
+        limits.max_requests = limits.max_requests.min(message_batches::MAX_REQUESTS);
+        limits.max_bytes = limits.max_bytes.min(message_batches::MAX_BYTES);
+    }
     let base = reqwest::Url::parse(&session.base_url)
         .map_err(|e| Error::config(format!("invalid base URL: {e}"), "check OPENAI_BASE_URL"))?;
     let token_param = crate::client::params::token_param_for(&base);
-    let (parts, jobs) = convert::plan(&file, &defaults, limits, &place.dir, token_param)?;
+    let (parts, jobs) = convert::plan(&file, &defaults, limits, &place.dir, kind, token_param)?;
     let ledger = Ledger {
         version: 1,
         name: name.to_owned(),
@@ -360,6 +378,7 @@ fn new_ledger(
         jobs,
         completion_window: args.completion_window.clone(),
         parts,
+        api: kind,
     };
     place.save(&ledger)?;
     Ok(ledger)
@@ -367,6 +386,9 @@ fn new_ledger(
 
 /// Upload and create every part not yet created, recording each step before and after it.
 async fn submit_parts(api: &BatchApi, place: &Place, ledger: &mut Ledger) -> Result<(), Error> {
+    if api.kind() == BatchKind::Anthropic {
+        return anthropic::submit_parts(api, place, ledger).await;
+    }
     for i in 0..ledger.parts.len() {
         if ledger.parts[i].batch_id.is_some() {
             continue;
@@ -675,9 +697,24 @@ fn fetch(
         ));
         return Ok(ExitStatus::TempFail);
     }
+    if ledger.api == BatchKind::Anthropic && out.output_format == ResultFormat::OpenaiBatch {
+        return Err(Error::usage(
+            "-o openai-batch writes OpenAI Batch API lines; an Anthropic batch's results are Message Batches result lines",
+            Some("use -o json (qwen's result lines); nothing was downloaded"),
+        ));
+    }
     let target = check_output(out, place, &ledger.job_file, ctx)?;
+    let prices = fetch_prices(out, target.as_deref(), ctx)?;
     runtime.block_on(download_all(&session.api, place, ledger))?;
-    let Some(tally) = write_results(session, place, ledger, out, target.as_deref(), ctx)? else {
+    let written = write_results(
+        session,
+        place,
+        ledger,
+        out,
+        (target.as_deref(), prices.as_deref()),
+        ctx,
+    )?;
+    let Some(tally) = written else {
         // Standard output was closed (`| head`): a quiet end.
         return Ok(ExitStatus::Success);
     };
@@ -698,7 +735,7 @@ fn write_results(
     place: &Place,
     ledger: &mut Ledger,
     out: &OutputSettings,
-    target: Option<&Path>,
+    (target, prices): (Option<&Path>, Option<&crate::cost::PriceTable>),
     ctx: &Context,
 ) -> Result<Option<convert::Tally>, Error> {
     let meta = RunMeta {
@@ -714,9 +751,15 @@ fn write_results(
         line: &|t: &str| session.api.scrubbed(t),
         data: &|t: &str| session.api.scrubbed_data(t),
     };
-    let mut convert = |out: &mut LineSink<'_>| {
-        convert::results(&place.dir, &ledger.parts, format, &meta, &scrub, out)
+    let reading = convert::Reading {
+        kind: ledger.api,
+        format,
+        meta: &meta,
+        scrub: &scrub,
+        prices,
     };
+    let mut convert =
+        |out: &mut LineSink<'_>| convert::results(&place.dir, &ledger.parts, &reading, out);
     let converted = match target {
         Some(path) => to_file(path, &mut convert)?,
         None => match to_stdout(&mut convert)? {
@@ -817,9 +860,44 @@ fn drop_download(place: &Place, ledger: &mut Ledger, part: usize, rel: &str) -> 
     place.save(ledger)
 }
 
+/// `--prices` of a fetch, read through the one door (never the results file).
+fn fetch_prices(
+    out: &OutputSettings,
+    target: Option<&Path>,
+    ctx: &Context,
+) -> Result<Option<std::sync::Arc<crate::cost::PriceTable>>, Error> {
+    let cost = crate::settings::CostSettings {
+        prices: out.prices.clone(),
+        max_budget_usd: None,
+    };
+    let outputs = target
+        .map(|t| vec![("--output", t.to_path_buf())])
+        .unwrap_or_default();
+    crate::commands::price_table(&cost, outputs, ctx)
+}
+
+/// The cost part of the summary: `cost $0.0123 (price_table)`, with the jobs whose cost is
+/// unknown; `cost unknown` when none is known.
+fn cost_text(tally: &convert::Tally) -> String {
+    let total = &tally.cost;
+    let Some(usd) = total.usd else {
+        return "cost unknown".to_owned();
+    };
+    let source = total
+        .source
+        .and_then(|s| serde_json::to_value(s).ok())
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let mut text = format!("cost ${usd:.6} ({source})");
+    if total.unknown > 0 {
+        let _ = write!(text, ", {} jobs of unknown cost", total.unknown);
+    }
+    text
+}
+
 fn report(name: &str, tally: &convert::Tally, job_file: &str) {
     diag::warn(&format!(
-        "batch `{name}`: {} jobs: {} succeeded, {} failed ({} temporary, {} not run by the provider); tokens in {} out {}",
+        "batch `{name}`: {} jobs: {} succeeded, {} failed ({} temporary, {} not run by the provider); tokens in {} out {}; {}",
         tally.jobs,
         tally.succeeded,
         tally.failed,
@@ -827,7 +905,14 @@ fn report(name: &str, tally: &convert::Tally, job_file: &str) {
         tally.not_run,
         tally.input_tokens,
         tally.output_tokens,
+        cost_text(tally),
     ));
+    if tally.regular_rate > 0 {
+        diag::warn(&format!(
+            "warning: batch `{name}`: {} answers were priced at --prices' regular rates: the table has no batch prices (input_cost_per_token_batches, output_cost_per_token_batches) for their model, and Batch APIs bill about half",
+            tally.regular_rate
+        ));
+    }
     if tally.not_run > 0 {
         diag::warn(&format!(
             "batch `{name}`: to run the rest locally: qwen --jobs {job_file} --resume --output RESULTS"
@@ -841,14 +926,21 @@ fn report(name: &str, tally: &convert::Tally, job_file: &str) {
     }
 }
 
+/// The most a part's downloaded file may hold: one line per request at most, each at most the
+/// longest line read back.
+fn max_download(part: &ledger::Part) -> u64 {
+    part.requests
+        .max(1)
+        .saturating_mul(convert::MAX_LINE_BYTES as u64 + 1)
+}
+
 async fn download_all(api: &BatchApi, place: &Place, ledger: &mut Ledger) -> Result<(), Error> {
+    if api.kind() == BatchKind::Anthropic {
+        return anthropic::download_all(api, place, ledger).await;
+    }
     for i in 0..ledger.parts.len() {
         let number = ledger.parts[i].part;
-        // One line per request at most, each at most the longest line read back.
-        let max = ledger.parts[i]
-            .requests
-            .max(1)
-            .saturating_mul(convert::MAX_LINE_BYTES as u64 + 1);
+        let max = max_download(&ledger.parts[i]);
         let wanted = [
             (ledger.parts[i].output_file_id.clone(), "output", true),
             (ledger.parts[i].error_file_id.clone(), "errors", false),
@@ -894,6 +986,7 @@ async fn download_all(api: &BatchApi, place: &Place, ledger: &mut Ledger) -> Res
 
 /// The provider's batch of a part, when it carries this submission's metadata; a batch that names
 /// another is refused (exit 42), and one without metadata is `None` (nothing proves it is ours).
+/// Anthropic's batches carry none: one whose request count and creation time fit the part's.
 async fn owned_batch(
     api: &BatchApi,
     ledger: &Ledger,
@@ -901,6 +994,9 @@ async fn owned_batch(
     id: &str,
 ) -> Result<Option<Batch>, Error> {
     let batch = api.retrieve(id).await?;
+    if api.kind() == BatchKind::Anthropic {
+        return Ok(anthropic::may_be_ours(ledger, part, &batch).then_some(batch));
+    }
     match batch.belongs_to(&ledger.metadata(part.part)) {
         Some(true) => Ok(Some(batch)),
         Some(false) => Err(not_ours(part.part, id)),
@@ -921,11 +1017,18 @@ async fn delete_remote(api: &BatchApi, place: &Place, ledger: &mut Ledger) -> Re
         };
         let Some(batch) = owned_batch(api, ledger, &ledger.parts[i], &batch_id).await? else {
             diag::warn(&format!(
-                "warning: batch `{}`: part {}: not deleted at the provider: its batch `{batch_id}` carries no metadata that proves this submission made it",
+                "warning: batch `{}`: part {}: not deleted at the provider: its batch `{batch_id}` carries nothing that proves this submission made it (metadata naming it; for Anthropic, the part's request count)",
                 ledger.name, ledger.parts[i].part
             ));
             continue;
         };
+        if api.kind() == BatchKind::Anthropic {
+            // The batch holds its requests and results: deleting it deletes both.
+            api.delete_message_batch(&batch.id).await?;
+            ledger.parts[i].deleted_remote = true;
+            place.save(ledger)?;
+            continue;
+        }
         for id in [
             &batch.input_file_id,
             &batch.output_file_id,
@@ -1058,7 +1161,7 @@ fn cancel(
             {
                 return Err(Error::input(
                     format!(
-                        "part {}: the provider's batch `{id}` carries no metadata that proves this submission made it",
+                        "part {}: the provider's batch `{id}` carries nothing that proves this submission made it (metadata naming it; for Anthropic, the part's request count)",
                         ledger.parts[i].part
                     ),
                     "cancel it yourself at the provider if it is yours; nothing was cancelled",

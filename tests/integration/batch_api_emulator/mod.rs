@@ -8,7 +8,17 @@
 //! `DELETE /files/{file_id}` (`DeleteFileResponse`). Batches move `validating → in_progress →
 //! finalizing → completed` (or `failed`, `expired`, `cancelling → cancelled`) one step per tick of
 //! a clock the test controls. Output and error files hold the Batch API's per-line shape:
-//! `{"id","custom_id","response":{"status_code","request_id","body"},"error"}`.
+//! `{"id","custom_id","response":{"status_code","request_id","body"},"error"}`. A batch's
+//! `endpoint` is `/v1/chat/completions` or `/v1/responses` (the `CreateBatchRequest.endpoint`
+//! enum); its lines' `url` must be the same, and `/v1/responses` lines are answered with
+//! Responses objects. Started with [`Emulator::start_anthropic`], the same batches are spoken as
+//! Anthropic's Message Batches (`messages`).
+
+mod answers;
+mod files;
+mod messages;
+
+use answers::input_lines;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -21,6 +31,18 @@ use hyper::{Request, Response, StatusCode};
 use serde_json::{Map, Value, json};
 
 use crate::batch_support::TokioServer;
+
+/// `qwen batch submit` of `jobs.yaml` as batch `n`, waiting for it (polls 10 ms apart).
+pub(crate) const SUBMIT_WAIT: [&str; 8] = [
+    "batch",
+    "submit",
+    "jobs.yaml",
+    "--name",
+    "n",
+    "--wait",
+    "--poll-interval",
+    "10ms",
+];
 
 /// How a batch ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +67,7 @@ pub(crate) enum Hang {
 }
 
 #[derive(Debug, Clone)]
-struct FileRec {
+pub(super) struct FileRec {
     filename: String,
     purpose: String,
     bytes: Vec<u8>,
@@ -55,6 +77,8 @@ struct FileRec {
 #[derive(Debug, Clone)]
 struct BatchRec {
     id: String,
+    /// `/v1/chat/completions` or `/v1/responses` (Anthropic: `/v1/messages`).
+    endpoint: String,
     input_file_id: String,
     completion_window: String,
     metadata: Value,
@@ -72,8 +96,18 @@ struct BatchRec {
     failed: usize,
 }
 
-struct State {
+/// Which Batch API the emulator speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flavor {
+    Openai,
+    Anthropic,
+}
+
+pub(super) struct State {
     key: String,
+    flavor: Flavor,
+    /// The server's root (`http://127.0.0.1:PORT`), for Anthropic's `results_url`.
+    root: String,
     files: HashMap<String, FileRec>,
     batches: Vec<BatchRec>,
     next: u64,
@@ -92,6 +126,10 @@ struct State {
     output_override: Option<Vec<u8>>,
     /// Every error message quotes the request's headers (a gateway that echoes them).
     echo_headers: bool,
+    /// The JSON body of every `POST` to a batches collection.
+    posted: Vec<Value>,
+    /// The header that carried the key, per request (Anthropic: `x-api-key` or `bearer`).
+    key_headers: Vec<&'static str>,
 }
 
 /// A running emulator on 127.0.0.1.
@@ -103,8 +141,20 @@ pub(crate) struct Emulator {
 
 impl Emulator {
     pub(crate) fn start(key: &str) -> Self {
+        Self::start_as(key, Flavor::Openai)
+    }
+
+    /// The same batches spoken as Anthropic's Message Batches; `base_url` is the server's root
+    /// (what `ANTHROPIC_BASE_URL` holds).
+    pub(crate) fn start_anthropic(key: &str) -> Self {
+        Self::start_as(key, Flavor::Anthropic)
+    }
+
+    fn start_as(key: &str, flavor: Flavor) -> Self {
         let state = Arc::new(Mutex::new(State {
             key: key.to_owned(),
+            flavor,
+            root: String::new(),
             files: HashMap::new(),
             batches: Vec::new(),
             next: 0,
@@ -118,6 +168,8 @@ impl Emulator {
             batch_patch: None,
             output_override: None,
             echo_headers: false,
+            posted: Vec::new(),
+            key_headers: Vec::new(),
         }));
         let shared = Arc::clone(&state);
         let server = TokioServer::start(2, move |socket| {
@@ -132,11 +184,31 @@ impl Emulator {
                     .await;
             }
         });
+        let root = server.base_url.trim_end_matches("/v1").to_owned();
+        state.lock().expect("emulator lock").root.clone_from(&root);
+        let base_url = match flavor {
+            Flavor::Openai => server.base_url.clone(),
+            Flavor::Anthropic => root,
+        };
         Self {
-            base_url: server.base_url.clone(),
+            base_url,
             state,
             _server: server,
         }
+    }
+
+    /// The body of every `POST` the emulator received, in order (Anthropic's create bodies).
+    pub(crate) fn posted(&self) -> Vec<Value> {
+        self.with(|s| s.posted.clone())
+    }
+
+    /// The distinct headers the key came in (Anthropic: `x-api-key`, `bearer`).
+    pub(crate) fn key_headers(&self) -> Vec<&'static str> {
+        self.with(|s| {
+            let mut seen = s.key_headers.clone();
+            seen.dedup();
+            seen
+        })
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
@@ -225,6 +297,12 @@ impl Emulator {
     }
 }
 
+/// A request header's value from `all_headers` (`name: value ` pairs, names in lower case).
+fn req_header(all_headers: &str, name: &str) -> Option<String> {
+    let start = all_headers.find(&format!("{name}: "))? + name.len() + 2;
+    all_headers[start..].split(' ').next().map(str::to_owned)
+}
+
 fn reply(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
     Response::builder()
         .status(status)
@@ -270,10 +348,17 @@ async fn handle(
         Ok(b) => b.to_bytes(),
         Err(_) => return error(StatusCode::BAD_REQUEST, "unreadable body"),
     };
+    let api_key = req_header(&all_headers, "x-api-key");
+    let version = req_header(&all_headers, "anthropic-version");
     let hang = {
         let mut s = state.lock().expect("emulator lock");
         s.log.push(format!("{method} {path}"));
-        if auth != format!("Bearer {}", s.key) {
+        if s.flavor == Flavor::Anthropic {
+            match messages::credential(&s.key, &auth, api_key.as_deref(), version.as_deref()) {
+                Ok(header) => s.key_headers.push(header),
+                Err(refused) => return *refused,
+            }
+        } else if auth != format!("Bearer {}", s.key) {
             let echo = if s.echo_headers {
                 all_headers.as_str()
             } else {
@@ -296,9 +381,14 @@ async fn handle(
     }
     let (response, hang_after) = {
         let mut s = state.lock().expect("emulator lock");
-        let r = route(&mut s, &method, &path, &query, &content_type, &body);
+        let r = if s.flavor == Flavor::Anthropic {
+            messages::route(&mut s, &method, &path, &body)
+        } else {
+            route(&mut s, &method, &path, &query, &content_type, &body)
+        };
         let hang_after = method == "POST"
-            && ((path == "/v1/batches" && s.hang == Some(Hang::AfterCreate))
+            && (((path == "/v1/batches" || path == "/v1/messages/batches")
+                && s.hang == Some(Hang::AfterCreate))
                 || (path == "/v1/files" && s.hang == Some(Hang::AfterUpload)));
         (r, hang_after)
     };
@@ -318,8 +408,8 @@ fn route(
 ) -> Response<Full<Bytes>> {
     let segments: Vec<&str> = path.trim_start_matches("/v1/").split('/').collect();
     match (method, segments.as_slice()) {
-        ("POST", ["files"]) => upload(s, content_type, body),
-        ("GET", ["files"]) => list_files(s, query),
+        ("POST", ["files"]) => files::upload(s, content_type, body),
+        ("GET", ["files"]) => files::list_files(s, query),
         ("GET", ["files", id, "content"]) => match s.files.get(*id) {
             Some(f) => Response::builder()
                 .status(StatusCode::OK)
@@ -365,80 +455,6 @@ fn route(
     }
 }
 
-/// `multipart/form-data` with a `purpose` field and a `file` part.
-fn upload(s: &mut State, content_type: &str, body: &[u8]) -> Response<Full<Bytes>> {
-    let Some(boundary) = content_type
-        .split(';')
-        .find_map(|p| p.trim().strip_prefix("boundary="))
-    else {
-        return error(StatusCode::BAD_REQUEST, "expected multipart/form-data");
-    };
-    let delimiter = format!("--{boundary}");
-    let mut purpose = None;
-    let mut file = None;
-    for part in split(body, delimiter.as_bytes()).into_iter().skip(1) {
-        if part.starts_with(b"--") {
-            break;
-        }
-        let Some(head_end) = part.windows(4).position(|w| w == b"\r\n\r\n") else {
-            continue;
-        };
-        let head = String::from_utf8_lossy(&part[..head_end]).into_owned();
-        let mut content = &part[head_end + 4..];
-        content = content.strip_suffix(b"\r\n").unwrap_or(content);
-        if head.contains("name=\"purpose\"") {
-            purpose = Some(String::from_utf8_lossy(content).into_owned());
-        } else if head.contains("name=\"file\"") {
-            let filename = head
-                .split("filename=\"")
-                .nth(1)
-                .and_then(|r| r.split('"').next())
-                .unwrap_or("upload")
-                .to_owned();
-            file = Some((filename, content.to_vec()));
-        }
-    }
-    let (Some(purpose), Some((filename, bytes))) = (purpose, file) else {
-        return error(StatusCode::BAD_REQUEST, "`file` and `purpose` are required");
-    };
-    if purpose != "batch" {
-        return error(StatusCode::BAD_REQUEST, "purpose must be batch");
-    }
-    s.next += 1;
-    let id = format!("file-{:06}", s.next);
-    let record = FileRec {
-        filename: filename.clone(),
-        purpose: purpose.clone(),
-        created_at: s.clock,
-        bytes,
-    };
-    let answer = json!({
-        "id": id, "object": "file", "bytes": record.bytes.len(), "created_at": record.created_at,
-        "expires_at": null, "filename": filename, "purpose": purpose, "status": "processed",
-    });
-    s.files.insert(id, record);
-    reply(StatusCode::OK, &answer)
-}
-
-fn split<'a>(haystack: &'a [u8], needle: &[u8]) -> Vec<&'a [u8]> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut i = 0;
-    // Jump from one occurrence of the needle's first byte to the next (fast even unoptimised).
-    while let Some(offset) = haystack[i..].iter().position(|b| *b == needle[0]) {
-        i += offset;
-        if haystack[i..].starts_with(needle) {
-            out.push(&haystack[start..i]);
-            i += needle.len();
-            start = i;
-        } else {
-            i += 1;
-        }
-    }
-    out.push(&haystack[start..]);
-    out
-}
-
 fn create(s: &mut State, body: &[u8]) -> Response<Full<Bytes>> {
     let Ok(req) = serde_json::from_slice::<Value>(body) else {
         return error(StatusCode::BAD_REQUEST, "invalid JSON");
@@ -446,9 +462,11 @@ fn create(s: &mut State, body: &[u8]) -> Response<Full<Bytes>> {
     let Some(input) = req["input_file_id"].as_str() else {
         return error(StatusCode::BAD_REQUEST, "input_file_id is required");
     };
-    if req["endpoint"] != "/v1/chat/completions" {
+    s.posted.push(req.clone());
+    let Some(endpoint @ ("/v1/chat/completions" | "/v1/responses")) = req["endpoint"].as_str()
+    else {
         return error(StatusCode::BAD_REQUEST, "unsupported endpoint");
-    }
+    };
     let window = req["completion_window"]
         .as_str()
         .unwrap_or_default()
@@ -474,6 +492,7 @@ fn create(s: &mut State, body: &[u8]) -> Response<Full<Bytes>> {
     s.next += 1;
     let batch = BatchRec {
         id: format!("batch_{:06}", s.next),
+        endpoint: endpoint.to_owned(),
         input_file_id: input.to_owned(),
         completion_window: window,
         metadata: req.get("metadata").cloned().unwrap_or(Value::Null),
@@ -530,53 +549,6 @@ fn list(s: &State, query: &str) -> Response<Full<Bytes>> {
     )
 }
 
-/// `GET /files?purpose=&limit=&order=&after=` (`ListFilesResponse`; `limit` 1..10,000, default
-/// 10,000; `order` by `created_at`, default `desc`).
-fn list_files(s: &State, query: &str) -> Response<Full<Bytes>> {
-    let mut purpose = None;
-    let mut after = None;
-    let mut limit = 10_000usize;
-    let mut ascending = false;
-    for pair in query.split('&') {
-        match pair.split_once('=') {
-            Some(("purpose", v)) => purpose = Some(v.to_owned()),
-            Some(("after", v)) => after = Some(v.to_owned()),
-            Some(("limit", v)) => limit = v.parse().unwrap_or(0),
-            Some(("order", v)) => ascending = v == "asc",
-            _ => {}
-        }
-    }
-    if !(1..=10_000).contains(&limit) {
-        return error(StatusCode::BAD_REQUEST, "limit must be between 1 and 10000");
-    }
-    // Ids grow with creation time.
-    let mut files: Vec<(&String, &FileRec)> = s
-        .files
-        .iter()
-        .filter(|(_, f)| purpose.as_ref().is_none_or(|p| &f.purpose == p))
-        .collect();
-    files.sort_by(|a, b| (a.1.created_at, a.0).cmp(&(b.1.created_at, b.0)));
-    if !ascending {
-        files.reverse();
-    }
-    let start = after
-        .and_then(|a| files.iter().position(|(id, _)| **id == a).map(|p| p + 1))
-        .unwrap_or(0);
-    let page: Vec<Value> = files
-        .iter()
-        .skip(start)
-        .take(limit)
-        .map(|(id, f)| json!({"id": id, "object": "file", "bytes": f.bytes.len(), "created_at": f.created_at,
-            "expires_at": null, "filename": f.filename, "purpose": f.purpose, "status": "processed"}))
-        .collect();
-    let has_more = start + page.len() < files.len();
-    reply(
-        StatusCode::OK,
-        &json!({"object": "list", "data": page, "first_id": page.first().map(|f| f["id"].clone()),
-            "last_id": page.last().map(|f| f["id"].clone()), "has_more": has_more}),
-    )
-}
-
 /// A batch object as answered: [`batch_json`] with the test's patch over it.
 fn batch_out(s: &State, b: &BatchRec) -> Value {
     let mut v = batch_json(b);
@@ -598,7 +570,7 @@ fn batch_json(b: &BatchRec) -> Value {
     json!({
         "id": b.id,
         "object": "batch",
-        "endpoint": "/v1/chat/completions",
+        "endpoint": b.endpoint,
         "model": b.model,
         "errors": b.errors,
         "input_file_id": b.input_file_id,
@@ -621,7 +593,7 @@ fn batch_json(b: &BatchRec) -> Value {
 }
 
 /// Move batch `i` one step along its life.
-fn step(s: &mut State, i: usize) {
+pub(super) fn step(s: &mut State, i: usize) {
     s.clock += 1;
     let now = s.clock;
     let ending = s.ending;
@@ -648,7 +620,7 @@ fn step(s: &mut State, i: usize) {
             if let Ending::Expire { ran } = ending {
                 let ran = ran.min(s.batches[i].total);
                 s.batches[i].ran = ran;
-                write_results(s, i);
+                answers::write_results(s, i);
                 let b = &mut s.batches[i];
                 b.status = "expired".into();
                 b.stamps.insert("expired_at".into(), json!(now));
@@ -660,28 +632,19 @@ fn step(s: &mut State, i: usize) {
             }
         }
         "finalizing" => {
-            write_results(s, i);
+            answers::write_results(s, i);
             let b = &mut s.batches[i];
             b.status = "completed".into();
             b.stamps.insert("completed_at".into(), json!(now));
         }
         "cancelling" => {
-            write_results(s, i);
+            answers::write_results(s, i);
             let b = &mut s.batches[i];
             b.status = "cancelled".into();
             b.stamps.insert("cancelled_at".into(), json!(now));
         }
         _ => {}
     }
-}
-
-fn input_lines(s: &State, i: usize) -> Vec<Value> {
-    let file = &s.files[&s.batches[i].input_file_id];
-    file.bytes
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_slice(l).unwrap_or(Value::Null))
-        .collect()
 }
 
 /// What the provider's validation would reject.
@@ -696,12 +659,19 @@ fn validate(s: &mut State, i: usize) -> Option<String> {
     }
     let mut ids = std::collections::HashSet::new();
     let mut models = std::collections::HashSet::new();
+    let endpoint = s.batches[i].endpoint.clone();
+    // Chat lines carry `messages`, Responses lines `input`.
+    let turns = if endpoint == "/v1/responses" {
+        "input"
+    } else {
+        "messages"
+    };
     for (n, l) in lines.iter().enumerate() {
         let ok = l["custom_id"].is_string()
             && l["method"] == "POST"
-            && l["url"] == "/v1/chat/completions"
+            && l["url"] == endpoint.as_str()
             && l["body"]["model"].is_string()
-            && l["body"]["messages"].is_array()
+            && l["body"][turns].is_array()
             && l["body"].get("stream").is_none();
         if !ok {
             return Some(format!("line {}: not a valid request", n + 1));
@@ -716,134 +686,4 @@ fn validate(s: &mut State, i: usize) -> Option<String> {
     }
     s.batches[i].model = models.into_iter().next();
     None
-}
-
-/// The output and error files of the requests that ran (the first `ran` lines).
-/// The provider's line for one request: (whether it goes to the error file, the line). Markers
-/// in the prompt choose a failure: `FAIL400`, `LEAKKEY`, `REFUSE`, `NORESPONSE`.
-fn answer(
-    s: &State,
-    id: &str,
-    custom_id: &Value,
-    prompt: &str,
-    model: &Value,
-    n: usize,
-) -> (bool, Value) {
-    if prompt.contains("FAIL400") {
-        (
-            true,
-            json!({"id": id, "custom_id": custom_id, "response": {"status_code": 400, "request_id": format!("req_{n}"),
-            "body": {"error": {"message": "the prompt was refused", "type": "invalid_request_error", "param": null, "code": null}}}, "error": null}),
-        )
-    } else if prompt.contains("LEAKKEY") {
-        (
-            true,
-            json!({"id": id, "custom_id": custom_id, "response": {"status_code": 401, "request_id": format!("req_{n}"),
-            "body": {"error": {"message": format!("Incorrect API key provided: {}", s.key), "type": "invalid_request_error"}}}, "error": null}),
-        )
-    } else if prompt.contains("REFUSE") {
-        // OpenAI's shape for a model that declines: `content: null` and `refusal`
-        // (openai-openapi, ChatCompletionResponseMessage).
-        (
-            false,
-            json!({"id": id, "custom_id": custom_id, "response": {"status_code": 200, "request_id": format!("req_{n}"),
-            "body": {"id": format!("chatcmpl-{n}"), "object": "chat.completion", "created": s.clock, "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "refusal": "I can't help with that."}, "logprobs": null, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12}}}, "error": null}),
-        )
-    } else if prompt.contains("NORESPONSE") {
-        (
-            true,
-            json!({"id": id, "custom_id": custom_id, "response": null,
-            "error": {"code": "batch_expired", "message": "This request could not be executed before the completion window expired."}}),
-        )
-    } else {
-        // `JSON:` answers the rest of the prompt as it is (for schema tests); else an echo.
-        let text = prompt
-            .strip_prefix("JSON:")
-            .map_or_else(|| format!("echo: {prompt}"), str::to_owned);
-        (
-            false,
-            json!({"id": id, "custom_id": custom_id, "response": {"status_code": 200, "request_id": format!("req_{n}"),
-            "body": {"id": format!("chatcmpl-{n}"), "object": "chat.completion", "created": s.clock, "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": null}, "logprobs": null, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12}, "system_fingerprint": null}}, "error": null}),
-        )
-    }
-}
-
-fn write_results(s: &mut State, i: usize) {
-    let lines = input_lines(s, i);
-    let ran = s.batches[i].ran.min(lines.len());
-    let mut output = Vec::new();
-    let mut errors = Vec::new();
-    for (n, line) in lines.iter().take(ran).enumerate() {
-        let custom_id = line["custom_id"].clone();
-        let prompt = line["body"]["messages"]
-            .as_array()
-            .and_then(|m| m.last())
-            .and_then(|m| m["content"].as_str())
-            .unwrap_or_default()
-            .to_owned();
-        let model = line["body"]["model"].clone();
-        let id = format!("batch_req_{i}_{n}");
-        let (is_error, value) = answer(s, &id, &custom_id, &prompt, &model, n);
-        let target = if is_error { &mut errors } else { &mut output };
-        let mut bytes = value.to_string().into_bytes();
-        bytes.push(b'\n');
-        target.extend_from_slice(&bytes);
-    }
-    // An expired batch lists the requests it never ran in the error file (`batch_expired`).
-    if s.batches[i].status == "in_progress" && matches!(s.ending, Ending::Expire { .. }) {
-        for line in lines.iter().skip(ran) {
-            let mut bytes = json!({"id": format!("batch_req_{i}_x"), "custom_id": line["custom_id"], "response": null,
-                "error": {"code": "batch_expired", "message": "This request could not be executed before the completion window expired."}})
-            .to_string()
-            .into_bytes();
-            bytes.push(b'\n');
-            errors.extend_from_slice(&bytes);
-        }
-    }
-    let output = s.output_override.clone().unwrap_or(output);
-    // The provider writes lines in any order: reverse them to prove nobody relies on order.
-    let reorder = |bytes: Vec<u8>| -> Vec<u8> {
-        let mut lines: Vec<&[u8]> = bytes
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .collect();
-        lines.reverse();
-        let mut out = Vec::with_capacity(bytes.len());
-        for l in lines {
-            out.extend_from_slice(l);
-            out.push(b'\n');
-        }
-        out
-    };
-    let mut store = |bytes: Vec<u8>, purpose: &str| -> Option<String> {
-        if bytes.is_empty() {
-            return None;
-        }
-        s.next += 1;
-        let id = format!("file-{:06}", s.next);
-        s.files.insert(
-            id.clone(),
-            FileRec {
-                filename: format!("{purpose}.jsonl"),
-                purpose: purpose.to_owned(),
-                bytes: reorder(bytes),
-                created_at: s.clock,
-            },
-        );
-        Some(id)
-    };
-    let failed = errors
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .count();
-    let output_id = store(output, "batch_output");
-    let error_id = store(errors, "batch_output");
-    let b = &mut s.batches[i];
-    b.output_file_id = output_id;
-    b.error_file_id = error_id;
-    b.failed = failed;
 }
