@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::exit::ExitStatus;
 use crate::output::schema::{
     ApiKeyStatus, AuthStatus, AuthStatusFailed, DotEnvStatus, ErrorInfo, GitExposure, HeaderStatus,
-    OAuthStatus, SettingsStatus, SourceJson, SourcedJson,
+    OAuthStatus, ProtocolStatus, SettingsStatus, SourceJson, SourcedJson,
 };
 use crate::output::write_stdout;
 use crate::settings::Connection;
@@ -200,6 +200,7 @@ fn status_json<'a>(
         },
         base_url: sourced(config.base_url.value.as_str(), &config.base_url.source),
         model: sourced(&config.model.value, &config.model.source),
+        protocol: protocol_status(config),
         dotenv: DotEnvStatus {
             used: config.dotenv.found.as_ref().map(|f| f.path.as_path()),
             probed: &config.dotenv.probed,
@@ -222,6 +223,19 @@ fn status_json<'a>(
             .collect(),
         ready: check.is_ok(),
         error: check.as_ref().err().map(error_info),
+    }
+}
+
+/// The protocol of the configured auth type, as a run would speak it.
+fn protocol_status(config: &ResolvedConfig) -> ProtocolStatus {
+    let (wire, key_header) = auth::wire_of(config.auth_type.value, config.key_var);
+    ProtocolStatus {
+        name: wire.name(),
+        endpoint: (config.auth_type.value != AuthType::QwenOauth).then(|| {
+            wire.url(&config.base_url.value, &config.model.value)
+                .to_string()
+        }),
+        key_header: key_header.name(),
     }
 }
 
@@ -323,6 +337,17 @@ fn status_text(
         t,
         "model:       {} ({})",
         config.model.value, config.model.source
+    );
+    let protocol = protocol_status(config);
+    let _ = writeln!(
+        t,
+        "protocol:    {} (POST {}, the key in {})",
+        protocol.name,
+        protocol
+            .endpoint
+            .as_deref()
+            .unwrap_or("{resource_url}/chat/completions"),
+        protocol.key_header
     );
     dotenv_text(&mut t, config, exposure);
     if oauth || view.cached().is_some() || view.creds.is_err() {

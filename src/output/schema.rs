@@ -546,6 +546,8 @@ pub(crate) struct AuthStatus<'a> {
     pub(crate) api_key: ApiKeyStatus<'a>,
     pub(crate) base_url: SourcedJson<'a>,
     pub(crate) model: SourcedJson<'a>,
+    /// The wire protocol the auth type speaks, where its requests go and the key's header.
+    pub(crate) protocol: ProtocolStatus,
     pub(crate) dotenv: DotEnvStatus<'a>,
     pub(crate) interactive: bool,
     pub(crate) debug: bool,
@@ -556,6 +558,17 @@ pub(crate) struct AuthStatus<'a> {
     pub(crate) headers: Vec<HeaderStatus<'a>>,
     pub(crate) ready: bool,
     pub(crate) error: Option<ErrorInfo>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct ProtocolStatus {
+    /// `chat-completions`, `responses`, `anthropic-messages`, `gemini`, `vertex-ai`.
+    pub(crate) name: &'static str,
+    /// The URL a request for the configured model is sent to (`None` for Qwen OAuth, whose base
+    /// URL comes with its credentials).
+    pub(crate) endpoint: Option<String>,
+    /// The header the key travels in (`authorization` carries `Bearer KEY`).
+    pub(crate) key_header: &'static str,
 }
 
 #[derive(Debug, Serialize)]

@@ -740,13 +740,14 @@ async fn anthropic_auth_token_is_a_bearer_token_and_auth_status_names_each_types
     .stdout_is("ok\n");
     server.verify().await;
 
-    for (auth_type, key_var, base_var, model_var, default_base) in [
+    for (auth_type, key_var, base_var, model_var, default_base, protocol) in [
         (
             "openai-responses",
             "OPENAI_API_KEY",
             "OPENAI_BASE_URL",
             "OPENAI_MODEL",
             "https://api.openai.com/v1",
+            ["responses", "https://api.openai.com/v1/responses", "authorization"],
         ),
         (
             "anthropic",
@@ -754,6 +755,7 @@ async fn anthropic_auth_token_is_a_bearer_token_and_auth_status_names_each_types
             "ANTHROPIC_BASE_URL",
             "ANTHROPIC_MODEL",
             "https://api.anthropic.com/",
+            ["anthropic-messages", "https://api.anthropic.com/v1/messages", "x-api-key"],
         ),
         (
             "gemini",
@@ -761,6 +763,11 @@ async fn anthropic_auth_token_is_a_bearer_token_and_auth_status_names_each_types
             "GOOGLE_GEMINI_BASE_URL",
             "GEMINI_MODEL",
             "https://generativelanguage.googleapis.com/",
+            [
+                "gemini",
+                "https://generativelanguage.googleapis.com/v1beta/models/m-env:streamGenerateContent?alt=sse",
+                "x-goog-api-key",
+            ],
         ),
         (
             "vertex-ai",
@@ -768,6 +775,11 @@ async fn anthropic_auth_token_is_a_bearer_token_and_auth_status_names_each_types
             "GOOGLE_VERTEX_BASE_URL",
             "GOOGLE_MODEL",
             "https://aiplatform.googleapis.com/",
+            [
+                "vertex-ai",
+                "https://aiplatform.googleapis.com/v1/publishers/google/models/m-env:streamGenerateContent?alt=sse",
+                "x-goog-api-key",
+            ],
         ),
     ] {
         let r = run(env
@@ -782,6 +794,18 @@ async fn anthropic_auth_token_is_a_bearer_token_and_auth_status_names_each_types
         assert_eq!(doc["base_url"]["value"], default_base, "{doc}");
         assert_eq!(doc["model"]["value"], "m-env", "{doc}");
         assert_eq!(doc["model"]["source"]["name"], model_var, "{doc}");
+        let [name, endpoint, key_header] = protocol;
+        assert_eq!(doc["protocol"]["name"], name, "{doc}");
+        assert_eq!(doc["protocol"]["endpoint"], endpoint, "{doc}");
+        assert_eq!(doc["protocol"]["key_header"], key_header, "{doc}");
+        let text = run(env
+            .cmd()
+            .env(key_var, "sk-some-key-1234567890")
+            .env(model_var, "m-env")
+            .args(["auth", "status", "--auth-type", auth_type]));
+        text.code(0).stdout_has(&format!(
+            "protocol:    {name} (POST {endpoint}, the key in {key_header})"
+        ));
 
         // A project `.env` cannot send a key from the environment to its own host.
         env.write_project(

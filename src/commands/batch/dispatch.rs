@@ -131,6 +131,9 @@ pub(crate) struct Shared {
 
 pub(crate) struct Dispatcher<'a> {
     client: &'a ChatClient,
+    /// One copy of the client that every job's task shares: a clone per job would copy its
+    /// settings (URLs, headers) into each of the thousand tasks in flight.
+    job_client: Arc<ChatClient>,
     pacers: &'a Pacers,
     limits: Limits,
     shared: Shared,
@@ -170,6 +173,7 @@ impl<'a> Dispatcher<'a> {
             .map_or_else(far_future, |d| Deadline::now() + d);
         Self {
             client,
+            job_client: Arc::new(client.clone()),
             pacers,
             budget: TokenBudget::new(limits.max_total_tokens),
             budget_hit: false,
@@ -335,7 +339,7 @@ impl<'a> Dispatcher<'a> {
             model: job.model.clone(),
         };
         let task = run_job(
-            self.client.clone(),
+            Arc::clone(&self.job_client),
             job,
             meta.clone(),
             self.shared.clone(),
@@ -440,7 +444,7 @@ impl<'a> Dispatcher<'a> {
 }
 
 async fn run_job(
-    client: ChatClient,
+    client: Arc<ChatClient>,
     job: Job,
     meta: JobMeta,
     shared: Shared,
