@@ -716,6 +716,16 @@ async fn a_hundred_job_batch_resumes_only_the_failed_jobs() {
     });
 }
 
+/// `auth status` names the protocol, in `--json` and in text: `[name, endpoint, key header]`.
+fn assert_protocol(doc: &Value, text: &Run, [name, endpoint, key_header]: [&str; 3]) {
+    assert_eq!(doc["protocol"]["name"], name, "{doc}");
+    assert_eq!(doc["protocol"]["endpoint"], endpoint, "{doc}");
+    assert_eq!(doc["protocol"]["key_header"], key_header, "{doc}");
+    text.code(0).stdout_has(&format!(
+        "protocol:    {name} (POST {endpoint}, the key in {key_header})"
+    ));
+}
+
 #[tokio::test]
 async fn anthropic_auth_token_is_a_bearer_token_and_auth_status_names_each_types_variables() {
     let env = TestEnv::new();
@@ -747,7 +757,11 @@ async fn anthropic_auth_token_is_a_bearer_token_and_auth_status_names_each_types
             "OPENAI_BASE_URL",
             "OPENAI_MODEL",
             "https://api.openai.com/v1",
-            ["responses", "https://api.openai.com/v1/responses", "authorization"],
+            [
+                "responses",
+                "https://api.openai.com/v1/responses",
+                "authorization",
+            ],
         ),
         (
             "anthropic",
@@ -755,7 +769,11 @@ async fn anthropic_auth_token_is_a_bearer_token_and_auth_status_names_each_types
             "ANTHROPIC_BASE_URL",
             "ANTHROPIC_MODEL",
             "https://api.anthropic.com/",
-            ["anthropic-messages", "https://api.anthropic.com/v1/messages", "x-api-key"],
+            [
+                "anthropic-messages",
+                "https://api.anthropic.com/v1/messages",
+                "x-api-key",
+            ],
         ),
         (
             "gemini",
@@ -794,18 +812,12 @@ async fn anthropic_auth_token_is_a_bearer_token_and_auth_status_names_each_types
         assert_eq!(doc["base_url"]["value"], default_base, "{doc}");
         assert_eq!(doc["model"]["value"], "m-env", "{doc}");
         assert_eq!(doc["model"]["source"]["name"], model_var, "{doc}");
-        let [name, endpoint, key_header] = protocol;
-        assert_eq!(doc["protocol"]["name"], name, "{doc}");
-        assert_eq!(doc["protocol"]["endpoint"], endpoint, "{doc}");
-        assert_eq!(doc["protocol"]["key_header"], key_header, "{doc}");
         let text = run(env
             .cmd()
             .env(key_var, "sk-some-key-1234567890")
             .env(model_var, "m-env")
             .args(["auth", "status", "--auth-type", auth_type]));
-        text.code(0).stdout_has(&format!(
-            "protocol:    {name} (POST {endpoint}, the key in {key_header})"
-        ));
+        assert_protocol(&doc, &text, protocol);
 
         // A project `.env` cannot send a key from the environment to its own host.
         env.write_project(
