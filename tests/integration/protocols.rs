@@ -716,6 +716,67 @@ async fn a_hundred_job_batch_resumes_only_the_failed_jobs() {
     });
 }
 
+/// Each auth type but `openai`: its key, base URL and model variables, its default base URL, and
+/// its protocol as `auth status` names it (`[name, endpoint for the model m-env, key header]`).
+type AuthTypeRow = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    [&'static str; 3],
+);
+const AUTH_TYPES: [AuthTypeRow; 4] = [
+    (
+        "openai-responses",
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "OPENAI_MODEL",
+        "https://api.openai.com/v1",
+        [
+            "responses",
+            "https://api.openai.com/v1/responses",
+            "authorization",
+        ],
+    ),
+    (
+        "anthropic",
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_BASE_URL",
+        "ANTHROPIC_MODEL",
+        "https://api.anthropic.com/",
+        [
+            "anthropic-messages",
+            "https://api.anthropic.com/v1/messages",
+            "x-api-key",
+        ],
+    ),
+    (
+        "gemini",
+        "GEMINI_API_KEY",
+        "GOOGLE_GEMINI_BASE_URL",
+        "GEMINI_MODEL",
+        "https://generativelanguage.googleapis.com/",
+        [
+            "gemini",
+            "https://generativelanguage.googleapis.com/v1beta/models/m-env:streamGenerateContent?alt=sse",
+            "x-goog-api-key",
+        ],
+    ),
+    (
+        "vertex-ai",
+        "GOOGLE_API_KEY",
+        "GOOGLE_VERTEX_BASE_URL",
+        "GOOGLE_MODEL",
+        "https://aiplatform.googleapis.com/",
+        [
+            "vertex-ai",
+            "https://aiplatform.googleapis.com/v1/publishers/google/models/m-env:streamGenerateContent?alt=sse",
+            "x-goog-api-key",
+        ],
+    ),
+];
+
 /// `auth status` names the protocol, in `--json` and in text: `[name, endpoint, key header]`.
 fn assert_protocol(doc: &Value, text: &Run, [name, endpoint, key_header]: [&str; 3]) {
     assert_eq!(doc["protocol"]["name"], name, "{doc}");
@@ -750,56 +811,7 @@ async fn anthropic_auth_token_is_a_bearer_token_and_auth_status_names_each_types
     .stdout_is("ok\n");
     server.verify().await;
 
-    for (auth_type, key_var, base_var, model_var, default_base, protocol) in [
-        (
-            "openai-responses",
-            "OPENAI_API_KEY",
-            "OPENAI_BASE_URL",
-            "OPENAI_MODEL",
-            "https://api.openai.com/v1",
-            [
-                "responses",
-                "https://api.openai.com/v1/responses",
-                "authorization",
-            ],
-        ),
-        (
-            "anthropic",
-            "ANTHROPIC_API_KEY",
-            "ANTHROPIC_BASE_URL",
-            "ANTHROPIC_MODEL",
-            "https://api.anthropic.com/",
-            [
-                "anthropic-messages",
-                "https://api.anthropic.com/v1/messages",
-                "x-api-key",
-            ],
-        ),
-        (
-            "gemini",
-            "GEMINI_API_KEY",
-            "GOOGLE_GEMINI_BASE_URL",
-            "GEMINI_MODEL",
-            "https://generativelanguage.googleapis.com/",
-            [
-                "gemini",
-                "https://generativelanguage.googleapis.com/v1beta/models/m-env:streamGenerateContent?alt=sse",
-                "x-goog-api-key",
-            ],
-        ),
-        (
-            "vertex-ai",
-            "GOOGLE_API_KEY",
-            "GOOGLE_VERTEX_BASE_URL",
-            "GOOGLE_MODEL",
-            "https://aiplatform.googleapis.com/",
-            [
-                "vertex-ai",
-                "https://aiplatform.googleapis.com/v1/publishers/google/models/m-env:streamGenerateContent?alt=sse",
-                "x-goog-api-key",
-            ],
-        ),
-    ] {
+    for (auth_type, key_var, base_var, model_var, default_base, protocol) in AUTH_TYPES {
         let r = run(env
             .cmd()
             .env(key_var, "sk-some-key-1234567890")
