@@ -95,6 +95,17 @@ async fn unquoted_values_keep_inner_spaces_and_drop_an_inline_comment() {
     );
 }
 
+/// npm dotenv keeps the spaces inside quotes (the oracle's corpus checks the parser); qwen then
+/// trims every resolved model, key and base URL, on purpose (README, "Configuration and
+/// precedence"), so the model sent has none.
+#[tokio::test]
+async fn spaces_inside_quotes_are_read_then_trimmed_like_every_resolved_value() {
+    assert_eq!(
+        model_sent_with("OPENAI_MODEL=\"    spaced    \"\n").await,
+        "spaced"
+    );
+}
+
 #[tokio::test]
 async fn a_value_after_spaces_is_read() {
     assert_eq!(model_sent_with("OPENAI_MODEL=   spaced\n").await, "spaced");
