@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::{JOBS, OK_JOBS, finished_batch, ids, keys, lines_by_id, qwen};
+use super::{JOBS, OK_JOBS, finished_batch, ids, keys, lines_by_id, qwen, submit_and_wait};
 use crate::batch_api_emulator::{Emulator, Ending};
 use crate::common::{KEY, TestEnv, run, server_answering};
 
@@ -16,21 +16,11 @@ fn submit_wait_fetch_writes_one_local_line_per_job() {
     let env = TestEnv::new();
     env.write_project("jobs.yaml", JOBS);
     let emu = Emulator::start(KEY);
-    let r = qwen(
+    let r = submit_and_wait(
         &env,
         &emu,
-        &[
-            "batch",
-            "submit",
-            "jobs.yaml",
-            "--name",
-            "nightly",
-            "--wait",
-            "--poll-interval",
-            "10ms",
-            "--output",
-            "results.jsonl",
-        ],
+        "jobs.yaml",
+        &["--name", "nightly", "--output", "results.jsonl"],
     );
     // One job was refused for good: exit 1.
     r.code(1).stdout_empty().stderr_has("1 failed");
@@ -75,20 +65,7 @@ async fn fetched_lines_have_the_fields_of_a_local_batch() {
         .cmd_for(&server)
         .args(["--jobs", "jobs.yaml", "--output", "local.jsonl"]));
     local.code(0);
-    let remote = qwen(
-        &env,
-        &emu,
-        &[
-            "batch",
-            "submit",
-            "jobs.yaml",
-            "--wait",
-            "--poll-interval",
-            "10ms",
-            "--output",
-            "remote.jsonl",
-        ],
-    );
+    let remote = submit_and_wait(&env, &emu, "jobs.yaml", &["--output", "remote.jsonl"]);
     remote.code(0);
     let fields = |text: &str| -> BTreeSet<String> {
         let v: Value = serde_json::from_str(text.lines().next().expect("a line")).expect("JSON");
@@ -163,20 +140,15 @@ fn parts_respect_the_per_file_limit_and_hold_one_model_each() {
     );
     let emu = Emulator::start(KEY);
     emu.set_max_requests(3);
-    let r = qwen(
+    let r = submit_and_wait(
         &env,
         &emu,
+        "jobs.jsonl",
         &[
-            "batch",
-            "submit",
-            "jobs.jsonl",
             "--name",
             "split",
             "--max-requests-per-file",
             "3",
-            "--wait",
-            "--poll-interval",
-            "10ms",
             "--output",
             "r.jsonl",
         ],
@@ -211,20 +183,7 @@ fn openai_batch_format_keeps_the_provider_lines() {
     env.write_project("jobs.yaml", JOBS);
     let emu = Emulator::start(KEY);
     emu.set_ending(Ending::Expire { ran: 4 });
-    let r = qwen(
-        &env,
-        &emu,
-        &[
-            "batch",
-            "submit",
-            "jobs.yaml",
-            "--wait",
-            "--poll-interval",
-            "10ms",
-            "-o",
-            "openai-batch",
-        ],
-    );
+    let r = submit_and_wait(&env, &emu, "jobs.yaml", &["-o", "openai-batch"]);
     r.code(1);
     let lines = lines_by_id(&r.stdout);
     assert_eq!(keys(&lines), ids(&["a", "b", "c", "d", "e"]));
@@ -339,21 +298,11 @@ fn a_jobs_schema_is_asked_for_and_its_answer_validated_on_fetch() {
         ),
     );
     let emu = Emulator::start(KEY);
-    let r = qwen(
+    let r = submit_and_wait(
         &env,
         &emu,
-        &[
-            "batch",
-            "submit",
-            "jobs.jsonl",
-            "--name",
-            "schema",
-            "--wait",
-            "--poll-interval",
-            "10ms",
-            "--output",
-            "results.jsonl",
-        ],
+        "jobs.jsonl",
+        &["--name", "schema", "--output", "results.jsonl"],
     );
     // The answer that does not match is a job failed for good.
     r.code(1).stdout_empty();

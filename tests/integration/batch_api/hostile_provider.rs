@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::{OK_JOBS, finished_batch, lines_by_id, qwen};
+use super::{OK_JOBS, finished_batch, lines_by_id, qwen, submit_and_wait};
 use crate::batch_api_emulator::Emulator;
 use crate::common::{KEY, TestEnv};
 
@@ -16,21 +16,11 @@ fn openai_batch_lines_are_data_never_cut_or_rewritten() {
         &format!("{}\n", serde_json::json!({"id": "a", "prompt": long})),
     );
     let emu = Emulator::start(KEY);
-    let r = qwen(
+    let r = submit_and_wait(
         &env,
         &emu,
-        &[
-            "batch",
-            "submit",
-            "jobs.jsonl",
-            "--name",
-            "d",
-            "--wait",
-            "--poll-interval",
-            "10ms",
-            "-o",
-            "openai-batch",
-        ],
+        "jobs.jsonl",
+        &["--name", "d", "-o", "openai-batch"],
     );
     r.code(0);
     let line: Value = serde_json::from_str(r.stdout.trim_end()).expect("one valid JSON line");
@@ -173,20 +163,15 @@ fn a_providers_huge_request_counts_do_not_wrap_or_crash() {
     emu.set_batch_patch(Some(serde_json::json!({
         "request_counts": {"total": u64::MAX, "completed": u64::MAX, "failed": u64::MAX}
     })));
-    let r = qwen(
+    let r = submit_and_wait(
         &env,
         &emu,
+        "jobs.yaml",
         &[
-            "batch",
-            "submit",
-            "jobs.yaml",
             "--name",
             "huge",
             "--max-requests-per-file",
             "2",
-            "--wait",
-            "--poll-interval",
-            "10ms",
             "--output",
             "r.jsonl",
         ],

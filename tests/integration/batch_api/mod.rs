@@ -48,6 +48,14 @@ fn qwen(env: &TestEnv, emu: &Emulator, args: &[&str]) -> Run {
     run(env.cmd_with(&emu.base_url, KEY).args(args))
 }
 
+/// `qwen batch submit FILE FLAGS... --wait --poll-interval 10ms`: submit, then wait for the end.
+fn submit_and_wait(env: &TestEnv, emu: &Emulator, file: &str, flags: &[&str]) -> Run {
+    let mut command_line = vec!["batch", "submit", file];
+    command_line.extend_from_slice(flags);
+    command_line.extend(["--wait", "--poll-interval", "10ms"]);
+    qwen(env, emu, &command_line)
+}
+
 /// The result lines of a file, by id; fails when an id appears twice.
 fn lines_by_id(text: &str) -> HashMap<String, Value> {
     let mut by_id = HashMap::new();

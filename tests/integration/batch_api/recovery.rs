@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{JOBS, OK_JOBS, ids, keys, lines_by_id, qwen};
+use super::{JOBS, OK_JOBS, ids, keys, lines_by_id, qwen, submit_and_wait};
 use crate::batch_api_emulator::{Emulator, Ending, Hang, SUBMIT_WAIT};
 use crate::common::{KEY, TestEnv, run, wait_bounded};
 
@@ -77,20 +77,7 @@ fn a_failed_batch_gives_every_job_a_temporary_error_line() {
     env.write_project("jobs.yaml", OK_JOBS);
     let emu = Emulator::start(KEY);
     emu.set_ending(Ending::Fail);
-    let r = qwen(
-        &env,
-        &emu,
-        &[
-            "batch",
-            "submit",
-            "jobs.yaml",
-            "--wait",
-            "--poll-interval",
-            "10ms",
-            "--output",
-            "r.jsonl",
-        ],
-    );
+    let r = submit_and_wait(&env, &emu, "jobs.yaml", &["--output", "r.jsonl"]);
     r.code(75).stderr_has("failed 1");
     let results = lines_by_id(&env.read_project("r.jsonl"));
     assert_eq!(results.len(), 5);
@@ -140,21 +127,11 @@ async fn an_expired_batch_gives_error_lines_that_a_local_resume_runs_exactly() {
     env.write_project("jobs.yaml", OK_JOBS);
     let emu = Emulator::start(KEY);
     emu.set_ending(Ending::Expire { ran: 2 });
-    let r = qwen(
+    let r = submit_and_wait(
         &env,
         &emu,
-        &[
-            "batch",
-            "submit",
-            "jobs.yaml",
-            "--name",
-            "x",
-            "--wait",
-            "--poll-interval",
-            "10ms",
-            "--output",
-            "results.jsonl",
-        ],
+        "jobs.yaml",
+        &["--name", "x", "--output", "results.jsonl"],
     );
     r.code(75).stderr_has("--resume");
     let results = lines_by_id(&env.read_project("results.jsonl"));
@@ -236,21 +213,11 @@ fn a_second_fetch_does_not_download_again_and_delete_remote_cleans_up() {
     let env = TestEnv::new();
     env.write_project("jobs.yaml", JOBS);
     let emu = Emulator::start(KEY);
-    qwen(
+    submit_and_wait(
         &env,
         &emu,
-        &[
-            "batch",
-            "submit",
-            "jobs.yaml",
-            "--name",
-            "f",
-            "--wait",
-            "--poll-interval",
-            "10ms",
-            "--output",
-            "one.jsonl",
-        ],
+        "jobs.yaml",
+        &["--name", "f", "--output", "one.jsonl"],
     )
     .code(1);
     let downloads = emu.count("GET /v1/files/");
@@ -291,21 +258,11 @@ fn max_wall_time_stops_waiting_and_leaves_the_batch_running() {
     env.write_project("jobs.yaml", OK_JOBS);
     let emu = Emulator::start(KEY);
     emu.set_tick_on_poll(false);
-    let r = qwen(
+    let r = submit_and_wait(
         &env,
         &emu,
-        &[
-            "batch",
-            "submit",
-            "jobs.yaml",
-            "--name",
-            "w",
-            "--wait",
-            "--poll-interval",
-            "10ms",
-            "--max-wall-time",
-            "200ms",
-        ],
+        "jobs.yaml",
+        &["--name", "w", "--max-wall-time", "200ms"],
     );
     r.code(55).stdout_empty().stderr_has("qwen batch fetch w");
     assert_eq!(emu.statuses(), vec!["validating"]);
