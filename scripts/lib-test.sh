@@ -86,9 +86,16 @@ case_second_caller_waits() {
 }
 
 case_flag() {
-  child flag-none <<<'echo "[$(ci_flag --print)]"'
-  child flag-given <<<'echo "[$(ci_flag --print --print)]"'
-  child flag-other <<<'x=$(ci_flag --print --other); echo "not reached $x"'
+  child flag-none <<'SH'
+echo "[$(ci_flag --print)]"
+SH
+  child flag-given <<'SH'
+echo "[$(ci_flag --print --print)]"
+SH
+  child flag-other <<'SH'
+x=$(ci_flag --print --other)
+echo "not reached $x"
+SH
   expect flag-none 0 "[false]" && expect flag-given 0 "[true]" && expect flag-other 2 "usage: " "[--print]"
 }
 
