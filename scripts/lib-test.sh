@@ -37,12 +37,20 @@ expect() {
   done
 }
 
-# An install script as the CI scripts write one: KEY and the failure switch from the environment;
-# each run of the install appends a line to $T/runs.
+# An install script as the CI scripts write one: KEY, FAIL and HOLD from the environment; each run
+# of the install appends a line to $T/runs and touches $T/holding.
 install_script() {
   cat <<'SH'
 d="$T/cache/thing"
-inst() { mkdir -p "$d"; echo run >>"$T/runs"; sleep "${SLEEP:-0}"; [[ -z "${FAIL:-}" ]] || exit 3; touch "$d/ok"; }
+inst() {
+  mkdir -p "$d"; echo run >>"$T/runs"; touch "$T/holding"
+  # HOLD: keep the lock until the second caller says it waits (10 s at most).
+  if [[ -n "${HOLD:-}" ]]; then
+    for _ in $(seq 100); do grep -qs "waiting for it" "$T/waiter.err" && break; sleep 0.1; done
+  fi
+  [[ -z "${FAIL:-}" ]] || exit 3
+  touch "$d/ok"
+}
 ok() { [[ -f "$d/ok" ]]; }
 cached_install "$d" "$KEY" inst ok
 echo installed
@@ -75,10 +83,10 @@ case_failed_install_is_not_installed() {
 # A second caller waits for the first one's install (the lock) and does not install again.
 case_second_caller_waits() {
   install_script >"$tmp/install.body"
-  rm -f "$tmp/runs"
-  KEY=k4 SLEEP=2 child slow <"$tmp/install.body" &
+  rm -f "$tmp/runs" "$tmp/holding"
+  KEY=k4 HOLD=1 child slow <"$tmp/install.body" &
   local slow=$!
-  sleep 0.5
+  for _ in $(seq 100); do [[ -e "$tmp/holding" ]] && break; sleep 0.1; done
   KEY=k4 child waiter <"$tmp/install.body"
   wait "$slow"
   expect slow 0 installed && expect waiter 0 installed "waiting for it" || return 1
@@ -108,6 +116,7 @@ server_track "short server" $! "$T/dies.log"
 server_wait "short server" $! http://127.0.0.1:9/v1/models 30 "$T/dies.log" false
 SH
   child slow-server <<'SH'
+servers_init "$T/slow-scratch"
 sleep 30 &
 server_track "slow server" $! /dev/null
 server_wait "slow server" $! http://127.0.0.1:9/v1/models 1 /dev/null false
