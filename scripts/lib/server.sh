@@ -10,7 +10,7 @@
 #   server_wait WHAT PID URL TIMEOUT LOG CHECK...
 #                                      runs CHECK... (0 = ready) every 0.5 s; exits 1, with LOG's
 #                                      end, when PID dies or TIMEOUT seconds pass. Sets server_ready_secs.
-#   log_tail FILE [LABEL] [LINES]      the end of a log, on stderr
+#   log_tail FILE                      the last 30 lines of a log, on stderr
 #   servers_report_dead                for each tracked server no longer running: a line and its log's end
 
 server_pids=()
@@ -77,8 +77,8 @@ server_wait() {
 }
 
 log_tail() {
-  echo "--- last lines of ${2:-$1}:" >&2
-  tail -n "${3:-30}" "$1" >&2 || true
+  echo "--- last lines of $1:" >&2
+  tail -n 30 "$1" >&2 || true
 }
 
 servers_report_dead() {
