@@ -12,6 +12,8 @@
 # later runs use that copy and need no network. Needs node and npm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/cached-install.sh
+source scripts/lib/cached-install.sh
 
 check=false
 fuzz=0
@@ -23,11 +25,11 @@ case "${1:-}" in
 esac
 
 spec=dotenv@17
-cache=${XDG_CACHE_HOME:-$HOME/.cache}/qwen-ci/dotenv-oracle
+cache=$ci_cache/dotenv-oracle
 module=$cache/node_modules/dotenv
 if [[ ! -f $module/package.json ]]; then
   mkdir -p "$cache"
-  if ! npm install --silent --no-audit --no-fund --no-package-lock --prefix "$cache" "$spec" >/dev/null; then
+  if ! npm_install "$cache" "$spec"; then
     echo "error: cannot install $spec into $cache (offline, and no cached copy)" >&2
     exit 1
   fi

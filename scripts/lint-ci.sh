@@ -27,9 +27,10 @@ examples=(examples/github-actions/*.yml)
 echo "lint: zizmor --offline action.yml .github/ ${examples[*]}" >&2
 "$venv/bin/zizmor" --offline --no-progress action.yml .github/ "${examples[@]}" || status=1
 
-scripts=(scripts/*.sh examples/*.sh)
+scripts=(scripts/*.sh scripts/lib/*.sh examples/*.sh)
 echo "lint: shellcheck ${scripts[*]}" >&2
-"$venv/bin/shellcheck" --severity=style "${scripts[@]}" || status=1
+# -x: follow the `source scripts/lib/...` lines (paths from the repository's root, as here).
+"$venv/bin/shellcheck" -x --severity=style "${scripts[@]}" || status=1
 
 [ "$status" -eq 0 ] && echo "lint: no findings" >&2
 exit "$status"

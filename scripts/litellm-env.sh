@@ -9,58 +9,33 @@
 # releases after 1.108.7 need a package that the registry here does not have. Move it only to a
 # version checked by hand.
 #
-# The virtual environment lives at ${XDG_CACHE_HOME:-$HOME/.cache}/qwen-ci/litellm-venv. A marker
-# file, written last, records a finished install of exactly this pin; without it (a run that died
-# half-way, or another pin) the venv is rebuilt from scratch. A lock makes a second caller (the test
-# script while .ci/run's background install still runs) wait for the first one instead of racing it.
+# The virtual environment lives at ${XDG_CACHE_HOME:-$HOME/.cache}/qwen-ci/litellm-venv, installed
+# by scripts/lib/cached-install.sh: a marker file, written last, records a finished install of
+# exactly this pin; without it (a run that died half-way, or another pin) the venv is rebuilt from
+# scratch. A lock makes a second caller (the test script while .ci/run's background install still
+# runs) wait for the first one instead of racing it.
 set -euo pipefail
+# shellcheck source=scripts/lib/cached-install.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/cached-install.sh"
 
 LITELLM_VERSION=1.108.7
 
-cache="${XDG_CACHE_HOME:-$HOME/.cache}/qwen-ci"
-venv="$cache/litellm-venv"
-marker="$venv/.qwen-ci-installed"
+venv="$ci_cache/litellm-venv"
 key="litellm[proxy]==$LITELLM_VERSION python=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
-
-print=false
-case "${1:-}" in
-  --print) print=true ;;
-  "") ;;
-  *) echo "usage: $0 [--print]" >&2; exit 2 ;;
-esac
+print=$(ci_flag --print "$@")
 
 log() { echo "litellm-env: $*" >&2; }
 
-installed() {
-  [[ -f "$marker" ]] && [[ "$(cat "$marker")" == "$key" ]]
-}
-
 install() {
-  local start=$SECONDS
-  log "installing into $venv (key: $key)"
-  rm -rf "$venv"
   python3 -m venv "$venv"
   local py="$venv/bin/python"
   "$py" -m pip install --disable-pip-version-check --quiet "litellm[proxy]==$LITELLM_VERSION"
   # The proxy's own import: a missing optional dependency shows here, not when a test starts it.
   LITELLM_LOCAL_MODEL_COST_MAP=True "$py" -c 'import litellm, litellm.proxy.proxy_server' \
     || { log "error: litellm.proxy does not import after the install"; exit 1; }
-  printf '%s' "$key" >"$marker"
-  log "installed in $((SECONDS - start)) s"
 }
 
-mkdir -p "$cache"
-if ! installed; then
-  exec 9>"$cache/litellm-venv.lock"
-  if ! flock -n 9; then
-    log "another install is running; waiting for it"
-    flock 9
-  fi
-  installed || install
-  flock -u 9
-else
-  log "already installed in $venv"
-fi
+cached_install "$venv" "$key" install
 
 if $print; then
   echo "PYTHON=$venv/bin/python"

@@ -19,14 +19,19 @@
 #   LITELLM_CASES="a b"                  run only these cases
 #
 # To add a case: write a function `case_NAME` that returns non-zero on failure (use `run_qwen` to
-# run qwen hermetically and `pycheck` to assert on its output with Python), and list it in CASES.
+# run qwen hermetically and `pycheck` to assert on its output with Python, both from
+# scripts/lib/cases.sh), and list it in CASES.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
+# shellcheck source=scripts/lib/cases.sh
+source scripts/lib/cases.sh # and scripts/lib/server.sh
 
 ready_timeout="${LITELLM_READY_TIMEOUT:-120}"
 case_timeout="${LITELLM_CASE_TIMEOUT:-240}"
 master_key="sk-qwen-ci-litellm-master"
+qwen_api_key="$master_key"
+qwen_model=mock
 
 log() { echo "litellm: $*" >&2; }
 
@@ -45,32 +50,14 @@ fi
 qwen_bin="$(cd "$(dirname "$qwen_bin")" && pwd)/$(basename "$qwen_bin")"
 
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/qwen-litellm.XXXXXX")"
-proxy_pid=""
-upstream_pid=""
-cleanup() {
-  local status=$?
-  if [[ -n "$upstream_pid" ]]; then
-    kill "$upstream_pid" 2>/dev/null || true
-    wait "$upstream_pid" 2>/dev/null || true
-  fi
-  if [[ -n "$proxy_pid" ]] && kill -0 "$proxy_pid" 2>/dev/null; then
-    kill "$proxy_pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$proxy_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$proxy_pid" 2>/dev/null || true
-    wait "$proxy_pid" 2>/dev/null || true
-  fi
-  rm -rf "$tmp"
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+servers_init "$tmp"
 
 # --- the upstream --------------------------------------------------------------------------------
 # scripts/litellm-upstream.py picks a free port and prints `PORT=<n>` once it listens.
 upstream_log="$tmp/upstream.log"
 python3 "$root/scripts/litellm-upstream.py" 0 >"$tmp/upstream.port" 2>"$upstream_log" &
 upstream_pid=$!
+server_track upstream "$upstream_pid" "$upstream_log"
 for _ in $(seq 100); do
   grep -q '^PORT=' "$tmp/upstream.port" 2>/dev/null && break
   kill -0 "$upstream_pid" 2>/dev/null || break
@@ -79,8 +66,9 @@ done
 upstream_port="$(sed -n 's/^PORT=//p' "$tmp/upstream.port")"
 [[ -n "$upstream_port" ]] || { log "error: the upstream did not start"; tail -n 20 "$upstream_log" >&2; exit 1; }
 upstream_url="http://127.0.0.1:$upstream_port/v1"
+pycheck_upstream="$upstream_url"
 
-port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+port="$(free_port)"
 base_url="http://127.0.0.1:$port/v1"
 proxy_log="$tmp/proxy.log"
 # No database, the model cost map shipped in the package (no download at start), no telemetry
@@ -94,92 +82,22 @@ proxy_log="$tmp/proxy.log"
   "$(dirname "$PYTHON")/litellm" --config "$root/scripts/litellm-config.yaml" \
   --host 127.0.0.1 --port "$port" >"$proxy_log" 2>&1) &
 proxy_pid=$!
+server_track proxy "$proxy_pid" "$proxy_log"
 
-proxy_log_tail() { echo "--- last lines of the proxy log:" >&2; tail -n 30 "$proxy_log" >&2 || true; }
-upstream_log_tail() { echo "--- last lines of the upstream log:" >&2; tail -n 15 "$upstream_log" >&2 || true; }
-
-started=$SECONDS
-until python3 - "$base_url/models" "$master_key" <<'PY' 2>/dev/null
+# proxy_ready: the proxy lists every model of the configuration.
+proxy_ready() {
+  python3 - "$base_url/models" "$master_key" <<'PY'
 import json, sys, urllib.request
 req = urllib.request.Request(sys.argv[1], headers={"Authorization": f"Bearer {sys.argv[2]}"})
 with urllib.request.urlopen(req, timeout=2) as r:
     ids = {m["id"] for m in json.load(r)["data"]}
 sys.exit(0 if {"mock", "limited", "window", "upstream", "vllm"} <= ids else 1)
 PY
-do
-  if ! kill -0 "$proxy_pid" 2>/dev/null; then
-    log "error: the proxy exited before it answered /v1/models"
-    proxy_log_tail
-    exit 1
-  fi
-  if ((SECONDS - started > ready_timeout)); then
-    log "error: the proxy did not answer $base_url/models within ${ready_timeout}s"
-    proxy_log_tail
-    exit 1
-  fi
-  sleep 0.5
-done
-log "proxy ready on $base_url after $((SECONDS - started)) s"
-
-# --- helpers for cases ---------------------------------------------------------------------------
-# run_qwen NAME [VAR=value...] -- ARGS...: runs qwen in a fresh HOME and working directory with only
-# the variables it needs (plus the VAR=value given); stdout, stderr, the exit status and the wall
-# time go to $tmp/NAME.{out,err,status,secs}. Returns 0.
-run_qwen() {
-  local name="$1"
-  shift
-  local extra=()
-  while [[ $# -gt 0 && "$1" != "--" ]]; do extra+=("$1"); shift; done
-  shift
-  local dir="$tmp/$name"
-  mkdir -p "$dir/home" "$dir/work"
-  local status=0
-  local t0
-  t0="$(date +%s.%N)"
-  (cd "$dir/work" && env -i PATH="$PATH" HOME="$dir/home" LANG=C.UTF-8 \
-    OPENAI_BASE_URL="$base_url" OPENAI_API_KEY="$master_key" OPENAI_MODEL=mock "${extra[@]}" \
-    timeout "$case_timeout" "$qwen_bin" "$@" </dev/null >"$tmp/$name.out" 2>"$tmp/$name.err") || status=$?
-  echo "$status" >"$tmp/$name.status"
-  python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$t0" "$(date +%s.%N)" >"$tmp/$name.secs"
 }
+server_wait proxy "$proxy_pid" "$base_url/models" "$ready_timeout" "$proxy_log" proxy_ready
+log "proxy ready on $base_url after $server_ready_secs s"
 
-# pycheck NAME <<'PY' ... PY: runs the Python on stdin with `out` (stdout text), `err`, `status`
-# (qwen's exit code), `secs` (its wall time), `lines` (stdout lines), `seen` (the upstream's request
-# counts saved by `requests_seen NAME`, else {}), `fail(message)` and `upstream_get(path)` (a GET
-# to scripts/litellm-upstream.py, not through the proxy) defined.
-pycheck() {
-  python3 -c '
-import json, sys
-name, tmp = sys.argv[1], sys.argv[2]
-def read(ext):
-    with open(f"{tmp}/{name}.{ext}", encoding="utf-8") as f:
-        return f.read()
-out, err, status, secs = read("out"), read("err"), int(read("status")), float(read("secs"))
-lines = out.splitlines()
-try:
-    with open(f"{tmp}/{name}.seen", encoding="utf-8") as f:
-        seen = json.load(f)
-except FileNotFoundError:
-    seen = {}
-upstream = sys.argv[3]
-def upstream_get(path):
-    import urllib.request
-    with urllib.request.urlopen(upstream + path, timeout=10) as r:
-        return json.load(r)
-class Failed(Exception):
-    pass
-def fail(message):
-    raise Failed(message)
-try:
-    exec(sys.stdin.read())
-except Failed as e:
-    print(f"    {e}", file=sys.stderr)
-    print(f"    exit status {status} after {secs}s; stderr: {err.strip()[-800:]!r}", file=sys.stderr)
-    print(f"    stdout: {out.strip()[:800]!r}", file=sys.stderr)
-    sys.exit(1)
-' "$1" "$tmp" "$upstream_url"
-}
-
+# --- helpers for cases (run_qwen and pycheck: scripts/lib/cases.sh) ---------------------------
 # spend MODEL: sends requests to MODEL (20 at a time) until the proxy answers 429: its window for
 # this calendar minute is spent. Prints how many seconds are left of the minute.
 spend() {
@@ -582,25 +500,4 @@ CASES=(single wrong-key relayed-hint responses-single responses-stream responses
   spent-window-waits)
 if [[ -n "${LITELLM_CASES:-}" ]]; then read -r -a CASES <<<"$LITELLM_CASES"; fi
 
-passed=0
-failed=0
-failed_names=()
-for name in "${CASES[@]}"; do
-  t0=$SECONDS
-  if "case_${name//-/_}"; then
-    passed=$((passed + 1))
-    log "ok   $name ($((SECONDS - t0)) s)"
-  else
-    failed=$((failed + 1))
-    failed_names+=("$name")
-    log "FAIL $name ($((SECONDS - t0)) s)"
-  fi
-done
-
-if ((failed > 0)); then
-  log "failed: ${failed_names[*]}"
-  kill -0 "$proxy_pid" 2>/dev/null || { log "the proxy is no longer running"; proxy_log_tail; }
-  kill -0 "$upstream_pid" 2>/dev/null || { log "the upstream is no longer running"; upstream_log_tail; }
-fi
-echo "litellm: $passed passed, $failed failed"
-((failed == 0))
+run_cases litellm "${CASES[@]}"

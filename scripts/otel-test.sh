@@ -28,23 +28,18 @@ fi
 (cd "$ROOT" && cargo build --locked --quiet --bin qwen --example echo-server)
 
 work="$(mktemp -d)"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=scripts/lib/server.sh
+source "$ROOT/scripts/lib/server.sh"
+servers_init "$work" # the servers below are stopped, and $work removed, at exit
 PHX_PORT="$(free_port)"
 GRPC_PORT="$(free_port)"
 ECHO_PORT="$(free_port)"
 
 PHOENIX_WORKING_DIR="$work/phoenix" PHOENIX_PORT="$PHX_PORT" PHOENIX_GRPC_PORT="$GRPC_PORT" \
     PHOENIX_HOST=127.0.0.1 "$VENV/bin/phoenix" serve >"$work/phoenix.log" 2>&1 &
-pids+=($!)
+server_track Phoenix $! "$work/phoenix.log"
 "$ROOT/target/debug/examples/echo-server" --port "$ECHO_PORT" >"$work/echo.log" 2>&1 &
-pids+=($!)
+server_track "echo server" $! "$work/echo.log"
 
 started=$SECONDS
 until curl -sf "http://127.0.0.1:$PHX_PORT/healthz" >/dev/null 2>&1; do

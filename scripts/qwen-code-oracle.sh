@@ -9,61 +9,40 @@
 #   scripts/qwen-code-oracle.sh             install if needed, then run the matrix: `N passed, M failed`
 #
 # Qwen Code asks for Node >= 22 (Debian's is older): npm's `node` package brings one. Both are
-# installed once into ${XDG_CACHE_HOME:-$HOME/.cache}/qwen-ci/qwen-code-oracle; a marker file, written
-# last, records a finished install of exactly these pins (without it the directory is rebuilt), and a
-# lock makes a second caller wait for the first (.ci/run starts the install in the background).
+# installed once into ${XDG_CACHE_HOME:-$HOME/.cache}/qwen-ci/qwen-code-oracle by
+# scripts/lib/cached-install.sh: a marker file, written last, records a finished install of exactly
+# these pins (without it the directory is rebuilt), and a lock makes a second caller wait for the
+# first (.ci/run starts the install in the background).
 # Qwen Code runs with a throwaway HOME whose settings.json turns usage statistics and background
 # memory extraction off (or it makes a second request and adds its tokens). Needs npm and python3;
 # QWEN_BIN names the qwen binary (default target/debug/qwen).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/cached-install.sh
+source scripts/lib/cached-install.sh
 
 QWEN_CODE_VERSION=0.24.4
 NODE_VERSION=22.23.3
 
-install_only=false
-case "${1:-}" in
-  --install) install_only=true ;;
-  "") ;;
-  *) echo "usage: $0 [--install]" >&2; exit 2 ;;
-esac
+install_only=$(ci_flag --install "$@")
 
-cache="${XDG_CACHE_HOME:-$HOME/.cache}/qwen-ci"
-dir="$cache/qwen-code-oracle"
-marker="$dir/.qwen-ci-installed"
+dir="$ci_cache/qwen-code-oracle"
 key="@qwen-code/qwen-code@$QWEN_CODE_VERSION node@$NODE_VERSION"
 node="$dir/node/node_modules/node/bin/node"
 entry="$dir/qwen-code/node_modules/@qwen-code/qwen-code/cli-entry.js"
 
 log() { echo "qwen-code-oracle: $*" >&2; }
 
-installed() {
-  [[ -f "$marker" ]] && [[ "$(cat "$marker")" == "$key" ]] && [[ -x "$node" ]] && [[ -f "$entry" ]]
-}
+complete() { [[ -x "$node" ]] && [[ -f "$entry" ]]; }
 
 install() {
-  local start=$SECONDS
-  log "installing $key into $dir"
-  rm -rf "$dir"
   mkdir -p "$dir"
-  npm install --silent --no-audit --no-fund --no-package-lock --prefix "$dir/node" "node@$NODE_VERSION" >/dev/null
-  npm install --silent --no-audit --no-fund --no-package-lock --prefix "$dir/qwen-code" \
-    "@qwen-code/qwen-code@$QWEN_CODE_VERSION" >/dev/null
+  npm_install "$dir/node" "node@$NODE_VERSION"
+  npm_install "$dir/qwen-code" "@qwen-code/qwen-code@$QWEN_CODE_VERSION"
   [[ "$("$node" --version)" == "v$NODE_VERSION" ]] || { log "error: \`$node\` is not Node $NODE_VERSION"; exit 1; }
-  printf '%s' "$key" >"$marker"
-  log "installed in $((SECONDS - start)) s"
 }
 
-mkdir -p "$cache"
-if ! installed; then
-  exec 9>"$cache/qwen-code-oracle.lock"
-  if ! flock -n 9; then
-    log "another install is running; waiting for it"
-    flock 9
-  fi
-  installed || install
-  flock -u 9
-fi
+cached_install "$dir" "$key" install complete
 if $install_only; then
   exit 0
 fi

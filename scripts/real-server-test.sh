@@ -15,13 +15,18 @@
 #   REAL_SERVER_CASES="name ..."         run only these cases (default: all)
 #
 # To add a case: write a function `case_NAME` that returns non-zero on failure (use `run_qwen` to run
-# qwen hermetically and `pycheck` to assert on its output with Python), and list it in CASES below.
+# qwen hermetically and `pycheck` to assert on its output with Python, both from scripts/lib/cases.sh),
+# and list it in CASES below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
+# shellcheck source=scripts/lib/cases.sh
+source scripts/lib/cases.sh # and scripts/lib/server.sh
 
 ready_timeout="${REAL_SERVER_READY_TIMEOUT:-180}"
 case_timeout="${REAL_SERVER_CASE_TIMEOUT:-300}"
+qwen_api_key=dummy
+qwen_model=smollm2
 
 log() { echo "real-server: $*" >&2; }
 
@@ -41,63 +46,35 @@ fi
 [[ -x "$qwen_bin" ]] || { log "error: no qwen binary at \`$qwen_bin\`"; exit 1; }
 
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/qwen-real-server.XXXXXX")"
-server_pids=()
-cleanup() {
-  local status=$?
-  local pid
-  for pid in "${server_pids[@]}"; do
-    if kill -0 "$pid" 2>/dev/null; then
-      kill "$pid" 2>/dev/null || true
-      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -9 "$pid" 2>/dev/null || true
-      wait "$pid" 2>/dev/null || true
-    fi
-  done
-  rm -rf "$tmp"
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+servers_init "$tmp"
 
 # start_server NAME ARGS...: starts a server on a free port with ARGS added to the usual ones, waits
-# until it answers /v1/models, and sets `started_url` and `started_pid`. Its log is $tmp/NAME.log.
+# until it answers /v1/models (scripts/lib/server.sh stops it at exit), and sets `started_url` and
+# `started_pid`. Its log is $tmp/NAME.log.
 start_server() {
   local name="$1"
   shift
   local port
-  port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  port="$(free_port)"
   started_url="http://127.0.0.1:$port/v1"
   local log_file="$tmp/$name.log"
   "$PYTHON" -m llama_cpp.server --model "$MODEL" --model_alias smollm2 \
     --host 127.0.0.1 --port "$port" --n_ctx 2048 "$@" >"$log_file" 2>&1 &
   started_pid=$!
-  server_pids+=("$started_pid")
-  local started=$SECONDS
-  until python3 - "$started_url/models" <<'PY' 2>/dev/null
+  server_track "${name//-/ }" "$started_pid" "$log_file"
+  server_wait "${name//-/ }" "$started_pid" "$started_url/models" "$ready_timeout" "$log_file" serves_model "$started_url"
+  log "$name server ready on $started_url after $server_ready_secs s (model $MODEL)"
+}
+
+# serves_model URL: the server at URL lists the model.
+serves_model() {
+  python3 - "$1/models" <<'PY'
 import json, sys, urllib.request
 with urllib.request.urlopen(sys.argv[1], timeout=2) as r:
     ids = [m["id"] for m in json.load(r)["data"]]
 sys.exit(0 if "smollm2" in ids else 1)
 PY
-  do
-    if ! kill -0 "$started_pid" 2>/dev/null; then
-      log "error: the $name server exited before it answered /v1/models"
-      log_tail "$log_file"
-      exit 1
-    fi
-    if ((SECONDS - started > ready_timeout)); then
-      log "error: the $name server did not answer $started_url/models within ${ready_timeout}s"
-      log_tail "$log_file"
-      exit 1
-    fi
-    sleep 0.5
-  done
-  log "$name server ready on $started_url after $((SECONDS - started)) s (model $MODEL)"
 }
-
-log_tail() { echo "--- last lines of $1:" >&2; tail -n 30 "$1" >&2 || true; }
-server_log_tail() { log_tail "$tmp/server.log"; }
 
 # --interrupt_requests False: by default llama-cpp-python ends a stream early (with `[DONE]` and no
 # finish_reason) as soon as another request waits, which would cut every answer of a concurrent batch.
@@ -107,49 +84,9 @@ base_url="$started_url"
 server_pid="$started_pid"
 busy_url=""
 
-# --- helpers for cases ---------------------------------------------------------------------------
-# run_qwen NAME ARGS...: runs qwen in a fresh HOME and working directory with only the variables it
-# needs; stdout, stderr and the exit status go to $tmp/NAME.{out,err,status}. Returns 0.
-run_qwen() {
-  local name="$1"
-  shift
-  local dir="$tmp/$name"
-  mkdir -p "$dir/home" "$dir/work"
-  local status=0
-  (cd "$dir/work" && env -i PATH="$PATH" HOME="$dir/home" LANG=C.UTF-8 \
-    OPENAI_BASE_URL="$base_url" OPENAI_API_KEY=dummy OPENAI_MODEL=smollm2 \
-    timeout "$case_timeout" "$qwen_bin" "$@" </dev/null >"$tmp/$name.out" 2>"$tmp/$name.err") || status=$?
-  echo "$status" >"$tmp/$name.status"
-}
-
-# pycheck NAME <<'PY' ... PY: runs the Python on stdin with `out` (stdout text), `err`, `status`
-# (qwen's exit code), `lines` (stdout lines) and `fail(message)` defined.
-pycheck() {
-  python3 -c '
-import json, sys
-name, tmp = sys.argv[1], sys.argv[2]
-def read(ext):
-    with open(f"{tmp}/{name}.{ext}", encoding="utf-8") as f:
-        return f.read()
-out, err, status = read("out"), read("err"), int(read("status"))
-lines = out.splitlines()
-class Failed(Exception):
-    pass
-def fail(message):
-    raise Failed(message)
-try:
-    exec(sys.stdin.read())
-except Failed as e:
-    print(f"    {e}", file=sys.stderr)
-    print(f"    exit status {status}; stderr: {err.strip()[-800:]!r}", file=sys.stderr)
-    print(f"    stdout: {out.strip()[:800]!r}", file=sys.stderr)
-    sys.exit(1)
-' "$1" "$tmp"
-}
-
 # --- cases ---------------------------------------------------------------------------------------
 case_text() {
-  run_qwen text --temperature 0 --max-tokens 64 "What is the capital of France? Answer in one word."
+  run_qwen text -- --temperature 0 --max-tokens 64 "What is the capital of France? Answer in one word."
   pycheck text <<'PY'
 if status != 0: fail(f"exit status {status}, expected 0")
 if not out.strip(): fail("stdout is empty")
@@ -157,7 +94,7 @@ PY
 }
 
 case_json() {
-  run_qwen json --json --temperature 0 --max-tokens 64 "Name three colours."
+  run_qwen json -- --json --temperature 0 --max-tokens 64 "Name three colours."
   pycheck json <<'PY'
 if status != 0: fail(f"exit status {status}, expected 0")
 try:
@@ -188,7 +125,7 @@ PY
 }
 
 case_stream_json() {
-  run_qwen stream-json -o stream-json --include-partial-messages --temperature 0 --max-tokens 64 \
+  run_qwen stream-json -- -o stream-json --include-partial-messages --temperature 0 --max-tokens 64 \
     "Count from one to five."
   pycheck stream-json <<'PY'
 if status != 0: fail(f"exit status {status}, expected 0")
@@ -222,7 +159,7 @@ with open(sys.argv[1], "w") as f:
         f.write(json.dumps({"id": f"job-{i}", "prompt": f"Write one sentence about {t}.",
                             "max_tokens": 40, "temperature": 0}) + "\n")
 PY
-  run_qwen batch --jobs "$jobs" --output "$tmp/batch-results.jsonl" --concurrency 4 --progress-interval 1h
+  run_qwen batch -- --jobs "$jobs" --output "$tmp/batch-results.jsonl" --concurrency 4 --progress-interval 1h
   pycheck batch <<'PY'
 if status != 0: fail(f"exit status {status}, expected 0")
 try:
@@ -239,7 +176,7 @@ PY
 }
 
 case_max_tokens() {
-  run_qwen max-tokens --json --temperature 0 --max-tokens 5 "Write a long story about a dragon who learns to fly."
+  run_qwen max-tokens -- --json --temperature 0 --max-tokens 5 "Write a long story about a dragon who learns to fly."
   pycheck max-tokens <<'PY'
 if status != 0: fail(f"exit status {status}, expected 0")
 doc = json.loads(out)
@@ -257,7 +194,7 @@ PY
 # The same limit in a batch written as OpenAI Batch output: finish_reason sits in the body.
 case_max_tokens_batch() {
   printf '%s\n' '{"id":"short","prompt":"Write a long story about a dragon.","max_tokens":5}' >"$tmp/mt-jobs.jsonl"
-  run_qwen max-tokens-batch --jobs "$tmp/mt-jobs.jsonl" -o openai-batch --quiet
+  run_qwen max-tokens-batch -- --jobs "$tmp/mt-jobs.jsonl" -o openai-batch --quiet
   pycheck max-tokens-batch <<'PY'
 if status != 0: fail(f"exit status {status}, expected 0")
 row = json.loads(lines[0])
@@ -290,7 +227,7 @@ with post({"model": "smollm2", "messages": msgs, "max_tokens": 8, "temperature":
                 streamed = chunk["usage"]
 print(json.dumps({"whole": whole, "streamed": streamed}))
 PY
-  run_qwen usage-honest --json --temperature 0 --max-tokens 8 "Say hi."
+  run_qwen usage-honest -- --json --temperature 0 --max-tokens 8 "Say hi."
   pycheck usage-honest <<'PY'
 if status != 0: fail(f"exit status {status}, expected 0")
 with open(f"{tmp}/server-usage.json") as f:
@@ -311,12 +248,12 @@ PY
 case_long_prompt() {
   local prompt
   prompt="Summarise the following notes in one sentence. $(for i in $(seq 40); do printf 'Note %d: the build on machine %d finished in %d minutes and every test passed. ' "$i" "$i" "$((i % 7 + 3))"; done)"
-  run_qwen long-prompt --json --temperature 0 --max-tokens 48 "$prompt"
+  run_qwen long-prompt -- --json --temperature 0 --max-tokens 48 "$prompt"
   pycheck long-prompt <<'PY' || return 1
 if status != 0: fail(f"exit status {status}, expected 0")
 if not json.loads(out)[-1].get("result", "").strip(): fail("empty result")
 PY
-  kill -0 "$server_pid" 2>/dev/null || { log "the server died"; server_log_tail; return 1; }
+  kill -0 "$server_pid" 2>/dev/null || { log "the server died"; log_tail "$tmp/server.log"; return 1; }
 }
 
 # The server with llama-cpp-python's default, `interrupt_requests`: a request that arrives while
@@ -333,11 +270,11 @@ busy_server() {
 case_concurrent_singles() {
   busy_server
   local base_url="$busy_url"
-  run_qwen single-a --json --temperature 0 --max-tokens 96 --retry-base-delay 500ms \
+  run_qwen single-a -- --json --temperature 0 --max-tokens 96 --retry-base-delay 500ms \
     "Write three sentences about the sea." &
   local a=$!
   sleep 0.3
-  run_qwen single-b --json --temperature 0 --max-tokens 96 --retry-base-delay 500ms \
+  run_qwen single-b -- --json --temperature 0 --max-tokens 96 --retry-base-delay 500ms \
     "Write three sentences about the mountains." &
   local b=$!
   wait "$a" "$b"
@@ -376,7 +313,7 @@ with open(sys.argv[1], "w") as f:
         f.write(json.dumps({"id": f"job-{i}", "prompt": f"Write one sentence about {t}.",
                             "max_tokens": 40, "temperature": 0}) + "\n")
 PY
-  run_qwen busy-batch --jobs "$jobs" --output "$tmp/busy-results.jsonl" --concurrency 8 \
+  run_qwen busy-batch -- --jobs "$jobs" --output "$tmp/busy-results.jsonl" --concurrency 8 \
     --progress-interval 1h
   pycheck busy-batch <<'PY'
 try:
@@ -401,24 +338,4 @@ if [[ -n "${REAL_SERVER_CASES:-}" ]]; then
   read -r -a CASES <<<"$REAL_SERVER_CASES"
 fi
 
-passed=0
-failed=0
-failed_names=()
-for name in "${CASES[@]}"; do
-  t0=$SECONDS
-  if "case_${name//-/_}"; then
-    passed=$((passed + 1))
-    log "ok   $name ($((SECONDS - t0)) s)"
-  else
-    failed=$((failed + 1))
-    failed_names+=("$name")
-    log "FAIL $name ($((SECONDS - t0)) s)"
-  fi
-done
-
-if ((failed > 0)); then
-  log "failed: ${failed_names[*]}"
-  kill -0 "$server_pid" 2>/dev/null || { log "the server is no longer running"; server_log_tail; }
-fi
-echo "real-server: $passed passed, $failed failed"
-((failed == 0))
+run_cases real-server "${CASES[@]}"

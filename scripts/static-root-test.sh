@@ -69,12 +69,9 @@ say "built the echo server (debug) in $(($(date +%s) - started))s"
 # --- the root, as the image's final stage lays it out ---------------------------------------------
 work=$(mktemp -d)
 root="$work/root"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=scripts/lib/server.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/server.sh"
+servers_init "$work" # the servers below are stopped, and $work removed, at exit
 
 make_root() { # make_root DIR [CA_BUNDLE]: the binary, optionally a CA bundle, the passwd and group lines
   local dir=$1 bundle=${2:-}
@@ -120,7 +117,7 @@ make_root "$work/root-no-bundle"
 
 # --- servers on 127.0.0.1 (chroot shares the network namespace) ------------------------------------
 "$target_dir/debug/examples/echo-server" --port 0 >"$work/echo.log" 2>&1 &
-pids+=($!)
+server_track "echo server" $! "$work/echo.log"
 cat >"$work/tls_server.py" <<'PY'
 # A one-answer OpenAI-compatible server over TLS, for the static-root test.
 import http.server, json, ssl, sys
@@ -146,7 +143,7 @@ print(f"tls server listening on https://127.0.0.1:{server.server_address[1]}/v1"
 server.serve_forever()
 PY
 python3 "$work/tls_server.py" "$tls/server.crt" "$tls/server.key" >"$work/tls.log" 2>&1 &
-pids+=($!)
+server_track "TLS server" $! "$work/tls.log"
 for _ in $(seq 100); do
   grep -q listening "$work/echo.log" && grep -q listening "$work/tls.log" && break
   sleep 0.1
