@@ -130,10 +130,10 @@ pub(crate) struct Shared {
 }
 
 pub(crate) struct Dispatcher<'a> {
-    client: &'a ChatClient,
     /// One copy of the client that every job's task shares: a clone per job would copy its
-    /// settings (URLs, headers) into each of the thousand tasks in flight.
-    job_client: Arc<ChatClient>,
+    /// settings (URLs, headers) into each of the thousand tasks in flight. Its key is the
+    /// caller's (clones share it), so an OAuth refresh through it reaches every job.
+    client: Arc<ChatClient>,
     pacers: &'a Pacers,
     limits: Limits,
     shared: Shared,
@@ -172,8 +172,7 @@ impl<'a> Dispatcher<'a> {
             .max_wall_time
             .map_or_else(far_future, |d| Deadline::now() + d);
         Self {
-            client,
-            job_client: Arc::new(client.clone()),
+            client: Arc::new(client.clone()),
             pacers,
             budget: TokenBudget::new(limits.max_total_tokens),
             budget_hit: false,
@@ -327,7 +326,7 @@ impl<'a> Dispatcher<'a> {
 
     async fn spawn(&mut self, job: Job) {
         if let Some(session) = self.oauth.as_deref_mut()
-            && let Err(e) = session.keep_fresh(self.client).await
+            && let Err(e) = session.keep_fresh(&self.client).await
         {
             diag::warn(&format!(
                 "warning: the Qwen OAuth token could not be refreshed: {e}"
@@ -339,7 +338,7 @@ impl<'a> Dispatcher<'a> {
             model: job.model.clone(),
         };
         let task = run_job(
-            Arc::clone(&self.job_client),
+            Arc::clone(&self.client),
             job,
             meta.clone(),
             self.shared.clone(),
