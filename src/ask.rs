@@ -509,10 +509,7 @@ async fn structured(
             Err(errors) if repairs >= request.schema_retries => {
                 // The errors quote the answer: server text, shown on stderr and in summaries.
                 return Err(AskError::Schema {
-                    errors: errors
-                        .iter()
-                        .map(|e| models.client.sanitized_line(e))
-                        .collect(),
+                    errors: errors.iter().map(|e| models.client.scrubbed(e)).collect(),
                     last_answer: completion.text,
                 });
             }

@@ -613,16 +613,11 @@ impl ChatClient {
             .insert(what.to_owned())
     }
 
-    /// Server text through the one door (`sanitize::line`): the key removed, one line, no
-    /// escape sequences or workflow commands.
-    fn scrubbed(&self, text: &str) -> String {
+    /// Server text, or text that quotes a server (a validation error quoting the answer), through
+    /// the one door (`sanitize::line`): the key removed, one line, no escape sequences or workflow
+    /// commands.
+    pub(crate) fn scrubbed(&self, text: &str) -> String {
         self.sanitized(text, MAX_MESSAGE_CHARS)
-    }
-
-    /// Text that quotes a server (a validation error quoting the answer) through the one door:
-    /// the key removed, one line, no escape sequences or workflow commands.
-    pub(crate) fn sanitized_line(&self, text: &str) -> String {
-        self.scrubbed(text)
     }
 
     /// A server's text of several lines (an answer copied into a step summary): the key removed,

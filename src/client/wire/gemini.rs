@@ -172,7 +172,10 @@ fn usage(v: &Value) -> Option<Usage> {
     let n = |k: &str| v.get(k).and_then(Value::as_u64);
     let input = n("promptTokenCount")?;
     let thoughts = n("thoughtsTokenCount");
-    let output = n("candidatesTokenCount").unwrap_or(0) + thoughts.unwrap_or(0);
+    // Server numbers: saturate, as every other usage sum does (a hostile count must not wrap).
+    let output = n("candidatesTokenCount")
+        .unwrap_or(0)
+        .saturating_add(thoughts.unwrap_or(0));
     Some(Usage {
         input_tokens: input,
         output_tokens: output,
@@ -257,6 +260,19 @@ mod tests {
                 "safetySettings": [],
             })
         );
+    }
+
+    #[test]
+    fn output_tokens_saturate_instead_of_overflowing() {
+        let u = usage(&json!({
+            "promptTokenCount": 1,
+            "candidatesTokenCount": u64::MAX,
+            "thoughtsTokenCount": 1
+        }))
+        .expect("usage");
+        assert_eq!(u.output_tokens, u64::MAX);
+        assert_eq!(u.reasoning_tokens, Some(1));
+        assert_eq!(u.total_tokens, u64::MAX);
     }
 
     #[test]
