@@ -69,7 +69,7 @@ pub(crate) fn parse(line: &str) -> Incoming {
             }
         }
         Some("control_response" | "control_cancel_request" | "keep_alive") => Incoming::Ignored,
-        Some(other) => Incoming::Bad(format!("unknown message type `{other}`")),
+        Some(other) => Incoming::Bad(format!("unknown message type `{}`", other.escape_debug())),
         None => Incoming::Bad("a line without a `type`".into()),
     }
 }
@@ -84,7 +84,7 @@ fn user_text(content: &Value) -> Result<String, String> {
                 (Some("text"), Some(text)) => Ok(text),
                 (kind, _) => Err(format!(
                     "a user message block of type `{}`: qwen sends text only",
-                    kind.unwrap_or("?")
+                    kind.unwrap_or("?").escape_debug()
                 )),
             })
             .collect::<Result<Vec<_>, _>>()
@@ -168,6 +168,18 @@ mod tests {
             r#"{"type":"other"}"#,
         ] {
             assert!(matches!(parse(bad), Incoming::Bad(_)), "{bad}");
+        }
+        // A reason quotes what the line said, escaped: stdin's control characters never reach
+        // stderr raw.
+        for hostile in [
+            r#"{"type":"x\u001b]0;title\u0007"}"#,
+            r#"{"type":"user","message":{"content":[{"type":"\u001b[2J"}]}}"#,
+        ] {
+            let Incoming::Bad(why) = parse(hostile) else {
+                panic!("{hostile} is a bad line");
+            };
+            assert!(!why.contains('\u{1b}'), "{why:?}");
+            assert!(why.contains("\\u{1b}"), "{why:?}");
         }
     }
 }

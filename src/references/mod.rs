@@ -351,7 +351,7 @@ fn glob_files(name: &str, workspace: &Workspace, left: u64) -> Result<Vec<Entry>
             left.saturating_sub(spent),
             Some(&ignorer),
         )
-        .map_err(|why| format!("its match `{display}`: {why}"))?;
+        .map_err(|why| format!("its match `{}`: {why}", display.escape_debug()))?;
         spent += entry.content.len() as u64;
         out.push(entry);
     }

@@ -103,6 +103,13 @@ async fn hostile_references_are_refused_before_anything_is_sent() {
     .code(42)
     .stderr_has("was refused")
     .stderr_lacks("\u{7}");
+    // The same name met through a glob: the match is named escaped too.
+    run(env
+        .cmd_for(&server)
+        .args(["--max-input-bytes", "1", "read @ctl*.txt"]))
+    .code(42)
+    .stderr_has("its match `ctl\\u{7}bell.txt`")
+    .stderr_lacks("\u{7}");
 }
 
 fn git_init(env: &TestEnv) {
