@@ -344,27 +344,44 @@ fn load_index(dir: &Path) -> Result<JobIndex, Error> {
         );
     }
     by_id.shrink_to_fit();
+    // Every schema the index names must load: a missing or refused one (a link, a FIFO) would
+    // otherwise leave its jobs' answers unchecked, written as successes.
+    let named = by_id.values().filter_map(|e| e.schema).max();
     let mut schemas = Vec::new();
-    loop {
-        let path = dir.join(format!("schema-{}.json", schemas.len()));
-        let Ok(file) = super::ledger::open_state_file(&path) else {
-            break;
-        };
-        let mut text = String::new();
-        file.take(crate::schema::MAX_SCHEMA_BYTES + 1)
-            .read_to_string(&mut text)
-            .map_err(|e| Error::input(format!("`{}` is damaged: {e}", path.display()), ""))?;
-        let compiled = serde_json::from_str(&text)
-            .map_err(|e| e.to_string())
-            .and_then(crate::schema::OutputSchema::compile)
-            .map_err(|e| Error::input(format!("`{}` is damaged: {e}", path.display()), ""))?;
-        schemas.push(compiled);
+    for n in named.map_or(0..0, |max| 0..max.saturating_add(1)) {
+        schemas.push(load_schema(&dir.join(format!("schema-{n}.json")))?);
     }
     Ok(JobIndex {
         models,
         by_id,
         schemas,
     })
+}
+
+/// One `schema-N.json` the job index names, through the state door, bounded like `--json-schema`.
+fn load_schema(path: &Path) -> Result<crate::schema::OutputSchema, Error> {
+    let damaged = |e: &dyn std::fmt::Display| {
+        Error::input(format!("`{}` is damaged: {e}", path.display()), "")
+    };
+    let file = super::ledger::open_state_file(path).map_err(|e| {
+        damaged(&format!(
+            "the job index names it, but it cannot be read: {e}"
+        ))
+    })?;
+    let mut text = String::new();
+    file.take(crate::schema::MAX_SCHEMA_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| damaged(&e))?;
+    if text.len() as u64 > crate::schema::MAX_SCHEMA_BYTES {
+        return Err(damaged(&format!(
+            "it is larger than {} bytes",
+            crate::schema::MAX_SCHEMA_BYTES
+        )));
+    }
+    serde_json::from_str(&text)
+        .map_err(|e| e.to_string())
+        .and_then(crate::schema::OutputSchema::compile)
+        .map_err(|e| damaged(&e))
 }
 
 /// What the conversion found.
@@ -834,6 +851,41 @@ mod tests {
             }
         }
         assert_eq!(seen, (0..10).map(|i| format!("j{i}")).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn every_schema_the_index_names_must_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = r#"{"id":"a","index":0,"model":"m","part":0,"schema":1}"#;
+        std::fs::write(dir.path().join(JOBS_FILE), format!("{index}\n")).unwrap();
+        std::fs::write(dir.path().join("schema-0.json"), r#"{"type":"object"}"#).unwrap();
+        // schema-1.json missing: the job's answers would go unchecked.
+        let err = load_index(dir.path()).err().unwrap().to_string();
+        assert!(
+            err.contains("schema-1.json") && err.contains("names it"),
+            "{err}"
+        );
+        // A FIFO in its place is refused the same way, never waited on.
+        let fifo = dir.path().join("schema-1.json");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        assert!(load_index(dir.path()).is_err());
+        std::fs::remove_file(&fifo).unwrap();
+        // Too large is damaged, not cut.
+        let big = format!(
+            r#"{{"type":"object","description":"{}"}}"#,
+            "x".repeat(usize::try_from(crate::schema::MAX_SCHEMA_BYTES).unwrap())
+        );
+        std::fs::write(&fifo, big).unwrap();
+        let err = load_index(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("larger than"), "{err}");
+        std::fs::write(&fifo, r#"{"type":"string"}"#).unwrap();
+        assert_eq!(load_index(dir.path()).unwrap().schemas.len(), 2);
     }
 
     #[test]
