@@ -243,6 +243,9 @@ pub(crate) struct OutputSettings {
     pub(crate) delete_remote: bool,
     /// `--prices FILE`: what the result lines cost when the provider gives no figure.
     pub(crate) prices: Option<String>,
+    /// `--allow-outside-paths` (`submit` has it; `fetch` does not): whether a link in the
+    /// workspace may lead `--output` out of it.
+    pub(crate) allow_outside_paths: bool,
 }
 
 /// `qwen batch submit`.

@@ -158,7 +158,7 @@ impl CommonArgs {
 }
 
 impl OutputArgs {
-    fn settings(&self) -> OutputSettings {
+    fn settings(&self, allow_outside_paths: bool) -> OutputSettings {
         OutputSettings {
             output: self.results.output.clone(),
             output_format: match self.output_format {
@@ -168,6 +168,7 @@ impl OutputArgs {
             overwrite: self.results.overwrite,
             delete_remote: self.delete_remote,
             prices: self.prices.prices.clone(),
+            allow_outside_paths,
         }
     }
 }
@@ -177,8 +178,8 @@ pub(crate) fn resolve(args: ProviderBatchArgs) -> Result<BatchApiCommand, Error>
     Ok(match args.command {
         ProviderBatchCommand::Submit(a) => BatchApiCommand::Submit(Box::new(SubmitSettings {
             common: a.common.settings()?,
+            output: a.output.settings(a.request.allow_outside_paths),
             request: a.request.settings(),
-            output: a.output.settings(),
             jobs: a.jobs,
             name: a.name,
             max_requests_per_file: a.max_requests_per_file,
@@ -195,7 +196,7 @@ pub(crate) fn resolve(args: ProviderBatchArgs) -> Result<BatchApiCommand, Error>
         },
         ProviderBatchCommand::Fetch(a) => BatchApiCommand::Fetch(Box::new(FetchSettings {
             common: a.common.settings()?,
-            output: a.output.settings(),
+            output: a.output.settings(false),
             name: a.name,
         })),
         ProviderBatchCommand::Cancel { name, common } => BatchApiCommand::Cancel {

@@ -567,7 +567,8 @@ fn progress_line(ledger: &Ledger) -> String {
     )
 }
 
-/// `--output`, checked before anything is downloaded, by the rules of a local batch's: never the
+/// `--output`, checked before anything is downloaded, by the rules of a local batch's: through the
+/// command line's output door (a link in the workspace may not lead it out), never the
 /// job file, the ledger or its lock (same path, a link or a hard link: exit 2), never a file of the
 /// state directory, never something other than a regular file, and a non-empty file only with
 /// `--overwrite`. Returns the file to replace: a link's target (the link stays, as `--resume`
@@ -592,6 +593,11 @@ fn check_output(
         ],
         ctx,
     )?;
+    // The command line's output door, as for a local batch: a link in the workspace may not
+    // lead the results out of it.
+    crate::paths::Workspace::new(&ctx.cwd, output.allow_outside_paths)
+        .output("--output", given)
+        .map_err(|e| Error::input(e, "nothing was downloaded"))?;
     let path = ctx.cwd.join(given);
     let link = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
     if link && std::fs::metadata(&path).is_err() {

@@ -332,6 +332,28 @@ fn fetch_output_writes_through_a_link_and_refuses_its_own_state_files() {
     qwen(&env, &emu, &["batch", "fetch", "n", "--output", "fifo"])
         .code(42)
         .stderr_has("not a regular file");
+    // A link in the repository may not lead the results out of it, as for a local batch.
+    let outside = env.root.join("outside.jsonl");
+    std::fs::write(&outside, "keep\n").expect("outside");
+    std::os::unix::fs::symlink(&outside, env.project_path("out.jsonl")).expect("symlink");
+    qwen(
+        &env,
+        &emu,
+        &[
+            "batch",
+            "fetch",
+            "n",
+            "--output",
+            "out.jsonl",
+            "--overwrite",
+        ],
+    )
+    .code(42)
+    .stderr_has("leads out of the workspace");
+    assert_eq!(
+        std::fs::read_to_string(&outside).expect("outside"),
+        "keep\n"
+    );
 }
 
 #[test]
