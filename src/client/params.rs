@@ -260,6 +260,12 @@ const RESERVED: [&str; 4] = [
     "host",
 ];
 
+/// RFC 9110 `tchar`, what a header name is made of: letters, digits, the backtick and
+/// !#$%&'*+-.^_|~.
+pub(crate) fn is_tchar(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
+}
+
 /// One `-H 'Name: value'` header (or a job's `headers` entry). Its `Debug` never shows the value.
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) struct ExtraHeader {
@@ -285,8 +291,7 @@ impl ExtraHeader {
     /// A checked header: the name an RFC 9110 token, the value without CR, LF or other controls.
     /// Errors never quote the value.
     pub(crate) fn new(name: &str, value: &str) -> Result<Self, String> {
-        let tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
-        if name.is_empty() || !name.chars().all(tchar) {
+        if name.is_empty() || !name.chars().all(is_tchar) {
             return Err(format!(
                 "`{name}` is not a header name (letters, digits and !#$%&'*+-.^_`|~)"
             ));

@@ -13,7 +13,7 @@
 
 use serde_json::Value as Json;
 
-use crate::client::params::{ExtraHeader, merge_headers};
+use crate::client::params::{ExtraHeader, is_tchar, merge_headers};
 use crate::config::env::EnvSnapshot;
 use crate::error::Error;
 use crate::output::github;
@@ -197,12 +197,6 @@ fn custom_headers(text: &str, warnings: &mut Vec<String>) -> Result<Vec<ExtraHea
         }
     }
     Ok(headers)
-}
-
-/// RFC 9110 `tchar`, the characters v2's `validateAndMaskHeaders` allows in a header name: letters,
-/// digits, the backtick and !#$%&'*+-.^_|~.
-fn is_tchar(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
 }
 
 /// JavaScript's `String(value)` of what js-yaml reads: `null`, `true`, numbers as JavaScript
